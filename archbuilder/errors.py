@@ -1,0 +1,45 @@
+"""Errors that reach the user as a clean message and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class UserError(Exception):
+    """Bad input from the user: a file, an option, a value. The CLI prints it and exits 2."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value came from: a file and a 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec, reported as `file:line:col: path: message (received: ...)`."""
+
+    location: Location
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.path or '<document>'}: {self.message}"
+
+
+class SpecError(UserError):
+    """All problems found in a spec, reported together."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(
+            problems, key=lambda p: (p.location.file, p.location.line, p.location.column, p.path)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems))
