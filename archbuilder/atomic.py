@@ -1,0 +1,72 @@
+"""Write files so that a reader, or a process killed mid-write, sees the old file or the new one.
+
+Everything is written to a temporary file in the destination's folder (same filesystem, so the
+final `os.replace` is atomic), flushed and fsync'ed, then renamed over the destination. A crash
+leaves at most a stray temporary file, never a half-written destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `destination`; on success it replaces `destination`.
+
+    `suffix` defaults to the destination's own suffix, because some writers (Keras's
+    `model.save`) check the file name's extension.
+
+        with atomic_path("run/best.keras") as tmp:
+            model.save(tmp)
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp" + (suffix if suffix is not None else destination.suffix),
+        dir=destination.parent,
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, destination)
+        _fsync_dir(destination.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_text(destination: str | os.PathLike, text: str) -> None:
+    with atomic_path(destination) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(destination: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_with(destination: str | os.PathLike, writer: Callable[[Path], None]) -> None:
+    """Call `writer(tmp_path)` and move the result into place."""
+    with atomic_path(destination) as tmp:
+        writer(tmp)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
