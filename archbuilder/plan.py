@@ -30,7 +30,7 @@ def expand(spec: Spec, input_shape: tuple[int, int, int] | None = None) -> Plan:
             names = BlockNames(spec.defaults.naming, label, block_index)
             stride = stage.stride if block_index == 0 else 1
             g.enter(names.group, stage.block, ("stages", stage_index),
-                    f"stage {label} block {block_letter(block_index)} (stages.{stage_index})")
+                    f"stage {label} block {block_letter(block_index)}")
             block = BlockContext(
                 filters=tuple(stage.filters), kernel=stage.kernel, stride=stride,
                 projection=_needs_projection(stage.shortcut, block_index, stride, g.shape(x),

@@ -129,7 +129,7 @@ class _Builder:
         self.document.values[path] = self.location(node)
         if node.tag not in _PLAIN_TAGS:
             self.problems.append(
-                Problem(self.location(node), format_path(path), f"tag '{node.tag}' is not allowed: specs hold plain data only")
+                Problem(self.location(node), format_path(path), f"tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed: specs hold plain data only")
             )
             return None
         if isinstance(node, yaml.MappingNode):

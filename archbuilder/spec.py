@@ -7,9 +7,10 @@ A spec is a stem (a list of primitive layers), stages (each a run of one block t
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from archbuilder.blocks import BLOCK_TYPES, block_type_names
@@ -95,23 +96,25 @@ class StageSpec(StrictModel):
     @classmethod
     def _known_block(cls, name: str) -> str:
         if name not in BLOCK_TYPES:
+            close = difflib.get_close_matches(name, block_type_names(), n=1)
             raise PydanticCustomError(
-                "spec", "unknown block type '{name}'; valid types: {valid}",
-                {"name": name, "valid": ", ".join(block_type_names())},
+                "spec", "unknown block type '{name}'; {hint}valid types: {valid}",
+                {"name": name, "valid": ", ".join(block_type_names()),
+                 "hint": f"did you mean '{close[0]}'? " if close else ""},
             )
         return name
 
-    @model_validator(mode="after")
-    def _filters_fit_block(self) -> "StageSpec":
-        wanted = BLOCK_TYPES[self.block].num_filters
-        if len(self.filters) != wanted:
+    @field_validator("filters")
+    @classmethod
+    def _filters_fit_block(cls, filters: list[int], info: ValidationInfo) -> list[int]:
+        block = info.data.get("block")  # absent when `block` itself was invalid
+        if block is not None and len(filters) != BLOCK_TYPES[block].num_filters:
             raise PydanticCustomError(
                 "spec",
                 "block type '{block}' takes {wanted} filter counts, got {got}",
-                {"block": self.block, "wanted": wanted, "got": len(self.filters), "field": "filters",
-                 "received": self.filters},
+                {"block": block, "wanted": BLOCK_TYPES[block].num_filters, "got": len(filters), "received": filters},
             )
-        return self
+        return filters
 
 
 # ---------------------------------------------------------------------------------------------

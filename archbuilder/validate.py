@@ -19,9 +19,9 @@ from archbuilder.errors import Problem, SpecError
 from archbuilder.graph_ir import Plan, PlanError
 from archbuilder.plan import expand, smallest_input
 from archbuilder.resolve import resolve_document
-from archbuilder.shapes import format_shape
 from archbuilder.source import Document, Path_, format_path
 from archbuilder.spec import Spec
+from archbuilder.spec_layers import LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,17 @@ def _schema_problem(error: dict, document: Document) -> Problem:
     if kind == "missing":
         return Problem(document.location_of(path[:-1]), format_path(path), f"missing required key '{path[-1]}'")
     if kind == "union_tag_not_found":
-        message = f"missing key 'type'; one of: {_tags(error)}"
+        message = f"missing key 'type'; one of: {', '.join(LAYER_TYPES)}"
         return Problem(document.location_of(path), format_path(path), message)
     if kind == "union_tag_invalid":
         tag = ctx.get("tag")
-        message = f"unknown layer type '{tag}'; valid types: {_tags(error)}"
+        message = f"unknown layer type '{tag}'; valid types: {', '.join(LAYER_TYPES)}"
         return Problem(document.location_of(path + ("type",)), format_path(path + ("type",)), message)
-    if "field" in ctx:  # our own validators name the field they are about
-        path = path + (ctx["field"],)
-        received = ctx.get("received", _get(document.data, path))
+    if kind == "spec":  # our own validators: they say which field, and what to show as received
+        path = path + ((ctx["field"],) if "field" in ctx else ())
+        received = ctx.get("received")
     message = _sentence(error["msg"])
-    if kind not in ("missing",) and received is not None and not isinstance(received, dict):
+    if received is not None and not isinstance(received, dict):
         message += f" (received: {_show(received)})"
     return Problem(document.location_of(path), format_path(path), message)
 
@@ -154,23 +154,9 @@ def _item_model(annotation: Any, value: Any) -> Any:
     return None
 
 
-def _tags(error: dict) -> str:
-    expected = (error.get("ctx") or {}).get("expected_tags", "")
-    return expected.replace("'", "")
-
-
 def _sentence(message: str) -> str:
     message = message.removeprefix("Value error, ")
     return message[:1].lower() + message[1:]
-
-
-def _get(data: Any, path: Path_) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
 
 
 def _show(value: Any) -> str:
@@ -179,5 +165,3 @@ def _show(value: Any) -> str:
         text = str(value).lower()
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-__all__ = ["CheckedSpec", "load_checked_spec", "parse_spec", "format_shape"]
