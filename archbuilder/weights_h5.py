@@ -63,6 +63,8 @@ class WeightLoadReport:
     def format(self) -> str:
         total = len(self.matched) + len(self.missing_in_file) + len(self.shape_mismatches)
         lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers by name"]
+        if not self.matched and (self.missing_in_file or self.shape_mismatches):
+            lines[0] += " (no layer fits: was the file saved from another network or naming scheme?)"
         if self.missing_in_file:
             lines.append(f"missing in the file ({len(self.missing_in_file)}), left as initialized:")
             lines += [f"  {name}" for name in self.missing_in_file]
@@ -155,15 +157,20 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     Keras 3 still writes the legacy HDF5 layout for a `.h5` name, so Keras 2 tools and
     `load_h5_weights` read the file back.
     """
-    import warnings
+    import logging
 
     path = Path(path)
     if path.suffix != ".h5":
         raise UserError(f"{path}: an HDF5 model file must end in .h5 (received: {path.name})")
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        # Keras warns that .h5 is legacy; writing it is what the user asked for.
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy.*")
-        model.save(tmp)
+    # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+    finally:
+        absl_logger.setLevel(level)
     return path
 
 

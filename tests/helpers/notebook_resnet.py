@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+# Deep random networks map every input to nearly the same features, so a classifier that tells
+# images apart must magnify small differences, and with them float32 rounding. Small gammas on
+# each residual branch's last batch norm keep each block close to its shortcut, which keeps
+# more of the input's variety (Fixup and zero-init-residual reason the same way).
+RESIDUAL_GAMMA = (0.05, 0.15)
+GAMMA = (0.5, 1.0)
+LOGIT_SPREAD = 0.5  # standard deviation of the logits between images
+
 
 def notebook_resnet50(k, input_shape=(64, 64, 3), classes=6):
     """Build the notebook's ResNet50 with the Keras module `k` (e.g. `import tf_keras as k`)."""
@@ -91,8 +99,10 @@ def notebook_resnet50(k, input_shape=(64, 64, 3), classes=6):
 def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
     """Give every layer seeded, non-trivial weights, batch-norm moving statistics included.
 
-    The classifier is then scaled so that its logits on `images` vary by about one between images:
-    softmax outputs stay away from 0 and 1, so comparing predictions compares something.
+    The classifier is then scaled so that its logits on `images` vary by LOGIT_SPREAD between
+    images: predictions differ from image to image and stay away from 0 and 1, so comparing two
+    Kerases' predictions compares something. On the notebook's ResNet-50 the two then agree to
+    ~3e-6 (Keras 2 and Keras 3 round batch norm differently, ~4e-7 a layer, which depth grows).
     """
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -103,8 +113,10 @@ def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
             if short == "kernel":
                 fan_in = int(np.prod(shape[:-1]))
                 values.append(rng.normal(0.0, np.sqrt(1.0 / fan_in), shape))
+            elif short == "gamma" and layer.name.endswith("_branch2c"):
+                values.append(rng.uniform(*RESIDUAL_GAMMA, shape))
             elif short == "gamma":
-                values.append(rng.uniform(0.2, 0.6, shape))
+                values.append(rng.uniform(*GAMMA, shape))
             elif short == "moving_variance":
                 values.append(np.ones(shape))  # replaced below by the statistics of `images`
             else:  # bias, beta, moving_mean
@@ -121,10 +133,9 @@ def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
     for layer in batch_norms:
         layer.momentum = 0.99
         gamma, beta, mean, variance = layer.get_weights()
-        # A channel almost constant over a few images would divide rounding noise by ~sqrt(eps):
-        # Keras 2 and Keras 3 round batch norm differently (~4e-7 a layer), and with bare batch
-        # statistics that difference grows to ~1e-4 by stage 5. Widening every variance keeps
-        # the two within ~1e-6, as a network trained on many images is.
+        # A channel almost constant over a few images would divide rounding noise by ~sqrt(eps);
+        # with bare batch statistics the two Kerases drift ~1e-4 apart by stage 5. Widening
+        # every variance keeps them within ~1e-6 there, as a network trained on many images is.
         layer.set_weights([gamma, beta, mean, variance + variance.mean()])
     classifier = model.layers[-1]
     features = type(model)(model.inputs, classifier.input)(images).numpy()
@@ -132,5 +143,5 @@ def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
     # Random deep features share a large image-independent part; scale by the part that varies
     # between images and cancel the shared part with the bias, so predictions differ per image.
     logits = features @ kernel
-    scale = (logits - logits.mean(axis=0)).std() + 1e-12
+    scale = (logits - logits.mean(axis=0)).std() / LOGIT_SPREAD + 1e-12
     classifier.set_weights([kernel / scale, -logits.mean(axis=0) / scale])
