@@ -53,8 +53,11 @@ def output_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks") -> Path:
-    """Draw the checked spec at `level` into `out` (.png or .svg), atomically; return the path."""
+def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks", model=None) -> Path:
+    """Draw the checked spec at `level` into `out` (.png or .svg), atomically; return the path.
+
+    The layer level draws `model` if given (the spec's model, already built), else builds it.
+    """
     if level not in LEVELS:
         raise UserError(f"unknown diagram level '{level}'; valid levels: {', '.join(LEVELS)}")
     out = Path(out)
@@ -69,7 +72,8 @@ def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks"
 
     from archbuilder.keras_graph import build_model
 
-    model = build_model(checked.spec, checked.plan)
+    if model is None:
+        model = build_model(checked.spec, checked.plan)
     with atomic_path(out) as tmp:
         # Keras picks the format from the extension; the temporary name keeps `out`'s.
         _write(lambda: keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True,
