@@ -17,7 +17,7 @@ from archbuilder.validate import load_checked_spec
 @overrides_option
 @click.option("--out", "out_dir", default="build", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <name>.keras.")
-@click.option("--weights", "weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A Keras 2 .h5 file (whole model or save_weights) to load by layer name.")
 @click.option("--strict", is_flag=True, help="With --weights: any missing, extra or misshapen layer is an error.")
 @click.option("--format", "formats", type=click.Choice(["keras", "h5", "both"]), default="keras", show_default=True,
