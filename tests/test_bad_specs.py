@@ -22,7 +22,7 @@ classes: 4
 CASES = {
     "yaml_syntax": (
         "name: Net\ninput: {shape: [1, 2\n",
-        ["{f}:3:1: <document>: YAML syntax error: expected ',' or ']', but got '<stream end>'"],
+        ["{f}:3:1: <document>: YAML syntax error: did not find expected ',' or ']'"],
     ),
     "wrong_types_unknown_keys_missing_fields_all_at_once": (
         GOOD_HEAD + textwrap.dedent("""\
