@@ -28,12 +28,12 @@ import keras  # noqa: E402
 from archbuilder.initializers import GlorotUniformTF1  # noqa: E402
 from archbuilder.keras_graph import build_model  # noqa: E402
 from archbuilder.validate import load_checked_spec  # noqa: E402
-from bench.notebook_resnet50 import ResNet50  # noqa: E402
+from tests.helpers.notebook_resnet import notebook_resnet50  # noqa: E402
 
 SPEC = Path(__file__).resolve().parents[1] / "architectures" / "resnet50.yaml"
 PAIRINGS = {
-    "keras-init": (["defaults.kernel_initializer={type: glorot_uniform, seed: 0}"], lambda: keras.initializers.GlorotUniform(seed=0)),
-    "tf1-init": ([], lambda: GlorotUniformTF1(seed=0)),
+    "keras-init": (["defaults.kernel_initializer={type: glorot_uniform, seed: 0}"], keras.initializers.GlorotUniform),
+    "tf1-init": ([], GlorotUniformTF1),
 }
 
 
@@ -57,7 +57,7 @@ def main() -> None:
             return build_model(checked.spec, checked.plan)
 
         def by_hand():
-            return ResNet50(init=init)
+            return notebook_resnet50(keras, glorot_uniform=init)
 
         timed(from_spec), timed(by_hand)  # warm-up
         ours, theirs = [], []

@@ -1,7 +1,8 @@
 """The notebook's ResNet-50, written as its code writes it, for any Keras-2-style API module.
 
 Tests pass `tf_keras` (the Keras 2 API on TensorFlow 2) to produce the kind of `.h5` files the
-notebook's readers have, such as its pre-trained `ResNet50.h5`. Layer names, layer order and
+notebook's readers have, such as its pre-trained `ResNet50.h5`; benchmarks pass Keras 3 to
+measure the builder against hand-written code. Layer names, layer order and
 arguments follow the notebook's cells `identity_block`, `convolutional_block` and `ResNet50`.
 """
 
@@ -18,10 +19,14 @@ GAMMA = (0.5, 1.0)
 LOGIT_SPREAD = 0.5  # standard deviation of the logits between images
 
 
-def notebook_resnet50(k, input_shape=(64, 64, 3), classes=6):
-    """Build the notebook's ResNet50 with the Keras module `k` (e.g. `import tf_keras as k`)."""
+def notebook_resnet50(k, input_shape=(64, 64, 3), classes=6, glorot_uniform=None):
+    """Build the notebook's ResNet50 with the Keras module `k` (e.g. `import tf_keras as k`).
+
+    `glorot_uniform(seed=0)` is called once per layer, as in the notebook; by default it is
+    `k`'s own. Benchmarks pass archbuilder's GlorotUniformTF1 to compare like with like.
+    """
     L = k.layers
-    glorot_uniform = k.initializers.glorot_uniform
+    glorot_uniform = glorot_uniform or k.initializers.glorot_uniform
 
     def identity_block(X, f, filters, stage, block):
         conv_name_base = "res" + str(stage) + block + "_branch"
