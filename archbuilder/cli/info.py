@@ -1,0 +1,33 @@
+"""`info SPEC`: per-stage output shapes, parameters and MACs, from static inference alone."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from archbuilder import report
+from archbuilder.cli.options import overrides_option, spec_argument
+from archbuilder.validate import load_checked_spec
+
+
+@click.command("info")
+@spec_argument
+@overrides_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--blocks", "per_block", is_flag=True, help="One row per block instead of per stage.")
+def command(spec: str, overrides: tuple[str, ...], as_json: bool, per_block: bool) -> None:
+    """Show SPEC's per-stage table and totals without building it."""
+    checked = load_checked_spec(spec, overrides)
+    labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
+    table_rows = report.rows(checked.plan, labels, per_block=per_block)
+    if as_json:
+        payload = {"name": checked.spec.name, "input_shape": list(checked.spec.input.shape),
+                   **report.totals_json(checked.plan), "rows": [r.as_json() for r in table_rows]}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"{checked.spec.name}: input {list(checked.spec.input.shape)}")
+    click.echo(report.table(table_rows))
+    for line in report.totals_lines(checked.plan):
+        click.echo(line)
+    click.echo(f"Forward MACs: {checked.plan.macs:,}")

@@ -1,0 +1,27 @@
+"""`validate SPEC...`: schema and shape checks only. Never imports TensorFlow."""
+
+from __future__ import annotations
+
+import click
+
+from archbuilder.cli.options import overrides_option
+from archbuilder.errors import SpecError, UserError
+from archbuilder.validate import load_checked_spec
+
+
+@click.command("validate")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=str))
+@overrides_option
+def command(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check SPEC files against the schema and infer their shapes; exit 2 if any is invalid."""
+    problems: list[str] = []
+    for path in specs:
+        try:
+            checked = load_checked_spec(path, overrides)
+        except SpecError as error:
+            problems.extend(str(p) for p in error.problems)
+            continue
+        plan = checked.plan
+        click.echo(f"ok: {path}: {checked.spec.name}, {plan.total_params:,} params, {plan.macs:,} MACs")
+    if problems:
+        raise UserError("\n".join(problems))

@@ -1,0 +1,63 @@
+"""Kernel initializers: the spec's `defaults.kernel_initializer` as Keras initializer objects."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from archbuilder.philox import tf1_random_uniform
+from archbuilder.spec import InitializerSpec
+
+
+@keras.saving.register_keras_serializable(package="archbuilder", name="GlorotUniformTF1")
+class GlorotUniformTF1(keras.initializers.Initializer):
+    """glorot_uniform(seed=s) exactly as TensorFlow 1 / Keras 2 drew it.
+
+    limit = sqrt(6 / (fan_in + fan_out)), values uniform in [-limit, limit) from TF's Philox stream
+    with the seed pair (87654321, seed). Every call starts the stream anew, as each TF 1 variable's
+    initializer was a new kernel. The notebook's printed block outputs depend on these numbers.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+
+    def __call__(self, shape, dtype=None):
+        fan_in, fan_out = _fans(tuple(shape))
+        # Keras 2's VarianceScaling(scale=1, mode="fan_avg", distribution="uniform").
+        limit = math.sqrt(3.0 / max(1.0, (fan_in + fan_out) / 2.0))
+        values = tf1_random_uniform(tuple(shape), -limit, limit, self.seed)
+        return keras.ops.convert_to_tensor(values, dtype=dtype or "float32")
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
+    """Keras 2's compute_fans: the receptive field scales both fans of a conv kernel."""
+    if len(shape) < 1:
+        return 1.0, 1.0
+    if len(shape) == 1:
+        return float(shape[0]), float(shape[0])
+    if len(shape) == 2:
+        return float(shape[0]), float(shape[1])
+    receptive = float(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+_KERAS_NAMES = {
+    "glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform",
+    "he_normal": "HeNormal", "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
+}
+
+
+def make_initializer(spec: InitializerSpec) -> keras.initializers.Initializer:
+    """A new initializer object for one layer.
+
+    A new object per layer, as the notebook wrote `glorot_uniform(seed=0)` per layer: Keras 3
+    warns when one seeded instance is reused, because each call of it then repeats its values.
+    """
+    if spec.type == "glorot_uniform_tf1":
+        return GlorotUniformTF1(seed=spec.seed)
+    return getattr(keras.initializers, _KERAS_NAMES[spec.type])(seed=spec.seed)

@@ -1,0 +1,75 @@
+"""Human and JSON summaries of a plan: per-stage tables and totals. No TensorFlow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archbuilder.graph_ir import Node, Plan
+from archbuilder.shapes import format_shape
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the `info` table: a stage (or the stem, the head, one block)."""
+
+    name: str
+    kind: str
+    blocks: int
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "blocks": self.blocks,
+                "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs}
+
+
+def rows(plan: Plan, stage_labels: list[int], per_block: bool = False) -> list[Row]:
+    """Rows per stage (or per block with `per_block`), in network order; the input is left out."""
+    result: list[Row] = []
+    parts: list[tuple[str, str, list[list[Node]]]] = []
+    for group, group_type, nodes in plan.groups():
+        if group == "input":
+            continue
+        path = nodes[0].path
+        key = f"stage {stage_labels[path[1]]}" if path and path[0] == "stages" else group
+        if per_block or not parts or parts[-1][0] != key:
+            parts.append((group if per_block else key, group_type, []))
+        parts[-1][2].append(nodes)
+    for name, kind, blocks in parts:
+        nodes = [n for block in blocks for n in block]
+        result.append(Row(name, kind, len(blocks) if kind not in ("stem", "head") else 0,
+                          nodes[-1].out_shape, sum(n.params for n in nodes), sum(n.stats.macs for n in nodes)))
+    return result
+
+
+def totals_json(plan: Plan) -> dict:
+    return {
+        "total_params": plan.total_params,
+        "trainable_params": plan.trainable_params,
+        "non_trainable_params": plan.non_trainable_params,
+        "macs": plan.macs,
+        "output_shape": list(plan.output.out_shape),
+    }
+
+
+def totals_lines(plan: Plan) -> list[str]:
+    return [
+        f"Total params: {plan.total_params:,}",
+        f"Trainable params: {plan.trainable_params:,}",
+        f"Non-trainable params: {plan.non_trainable_params:,}",
+    ]
+
+
+def table(table_rows: list[Row]) -> str:
+    header = ("part", "type", "blocks", "output shape", "params", "MACs")
+    body = [(r.name, r.kind, str(r.blocks or ""), format_shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}")
+            for r in table_rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    right = {2, 4, 5}
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *(line(b) for b in body), rule])

@@ -1,0 +1,162 @@
+"""Resolve `extends:` chains and `--set PATH=VALUE` overrides into one Document.
+
+Merge rules, applied child over parent (and `--set` over both):
+- a mapping merges into a mapping key by key;
+- a mapping whose keys are integers patches a list element by element, so
+  `stages: {2: {repeats: 23}}` turns ResNet-50 into ResNet-101;
+- `null` removes the key (the schema's default then applies);
+- anything else replaces the value.
+Locations follow the values, so an error points at the file (or `--set`) a value came from.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+from archbuilder.errors import Location, Problem, SpecError
+from archbuilder.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
+
+MAX_EXTENDS_DEPTH = 16
+
+
+def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
+    """Load `path`, follow its `extends:` chain and apply overrides."""
+    document = _load_with_parents(Path(path), chain=())
+    for override in overrides:
+        patch = _parse_override(override)
+        _merge(document, patch.data, (), (), source=patch)
+    return document
+
+
+def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
+    document = load_yaml_file(path, display_name=str(path))
+    if document.data is None:
+        document.data = {}
+    if not isinstance(document.data, dict):
+        raise SpecError([Problem(document.location_of(()), "", f"a spec must be a mapping (received: {_kind(document.data)})")])
+    parent_name = document.data.pop("extends", None)
+    if parent_name is None:
+        return document
+    where = document.location_of(("extends",))
+    if not isinstance(parent_name, str) or not parent_name:
+        raise SpecError([Problem(where, "extends", f"must be a file name (received: {parent_name!r})")])
+    parent_path = (path.parent / parent_name).resolve()
+    here = path.resolve()
+    names = " -> ".join(str(p) for p in (*chain, here, parent_path))
+    if parent_path in (*chain, here):
+        raise SpecError([Problem(where, "extends", f"extends cycle: {names}")])
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise SpecError([Problem(where, "extends", f"extends chain is longer than {MAX_EXTENDS_DEPTH} files: {names}")])
+    if not parent_path.exists():
+        raise SpecError([Problem(where, "extends", f"file not found: {parent_path} (chain: {names})")])
+    if parent_path.is_dir():
+        raise SpecError([Problem(where, "extends", f"is a directory, not a YAML file: {parent_path} (chain: {names})")])
+    try:
+        parent = _load_with_parents(parent_path, chain + (here,))
+    except SpecError as error:
+        if any(p.location.file == str(parent_path) for p in error.problems):
+            # Say which `extends` led to the broken parent, then what is wrong in it.
+            raise SpecError([Problem(where, "extends", f"in the extended file {parent_path}:")] + error.problems) from None
+        raise
+    _merge(parent, document.data, (), (), source=document)
+    return parent
+
+
+def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source: Document | None = None) -> None:
+    """Merge `patch` (from document `source`) into `target.data` at `path`."""
+    current = _get(target.data, path)
+    if isinstance(patch, dict) and isinstance(current, dict):
+        for key, value in patch.items():
+            _copy_key_location(target, source, path + (key,), patch_path + (key,))
+            if value is None:
+                current.pop(key, None)
+                _forget(target, path + (key,))
+            elif key in current:
+                _merge(target, value, path + (key,), patch_path + (key,), source)
+            else:
+                current[key] = copy.deepcopy(value)
+                _copy_locations(target, source, path + (key,), patch_path + (key,))
+        return
+    if isinstance(patch, dict) and isinstance(current, list) and patch and all(isinstance(k, int) for k in patch):
+        for index, value in patch.items():
+            if not -len(current) <= index < len(current):
+                where = source.location_of(patch_path + (index,), key=True) if source else Location("<--set>", 1, 1)
+                message = f"index {index} is out of range: the list has {len(current)} items"
+                raise SpecError([Problem(where, format_path(path + (index,)), message)])
+            index %= len(current)
+            _merge(target, value, path + (index,), patch_path + (index,), source)
+        return
+    _set(target.data, path, copy.deepcopy(patch))
+    _forget(target, path)
+    _copy_locations(target, source, path, patch_path)
+
+
+def _parse_override(text: str) -> Document:
+    """`stages.2.repeats=23` -> {'stages': {2: {'repeats': 23}}}, every value located at the override."""
+    name = f"<--set {text}>"
+    if "=" not in text:
+        raise SpecError([Problem(Location(name, 1, 1), "", "expected PATH=VALUE, e.g. input.shape=[224,224,3]")])
+    dotted, value_text = text.split("=", 1)
+    parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.strip().split(".")]
+    if not dotted.strip() or any(p == "" for p in parts):
+        raise SpecError([Problem(Location(name, 1, 1), dotted, "the path must be dot-separated keys, e.g. stages.0.repeats")])
+    value = load_yaml_text(value_text, name).data if value_text.strip() else None
+    patch: Any = value
+    for part in reversed(parts):
+        patch = {part: patch}
+    here = Location(name, 1, 1)
+    document = Document(data=patch)
+    for depth in range(len(parts) + 1):
+        document.values[tuple(parts[:depth])] = here
+        if depth:
+            document.keys[tuple(parts[:depth])] = here
+    _locate_all(document, value, tuple(parts), here)
+    return document
+
+
+def _locate_all(document: Document, value: Any, path: Path_, here: Location) -> None:
+    document.values[path] = here
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        document.keys[path + (key,)] = here
+        _locate_all(document, child, path + (key,), here)
+
+
+def _copy_locations(target: Document, source: Document | None, path: Path_, patch_path: Path_) -> None:
+    if source is None:
+        return
+    for table_target, table_source in ((target.values, source.values), (target.keys, source.keys)):
+        for p, loc in table_source.items():
+            if p[: len(patch_path)] == patch_path:
+                table_target[path + p[len(patch_path) :]] = loc
+
+
+def _copy_key_location(target: Document, source: Document | None, path: Path_, patch_path: Path_) -> None:
+    if source is not None and patch_path in source.keys:
+        target.keys[path] = source.keys[patch_path]
+
+
+def _forget(target: Document, path: Path_) -> None:
+    for table in (target.values, target.keys):
+        for p in [p for p in table if p[: len(path)] == path and p != path]:
+            del table[p]
+
+
+def _get(data: Any, path: Path_) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _set(data: Any, path: Path_, value: Any) -> None:
+    if not path:
+        raise SpecError([Problem(Location("<--set>", 1, 1), "", "cannot replace the whole spec")])
+    _get(data, path[:-1])[path[-1]] = value
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,167 @@
+"""Validation: YAML file -> resolved document -> Spec -> Plan, every problem located.
+
+Nothing is built before this passes. Schema problems are all reported at once, each as
+`file:line:col: path.in.spec: what is wrong (received: ...)`; shape problems (which need a
+schema-valid spec) follow from the plan. No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from archbuilder.errors import Problem, SpecError
+from archbuilder.graph_ir import Plan, PlanError
+from archbuilder.plan import expand, smallest_input
+from archbuilder.resolve import resolve_document
+from archbuilder.source import Document, Path_, format_path
+from archbuilder.spec import Spec
+from archbuilder.spec_layers import LAYER_TYPES
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec that passed every check, with its plan (static shapes, params, MACs)."""
+
+    spec: Spec
+    plan: Plan
+    document: Document
+    path: Path
+
+
+def load_checked_spec(path: str | Path, overrides: Iterable[str] = ()) -> CheckedSpec:
+    """Load, resolve, validate and plan a spec file; raise SpecError listing every problem."""
+    document = resolve_document(path, overrides)
+    spec = parse_spec(document)
+    try:
+        plan = expand(spec)
+    except PlanError as error:
+        raise SpecError([_plan_problem(error, spec, document)]) from None
+    return CheckedSpec(spec, plan, document, Path(path))
+
+
+def parse_spec(document: Document) -> Spec:
+    try:
+        return Spec.model_validate(document.data)
+    except ValidationError as error:
+        raise SpecError([_schema_problem(e, document) for e in error.errors()]) from None
+
+
+def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
+    message = str(error)
+    if error.collapsed:
+        smallest = smallest_input(spec)
+        channels = spec.input.shape[2]
+        message += (
+            f"; the smallest input that works is [{smallest[0]}, {smallest[1]}, {channels}]"
+            if smallest else "; no input size up to 16384 works"
+        )
+        message += f" (received input.shape: {list(spec.input.shape)})"
+    return Problem(document.location_of(error.path), format_path(error.path), message)
+
+
+# ---------------------------------------------------------------------------------------------
+# pydantic errors -> located problems
+# ---------------------------------------------------------------------------------------------
+
+
+def _schema_problem(error: dict, document: Document) -> Problem:
+    path = _data_path(error["loc"], document.data)
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    received = error.get("input")
+    if kind == "extra_forbidden":
+        key = path[-1]
+        valid = _valid_keys(path[:-1], document.data)
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(valid)}" if valid else "")
+        return Problem(document.location_of(path, key=True), format_path(path), f"unknown key '{key}'{hint}")
+    if kind == "missing":
+        return Problem(document.location_of(path[:-1]), format_path(path), f"missing required key '{path[-1]}'")
+    if kind == "union_tag_not_found":
+        message = f"missing key 'type'; one of: {', '.join(LAYER_TYPES)}"
+        return Problem(document.location_of(path), format_path(path), message)
+    if kind == "union_tag_invalid":
+        tag = ctx.get("tag")
+        message = f"unknown layer type '{tag}'; valid types: {', '.join(LAYER_TYPES)}"
+        return Problem(document.location_of(path + ("type",)), format_path(path + ("type",)), message)
+    if kind == "spec":  # our own validators: they say which field, and what to show as received
+        path = path + ((ctx["field"],) if "field" in ctx else ())
+        received = ctx.get("received")
+    message = _sentence(error["msg"])
+    if received is not None and not isinstance(received, dict):
+        message += f" (received: {_show(received)})"
+    return Problem(document.location_of(path), format_path(path), message)
+
+
+def _data_path(loc: tuple, data: Any) -> Path_:
+    """pydantic's loc without the tagged-union and type-choice steps it inserts."""
+    path: list[Any] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, dict) and isinstance(part, str) and current.get("type") == part:
+            continue  # the discriminator's value
+        elif isinstance(part, str) and (part.startswith(("list[", "int", "str", "float", "bool", "function-", "literal[")) or
+                                        "[" in part):
+            continue  # which member of a Union pydantic tried
+        else:
+            path.append(part)
+            current = None
+    return tuple(path)
+
+
+def _valid_keys(path: Path_, data: Any) -> list[str]:
+    """Field names of the model that sits at `path` in the Spec."""
+    model: Any = Spec
+    current = data
+    for part in path:
+        current = current[part] if isinstance(current, (dict, list)) else None
+        if isinstance(part, int):
+            continue  # a list item has the list's item model, already chosen below
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            model = _item_model(model.model_fields[part].annotation, current)
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(model.model_fields)
+    return []
+
+
+def _item_model(annotation: Any, value: Any) -> Any:
+    """The BaseModel inside Optional[...] / list[...] / a tagged union (chosen by `type`)."""
+    candidates: list[Any] = [annotation]
+    while candidates:
+        current = candidates.pop(0)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            type_field = current.model_fields.get("type")
+            if type_field is None or not isinstance(value, dict):
+                return current
+            if value.get("type") in typing.get_args(type_field.annotation):
+                return current
+            continue
+        candidates.extend(a for a in typing.get_args(current) if a is not type(None))
+    return None
+
+
+def _sentence(message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value).replace("'", "")
+    if isinstance(value, bool):
+        text = str(value).lower()
+    return text if len(text) <= 60 else text[:57] + "..."
+
