@@ -55,6 +55,8 @@ def open_model_file(path: str | os.PathLike, spec_path: str | os.PathLike | None
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     import keras
 
+    import archbuilder.initializers  # noqa: F401  registers archbuilder's Keras objects for loading
+
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError, ... for bad files
@@ -65,3 +67,23 @@ def open_model_file(path: str | os.PathLike, spec_path: str | os.PathLike | None
                 "only files without one are loaded (safe_mode)"
             ) from None
         raise UserError(f"{path}: not a loadable Keras model ({message[:300]})") from None
+
+
+def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:
+    """Class names from the file's metadata, else "0", "1", ... for each output unit."""
+    units = model.output_shape[-1]
+    names = read_model_metadata(path).get("class_names")
+    if names and len(names) == units:
+        return tuple(names)
+    return tuple(str(i) for i in range(units))
+
+
+def model_input_shape(model, path: str | os.PathLike) -> tuple[int, int, int]:
+    """(height, width, channels) the model takes; a model that doesn't take fixed-size images is an error."""
+    shape = model.input_shape
+    if isinstance(shape, list) or len(shape) != 4 or any(d is None for d in shape[1:]):
+        raise UserError(f"{path}: the model's input is {shape}; expected fixed-size images (batch, height, width, channels)")
+    from archbuilder.data.images import check_channels
+
+    check_channels(shape[3])
+    return tuple(shape[1:])

@@ -323,7 +323,7 @@ def train(request: TrainRequest) -> TrainResult:
         try:
             model.fit(
                 dataset, epochs=training.epochs, initial_epoch=first, steps_per_epoch=steps,
-                validation_data=validation, callbacks=[recorder], verbose=request.verbose,
+                validation_data=validation, callbacks=[recorder], verbose=request.verbose, shuffle=False,
             )
         finally:
             signal.signal(signal.SIGINT, previous_handler)
