@@ -1,4 +1,4 @@
-"""`train` as a real process on real photos: the run folder, kill -9 and resume, Ctrl-C, NaN."""
+"""`train` on real photos: the run folder, NaN; kill -9, resume and Ctrl-C in real processes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder
+from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
 
 RUN_FILES = {
     "best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",
@@ -35,9 +35,9 @@ def _no_temporary_files(run):
 
 def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos):
     run = tmp_path / "run"
-    result = cli("train", TINY_SPEC, "--data", photos, "--test", photos, "--epochs", "3", "--out", run)
-    assert result.returncode == 0, result.stderr
-    assert "Epoch 3/3" in result.stdout  # the progress bar, per epoch
+    result = invoke("train", TINY_SPEC, "--data", photos, "--test", photos, "--epochs", "3", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "Epoch 3/3" in result.output  # the progress bar, per epoch
     assert RUN_FILES <= {p.name for p in run.iterdir()}
     assert _no_temporary_files(run) == []
     losses = [float(row["loss"]) for row in _history(run)]
@@ -46,14 +46,26 @@ def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos
     assert metrics["evaluation"]["images"] == 90 and len(metrics["evaluation"]["confusion_matrix"]) == 3
     assert (run / "classes.txt").read_text().split() == ["0", "1", "2"]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0003.keras"]
-    # The resolved spec is a valid spec again.
-    assert cli("validate", run / "spec.yaml").returncode == 0
+    assert invoke("validate", run / "spec.yaml").exit_code == 0  # the resolved spec is a spec again
 
 
-def _start(run, photos, epochs, *extra):
+def test_a_run_folder_is_never_overwritten(tmp_path, photos):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "already exists and is not empty" in result.output
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, photos):
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--quiet",
+                    "--set", "training.optimizer=sgd", "--set", "training.learning_rate=1e30")
+    assert result.exit_code == 2, result.output
+    assert "loss became NaN or infinite at epoch 1" in result.output
+
+
+def _start(args):
     return subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "train", str(TINY_SPEC), "--data", str(photos), "--epochs", str(epochs),
-         "--out", str(run), "--quiet", *extra],
+        [sys.executable, str(REPO / "cli.py"), *map(str, args), "--quiet"],
         cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -69,43 +81,33 @@ def _wait_for_epoch(process, run, epoch, timeout=120):
     pytest.fail("no epoch finished in time")
 
 
-def test_killed_run_resumes_from_its_last_epoch_with_optimizer_state(tmp_path, photos):
+def test_killed_run_resumes_with_optimizer_state_and_ctrl_c_stops_cleanly(tmp_path, photos):
+    """kill -9 mid-run; resume and press Ctrl-C after an epoch; resume again to the end."""
     import keras
 
-    run = tmp_path / "run"
-    epochs = 8
-    process = _start(run, photos, epochs)
+    run, epochs = tmp_path / "run", 12
+    process = _start(["train", TINY_SPEC, "--data", photos, "--epochs", epochs, "--out", run])
     _wait_for_epoch(process, run, 2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = json.loads((run / "state.json").read_text())["epochs_done"]
-    assert 2 <= done < epochs, "the kill should land mid-run"
+    killed_at = json.loads((run / "state.json").read_text())["epochs_done"]
+    assert 2 <= killed_at < epochs - 2, "the kill should land mid-run"
+
+    process = _start(["train", "--resume", run])
+    _wait_for_epoch(process, run, killed_at + 1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert f"resuming {run} after epoch {killed_at}" in stderr
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and f"train --resume {run}" in stderr and "Traceback" not in stderr
+    stopped_at = json.loads((run / "state.json").read_text())["epochs_done"]
+    assert json.loads((run / "metrics.json").read_text())["interrupted"]
+    assert killed_at < stopped_at < epochs and _no_temporary_files(run) == []
+
     result = cli("train", "--resume", run, "--quiet")
     assert result.returncode == 0, result.stderr
-    assert f"resuming {run} after epoch {done}" in result.stderr
     assert [int(row["epoch"]) for row in _history(run)] == list(range(1, epochs + 1))
     state = json.loads((run / "state.json").read_text())
     model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"])
     steps = 6  # 90 images, batch 16
-    assert int(model.optimizer.iterations.numpy()) == epochs * steps  # continued, not restarted
-
-
-def test_ctrl_c_stops_cleanly_keeping_the_last_finished_epoch(tmp_path, photos):
-    run = tmp_path / "run"
-    process = _start(run, photos, 200)
-    _wait_for_epoch(process, run, 1)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and f"train --resume {run}" in stderr and "Traceback" not in stderr
-    metrics = json.loads((run / "metrics.json").read_text())
-    state = json.loads((run / "state.json").read_text())
-    assert metrics["interrupted"] and metrics["epochs_done"] == state["epochs_done"] < 200
-    assert _no_temporary_files(run) == []
-
-
-def test_nan_loss_stops_with_a_clear_message(tmp_path, photos):
-    result = cli("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--quiet",
-                 "--set", "training.optimizer=sgd", "--set", "training.learning_rate=1e30")
-    assert result.returncode == 2, result.stderr
-    assert "loss became NaN or infinite at epoch 1" in result.stderr and "Traceback" not in result.stderr
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps  # continued, never restarted

@@ -170,7 +170,7 @@ class RunRecorder(keras.callbacks.Callback):
                 predict_probabilities(self.model, self.data.test.x), self.data.test.y, self.data.class_names
             )
             row.update(test_loss=result.loss, test_accuracy=result.accuracy)
-        row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = seconds
         if self.step_times:
             row["images_per_second"] = round(self.batch_size / float(np.median(self.step_times)), 2)
