@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
+from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
 
 RUN_FILES = {
     "best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",
@@ -111,3 +111,14 @@ def test_killed_run_resumes_with_optimizer_state_and_ctrl_c_stops_cleanly(tmp_pa
     model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"])
     steps = 6  # 90 images, batch 16
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps  # continued, never restarted
+
+
+def test_trains_from_a_signs_hdf5_file_using_its_test_split(tmp_path):
+    packed = tmp_path / "signs.h5"
+    result = invoke("data", "pack", IMAGES, packed, "--size", "32", "--classes", "0,1", "--holdout-photographers", "0.15")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", TINY_SPEC, "--data", packed, "--epochs", "1", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "the head was resized to 2" in result.output  # the spec says 3 classes
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "(test_set_*)" in metrics["evaluated_on"] and len(metrics["evaluation"]["per_class"]) == 2

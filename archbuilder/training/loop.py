@@ -15,12 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from archbuilder.data.hdf5 import LabelledImages
 from archbuilder.data.split import stratified_split
 from archbuilder.errors import UserError
 from archbuilder.model_files import PREPROCESSING, save_model_file
@@ -214,8 +212,8 @@ def _start_new(request: TrainRequest):
     run_info = {
         "spec_source": str(request.spec_path),
         "overrides": list(request.overrides),
-        "data": request.data,
-        "test": request.test,
+        "data": _absolute(request.data),
+        "test": _absolute(request.test),
         "holdout_photographers": request.holdout_photographers,
         "classes_filter": list(request.classes) if request.classes else None,
         "training": training.model_dump(mode="json"),
@@ -245,9 +243,21 @@ def _start_new(request: TrainRequest):
     atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
     run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
     model = build_model(spec)
+    if model.output_shape[-1] != classes:
+        raise UserError(
+            f"{request.spec_path}: the model outputs {model.output_shape[-1]} values but the data has {classes} "
+            "classes; let the head's dense layer use `units: classes`"
+        )
     compile_model(model, training, _steps(data, training))
     state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
     return run, model, data, training, shape, spec.name, state
+
+
+def _absolute(path: str | None) -> str | None:
+    """Data paths are recorded absolute, so `--resume` works from any folder."""
+    import os
+
+    return os.path.abspath(path) if path else None
 
 
 def _steps(data: _Data, training: TrainingSpec) -> int:
@@ -263,9 +273,9 @@ def _resume(request: TrainRequest):
         raise UserError(f"{run.root}: no finished epoch to resume from yet (no state.json); start the run again")
     state = run.read_json(run.state)
     if request.data:
-        run_info["data"] = request.data
+        run_info["data"] = _absolute(request.data)
     if request.test:
-        run_info["test"] = request.test
+        run_info["test"] = _absolute(request.test)
     shape = tuple(run_info["input_shape"])
     training = TrainingSpec.model_validate(run_info["training"])
     data = _Data(run_info, shape)
