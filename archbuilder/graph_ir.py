@@ -18,6 +18,10 @@ from archbuilder.spec_layers import (
 
 Path_ = tuple[Any, ...]
 
+# A bound on plan size, so that `repeats: 1000000000` is an error in milliseconds rather than a
+# hang: the largest shipped network (ResNet-152) has 517 nodes.
+MAX_NODES = 20_000
+
 
 @dataclass(frozen=True)
 class Node:
@@ -144,6 +148,8 @@ class PlanBuilder:
 
     def _append(self, kind, name, layer, inputs, stats, path: Path_ | None = None) -> int:
         index = len(self.plan.nodes)
+        if index >= MAX_NODES:
+            raise self.error(f"the network would have more than {MAX_NODES:,} layers", path)
         node = Node(index, kind, name, layer, inputs, stats, self.group, self.group_type,
                     self.path if path is None else path)
         self.plan.nodes.append(node)

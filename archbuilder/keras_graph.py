@@ -6,9 +6,9 @@ the plan's (a test checks this for every shipped spec). Importing this module im
 
 from __future__ import annotations
 
-from archbuilder.runtime import configure_tensorflow_environment
+from archbuilder.runtime import import_tensorflow_quietly
 
-configure_tensorflow_environment()
+import_tensorflow_quietly()
 
 import keras  # noqa: E402
 

@@ -53,15 +53,20 @@ def _needs_projection(policy: str, block_index: int, stride: int, in_shape, out_
     return False  # identity: residual_output checks that the shapes really match
 
 
-def smallest_input(spec: Spec) -> tuple[int, int] | None:
+def smallest_input(spec: Spec, budget: int = 200) -> tuple[int, int] | None:
     """The smallest (height, width) for which the spec's plan works, channels unchanged.
 
     Height and width are independent through convolutions and pooling, so each is searched with
-    the other held large. Returns None if nothing up to MAX_INPUT_SEARCH works.
+    the other held large. At most `budget` plans are expanded; None if nothing up to
+    MAX_INPUT_SEARCH works or the budget runs out.
     """
     channels = spec.input.shape[2]
+    tries = [0]
 
     def works(height: int, width: int) -> bool:
+        tries[0] += 1
+        if tries[0] > budget:
+            raise _OutOfBudget
         try:
             expand(spec, (height, width, channels))
             return True
@@ -80,12 +85,18 @@ def smallest_input(spec: Spec) -> tuple[int, int] | None:
                 low = middle + 1
         return low
 
-    big = MAX_INPUT_SEARCH
-    height = search(lambda h: works(h, big))
-    width = search(lambda w: works(big, w))
-    if height is None or width is None:
+    try:
+        height = search(lambda h: works(h, MAX_INPUT_SEARCH))
+        width = search(lambda w: works(MAX_INPUT_SEARCH, w))
+        if height is None or width is None:
+            return None
+        # Shapes that must match (shortcut adds) can make some sizes fail between working ones.
+        while not works(height, width):
+            height, width = height + 1, width + 1
+        return height, width
+    except _OutOfBudget:
         return None
-    # Shapes that must match (shortcut adds) can make some sizes fail between working ones.
-    while not works(height, width) and max(height, width) < MAX_INPUT_SEARCH:
-        height, width = height + 1, width + 1
-    return (height, width) if works(height, width) else None
+
+
+class _OutOfBudget(Exception):
+    pass

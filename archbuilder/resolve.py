@@ -58,7 +58,8 @@ def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
     except SpecError as error:
         if any(p.location.file == str(parent_path) for p in error.problems):
             # Say which `extends` led to the broken parent, then what is wrong in it.
-            raise SpecError([Problem(where, "extends", f"in the extended file {parent_path}:")] + error.problems) from None
+            header = Problem(where, "extends", f"in the extended file {parent_path}:")
+            raise SpecError([header, *error.problems], in_order=True) from None
         raise
     _merge(parent, document.data, (), (), source=document)
     return parent

@@ -14,3 +14,33 @@ def configure_tensorflow_environment() -> None:
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its native start-up chatter (CUDA probes on a machine without a
+    GPU, absl's pre-init banner) kept off the user's terminal, then return the module.
+
+    That chatter is written by C++ straight to file descriptor 2 before TensorFlow's own log
+    level applies, so stderr is pointed at /dev/null for the import and the first device scan
+    only; Python errors still propagate normally. ARCHBUILDER_TF_LOGS=1 shows everything.
+    """
+    configure_tensorflow_environment()
+    import sys
+
+    if "tensorflow" in sys.modules or os.environ.get("ARCHBUILDER_TF_LOGS") == "1":
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow

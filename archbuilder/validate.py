@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from archbuilder import size_guard
 from archbuilder.errors import Problem, SpecError
 from archbuilder.graph_ir import Plan, PlanError
 from archbuilder.plan import expand, smallest_input
@@ -34,15 +35,28 @@ class CheckedSpec:
     path: Path
 
 
-def load_checked_spec(path: str | Path, overrides: Iterable[str] = ()) -> CheckedSpec:
-    """Load, resolve, validate and plan a spec file; raise SpecError listing every problem."""
+def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memory: int | None = None) -> CheckedSpec:
+    """Load, resolve, validate and plan a spec file; raise SpecError listing every problem.
+
+    `max_memory` (bytes; default: archbuilder.size_guard.memory_limit()) bounds the estimated
+    memory of one forward pass, so an absurd spec is refused before anything is allocated.
+    """
     document = resolve_document(path, overrides)
     spec = parse_spec(document)
     try:
         plan = expand(spec)
     except PlanError as error:
         raise SpecError([_plan_problem(error, spec, document)]) from None
+    check_memory(plan, document, size_guard.memory_limit() if max_memory is None else max_memory)
     return CheckedSpec(spec, plan, document, Path(path))
+
+
+def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1, training: bool = False) -> None:
+    """Raise SpecError, located at the largest layer, if the estimate exceeds `limit` bytes."""
+    estimate = size_guard.estimate(plan, batch_size, training)
+    if estimate.total > limit:
+        where = estimate.largest.path
+        raise SpecError([Problem(document.location_of(where), format_path(where), estimate.describe(limit))])
 
 
 def parse_spec(document: Document) -> Spec:
@@ -59,7 +73,7 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
         channels = spec.input.shape[2]
         message += (
             f"; the smallest input that works is [{smallest[0]}, {smallest[1]}, {channels}]"
-            if smallest else "; no input size up to 16384 works"
+            if smallest else "; no input size up to 16384 was found that works"
         )
         message += f" (received input.shape: {list(spec.input.shape)})"
     return Problem(document.location_of(error.path), format_path(error.path), message)

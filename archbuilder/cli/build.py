@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from archbuilder import report
-from archbuilder.cli.options import overrides_option, spec_argument
+from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
+from archbuilder.errors import UserError
 from archbuilder.validate import load_checked_spec
 
 
 @click.command("build")
 @spec_argument
 @overrides_option
+@max_memory_option
 @click.option("--out", "out_dir", default="build", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <name>.keras.")
-def command(spec: str, overrides: tuple[str, ...], out_dir: Path) -> None:
+@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A Keras 2 .h5 file (whole model or save_weights) to load by layer name.")
+@click.option("--strict", is_flag=True, help="With --weights: any missing, extra or misshapen layer is an error.")
+@click.option("--format", "formats", type=click.Choice(["keras", "h5", "both"]), default="keras", show_default=True,
+              help="Save <name>.keras, Keras's legacy <name>.h5, or both.")
+def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_dir: Path, weights: Path | None,
+            strict: bool, formats: str) -> None:
     """Build SPEC into a Keras model, print its summary and totals, save DIR/<name>.keras."""
-    checked = load_checked_spec(spec, overrides)  # nothing is built unless this passes
+    checked = load_checked_spec(spec, overrides, max_memory)  # nothing is built unless this passes
+    if strict and weights is None:
+        raise UserError("--strict applies to --weights FILE.h5, which was not given")
     from archbuilder.atomic import atomic_path
     from archbuilder.keras_graph import build_model
+    from archbuilder.weights_h5 import load_h5_weights, save_h5
 
     model = build_model(checked.spec, checked.plan)
-    model.summary(line_length=110, print_fn=lambda line, **_: click.echo(line))
+    _print_summary(model)
     _check_against_plan(model, checked.plan)
     for line in report.totals_lines(checked.plan):
         click.echo(line)
-    target = out_dir / f"{checked.spec.name}.keras"
-    with atomic_path(target) as tmp:
-        model.save(tmp)
-    click.echo(f"Saved {target}")
+    if weights is not None:
+        click.echo(load_h5_weights(model, weights, strict=strict).format())
+    if formats in ("keras", "both"):
+        target = out_dir / f"{checked.spec.name}.keras"
+        with atomic_path(target) as tmp:
+            model.save(tmp)
+        click.echo(f"Saved {target}")
+    if formats in ("h5", "both"):
+        click.echo(f"Saved {save_h5(model, out_dir / f'{checked.spec.name}.h5')}")
+
+
+def _print_summary(model) -> None:
+    """Keras's summary with room for the 'Connected to' column.
+
+    Keras renders the table with rich, which wraps at 80 columns when stdout is not a terminal
+    (a pipe, a log file); COLUMNS is how both rich and shutil are told the width.
+    """
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(max(int(previous) if previous and previous.isdigit() else 0, 124))
+    try:
+        model.summary(line_length=120, print_fn=lambda line, **_: click.echo(line))
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
 
 
 def _check_against_plan(model, plan) -> None:

@@ -7,18 +7,19 @@ import json
 import click
 
 from archbuilder import report
-from archbuilder.cli.options import overrides_option, spec_argument
+from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder.validate import load_checked_spec
 
 
 @click.command("info")
 @spec_argument
 @overrides_option
+@max_memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--blocks", "per_block", is_flag=True, help="One row per block instead of per stage.")
-def command(spec: str, overrides: tuple[str, ...], as_json: bool, per_block: bool) -> None:
+def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, as_json: bool, per_block: bool) -> None:
     """Show SPEC's per-stage table and totals without building it."""
-    checked = load_checked_spec(spec, overrides)
+    checked = load_checked_spec(spec, overrides, max_memory)
     labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
     table_rows = report.rows(checked.plan, labels, per_block=per_block)
     if as_json:

@@ -11,3 +11,16 @@ overrides_option = click.option(
 )
 
 spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
+
+
+def _parse_memory(_ctx, _param, value: str | None) -> int | None:
+    from archbuilder.size_guard import parse_size
+
+    return None if value is None else parse_size(value)
+
+
+max_memory_option = click.option(
+    "--max-memory", "max_memory", metavar="SIZE", callback=_parse_memory,
+    help="Refuse specs whose estimated memory exceeds SIZE (e.g. 32GiB). "
+    "Default: $ARCHBUILDER_MAX_MEMORY or 16GiB.",
+)

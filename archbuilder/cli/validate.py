@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from archbuilder.cli.options import overrides_option
+from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder.errors import SpecError, UserError
 from archbuilder.validate import load_checked_spec
 
@@ -12,12 +12,13 @@ from archbuilder.validate import load_checked_spec
 @click.command("validate")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=str))
 @overrides_option
-def command(specs: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@max_memory_option
+def command(specs: tuple[str, ...], overrides: tuple[str, ...], max_memory: int | None) -> None:
     """Check SPEC files against the schema and infer their shapes; exit 2 if any is invalid."""
     problems: list[str] = []
     for path in specs:
         try:
-            checked = load_checked_spec(path, overrides)
+            checked = load_checked_spec(path, overrides, max_memory)
         except SpecError as error:
             problems.extend(str(p) for p in error.problems)
             continue

@@ -1,0 +1,81 @@
+"""Refuse networks that would not fit in memory, before anything is allocated. No TensorFlow.
+
+The estimate is float32 throughout: weights (4 bytes a parameter) plus the activations that one
+forward pass keeps (every layer's output, 4 bytes an element, per image). Training multiplies
+both: gradients and Adam's two moments beside each weight, and the activations' gradients for
+every image of a batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+from archbuilder.errors import UserError
+from archbuilder.graph_ir import Node, Plan
+
+BYTES_PER_VALUE = 4  # float32
+DEFAULT_LIMIT = 16 * 2**30  # the machines this runs on have 24 GiB
+LIMIT_VARIABLE = "ARCHBUILDER_MAX_MEMORY"
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weight_bytes: int
+    activation_bytes: int  # for the whole batch
+    largest: Node  # the node that contributes most, to point the user at
+
+    @property
+    def total(self) -> int:
+        return self.weight_bytes + self.activation_bytes
+
+    def describe(self, limit: int) -> str:
+        return (
+            f"estimated memory {format_bytes(self.total)} (weights {format_bytes(self.weight_bytes)}, "
+            f"activations {format_bytes(self.activation_bytes)}) exceeds the limit of {format_bytes(limit)}; "
+            f"raise it with --max-memory or {LIMIT_VARIABLE} if this machine really has the memory"
+        )
+
+
+def estimate(plan: Plan, batch_size: int = 1, training: bool = False) -> MemoryEstimate:
+    weight_copies = 4 if training else 1  # weights, gradients, Adam's m and v
+    activation_copies = 2 if training else 1  # activations and their gradients
+
+    def activation_bytes(node: Node) -> int:
+        return math.prod(node.out_shape) * batch_size * activation_copies * BYTES_PER_VALUE
+
+    def weight_bytes(node: Node) -> int:
+        return node.params * weight_copies * BYTES_PER_VALUE
+
+    return MemoryEstimate(
+        sum(map(weight_bytes, plan.nodes)),
+        sum(map(activation_bytes, plan.nodes)),
+        max(plan.nodes, key=lambda n: weight_bytes(n) + activation_bytes(n)),
+    )
+
+
+def memory_limit(option: str | None = None) -> int:
+    """The limit from --max-memory, else $ARCHBUILDER_MAX_MEMORY, else 16 GiB."""
+    text = option if option is not None else os.environ.get(LIMIT_VARIABLE)
+    return DEFAULT_LIMIT if text is None else parse_size(text)
+
+
+def parse_size(text: str) -> int:
+    """'16GiB', '500 MB', '2e10' -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match[2].lower() not in _UNITS:
+        raise UserError(f"cannot read memory size '{text}': use e.g. 16GiB, 500MB or 2e10 (bytes)")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def format_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"  # pragma: no cover

@@ -1,0 +1,31 @@
+"""Shared test helpers: paths to the repository and ../shared, and a real CLI subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference"
+NOTEBOOK = REFERENCE / "000_1f0476f30310bbb2.txt"
+SIGN_DIGITS = SHARED / "datasets" / "sign-language-digits" / "images"
+SHIPPED_SPECS = sorted((REPO / "architectures").rglob("*.yaml"))
+
+
+def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python cli.py ARGS` as a user would, in a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def notebook_text() -> str:
+    return NOTEBOOK.read_text(encoding="utf-8")

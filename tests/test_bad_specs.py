@@ -1,0 +1,201 @@
+"""Every invalid spec gets one located line per problem, all at once, exit code 2, no traceback.
+
+Each case is a real file; the expected output is exact, `{f}` standing for the file's path.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from archbuilder.errors import SpecError
+from archbuilder.validate import load_checked_spec
+from tests.conftest import REPO, run_cli
+
+GOOD_HEAD = """\
+name: Net
+input: {shape: [32, 32, 3]}
+classes: 4
+"""
+
+CASES = {
+    "yaml_syntax": (
+        "name: Net\ninput: {shape: [1, 2\n",
+        ["{f}:3:1: <document>: YAML syntax error: did not find expected ',' or ']'"],
+    ),
+    "wrong_types_unknown_keys_missing_fields_all_at_once": (
+        GOOD_HEAD + textwrap.dedent("""\
+            defaults:
+              use_bais: false
+            stem:
+              - {type: conv, filters: 0, kernel: 7, stride: 2}
+              - {type: convv, filters: 3}
+              - {filters: 3}
+            stages:
+              - {block: bottleneck, filters: [8, 8], repeats: -1}
+              - {block: bottlenek, filters: [8, 8, 32]}
+              - {block: basic, filtres: [8, 8], stride: two}
+            """),
+        [
+            "{f}:5:3: defaults.use_bais: unknown key 'use_bais'; did you mean 'use_bias'?",
+            "{f}:7:27: stem.0.filters: input should be greater than 0 (received: 0)",
+            "{f}:8:12: stem.1.type: unknown layer type 'convv'; valid types: zero_padding, conv, batch_norm, "
+            "activation, max_pool, average_pool, global_average_pool, flatten, dense",
+            "{f}:9:5: stem.2: missing key 'type'; one of: zero_padding, conv, batch_norm, activation, max_pool, "
+            "average_pool, global_average_pool, flatten, dense",
+            "{f}:11:34: stages.0.filters: block type 'bottleneck' takes 3 filter counts, got 2 (received: [8, 8])",
+            "{f}:11:51: stages.0.repeats: input should be greater than 0 (received: -1)",
+            "{f}:12:13: stages.1.block: unknown block type 'bottlenek'; did you mean 'bottleneck'? valid types: basic, bottleneck",
+            "{f}:13:5: stages.2.filters: missing required key 'filters'",
+            "{f}:13:20: stages.2.filtres: unknown key 'filtres'; did you mean 'filters'?",
+            "{f}:13:45: stages.2.stride: input should be a valid integer, unable to parse string as an integer (received: 'two')",
+        ],
+    ),
+    "missing_top_level_fields": (
+        "stages: []\n",
+        ["{f}:1:1: input: missing required key 'input'", "{f}:1:1: name: missing required key 'name'"],
+    ),
+    "non_positive_stride": (
+        GOOD_HEAD + "stages:\n  - {block: basic, filters: [8, 8], stride: 0}\n",
+        ["{f}:5:45: stages.0.stride: input should be greater than 0 (received: 0)"],
+    ),
+    "identity_shortcut_channels_do_not_match": (
+        GOOD_HEAD + "stages:\n  - {block: basic, filters: [8, 8]}\n  - {block: basic, filters: [16, 16], repeats: 2, shortcut: identity}\n",
+        ["{f}:6:5: stages.1: stage 3 block a: identity shortcut does not fit: the block's input is 32x32x8 "
+         "but its output is 32x32x16; use shortcut: projection_first or projection_if_needed"],
+    ),
+    "spatial_size_below_one": (
+        GOOD_HEAD + textwrap.dedent("""\
+            stem:
+              - {type: conv, filters: 8, kernel: 7, stride: 2, name: conv1}
+            stages:
+              - {block: basic, filters: [8, 8], stride: 2, repeats: 1}
+              - {block: basic, filters: [8, 8], stride: 2, repeats: 1}
+            head:
+              - {type: average_pool, pool: 5, name: pool}
+              - {type: flatten}
+              - {type: dense, activation: softmax}
+            """),
+        ["{f}:10:5: head.0: head layer 0: average_pool 5x5 'pool' shrinks the height from 4 to 0 "
+         "(window 5, input shape (4, 4, 8)); the smallest input that works is [39, 39, 3] "
+         "(received input.shape: [32, 32, 3])"],
+    ),
+    "duplicate_key": (
+        "name: A\nname: B\ninput: {shape: [8, 8, 3]}\n",
+        ["{f}:2:1: name: duplicate key 'name' (first defined at line 1)"],
+    ),
+    "units_classes_without_classes": (
+        "name: A\ninput: {shape: [8, 8, 3]}\nhead:\n  - {type: flatten}\n  - {type: dense}\n",
+        ["{f}:1:1: classes: head.1 uses units: classes, but the spec sets no top-level 'classes'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_spec_message(tmp_path, case):
+    text, expected = CASES[case]
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    assert str(caught.value).splitlines() == [line.format(f=path) for line in expected]
+
+
+def test_cli_reports_all_problems_exit_2_no_traceback_nothing_written(tmp_path):
+    text, expected = CASES["wrong_types_unknown_keys_missing_fields_all_at_once"]
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    out_dir = tmp_path / "out"
+    for command in (["validate", str(path)], ["build", str(path), "--out", str(out_dir)], ["info", str(path)]):
+        result = run_cli(*command)
+        assert result.returncode == 2, command
+        assert result.stderr.splitlines() == [line.format(f=path) for line in expected]
+        assert "Traceback" not in result.stderr + result.stdout
+    assert not out_dir.exists()  # nothing is built before validation passes
+
+
+def test_extends_cycle_names_the_chain(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: A\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(tmp_path / "a.yaml")
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert str(caught.value).splitlines() == [
+        f"{a}:1:10: extends: in the extended file {b}:",
+        f"{b}:1:10: extends: extends cycle: {a} -> {b} -> {a}",
+    ]
+
+
+def test_extends_missing_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: A\nextends: nowhere.yaml\n")
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(tmp_path / "a.yaml")
+    assert str(caught.value) == (
+        f"{tmp_path / 'a.yaml'}:2:10: extends: file not found: {tmp_path / 'nowhere.yaml'} "
+        f"(chain: {tmp_path / 'a.yaml'} -> {tmp_path / 'nowhere.yaml'})"
+    )
+
+
+def test_error_in_a_parent_points_at_the_parent_line(tmp_path):
+    (tmp_path / "base.yaml").write_text(GOOD_HEAD + "stages:\n  - {block: basic, filters: [8, 8, 8]}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: Child\n")
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(tmp_path / "child.yaml")
+    assert str(caught.value) == (
+        f"{tmp_path / 'base.yaml'}:5:29: stages.0.filters: block type 'basic' takes 2 filter counts, got 3 (received: [8, 8, 8])"
+    )
+
+
+def test_bad_override_is_located_at_the_override():
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.1.repeats=0"])
+    assert str(caught.value) == "<--set stages.1.repeats=0>:1:1: stages.1.repeats: input should be greater than 0 (received: 0)"
+
+
+def test_override_index_out_of_range():
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.7.repeats=2"])
+    assert str(caught.value) == "<--set stages.7.repeats=2>:1:1: stages.7: index 7 is out of range: the list has 4 items"
+
+
+def test_missing_spec_file(tmp_path):
+    result = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert result.stderr == f"{tmp_path / 'nope.yaml'}:1:1: <document>: file not found\n"
+
+
+def test_size_guard_refuses_before_allocating_and_can_be_raised():
+    override = "stages.3.filters=[512,512,2000000]"
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", [override])
+    assert str(caught.value) == (
+        f"{REPO / 'architectures' / 'resnet50.yaml'}:26:5: stages.3: estimated memory 27.4 GiB (weights 27.0 GiB, "
+        "activations 452.8 MiB) exceeds the limit of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY "
+        "if this machine really has the memory"
+    )
+    result = run_cli("validate", "architectures/resnet50.yaml", "--set", override, "--max-memory", "40GiB")
+    assert result.returncode == 0 and "7,236,206,726 params" in result.stdout
+    env_raised = run_cli("validate", "architectures/resnet50.yaml", "--set", override, env={"ARCHBUILDER_MAX_MEMORY": "40GiB"})
+    assert env_raised.returncode == 0
+
+
+def test_absurd_repeats_fail_fast():
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.3.repeats=1000000000"])
+    assert str(caught.value).endswith("stages.3: stage 5 block bxj: the network would have more than 20,000 layers")
+
+
+def test_bad_memory_size_option():
+    result = run_cli("validate", "architectures/resnet50.yaml", "--max-memory", "10XB")
+    assert (result.returncode, result.stderr) == (2, "cannot read memory size '10XB': use e.g. 16GiB, 500MB or 2e10 (bytes)\n")
+
+
+def test_extends_header_comes_before_the_parents_problems_whatever_the_names(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: [1\n")
+    (tmp_path / "zeta.yaml").write_text("extends: base.yaml\n")
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(tmp_path / "zeta.yaml")
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{tmp_path / 'zeta.yaml'}:1:10: extends: in the extended file {tmp_path / 'base.yaml'}:"
+    assert lines[1].startswith(f"{tmp_path / 'base.yaml'}:")

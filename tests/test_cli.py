@@ -1,0 +1,87 @@
+"""The command line as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO, SHIPPED_SPECS, run_cli
+
+
+def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_path):
+    result = run_cli("build", "architectures/resnet50.yaml", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for expected in ("Total params: 23,600,006", "Trainable params: 23,546,886", "Non-trainable params: 53,120"):
+        assert expected in lines
+    assert "res5c_branch2c" in result.stdout and "fc6" in result.stdout
+    saved = tmp_path / "ResNet50.keras"
+    assert lines[-1] == f"Saved {saved}"
+    assert [p.name for p in tmp_path.iterdir()] == ["ResNet50.keras"]  # no temporary file left behind
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys, keras, archbuilder.initializers as _\n"
+         "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\nprint(m.count_params(), m.name)", str(saved)],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert check.stdout.split() == ["23600006", "ResNet50"], check.stderr
+
+
+def test_validate_and_info_of_every_shipped_spec_without_importing_tensorflow():
+    code = (
+        "import sys\n"
+        "from archbuilder.cli import main\n"
+        f"specs = {[str(p) for p in SHIPPED_SPECS]!r}\n"
+        "for args in (['validate', *specs], ['info', '--json', specs[-1]]):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code == 0, stop.code\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "print('no tensorflow')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok: ") == len(SHIPPED_SPECS) == 10
+    assert result.stdout.splitlines()[-1] == "no tensorflow"
+
+
+def test_info_json_has_the_totals():
+    result = run_cli("info", "architectures/resnet50.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert {k: info[k] for k in ("total_params", "trainable_params", "non_trainable_params", "macs", "output_shape")} == {
+        "total_params": 23_600_006, "trainable_params": 23_546_886, "non_trainable_params": 53_120,
+        "macs": 308_178_944, "output_shape": [6],
+    }
+    assert [row["name"] for row in info["rows"]] == ["stem", "stage 2", "stage 3", "stage 4", "stage 5", "head"]
+    assert [row["blocks"] for row in info["rows"]] == [0, 3, 4, 6, 3, 0]
+    assert sum(row["params"] for row in info["rows"]) == 23_600_006
+    assert sum(row["macs"] for row in info["rows"]) == 308_178_944
+
+
+def test_info_table_per_stage():
+    result = run_cli("info", "architectures/resnet50.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "stage 5  bottleneck       3  2x2x2048      14,998,528   59,768,832" in result.stdout
+    assert "Forward MACs: 308,178,944" in result.stdout
+
+
+def test_set_overrides_any_field_and_is_validated():
+    result = run_cli("info", "architectures/resnet50.yaml", "--json", "--set", "input.shape=[224,224,3]",
+                     "--set", "classes=1000", "--set", "stages.2.repeats=23")
+    info = json.loads(result.stdout)
+    assert info["input_shape"] == [224, 224, 3] and info["output_shape"] == [1000]
+    assert info["rows"][3]["blocks"] == 23
+    bad = run_cli("info", "architectures/resnet50.yaml", "--set", "input.shape=[224,224]")
+    assert bad.returncode == 2
+    assert bad.stderr == "<--set input.shape=[224,224]>:1:1: input.shape: list should have at least 3 items after validation, not 2 (received: [224, 224])\n"
+
+
+def test_schema_command_matches_the_shipped_schema_file():
+    result = run_cli("schema")
+    assert result.returncode == 0
+    assert result.stdout == (REPO / "schema" / "archbuilder.schema.json").read_text()
+    schema = json.loads(result.stdout)
+    assert schema["else"]["required"] == ["name", "input"]
+    assert "extends" in schema["properties"]

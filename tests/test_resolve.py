@@ -1,0 +1,114 @@
+"""`extends:` chains, list patches and `--set`, and the YAML hazards the loader refuses."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from archbuilder.errors import SpecError
+from archbuilder.resolve import resolve_document
+from archbuilder.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
+from archbuilder.validate import load_checked_spec
+from tests.conftest import REPO
+
+ARCH = REPO / "architectures"
+
+
+def test_resnet101_is_resnet50_with_other_repeats():
+    base = resolve_document(ARCH / "resnet50.yaml").data
+    deep = resolve_document(ARCH / "resnet101.yaml").data
+    base["name"] = "ResNet101"
+    base["stages"][2]["repeats"] = 23
+    assert deep == base
+
+
+def test_child_values_keep_their_own_locations():
+    document = resolve_document(ARCH / "imagenet" / "resnet50.yaml")
+    assert document.values[("input", "shape")].file.endswith("imagenet/resnet50.yaml")
+    assert document.values[("stages", 0, "filters")].file.endswith("architectures/resnet50.yaml")
+
+
+def test_null_removes_a_key_so_the_default_applies(tmp_path):
+    (tmp_path / "child.yaml").write_text(f"extends: {ARCH / 'resnet50.yaml'}\ndefaults:\n  kernel_initializer: null\n")
+    spec = load_checked_spec(tmp_path / "child.yaml").spec
+    assert spec.defaults.kernel_initializer.type == "glorot_uniform" and spec.defaults.kernel_initializer.seed is None
+    assert spec.defaults.naming == "notebook"  # the rest of `defaults` is inherited
+
+
+def test_set_creates_nested_keys_and_replaces_lists():
+    spec = load_checked_spec(ARCH / "resnet18.yaml", ["defaults.batch_norm.epsilon=1.001e-5", "stages.0.filters=[32, 32]"]).spec
+    assert spec.defaults.batch_norm.epsilon == 1.001e-5
+    assert spec.stages[0].filters == [32, 32]
+
+
+def _problem(path, text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    return str(caught.value)
+
+
+def test_billion_laughs_is_refused_quickly(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 10)]
+    start = time.perf_counter()
+    message = _problem(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")
+    assert time.perf_counter() - start < 5
+    assert f"document expands to more than {MAX_VALUES} values (alias bomb?)" in message
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    message = _problem(tmp_path / "deep.yaml", "a: " + "[" * 200 + "]" * 200 + "\n")
+    assert message.endswith(f"nesting is too deep (limit {MAX_DEPTH})")
+
+
+def test_recursive_alias_is_refused(tmp_path):
+    message = _problem(tmp_path / "loop.yaml", "a: &x [1, *x]\n")
+    assert "nesting is too deep" in message
+
+
+def test_oversized_file_is_refused_unparsed(tmp_path):
+    path = tmp_path / "big.yaml"
+    message = _problem(path, "# " + "x" * MAX_FILE_BYTES + "\n")
+    assert message == f"{path}:1:1: <document>: file is larger than {MAX_FILE_BYTES} bytes; refusing to parse it"
+
+
+def test_non_utf8_bytes_are_located(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    assert _problem(path, b"name: ok\ninput: caf\xe9\n") == f"{path}:2:11: <document>: file is not UTF-8 text (byte 0xe9)"
+
+
+def test_python_object_tags_are_refused_and_never_constructed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yaml"
+    message = _problem(path, f"name: !!python/object/apply:os.system ['touch {marker}']\ninput: {{shape: [8, 8, 3]}}\n")
+    assert message == f"{path}:1:7: name: tag '!!python/object/apply:os.system' is not allowed: specs hold plain data only"
+    assert not marker.exists()
+
+
+def test_merge_keys_are_refused(tmp_path):
+    path = tmp_path / "merge.yaml"
+    message = _problem(path, "base: &b {type: conv}\nname: x\nlayer:\n  <<: *b\n")
+    assert f"{path}:4:3: layer: merge keys ('<<') are not supported; use 'extends'" in message
+
+
+def test_a_spec_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    assert _problem(path, "- 1\n- 2\n") == f"{path}:1:1: <document>: a spec must be a mapping (received: a list)"
+
+
+def test_directory_and_non_yaml_extends_targets(tmp_path):
+    (tmp_path / "folder").mkdir()
+    child = tmp_path / "child.yaml"
+    message = _problem(child, "extends: folder\nname: x\n")
+    assert message == f"{child}:1:10: extends: is a directory, not a YAML file: {tmp_path / 'folder'} (chain: {child} -> {tmp_path / 'folder'})"
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    message = _problem(child, "extends: image.png\nname: x\n")
+    assert message.splitlines() == [
+        f"{child}:1:10: extends: in the extended file {tmp_path / 'image.png'}:",
+        f"{tmp_path / 'image.png'}:1:1: <document>: file is not UTF-8 text (byte 0x89)",
+    ]
