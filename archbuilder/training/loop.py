@@ -135,15 +135,19 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
         self.step_times: list[float] = []
+        self.step_cpu_times: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
         self.step_start = time.perf_counter()
+        self.step_cpu_start = time.process_time()
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
         elapsed = time.perf_counter() - self.step_start
+        cpu = time.process_time() - self.step_cpu_start
         if self.first_step_done:  # the first step of a process includes tracing
             self.step_times.append(elapsed)
+            self.step_cpu_times.append(cpu)
         self.first_step_done = True
         if not math.isfinite(loss):
             self.diverged_at = (self.epoch_number(), batch + 1)
@@ -172,6 +176,9 @@ class RunRecorder(keras.callbacks.Callback):
         row["seconds"] = seconds
         if self.step_times:
             row["images_per_second"] = round(self.batch_size / float(np.median(self.step_times)), 2)
+            # CPU time of the whole process (all threads, tf.data included): less sensitive than
+            # wall time to other programs sharing the machine.
+            row["images_per_cpu_second"] = round(self.batch_size / float(np.median(self.step_cpu_times)), 2)
         if not all(math.isfinite(v) for v in logs.values()):
             self.diverged_at = (number, 0)
             self.model.stop_training = True

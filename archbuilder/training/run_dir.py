@@ -26,7 +26,7 @@ from archbuilder.errors import UserError
 
 HISTORY_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "learning_rate", "seconds", "images_per_second",
+    "learning_rate", "seconds", "images_per_second", "images_per_cpu_second",
 )
 
 
