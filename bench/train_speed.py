@@ -10,6 +10,7 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
   builder-memory our builder's model, same compile, `model.fit` on float arrays already in memory
   notebook       the notebook's hand-written Keras code (bench/notebook_resnet50.py), in memory,
                  oneDNN on as in `cli.py` (the same settings)
+  pipeline       (no model) the input pipeline alone: decode per image, CPU per batch fed to fit
   keras-default  the same notebook code with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset,
                  which on this AMD CPU means oneDNN off)
 
@@ -76,8 +77,37 @@ def measure(config: str, folder: Path, work: Path) -> dict:
     return {"config": config, **result, "peak_rss_mib": round(peak)}
 
 
+def pipeline_worker(folder: Path) -> None:
+    """The input pipeline alone: decode cost per image, and CPU per batch of the tf.data path that
+    `cli.py train` feeds to fit (gather, x/255, prefetch), without a model. Prints a JSON line."""
+    sys.path.insert(0, str(ROOT))
+    from archbuilder.runtime import configure_tensorflow_environment
+
+    configure_tensorflow_environment()
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.data.images import load_image_files
+    from archbuilder.data.pipeline import training_dataset
+
+    files = scan_image_folder(folder)
+    load_image_files(files.paths[:1], (64, 64, 3))  # builds the tf.data graph once
+    wall, cpu = time.perf_counter(), time.process_time()
+    x = load_image_files(files.paths, (64, 64, 3))
+    decode = {"decode_ms_per_image": round(1000 * (time.perf_counter() - wall) / len(x), 3),
+              "decode_cpu_ms_per_image": round(1000 * (time.process_time() - cpu) / len(x), 3)}
+    batches = iter(training_dataset(x, files.labels, len(files.class_names), BATCH, 0, 0, 20))
+    next(batches)
+    wall, cpu, count = time.perf_counter(), time.process_time(), 0
+    for _ in batches:
+        count += 1
+    print(json.dumps({**decode, "batch_ms": round(1000 * (time.perf_counter() - wall) / count, 3),
+                      "batch_cpu_ms": round(1000 * (time.process_time() - cpu) / count, 3)}))
+
+
 def worker(config: str, folder: Path) -> None:
     """One in-memory configuration; prints a JSON line."""
+    if config == "pipeline":
+        pipeline_worker(folder)
+        return
     sys.path.insert(0, str(ROOT))
     if config == "builder-memory":
         from archbuilder.runtime import configure_tensorflow_environment
@@ -147,12 +177,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "images", args.per_class)
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        text, _ = run_process([sys.executable, __file__, "--worker", "pipeline", "--folder", str(folder)], env)
+        pipeline = json.loads(text.strip().splitlines()[-1])
+        print(json.dumps({"pipeline": pipeline}), flush=True)
         for round_ in range(args.repeats):
             for config in configs:
                 result = measure(config, folder, Path(tmp))
                 results[config].append(result)
                 print(json.dumps({"round": round_ + 1, **result}), flush=True)
-    summary = {"images": 10 * args.per_class, "batch": BATCH,
+    summary = {"images": 10 * args.per_class, "batch": BATCH, "pipeline": pipeline,
                "peak_rss_mib": {c: max(r["peak_rss_mib"] for r in rs) for c, rs in results.items()}}
     for measure_ in ("images_per_second", "images_per_cpu_second"):
         speed = {c: statistics.median(r[measure_] for r in rs) for c, rs in results.items()}
@@ -164,6 +198,13 @@ def main() -> None:
         if "cli" in speed and "builder-memory" in speed:
             ratios["pipeline_overhead"] = round(1 - speed["cli"] / speed["builder-memory"], 3)
         summary[measure_] = ratios
+    if "cli" in results:
+        cpu_step_ms = 1000 * BATCH / statistics.median(r["images_per_cpu_second"] for r in results["cli"])
+        # What the pipeline adds to each training step's CPU time, and the one-time decode
+        # relative to one epoch of training over the same images.
+        summary["pipeline_cpu_share_of_step"] = round(pipeline["batch_cpu_ms"] / cpu_step_ms, 5)
+        summary["decode_cpu_share_of_first_epoch"] = round(
+            pipeline["decode_cpu_ms_per_image"] * BATCH / cpu_step_ms, 4)
     print(json.dumps(summary, indent=2))
 
 
