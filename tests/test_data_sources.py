@@ -125,3 +125,12 @@ def _with_file(root, name, content):
     image_folder(root / "data", classes=("0", "1"), per_class=2)
     (root / "data" / "1" / name).write_bytes(content)
     return root / "data"
+
+
+def test_classes_option_filters_the_test_set_too(tmp_path):
+    from archbuilder.data.sources import training_data
+
+    folder = image_folder(tmp_path / "images", per_class=3)
+    loaded = training_data(str(folder), str(folder), (16, 16, 3), classes=("0", "2"))
+    assert loaded.train.class_names == loaded.test.class_names == ("0", "2")
+    assert sorted(set(loaded.test.y.tolist())) == [0, 1] and len(loaded.test) == 6

@@ -90,6 +90,7 @@ def training_data(
     The test set is `test` if given, else the `test_set_*` of an .h5 `data` that has one, else
     whole photographers held out of a folder `data` (`holdout_photographers` > 0), else none.
     """
+    classes_wanted = classes
     if holdout_photographers and (test or is_h5(data)):
         raise UserError("--holdout-photographers splits a class folder; it can't be combined with --test or an .h5 file")
     test_set, test_origin = None, None
@@ -121,7 +122,7 @@ def training_data(
     train = _filter(train, classes, data)
     _check_classes(train, data)
     if test is not None:
-        test_set = evaluation_data(test, shape, train.class_names)
+        test_set = evaluation_data(test, shape, train.class_names, keep_only_known=bool(classes_wanted))
         test_origin = test
     elif test_set is not None and classes:
         test_set = _filter(test_set, classes, data)
@@ -129,16 +130,20 @@ def training_data(
 
 
 def evaluation_data(
-    data: str, shape: tuple[int, int, int], model_classes: tuple[str, ...], preferred: str = "test"
+    data: str, shape: tuple[int, int, int], model_classes: tuple[str, ...], preferred: str = "test",
+    keep_only_known: bool = False,
 ) -> LabelledImages:
     """Images of `data` with labels renumbered into `model_classes` by class name.
 
-    `data` may hold a subset of the model's classes; a class the model doesn't know is an error.
+    `data` may hold a subset of the model's classes; a class the model doesn't know is an error,
+    or, with `keep_only_known` (training with --classes), left out.
     """
     if is_h5(data):
         images, _ = _h5_split(data, preferred, shape)
     else:
         images = _files_to_images(scan_image_folder(data), shape)
+    if keep_only_known:
+        images = _filter(images, tuple(n for n in images.class_names if n in model_classes), data)
     unknown = [name for name in images.class_names if name not in model_classes]
     if unknown:
         raise UserError(
