@@ -10,7 +10,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
@@ -38,19 +38,32 @@ def read_model_metadata(path: str | os.PathLike) -> dict:
     return {}
 
 
-def open_model_file(path: str | os.PathLike, spec_path: str | os.PathLike | None = None, overrides: Iterable[str] = ()):
+def open_model_file(
+    path: str | os.PathLike,
+    spec_path: str | os.PathLike | None = None,
+    overrides: Iterable[str] = (),
+    strict: bool = False,
+    on_report: Callable[[str], None] | None = None,
+):
     """Load a model file for evaluation or prediction; every failure is a UserError naming the file.
 
     `.keras` files load with `safe_mode=True`: a file whose layers would run arbitrary code
-    (a `Lambda`) is refused.
+    (a `Lambda`) is refused. A Keras 2 `.h5` file (a whole model, like the notebook's
+    ResNet50.h5, or `save_weights`) needs `spec_path`: the spec's model is built and the file's
+    weight arrays are loaded into it by layer name, without deserializing anything else from the
+    file; `on_report` receives the text saying which layers matched.
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such model file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
+    if path.suffix in H5_SUFFIXES:
+        return _open_h5(path, spec_path, overrides, strict, on_report)
+    if spec_path is not None:
+        raise UserError(f"{path}: --spec applies to Keras 2 .h5 files; a .keras file carries its own architecture")
     if path.suffix != ".keras":
-        raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected a .keras file")
+        raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     import keras
@@ -67,6 +80,23 @@ def open_model_file(path: str | os.PathLike, spec_path: str | os.PathLike | None
                 "only files without one are loaded (safe_mode)"
             ) from None
         raise UserError(f"{path}: not a loadable Keras model ({message[:300]})") from None
+
+
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report):
+    if spec_path is None:
+        raise UserError(
+            f"{path}: a Keras 2 .h5 file is read by layer name into a model built from a spec; "
+            "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
+        )
+    from archbuilder.weights_h5 import open_h5_with_spec
+
+    model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict)
+    if on_report is not None:
+        on_report(report.format())
+    return model
 
 
 def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:

@@ -197,3 +197,36 @@ def test_build_cli_reports_and_strict_exits_2(other_network_h5, tmp_path):
     assert strict.returncode == 2
     assert "--strict" in strict.stderr and "Traceback" not in strict.stderr
     assert not (tmp_path / "strict").exists()
+
+
+def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_path):
+    """The notebook's "load our trained model and evaluate it" step as single commands."""
+    import json
+
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+    from archbuilder.data.images import load_image_files
+
+    photos = [sorted((SIGN_DIGITS / str(digit)).glob("*.JPG"))[0] for digit in range(6)]
+    result = run_cli("predict", str(keras2_resnet["whole"]), *map(str, photos), "--spec", str(RESNET50), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "loaded weights for 107 of 107 layers by name" in result.stderr
+    ours = np.array([list(json.loads(line)["probabilities"].values()) for line in result.stdout.splitlines()])
+    # The same preprocessing predict uses (decode, resize, x/255), fed to the Keras 2 model itself.
+    x = load_image_files(photos, (64, 64, 3)).astype("float32") / 255.0
+    expected = np.asarray(keras2_resnet["model"](x, training=False))
+    np.testing.assert_allclose(ours, expected, atol=TOLERANCE, rtol=0)
+
+    data = tmp_path / "signs"
+    for digit, photo in enumerate(photos):
+        (data / str(digit)).mkdir(parents=True)
+        (data / str(digit) / photo.name).symlink_to(photo)
+    evaluated = CliRunner().invoke(main, ["evaluate", str(keras2_resnet["weights"]), "--spec", str(RESNET50),
+                                          "--data", str(data), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["accuracy"] == pytest.approx(np.mean(np.argmax(expected, axis=1) == np.arange(6)))
+
+    without_spec = run_cli("predict", str(keras2_resnet["whole"]), str(photos[0]))
+    assert without_spec.returncode == 2 and "give the architecture with --spec SPEC" in without_spec.stderr

@@ -6,19 +6,22 @@ import json
 
 import click
 
+from archbuilder.cli.options import model_spec_options
+
 
 @click.command("evaluate")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
 @click.option("--data", required=True, help="Labelled images: a class folder or a SIGNS .h5 (test_set_* preferred).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(model_path, data, batch_size, as_json):
-    """Evaluate MODEL (.keras) on labelled images, preprocessed exactly as in training."""
+def command(model_path, data, batch_size, spec, overrides, strict, as_json):
+    """Evaluate MODEL (.keras, or a Keras 2 .h5 with --spec) on labelled images, preprocessed exactly as in training."""
     from archbuilder.data.sources import evaluation_data
     from archbuilder.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
-    model = open_model_file(model_path)
+    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
     names = model_classes(model, model_path)
     images = evaluation_data(data, model_input_shape(model, model_path), names)
     result = evaluate_probabilities(predict_probabilities(model, images.x, batch_size), images.y, names)

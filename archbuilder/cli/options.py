@@ -24,3 +24,12 @@ max_memory_option = click.option(
     help="Refuse specs whose estimated memory exceeds SIZE (e.g. 32GiB). "
     "Default: $ARCHBUILDER_MAX_MEMORY or 16GiB.",
 )
+
+
+def model_spec_options(function):
+    """--spec/--set/--strict: read a Keras 2 .h5 MODEL by layer name into the spec's model."""
+    function = click.option("--strict", is_flag=True,
+                            help="With an .h5 MODEL: any missing, extra or misshapen layer is an error.")(function)
+    function = overrides_option(function)
+    return click.option("--spec", "spec", type=click.Path(path_type=str), default=None,
+                        help="The architecture of a Keras 2 .h5 MODEL (whole model or weights).")(function)

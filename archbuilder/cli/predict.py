@@ -6,20 +6,23 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
+from archbuilder.cli.options import model_spec_options
 from archbuilder.errors import UserError
 
 
 @click.command("predict")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
-def command(model_path, images, as_json):
-    """Predict the class of each IMAGE with MODEL (.keras), preprocessed exactly as in training.
+def command(model_path, images, spec, overrides, strict, as_json):
+    """Predict the class of each IMAGE with MODEL (.keras, or a Keras 2 .h5 with --spec), preprocessed exactly as in training.
 
     Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
     """
+    import numpy as np
+
     from archbuilder.data.images import load_image_files
     from archbuilder.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import predict_probabilities
@@ -28,7 +31,7 @@ def command(model_path, images, as_json):
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such image file")
-    model = open_model_file(model_path)
+    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
     names = model_classes(model, model_path)
     shape = model_input_shape(model, model_path)
     x = load_image_files(paths, shape)
