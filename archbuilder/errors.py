@@ -45,8 +45,9 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80,
 class SpecError(UserError):
     """All problems found in a spec, reported together."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = sorted(
+    def __init__(self, problems: list[Problem], *, in_order: bool = False):
+        """Problems are listed by file and position, unless `in_order` keeps the given order."""
+        self.problems = list(problems) if in_order else sorted(
             problems, key=lambda p: (p.location.file, p.location.line, p.location.column, p.path)
         )
         super().__init__("\n".join(str(p) for p in self.problems))

@@ -22,7 +22,7 @@ classes: 4
 CASES = {
     "yaml_syntax": (
         "name: Net\ninput: {shape: [1, 2\n",
-        ["{f}:3:1: <document>: YAML syntax error: expected ',' or ']', but got '<stream end>'"],
+        ["{f}:3:1: <document>: YAML syntax error: did not find expected ',' or ']'"],
     ),
     "wrong_types_unknown_keys_missing_fields_all_at_once": (
         GOOD_HEAD + textwrap.dedent("""\
@@ -189,3 +189,13 @@ def test_absurd_repeats_fail_fast():
 def test_bad_memory_size_option():
     result = run_cli("validate", "architectures/resnet50.yaml", "--max-memory", "10XB")
     assert (result.returncode, result.stderr) == (2, "cannot read memory size '10XB': use e.g. 16GiB, 500MB or 2e10 (bytes)\n")
+
+
+def test_extends_header_comes_before_the_parents_problems_whatever_the_names(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: [1\n")
+    (tmp_path / "zeta.yaml").write_text("extends: base.yaml\n")
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(tmp_path / "zeta.yaml")
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{tmp_path / 'zeta.yaml'}:1:10: extends: in the extended file {tmp_path / 'base.yaml'}:"
+    assert lines[1].startswith(f"{tmp_path / 'base.yaml'}:")

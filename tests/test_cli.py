@@ -27,15 +27,16 @@ def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_pat
     assert check.stdout.split() == ["23600006", "ResNet50"], check.stderr
 
 
-def test_validate_every_shipped_spec_without_importing_tensorflow():
+def test_validate_and_info_of_every_shipped_spec_without_importing_tensorflow():
     code = (
         "import sys\n"
         "from archbuilder.cli import main\n"
         f"specs = {[str(p) for p in SHIPPED_SPECS]!r}\n"
-        "try:\n"
-        "    main(['validate', *specs])\n"
-        "except SystemExit as stop:\n"
-        "    assert stop.code == 0, stop.code\n"
+        "for args in (['validate', *specs], ['info', '--json', specs[-1]]):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code == 0, stop.code\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         "print('no tensorflow')\n"
     )

@@ -9,6 +9,7 @@ import click
 
 from archbuilder import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
+from archbuilder.errors import UserError
 from archbuilder.validate import load_checked_spec
 
 
@@ -18,21 +19,35 @@ from archbuilder.validate import load_checked_spec
 @max_memory_option
 @click.option("--out", "out_dir", default="build", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <name>.keras.")
-def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_dir: Path) -> None:
+@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A Keras 2 .h5 file (whole model or save_weights) to load by layer name.")
+@click.option("--strict", is_flag=True, help="With --weights: any missing, extra or misshapen layer is an error.")
+@click.option("--format", "formats", type=click.Choice(["keras", "h5", "both"]), default="keras", show_default=True,
+              help="Save <name>.keras, Keras's legacy <name>.h5, or both.")
+def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_dir: Path, weights: Path | None,
+            strict: bool, formats: str) -> None:
     """Build SPEC into a Keras model, print its summary and totals, save DIR/<name>.keras."""
     checked = load_checked_spec(spec, overrides, max_memory)  # nothing is built unless this passes
+    if strict and weights is None:
+        raise UserError("--strict applies to --weights FILE.h5, which was not given")
     from archbuilder.atomic import atomic_path
     from archbuilder.keras_graph import build_model
+    from archbuilder.weights_h5 import load_h5_weights, save_h5
 
     model = build_model(checked.spec, checked.plan)
     _print_summary(model)
     _check_against_plan(model, checked.plan)
     for line in report.totals_lines(checked.plan):
         click.echo(line)
-    target = out_dir / f"{checked.spec.name}.keras"
-    with atomic_path(target) as tmp:
-        model.save(tmp)
-    click.echo(f"Saved {target}")
+    if weights is not None:
+        click.echo(load_h5_weights(model, weights, strict=strict).format())
+    if formats in ("keras", "both"):
+        target = out_dir / f"{checked.spec.name}.keras"
+        with atomic_path(target) as tmp:
+            model.save(tmp)
+        click.echo(f"Saved {target}")
+    if formats in ("h5", "both"):
+        click.echo(f"Saved {save_h5(model, out_dir / f'{checked.spec.name}.h5')}")
 
 
 def _print_summary(model) -> None:

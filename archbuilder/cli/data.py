@@ -1,0 +1,36 @@
+"""`data pack FOLDER OUT.h5`: a class folder as the notebook's SIGNS HDF5 layout."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("data")
+def command() -> None:
+    """Dataset utilities."""
+
+
+@command.command("pack")
+@click.argument("folder", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--size", type=click.IntRange(min=1), default=64, show_default=True, help="Height and width of the stored images.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Store all images as train_set_* or as test_set_*.")
+@click.option("--holdout-photographers", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+              help="Store whole photographers as test_set_* and the rest as train_set_*.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --holdout-photographers.")
+@click.option("--classes", metavar="A,B,...", help="Only these classes, e.g. 0,1,2,3,4,5.")
+def pack(folder, out, size, channels, split, holdout_photographers, seed, classes):
+    """Write FOLDER (one subfolder per class) to OUT.h5 in the SIGNS layout the notebook reads:
+    train_set_x (N, SIZE, SIZE, 3) uint8, train_set_y (N,) int64, list_classes (K,)."""
+    from archbuilder.data.hdf5 import write_signs_h5
+    from archbuilder.data.sources import training_data
+
+    shape = (size, size, int(channels))
+    wanted = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    loaded = training_data(folder, None, shape, holdout_photographers=holdout_photographers, seed=seed, classes=wanted)
+    splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
+    write_signs_h5(out, splits)
+    described = ", ".join(f"{name}_set_x {tuple(images.x.shape)}" for name, images in splits.items())
+    click.echo(f"wrote {out}: {described}, {len(loaded.train.class_names)} classes")

@@ -1,0 +1,29 @@
+"""`plot SPEC`: draw the network as a PNG or SVG, at the level of blocks or of layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
+from archbuilder.validate import load_checked_spec
+
+
+@click.command("plot")
+@spec_argument
+@overrides_option
+@max_memory_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Diagram file, .png or .svg.  [default: build/<name>-<level>.png]")
+@click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
+              help="blocks: one box per block with its shortcut; layers: every Keras layer with shapes.")
+def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out: Path | None, level: str) -> None:
+    """Draw SPEC with Graphviz: one box per block, or Keras's plot_model of every layer."""
+    from archbuilder import diagrams
+
+    checked = load_checked_spec(spec, overrides, max_memory)
+    out = out or Path("build") / f"{checked.spec.name}-{level}.png"
+    diagrams.output_format(out)
+    diagrams.require_graphviz()  # before building anything: a missing `dot` costs no wait
+    click.echo(f"Saved {diagrams.render(checked, out, level)}")

@@ -1,0 +1,48 @@
+"""`predict MODEL IMAGE...`: the class-probability vector and predicted class of each image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from archbuilder.errors import UserError
+
+
+@click.command("predict")
+@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
+def command(model_path, images, as_json):
+    """Predict the class of each IMAGE with MODEL (.keras), preprocessed exactly as in training.
+
+    Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
+    """
+    from archbuilder.data.images import load_image_files
+    from archbuilder.model_files import model_classes, model_input_shape, open_model_file
+    from archbuilder.training.metrics import predict_probabilities
+
+    paths = [Path(p) for p in images]
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+    model = open_model_file(model_path)
+    names = model_classes(model, model_path)
+    shape = model_input_shape(model, model_path)
+    x = load_image_files(paths, shape)
+    probabilities = predict_probabilities(model, x)
+    for path, row in zip(paths, probabilities):
+        best = int(np.argmax(row))
+        if as_json:
+            click.echo(json.dumps({
+                "image": str(path), "probabilities": dict(zip(names, map(float, row))),
+                "class": names[best], "probability": float(row[best]),
+            }))
+            continue
+        click.echo(f"{path}")
+        click.echo(f"class prediction vector [{', '.join(f'p({n})' for n in names)}] = ")
+        with np.printoptions(precision=8):
+            click.echo(str(row[None, :]))
+        click.echo(f"predicted class: {names[best]} (p = {row[best]:.4f})")

@@ -1,0 +1,68 @@
+"""`train SPEC --data ...`: train a spec on images, writing a resumable run folder."""
+
+from __future__ import annotations
+
+import click
+
+from archbuilder.cli.options import overrides_option
+from archbuilder.errors import UserError
+
+
+def _class_list(value: str | None) -> tuple[str, ...] | None:
+    return tuple(name.strip() for name in value.split(",") if name.strip()) if value else None
+
+
+@click.command("train")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--data", help="Training images: a folder with one subfolder per class, or a SIGNS .h5 file.")
+@click.option("--test", help="Test images (folder or .h5). Default: test_set_* of an .h5 --data, if any.")
+@click.option("--holdout-photographers", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              metavar="FRACTION",
+              help="Hold whole photographers of a sign-language-digits folder out as the test set "
+              "(e.g. 0.15; seeded by training.seed).")
+@click.option("--classes", metavar="A,B,...", help="Use only these classes of the data, e.g. 0,1,2,3,4,5.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Shorthand for --set training.batch_size=N.")
+@overrides_option
+@click.option("--out", metavar="RUN_DIR", help="Run folder (default: runs/<name>-<time>). Must not hold files.")
+@click.option("--resume", metavar="RUN_DIR", help="Continue a run from its last finished epoch.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume, quiet):
+    """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
+
+    \b
+    python cli.py train architectures/resnet50.yaml --data images/ --holdout-photographers 0.15
+    python cli.py train --resume runs/ResNet50-20260101-120000
+
+    Ctrl-C stops after the current batch, keeping the last finished epoch (exit code 130);
+    --resume continues from there, even after the process was killed.
+    """
+    from archbuilder.training.loop import INTERRUPTED_EXIT_CODE, TrainRequest
+
+    if resume:
+        given = [name for name, value in (("SPEC", spec), ("--epochs", epochs), ("--batch-size", batch_size),
+                 ("--set", overrides), ("--out", out), ("--classes", classes),
+                 ("--holdout-photographers", holdout_photographers)) if value]
+        if given:
+            raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+    else:
+        if not spec:
+            raise UserError("train needs a SPEC file (or --resume RUN_DIR)")
+        if not data:
+            raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
+    overrides = tuple(overrides)
+    if epochs:
+        overrides += (f"training.epochs={epochs}",)
+    if batch_size:
+        overrides += (f"training.batch_size={batch_size}",)
+    request = TrainRequest(
+        spec_path=spec, overrides=overrides, data=data, test=test,
+        holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
+        resume=resume, verbose=0 if quiet else 1,
+    )
+    from archbuilder.training.loop import train
+
+    result = train(request)
+    click.echo(f"run folder: {result.run.root}")
+    if result.interrupted:
+        raise SystemExit(INTERRUPTED_EXIT_CODE)

@@ -1,0 +1,74 @@
+"""A folder with one subfolder per class, e.g. `images/0/IMG_1118.JPG`, `images/1/...`.
+
+    >>> files = scan_image_folder("../shared/datasets/sign-language-digits/images")
+    >>> files.class_names[:3], len(files.paths)
+    (('0', '1', '2'), 1762)
+
+Class names are the subfolder names, in numeric order when they are all integers ("2" before
+"10"), otherwise alphabetical. Hidden files and folders (".DS_Store") are skipped; any other
+file that is not an image is an error naming it, so nothing is silently left out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archbuilder.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class LabelledFiles:
+    paths: tuple[Path, ...]
+    labels: np.ndarray  # int64 index into class_names, one per path
+    class_names: tuple[str, ...]
+
+    def subset(self, indices: np.ndarray) -> "LabelledFiles":
+        return LabelledFiles(tuple(self.paths[i] for i in indices), self.labels[indices], self.class_names)
+
+
+def class_order(names: list[str]) -> list[str]:
+    if all(name.isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
+    root = Path(folder)
+    if not root.exists():
+        raise UserError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected one subfolder of images per class)")
+    class_dirs = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if not class_dirs:
+        raise UserError(f"{root}: no class subfolders (expected one subfolder of images per class)")
+    if len(class_dirs) == 1:
+        raise UserError(
+            f"{root}: only one class ({next(iter(class_dirs))!r}); a classifier needs at least two "
+            "class subfolders"
+        )
+    names = class_order(list(class_dirs))
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(names):
+        found = []
+        for path in sorted(class_dirs[name].iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.is_dir():
+                raise UserError(f"{path}: unexpected folder inside class folder {name!r}")
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise UserError(
+                    f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
+                )
+            found.append(path)
+        if not found:
+            raise UserError(f"{class_dirs[name]}: class folder {name!r} holds no images")
+        paths.extend(found)
+        labels.extend([index] * len(found))
+    return LabelledFiles(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))

@@ -1,0 +1,86 @@
+"""tf.data pipelines over decoded uint8 images (images.py): shuffle, batch, augment, x/255, prefetch.
+
+The decoded images are the cache: held in memory as one uint8 tensor, so every epoch after the
+first decode costs only a gather. The order of epoch `e` is a permutation drawn from
+(seed, e) alone, so a run resumed at epoch `e` sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from archbuilder.spec_training import AugmentationSpec
+
+
+def normalize(x):
+    """The notebook's preprocessing, `x / 255.`, used identically for training and prediction."""
+    import tensorflow as tf
+
+    return tf.cast(x, tf.float32) / 255.0
+
+
+def augmentation_layers(spec: AugmentationSpec, seed: int):
+    """A keras.Sequential of random layers on 0-255 float images, or None when all are off."""
+    import keras
+
+    layers = []
+    if spec.horizontal_flip or spec.vertical_flip:
+        mode = "horizontal_and_vertical" if spec.horizontal_flip and spec.vertical_flip else (
+            "horizontal" if spec.horizontal_flip else "vertical")
+        layers.append(keras.layers.RandomFlip(mode, seed=seed))
+    if spec.rotation:
+        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect", seed=seed + 1))
+    if spec.zoom:
+        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect", seed=seed + 2))
+    if spec.translation:
+        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect", seed=seed + 3))
+    if spec.contrast:
+        layers.append(keras.layers.RandomContrast(spec.contrast, seed=seed + 4))
+    if spec.brightness:
+        layers.append(keras.layers.RandomBrightness(spec.brightness, value_range=(0, 255), seed=seed + 5))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    return math.ceil(count / batch_size)
+
+
+def training_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    augmentation: AugmentationSpec | None = None,
+):
+    """Batches of (x/255, one-hot y) for epochs first_epoch..epochs-1, back to back."""
+    import tensorflow as tf
+
+    images = tf.constant(x)
+    labels = tf.one_hot(tf.constant(y), classes)
+    count = len(y)
+
+    def epoch_order(epoch):
+        keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_order)
+    dataset = dataset.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
+    layers = augmentation_layers(augmentation, seed) if augmentation is not None and augmentation.enabled else None
+    if layers is not None:
+        dataset = dataset.map(
+            lambda im, lab: (layers(tf.cast(im, tf.float32), training=True), lab),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    dataset = dataset.map(lambda im, lab: (normalize(im), lab))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def inference_dataset(x: np.ndarray, batch_size: int):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(normalize).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,149 @@
+"""Turn `--data` / `--test` arguments (a class-folder or a SIGNS .h5 file) into labelled uint8 images
+at the model's input shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archbuilder.data.folder import LabelledFiles, scan_image_folder
+from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
+from archbuilder.data.split import group_holdout, photographer_groups
+from archbuilder.errors import UserError
+
+H5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: LabelledImages
+    test: LabelledImages | None
+    test_origin: str | None  # what the test set is, for messages and metrics.json
+
+
+def is_h5(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in H5_SUFFIXES
+
+
+def select_classes(names: tuple[str, ...], wanted: tuple[str, ...] | None, origin: str) -> list[int] | None:
+    """Indices of `wanted` in `names` (in data order), or None to keep all."""
+    if not wanted:
+        return None
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise UserError(f"{origin}: no class {', '.join(map(repr, unknown))}; classes are {', '.join(names)}")
+    if len(set(wanted)) < 2:
+        raise UserError("--classes needs at least two classes")
+    return [i for i, name in enumerate(names) if name in wanted]
+
+
+def _keep_classes(labels: np.ndarray, keep: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of images to keep, their labels renumbered 0..len(keep)-1)."""
+    remap = np.full(labels.max() + 1 if len(labels) else 0, -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    indices = np.flatnonzero(np.isin(labels, keep))
+    return indices, remap[labels[indices]]
+
+
+def _files_to_images(files: LabelledFiles, shape) -> LabelledImages:
+    from archbuilder.data.images import load_image_files
+
+    return LabelledImages(load_image_files(files.paths, shape), files.labels, files.class_names)
+
+
+def _h5_split(path: str, preferred: str, shape) -> tuple[LabelledImages, dict[str, LabelledImages]]:
+    from archbuilder.data.images import fit_arrays
+
+    splits = read_signs_h5(path)
+    splits = {k: LabelledImages(fit_arrays(v.x, shape, path), v.y, v.class_names) for k, v in splits.items()}
+    chosen = preferred if preferred in splits else next(iter(splits))
+    return splits[chosen], splits
+
+
+def _filter(images: LabelledImages, classes: tuple[str, ...] | None, origin: str) -> LabelledImages:
+    keep = select_classes(images.class_names, classes, origin)
+    if keep is None:
+        return images
+    indices, labels = _keep_classes(images.y, keep)
+    return LabelledImages(images.x[indices], labels, tuple(images.class_names[i] for i in keep))
+
+
+def _check_classes(images: LabelledImages, origin: str) -> None:
+    present = np.unique(images.y)
+    if len(present) < 2:
+        raise UserError(f"{origin}: only one class present; a classifier needs at least two")
+
+
+def training_data(
+    data: str,
+    test: str | None,
+    shape: tuple[int, int, int],
+    *,
+    holdout_photographers: float | None = None,
+    seed: int = 0,
+    classes: tuple[str, ...] | None = None,
+) -> TrainingData:
+    """Training images and (if any) test images, decoded at `shape`.
+
+    The test set is `test` if given, else the `test_set_*` of an .h5 `data` that has one, else
+    whole photographers held out of a folder `data` (`holdout_photographers` > 0), else none.
+    """
+    if holdout_photographers and (test or is_h5(data)):
+        raise UserError("--holdout-photographers splits a class folder; it can't be combined with --test or an .h5 file")
+    test_set, test_origin = None, None
+    if is_h5(data):
+        train, splits = _h5_split(data, "train", shape)
+        if "test" in splits and test is None and splits["test"] is not train:
+            test_set, test_origin = splits["test"], f"{data} (test_set_*)"
+    else:
+        files = scan_image_folder(data)
+        keep = select_classes(files.class_names, classes, data)
+        if holdout_photographers:
+            groups = photographer_groups(files.paths, files.labels)
+        if keep is not None:
+            indices, labels = _keep_classes(files.labels, keep)
+            files = LabelledFiles(tuple(files.paths[i] for i in indices), labels, tuple(files.class_names[i] for i in keep))
+            if holdout_photographers:
+                groups = groups[indices]
+        if holdout_photographers:
+            kept, held = group_holdout(groups, holdout_photographers, seed)
+            all_images = _files_to_images(files, shape)
+            train, test_set = all_images.subset(kept), all_images.subset(held)
+            test_origin = (
+                f"{len(np.unique(groups[held]))} photographers held out of {data} "
+                f"({len(held)} images, seed {seed})"
+            )
+        else:
+            train = _files_to_images(files, shape)
+        classes = None  # already applied
+    train = _filter(train, classes, data)
+    _check_classes(train, data)
+    if test is not None:
+        test_set = evaluation_data(test, shape, train.class_names)
+        test_origin = test
+    elif test_set is not None and classes:
+        test_set = _filter(test_set, classes, data)
+    return TrainingData(train, test_set, test_origin)
+
+
+def evaluation_data(
+    data: str, shape: tuple[int, int, int], model_classes: tuple[str, ...], preferred: str = "test"
+) -> LabelledImages:
+    """Images of `data` with labels renumbered into `model_classes` by class name.
+
+    `data` may hold a subset of the model's classes; a class the model doesn't know is an error.
+    """
+    if is_h5(data):
+        images, _ = _h5_split(data, preferred, shape)
+    else:
+        images = _files_to_images(scan_image_folder(data), shape)
+    unknown = [name for name in images.class_names if name not in model_classes]
+    if unknown:
+        raise UserError(
+            f"{data}: class {', '.join(map(repr, unknown))} is not one of the model's classes "
+            f"({', '.join(model_classes)})"
+        )
+    remap = np.asarray([model_classes.index(name) for name in images.class_names], dtype=np.int64)
+    return LabelledImages(images.x, remap[images.y], tuple(model_classes))

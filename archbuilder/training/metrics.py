@@ -1,0 +1,87 @@
+"""Classification metrics from predicted probabilities, in numpy (no TensorFlow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Keras clips probabilities to [eps, 1 - eps] before the log in categorical cross-entropy.
+_EPSILON = 1e-7
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    class_names: tuple[str, ...]
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # [true, predicted] counts
+    count: int
+
+    def precision(self) -> np.ndarray:
+        predicted = self.confusion.sum(axis=0)
+        return np.divide(np.diag(self.confusion), predicted, out=np.full(len(predicted), np.nan), where=predicted > 0)
+
+    def recall(self) -> np.ndarray:
+        actual = self.confusion.sum(axis=1)
+        return np.divide(np.diag(self.confusion), actual, out=np.full(len(actual), np.nan), where=actual > 0)
+
+    def to_json(self) -> dict:
+        precision, recall, support = self.precision(), self.recall(), self.confusion.sum(axis=1)
+        return {
+            "images": self.count,
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "per_class": [
+                {
+                    "class": name,
+                    "precision": None if np.isnan(p) else float(p),
+                    "recall": None if np.isnan(r) else float(r),
+                    "support": int(s),
+                }
+                for name, p, r, s in zip(self.class_names, precision, recall, support)
+            ],
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+    def to_text(self) -> str:
+        width = max(5, *(len(n) for n in self.class_names))
+        lines = [
+            f"images:   {self.count}",
+            f"loss:     {self.loss:.4f}",
+            f"accuracy: {self.accuracy:.4f}",
+            "",
+            f"{'class':>{width}}  precision  recall  support",
+        ]
+        for name, p, r, s in zip(self.class_names, self.precision(), self.recall(), self.confusion.sum(axis=1)):
+            fmt = lambda v: "      -" if np.isnan(v) else f"{v:7.4f}"
+            lines.append(f"{name:>{width}}    {fmt(p)} {fmt(r)}  {int(s):7d}")
+        lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
+        cell = max(width, len(str(int(self.confusion.max()))) if self.confusion.size else 1)
+        lines.append(" " * (width + 1) + " ".join(f"{n:>{cell}}" for n in self.class_names))
+        for name, row in zip(self.class_names, self.confusion):
+            lines.append(f"{name:>{width}} " + " ".join(f"{int(v):>{cell}}" for v in row))
+        return "\n".join(lines)
+
+
+def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> Evaluation:
+    classes = len(class_names)
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], _EPSILON, 1 - _EPSILON)
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    return Evaluation(
+        class_names=tuple(class_names),
+        loss=float(-np.mean(np.log(picked))) if len(labels) else float("nan"),
+        accuracy=float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+        confusion=confusion,
+        count=int(len(labels)),
+    )
+
+
+def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Softmax outputs for uint8 images, through the same x/255 as training."""
+    from archbuilder.data.pipeline import inference_dataset
+
+    outputs = [np.asarray(model.predict_on_batch(batch)) for batch in inference_dataset(x_uint8, batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)

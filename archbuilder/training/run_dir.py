@@ -1,0 +1,87 @@
+"""What a run folder holds. Every file is written atomically (temp file, fsync, rename).
+
+    spec.yaml             the fully resolved spec that was trained (overrides applied)
+    run.json              how the run was started: data, test set, class names, training settings
+    classes.txt           class names, one per line, in output order (also inside every .keras)
+    checkpoints/epoch-NNNN.keras   the last finished epoch: model + optimizer state
+    state.json            the last finished epoch, its checkpoint and the history so far;
+                          written after the checkpoint, so it never names a missing one
+    best.keras            the best epoch so far (lowest validation loss, else training loss)
+    history.csv           one row per finished epoch
+    curves.png            loss and accuracy per epoch
+    confusion_matrix.png  the best model on the test set (validation / training set if none)
+    metrics.json          final figures of the best model
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from archbuilder.atomic import atomic_write_text
+from archbuilder.errors import UserError
+
+HISTORY_COLUMNS = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+    "learning_rate", "seconds", "images_per_second",
+)
+
+
+class RunDir:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.spec = self.root / "spec.yaml"
+        self.run_json = self.root / "run.json"
+        self.classes = self.root / "classes.txt"
+        self.checkpoints = self.root / "checkpoints"
+        self.state = self.root / "state.json"
+        self.best = self.root / "best.keras"
+        self.history = self.root / "history.csv"
+        self.curves = self.root / "curves.png"
+        self.confusion = self.root / "confusion_matrix.png"
+        self.metrics = self.root / "metrics.json"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    def is_run(self) -> bool:
+        return self.run_json.exists()
+
+    def read_json(self, path: Path) -> dict:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{self.root}: not a run folder (no {path.name})") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"{path}: unreadable ({error})") from None
+
+    def write_json(self, path: Path, data: dict) -> None:
+        atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+    def write_history(self, rows: list[dict]) -> None:
+        columns = [c for c in HISTORY_COLUMNS if any(c in row for row in rows)]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.history, buffer.getvalue())
+
+    def remove_checkpoints_except(self, keep: Path) -> None:
+        for path in self.checkpoints.glob("epoch-*.keras"):
+            if path != keep:
+                path.unlink(missing_ok=True)
+
+    def link_best(self, checkpoint: Path) -> None:
+        """best.keras becomes the same file as `checkpoint` (a hard link, renamed into place)."""
+        tmp = self.root / ".best.keras.link.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(checkpoint, tmp)
+        except OSError:  # filesystems without hard links
+            import shutil
+
+            shutil.copyfile(checkpoint, tmp)
+        os.replace(tmp, self.best)

@@ -1,0 +1,160 @@
+"""Training speed of the documented ResNet-50 (64x64x3, batch 32) on this CPU, side by side.
+
+    .venv/bin/python bench/train_speed.py [--per-class 80] [--repeats 1]
+
+Each configuration runs in its own process (TF_ENABLE_ONEDNN_OPTS is read once, at TensorFlow's
+import), one after the other, on the same 10 x PER_CLASS real photos of the sign-language digits:
+
+  cli            `python cli.py train architectures/resnet50.yaml --data FOLDER --epochs 1`:
+                 our whole path, JPEG files -> decode/resize -> cached uint8 -> tf.data -> fit
+  builder-memory our builder's model, same compile, `model.fit` on float arrays already in memory
+  notebook       the notebook's hand-written Keras code (bench/notebook_resnet50.py), in memory,
+                 oneDNN on as in `cli.py` (the same settings)
+  keras-default  the same notebook code with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset,
+                 which on this AMD CPU means oneDNN off)
+
+Images/s = 32 / median seconds per training step, over all steps of one epoch except the first
+(which traces the graph). Peak memory is each process's ru_maxrss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / ".." / "shared" / "datasets" / "sign-language-digits" / "images"
+SPEC = ROOT / "architectures" / "resnet50.yaml"
+BATCH = 32
+
+
+def make_folder(root: Path, per_class: int) -> Path:
+    for name in sorted(p.name for p in IMAGES.iterdir()):
+        (root / name).mkdir(parents=True)
+        for source in sorted((IMAGES / name).iterdir())[:per_class]:
+            (root / name / source.name).symlink_to(source.resolve())
+    return root
+
+
+def run_process(command: list[str], env: dict) -> tuple[str, float]:
+    """(stdout, peak RSS in MiB) of one child process."""
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command} failed ({process.returncode}):\n{text[-2000:]}")
+    return text, usage.ru_maxrss / 1024
+
+
+def measure(config: str, folder: Path, work: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if config == "cli":
+        run = work / f"run-{time.monotonic_ns()}"
+        command = [sys.executable, "cli.py", "train", str(SPEC), "--data", str(folder), "--epochs", "1",
+                   "--batch-size", str(BATCH), "--out", str(run), "--quiet"]
+        _, peak = run_process(command, env)
+        row = json.loads((run / "state.json").read_text())["history"][0]
+        result = {"images_per_second": row["images_per_second"]}
+    else:
+        if config == "notebook":
+            env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        text, peak = run_process([sys.executable, __file__, "--worker", config, "--folder", str(folder)], env)
+        result = json.loads(text.strip().splitlines()[-1])
+    return {"config": config, **result, "peak_rss_mib": round(peak)}
+
+
+def worker(config: str, folder: Path) -> None:
+    """One in-memory configuration; prints a JSON line."""
+    sys.path.insert(0, str(ROOT))
+    if config == "builder-memory":
+        from archbuilder.runtime import configure_tensorflow_environment
+
+        configure_tensorflow_environment()
+    import keras
+    import numpy as np
+
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.data.images import load_image_files
+
+    files = scan_image_folder(folder)
+    start = time.perf_counter()
+    x = load_image_files(files.paths, (64, 64, 3))
+    decode_seconds = time.perf_counter() - start
+    x = x.astype("float32") / 255.0  # the notebook: X_train = X_train_orig / 255.
+    y = keras.utils.to_categorical(files.labels, len(files.class_names))
+    if config == "builder-memory":
+        from archbuilder.keras_graph import build_model
+        from archbuilder.spec_training import TrainingSpec
+        from archbuilder.training.loop import compile_model
+        from archbuilder.validate import load_checked_spec
+
+        model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
+        compile_model(model, TrainingSpec(), len(x) // BATCH)
+    else:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from notebook_resnet50 import ResNet50
+
+        model = ResNet50(input_shape=(64, 64, 3), classes=len(files.class_names))
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+
+    class Steps(keras.callbacks.Callback):
+        times: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # as the run recorder does
+            self.times.append(time.perf_counter() - self.start)
+
+    steps = Steps()
+    model.fit(x, y, epochs=1, batch_size=BATCH, callbacks=[steps], verbose=0)
+    median = statistics.median(steps.times[1:])
+    print(json.dumps({"images_per_second": round(BATCH / median, 2), "decode_seconds": round(decode_seconds, 2)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-class", type=int, default=80, help="Photos per digit (10 digits; 80 -> 25 steps).")
+    parser.add_argument("--repeats", type=int, default=1, help="Rounds over all configurations (interleaved).")
+    parser.add_argument("--configs", default="cli,builder-memory,notebook,keras-default")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.folder)
+        return
+    configs = args.configs.split(",")
+    results: dict[str, list[dict]] = {c: [] for c in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_folder(Path(tmp) / "images", args.per_class)
+        for round_ in range(args.repeats):
+            for config in configs:
+                result = measure(config, folder, Path(tmp))
+                results[config].append(result)
+                print(json.dumps({"round": round_ + 1, **result}), flush=True)
+    speed = {c: statistics.median(r["images_per_second"] for r in rs) for c, rs in results.items()}
+    summary = {"images": 10 * args.per_class, "batch": BATCH, "images_per_second": speed,
+               "peak_rss_mib": {c: max(r["peak_rss_mib"] for r in rs) for c, rs in results.items()}}
+    if "cli" in speed and "keras-default" in speed:
+        summary["cli_vs_keras_default"] = round(speed["cli"] / speed["keras-default"], 2)
+    if "cli" in speed and "notebook" in speed:
+        summary["cli_vs_notebook"] = round(speed["cli"] / speed["notebook"], 3)
+    if "cli" in speed and "builder-memory" in speed:
+        summary["pipeline_overhead"] = round(1 - speed["cli"] / speed["builder-memory"], 3)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

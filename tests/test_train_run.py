@@ -1,0 +1,124 @@
+"""`train` on real photos: the run folder, NaN; kill -9, resume and Ctrl-C in real processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
+
+RUN_FILES = {
+    "best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",
+    "metrics.json", "run.json", "spec.yaml", "state.json",
+}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return image_folder(tmp_path_factory.mktemp("photos") / "images", per_class=30)
+
+
+def _history(run):
+    with open(run / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _no_temporary_files(run):
+    return [p.name for p in run.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos):
+    run = tmp_path / "run"
+    result = invoke("train", TINY_SPEC, "--data", photos, "--test", photos, "--epochs", "3", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "Epoch 3/3" in result.output  # the progress bar, per epoch
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert _no_temporary_files(run) == []
+    losses = [float(row["loss"]) for row in _history(run)]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["evaluation"]["images"] == 90 and len(metrics["evaluation"]["confusion_matrix"]) == 3
+    assert (run / "classes.txt").read_text().split() == ["0", "1", "2"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0003.keras"]
+    assert invoke("validate", run / "spec.yaml").exit_code == 0  # the resolved spec is a spec again
+
+
+def test_a_run_folder_is_never_overwritten(tmp_path, photos):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "already exists and is not empty" in result.output
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, photos):
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--quiet",
+                    "--set", "training.optimizer=sgd", "--set", "training.learning_rate=1e30")
+    assert result.exit_code == 2, result.output
+    assert "loss became NaN or infinite at epoch 1" in result.output
+
+
+def _start(args):
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), *map(str, args), "--quiet"],
+        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_epoch(process, run, epoch, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run / "state.json").exists() and json.loads((run / "state.json").read_text())["epochs_done"] >= epoch:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended early: {process.communicate()}")
+        time.sleep(0.05)
+    pytest.fail("no epoch finished in time")
+
+
+def test_killed_run_resumes_with_optimizer_state_and_ctrl_c_stops_cleanly(tmp_path, photos):
+    """kill -9 mid-run; resume and press Ctrl-C after an epoch; resume again to the end."""
+    import keras
+
+    run, epochs = tmp_path / "run", 12
+    process = _start(["train", TINY_SPEC, "--data", photos, "--epochs", epochs, "--out", run])
+    _wait_for_epoch(process, run, 2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads((run / "state.json").read_text())["epochs_done"]
+    assert 2 <= killed_at < epochs - 2, "the kill should land mid-run"
+
+    process = _start(["train", "--resume", run])
+    _wait_for_epoch(process, run, killed_at + 1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert f"resuming {run} after epoch {killed_at}" in stderr
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and f"train --resume {run}" in stderr and "Traceback" not in stderr
+    stopped_at = json.loads((run / "state.json").read_text())["epochs_done"]
+    assert json.loads((run / "metrics.json").read_text())["interrupted"]
+    assert killed_at < stopped_at < epochs and _no_temporary_files(run) == []
+
+    result = cli("train", "--resume", run, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert [int(row["epoch"]) for row in _history(run)] == list(range(1, epochs + 1))
+    state = json.loads((run / "state.json").read_text())
+    model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"])
+    steps = 6  # 90 images, batch 16
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps  # continued, never restarted
+
+
+def test_trains_from_a_signs_hdf5_file_using_its_test_split(tmp_path):
+    packed = tmp_path / "signs.h5"
+    result = invoke("data", "pack", IMAGES, packed, "--size", "32", "--classes", "0,1", "--holdout-photographers", "0.15")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", TINY_SPEC, "--data", packed, "--epochs", "1", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "the head was resized to 2" in result.output  # the spec says 3 classes
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "(test_set_*)" in metrics["evaluated_on"] and len(metrics["evaluation"]["per_class"]) == 2

@@ -1,0 +1,48 @@
+"""Shared pieces of the data/train/evaluate tests: real images from the shared dataset, a tiny spec,
+the CLI run in-process (CliRunner) or as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from archbuilder.runtime import configure_tensorflow_environment
+
+configure_tensorflow_environment()  # before anything imports TensorFlow, as the CLI does
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO / ".." / "shared" / "datasets" / "sign-language-digits" / "images"
+TINY_SPEC = REPO / "tests" / "specs" / "tiny_train.yaml"
+
+
+def image_folder(root: Path, classes=("0", "1", "2"), per_class: int = 20) -> Path:
+    """A class folder of symlinks to the first `per_class` real photos of each class (no copies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in classes:
+        (root / name).mkdir()
+        for source in sorted((IMAGES / name).iterdir())[:per_class]:
+            (root / name / source.name).symlink_to(source.resolve())
+    return root
+
+
+def cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` as a real process."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env=cli_env(), **popen,
+    )
+
+
+def cli_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def invoke(*args: str):
+    """The CLI in this process (TensorFlow is imported once for the whole test module)."""
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
