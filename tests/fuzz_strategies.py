@@ -79,7 +79,7 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def check_case(case: Case, workspace: Workspace, *, build: bool = False) -> Outcome:
+def check_case(case: Case, workspace: Workspace, *, build: bool = False, build_max_params: int = BUILD_MAX_PARAMS) -> Outcome:
     """Run `validate` (click's CliRunner, in process) and, if accepted and small, build and compare."""
     from click.testing import CliRunner
 
@@ -108,7 +108,7 @@ def check_case(case: Case, workspace: Workspace, *, build: bool = False) -> Outc
 
     checked = load_checked_spec(path, case.overrides)
     plan = checked.plan
-    if not (build and plan.total_params < BUILD_MAX_PARAMS and len(plan.nodes) < BUILD_MAX_NODES):
+    if not (build and plan.total_params < build_max_params and len(plan.nodes) < BUILD_MAX_NODES):
         return Outcome(accepted=True)
     compare_with_keras(checked)
     return Outcome(accepted=True, built=True)
