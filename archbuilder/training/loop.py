@@ -44,6 +44,7 @@ class TrainRequest:
     out: str | None = None
     resume: str | None = None
     verbose: int = 1
+    skip_bad_images: bool = False
 
 
 @dataclass
@@ -107,6 +108,7 @@ class _Data:
             run_info["data"], run_info["test"], shape,
             holdout_photographers=run_info["holdout_photographers"],
             seed=training.seed, classes=tuple(run_info["classes_filter"]) if run_info["classes_filter"] else None,
+            skip_bad_images=run_info.get("skip_bad_images", False),
         )
         self.class_names = loaded.train.class_names
         if run_info.get("class_names") and tuple(run_info["class_names"]) != self.class_names:
@@ -216,6 +218,7 @@ def _start_new(request: TrainRequest):
         "test": _absolute(request.test),
         "holdout_photographers": request.holdout_photographers,
         "classes_filter": list(request.classes) if request.classes else None,
+        "skip_bad_images": request.skip_bad_images,
         "training": training.model_dump(mode="json"),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
