@@ -272,21 +272,32 @@ def _steps(data: _Data, training: TrainingSpec) -> int:
 def _resume(request: TrainRequest):
     run = RunDir(request.resume)
     run_info = run.read_json(run.run_json)
-    if not run.state.exists():
-        raise UserError(f"{run.root}: no finished epoch to resume from yet (no state.json); start the run again")
-    state = run.read_json(run.state)
+    run.remove_temporaries()  # what a killed process was writing; the files it replaces are intact
+    state = run.read_json(run.state) if run.state.exists() else None
     if request.data:
         run_info["data"] = _absolute(request.data)
     if request.test:
         run_info["test"] = _absolute(request.test)
+    if request.skip_bad_images:  # images may have gone bad since the run started
+        run_info["skip_bad_images"] = True
     shape = tuple(run_info["input_shape"])
     training = TrainingSpec.model_validate(run_info["training"])
     data = _Data(run_info, shape)
+    if state is None:  # killed before its first epoch finished: start again from the run's own spec
+        from archbuilder.keras_graph import build_model
+
+        _say(f"resuming {run.root} from the start: no epoch had finished")
+        model = build_model(_load_spec(str(run.spec), ()).spec)
+        compile_model(model, training, _steps(data, training))
+        state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
+        return run, model, data, training, shape, run_info["spec_name"], state
     checkpoint = run.checkpoints / state["checkpoint"]
     try:
         model = keras.saving.load_model(checkpoint, safe_mode=True)
     except Exception as error:
-        raise UserError(f"{checkpoint}: cannot load the checkpoint ({str(error).splitlines()[0][:300]})") from None
+        from archbuilder.model_files import load_failure
+
+        raise load_failure(checkpoint, error, "cannot load the checkpoint") from None
     _say(f"resuming {run.root} after epoch {state['epochs_done']} of {training.epochs}")
     return run, model, data, training, shape, run_info["spec_name"], state
 
