@@ -349,6 +349,8 @@ def train(request: TrainRequest) -> TrainResult:
                 dataset, epochs=training.epochs, initial_epoch=first, steps_per_epoch=steps,
                 validation_data=validation, callbacks=[recorder], verbose=request.verbose, shuffle=False,
             )
+        except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
+            raise _write_failed(error, run, recorder.state) from None
         finally:
             signal.signal(signal.SIGINT, previous_handler)
     state = recorder.state
@@ -361,10 +363,23 @@ def train(request: TrainRequest) -> TrainResult:
             + (f"{run.root} keeps epoch {last}. " if last else "")
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
-    metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
+    try:
+        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
+    except OSError as error:
+        raise _write_failed(error, run, state) from None
     if recorder.stop_requested:
         _say(f"stopped after epoch {state['epochs_done']}; continue with: python cli.py train --resume {run.root}")
     return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+
+
+def _write_failed(error: OSError, run: RunDir, state: dict) -> UserError:
+    """Files are written atomically, so a failed write leaves the last finished epoch intact."""
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    where = f" ({error.filename})" if error.filename else ""
+    return UserError(
+        f"{run.root}: cannot write the run folder: {reason}{where}. It keeps epoch {state['epochs_done']}; "
+        f"make room and continue with: python cli.py train --resume {run.root}"
+    )
 
 
 def _finish(run: RunDir, model, data: _Data, state: dict, spec_name: str, interrupted: bool) -> dict:
