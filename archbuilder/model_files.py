@@ -60,18 +60,13 @@ def open_model_file(path: str | os.PathLike, spec_path: str | os.PathLike | None
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError, ... for bad files
-        raise load_failure(path, error) from None
-
-
-def load_failure(path: str | os.PathLike, error: Exception, what: str = "not a loadable Keras model") -> UserError:
-    """The UserError for a `.keras` file Keras would not load in safe mode: a Lambda, or damage."""
-    if "safe_mode" in str(error) or "Lambda" in str(error):  # Keras may wrap it below another first line
-        return UserError(
-            f"{path}: refusing to load: it contains a Lambda layer (arbitrary code); "
-            "only files without one are loaded (safe_mode)"
-        )
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UserError(f"{path}: {what} ({message[:300]})")
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise UserError(
+                f"{path}: refusing to load: it contains a Lambda layer (arbitrary code); "
+                "only files without one are loaded (safe_mode)"
+            ) from None
+        raise UserError(f"{path}: not a loadable Keras model ({message[:300]})") from None
 
 
 def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:

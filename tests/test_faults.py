@@ -39,8 +39,8 @@ def _start(args, **popen) -> subprocess.Popen:
     )
 
 
-def _train(run, photos, epochs=EPOCHS) -> subprocess.Popen:
-    return _start(["train", TINY_SPEC, "--data", photos, "--epochs", epochs, "--out", run])
+def _train(run, photos, *options) -> subprocess.Popen:
+    return _start(["train", TINY_SPEC, "--data", photos, "--epochs", EPOCHS, "--out", run, *options])
 
 
 def _epochs_done(run: Path) -> int:
@@ -168,9 +168,14 @@ def test_killed_before_the_first_epoch_resumes_from_the_start(tmp_path, photos):
 
 @pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory, photos):
-    """A run killed after its first finished epoch (of EPOCHS); tests work on copies of it."""
+    """A run killed after its first finished epoch (of EPOCHS); tests work on copies of it.
+
+    Its layers use archbuilder's own initializer, as the notebook's ResNets do: resuming failed to
+    load such checkpoints ("Functional could not be deserialized") until it loaded them as every
+    other model file is loaded, with archbuilder's Keras objects registered.
+    """
     run = tmp_path_factory.mktemp("interrupted") / "run"
-    process = _train(run, photos)
+    process = _train(run, photos, "--set", "defaults.kernel_initializer={type: glorot_uniform_tf1, seed: 0}")
     _kill_when(process, lambda: _epochs_done(run) >= 1)
     return run
 

@@ -292,12 +292,10 @@ def _resume(request: TrainRequest):
         state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
         return run, model, data, training, shape, run_info["spec_name"], state
     checkpoint = run.checkpoints / state["checkpoint"]
-    try:
-        model = keras.saving.load_model(checkpoint, safe_mode=True)
-    except Exception as error:
-        from archbuilder.model_files import load_failure
+    # As every model file: safe mode, archbuilder's initializers registered, damage named.
+    from archbuilder.model_files import open_model_file
 
-        raise load_failure(checkpoint, error, "cannot load the checkpoint") from None
+    model = open_model_file(checkpoint)
     _say(f"resuming {run.root} after epoch {state['epochs_done']} of {training.epochs}")
     return run, model, data, training, shape, run_info["spec_name"], state
 
