@@ -32,7 +32,14 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.path or '<document>'}: {self.message}"
+        # One problem, one line: control characters from the file (a key holding "\r" or "\x85",
+        # which str.splitlines and terminals treat as line breaks or escapes) are shown escaped.
+        return f"{self.location}: {self.path or '<document>'}: {self.message}".translate(_ESCAPES)
+
+
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029",
+}
 
 
 class SpecError(UserError):

@@ -98,14 +98,16 @@ class PlanError(ShapeError):
 class PlanBuilder:
     """Appends nodes and infers each one's output as it goes."""
 
-    def __init__(self, name: str, *, use_bias: bool, classes: int | None):
+    def __init__(self, name: str, *, use_bias: bool, classes: int | None, batch_norm_axis: int = -1):
         self.plan = Plan(name)
         self.use_bias = use_bias
         self.classes = classes
+        self.batch_norm_axis = batch_norm_axis
         self.group = "input"
         self.group_type = "input"
         self.path: Path_ = ()
         self.where = ""
+        self.named: dict[str, str] = {}  # layer name -> where it was first used; Keras needs them unique
 
     def enter(self, group: str, group_type: str, path: Path_, where: str) -> None:
         """Nodes added from now on belong to `group`, which came from spec `path`."""
@@ -124,6 +126,10 @@ class PlanBuilder:
             stats = infer(layer, [self.shape(i) for i in sources], use_bias_default=self.use_bias, classes=self.classes)
         except ShapeError as error:
             raise self.error(str(error), path, error.collapsed) from None
+        if isinstance(layer, BatchNormLayer) and self.batch_norm_axis == 3 and len(stats.out_shape) != 3:
+            raise self.error(
+                f"batch_norm with defaults.batch_norm.axis: 3 needs an image-shaped input (height, width, channels); "
+                f"received shape {stats.out_shape}; use axis: -1", path)
         return self._append(layer.type, self._name(layer.name), layer, sources, stats, path)
 
     def error(self, message: str, path: Path_ | None = None, collapsed: bool = False) -> PlanError:
@@ -150,6 +156,10 @@ class PlanBuilder:
         index = len(self.plan.nodes)
         if index >= MAX_NODES:
             raise self.error(f"the network would have more than {MAX_NODES:,} layers", path)
+        if name is not None:
+            if name in self.named:
+                raise self.error(f"layer name '{name}' is already used by {self.named[name]}; layer names must be unique", path)
+            self.named[name] = self.where or "the input"
         node = Node(index, kind, name, layer, inputs, stats, self.group, self.group_type,
                     self.path if path is None else path)
         self.plan.nodes.append(node)

@@ -26,11 +26,11 @@ def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
         plan = expand(spec)
     factory = _LayerFactory(spec)
     tensors: list = []
-    for node in plan.nodes:
+    for node, name in zip(plan.nodes, _layer_names(plan)):
         if node.kind == "input":
-            tensors.append(keras.Input(shape=node.out_shape, name=node.name))
+            tensors.append(keras.Input(shape=node.out_shape, name=name))
             continue
-        layer = factory.make(node)
+        layer = factory.make(node, name)
         arguments = [tensors[i] for i in node.inputs]
         tensors.append(layer(arguments if node.kind == "add" else arguments[0]))
     return keras.Model(inputs=tensors[0], outputs=tensors[-1], name=spec.name)
@@ -43,8 +43,8 @@ class _LayerFactory:
         self.spec = spec
         self.defaults = spec.defaults
 
-    def make(self, node: Node) -> keras.layers.Layer:
-        return getattr(self, "_" + node.kind)(node.layer, node.name)
+    def make(self, node: Node, name: str) -> keras.layers.Layer:
+        return getattr(self, "_" + node.kind)(node.layer, name)
 
     def _zero_padding(self, layer, name):
         ph, pw = pair(layer.padding)
@@ -91,6 +91,34 @@ class _LayerFactory:
 
     def _add(self, layer, name):
         return keras.layers.Add(name=name)
+
+
+# Keras's automatic name for each kind of layer (the snake-cased class name).
+_KERAS_BASE_NAMES = {
+    "input": "input_layer", "zero_padding": "zero_padding2d", "conv": "conv2d", "batch_norm": "batch_normalization",
+    "activation": "activation", "max_pool": "max_pooling2d", "average_pool": "average_pooling2d",
+    "global_average_pool": "global_average_pooling2d", "flatten": "flatten", "dense": "dense", "add": "add",
+}
+
+
+def _layer_names(plan: Plan) -> list[str]:
+    """Each node's name: its own, or a Keras-style automatic one (`activation`, `activation_1`, ...).
+
+    Keras numbers unnamed layers per process, so a spec naming a layer `activation_1` could collide
+    with one Keras named; numbering here, per model and skipping the spec's names, cannot.
+    """
+    taken = {node.name for node in plan.nodes if node.name}
+    counts: dict[str, int] = {}
+    names = []
+    for node in plan.nodes:
+        name = node.name
+        while name is None or (name in taken and node.name is None):
+            base = _KERAS_BASE_NAMES[node.kind]
+            count = counts[base] = counts.get(base, -1) + 1
+            name = base if count == 0 else f"{base}_{count}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _stride(layer) -> tuple[int, int] | None:

@@ -16,7 +16,8 @@ MAX_INPUT_SEARCH = 1 << 14
 
 def expand(spec: Spec, input_shape: tuple[int, int, int] | None = None) -> Plan:
     """The spec's plan; raises PlanError where a layer cannot take its input."""
-    g = PlanBuilder(spec.name, use_bias=spec.defaults.use_bias, classes=spec.classes)
+    g = PlanBuilder(spec.name, use_bias=spec.defaults.use_bias, classes=spec.classes,
+                    batch_norm_axis=spec.defaults.batch_norm.axis)
     x = g.input(tuple(input_shape or spec.input.shape), spec.input.name)
 
     for index, layer in enumerate(spec.stem):
@@ -53,14 +54,20 @@ def _needs_projection(policy: str, block_index: int, stride: int, in_shape, out_
     return False  # identity: residual_output checks that the shapes really match
 
 
-def smallest_input(spec: Spec, budget: int = 200) -> tuple[int, int] | None:
+def smallest_input(spec: Spec, budget: int = 200, node_budget: int = 50_000) -> tuple[int, int] | None:
     """The smallest (height, width) for which the spec's plan works, channels unchanged.
 
     Height and width are independent through convolutions and pooling, so each is searched with
-    the other held large. At most `budget` plans are expanded; None if nothing up to
+    the other held large. At most `budget` plans, and about `node_budget` nodes in all, are
+    expanded (a 20,000-layer network would otherwise take a minute); None if nothing up to
     MAX_INPUT_SEARCH works or the budget runs out.
     """
     channels = spec.input.shape[2]
+    try:
+        nodes = len(expand(spec, (MAX_INPUT_SEARCH, MAX_INPUT_SEARCH, channels)).nodes)
+    except PlanError:
+        return None
+    budget = min(budget, node_budget // nodes)
     tries = [0]
 
     def works(height: int, width: int) -> bool:

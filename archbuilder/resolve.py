@@ -97,6 +97,11 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
 def _parse_override(text: str) -> Document:
     """`stages.2.repeats=23` -> {'stages': {2: {'repeats': 23}}}, every value located at the override."""
     name = f"<--set {text}>"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as surrogates (PEP 383)
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise SpecError([Problem(Location(f"<--set {shown}>", 1, 1), "", "the value is not UTF-8 text")]) from None
     if "=" not in text:
         raise SpecError([Problem(Location(name, 1, 1), "", "expected PATH=VALUE, e.g. input.shape=[224,224,3]")])
     dotted, value_text = text.split("=", 1)

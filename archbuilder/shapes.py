@@ -69,7 +69,7 @@ def _image(layer, shape: Shape) -> Shape:
 
 def _window(layer, size: int, window: int, stride: int, padding: str, axis: str, shape: Shape) -> int:
     if padding == "same":
-        return math.ceil(size / stride)
+        return -(-size // stride)  # ceil in integers: sizes may exceed a float's range
     out = (size - window) // stride + 1
     if out < 1:
         raise ShapeError(

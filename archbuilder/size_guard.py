@@ -12,6 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from archbuilder.errors import UserError
 from archbuilder.graph_ir import Node, Plan
@@ -73,6 +74,8 @@ def parse_size(text: str) -> int:
 
 
 def format_bytes(count: int) -> str:
+    if count >= 1024**6:  # sizes from absurd specs can exceed a float's range; Decimal formats any int
+        return f"{Decimal(count):.2e} B"
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if value < 1024 or unit == "PiB":

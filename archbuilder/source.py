@@ -22,7 +22,7 @@ from archbuilder.errors import Location, Problem, SpecError
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped spec is ~2 KiB
 MAX_DEPTH = 32  # a spec nests 4 levels; deeper documents are mistakes or attacks
-MAX_VALUES = 100_000  # values after alias expansion
+MAX_VALUES = 20_000  # values, also after alias expansion; ResNet-152 has ~200
 
 Path_ = tuple[Any, ...]  # a path into the data: keys (str) and list indices (int)
 
@@ -79,11 +79,19 @@ def load_yaml_file(path: Path, display_name: str | None = None) -> Document:
 def load_yaml_text(text: str, name: str) -> Document:
     """Parse YAML text (one document) into a Document."""
     try:
+        _refuse_too_many_values(text, name)
         root = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         location = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
         message = f"YAML syntax error: {error.problem or error.context}"
+        raise SpecError([Problem(location, "", message)]) from None
+    except yaml.reader.ReaderError as error:  # a character YAML forbids; unlike the others, it has no mark
+        # libyaml counts the position in UTF-8 bytes, PyYAML's own reader in characters.
+        before = text.encode("utf-8", "surrogatepass")[: error.position].decode("utf-8", "ignore") \
+            if _COMPOSER is not yaml.SafeLoader else text[: error.position]
+        location = Location(name, before.count("\n") + 1, len(before) - before.rfind("\n"))
+        message = f"YAML syntax error: character U+{error.character:04X} is not allowed ({error.reason})"
         raise SpecError([Problem(location, "", message)]) from None
     except yaml.YAMLError as error:
         raise SpecError([Problem(Location(name, 1, 1), "", f"YAML error: {error}")]) from None
@@ -98,6 +106,28 @@ def load_yaml_text(text: str, name: str) -> Document:
     if builder.problems:
         raise SpecError(builder.problems)
     return document
+
+
+_VALUE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
+
+
+def _refuse_too_many_values(text: str, name: str) -> None:
+    """Count values as parser events before composing: a 1 MiB flow list holds 500,000 values,
+    and composing them all (before _Builder could count) took PyYAML most of a minute and 400 MB;
+    events cost little and are dropped as they come."""
+    loader = _COMPOSER(text)
+    try:
+        count = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, _VALUE_EVENTS):
+                count += 1
+                if count > MAX_VALUES:
+                    mark = event.start_mark
+                    location = Location(name, mark.line + 1, mark.column + 1)
+                    raise SpecError([Problem(location, "", f"document has more than {MAX_VALUES} values; refusing to parse it")])
+    finally:
+        loader.dispose()
 
 
 def _decode(raw: bytes, name: str) -> str:

@@ -36,7 +36,8 @@ class InitializerSpec(StrictModel):
         "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
         "glorot_uniform_tf1",
     ] = "glorot_uniform"
-    seed: int | None = None
+    # Keras turns seeds into int64 tensors; a larger one would pass here and fail in `build`.
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
 
     @model_validator(mode="after")
     def _tf1_needs_seed(self) -> "InitializerSpec":
@@ -89,7 +90,8 @@ class StageSpec(StrictModel):
     repeats: PositiveInt = 1
     # The stage's number in layer names (`res{label}{letter}_branch2a`); default: index + 2,
     # since the stem is stage 1 in the notebook.
-    label: Annotated[int, Field(ge=0)] | None = None
+    # Bounded so that block names stay within a layer name's 128 characters.
+    label: Annotated[int, Field(ge=0, le=999_999)] | None = None
     shortcut: Shortcut = "projection_first"
 
     @field_validator("block")

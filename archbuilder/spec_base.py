@@ -6,4 +6,5 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are YAML floats (.inf, .nan) but no sensible size, rate or epsilon.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

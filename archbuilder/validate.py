@@ -73,7 +73,7 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
         channels = spec.input.shape[2]
         message += (
             f"; the smallest input that works is [{smallest[0]}, {smallest[1]}, {channels}]"
-            if smallest else "; no input size up to 16384 was found that works"
+            if smallest else "; no input size up to 16384 that works was found within the search budget"
         )
         message += f" (received input.shape: {list(spec.input.shape)})"
     return Problem(document.location_of(error.path), format_path(error.path), message)

@@ -26,8 +26,12 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
 @overrides_option
 @click.option("--out", metavar="RUN_DIR", help="Run folder (default: runs/<name>-<time>). Must not hold files.")
 @click.option("--resume", metavar="RUN_DIR", help="Continue a run from its last finished epoch.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Leave out image files that cannot be read or decoded, with a warning naming each "
+              "(default: stop, naming them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume, quiet):
+def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
+            skip_bad_images, quiet):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -58,7 +62,7 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     request = TrainRequest(
         spec_path=spec, overrides=overrides, data=data, test=test,
         holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
-        resume=resume, verbose=0 if quiet else 1,
+        resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images,
     )
     from archbuilder.training.loop import train
 

@@ -70,7 +70,16 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> np.n
     return np.concatenate(batches)
 
 
-def _describe_bad_files(names: list[str], height: int, width: int, channels: int) -> str:
+def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[tuple[str, str]]:
+    """(file, reason) for each file that cannot be read and decoded; [] when all can (one batch load)."""
+    try:
+        load_image_files(paths, shape)
+        return []
+    except UserError:
+        return _bad_files([str(p) for p in paths], *shape)
+
+
+def _bad_files(names: list[str], height: int, width: int, channels: int) -> list[tuple[str, str]]:
     import tensorflow as tf
 
     bad = []
@@ -79,7 +88,12 @@ def _describe_bad_files(names: list[str], height: int, width: int, channels: int
             _decode(tf.constant(name), height, width, channels)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
             reason = error.message.splitlines()[0] if error.message else type(error).__name__
-            bad.append(f"{name}: not a readable image ({reason})")
+            bad.append((name, reason))
+    return bad
+
+
+def _describe_bad_files(names: list[str], height: int, width: int, channels: int) -> str:
+    bad = [f"{name}: not a readable image ({reason})" for name, reason in _bad_files(names, height, width, channels)]
     if not bad:  # pragma: no cover - the batch failed but no single file does
         return "could not decode the images"
     more = f"\n... and {len(bad) - 10} more" if len(bad) > 10 else ""

@@ -84,6 +84,7 @@ def training_data(
     holdout_photographers: float | None = None,
     seed: int = 0,
     classes: tuple[str, ...] | None = None,
+    skip_bad_images: bool = False,
 ) -> TrainingData:
     """Training images and (if any) test images, decoded at `shape`.
 
@@ -100,6 +101,8 @@ def training_data(
             test_set, test_origin = splits["test"], f"{data} (test_set_*)"
     else:
         files = scan_image_folder(data)
+        if skip_bad_images:
+            files = _without_bad_images(files, shape)
         keep = select_classes(files.class_names, classes, data)
         if holdout_photographers:
             groups = photographer_groups(files.paths, files.labels)
@@ -127,6 +130,18 @@ def training_data(
     elif test_set is not None and classes:
         test_set = _filter(test_set, classes, data)
     return TrainingData(train, test_set, test_origin)
+
+
+def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
+    """`files` less those that cannot be read or decoded, each named in a warning (--skip-bad-images)."""
+    import sys
+
+    from archbuilder.data.images import bad_image_files
+
+    bad = dict(bad_image_files(files.paths, shape))
+    for name, reason in bad.items():
+        print(f"warning: skipping {name}: not a readable image ({reason})", file=sys.stderr, flush=True)
+    return files.subset(np.asarray([i for i, p in enumerate(files.paths) if str(p) not in bad], dtype=np.int64))
 
 
 def evaluation_data(

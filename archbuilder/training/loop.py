@@ -44,6 +44,7 @@ class TrainRequest:
     out: str | None = None
     resume: str | None = None
     verbose: int = 1
+    skip_bad_images: bool = False
 
 
 @dataclass
@@ -107,6 +108,7 @@ class _Data:
             run_info["data"], run_info["test"], shape,
             holdout_photographers=run_info["holdout_photographers"],
             seed=training.seed, classes=tuple(run_info["classes_filter"]) if run_info["classes_filter"] else None,
+            skip_bad_images=run_info.get("skip_bad_images", False),
         )
         self.class_names = loaded.train.class_names
         if run_info.get("class_names") and tuple(run_info["class_names"]) != self.class_names:
@@ -223,6 +225,7 @@ def _start_new(request: TrainRequest):
         "test": _absolute(request.test),
         "holdout_photographers": request.holdout_photographers,
         "classes_filter": list(request.classes) if request.classes else None,
+        "skip_bad_images": request.skip_bad_images,
         "training": training.model_dump(mode="json"),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -276,21 +279,30 @@ def _steps(data: _Data, training: TrainingSpec) -> int:
 def _resume(request: TrainRequest):
     run = RunDir(request.resume)
     run_info = run.read_json(run.run_json)
-    if not run.state.exists():
-        raise UserError(f"{run.root}: no finished epoch to resume from yet (no state.json); start the run again")
-    state = run.read_json(run.state)
+    run.remove_temporaries()  # what a killed process was writing; the files it replaces are intact
+    state = run.read_json(run.state) if run.state.exists() else None
     if request.data:
         run_info["data"] = _absolute(request.data)
     if request.test:
         run_info["test"] = _absolute(request.test)
+    if request.skip_bad_images:  # images may have gone bad since the run started
+        run_info["skip_bad_images"] = True
     shape = tuple(run_info["input_shape"])
     training = TrainingSpec.model_validate(run_info["training"])
     data = _Data(run_info, shape)
+    if state is None:  # killed before its first epoch finished: start again from the run's own spec
+        from archbuilder.keras_graph import build_model
+
+        _say(f"resuming {run.root} from the start: no epoch had finished")
+        model = build_model(_load_spec(str(run.spec), ()).spec)
+        compile_model(model, training, _steps(data, training))
+        state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
+        return run, model, data, training, shape, run_info["spec_name"], state
     checkpoint = run.checkpoints / state["checkpoint"]
-    try:
-        model = keras.saving.load_model(checkpoint, safe_mode=True)
-    except Exception as error:
-        raise UserError(f"{checkpoint}: cannot load the checkpoint ({str(error).splitlines()[0][:300]})") from None
+    # As every model file: safe mode, archbuilder's initializers registered, damage named.
+    from archbuilder.model_files import open_model_file
+
+    model = open_model_file(checkpoint)
     _say(f"resuming {run.root} after epoch {state['epochs_done']} of {training.epochs}")
     return run, model, data, training, shape, run_info["spec_name"], state
 
@@ -342,6 +354,8 @@ def train(request: TrainRequest) -> TrainResult:
                 dataset, epochs=training.epochs, initial_epoch=first, steps_per_epoch=steps,
                 validation_data=validation, callbacks=[recorder], verbose=request.verbose, shuffle=False,
             )
+        except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
+            raise _write_failed(error, run, recorder.state) from None
         finally:
             signal.signal(signal.SIGINT, previous_handler)
     state = recorder.state
@@ -354,10 +368,23 @@ def train(request: TrainRequest) -> TrainResult:
             + (f"{run.root} keeps epoch {last}. " if last else "")
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
-    metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
+    try:
+        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
+    except OSError as error:
+        raise _write_failed(error, run, state) from None
     if recorder.stop_requested:
         _say(f"stopped after epoch {state['epochs_done']}; continue with: python cli.py train --resume {run.root}")
     return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+
+
+def _write_failed(error: OSError, run: RunDir, state: dict) -> UserError:
+    """Files are written atomically, so a failed write leaves the last finished epoch intact."""
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    where = f" ({error.filename})" if error.filename else ""
+    return UserError(
+        f"{run.root}: cannot write the run folder: {reason}{where}. It keeps epoch {state['epochs_done']}; "
+        f"make room and continue with: python cli.py train --resume {run.root}"
+    )
 
 
 def _finish(run: RunDir, model, data: _Data, state: dict, spec_name: str, interrupted: bool) -> dict:

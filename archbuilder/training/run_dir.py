@@ -74,6 +74,12 @@ class RunDir:
             if path != keep:
                 path.unlink(missing_ok=True)
 
+    def remove_temporaries(self) -> None:
+        """Delete half-written files (atomic_path's `.NAME.*.tmp*`, link_best's `.best.keras.link.tmp`)."""
+        for path in list(self.root.rglob(".*")):
+            if ".tmp" in path.name and path.is_file():
+                path.unlink(missing_ok=True)
+
     def link_best(self, checkpoint: Path) -> None:
         """best.keras becomes the same file as `checkpoint` (a hard link, renamed into place)."""
         tmp = self.root / ".best.keras.link.tmp"

@@ -1,0 +1,423 @@
+"""Hypothesis strategies that generate spec files three ways, and the invariant every one must keep.
+
+    random_yaml()      random YAML documents: nested data dumped to YAML, and YAML-ish text/bytes
+    schema_specs()     specs drawn from the schema, valid and near-valid (wrong types and values)
+    shipped_mutants()  every shipped file under architectures/ with a few mutations applied
+
+A case is a `Case`: the file's bytes, which shipped directory it stands in (so `extends:` finds
+its real parents) and `--set` overrides. `check_case` runs it through the same code as the CLI
+and raises `InvariantBroken` if the outcome is anything but "accepted, built, agrees with static
+inference" or "rejected with exit code 2 and only `file:line:col: path: message` lines".
+Shared by tests/test_fuzz_spec.py (bounded, CI) and bench/fuzz.py (20,000+ cases).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHITECTURES = REPO / "architectures"
+SHIPPED = sorted(ARCHITECTURES.rglob("*.yaml"))
+ERROR_LINE = re.compile(r"^[^\n]+:\d+:\d+: [^\n]*: .+$")
+
+# Keras builds cost ~0.2-2 s each, so only small accepted networks are built, and only a bounded
+# number per run (the caller passes `build=True` while it has budget); every accepted case is
+# still validated and planned.
+BUILD_MAX_PARAMS = 2_000_000
+BUILD_MAX_NODES = 200
+
+
+@dataclass(frozen=True)
+class Case:
+    text: bytes
+    directory: str = "."  # relative to architectures/: where the file sits, for `extends:`
+    overrides: tuple[str, ...] = ()
+    origin: str = ""
+
+    def __repr__(self) -> str:  # what hypothesis prints for a falsifying example
+        return f"Case(origin={self.origin!r}, directory={self.directory!r}, overrides={self.overrides!r}, text={self.text!r})"
+
+
+class InvariantBroken(AssertionError):
+    pass
+
+
+@dataclass
+class Outcome:
+    accepted: bool
+    built: bool = False
+    lines: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# The invariant
+# ---------------------------------------------------------------------------------------------
+
+
+class Workspace:
+    """A private copy of architectures/, so a case can sit beside the files it extends."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="archbuilder-fuzz-"))
+        shutil.copytree(ARCHITECTURES, self.root / "architectures")
+
+    def place(self, case: Case) -> Path:
+        path = self.root / "architectures" / case.directory / "fuzz_case.yaml"
+        path.write_bytes(case.text)
+        return path
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def check_case(case: Case, workspace: Workspace, *, build: bool = False, build_max_params: int = BUILD_MAX_PARAMS) -> Outcome:
+    """Run `validate` (click's CliRunner, in process) and, if accepted and small, build and compare."""
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+
+    path = workspace.place(case)
+    args = ["validate", str(path)]
+    for override in case.overrides:
+        args += ["--set", override]
+    result = CliRunner().invoke(main, args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        trace = "".join(traceback.format_exception(*result.exc_info))
+        raise InvariantBroken(f"validate raised {type(result.exception).__name__}:\n{trace}")
+    if result.exit_code == 2:
+        lines = result.stderr.splitlines()
+        bad = [line for line in lines if not ERROR_LINE.match(line)]
+        if not lines or bad or result.stdout:
+            raise InvariantBroken(f"rejection not in the located format: stderr={result.stderr!r} stdout={result.stdout!r}")
+        return Outcome(accepted=False, lines=lines)
+    if result.exit_code != 0:
+        raise InvariantBroken(f"validate exited {result.exit_code}: {result.output!r}")
+
+    from archbuilder.validate import load_checked_spec
+
+    checked = load_checked_spec(path, case.overrides)
+    plan = checked.plan
+    if not (build and plan.total_params < build_max_params and len(plan.nodes) < BUILD_MAX_NODES):
+        return Outcome(accepted=True)
+    compare_with_keras(checked)
+    return Outcome(accepted=True, built=True)
+
+
+def compare_with_keras(checked) -> None:
+    """Build the model as `build` does and check static inference against what Keras built."""
+    import keras
+
+    from archbuilder.keras_graph import build_model
+
+    plan = checked.plan
+    try:
+        model = build_model(checked.spec, plan)
+    except Exception as error:  # any failure here is a spec that validate should have refused
+        import traceback
+
+        raise InvariantBroken(f"build failed on an accepted spec: {error!r}\n{traceback.format_exc()}") from error
+    try:
+        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+        got = (model.count_params(), trainable, tuple(model.output.shape[1:]), len(model.layers))
+        want = (plan.total_params, plan.trainable_params, plan.output.out_shape, len(plan.nodes))
+        if got != want:
+            raise InvariantBroken(f"Keras (params, trainable, output shape, layers) {got} != static {want}")
+        for node in plan.nodes:
+            if node.name is None:
+                continue
+            layer = model.get_layer(node.name)
+            got_layer = (tuple(layer.output.shape[1:]), layer.count_params())
+            if got_layer != (node.out_shape, node.params):
+                raise InvariantBroken(f"layer {node.name}: Keras {got_layer} != static {(node.out_shape, node.params)}")
+    finally:
+        del model
+        keras.backend.clear_session()
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) random YAML documents
+# ---------------------------------------------------------------------------------------------
+
+SPEC_WORDS = [
+    "name", "input", "shape", "classes", "defaults", "stem", "stages", "head", "training", "type", "filters",
+    "kernel", "stride", "repeats", "block", "extends", "units", "conv", "dense", "bottleneck", "basic",
+    "padding", "pool", "label", "shortcut", "activation", "seed", "naming", "batch_norm", "epsilon",
+]
+
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(), st.integers(-3, 300), st.sampled_from([0, -1, 10**9, 2**63, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20), st.sampled_from(SPEC_WORDS),
+)
+keys = st.one_of(st.sampled_from(SPEC_WORDS), st.text(max_size=12), st.integers(-5, 5), st.booleans(), st.none(),
+                 st.floats(allow_nan=False))
+nested_data = st.recursive(
+    scalars,
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=5)),
+    max_leaves=40,
+)
+YAML_CHARS = list(":-[]{}&*!|>'\"%@#`,? \t\n\r\\.0123456789abcxyz") + ["<<", "---", "...", "!!str", "!!python/name:os.system", "&a", "*a", "\u00e9", "\ufeff", "\x00", "\x85", "\u2028"]
+
+
+def _dump(data: Any, flow: bool | None) -> bytes:
+    return yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True, sort_keys=False).encode("utf-8")
+
+
+@st.composite
+def _dumped(draw) -> Case:
+    data = draw(st.one_of(nested_data, st.dictionaries(st.sampled_from(SPEC_WORDS), nested_data, max_size=8)))
+    return Case(_dump(data, draw(st.sampled_from([None, True, False]))), origin="random-data")
+
+
+@st.composite
+def _yamlish_text(draw) -> Case:
+    pieces = draw(st.lists(st.one_of(st.sampled_from(YAML_CHARS), st.sampled_from(SPEC_WORDS)), max_size=60))
+    return Case("".join(pieces).encode("utf-8", "surrogatepass"), origin="yaml-ish text")
+
+
+def random_yaml() -> st.SearchStrategy[Case]:
+    return st.one_of(
+        _dumped(),
+        _yamlish_text(),
+        st.text(max_size=200).map(lambda t: Case(t.encode("utf-8", "surrogatepass"), origin="random text")),
+        st.binary(max_size=200).map(lambda b: Case(b, origin="random bytes")),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) specs drawn from the schema, valid and near-valid
+# ---------------------------------------------------------------------------------------------
+
+# A small pool, so that two layers sometimes share a name (and with the blocks' own names).
+LAYER_NAMES = [None, None, None, "conv1", "bn_conv1", "fc", "fc{classes}", "avg_pool", "res2a_branch2a", "input_1",
+               "activation", "activation_1", "input_layer", "conv2d", "add", "flatten", "conv2_block1_out",
+               "a.b-c", "{classes}", "x" * 128]
+ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softmax", "swish", "gelu", "elu", "selu", "linear"]
+size2d = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=2, max_size=2))
+
+
+def _layer(kind: str, draw) -> dict:
+    layer: dict[str, Any] = {"type": kind}
+    name = draw(st.sampled_from(LAYER_NAMES))
+    if kind == "zero_padding":
+        layer["padding"] = draw(st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=2, max_size=2)))
+    elif kind == "conv":
+        layer["filters"] = draw(st.integers(1, 16))
+        layer["kernel"] = draw(size2d)
+        layer["stride"] = draw(size2d)
+        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
+        if draw(st.booleans()):
+            layer["use_bias"] = draw(st.booleans())
+    elif kind == "batch_norm":
+        if draw(st.booleans()):
+            layer["epsilon"] = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
+        if draw(st.booleans()):
+            layer["momentum"] = draw(st.sampled_from([0.0, 0.9, 0.99]))
+    elif kind == "activation":
+        layer["activation"] = draw(st.sampled_from(ACTIVATIONS))
+    elif kind in ("max_pool", "average_pool"):
+        layer["pool"] = draw(size2d)
+        if draw(st.booleans()):
+            layer["stride"] = draw(size2d)
+        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
+    elif kind == "dense":
+        layer["units"] = draw(st.one_of(st.just("classes"), st.integers(1, 20)))
+        layer["activation"] = draw(st.sampled_from(ACTIVATIONS))
+        layer["use_bias"] = draw(st.booleans())
+    if name is not None:
+        layer["name"] = name
+    return layer
+
+
+STEM_KINDS = ["zero_padding", "conv", "batch_norm", "activation", "max_pool", "average_pool"]
+HEAD_KINDS = ["global_average_pool", "flatten", "dense", "average_pool", "max_pool", "activation", "batch_norm",
+              "conv", "dense"]
+
+
+@st.composite
+def _stage(draw) -> dict:
+    block = draw(st.sampled_from(["basic", "bottleneck"]))
+    count = 2 if block == "basic" else 3
+    stage: dict[str, Any] = {"block": block, "filters": draw(st.lists(st.integers(1, 16), min_size=count, max_size=count))}
+    for key, strategy in (("kernel", st.integers(1, 4)), ("stride", st.integers(1, 3)), ("repeats", st.integers(1, 3)),
+                          ("label", st.integers(0, 9)),
+                          ("shortcut", st.sampled_from(["projection_first", "projection_if_needed", "identity"]))):
+        if draw(st.booleans()):
+            stage[key] = draw(strategy)
+    return stage
+
+
+@st.composite
+def _valid_spec(draw) -> dict:
+    spec: dict[str, Any] = {
+        "name": draw(st.sampled_from(["Net", "tiny_net", "a.b-c", "N" * 128])),
+        "input": {"shape": [draw(st.integers(1, 40)), draw(st.integers(1, 40)), draw(st.integers(1, 4))]},
+    }
+    if draw(st.booleans()):
+        spec["input"]["name"] = draw(st.sampled_from(LAYER_NAMES[3:]))
+    if draw(st.integers(0, 4)):
+        spec["classes"] = draw(st.integers(1, 10))
+    if draw(st.booleans()):
+        init_type = draw(st.sampled_from(["glorot_uniform", "he_normal", "lecun_uniform", "glorot_uniform_tf1"]))
+        init: dict[str, Any] = {"type": init_type}
+        if init_type == "glorot_uniform_tf1" or draw(st.booleans()):
+            init["seed"] = draw(st.one_of(st.integers(0, 100), st.sampled_from([-1, 2**31, 2**32 + 5, 2**63, 10**30])))
+        spec["defaults"] = {
+            "kernel_initializer": init,
+            "use_bias": draw(st.booleans()),
+            "batch_norm": {"axis": draw(st.sampled_from([-1, 3])), "epsilon": 1e-3, "momentum": 0.99},
+            "naming": draw(st.sampled_from(["notebook", "keras"])),
+        }
+    spec["stem"] = [_layer(k, draw) for k in draw(st.lists(st.sampled_from(STEM_KINDS), max_size=4))]
+    spec["stages"] = draw(st.lists(_stage(), max_size=3))
+    spec["head"] = [_layer(k, draw) for k in draw(st.lists(st.sampled_from(HEAD_KINDS), max_size=3))]
+    if draw(st.integers(0, 3)) == 0:
+        spec["training"] = {"optimizer": draw(st.sampled_from(["adam", "sgd"])), "batch_size": draw(st.integers(1, 64)),
+                            "epochs": draw(st.integers(1, 5)), "learning_rate": draw(st.sampled_from([1e-3, 0.1]))}
+    for key in ("stem", "stages", "head"):
+        if not spec[key] and draw(st.booleans()):
+            del spec[key]
+    return spec
+
+
+@st.composite
+def schema_specs(draw) -> Case:
+    spec = draw(_valid_spec())
+    near = draw(st.integers(0, 2))  # about a third of cases stay valid
+    for _ in range(near):
+        spec = draw(mutated_data(spec))
+    return Case(_dump(spec, draw(st.sampled_from([None, False]))), origin=f"schema, {near} mutations")
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) mutations of the shipped files
+# ---------------------------------------------------------------------------------------------
+
+ODD_VALUES = [0, -1, 10**9, 10**400, 1.5, -0.0, float("inf"), float("nan"), True, None, "", "x", "128",
+              [], {}, [1], [0, 0, 0], {"type": "conv"}, "classes", "bottleneck"]
+
+
+def _paths(data: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path into `data`, containers included."""
+    found = [prefix]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found += _paths(value, prefix + (key,))
+    return found
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _set(data: Any, path: tuple, value: Any) -> Any:
+    if not path:
+        return value
+    _get(data, path[:-1])[path[-1]] = value
+    return data
+
+
+@st.composite
+def mutated_data(draw, data: Any) -> Any:
+    """`data` with one mutation: drop, retype, swap, rescale, insert an unknown key, or duplicate a list item."""
+    data = copy.deepcopy(data)
+    paths = _paths(data)
+    path = draw(st.sampled_from(paths))
+    value = _get(data, path)
+    operation = draw(st.sampled_from(["drop", "retype", "swap", "scale", "unknown_key", "null", "duplicate_item"]))
+    if operation == "drop" and path:
+        parent = _get(data, path[:-1])
+        del parent[path[-1]]
+    elif operation == "retype":
+        data = _set(data, path, draw(st.one_of(st.sampled_from(ODD_VALUES), scalars)))
+    elif operation == "swap":
+        other = draw(st.sampled_from(paths))
+        if path and other and path[: len(other)] != other and other[: len(path)] != path:
+            first, second = copy.deepcopy(value), copy.deepcopy(_get(data, other))
+            data = _set(data, path, second)
+            data = _set(data, other, first)
+    elif operation == "scale":
+        numbers = [p for p in paths if isinstance(_get(data, p), (int, float)) and not isinstance(_get(data, p), bool)]
+        if numbers:
+            target = draw(st.sampled_from(numbers))
+            data = _set(data, target, draw(st.sampled_from([0, -1, 10**9, 2, 10**400, 0.5])))
+    elif operation == "unknown_key" and isinstance(value, dict):
+        value[draw(st.sampled_from(["filtres", "typ", "extra", "Name", "stride_", "units"]))] = draw(scalars)
+    elif operation == "null":
+        data = _set(data, path, None)
+    elif operation == "duplicate_item" and isinstance(value, list) and value:
+        index = draw(st.integers(0, len(value) - 1))
+        value.insert(index, copy.deepcopy(value[index]))
+    return data
+
+
+def _shipped_texts() -> list[tuple[str, str]]:
+    return [(str(p.parent.relative_to(ARCHITECTURES)), p.read_text(encoding="utf-8")) for p in SHIPPED]
+
+
+@st.composite
+def _text_mutation(draw, text: str) -> str:
+    """Break the file as an editor would: indentation, a duplicated or deleted line, stray characters."""
+    lines = text.splitlines(keepends=True) or [""]
+    index = draw(st.integers(0, len(lines) - 1))
+    operation = draw(st.sampled_from(["indent", "dedent", "duplicate_line", "delete_line", "insert_chars", "tab", "truncate"]))
+    line = lines[index]
+    if operation == "indent":
+        lines[index] = " " * draw(st.integers(1, 5)) + line
+    elif operation == "dedent":
+        lines[index] = line.lstrip(" ")
+    elif operation == "duplicate_line":
+        lines.insert(index, line)
+    elif operation == "delete_line":
+        del lines[index]
+    elif operation == "insert_chars":
+        column = draw(st.integers(0, len(line)))
+        chars = "".join(draw(st.lists(st.sampled_from(YAML_CHARS), min_size=1, max_size=3)))
+        lines[index] = line[:column] + chars + line[column:]
+    elif operation == "tab":
+        lines[index] = "\t" + line.lstrip(" ")
+    elif operation == "truncate":
+        return "".join(lines)[: draw(st.integers(0, len(text)))]
+    return "".join(lines)
+
+
+OVERRIDES = st.sampled_from([
+    "stages.0.repeats=0", "stages.1.repeats=2", "input.shape=[8,8,3]", "input.shape=[1000000000,3,3]", "classes=null",
+    "stages=null", "head.0={type: flatten}", "stages.0={block: basic}", "stages.-1.filters=[1,1,1]", "name=",
+    "defaults.naming=keras", "stages.9.repeats=1", "x.y.z=1", "=", "stem.0.type=conv", "stages.0.stride=[2]",
+    "input.shape.0=-3", "stages.0=[]", "head=[1, 2]", "extends=resnet18.yaml", "stages.1.block=basic",
+])
+
+
+@st.composite
+def shipped_mutants(draw) -> Case:
+    directory, text = draw(st.sampled_from(_shipped_texts()))
+    how = draw(st.sampled_from(["data", "data", "text", "both"]))
+    if how in ("data", "both"):
+        data = yaml.safe_load(text)
+        for _ in range(draw(st.integers(1, 3))):
+            data = draw(mutated_data(data))
+        text = _dump(data, draw(st.sampled_from([None, False]))).decode("utf-8")
+    if how in ("text", "both"):
+        for _ in range(draw(st.integers(1, 2))):
+            text = draw(_text_mutation(text))
+    overrides = tuple(draw(st.lists(OVERRIDES, max_size=2))) if draw(st.integers(0, 4)) == 0 else ()
+    return Case(text.encode("utf-8", "surrogatepass"), directory=directory, overrides=overrides,
+                origin=f"mutant of {directory}, {how}")
+
+
+STRATEGIES = {"random_yaml": random_yaml(), "schema_specs": schema_specs(), "shipped_mutants": shipped_mutants()}

@@ -1,0 +1,130 @@
+"""Every crash, hang or wrong acceptance the fuzzer (tests/fuzz_strategies.py) found, as the exact
+message it now gets. `{f}` stands for the spec file's path."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from archbuilder.errors import SpecError
+from archbuilder.validate import load_checked_spec
+from tests.conftest import REPO
+
+HEAD = b"name: Net\ninput: {shape: [9, 7, 2]}\nclasses: 3\n"
+HUGE = b"1" + b"0" * 400  # 10**400: YAML ints are unbounded, floats are not
+
+CASES = {
+    # yaml.reader.ReaderError has no mark (libyaml gives a byte offset); its text spanned two lines.
+    "forbidden_control_character": (
+        "name: Net\nc: \u00e9\x1fd\n".encode(),
+        ["{f}:2:5: <document>: YAML syntax error: character U+001F is not allowed (control characters are not allowed)"],
+    ),
+    # A key holding \r, \x85 or \u2028 split one problem over several lines of output.
+    "line_breaks_inside_a_key_are_escaped": (
+        HEAD + b'"a\\rb\\x85\\u2028": 1\n',
+        ["{f}:4:1: a\\rb\\x85\\u2028: unknown key 'a\\rb\\x85\\u2028'; valid keys: classes, defaults, head, input, name, "
+         "stages, stem, training"],
+    ),
+    # OverflowError: `same` padding divided sizes as floats; then formatting the estimate did too.
+    "input_size_beyond_float_range": (
+        b"name: Net\ninput: {shape: [" + HUGE + b", 8, 3]}\nstem: [{type: conv, filters: 2, padding: same, stride: 2}]\n",
+        ["{f}:1:1: <document>: estimated memory 1.12e+402 B (weights 224 B, activations 1.12e+402 B) exceeds the limit "
+         "of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
+    ),
+    "units_beyond_float_range": (
+        HEAD + b"head: [{type: flatten}, {type: dense, units: " + HUGE + b"}]\n",
+        ["{f}:4:25: head.1: estimated memory 5.12e+402 B (weights 5.08e+402 B, activations 4.00e+400 B) exceeds the "
+         "limit of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
+    ),
+    # pydantic ValidationError from inside the plan: block names longer than 128 characters.
+    "stage_label_too_large_for_layer_names": (
+        HEAD + b"stages: [{block: basic, filters: [2, 2], label: 1" + b"0" * 200 + b"}]\n",
+        ["{f}:4:49: stages.0.label: input should be less than or equal to 999999 "
+         "(received: 100000000000000000000000000000000000000000000000000000000...)"],
+    ),
+    # Accepted by validate, then Keras refused the model in `build`.
+    "duplicate_layer_names": (
+        HEAD + b"stem: [{type: conv, filters: 2, name: c}, {type: activation, name: c}]\n",
+        ["{f}:4:43: stem.1: stem layer 1: layer name 'c' is already used by stem layer 0; layer names must be unique"],
+    ),
+    "layer_name_equal_to_a_block_layer_name": (
+        b"name: Net\ninput: {shape: [9, 7, 2], name: res2a_branch2a}\nstages: [{block: basic, filters: [2, 2]}]\n",
+        ["{f}:3:10: stages.0: stage 2 block a: layer name 'res2a_branch2a' is already used by the input; "
+         "layer names must be unique"],
+    ),
+    "initializer_seed_beyond_int64": (
+        HEAD + b"defaults: {kernel_initializer: {type: glorot_uniform, seed: 9223372036854775808}}\n",
+        ["{f}:4:61: defaults.kernel_initializer.seed: input should be less than or equal to 9223372036854775807 "
+         "(received: 9223372036854775808)"],
+    ),
+    "batch_norm_axis_3_on_a_vector": (
+        HEAD + b"defaults: {batch_norm: {axis: 3}}\nhead: [{type: flatten}, {type: batch_norm}]\n",
+        ["{f}:5:25: head.1: head layer 1: batch_norm with defaults.batch_norm.axis: 3 needs an image-shaped input "
+         "(height, width, channels); received shape (126,); use axis: -1"],
+    ),
+    # Accepted, built, and trained into NaN.
+    "infinite_floats": (
+        HEAD + b"defaults: {batch_norm: {epsilon: .inf}}\ntraining: {learning_rate: .inf}\n",
+        ["{f}:4:34: defaults.batch_norm.epsilon: input should be a finite number (received: inf)",
+         "{f}:5:27: training.learning_rate: input should be a finite number (received: inf)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fuzz_found_case_gets_a_located_message(tmp_path, case):
+    text, expected = CASES[case]
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(text)
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    assert str(caught.value).splitlines() == [line.format(f=path) for line in expected]
+
+
+def test_set_value_that_is_not_utf8():
+    # Bytes that are not UTF-8 reach argv as surrogates; libyaml's parser raised UnicodeEncodeError.
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet18.yaml", ["name=\udcff"])
+    assert str(caught.value) == "<--set name=\\xff>:1:1: <document>: the value is not UTF-8 text"
+
+
+def test_a_million_byte_flow_list_is_refused_in_seconds(tmp_path):
+    # Took 45 s and 370 MB: PyYAML composed all 500,000 values before anything counted them
+    # (libyaml: ~6 s on a busy machine).
+    path = tmp_path / "big.yaml"
+    path.write_text("name: x\nv: [" + ",".join(["1"] * 500_000) + "]\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    assert time.perf_counter() - start < 10
+    assert str(caught.value) == f"{path}:2:39995: <document>: document has more than 20000 values; refusing to parse it"
+
+
+def test_smallest_input_search_is_bounded_on_a_huge_network():
+    # Took 36 s: 200 expansions of an 18,700-layer plan to suggest an input size.
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.3.repeats=1700", "input.shape=[16,16,3]"])
+    assert time.perf_counter() - start < 10
+    assert str(caught.value).endswith(
+        "head.0: head layer 0: average_pool 2x2 'avg_pool' shrinks the height from 1 to 0 (window 2, input shape "
+        "(1, 1, 2048)); no input size up to 16384 that works was found within the search budget "
+        "(received input.shape: [16, 16, 3])"
+    )
+
+
+def test_layer_names_like_keras_automatic_names_build(tmp_path):
+    # Keras numbers unnamed layers itself (activation, activation_1, input_layer...); a spec using
+    # one of those names made `build` fail with "The name ... is used 2 times in the model".
+    from archbuilder.keras_graph import build_model
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: Net\ninput: {shape: [8, 8, 1]}\n"
+        "stem: [{type: activation, name: activation_1}, {type: activation}, {type: activation}, "
+        "{type: conv, filters: 2, name: input_layer}]\n"
+    )
+    checked = load_checked_spec(path)
+    model = build_model(checked.spec, checked.plan)
+    assert [layer.name for layer in model.layers] == ["input_layer_1", "activation_1", "activation", "activation_2", "input_layer"]

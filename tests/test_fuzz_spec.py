@@ -1,0 +1,49 @@
+"""Bounded fuzzing of the spec language, for CI: a few hundred cases per strategy, derandomized.
+
+Each case must be accepted (and then, if small, build into a Keras model that static inference
+describes exactly) or rejected with exit code 2 and only `file:line:col: path: message` lines;
+see tests/fuzz_strategies.py. The long run is bench/fuzz.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzz_strategies import STRATEGIES, Case, Workspace, check_case
+
+EXAMPLES = 300
+BUILDS_PER_STRATEGY = 3  # Keras builds cost ~1.5 s each; validation of every case costs ~20 ms
+CASE_SECONDS = 5  # validate and plan, whatever the input
+BUILD_SECONDS = 60  # the first build also imports TensorFlow
+
+
+@pytest.fixture(scope="module")
+def workspace():
+    space = Workspace()
+    yield space
+    space.close()
+
+
+def _fuzz(name: str):
+    builds = {"done": 0}
+
+    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                     HealthCheck.function_scoped_fixture])
+    @given(case=STRATEGIES[name])
+    def run(workspace, case: Case) -> None:
+        start = time.perf_counter()
+        outcome = check_case(case, workspace, build=builds["done"] < BUILDS_PER_STRATEGY)
+        builds["done"] += outcome.built
+        limit = BUILD_SECONDS if outcome.built else CASE_SECONDS
+        assert time.perf_counter() - start < limit, f"case took longer than {limit} s"
+
+    return run
+
+
+test_random_yaml_documents = _fuzz("random_yaml")
+test_specs_drawn_from_the_schema = _fuzz("schema_specs")
+test_mutations_of_shipped_files = _fuzz("shipped_mutants")
