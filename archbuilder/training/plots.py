@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def plot_confusion(confusion: np.ndarray, class_names: tuple[str, ...], path: Pa
     for (i, j), value in np.ndenumerate(confusion):
         if value:
             axis.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black", fontsize=8)
-    axis.set_title(title)
+    axis.set_title("\n".join(textwrap.fill(line, 60) for line in title.splitlines()), fontsize=10)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
