@@ -12,6 +12,7 @@ processes on a shared machine). Two pairings, each with identical initializers o
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -38,8 +39,13 @@ PAIRINGS = {
 
 
 def timed(function) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one build."""
+    """(wall seconds, CPU seconds) of one build.
+
+    The previous model's garbage is collected first, on both sides alike: otherwise Python's
+    cycle collector frees it at some point inside the next timed build.
+    """
     keras.backend.clear_session()
+    gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     model = function()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
