@@ -8,7 +8,7 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
   cli            `python cli.py train architectures/resnet50.yaml --data FOLDER --epochs 1`:
                  our whole path, JPEG files -> decode/resize -> cached uint8 -> tf.data -> fit
   builder-memory our builder's model, same compile, `model.fit` on float arrays already in memory
-  notebook       the notebook's hand-written Keras code (bench/notebook_resnet50.py), in memory,
+  notebook       the notebook's hand-written Keras code (tests/helpers/notebook_resnet.py), in memory,
                  oneDNN on as in `cli.py` (the same settings)
   pipeline       (no model) the input pipeline alone: decode per image, CPU per batch fed to fit
   keras-default  the same notebook code with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset,
@@ -134,10 +134,10 @@ def worker(config: str, folder: Path) -> None:
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(x) // BATCH)
     else:
-        sys.path.insert(0, str(ROOT / "bench"))
-        from notebook_resnet50 import ResNet50
+        sys.path.insert(0, str(ROOT))
+        from tests.helpers.notebook_resnet import notebook_resnet50
 
-        model = ResNet50(input_shape=(64, 64, 3), classes=len(files.class_names))
+        model = notebook_resnet50(keras, input_shape=(64, 64, 3), classes=len(files.class_names))
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 
     class Steps(keras.callbacks.Callback):

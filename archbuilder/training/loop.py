@@ -372,8 +372,10 @@ def train(request: TrainRequest) -> TrainResult:
         metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
     except OSError as error:
         raise _write_failed(error, run, state) from None
-    if recorder.stop_requested:
+    if recorder.stop_requested and state["epochs_done"]:
         _say(f"stopped after epoch {state['epochs_done']}; continue with: python cli.py train --resume {run.root}")
+    elif recorder.stop_requested:
+        _say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
     return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
 
 
