@@ -32,6 +32,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); the destination gets what a plain open() would give.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         _fsync_file(tmp)
@@ -56,6 +58,12 @@ def atomic_write_with(destination: str | os.PathLike, writer: Callable[[Path], N
     """Call `writer(tmp_path)` and move the result into place."""
     with atomic_path(destination) as tmp:
         writer(tmp)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: Path) -> None:

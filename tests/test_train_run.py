@@ -37,7 +37,7 @@ def _no_temporary_files(run):
 
 def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos):
     run = tmp_path / "run"
-    result = invoke("train", TINY_SPEC, "--data", photos, "--test", photos, "--epochs", "3", "--out", run)
+    result = invoke("train", TINY_SPEC, "--data", photos, "--test", photos, "--epochs", "3", "--out", run, "--h5")
     assert result.exit_code == 0, result.output
     assert "Epoch 3/3" in result.output  # the progress bar, per epoch
     assert RUN_FILES <= {p.name for p in run.iterdir()}
@@ -49,6 +49,19 @@ def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos
     assert (run / "classes.txt").read_text().split() == ["0", "1", "2"]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0003.keras"]
     assert invoke("validate", run / "spec.yaml").exit_code == 0  # the resolved spec is a spec again
+    # --h5: the best model in Keras's HDF5 format too, readable by layer name into the spec's model.
+    import numpy as np
+
+    from archbuilder.keras_graph import build_model
+    from archbuilder.model_files import open_model_file
+    from archbuilder.validate import load_checked_spec
+    from archbuilder.weights_h5 import load_h5_weights
+
+    rebuilt = build_model(load_checked_spec(run / "spec.yaml").spec)
+    assert load_h5_weights(rebuilt, run / "best.h5", strict=True).missing_in_file == []
+    x = np.random.default_rng(0).random((2, *rebuilt.input_shape[1:]), dtype="float32")
+    best = open_model_file(run / "best.keras")
+    np.testing.assert_allclose(rebuilt.predict_on_batch(x), best.predict_on_batch(x), atol=1e-6)
 
 
 def test_a_run_folder_is_never_overwritten(tmp_path, photos):

@@ -30,8 +30,9 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet):
+            skip_bad_images, quiet, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -62,7 +63,7 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     request = TrainRequest(
         spec_path=spec, overrides=overrides, data=data, test=test,
         holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
-        resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images,
+        resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images, save_h5=save_h5,
     )
     from archbuilder.training.loop import train
 

@@ -45,6 +45,7 @@ class TrainRequest:
     resume: str | None = None
     verbose: int = 1
     skip_bad_images: bool = False
+    save_h5: bool = False  # also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format)
 
 
 @dataclass
@@ -369,7 +370,7 @@ def train(request: TrainRequest) -> TrainResult:
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
     try:
-        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested)
+        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested, request.save_h5)
     except OSError as error:
         raise _write_failed(error, run, state) from None
     if recorder.stop_requested and state["epochs_done"]:
@@ -389,13 +390,18 @@ def _write_failed(error: OSError, run: RunDir, state: dict) -> UserError:
     )
 
 
-def _finish(run: RunDir, model, data: _Data, state: dict, spec_name: str, interrupted: bool) -> dict:
-    """Evaluate the best model; write metrics.json and the confusion matrix."""
+def _finish(run: RunDir, model, data: _Data, state: dict, spec_name: str, interrupted: bool,
+            save_h5: bool = False) -> dict:
+    """Evaluate the best model; write metrics.json, the confusion matrix and, if asked, best.h5."""
     from archbuilder.training.plots import plot_confusion
 
     if not state["history"]:
         return {}
     model.load_weights(run.best)
+    if save_h5:
+        from archbuilder.weights_h5 import save_h5 as write_h5
+
+        _say(f"saved {write_h5(model, run.root / 'best.h5')}")
     if data.test is not None:
         images, origin = data.test, f"test set: {data.test_origin}"
     elif data.validation is not None:
