@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
-import keras
-import numpy as np
+from archbuilder.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from archbuilder.philox import tf1_random_uniform
 from archbuilder.spec import InitializerSpec

@@ -66,9 +66,9 @@ def open_model_file(
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
+    # archbuilder.initializers imports TensorFlow quietly and registers archbuilder's Keras objects.
+    import archbuilder.initializers  # noqa: F401
     import keras
-
-    import archbuilder.initializers  # noqa: F401  registers archbuilder's Keras objects for loading
 
     try:
         return keras.saving.load_model(path, safe_mode=True)

@@ -24,6 +24,9 @@ def command() -> None:
 def pack(folder, out, size, channels, split, holdout_photographers, seed, classes):
     """Write FOLDER (one subfolder per class) to OUT.h5 in the SIGNS layout the notebook reads:
     train_set_x (N, SIZE, SIZE, 3) uint8, train_set_y (N,) int64, list_classes (K,)."""
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
 

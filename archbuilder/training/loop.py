@@ -16,8 +16,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import keras
-import numpy as np
+from archbuilder.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from archbuilder.data.split import stratified_split
 from archbuilder.errors import UserError
