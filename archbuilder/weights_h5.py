@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.hdf5_files import open_hdf5
 
 if TYPE_CHECKING:  # keras is imported lazily: `validate` must not pay for TensorFlow
     import keras
@@ -118,17 +119,10 @@ def read_h5_weights(path: str | os.PathLike) -> dict[str, list[tuple[str, "np.nd
     Weight names are the short ones (`gamma`, `kernel`), in the file's order. Works on whole-model
     files and on `save_weights` files; reads nothing but the weight arrays.
     """
-    import h5py
     import numpy as np
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise UserError(f"{path}: not an HDF5 file ({error})") from None
-    with handle:
+    with open_hdf5(path) as handle:
         root = handle["model_weights"] if "model_weights" in handle else handle
         layer_names = _string_list_attr(root, "layer_names")
         if layer_names is None:

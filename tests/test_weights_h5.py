@@ -180,7 +180,7 @@ def test_save_h5_writes_what_keras2_and_we_read(tmp_path):
 def test_not_a_keras_file_is_a_user_error(tmp_path):
     text = tmp_path / "notes.h5"
     text.write_text("hello")
-    with pytest.raises(UserError, match="not an HDF5 file"):
+    with pytest.raises(UserError, match="not a readable HDF5 file"):
         read_h5_weights(text)
     with pytest.raises(UserError, match="no such file"):
         read_h5_weights(tmp_path / "absent.h5")

@@ -17,6 +17,7 @@ import numpy as np
 
 from archbuilder.atomic import atomic_write_with
 from archbuilder.errors import UserError
+from archbuilder.hdf5_files import open_hdf5
 
 SPLITS = ("train", "test")
 
@@ -60,16 +61,8 @@ def write_signs_h5(path: str | os.PathLike, splits: dict[str, LabelledImages]) -
 
 def read_signs_h5(path: str | os.PathLike) -> dict[str, LabelledImages]:
     """Read every split present; a file without one complete split is an error naming what's there."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise UserError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
+    with open_hdf5(path) as handle:
         present = sorted(handle.keys())
         if "list_classes" not in handle:
             raise UserError(

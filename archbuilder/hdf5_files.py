@@ -1,0 +1,21 @@
+"""Opening HDF5 files (SIGNS datasets, Keras 2 weights) with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from archbuilder.errors import UserError
+
+
+def open_hdf5(path: str | os.PathLike):
+    """An open, read-only `h5py.File`; a missing or non-HDF5 file is a UserError naming it."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise UserError(f"{path}: not a readable HDF5 file ({error})") from None
