@@ -26,6 +26,20 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
     )
 
 
+def spec_problem_lines(path: Path, content: str | bytes) -> list[str]:
+    """Write `content` to `path`, validate it, and return the error's lines (it must fail)."""
+    from archbuilder.errors import SpecError
+    from archbuilder.validate import load_checked_spec
+
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    return str(caught.value).splitlines()
+
+
 @pytest.fixture(scope="session")
 def notebook_text() -> str:
     return NOTEBOOK.read_text(encoding="utf-8")
