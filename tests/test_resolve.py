@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-
 from archbuilder.resolve import resolve_document
 from archbuilder.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
 from archbuilder.validate import load_checked_spec
