@@ -39,6 +39,5 @@ for _name in COMMAND_MODULES:
 
 
 def run() -> None:
-    """Entry point for `python cli.py`."""
-    configure_tensorflow_environment()
+    """Entry point for `python cli.py` (the group's callback sets TensorFlow's environment)."""
     sys.exit(main(standalone_mode=True))
