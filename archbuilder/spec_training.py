@@ -64,7 +64,9 @@ class TrainingSpec(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     batch_size: int = Field(32, gt=0)
     epochs: int = Field(2, gt=0)
-    seed: int = Field(0, ge=0)
+    # Seeds NumPy's splits, TensorFlow's stateless shuffles and Keras's random layers; the
+    # last keep their seeds in 32-bit integers.
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
     validation_split: float = Field(0.0, ge=0, lt=1)
     augmentation: AugmentationSpec = AugmentationSpec()

@@ -85,6 +85,10 @@ CASES = {
         "name: A\nname: B\ninput: {shape: [8, 8, 3]}\n",
         ["{f}:2:1: name: duplicate key 'name' (first defined at line 1)"],
     ),
+    "training_seed_too_large": (  # Keras's random layers keep seeds in 32-bit integers
+        GOOD_HEAD + "training: {seed: 4294967296}\n",
+        ["{f}:4:18: training.seed: input should be less than or equal to 2147483647 (received: 4294967296)"],
+    ),
     "units_classes_without_classes": (
         "name: A\ninput: {shape: [8, 8, 3]}\nhead:\n  - {type: flatten}\n  - {type: dense}\n",
         ["{f}:1:1: classes: head.1 uses units: classes, but the spec sets no top-level 'classes'"],

@@ -25,21 +25,24 @@ def augmentation_layers(spec: AugmentationSpec, seed: int):
     """A keras.Sequential of random layers on 0-255 float images, or None when all are off."""
     import keras
 
+    def seed_for(layer: int) -> int:  # one seed per layer, each a valid 32-bit seed
+        return (seed + layer) % 2**31
+
     layers = []
     if spec.horizontal_flip or spec.vertical_flip:
         mode = "horizontal_and_vertical" if spec.horizontal_flip and spec.vertical_flip else (
             "horizontal" if spec.horizontal_flip else "vertical")
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
+        layers.append(keras.layers.RandomFlip(mode, seed=seed_for(0)))
     if spec.rotation:
-        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect", seed=seed + 1))
+        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect", seed=seed_for(1)))
     if spec.zoom:
-        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect", seed=seed + 2))
+        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect", seed=seed_for(2)))
     if spec.translation:
-        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect", seed=seed + 3))
+        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect", seed=seed_for(3)))
     if spec.contrast:
-        layers.append(keras.layers.RandomContrast(spec.contrast, seed=seed + 4))
+        layers.append(keras.layers.RandomContrast(spec.contrast, seed=seed_for(4)))
     if spec.brightness:
-        layers.append(keras.layers.RandomBrightness(spec.brightness, value_range=(0, 255), seed=seed + 5))
+        layers.append(keras.layers.RandomBrightness(spec.brightness, value_range=(0, 255), seed=seed_for(5)))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
