@@ -330,6 +330,12 @@ def train(request: TrainRequest) -> TrainResult:
         + (f", testing on {len(data.test)} ({data.test_origin})" if data.test is not None else "")
         + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {run.root}"
     )
+    if training.fast_cpu_kernels:
+        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
+
+        switched = use_fast_kernel_gradients(model)
+        if switched:
+            _say(f"fast CPU kernel gradients for {len(switched)} convolutions: {', '.join(switched)}")
     recorder = RunRecorder(run, state, data, metadata, training.batch_size, monitor)
     previous_handler = signal.getsignal(signal.SIGINT)
 
