@@ -7,7 +7,10 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
 
   cli            `python cli.py train architectures/resnet50.yaml --data FOLDER --epochs 1`:
                  our whole path, JPEG files -> decode/resize -> cached uint8 -> tf.data -> fit
-  builder-memory our builder's model, same compile, `model.fit` on float arrays already in memory
+  cli-tf-kernels the same with `--set training.fast_cpu_kernels=false`: TensorFlow's own kernel
+                 gradients for every convolution (training/cpu_kernels.py)
+  builder-memory our builder's model, same compile and kernels as `cli`, `model.fit` on float
+                 arrays already in memory
   notebook       the notebook's hand-written Keras code (tests/helpers/notebook_resnet.py), in memory,
                  oneDNN on as in `cli.py` (the same settings)
   pipeline       (no model) the input pipeline alone: decode per image, CPU per batch fed to fit
@@ -62,10 +65,12 @@ def run_process(command: list[str], env: dict) -> tuple[str, float]:
 def measure(config: str, folder: Path, work: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    if config == "cli":
+    if config.startswith("cli"):
         run = work / f"run-{time.monotonic_ns()}"
         command = [sys.executable, "cli.py", "train", str(SPEC), "--data", str(folder), "--epochs", "1",
                    "--batch-size", str(BATCH), "--out", str(run), "--quiet"]
+        if config == "cli-tf-kernels":
+            command += ["--set", "training.fast_cpu_kernels=false"]
         _, peak = run_process(command, env)
         row = json.loads((run / "state.json").read_text())["history"][0]
         result = {k: row[k] for k in ("images_per_second", "images_per_cpu_second")}
@@ -131,8 +136,11 @@ def worker(config: str, folder: Path) -> None:
         from archbuilder.training.loop import compile_model
         from archbuilder.validate import load_checked_spec
 
+        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
+
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(x) // BATCH)
+        use_fast_kernel_gradients(model)  # as `cli.py train` does by default
     else:
         sys.path.insert(0, str(ROOT))
         from tests.helpers.notebook_resnet import notebook_resnet50
@@ -166,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-class", type=int, default=80, help="Photos per digit (10 digits; 80 -> 25 steps).")
     parser.add_argument("--repeats", type=int, default=1, help="Rounds over all configurations (interleaved).")
-    parser.add_argument("--configs", default="cli,builder-memory,notebook,keras-default")
+    parser.add_argument("--configs", default="cli,cli-tf-kernels,builder-memory,notebook,keras-default")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,7 +190,8 @@ def main() -> None:
         pipeline = json.loads(text.strip().splitlines()[-1])
         print(json.dumps({"pipeline": pipeline}), flush=True)
         for round_ in range(args.repeats):
-            for config in configs:
+            # Each round starts one configuration later, so no configuration always runs first.
+            for config in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
                 result = measure(config, folder, Path(tmp))
                 results[config].append(result)
                 print(json.dumps({"round": round_ + 1, **result}), flush=True)
@@ -195,6 +204,8 @@ def main() -> None:
             ratios["cli_vs_keras_default"] = round(speed["cli"] / speed["keras-default"], 2)
         if "cli" in speed and "notebook" in speed:
             ratios["cli_vs_notebook"] = round(speed["cli"] / speed["notebook"], 3)
+        if "cli" in speed and "cli-tf-kernels" in speed:
+            ratios["cli_vs_cli_tf_kernels"] = round(speed["cli"] / speed["cli-tf-kernels"], 3)
         if "cli" in speed and "builder-memory" in speed:
             ratios["pipeline_overhead"] = round(1 - speed["cli"] / speed["builder-memory"], 3)
         summary[measure_] = ratios
