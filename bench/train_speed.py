@@ -11,6 +11,8 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
                  gradients for every convolution (training/cpu_kernels.py)
   builder-memory our builder's model, same compile and kernels as `cli`, `model.fit` on float
                  arrays already in memory
+  builder-pipeline the same model and fit, fed by `cli.py train`'s tf.data pipeline (cached uint8
+                 images, gather, x/255, prefetch) instead of arrays: the input path alone
   notebook       the notebook's hand-written Keras code (tests/helpers/notebook_resnet.py), in memory,
                  oneDNN on as in `cli.py` (the same settings)
   pipeline       (no model) the input pipeline alone: decode per image, CPU per batch fed to fit
@@ -114,7 +116,7 @@ def worker(config: str, folder: Path) -> None:
         pipeline_worker(folder)
         return
     sys.path.insert(0, str(ROOT))
-    if config == "builder-memory":
+    if config.startswith("builder"):
         from archbuilder.runtime import configure_tensorflow_environment
 
         configure_tensorflow_environment()
@@ -128,9 +130,14 @@ def worker(config: str, folder: Path) -> None:
     start = time.perf_counter()
     x = load_image_files(files.paths, (64, 64, 3))
     decode_seconds = time.perf_counter() - start
-    x = x.astype("float32") / 255.0  # the notebook: X_train = X_train_orig / 255.
-    y = keras.utils.to_categorical(files.labels, len(files.class_names))
-    if config == "builder-memory":
+    feed = {"x": x.astype("float32") / 255.0,  # the notebook: X_train = X_train_orig / 255.
+            "y": keras.utils.to_categorical(files.labels, len(files.class_names)), "batch_size": BATCH}
+    if config == "builder-pipeline":
+        from archbuilder.data.pipeline import steps_per_epoch, training_dataset
+
+        feed = {"x": training_dataset(x, files.labels, len(files.class_names), BATCH, 0, 0, 1),
+                "steps_per_epoch": steps_per_epoch(len(x), BATCH), "shuffle": False}
+    if config.startswith("builder"):
         from archbuilder.keras_graph import build_model
         from archbuilder.spec_training import TrainingSpec
         from archbuilder.training.loop import compile_model
@@ -139,7 +146,7 @@ def worker(config: str, folder: Path) -> None:
         from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
-        compile_model(model, TrainingSpec(), len(x) // BATCH)
+        compile_model(model, TrainingSpec(), len(files.labels) // BATCH)
         use_fast_kernel_gradients(model)  # as `cli.py train` does by default
     else:
         sys.path.insert(0, str(ROOT))
@@ -162,7 +169,7 @@ def worker(config: str, folder: Path) -> None:
             self.cpu_times.append(time.process_time() - self.cpu_start)
 
     steps = Steps()
-    model.fit(x, y, epochs=1, batch_size=BATCH, callbacks=[steps], verbose=0)
+    model.fit(**feed, epochs=1, callbacks=[steps], verbose=0)
     print(json.dumps({
         "images_per_second": round(BATCH / statistics.median(steps.times[1:]), 2),
         "images_per_cpu_second": round(BATCH / statistics.median(steps.cpu_times[1:]), 2),
@@ -170,11 +177,22 @@ def worker(config: str, folder: Path) -> None:
     }))
 
 
+# name: (numerator, denominator) configurations; "pipeline" ratios are speeds, so 1 - ratio is
+# the share of step time the JPEG path adds.
+RATIOS = {
+    "cli_vs_keras_default": ("cli", "keras-default"),
+    "cli_vs_notebook": ("cli", "notebook"),
+    "cli_vs_cli_tf_kernels": ("cli", "cli-tf-kernels"),
+    "cli_vs_builder_memory": ("cli", "builder-memory"),
+    "builder_pipeline_vs_builder_memory": ("builder-pipeline", "builder-memory"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-class", type=int, default=80, help="Photos per digit (10 digits; 80 -> 25 steps).")
     parser.add_argument("--repeats", type=int, default=1, help="Rounds over all configurations (interleaved).")
-    parser.add_argument("--configs", default="cli,cli-tf-kernels,builder-memory,notebook,keras-default")
+    parser.add_argument("--configs", default="cli,cli-tf-kernels,builder-memory,builder-pipeline,notebook,keras-default")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,14 +218,14 @@ def main() -> None:
     for measure_ in ("images_per_second", "images_per_cpu_second"):
         speed = {c: statistics.median(r[measure_] for r in rs) for c, rs in results.items()}
         ratios = {"median": speed}
-        if "cli" in speed and "keras-default" in speed:
-            ratios["cli_vs_keras_default"] = round(speed["cli"] / speed["keras-default"], 2)
-        if "cli" in speed and "notebook" in speed:
-            ratios["cli_vs_notebook"] = round(speed["cli"] / speed["notebook"], 3)
-        if "cli" in speed and "cli-tf-kernels" in speed:
-            ratios["cli_vs_cli_tf_kernels"] = round(speed["cli"] / speed["cli-tf-kernels"], 3)
-        if "cli" in speed and "builder-memory" in speed:
-            ratios["pipeline_overhead"] = round(1 - speed["cli"] / speed["builder-memory"], 3)
+        for name, (faster, slower) in RATIOS.items():
+            if faster in results and slower in results:
+                # Both the ratio of the medians and the median of each round's own ratio: the
+                # configurations of one round ran minutes apart, so the second resists slow drifts
+                # of the machine's speed.
+                per_round = [a[measure_] / b[measure_] for a, b in zip(results[faster], results[slower])]
+                ratios[name] = {"of_medians": round(speed[faster] / speed[slower], 3),
+                                "median_per_round": round(statistics.median(per_round), 3)}
         summary[measure_] = ratios
     if "cli" in results:
         cpu_step_ms = 1000 * BATCH / statistics.median(r["images_per_cpu_second"] for r in results["cli"])
