@@ -3,9 +3,10 @@
 oneDNN computes a convolution's kernel gradient ("backward weights") with its JIT kernels for
 most shapes, but when the kernel is larger than its input (the 3x3 convolutions of ResNet-50's
 last stage, which at 64x64 see a 2x2 input) it falls back to a GEMM-per-image path that
-runs at ~9 GFLOP/s on this CPU: 62-67 ms per layer and step, where the forward pass of the same layer
-takes 6-11 ms (measured with ONEDNN_VERBOSE=1; bench/RESULTS.md). Those three layers alone cost ~20% of a
-training step of the documented network.
+runs at ~9 GFLOP/s on this CPU (found with ONEDNN_VERBOSE=1). Forward pass plus kernel gradient
+of such a layer takes 64.7 ms, against 9.4 ms for the forward pass alone and 19.2 ms for both
+when computed as below (bench/kernel_gradients.py). Training the documented network gets
+1.12-1.18x faster (bench/train_speed.py, `cli` vs `cli-tf-kernels`; bench/RESULTS.md).
 
 For such layers this module computes the kernel gradient as one matrix product of the input's
 patches with the output gradient, dW = patches(x)^T · dY, which is the definition of the kernel
