@@ -15,7 +15,8 @@ import keras  # noqa: E402
 
 
 def _small_model():
-    """Convolutions on a 2x2 input: two whose kernel is larger than it (switched), one that is not."""
+    """Convolutions on 2x2 inputs: three whose kernel is larger than their input (switched: square,
+    1x3 and strided), and a 1x1 one that is not."""
     inputs = keras.Input((2, 2, 16))
     x = keras.layers.Conv2D(8, 3, padding="same", name="square_3x3")(inputs)
     x = keras.layers.BatchNormalization(name="bn")(x)

@@ -26,12 +26,16 @@ import tensorflow as tf
 
 
 def slow_kernel_gradient(layer) -> bool:
-    """True for the convolutions whose kernel gradient oneDNN computes on its slow path."""
+    """True for the convolutions whose kernel gradient oneDNN computes on its slow path: plain
+    Conv2D layers (channels last, no dilation, no groups) whose kernel is larger than their input."""
     if not isinstance(layer, keras.layers.Conv2D) or type(layer).convolution_op is not keras.layers.Conv2D.convolution_op:
         return False
     if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
         return False
-    height, width = layer.input.shape[1:3]
+    try:
+        height, width = layer.input.shape[1:3]
+    except (AttributeError, ValueError):  # a layer not yet called, or shared by several inputs
+        return False
     kernel_height, kernel_width = layer.kernel_size
     return height is not None and width is not None and (height < kernel_height or width < kernel_width)
 
