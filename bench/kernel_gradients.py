@@ -87,23 +87,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     network = build_model(load_checked_spec(ROOT / "architectures" / "resnet50.yaml").spec)
-    seen, rows = set(), []
+    # One row per distinct shape, measured on its first layer; the count says how many share it.
+    rows: dict[tuple, dict] = {}
     for layer in network.layers:
         if not isinstance(layer, keras.layers.Conv2D):
             continue
         key = (tuple(layer.input.shape[1:]), layer.kernel_size, layer.strides, layer.padding, layer.filters)
-        if key in seen:
-            continue
-        seen.add(key)
-        row = {"first_layer": layer.name, "layers": 0, **measure(layer, args.repeats)}
-        rows.append((key, row))
-    for layer in network.layers:  # how many layers share each shape
-        if isinstance(layer, keras.layers.Conv2D):
-            key = (tuple(layer.input.shape[1:]), layer.kernel_size, layer.strides, layer.padding, layer.filters)
-            next(row for k, row in rows if k == key)["layers"] += 1
-    for _, row in rows:
+        if key not in rows:
+            rows[key] = {"first_layer": layer.name, "layers": 0, **measure(layer, args.repeats)}
+        rows[key]["layers"] += 1
+    for row in rows.values():
         print(json.dumps(row), flush=True)
-
 
 if __name__ == "__main__":
     main()

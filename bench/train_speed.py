@@ -140,16 +140,14 @@ def worker(config: str, folder: Path) -> None:
     if config.startswith("builder"):
         from archbuilder.keras_graph import build_model
         from archbuilder.spec_training import TrainingSpec
+        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
         from archbuilder.training.loop import compile_model
         from archbuilder.validate import load_checked_spec
-
-        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(files.labels) // BATCH)
         use_fast_kernel_gradients(model)  # as `cli.py train` does by default
     else:
-        sys.path.insert(0, str(ROOT))
         from tests.helpers.notebook_resnet import notebook_resnet50
 
         model = notebook_resnet50(keras, input_shape=(64, 64, 3), classes=len(files.class_names))
