@@ -23,8 +23,8 @@ from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
 
 if TYPE_CHECKING:
-    from archbuilder.graph_ir import Node, Plan
-    from archbuilder.validate import CheckedSpec
+    from archbuilder.plan.graph import Node, Plan
+    from archbuilder.spec.validate import CheckedSpec
 
 FORMATS = ("png", "svg")
 LEVELS = ("layers", "blocks")
@@ -70,7 +70,7 @@ def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks"
         return out
     import keras
 
-    from archbuilder.keras_graph import build_model
+    from archbuilder.keras.graph import build_model
 
     if model is None:
         model = build_model(checked.spec, checked.plan)

@@ -26,9 +26,9 @@ configure_tensorflow_environment()
 
 import keras  # noqa: E402
 
-from archbuilder.initializers import GlorotUniformTF1  # noqa: E402
-from archbuilder.keras_graph import build_model  # noqa: E402
-from archbuilder.validate import load_checked_spec  # noqa: E402
+from archbuilder.keras.initializers import GlorotUniformTF1  # noqa: E402
+from archbuilder.keras.graph import build_model  # noqa: E402
+from archbuilder.spec.validate import load_checked_spec  # noqa: E402
 from tests.helpers.notebook_resnet import notebook_resnet50  # noqa: E402
 
 SPEC = Path(__file__).resolve().parents[1] / "architectures" / "resnet50.yaml"

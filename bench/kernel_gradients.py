@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archbuilder.keras_graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
+from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.training.cpu_kernels import slow_kernel_gradient, use_fast_kernel_gradients  # noqa: E402
-from archbuilder.validate import load_checked_spec  # noqa: E402
+from archbuilder.spec.validate import load_checked_spec  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -138,11 +138,11 @@ def worker(config: str, folder: Path) -> None:
         feed = {"x": training_dataset(x, files.labels, len(files.class_names), BATCH, 0, 0, 1),
                 "steps_per_epoch": steps_per_epoch(len(x), BATCH), "shuffle": False}
     if config.startswith("builder"):
-        from archbuilder.keras_graph import build_model
-        from archbuilder.spec_training import TrainingSpec
+        from archbuilder.keras.graph import build_model
+        from archbuilder.spec.training import TrainingSpec
         from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
         from archbuilder.training.loop import compile_model
-        from archbuilder.validate import load_checked_spec
+        from archbuilder.spec.validate import load_checked_spec
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(files.labels) // BATCH)

@@ -104,7 +104,7 @@ def check_case(case: Case, workspace: Workspace, *, build: bool = False, build_m
     if result.exit_code != 0:
         raise InvariantBroken(f"validate exited {result.exit_code}: {result.output!r}")
 
-    from archbuilder.validate import load_checked_spec
+    from archbuilder.spec.validate import load_checked_spec
 
     checked = load_checked_spec(path, case.overrides)
     plan = checked.plan
@@ -118,7 +118,7 @@ def compare_with_keras(checked) -> None:
     """Build the model as `build` does and check static inference against what Keras built."""
     import keras
 
-    from archbuilder.keras_graph import build_model
+    from archbuilder.keras.graph import build_model
 
     plan = checked.plan
     try:

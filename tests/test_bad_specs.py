@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 from tests.conftest import REPO, run_cli, spec_problem_lines
 
 GOOD_HEAD = """\

@@ -20,7 +20,7 @@ def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_pat
     assert lines[-1] == f"Saved {saved}"
     assert [p.name for p in tmp_path.iterdir()] == ["ResNet50.keras"]  # no temporary file left behind
     check = subprocess.run(
-        [sys.executable, "-c", "import sys, keras, archbuilder.initializers as _\n"
+        [sys.executable, "-c", "import sys, keras, archbuilder.keras.initializers as _\n"
          "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\nprint(m.count_params(), m.name)", str(saved)],
         cwd=REPO, capture_output=True, text=True,
     )

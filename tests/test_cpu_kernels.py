@@ -7,9 +7,9 @@ import numpy as np
 
 from train_support import REPO, TINY_SPEC, image_folder, invoke
 
-from archbuilder.keras_graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
+from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 
 import keras  # noqa: E402
 

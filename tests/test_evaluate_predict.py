@@ -61,7 +61,7 @@ def test_predict_in_a_real_process_matches_evaluate_preprocessing(trained):
     result = cli("predict", model, image, "--json")
     assert result.returncode == 0, result.stderr
     from archbuilder.data.images import load_image_files
-    from archbuilder.model_files import open_model_file
+    from archbuilder.keras.model_files import open_model_file
 
     x = load_image_files([image], (32, 32, 3)).astype(np.float32) / 255.0
     expected = open_model_file(model).predict_on_batch(x)[0]

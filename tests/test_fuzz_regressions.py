@@ -8,7 +8,7 @@ import time
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 from tests.conftest import REPO, spec_problem_lines
 
 HEAD = b"name: Net\ninput: {shape: [9, 7, 2]}\nclasses: 3\n"
@@ -114,7 +114,7 @@ def test_smallest_input_search_is_bounded_on_a_huge_network():
 def test_layer_names_like_keras_automatic_names_build(tmp_path):
     # Keras numbers unnamed layers itself (activation, activation_1, input_layer...); a spec using
     # one of those names made `build` fail with "The name ... is used 2 times in the model".
-    from archbuilder.keras_graph import build_model
+    from archbuilder.keras.graph import build_model
 
     path = tmp_path / "spec.yaml"
     path.write_text(

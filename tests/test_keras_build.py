@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from archbuilder.keras_graph import build_model
-from archbuilder.validate import load_checked_spec
+from archbuilder.keras.graph import build_model
+from archbuilder.spec.validate import load_checked_spec
 from tests.conftest import REPO, SHIPPED_SPECS
 
-import keras  # noqa: E402  (archbuilder.keras_graph sets TF's environment first)
+import keras  # noqa: E402  (archbuilder.keras.graph sets TF's environment first)
 
 TEST_SPECS = sorted((REPO / "tests" / "specs").glob("*.yaml"))
 # Layers the notebook leaves unnamed get Keras's numbered names; they carry no weights.

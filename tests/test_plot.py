@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from archbuilder.diagrams import block_diagram, render
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 from tests.conftest import REPO, run_cli
 
 RESNET50 = REPO / "architectures" / "resnet50.yaml"
@@ -50,7 +50,7 @@ def test_resnet152_block_diagram_stays_readable(tmp_path):
 
 
 def test_layer_diagram_of_resnet50(tmp_path):
-    from archbuilder.keras_graph import build_model
+    from archbuilder.keras.graph import build_model
 
     checked = load_checked_spec(RESNET50)
     model = build_model(checked.spec, checked.plan)

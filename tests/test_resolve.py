@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from archbuilder.resolve import resolve_document
-from archbuilder.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.resolve import resolve_document
+from archbuilder.spec.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
+from archbuilder.spec.validate import load_checked_spec
 from tests.conftest import REPO, spec_problem_lines
 
 ARCH = REPO / "architectures"

@@ -52,10 +52,10 @@ def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos
     # --h5: the best model in Keras's HDF5 format too, readable by layer name into the spec's model.
     import numpy as np
 
-    from archbuilder.keras_graph import build_model
-    from archbuilder.model_files import open_model_file
-    from archbuilder.validate import load_checked_spec
-    from archbuilder.weights_h5 import load_h5_weights
+    from archbuilder.keras.graph import build_model
+    from archbuilder.keras.model_files import open_model_file
+    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.keras.weights_h5 import load_h5_weights
 
     rebuilt = build_model(load_checked_spec(run / "spec.yaml").spec)
     assert load_h5_weights(rebuilt, run / "best.h5", strict=True).missing_in_file == []

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from archbuilder.errors import UserError
-from archbuilder.keras_graph import build_model  # sets TensorFlow's environment before tf_keras
-from archbuilder.validate import load_checked_spec
-from archbuilder.weights_h5 import load_h5_weights, open_h5_with_spec, read_h5_weights, save_h5
+from archbuilder.keras.graph import build_model  # sets TensorFlow's environment before tf_keras
+from archbuilder.spec.validate import load_checked_spec
+from archbuilder.keras.weights_h5 import load_h5_weights, open_h5_with_spec, read_h5_weights, save_h5
 from tests.conftest import REPO, SIGN_DIGITS, run_cli
 from tests.helpers.notebook_resnet import notebook_resnet50, randomize_weights
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from archbuilder import report
+from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder.errors import UserError
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 
 
 @click.command("build")
@@ -31,8 +31,8 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     if strict and weights is None:
         raise UserError("--strict applies to --weights FILE.h5, which was not given")
     from archbuilder.atomic import atomic_path
-    from archbuilder.keras_graph import build_model
-    from archbuilder.weights_h5 import load_h5_weights, save_h5
+    from archbuilder.keras.graph import build_model
+    from archbuilder.keras.weights_h5 import load_h5_weights, save_h5
 
     model = build_model(checked.spec, checked.plan)
     _print_summary(model)

@@ -18,7 +18,7 @@ from archbuilder.cli.options import model_spec_options
 def command(model_path, data, batch_size, spec, overrides, strict, as_json):
     """Evaluate MODEL (.keras, or a Keras 2 .h5 with --spec) on labelled images, preprocessed exactly as in training."""
     from archbuilder.data.sources import evaluation_data
-    from archbuilder.model_files import model_classes, model_input_shape, open_model_file
+    from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
     model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from archbuilder import report
+from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 
 
 @click.command("info")

@@ -14,7 +14,7 @@ spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=
 
 
 def _parse_memory(_ctx, _param, value: str | None) -> int | None:
-    from archbuilder.size_guard import parse_size
+    from archbuilder.plan.size_guard import parse_size
 
     return None if value is None else parse_size(value)
 

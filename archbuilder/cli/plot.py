@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 
 
 @click.command("plot")

@@ -24,7 +24,7 @@ def command(model_path, images, spec, overrides, strict, as_json):
     import numpy as np
 
     from archbuilder.data.images import load_image_files
-    from archbuilder.model_files import model_classes, model_input_shape, open_model_file
+    from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import predict_probabilities
 
     paths = [Path(p) for p in images]

@@ -6,7 +6,7 @@ import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder.errors import SpecError, UserError
-from archbuilder.validate import load_checked_spec
+from archbuilder.spec.validate import load_checked_spec
 
 
 @click.command("validate")

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from archbuilder.spec_training import AugmentationSpec
+from archbuilder.spec.training import AugmentationSpec
 
 
 def normalize(x):

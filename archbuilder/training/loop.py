@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 
 from archbuilder.data.split import stratified_split
 from archbuilder.errors import UserError
-from archbuilder.model_files import PREPROCESSING, save_model_file
-from archbuilder.spec_training import TrainingSpec
+from archbuilder.keras.model_files import PREPROCESSING, save_model_file
+from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 from archbuilder.training.run_dir import RunDir
 
@@ -97,7 +97,7 @@ def _dump_spec(spec) -> str:
 
 
 def _load_spec(spec_path: str, overrides: tuple[str, ...]):
-    from archbuilder.validate import load_checked_spec
+    from archbuilder.spec.validate import load_checked_spec
 
     return load_checked_spec(spec_path, overrides=list(overrides))
 
@@ -252,7 +252,7 @@ def _start_new(request: TrainRequest):
     if run.root.exists() and any(run.root.iterdir()):
         raise UserError(f"{run.root}: already exists and is not empty; use --resume {run.root} or another --out")
     from archbuilder.atomic import atomic_write_text
-    from archbuilder.keras_graph import build_model
+    from archbuilder.keras.graph import build_model
 
     atomic_write_text(run.spec, _dump_spec(spec))
     atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
@@ -296,7 +296,7 @@ def _resume(request: TrainRequest):
     training = TrainingSpec.model_validate(run_info["training"])
     data = _Data(run_info, shape)
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
-        from archbuilder.keras_graph import build_model
+        from archbuilder.keras.graph import build_model
 
         _say(f"resuming {run.root} from the start: no epoch had finished")
         model = build_model(_load_spec(str(run.spec), ()).spec)
@@ -305,7 +305,7 @@ def _resume(request: TrainRequest):
         return run, model, data, training, shape, run_info["spec_name"], state
     checkpoint = run.checkpoints / state["checkpoint"]
     # As every model file: safe mode, archbuilder's initializers registered, damage named.
-    from archbuilder.model_files import open_model_file
+    from archbuilder.keras.model_files import open_model_file
 
     model = open_model_file(checkpoint)
     _say(f"resuming {run.root} after epoch {state['epochs_done']} of {training.epochs}")
@@ -409,7 +409,7 @@ def _finish(run: RunDir, model, data: _Data, state: dict, spec_name: str, interr
         return {}
     model.load_weights(run.best)
     if save_h5:
-        from archbuilder.weights_h5 import save_h5 as write_h5
+        from archbuilder.keras.weights_h5 import save_h5 as write_h5
 
         _say(f"saved {write_h5(model, run.root / 'best.h5')}")
     if data.test is not None:

@@ -2,7 +2,7 @@
 
 A spec is a stem (a list of primitive layers), stages (each a run of one block type) and a head
 (another list of primitive layers). Block types are looked up by name in a closed registry
-(`archbuilder.blocks`); there is no eval and no import-by-string from YAML.
+(`archbuilder.plan.blocks`); there is no eval and no import-by-string from YAML.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from archbuilder.blocks import BLOCK_TYPES, block_type_names
-from archbuilder.spec_base import StrictModel
-from archbuilder.spec_layers import DenseLayer, Layer, LayerName, PositiveInt
-from archbuilder.spec_training import TrainingSpec
+from archbuilder.plan.blocks import BLOCK_TYPES, block_type_names
+from archbuilder.spec.base import StrictModel
+from archbuilder.spec.layers import DenseLayer, Layer, LayerName, PositiveInt
+from archbuilder.spec.training import TrainingSpec
 
 
 

@@ -1,7 +1,7 @@
 """Primitive layers: what stems, heads and blocks are made of. Imports no TensorFlow.
 
-Each model here is one layer; `archbuilder.shapes` gives its static output shape, parameter count
-and MACs, and `archbuilder.keras_graph` turns it into a Keras layer. Both dispatch on `type`.
+Each model here is one layer; `archbuilder.plan.shapes` gives its static output shape, parameter count
+and MACs, and `archbuilder.keras.graph` turns it into a Keras layer. Both dispatch on `type`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from archbuilder.spec_base import StrictModel
+from archbuilder.spec.base import StrictModel
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archbuilder.graph_ir import Node, Plan
-from archbuilder.shapes import format_shape
+from archbuilder.plan.graph import Node, Plan
+from archbuilder.plan.shapes import format_shape
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,8 @@ def open_model_file(
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
-    # archbuilder.initializers imports TensorFlow quietly and registers archbuilder's Keras objects.
-    import archbuilder.initializers  # noqa: F401
+    # archbuilder.keras.initializers imports TensorFlow quietly and registers archbuilder's Keras objects.
+    import archbuilder.keras.initializers  # noqa: F401
     import keras
 
     try:
@@ -91,7 +91,7 @@ def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report):
             f"{path}: a Keras 2 .h5 file is read by layer name into a model built from a spec; "
             "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
         )
-    from archbuilder.weights_h5 import open_h5_with_spec
+    from archbuilder.keras.weights_h5 import open_h5_with_spec
 
     model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict)
     if on_report is not None:

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from archbuilder.spec_base import StrictModel
+from archbuilder.spec.base import StrictModel
 
 
 class AugmentationSpec(StrictModel):

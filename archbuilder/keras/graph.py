@@ -12,16 +12,16 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
-from archbuilder.graph_ir import Node, Plan  # noqa: E402
-from archbuilder.initializers import make_initializer  # noqa: E402
-from archbuilder.spec import Spec  # noqa: E402
-from archbuilder.spec_layers import pair  # noqa: E402
+from archbuilder.plan.graph import Node, Plan  # noqa: E402
+from archbuilder.keras.initializers import make_initializer  # noqa: E402
+from archbuilder.spec.schema import Spec  # noqa: E402
+from archbuilder.spec.layers import pair  # noqa: E402
 
 
 def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
     """The Keras model of a validated spec (its plan is expanded if not given)."""
     if plan is None:
-        from archbuilder.plan import expand
+        from archbuilder.plan.expand import expand
 
         plan = expand(spec)
     factory = _LayerFactory(spec)

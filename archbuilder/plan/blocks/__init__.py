@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from archbuilder.graph_ir import PlanBuilder
-from archbuilder.naming import BlockNames
-from archbuilder.shapes import format_shape
+from archbuilder.plan.graph import PlanBuilder
+from archbuilder.plan.naming import BlockNames
+from archbuilder.plan.shapes import format_shape
 
 
 @dataclass(frozen=True)
@@ -83,4 +83,4 @@ def residual_output(g: PlanBuilder, block_input: int, main: int, block: BlockCon
 
 
 # Built-in block types register themselves on import.
-from archbuilder.blocks import basic, bottleneck  # noqa: E402,F401
+from archbuilder.plan.blocks import basic, bottleneck  # noqa: E402,F401

@@ -7,8 +7,8 @@ without, its "identity block".
 
 from __future__ import annotations
 
-from archbuilder.blocks import BlockContext, register_block, residual_output
-from archbuilder.graph_ir import PlanBuilder
+from archbuilder.plan.blocks import BlockContext, register_block, residual_output
+from archbuilder.plan.graph import PlanBuilder
 
 
 @register_block("bottleneck", num_filters=3)

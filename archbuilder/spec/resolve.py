@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from archbuilder.errors import Location, Problem, SpecError
-from archbuilder.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
+from archbuilder.spec.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
 
 MAX_EXTENDS_DEPTH = 16
 

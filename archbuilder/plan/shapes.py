@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from archbuilder.spec_layers import (
+from archbuilder.spec.layers import (
     ActivationLayer, AddLayer, AveragePoolLayer, BatchNormLayer, ConvLayer, DenseLayer, FlattenLayer,
     GlobalAveragePoolLayer, MaxPoolLayer, ZeroPaddingLayer, pair,
 )

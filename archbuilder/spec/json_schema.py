@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from archbuilder.spec import Spec
+from archbuilder.spec.schema import Spec
 
 SCHEMA_ID = "https://archbuilder.invalid/schema/archbuilder.schema.json"
 

@@ -11,8 +11,8 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from archbuilder.philox import tf1_random_uniform
-from archbuilder.spec import InitializerSpec
+from archbuilder.keras.philox import tf1_random_uniform
+from archbuilder.spec.schema import InitializerSpec
 
 
 @keras.saving.register_keras_serializable(package="archbuilder", name="GlorotUniformTF1")

@@ -175,8 +175,8 @@ def open_h5_with_spec(
     strict: bool = False,
 ) -> tuple["keras.Model", WeightLoadReport]:
     """Build the spec's model and load a Keras 2 `.h5` file's weights into it by layer name."""
-    from archbuilder.keras_graph import build_model
-    from archbuilder.validate import load_checked_spec
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.validate import load_checked_spec
 
     checked = load_checked_spec(spec_path, overrides=list(overrides))
     model = build_model(checked.spec)

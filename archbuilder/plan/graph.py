@@ -1,8 +1,8 @@
 """The plan: a network as a graph of primitive layers, with static shapes, parameters and MACs.
 
 Blocks, stem and head all expand into `Node`s through one `PlanBuilder`. Static inference happens
-as each node is added (`archbuilder.shapes`), so the plan *is* the static description of the
-network; `archbuilder.keras_graph` materializes the same nodes as Keras layers, and a test checks
+as each node is added (`archbuilder.plan.shapes`), so the plan *is* the static description of the
+network; `archbuilder.keras.graph` materializes the same nodes as Keras layers, and a test checks
 that the two agree on every shipped spec.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from archbuilder.shapes import LayerStats, Shape, ShapeError, infer
-from archbuilder.spec_layers import (
+from archbuilder.plan.shapes import LayerStats, Shape, ShapeError, infer
+from archbuilder.spec.layers import (
     ActivationLayer, AddLayer, BatchNormLayer, ConvLayer,
 )
 

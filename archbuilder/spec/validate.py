@@ -15,14 +15,14 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from archbuilder import size_guard
+from archbuilder.plan import size_guard
 from archbuilder.errors import Problem, SpecError
-from archbuilder.graph_ir import Plan, PlanError
-from archbuilder.plan import expand, smallest_input
-from archbuilder.resolve import resolve_document
-from archbuilder.source import Document, Path_, format_path
-from archbuilder.spec import Spec
-from archbuilder.spec_layers import LAYER_TYPES
+from archbuilder.plan.graph import Plan, PlanError
+from archbuilder.plan.expand import expand, smallest_input
+from archbuilder.spec.resolve import resolve_document
+from archbuilder.spec.source import Document, Path_, format_path
+from archbuilder.spec.schema import Spec
+from archbuilder.spec.layers import LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CheckedSpec:
 def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memory: int | None = None) -> CheckedSpec:
     """Load, resolve, validate and plan a spec file; raise SpecError listing every problem.
 
-    `max_memory` (bytes; default: archbuilder.size_guard.memory_limit()) bounds the estimated
+    `max_memory` (bytes; default: archbuilder.plan.size_guard.memory_limit()) bounds the estimated
     memory of one forward pass, so an absurd spec is refused before anything is allocated.
     """
     document = resolve_document(path, overrides)

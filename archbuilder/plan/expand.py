@@ -6,10 +6,10 @@ res3d_branch2c, with each layer's static output shape, parameters and MACs. No T
 
 from __future__ import annotations
 
-from archbuilder.blocks import BLOCK_TYPES, BlockContext
-from archbuilder.graph_ir import Plan, PlanBuilder, PlanError
-from archbuilder.naming import BlockNames, block_letter
-from archbuilder.spec import Spec
+from archbuilder.plan.blocks import BLOCK_TYPES, BlockContext
+from archbuilder.plan.graph import Plan, PlanBuilder, PlanError
+from archbuilder.plan.naming import BlockNames, block_letter
+from archbuilder.spec.schema import Spec
 
 MAX_INPUT_SEARCH = 1 << 14
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from archbuilder.errors import UserError
-from archbuilder.graph_ir import Node, Plan
+from archbuilder.plan.graph import Node, Plan
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_LIMIT = 16 * 2**30  # the machines this runs on have 24 GiB

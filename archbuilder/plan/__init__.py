@@ -1,0 +1,4 @@
+"""The plan: blocks expanded into primitive layers with static shapes, parameters and MACs.
+
+Nothing here imports TensorFlow.
+"""
