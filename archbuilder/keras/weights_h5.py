@@ -55,6 +55,7 @@ class WeightLoadReport:
     missing_in_file: list[str] = field(default_factory=list)  # model layers the file lacks
     not_in_model: list[str] = field(default_factory=list)  # file layers the model lacks
     shape_mismatches: list[ShapeMismatch] = field(default_factory=list)
+    method: str = "by name"  # or "by structure", for Keras 3 files (weights_keras3.py)
 
     @property
     def complete(self) -> bool:
@@ -63,8 +64,8 @@ class WeightLoadReport:
 
     def format(self) -> str:
         total = len(self.matched) + len(self.missing_in_file) + len(self.shape_mismatches)
-        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers by name"]
-        if not self.matched and (self.missing_in_file or self.shape_mismatches):
+        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers {self.method}"]
+        if self.method == "by name" and not self.matched and (self.missing_in_file or self.shape_mismatches):
             lines[0] += " (no layer fits: was the file saved from another network or naming scheme?)"
         if self.missing_in_file:
             lines.append(f"missing in the file ({len(self.missing_in_file)}), left as initialized:")
