@@ -23,8 +23,8 @@ CASES = {
     # A key holding \r, \x85 or \u2028 split one problem over several lines of output.
     "line_breaks_inside_a_key_are_escaped": (
         HEAD + b'"a\\rb\\x85\\u2028": 1\n',
-        ["{f}:4:1: a\\rb\\x85\\u2028: unknown key 'a\\rb\\x85\\u2028'; valid keys: classes, defaults, head, input, name, "
-         "stages, stem, training"],
+        ["{f}:4:1: a\\rb\\x85\\u2028: unknown key 'a\\rb\\x85\\u2028'; valid keys: blocks, classes, defaults, "
+         "drop_path_rate, head, imports, input, multipliers, name, stages, stem, training, variables"],
     ),
     # OverflowError: `same` padding divided sizes as floats; then formatting the estimate did too.
     "input_size_beyond_float_range": (
@@ -50,8 +50,8 @@ CASES = {
     ),
     "layer_name_equal_to_a_block_layer_name": (
         b"name: Net\ninput: {shape: [9, 7, 2], name: res2a_branch2a}\nstages: [{block: basic, filters: [2, 2]}]\n",
-        ["{f}:3:10: stages.0: stage 2 block a: layer name 'res2a_branch2a' is already used by the input; "
-         "layer names must be unique"],
+        ["archbuilder/library/resnet.yaml:53:9: blocks.basic.layers.0: stage 2 block a: layer name 'res2a_branch2a' "
+         "is already used by the input; layer names must be unique; in block 'basic' used by stages.0 at {f}:3:10"],
     ),
     "initializer_seed_beyond_int64": (
         HEAD + b"defaults: {kernel_initializer: {type: glorot_uniform, seed: 9223372036854775808}}\n",
