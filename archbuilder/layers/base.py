@@ -66,8 +66,9 @@ class Context:
     kernel_initializer: Any = None  # an InitializerSpec; None: Keras's default
 
 
-def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+def format_shape(shape: Shape, separator: str = "x") -> str:
+    """(8, 8, 64) -> '8x8x64': the one way shapes are written in messages, tables and diagrams."""
+    return separator.join(str(d) for d in shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class Primitive(StrictModel):
         except ValidationError as error:
             first = error.errors()[0]
             loc = tuple(p for p in first["loc"] if isinstance(p, int) or p in type(self).model_fields)
-            text = _lookup({k: getattr(self, k) for k in self.model_fields}, loc)
+            text = _lookup({k: getattr(self, k) for k in type(self).model_fields}, loc)
             source = f"'{text}' = {_lookup(data, loc)!r}: " if isinstance(text, str) else ""
             used = expressions.used_values(text, namespace) if isinstance(text, str) else ""
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None

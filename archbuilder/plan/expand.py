@@ -120,13 +120,15 @@ class _Expander:
     # -- blocks ----------------------------------------------------------------------------------
 
     def _block(self, name: str, arguments: dict, call_path: tuple, x: int, position: dict,
-               fields: dict, depth: int, chain: tuple, scale: bool) -> int:
-        """Instantiate block type `name` on node `x` with `arguments` (literals or expressions)."""
+               fields: dict, depth: int, chain: tuple, scale: bool, caller: Mapping | None = None) -> int:
+        """Instantiate block type `name` on node `x` with `arguments` (literals or expressions,
+        evaluated in the `caller`'s names: the calling block's, or the stage's position)."""
         if depth > MAX_BLOCK_DEPTH:
             raise self.g.error(f"blocks nest deeper than {MAX_BLOCK_DEPTH}: {' -> '.join((*chain, name))}", call_path)
         block: BlockDef = self.spec.blocks[name]
         shape_names = self._shape_names(x)
-        caller = {**position, **shape_names}
+        if caller is None:
+            caller = {**position, **shape_names}
         params = self._bind(name, block, arguments, caller, call_path, scale)
         namespace = {**position, **params, **shape_names}
         instance = Instance(namespace, {**namespace, **fields}, ("blocks", name, "layers"), depth, (*chain, name))
@@ -180,12 +182,11 @@ class _Expander:
         path = instance.def_path + (index,)
         sources = self._sources(item, ids, previous, path)
         if item.when is not None and not self._condition(item.when, instance.namespace, path + ("when",)):
-            if len(sources) != 1:
-                raise self.g.error(f"a skipped layer passes its input on, so it needs one `from:`, not {len(sources)}", path)
-            out = sources[0]  # a skipped layer is an identity
+            out = sources[0]  # a skipped layer is an identity of its (first) input
         elif isinstance(item, BlockCall):
             out = self._block(item.block, item.arguments, path, sources[0], dict(position or self.network),
-                              dict(fields or {}), instance.depth + 1, instance.chain, scale=False)
+                              dict(fields or {}), instance.depth + 1, instance.chain, scale=False,
+                              caller=instance.namespace)
         else:
             out = self._layer(item, instance, sources, path)
         if item.id is not None:

@@ -74,8 +74,7 @@ class ParamSpec(StrictModel):
             try:
                 check_value(self, self.default)
             except ParamError as error:
-                raise PydanticCustomError("spec", "default: {message}", {"message": str(error), "field": "default",
-                                                                           "received": self.default}) from None
+                raise PydanticCustomError("spec", "{message}", {"message": str(error), "field": "default"}) from None
         return self
 
 
