@@ -279,25 +279,45 @@ def _graph_from_config(path, config) -> dict[str, list[str]]:
     if not isinstance(entries, list):
         raise UserError(f"{path}: {_CONFIG_ENTRY} lists no layers")
     graph: dict[str, list[str]] = {}
-    previous = None
+    _add_entries(path, config["class_name"], entries, graph, [], depth=0)
+    for name, parents in graph.items():
+        for parent in parents:
+            if parent not in graph:
+                raise UserError(f"{path}: layer `{name}` reads from `{parent}`, which {_CONFIG_ENTRY} does not define")
+    return graph
+
+
+def _add_entries(path, kind: str, entries: list, graph: dict[str, list[str]], chain_from: list[str], depth: int) -> list[str]:
+    """Add a model's layer entries to `graph`; return the name of the last one (as a list, or `chain_from`).
+
+    A nested Sequential model (keras.applications' ConvNeXt wraps its stem and downsampling layers
+    in them) is flattened: its layers form a chain from the nested model's inputs, and the nested
+    model itself becomes a weightless node after them.
+    """
+    previous = chain_from
     for entry in entries:
         if not isinstance(entry, dict):
             raise UserError(f"{path}: {_CONFIG_ENTRY}: a layer entry is not a mapping")
         name = entry.get("name") or (entry.get("config") or {}).get("name")
         if not isinstance(name, str):
             raise UserError(f"{path}: {_CONFIG_ENTRY}: a layer has no name")
-        if isinstance(entry.get("config"), dict) and "layers" in entry["config"]:
-            raise UserError(f"{path}: layer `{name}` is a nested model; only flat models are mapped by structure")
-        if config["class_name"] == "Sequential":
-            graph[name] = [previous] if previous is not None else []
+        if name in graph:
+            raise UserError(f"{path}: {_CONFIG_ENTRY}: two layers are named `{name}`")
+        if kind == "Sequential":
+            parents = list(previous)
         else:
-            graph[name] = list(dict.fromkeys(_tensor_sources(entry.get("inbound_nodes", []))))
-        previous = name
-    for name, parents in graph.items():
-        for parent in parents:
-            if parent not in graph:
-                raise UserError(f"{path}: layer `{name}` reads from `{parent}`, which {_CONFIG_ENTRY} does not define")
-    return graph
+            parents = list(dict.fromkeys(_tensor_sources(entry.get("inbound_nodes", []))))
+        inner = (entry.get("config") or {}).get("layers") if isinstance(entry.get("config"), dict) else None
+        if inner is not None:
+            if entry.get("class_name") != "Sequential" or not isinstance(inner, list) or depth >= 8:
+                raise UserError(f"{path}: layer `{name}` is a nested {entry.get('class_name')} model; "
+                                "only nested Sequential models are mapped by structure")
+            body = [e for e in inner if not (isinstance(e, dict) and e.get("class_name") == "InputLayer")]
+            graph[name] = _add_entries(path, "Sequential", body, graph, parents, depth + 1)
+        else:
+            graph[name] = parents
+        previous = [name]
+    return previous
 
 
 def _tensor_sources(node) -> Iterator[str]:
@@ -349,27 +369,45 @@ def _read_layer_groups(path, stream) -> dict[str, tuple[int, list["np.ndarray"]]
         if not isinstance(layers, h5py.Group):
             hint = " (it looks like a Keras 2 file: give it as .h5)" if "layer_names" in handle.attrs or "model_weights" in handle else ""
             raise UserError(f"{path}: not a Keras 3 weights file (no `layers` group){hint}")
-        stored: dict[str, tuple[int, list[np.ndarray]]] = {}
-        for group_name in layers:
-            group = layers[group_name]
-            variables = group.get("vars") if isinstance(group, h5py.Group) else None
-            if not isinstance(variables, h5py.Group):
-                continue
-            name = variables.attrs.get("name", group_name)
-            name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
-            for child in group:
-                if child not in ("vars", "seed_generator") and _holds_arrays(group[child]):
-                    raise UserError(f"{path}: layer `{name}` stores weights of nested layers; only flat models are mapped by structure")
-            keys = sorted(variables, key=lambda k: int(k) if k.isdigit() else -1)
-            if not keys:
-                continue
-            if any(not k.isdigit() for k in keys) or keys != [str(i) for i in range(len(keys))]:
-                raise UserError(f"{path}: layer `{name}`: unexpected variable names {keys[:4]}")
-            datasets = [variables[k] for k in keys]
-            if any(not isinstance(d, h5py.Dataset) for d in datasets):
-                raise UserError(f"{path}: layer `{name}`: a variable is not an array")
-            stored[name] = (group_name, [np.asarray(d) for d in datasets])
+        stored: dict[str, tuple[str, list[np.ndarray]]] = {}
+        _collect_layer_groups(path, layers, "", stored, depth=0)
         return stored
+
+
+def _collect_layer_groups(path, layers, prefix: str, stored: dict, depth: int) -> None:
+    """Add every weighted layer under the HDF5 group `layers` (and nested models' `layers/`) to `stored`."""
+    import h5py
+    import numpy as np
+
+    for group_name in layers:
+        group = layers[group_name]
+        if not isinstance(group, h5py.Group):
+            continue
+        key = prefix + group_name
+        nested = group.get("layers")
+        if isinstance(nested, h5py.Group):  # a nested model: its layers are stored beneath it
+            if depth >= 8:
+                raise UserError(f"{path}: models nest more than 8 deep in its weights")
+            _collect_layer_groups(path, nested, key + "/layers/", stored, depth + 1)
+        variables = group.get("vars")
+        if not isinstance(variables, h5py.Group):
+            continue
+        name = variables.attrs.get("name", group_name)
+        name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+        for child in group:
+            if child not in ("vars", "seed_generator", "layers") and _holds_arrays(group[child]):
+                raise UserError(f"{path}: layer `{name}` stores weights of sublayers; only whole layers are mapped by structure")
+        keys = sorted(variables, key=lambda k: int(k) if k.isdigit() else -1)
+        if not keys:
+            continue
+        if any(not k.isdigit() for k in keys) or keys != [str(i) for i in range(len(keys))]:
+            raise UserError(f"{path}: layer `{name}`: unexpected variable names {keys[:4]}")
+        datasets = [variables[k] for k in keys]
+        if any(not isinstance(d, h5py.Dataset) for d in datasets):
+            raise UserError(f"{path}: layer `{name}`: a variable is not an array")
+        if name in stored:
+            raise UserError(f"{path}: two layers' weights are named `{name}`")
+        stored[name] = (key, [np.asarray(d) for d in datasets])
 
 
 def _holds_arrays(group) -> bool:
