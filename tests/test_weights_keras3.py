@@ -17,6 +17,7 @@ import pytest
 
 from archbuilder.errors import UserError
 from archbuilder.keras.graph import build_model  # sets TensorFlow's environment first
+from archbuilder.keras.model_files import open_model_file
 from archbuilder.keras.weights import load_weights_file, open_weights_with_spec
 from archbuilder.keras.weights_keras3 import read_keras3_file
 from archbuilder.spec.validate import load_checked_spec
@@ -86,15 +87,19 @@ def test_structure_mismatch_names_the_first_difference(resnet50_file):
 
 
 def test_other_class_count_loads_all_but_the_head_unless_strict(resnet50_file):
+    # Through open_model_file, as `evaluate`/`predict MODEL.keras --spec SPEC` load it.
     path, images, _ = resnet50_file
-    overrides = [f"input.shape=[{SIZE},{SIZE},3]", "classes=10"]
-    model, report = open_weights_with_spec(path, RESNET50_KERAS, overrides)
-    assert len(report.matched) == 106
-    assert [str(m) for m in report.shape_mismatches] == [
-        "predictions (file: predictions): model expects [(2048, 10), (10,)], file has [(2048, 1000), (1000,)]"
+    reports = []
+    model = open_model_file(path, RESNET50_KERAS, [f"input.shape=[{SIZE},{SIZE},3]", "classes=10"],
+                            on_report=reports.append)
+    assert reports[0].splitlines() == [
+        f"{path}: loaded weights for 106 of 107 layers by structure",
+        "different shapes (1), left as initialized:",
+        "  predictions (file: predictions): model expects [(2048, 10), (10,)], file has [(2048, 1000), (1000,)]",
     ]
+    assert model(images[:1], training=False).shape == (1, 10)
     with pytest.raises(UserError, match="--strict: the file does not fit the model; nothing was loaded"):
-        open_weights_with_spec(path, RESNET50_KERAS, overrides, strict=True)
+        load_weights_file(model, path, strict=True)
 
 
 def test_bare_weights_file_in_keras_order(tmp_path):
@@ -110,6 +115,10 @@ def test_bare_weights_file_in_keras_order(tmp_path):
     assert report.complete and "by structure" in report.format()
     for a, b in zip(source.weights, target.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Renamed to a plain .h5, the file is still recognized by its Keras 3 layout, not read as Keras 2.
+    renamed = tmp_path / "resnet18-renamed.h5"
+    renamed.write_bytes(path.read_bytes())
+    assert load_weights_file(build_model(spec), renamed, strict=True).complete
 
 
 def test_bare_weights_file_in_another_order_is_refused(resnet50_file, loaded, tmp_path):

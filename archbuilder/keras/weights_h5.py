@@ -10,8 +10,8 @@ We read only those arrays, with h5py, and assign them to the layer of the same n
 built from a spec. The stored `model_config` is never deserialized, so code that a stranger's
 file could carry (a `Lambda` layer's function) is never run.
 
-    model, report = open_h5_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
-    print(report.format())
+    model, report = open_weights_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
+    print(report.format())  # archbuilder.keras.weights picks this reader for a Keras 2 file
 """
 
 from __future__ import annotations
@@ -167,22 +167,6 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     finally:
         absl_logger.setLevel(level)
     return path
-
-
-def open_h5_with_spec(
-    h5_path: str | os.PathLike,
-    spec_path: str | os.PathLike,
-    overrides: Sequence[str] = (),
-    strict: bool = False,
-) -> tuple["keras.Model", WeightLoadReport]:
-    """Build the spec's model and load a Keras 2 `.h5` file's weights into it by layer name."""
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
-
-    checked = load_checked_spec(spec_path, overrides=list(overrides))
-    model = build_model(checked.spec)
-    report = load_h5_weights(model, h5_path, strict=strict)
-    return model, report
 
 
 def _weighted_layers(model: "keras.Model") -> Iterable[object]:

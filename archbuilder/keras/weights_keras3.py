@@ -79,10 +79,10 @@ def read_keras3_file(path: str | os.PathLike) -> StoredModel:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    if path.name.lower().endswith(WEIGHTS_SUFFIX):
-        return _read_bare_weights(path)
     if not zipfile.is_zipfile(path):
-        raise UserError(f"{path}: not a Keras 3 model file (a .keras file is a zip archive; truncated or another format?)")
+        if path.name.lower().endswith(KERAS_SUFFIX):
+            raise UserError(f"{path}: not a Keras 3 model file (a .keras file is a zip archive; truncated or another format?)")
+        return _read_bare_weights(path)  # `x.weights.h5`, or an HDF5 file of that layout by another name
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
