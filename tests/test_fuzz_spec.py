@@ -47,3 +47,4 @@ def _fuzz(name: str):
 test_random_yaml_documents = _fuzz("random_yaml")
 test_specs_drawn_from_the_schema = _fuzz("schema_specs")
 test_mutations_of_shipped_files = _fuzz("shipped_mutants")
+test_specs_defining_blocks = _fuzz("block_specs")
