@@ -269,3 +269,16 @@ def test_an_all_skipped_block_repeated_a_million_times_fails_fast():
         load_checked_spec(LANGUAGE, ["stages.0.repeats=1000000"])
     assert "more than 20,000 layers" in str(caught.value)
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("name", ["architectures/se_resnet50.yaml", "tests/specs/block_language.yaml"])
+def test_the_resolved_spec_a_run_folder_keeps_reads_back_the_same(tmp_path, name):
+    # Run folders keep spec.yaml (train.py's _dump_spec); `--resume` and users read it back. It
+    # once wrote `default: null` for required parameters, which then read as a bad default.
+    from archbuilder.training.loop import _dump_spec
+
+    checked = load_checked_spec(REPO / name)
+    (tmp_path / "spec.yaml").write_text(_dump_spec(checked.spec))
+    again = load_checked_spec(tmp_path / "spec.yaml")
+    assert [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in again.plan.nodes] == \
+        [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in checked.plan.nodes]
