@@ -282,3 +282,13 @@ def test_the_resolved_spec_a_run_folder_keeps_reads_back_the_same(tmp_path, name
     again = load_checked_spec(tmp_path / "spec.yaml")
     assert [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in again.plan.nodes] == \
         [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in checked.plan.nodes]
+
+
+def test_squeeze_excitation_adds_what_timm_seresnet50_adds():
+    # shared/reference/REFERENCE.md: timm seresnet50 28,088,024 and torchvision resnet50 25,557,032
+    # (both without conv bias, 1000 classes): SE adds 2,530,992 parameters. The SE layers here
+    # are the same shapes (r = 16, biased 1x1 convolutions), independent of the head and of the
+    # ResNet convolutions' bias, so the notebook ResNet-50 gains exactly as many.
+    se = load_checked_spec(REPO / "architectures" / "se_resnet50.yaml").plan.total_params
+    plain = load_checked_spec(REPO / "architectures" / "resnet50.yaml").plan.total_params
+    assert se - plain == 28_088_024 - 25_557_032
