@@ -269,3 +269,26 @@ def test_an_all_skipped_block_repeated_a_million_times_fails_fast():
         load_checked_spec(LANGUAGE, ["stages.0.repeats=1000000"])
     assert "more than 20,000 layers" in str(caught.value)
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("name", ["architectures/se_resnet50.yaml", "tests/specs/block_language.yaml"])
+def test_the_resolved_spec_a_run_folder_keeps_reads_back_the_same(tmp_path, name):
+    # Run folders keep spec.yaml (train.py's _dump_spec); `--resume` and users read it back. It
+    # once wrote `default: null` for required parameters, which then read as a bad default.
+    from archbuilder.training.loop import _dump_spec
+
+    checked = load_checked_spec(REPO / name)
+    (tmp_path / "spec.yaml").write_text(_dump_spec(checked.spec))
+    again = load_checked_spec(tmp_path / "spec.yaml")
+    assert [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in again.plan.nodes] == \
+        [(n.name, n.kind, n.out_shape, n.params, n.inputs) for n in checked.plan.nodes]
+
+
+def test_squeeze_excitation_adds_what_timm_seresnet50_adds():
+    # shared/reference/REFERENCE.md: timm seresnet50 28,088,024 and torchvision resnet50 25,557,032
+    # (both without conv bias, 1000 classes): SE adds 2,530,992 parameters. The SE layers here
+    # are the same shapes (r = 16, biased 1x1 convolutions), independent of the head and of the
+    # ResNet convolutions' bias, so the notebook ResNet-50 gains exactly as many.
+    se = load_checked_spec(REPO / "architectures" / "se_resnet50.yaml").plan.total_params
+    plain = load_checked_spec(REPO / "architectures" / "resnet50.yaml").plan.total_params
+    assert se - plain == 28_088_024 - 25_557_032

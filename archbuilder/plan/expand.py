@@ -103,6 +103,7 @@ class _Expander:
                                 name_fields(label, block_index), depth=0, chain=(), scale=True)
                 block_number += 1
         self._linear_body("head", spec.head, x)
+        g.check_all_used()
         return g.plan
 
     # -- stem and head: each layer is its own group, with the names of its own input -----------

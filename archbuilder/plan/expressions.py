@@ -88,7 +88,8 @@ def names(text: str) -> set[str]:
     """The free names an expression uses (function names excluded)."""
     tree = parse(text)
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in called}
+    return {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and id(node) not in called and node.id not in _BOOLEANS}
 
 
 def evaluate(text: str, namespace: Mapping[str, Any]) -> Any:
@@ -193,6 +194,9 @@ def _number(value: Any, what: str) -> Any:
     return value
 
 
+_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
+
+
 class _Compiler:
     """Turns a checked tree into closures `f(namespace) -> value`; every result is bounded."""
 
@@ -205,8 +209,8 @@ class _Compiler:
 
     def _Name(self, node: ast.Name):
         name = node.id
-        if name in ("True", "true", "False", "false"):
-            value = name in ("True", "true")
+        if name in _BOOLEANS:
+            value = _BOOLEANS[name]
             return lambda ns: value
 
         def lookup(ns):

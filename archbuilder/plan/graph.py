@@ -106,6 +106,7 @@ class PlanBuilder:
         self.path: Path_ = ()
         self.where = ""
         self.named: dict[str, str] = {}  # layer name -> where it was first used; Keras needs them unique
+        self.origins: list[tuple] = []  # per node: (where, spec path, error path), for later checks
 
     def enter(self, group: str, group_type: str, path: Path_, where: str) -> None:
         """Nodes added from now on belong to `group`, which came from spec `path`."""
@@ -141,4 +142,19 @@ class PlanBuilder:
             self.named[name] = self.where or "the input"
         node = Node(index, kind, name, layer, inputs, stats, self.group, self.group_type, self.path)
         self.plan.nodes.append(node)
+        self.origins.append((self.where, self.path, path))
         return index
+
+    def check_all_used(self) -> None:
+        """Refuse a layer whose output reaches nothing: Keras would silently leave it out of the
+        model, so the plan (and `info`) would describe layers the model does not have."""
+        used = {len(self.plan.nodes) - 1}
+        for node in reversed(self.plan.nodes):
+            if node.index in used:
+                used.update(node.inputs)
+        for node in self.plan.nodes:
+            if node.index not in used:
+                where, path, error_path = self.origins[node.index]
+                self.enter(node.group, node.group_type, path, where)
+                raise self.error(f"the output of {node.layer.describe() if node.layer else 'the input'} is never used: "
+                                 "no later layer takes it (`from:`) and it is not the network's output", error_path)

@@ -56,7 +56,8 @@ class ParamSpec(StrictModel):
 
     @property
     def required(self) -> bool:
-        return "default" not in self.model_fields_set
+        # `default: null` is the same as no default, so a dumped spec (run folders' spec.yaml) reads back.
+        return self.default is None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ParamSpec":
