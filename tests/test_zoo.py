@@ -32,6 +32,7 @@ class Golden:
     overrides: tuple[str, ...] = ()
     keras_reference: str | None = None  # the keras.applications function the outputs are compared with
     keras_kwargs: tuple[tuple[str, float], ...] = ()
+    keras_names: bool = True  # with a keras_reference: its weighted layers carry Keras's names too
 
 
 GOLDEN = [
@@ -49,7 +50,7 @@ GOLDEN = [
     Golden("efficientnet_b1.yaml", 7_856_239, 7_794_184, f"EfficientNetB1, {KERAS_315}",
            keras_reference="EfficientNetB1"),
     Golden("convnext_tiny.yaml", 28_589_128, 28_589_128, f"ConvNeXtTiny, {KERAS_315}",
-           keras_reference="ConvNeXtTiny"),
+           keras_reference="ConvNeXtTiny", keras_names=False),  # Keras nests its stem in Sequentials
     Golden("resnext50_32x4d.yaml", None, 25_028_904, f"torchvision resnext50_32x4d, {PYTORCH}"),
     Golden("wide_resnet50_2.yaml", None, 68_883_240, f"torchvision wide_resnet50_2, {PYTORCH}"),
     Golden("seresnet50.yaml", None, 28_088_024, f"timm seresnet50, {PYTORCH}"),
@@ -95,6 +96,7 @@ def test_equal_to_keras_applications(golden, tmp_path):
     import keras
 
     from archbuilder.keras.weights import open_weights_with_spec
+    from archbuilder.keras.weights_h5 import load_h5_weights
     from tests.helpers.keras_reference import assert_predicts_as_reference, saved_reference, sign_photos
 
     checked = load_checked_spec(ZOO / golden.file, list(golden.overrides))
@@ -108,6 +110,11 @@ def test_equal_to_keras_applications(golden, tmp_path):
     model, report = open_weights_with_spec(path, ZOO / golden.file, list(golden.overrides), strict=True)
     assert report.complete, report.format()
     assert_predicts_as_reference(model(images, training=False), expected)
+    if golden.keras_names:
+        # Keras's names too, so the .h5 weight files keras.applications downloads load by name.
+        legacy = tmp_path / "reference.h5"
+        reference.save(legacy)
+        assert load_h5_weights(model, legacy, strict=True).complete
 
 
 def _residual_gamma(layer) -> bool:
