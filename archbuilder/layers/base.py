@@ -5,8 +5,9 @@ A primitive is one pydantic class holding, side by side:
 - its schema (the fields; unknown keys are errors);
 - `infer(inputs, ctx)`: its static output shape, parameter count and MACs, without TensorFlow;
 - `keras(ctx, name)`: its Keras layer; Keras is imported inside, so spec/ and plan/ stay TF-free.
-Numeric fields may hold an expression string (`filters: "filters * 4"`), kept as an `Expr`;
-`concrete(namespace)` evaluates them and validates the result against the same field types.
+Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
+for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
+same field types.
 """
 
 from __future__ import annotations
@@ -74,9 +75,6 @@ def format_shape(shape: Shape, separator: str = "x") -> str:
 # ---------------------------------------------------------------------------------------------
 # Field types: a number, or an expression evaluated when the layer is planned
 # ---------------------------------------------------------------------------------------------
-
-
-Expr = str  # in a field made by `expr()`, a string is an expression (checked for syntax when read)
 
 
 def _number_or_expression(value: Any, handler):
