@@ -11,7 +11,7 @@ from archbuilder.errors import SpecError
 from archbuilder.plan import expressions
 from archbuilder.plan.expressions import ExpressionError, evaluate, make_divisible
 from archbuilder.spec.validate import load_checked_spec
-from tests.conftest import REPO, spec_problem_lines
+from tests.conftest import REPO, SHIPPED_SPECS, spec_problem_lines
 
 LANGUAGE = REPO / "tests" / "specs" / "block_language.yaml"
 
@@ -292,3 +292,30 @@ def test_squeeze_excitation_adds_what_timm_seresnet50_adds():
     se = load_checked_spec(REPO / "architectures" / "se_resnet50.yaml").plan.total_params
     plain = load_checked_spec(REPO / "architectures" / "resnet50.yaml").plan.total_params
     assert se - plain == 28_088_024 - 25_557_032
+
+
+@pytest.mark.parametrize("naming", ["notebook", "keras"])
+@pytest.mark.parametrize("path", SHIPPED_SPECS + [LANGUAGE], ids=lambda p: str(p.relative_to(REPO)) if hasattr(p, "relative_to") else p)
+def test_every_shipped_spec_plans_under_both_naming_schemes(path, naming):
+    """Every block of every shipped file instantiates under both naming schemes with unique names
+    (Keras needs them), and the scheme changes names only, never the network."""
+    checked = load_checked_spec(path, [f"defaults.naming={naming}"])
+    other = load_checked_spec(path, [f"defaults.naming={'keras' if naming == 'notebook' else 'notebook'}"])
+    names = [n.name for n in checked.plan.nodes if n.name]
+    assert len(names) == len(set(names))
+    assert [(n.kind, n.out_shape, n.params, n.inputs) for n in checked.plan.nodes] == \
+        [(n.kind, n.out_shape, n.params, n.inputs) for n in other.plan.nodes]
+
+
+def test_block_diagram_of_user_defined_blocks():
+    from archbuilder.diagrams import block_diagram
+
+    checked = load_checked_spec(LANGUAGE)
+    diagram = block_diagram(checked.plan, checked.spec)
+    boxes = {box.id: box for box in diagram.boxes}
+    assert [b.id for b in diagram.boxes] == ["input", "stem", "res2a", "res3a", "res3b", "res4a", "res4b", "head"]
+    assert boxes["res3a"].kind == "inverted_residual" and boxes["res3a"].stage == "stage 3"
+    assert "out 24  se_ratio 0.25  stride 2" in boxes["res3a"].lines
+    # The residual adds (res2a, res3b) take their block's input: identity shortcuts.
+    assert [(a.tail, a.head, a.shortcut) for a in diagram.arrows if a.shortcut] == \
+        [("stem", "res2a", "identity"), ("res3a", "res3b", "identity")]

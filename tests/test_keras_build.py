@@ -121,3 +121,16 @@ def test_default_initializer_is_keras_unseeded_glorot(tmp_path):
     # Only a spec that asks for the TF1 draw gets it.
     tf1 = load_checked_spec(REPO / "architectures" / "resnet50.yaml")
     assert type(build_model(tf1.spec, tf1.plan).get_layer("conv1").kernel_initializer).__name__ == "GlorotUniformTF1"
+
+
+def test_user_blocks_under_keras_naming_build_with_their_names():
+    # tests/specs/block_language.yaml names its layers per scheme; static inference and Keras
+    # agree under the keras scheme too (the notebook scheme is covered above with every spec).
+    checked = load_checked_spec(REPO / "tests" / "specs" / "block_language.yaml", ["defaults.naming=keras"])
+    model = build_model(checked.spec, checked.plan)
+    for node in checked.plan.nodes:
+        if node.name and node.kind != "input":
+            layer = model.get_layer(node.name)
+            assert (tuple(layer.output.shape[1:]), layer.count_params()) == (node.out_shape, node.params), node.name
+    assert "block3a_expand_conv" in [layer.name for layer in model.layers]
+    assert model.count_params() == checked.plan.total_params

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from archbuilder.layers.activation import Activation, ActivationLayer, DropoutLayer, DropPathLayer
 from archbuilder.layers.base import (
-    Context, Expr, LayerStats, Primitive, Shape, ShapeError, FieldError, format_shape, pair,
+    Context, FieldError, LayerStats, Primitive, Shape, ShapeError, format_shape, pair,
 )
 from archbuilder.layers.conv import ConvLayer, DenseLayer, DepthwiseConvLayer
 from archbuilder.layers.merge import AddLayer, ConcatLayer, MultiplyLayer
@@ -35,6 +35,6 @@ LAYER_TYPES: tuple[str, ...] = tuple(BY_TYPE)
 Layer = Annotated[Union[PRIMITIVES], Field(discriminator="type")]
 
 __all__ = [
-    "PRIMITIVES", "BY_TYPE", "LAYER_TYPES", "Layer", "Primitive", "Context", "Expr", "LayerStats", "Shape",
+    "PRIMITIVES", "BY_TYPE", "LAYER_TYPES", "Layer", "Primitive", "Context", "LayerStats", "Shape",
     "ShapeError", "FieldError", "format_shape", "pair", "Activation", *(cls.__name__ for cls in PRIMITIVES),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from archbuilder.layers.base import Expr, LayerStats, Primitive, Rate, single
+from archbuilder.layers.base import LayerStats, Primitive, Rate, single
 
 Activation = Literal[
     "relu", "relu6", "silu", "swish", "gelu", "gelu_tanh", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",

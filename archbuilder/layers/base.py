@@ -5,8 +5,9 @@ A primitive is one pydantic class holding, side by side:
 - its schema (the fields; unknown keys are errors);
 - `infer(inputs, ctx)`: its static output shape, parameter count and MACs, without TensorFlow;
 - `keras(ctx, name)`: its Keras layer; Keras is imported inside, so spec/ and plan/ stay TF-free.
-Numeric fields may hold an expression string (`filters: "filters * 4"`), kept as an `Expr`;
-`concrete(namespace)` evaluates them and validates the result against the same field types.
+Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
+for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
+same field types.
 """
 
 from __future__ import annotations
@@ -74,9 +75,6 @@ def format_shape(shape: Shape, separator: str = "x") -> str:
 # ---------------------------------------------------------------------------------------------
 # Field types: a number, or an expression evaluated when the layer is planned
 # ---------------------------------------------------------------------------------------------
-
-
-Expr = str  # in a field made by `expr()`, a string is an expression (checked for syntax when read)
 
 
 def _number_or_expression(value: Any, handler):
@@ -174,21 +172,24 @@ class Primitive(StrictModel):
         return any(_holds_expr(getattr(self, f)) for f in self._expression_fields())
 
     @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # The fields that may hold expressions, found once per class (expansion asks per layer).
+        cls._expr_fields = tuple(n for n, f in cls.model_fields.items()
+                                 if n != "when" and any(takes_expressions(m) for m in (f.annotation, *f.metadata)))
+
+    @classmethod
     def _expression_fields(cls) -> tuple[str, ...]:
-        fields = cls.__dict__.get("_expr_fields")
-        if fields is None:
-            fields = tuple(n for n, f in cls.model_fields.items()
-                           if n != "when" and any(takes_expressions(m) for m in (f.annotation, *f.metadata)))
-            cls._expr_fields = fields
-        return fields
+        return cls._expr_fields
 
     def concrete(self, namespace: Mapping[str, Any], name: str | None = None) -> "Primitive":
         """This layer with every expression evaluated, checked, and named `name` (a pattern
         filled in); raises FieldError. Equal values give the same (cached) layer object."""
         values = {}
-        for field in self._expression_fields():
-            value = getattr(self, field)
-            if _holds_expr(value):
+        state = self.__dict__
+        for field in self._expr_fields:
+            value = state[field]
+            if isinstance(value, (str, list)) and _holds_expr(value):
                 values[field] = _evaluate(value, namespace, (field,))
         if not values:
             if name == self.name:

@@ -6,7 +6,7 @@ import math
 from typing import Literal
 
 from archbuilder.layers.base import (
-    Context, Expr, LayerStats, Padding, PosInt, Primitive, ShapeError, Size2D, expr, image, pair, single, spatial,
+    Context, LayerStats, Padding, PosInt, Primitive, ShapeError, Size2D, image, pair, single, spatial,
 )
 from archbuilder.spec.initializer import InitializerSpec
 

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from archbuilder.errors import Problem
 from archbuilder.plan import expressions
-from archbuilder.layers import Expr
 from archbuilder.layers.base import NamePatterns
 from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
 from archbuilder.plan.params import ParamError, check_value

@@ -84,12 +84,13 @@ def parse(text: str) -> ast.expr:
     return tree
 
 
-def names(text: str) -> set[str]:
+@lru_cache(maxsize=4096)
+def names(text: str) -> frozenset[str]:
     """The free names an expression uses (function names excluded)."""
     tree = parse(text)
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    return {node.id for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and id(node) not in called and node.id not in _BOOLEANS}
+    return frozenset(node.id for node in ast.walk(tree)
+                     if isinstance(node, ast.Name) and id(node) not in called and node.id not in _BOOLEANS)
 
 
 def evaluate(text: str, namespace: Mapping[str, Any]) -> Any:

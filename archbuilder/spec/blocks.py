@@ -119,11 +119,16 @@ class BlockDef(StrictModel):
 
     @model_validator(mode="after")
     def _names_free(self) -> "BlockDef":
-        for name in self.params:
-            if name in RESERVED_NAMES:
-                raise PydanticCustomError("spec", "parameter name '{name}' is reserved (the network provides it)",
-                                          {"name": name, "field": "params"})
+        refuse_reserved(self.params, "parameter", "params")
         return self
+
+
+def refuse_reserved(names, what: str, field: str) -> None:
+    """Parameters and variables may not take a name the network provides (`in_channels`, ...)."""
+    for name in names:
+        if name in RESERVED_NAMES:
+            raise PydanticCustomError("spec", "{what} name '{name}' is reserved (the network provides it)",
+                                      {"what": what, "name": name, "field": field})
 
 
 class StageSpec(StrictModel):

@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from archbuilder.layers import DenseLayer, Layer
 from archbuilder.layers.base import LayerName, PositiveInt
 from archbuilder.spec.base import StrictModel
-from archbuilder.spec.blocks import RESERVED_NAMES, BlockDef, BlockName, Identifier, StageSpec
+from archbuilder.spec.blocks import BlockDef, BlockName, Identifier, StageSpec, refuse_reserved
 from archbuilder.spec.initializer import InitializerSpec
 from archbuilder.spec.training import TrainingSpec
 
@@ -85,10 +85,7 @@ class Spec(StrictModel):
 
     @model_validator(mode="after")
     def _variables_free(self) -> "Spec":
-        for name in self.variables:
-            if name in RESERVED_NAMES:
-                raise PydanticCustomError("spec", "variable name '{name}' is reserved (the network provides it)",
-                                          {"name": name, "field": "variables"})
+        refuse_reserved(self.variables, "variable", "variables")
         return self
 
     @model_validator(mode="after")
