@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ REFERENCE = SHARED / "reference"
 NOTEBOOK = REFERENCE / "000_1f0476f30310bbb2.txt"
 SIGN_DIGITS = SHARED / "datasets" / "sign-language-digits" / "images"
 SHIPPED_SPECS = sorted((REPO / "architectures").rglob("*.yaml"))
+
+# Tests neither read nor write the user's cache folder (training/kernel_choice.py keeps timings
+# there); subprocesses inherit this. Tests that check the cache point it at their own tmp_path.
+_TEST_CACHE = tempfile.TemporaryDirectory(prefix="archbuilder-test-cache-")
+os.environ["ARCHBUILDER_CACHE_DIR"] = _TEST_CACHE.name
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
