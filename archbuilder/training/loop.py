@@ -330,10 +330,7 @@ def train(request: TrainRequest) -> TrainResult:
         + (f", testing on {len(data.test)} ({data.test_origin})" if data.test is not None else "")
         + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {run.root}"
     )
-    if training.fast_cpu_kernels:
-        from archbuilder.training.kernel_choice import switch_kernels_where_faster
-
-        switch_kernels_where_faster(model, training.batch_size, _say)
+    _use_fast_kernels(model, training)
     recorder = RunRecorder(run, state, data, metadata, training.batch_size, monitor)
     previous_handler = signal.getsignal(signal.SIGINT)
 
@@ -387,6 +384,19 @@ def train(request: TrainRequest) -> TrainResult:
     elif recorder.stop_requested:
         _say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
     return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+
+
+def _use_fast_kernels(model, training: TrainingSpec) -> None:
+    """Same math, other kernels: Adam as one fused op per weight (a smaller graph to trace and
+    optimize), and where it pays on this CPU, the matmul kernel gradient. Both are made on the
+    instances, so they are made again on a model loaded for --resume; model files do not change."""
+    from archbuilder.training.fused_adam import use_fused_adam
+
+    use_fused_adam(model.optimizer)
+    if training.fast_cpu_kernels:
+        from archbuilder.training.kernel_choice import switch_kernels_where_faster
+
+        switch_kernels_where_faster(model, training.batch_size, _say)
 
 
 def _graph_preparation():
