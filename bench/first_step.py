@@ -92,7 +92,8 @@ def worker(config: str) -> dict:
     return {k: round(v, 2) for k, v in times.items()}
 
 
-_PASS_TIME = re.compile(r"^\s*(\w[\w ]*?): Graph size after: .*time = ([0-9.]+)ms", re.M)
+# "I0000 ... meta_optimizer.cc:973] remapper: Graph size after: 8 nodes (0), 8 edges (0), time = 8.22ms."
+_PASS_TIME = re.compile(r"meta_optimizer\.cc:\d+\] (\S+?): Graph size after: .*?time = ([0-9.]+)ms")
 
 
 def run(config: str, grappler_log: bool) -> dict:
@@ -105,7 +106,7 @@ def run(config: str, grappler_log: bool) -> dict:
     if grappler_log:
         per_pass = defaultdict(float)
         for name, ms in _PASS_TIME.findall(process.stderr):
-            per_pass[name.strip()] += float(ms) / 1000
+            per_pass[name.split("{")[0]] += float(ms) / 1000
         result["grappler_s"] = {k: round(v, 2) for k, v in sorted(per_pass.items(), key=lambda kv: -kv[1])}
         result["grappler_total_s"] = round(sum(per_pass.values()), 2)
     return result
