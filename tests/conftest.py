@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,11 @@ def shipped_spec_params(paths):
                      marks=[pytest.mark.slow] if p in ZOO_SPECS and p.name != "convnext_tiny.yaml" else [])
         for p in paths
     ]
+
+# Tests neither read nor write the user's cache folder (training/kernel_choice.py keeps timings
+# there); subprocesses inherit this. Tests that check the cache point it at their own tmp_path.
+_TEST_CACHE = tempfile.TemporaryDirectory(prefix="archbuilder-test-cache-")
+os.environ["ARCHBUILDER_CACHE_DIR"] = _TEST_CACHE.name
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
