@@ -136,6 +136,8 @@ def _data_path(loc: tuple, data: Any) -> Path_:
             continue  # the discriminator's value
         elif part in BODY_TAGS:
             continue  # which kind of block-body item pydantic tried
+        elif isinstance(part, str) and (part[:1].isupper() or part.startswith("constrained-")):
+            continue  # which model or constrained type of a union (`name: {notebook: ...}` or a string)
         elif isinstance(part, str) and (part.startswith(("list[", "int", "str", "float", "bool", "function-", "literal[")) or
                                         "[" in part):
             continue  # which member of a Union pydantic tried
@@ -150,7 +152,12 @@ def _valid_keys(path: Path_, data: Any) -> list[str]:
     model: Any = Spec
     current = data
     for part in path:
-        current = current[part] if isinstance(current, (dict, list)) else None
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
+            current = current[part]
+        else:
+            current = None
         if isinstance(part, int):
             continue  # a list item has the list's item model, already chosen below
         if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
