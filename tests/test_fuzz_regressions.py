@@ -75,8 +75,8 @@ CASES = {
     # finding the valid keys there indexed the data with it.
     "unknown_key_inside_a_name_pattern_mapping": (
         HEAD + b"stem:\n- {type: conv, filters: 2, name: {notebok: x}}\n",
-        ["{f}:5:38: stem.0.name: input should be a valid string",
-         "{f}:5:39: stem.0.name.notebok: unknown key 'notebok'; did you mean 'notebook'?"],
+        ["{f}:5:34: stem.0.name: input should be a valid string",
+         "{f}:5:35: stem.0.name.notebok: unknown key 'notebok'; did you mean 'notebook'?"],
     ),
     # `true`/`false` are constants in conditions; the static name check called them undefined.
     "boolean_constants_in_conditions": (
