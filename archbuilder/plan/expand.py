@@ -215,11 +215,11 @@ class _Expander:
     def _layer(self, layer: Primitive, instance: Instance, sources: list[int], path: tuple) -> int:
         name = self._name(layer.name, instance.names, path + ("name",))
         try:
-            concrete = layer.concrete(instance.namespace, name)
+            concrete = layer.concrete(instance.namespace)
         except FieldError as error:
             raise self.g.error(str(error), path + error.field) from None
         inputs = sources if concrete.merge else sources[0] if len(sources) == 1 else sources
-        return self.g.layer(concrete, inputs, path if path[0] == "blocks" else None)
+        return self.g.layer(concrete, inputs, path if path[0] == "blocks" else None, name=name)
 
     def _name(self, pattern, names: Mapping, path: tuple) -> str | None:
         if isinstance(pattern, NamePatterns):
