@@ -78,6 +78,11 @@ CASES = {
         ["{f}:5:34: stem.0.name: input should be a valid string",
          "{f}:5:35: stem.0.name.notebok: unknown key 'notebok'; did you mean 'notebook'?"],
     ),
+    # OverflowError: repeats times the depth multiplier, as a float.
+    "repeats_beyond_float_range": (
+        HEAD + b"stages: [{block: basic, filters: [2, 2], repeats: " + HUGE + b"}]\n",
+        ["{f}:4:51: stages.0.repeats: the network would have more than 20,000 layers (more than 10^30 blocks in stages.0)"],
+    ),
     # `true`/`false` are constants in conditions; the static name check called them undefined.
     "boolean_constants_in_conditions": (
         HEAD + b"blocks:\n  b:\n    layers:\n    - {type: flatten, when: 'true and not false'}\n"
