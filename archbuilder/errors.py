@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -40,6 +41,12 @@ class Problem:
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
     ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029",
 }
+
+
+def shown(path) -> str:
+    """A path as the user should see it: bytes that are not UTF-8 (which reach Python as
+    surrogates, PEP 383) shown as `\\xff` escapes, so printing it never fails."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class SpecError(UserError):

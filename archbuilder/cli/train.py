@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from archbuilder.cli.options import overrides_option
+from archbuilder.cli.options import classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
-
-
-def _class_list(value: str | None) -> tuple[str, ...] | None:
-    return tuple(name.strip() for name in value.split(",") if name.strip()) if value else None
 
 
 @click.command("train")
@@ -20,7 +16,7 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               metavar="FRACTION",
               help="Hold whole photographers of a sign-language-digits folder out as the test set "
               "(e.g. 0.15; seeded by training.seed).")
-@click.option("--classes", metavar="A,B,...", help="Use only these classes of the data, e.g. 0,1,2,3,4,5.")
+@classes_option("Use only these classes of the data, e.g. 0,1,2,3,4,5.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Shorthand for --set training.batch_size=N.")
 @overrides_option
@@ -30,9 +26,10 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@max_memory_option
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet, save_h5):
+            skip_bad_images, quiet, max_memory, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -55,6 +52,10 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
             raise UserError("train needs a SPEC file (or --resume RUN_DIR)")
         if not data:
             raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
+        if out:
+            from archbuilder.output_paths import check_output_folder
+
+            check_output_folder(out)  # before the spec and the data are read
     overrides = tuple(overrides)
     if epochs:
         overrides += (f"training.epochs={epochs}",)
@@ -62,8 +63,9 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
         overrides += (f"training.batch_size={batch_size}",)
     request = TrainRequest(
         spec_path=spec, overrides=overrides, data=data, test=test,
-        holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
+        holdout_photographers=holdout_photographers, classes=classes, out=out,
         resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images, save_h5=save_h5,
+        max_memory=max_memory,
     )
     from archbuilder.training.loop import train
 

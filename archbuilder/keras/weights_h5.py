@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.file_kinds import suffix
 from archbuilder.hdf5_files import open_hdf5
 
 if TYPE_CHECKING:  # keras is imported lazily: `validate` must not pay for TensorFlow
@@ -154,14 +155,14 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     import logging
 
     path = Path(path)
-    if path.suffix != ".h5":
+    if suffix(path) != ".h5":
         raise UserError(f"{path}: an HDF5 model file must end in .h5 (received: {path.name})")
     # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
             model.save(tmp)
     finally:
         absl_logger.setLevel(level)

@@ -16,14 +16,24 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from archbuilder.errors import Location, Problem, SpecError
-from archbuilder.spec.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
+from archbuilder.spec.source import MAX_DEPTH, Document, Path_, format_path, load_yaml_file, load_yaml_text
 
 MAX_EXTENDS_DEPTH = 16
 
 
 def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
     """Load `path`, follow its `extends:` chain and apply overrides."""
-    document = _load_with_parents(Path(path), chain=())
+    return _apply_overrides(_load_with_parents(Path(path), chain=()), overrides)
+
+
+def resolve_text(text: str, name: str, overrides: Iterable[str] = ()) -> Document:
+    """As `resolve_document`, for YAML text that is not a file (a dict given to the Python API);
+    `extends` is relative to the current folder, and errors are located in `name`."""
+    document = load_yaml_text(text, name)
+    return _apply_overrides(_with_parents(document, Path.cwd() / name, chain=()), overrides)
+
+
+def _apply_overrides(document: Document, overrides: Iterable[str]) -> Document:
     for override in overrides:
         patch = _parse_override(override)
         _merge(document, patch.data, (), (), source=patch)
@@ -31,7 +41,10 @@ def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Documen
 
 
 def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
-    document = load_yaml_file(path, display_name=str(path))
+    return _with_parents(load_yaml_file(path, display_name=str(path)), path, chain)
+
+
+def _with_parents(document: Document, path: Path, chain: tuple[Path, ...]) -> Document:
     if document.data is None:
         document.data = {}
     if not isinstance(document.data, dict):
@@ -108,6 +121,10 @@ def _parse_override(text: str) -> Document:
     parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.strip().split(".")]
     if not dotted.strip() or any(p == "" for p in parts):
         raise SpecError([Problem(Location(name, 1, 1), dotted, "the path must be dot-separated keys, e.g. stages.0.repeats")])
+    if len(parts) > MAX_DEPTH:  # deeper than any spec, and deep enough to exhaust Python's stack
+        shown_path = dotted if len(dotted) <= 60 else dotted[:57] + "..."
+        message = f"the path has {len(parts)} keys; a spec nests at most {MAX_DEPTH} levels"
+        raise SpecError([Problem(Location(f"<--set {shown_path}=...>", 1, 1), shown_path, message)])
     value = load_yaml_text(value_text, name).data if value_text.strip() else None
     patch: Any = value
     for part in reversed(parts):

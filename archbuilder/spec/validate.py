@@ -16,10 +16,10 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from archbuilder.plan import size_guard
-from archbuilder.errors import Problem, SpecError
+from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.expand import expand, smallest_input
-from archbuilder.spec.resolve import resolve_document
+from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
 from archbuilder.spec.schema import Spec
 from archbuilder.spec.layers import LAYER_TYPES
@@ -41,19 +41,45 @@ def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memor
     `max_memory` (bytes; default: archbuilder.plan.size_guard.memory_limit()) bounds the estimated
     memory of one forward pass, so an absurd spec is refused before anything is allocated.
     """
-    document = resolve_document(path, overrides)
+    return _checked(resolve_document(path, overrides), Path(path), max_memory)
+
+
+def load_checked_data(data: dict, overrides: Iterable[str] = (), max_memory: int | None = None) -> CheckedSpec:
+    """As `load_checked_spec`, for a spec held in a dict (the Python API). Problems are located
+    in `<dict>`, at the lines of the dict written as YAML (`yaml.safe_dump`, keys unsorted)."""
+    import yaml
+
+    name = "<dict>"
+    try:
+        text = yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as error:
+        raise SpecError([Problem(Location(name, 1, 1), "", f"not plain data (received: {error})")]) from None
+    return _checked(resolve_text(text, name, overrides), Path(name), max_memory)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so `shape=(64, 64, 3)` reads as it does in YAML."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _checked(document: Document, path: Path, max_memory: int | None) -> CheckedSpec:
     spec = parse_spec(document)
     try:
         plan = expand(spec)
     except PlanError as error:
         raise SpecError([_plan_problem(error, spec, document)]) from None
     check_memory(plan, document, size_guard.memory_limit() if max_memory is None else max_memory)
-    return CheckedSpec(spec, plan, document, Path(path))
+    return CheckedSpec(spec, plan, document, path)
 
 
-def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1, training: bool = False) -> None:
+def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1, training: bool = False,
+                 slots: int = 2) -> None:
     """Raise SpecError, located at the largest layer, if the estimate exceeds `limit` bytes."""
-    estimate = size_guard.estimate(plan, batch_size, training)
+    estimate = size_guard.estimate(plan, batch_size, training, slots)
     if estimate.total > limit:
         where = estimate.largest.path
         raise SpecError([Problem(document.location_of(where), format_path(where), estimate.describe(limit))])
