@@ -339,9 +339,9 @@ def _resume_locked(run: RunDir, run_info: dict, request: TrainRequest):
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
         from archbuilder.keras.graph import build_model
 
-        _say(f"resuming {run.root} from the start: no epoch had finished")
         model = build_model(_load_spec(str(run.spec), (), request.max_memory).spec)
         check_classifier_output(model, len(data.class_names), str(run.spec))
+        _say(f"resuming {run.root} from the start: no epoch had finished")
         compile_model(model, training, _steps(data, training))
         state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
         return run, model, data, training, shape, run_info["spec_name"], state
