@@ -163,10 +163,25 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     absl_logger.setLevel(logging.ERROR)
     try:
         with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
-            model.save(tmp)
+            model.save(tmp, include_optimizer=False)
+            _store_keras2_config(tmp)
     finally:
         absl_logger.setLevel(level)
     return path
+
+
+def _store_keras2_config(path: Path) -> None:
+    """Replace the file's Keras 3 `model_config` with its Keras 2 form (keras2_config.py), so
+    `tf_keras.models.load_model` reads the file; Keras 3 reads that form too."""
+    import json
+
+    import h5py
+
+    from archbuilder.keras.keras2_config import keras2_model_config
+
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        handle.attrs["model_config"] = json.dumps(keras2_model_config(config)).encode("utf-8")
 
 
 def open_h5_with_spec(
