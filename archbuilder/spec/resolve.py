@@ -94,13 +94,19 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
                 _copy_locations(target, source, path + (key,), patch_path + (key,))
         return
     if isinstance(patch, dict) and isinstance(current, list) and patch and all(isinstance(k, int) for k in patch):
+        removed = []
         for index, value in patch.items():
             if not -len(current) <= index < len(current):
                 where = source.location_of(patch_path + (index,), key=True) if source else Location("<--set>", 1, 1)
                 message = f"index {index} is out of range: the list has {len(current)} items"
                 raise SpecError([Problem(where, format_path(path + (index,)), message)])
-            index %= len(current)
-            _merge(target, value, path + (index,), patch_path + (index,), source)
+            if value is None:  # `stages: {2: null}` removes the item; indices are the parent's
+                removed.append(index % len(current))
+                continue
+            _merge(target, value, path + (index % len(current),), patch_path + (index,), source)
+        for index in sorted(set(removed), reverse=True):
+            del current[index]
+            _renumber_after_removal(target, path, index)
         return
     _set(target.data, path, copy.deepcopy(patch))
     _forget(target, path)
@@ -159,6 +165,19 @@ def _copy_locations(target: Document, source: Document | None, path: Path_, patc
 def _copy_key_location(target: Document, source: Document | None, path: Path_, patch_path: Path_) -> None:
     if source is not None and patch_path in source.keys:
         target.keys[path] = source.keys[patch_path]
+
+
+def _renumber_after_removal(target: Document, path: Path_, index: int) -> None:
+    """Locations of a list's items after `index` move down by one; those of the item go."""
+    depth = len(path)
+    for table in (target.values, target.keys):
+        moved = {}
+        for p in list(table):
+            if p[:depth] == path and len(p) > depth and isinstance(p[depth], int) and p[depth] >= index:
+                location = table.pop(p)
+                if p[depth] > index:
+                    moved[p[:depth] + (p[depth] - 1,) + p[depth + 1:]] = location
+        table.update(moved)
 
 
 def _forget(target: Document, path: Path_) -> None:

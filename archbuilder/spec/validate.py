@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from archbuilder.plan import size_guard
 from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.plan.graph import Plan, PlanError
-from archbuilder.plan.expand import expand, smallest_input
+from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
 from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
 from archbuilder.spec.schema import Spec
@@ -71,7 +71,7 @@ def _checked(document: Document, path: Path, max_memory: int | None) -> CheckedS
     try:
         plan = expand(spec)
     except PlanError as error:
-        raise SpecError([_plan_problem(error, spec, document)]) from None
+        raise SpecError(_plan_problems(error, spec, document, str(path))) from None
     check_memory(plan, document, size_guard.memory_limit() if max_memory is None else max_memory)
     return CheckedSpec(spec, plan, document, path)
 
@@ -92,8 +92,45 @@ def parse_spec(document: Document) -> Spec:
         raise SpecError([_schema_problem(e, document) for e in error.errors()]) from None
 
 
-def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
-    message = str(error)
+def _plan_problems(error: PlanError, spec: Spec, document: Document, top_file: str) -> list[Problem]:
+    """The plan's problem; when shapes collapse, also any problem that no input size can fix
+    (a duplicate layer name further on), which would otherwise hide behind "no input size works"."""
+    if error.collapsed:
+        try:
+            expand(spec, (MAX_INPUT_SEARCH, MAX_INPUT_SEARCH, spec.input.shape[2]))
+        except PlanError as other:
+            if not other.collapsed:
+                where, note = _plan_location(document, error.path, top_file)
+                collapse = Problem(where, format_path(error.path),
+                                   f"{note}{error} (received input.shape: {list(spec.input.shape)})")
+                return [collapse, _plan_problem(other, spec, document, top_file)]
+    return [_plan_problem(error, spec, document, top_file)]
+
+
+def _plan_location(document: Document, path, top_file: str) -> tuple[Location, str]:
+    """Where a plan problem is shown: the layer's own place, unless that is in an extended file
+    and the file the user gave (or a `--set`) changed the network: then the change, which is what
+    broke a parent that works on its own, with the layer's place in the parent as a note.
+    A change inside the failing layer comes first, then any change to the layers before it."""
+    own = document.location_of(path)
+
+    def changes(prefix) -> list[Location]:
+        return [loc for p, loc in document.values.items() if p[: len(prefix)] == prefix and loc.file != own.file
+                and (loc.file == top_file or loc.file.startswith("<--set"))]
+
+    if own.file == top_file:
+        return own, ""
+    patches = changes(path) or [loc for part in ("input", "defaults", "stem", "stages", "head")
+                                for loc in changes((part,))]
+    if not patches:
+        return own, ""
+    patch = min(patches, key=lambda loc: (not loc.file.startswith("<--set"), loc.line, loc.column))
+    return patch, f"(at the layer of {own}, after this change) "
+
+
+def _plan_problem(error: PlanError, spec: Spec, document: Document, top_file: str) -> Problem:
+    location, note = _plan_location(document, error.path, top_file)
+    message = note + str(error)
     if error.collapsed:
         smallest = smallest_input(spec)
         channels = spec.input.shape[2]
@@ -102,7 +139,7 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
             if smallest else "; no input size up to 16384 that works was found within the search budget"
         )
         message += f" (received input.shape: {list(spec.input.shape)})"
-    return Problem(document.location_of(error.path), format_path(error.path), message)
+    return Problem(location, format_path(error.path), message)
 
 
 # ---------------------------------------------------------------------------------------------
