@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 
     from archbuilder.spec.validate import CheckedSpec
 
+
 def load_spec(spec: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = (),
               max_memory: int | None = None) -> "CheckedSpec":
     """Validate a spec file (or a dict holding a spec) with `--set`-style overrides; return the
     checked spec and its plan. A dict's `extends` is relative to the current folder."""
-    from archbuilder.spec.validate import load_checked_spec, load_checked_data
+    from archbuilder.spec.validate import load_checked_data, load_checked_spec
 
     if isinstance(spec, Mapping):
         return load_checked_data(dict(spec), overrides, max_memory)

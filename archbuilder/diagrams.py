@@ -69,6 +69,9 @@ def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks"
         with atomic_path(out) as tmp:
             _write(lambda: graph.write(str(tmp), format=fmt, prog="dot"))
         return out
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # TensorFlow's native start-up lines stay off the terminal
     import keras
 
     from archbuilder.keras.graph import build_model

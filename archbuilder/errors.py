@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 
 
+INTERRUPTED_EXIT_CODE = 130  # Ctrl-C: the shell's convention, 128 + SIGINT
+
+
 class UserError(Exception):
     """Bad input from the user: a file, an option, a value. The CLI prints it and exits 2."""
 
@@ -47,6 +50,12 @@ def shown(path) -> str:
     """A path as the user should see it: bytes that are not UTF-8 (which reach Python as
     surrogates, PEP 383) shown as `\\xff` escapes, so printing it never fails."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def quoted_list(names) -> str:
+    """"'a'", "'a' and 'b'", "'a', 'b' and 'c'": names in a sentence."""
+    quoted = [repr(str(name)) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 class SpecError(UserError):

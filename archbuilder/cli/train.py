@@ -25,7 +25,7 @@ from archbuilder.errors import UserError
 @click.option("--skip-bad-images", is_flag=True,
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar (with stdout not a terminal: no per-epoch lines).")
 @max_memory_option
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
@@ -64,7 +64,7 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     request = TrainRequest(
         spec_path=spec, overrides=overrides, data=data, test=test,
         holdout_photographers=holdout_photographers, classes=classes, out=out,
-        resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images, save_h5=save_h5,
+        resume=resume, verbose=_verbosity(quiet), skip_bad_images=skip_bad_images, save_h5=save_h5,
         max_memory=max_memory,
     )
     from archbuilder.training.loop import train
@@ -73,3 +73,13 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     click.echo(f"run folder: {result.run.root}")
     if result.interrupted:
         raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def _verbosity(quiet: bool) -> int:
+    """Keras's fit verbosity: a live progress bar on a terminal; redirected to a file or a pipe,
+    one plain line per epoch, because the bar's carriage returns and colour codes garble logs."""
+    import sys
+
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -11,7 +11,7 @@ import numpy as np
 from archbuilder.data.folder import LabelledFiles, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
 from archbuilder.data.split import group_holdout, photographer_groups
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import UserError, quoted_list, shown
 from archbuilder.file_kinds import is_h5
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ def select_classes(names: tuple[str, ...], wanted: tuple[str, ...] | None, origi
         return None
     unknown = [w for w in wanted if w not in names]
     if unknown:
-        raise UserError(f"{origin}: no class {', '.join(map(repr, unknown))}; classes are {', '.join(names)}")
+        word = "class" if len(unknown) == 1 else "classes"
+        raise UserError(f"{origin}: no {word} {quoted_list(unknown)}; the classes are {', '.join(names)}")
     if len(set(wanted)) < 2:
         raise UserError("--classes needs at least two classes")
     return [i for i, name in enumerate(names) if name in wanted]
@@ -116,7 +117,7 @@ def training_data(
             all_images = _files_to_images(files, shape)
             train, test_set = all_images.subset(kept), all_images.subset(held)
             test_origin = (
-                f"{len(np.unique(groups[held]))} photographers held out of {data} "
+                f"{_count(len(np.unique(groups[held])), 'photographer')} held out of {data} "
                 f"({len(held)} images, seed {seed})"
             )
         else:
@@ -168,8 +169,12 @@ def evaluation_data(
     unknown = [name for name in images.class_names if name not in model_classes]
     if unknown:
         raise UserError(
-            f"{data}: class {', '.join(map(repr, unknown))} is not one of the model's classes "
-            f"({', '.join(model_classes)})"
+            f"{data}: {'class' if len(unknown) == 1 else 'classes'} {quoted_list(unknown)} "
+            f"{'is not one' if len(unknown) == 1 else 'are not'} of the model's classes ({', '.join(model_classes)})"
         )
     remap = np.asarray([model_classes.index(name) for name in images.class_names], dtype=np.int64)
     return LabelledImages(images.x, remap[images.y], tuple(model_classes))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -24,13 +24,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder.data.split import stratified_split
-from archbuilder.errors import UserError
+from archbuilder.errors import INTERRUPTED_EXIT_CODE, UserError  # noqa: F401  (the train command's exit code)
 from archbuilder.keras.model_files import PREPROCESSING, save_model_file
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 from archbuilder.training.run_dir import RunDir
-
-INTERRUPTED_EXIT_CODE = 130
 
 
 class TrainingDiverged(UserError):
@@ -169,6 +167,7 @@ class RunRecorder(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.diverged_at = (self.epoch_number(), batch + 1)
             self.model.stop_training = True
+        self.batches_done = batch + 1
         if self.stop_requested:
             self.model.stop_training = True
 
@@ -176,7 +175,9 @@ class RunRecorder(keras.callbacks.Callback):
         return len(self.state["history"]) + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.diverged_at or self.stop_requested:
+        # Ctrl-C during an epoch's last batch interrupts nothing: the epoch is whole and is kept.
+        whole = getattr(self, "batches_done", 0) == self.params.get("steps")
+        if self.diverged_at or (self.stop_requested and not whole):
             return  # a partial epoch: the last checkpoint stays the last finished epoch
         logs = {k: float(v) for k, v in (logs or {}).items()}
         number = epoch + 1
@@ -431,15 +432,18 @@ def _fit(request: TrainRequest, run: RunDir, model, data: _Data, training: Train
             + (f"{run.root} keeps epoch {last}. " if last else "")
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
+    interrupted = recorder.stop_requested and state["epochs_done"] < training.epochs
     try:
-        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested, request.save_h5)
+        metrics = _finish(run, model, data, state, spec_name, interrupted, request.save_h5)
     except OSError as error:
         raise _write_failed(error, run, state) from None
-    if recorder.stop_requested and state["epochs_done"]:
+    if interrupted and state["epochs_done"]:
         _say(f"stopped after epoch {state['epochs_done']}; continue with: python cli.py train --resume {run.root}")
-    elif recorder.stop_requested:
+    elif interrupted:
         _say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
-    return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+    elif recorder.stop_requested:
+        _say(f"interrupted after the last batch: all {training.epochs} epochs are done; nothing to resume")
+    return TrainResult(run, state["epochs_done"], interrupted, metrics)
 
 
 def _write_failed(error: OSError, run: RunDir, state: dict) -> UserError:
