@@ -187,3 +187,12 @@ def test_train_resume_while_the_run_is_training_is_refused(tmp_path, photos):
         first.wait(timeout=120)
     assert first.returncode == 130
     assert json.loads((out / "state.json").read_text())["epochs_done"] >= 1  # its run folder is intact
+
+
+def test_the_resize_note_says_when_the_spec_sets_no_classes(tmp_path, ten_classes):
+    """Item 15: it said "the spec's head has None classes"."""
+    result = invoke("train", TINY_SPEC, "--set", "classes=null", "--set", "head.1.units=3", "--data", ten_classes,
+                    "--out", tmp_path / "run")
+    assert "note: the spec sets no classes; the data has 10" in result.output, result.output
+    assert "None" not in result.output
+    _refused(result, "outputs 3 values")
