@@ -30,19 +30,19 @@ def _jpeg(path, orientation: int):
     return path
 
 
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_decoded_pixels_are_turned_as_exif_says(tmp_path, orientation):
+def test_decoded_pixels_are_turned_as_exif_says(tmp_path):
     from archbuilder.data.images import load_image_files
 
-    path = _jpeg(tmp_path / f"o{orientation}.jpg", orientation)
-    with Image.open(path) as image:
-        expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
-    got = load_image_files([path], expected.shape)[0].astype(np.int16)  # same size: no resize
-    # Both sides decode the same JPEG with libjpeg-turbo; IDCT and chroma upsampling settings may
-    # differ by a few levels near the quadrants' edges, while a wrong turn moves whole quadrants
-    # (a mean difference near 100).
-    assert got.shape == expected.shape
-    assert np.abs(got - expected).mean() < 4, orientation
+    for orientation in range(1, 9):  # 1 (as stored) is the control
+        path = _jpeg(tmp_path / f"o{orientation}.jpg", orientation)
+        with Image.open(path) as image:
+            expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
+        got = load_image_files([path], expected.shape)[0].astype(np.int16)  # same size: no resize
+        # Both sides decode the same JPEG with libjpeg-turbo; IDCT and chroma upsampling settings
+        # may differ by a few levels near the quadrants' edges, while a wrong turn moves whole
+        # quadrants (a mean difference near 100).
+        assert got.shape == expected.shape, orientation
+        assert np.abs(got - expected).mean() < 4, orientation
 
 
 def test_orientation_is_read_from_the_header(tmp_path):

@@ -3,14 +3,11 @@ settings that did nothing, and progress output in logs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.train_support import REPO, TINY_SPEC, cli_env, image_folder
@@ -22,6 +19,7 @@ def _env_without_tf_log_level() -> dict:
     return env
 
 
+@pytest.mark.slow  # a real process importing TensorFlow: ~13 s
 @pytest.mark.skipif(not __import__("shutil").which("dot"), reason="Graphviz's dot is not installed")
 def test_plot_layers_prints_no_tensorflow_start_up_lines(tmp_path):
     result = subprocess.run(
@@ -115,6 +113,7 @@ def test_ctrl_c_in_the_last_batch_keeps_the_finished_epoch(tmp_path):
     assert (run.checkpoints / "epoch-0001.keras").exists()
 
 
+@pytest.mark.slow  # a real training process: ~30 s
 def test_redirected_training_output_is_plain_lines(tmp_path):
     folder = image_folder(tmp_path / "images", per_class=3)
     result = subprocess.run(

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
