@@ -39,7 +39,8 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     Ctrl-C stops after the current batch, keeping the last finished epoch (exit code 130);
     --resume continues from there, even after the process was killed.
     """
-    from archbuilder.training.loop import INTERRUPTED_EXIT_CODE, TrainRequest
+    from archbuilder.errors import INTERRUPTED_EXIT_CODE
+    from archbuilder.training.loop import TrainRequest
 
     if resume:
         given = [name for name, value in (("SPEC", spec), ("--epochs", epochs), ("--batch-size", batch_size),

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder.data.split import stratified_split
-from archbuilder.errors import INTERRUPTED_EXIT_CODE, UserError  # noqa: F401  (the train command's exit code)
+from archbuilder.errors import UserError
 from archbuilder.keras.model_files import PREPROCESSING, save_model_file
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
