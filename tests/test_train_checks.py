@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
@@ -75,11 +76,12 @@ def test_resume_refuses_a_state_file_with_a_number_for_a_checkpoint(tmp_path, ph
 
 # -- item 7: the loss follows the head --------------------------------------------------------------
 
-def test_a_linear_head_trains_on_logits_and_predict_reports_probabilities(tmp_path, photos):
+def test_a_linear_head_trains_on_logits_and_predict_reports_probabilities():
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
     from archbuilder.spec.validate import load_checked_spec
     from archbuilder.training.loop import compile_model
+    from archbuilder.training.metrics import predict_probabilities
 
     linear = build_model(load_checked_spec(TINY_SPEC, ["head.1.activation=linear"]).spec)
     compile_model(linear, TrainingSpec(), 1)
@@ -87,7 +89,13 @@ def test_a_linear_head_trains_on_logits_and_predict_reports_probabilities(tmp_pa
     softmax = build_model(load_checked_spec(TINY_SPEC).spec)
     compile_model(softmax, TrainingSpec(), 1)
     assert softmax.loss.get_config()["from_logits"] is False
+    images = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (0, 90, 255)])
+    for row in predict_probabilities(linear, images):
+        assert min(row) >= 0 and math.isclose(float(row.sum()), 1.0, abs_tol=1e-5)  # float32 softmax
 
+
+@pytest.mark.slow  # trains, then predicts in the CLI: ~15-25 s
+def test_a_linear_head_trained_by_the_cli_predicts_probabilities(tmp_path, photos):
     out = tmp_path / "run"
     result = invoke("train", TINY_SPEC, "--set", "head.1.activation=linear", "--data", photos, "--epochs", "1",
                     "--out", out, "--quiet")

@@ -174,3 +174,17 @@ def test_a_class_folder_whose_name_is_not_utf8_is_refused_by_name(tmp_path, phot
     shutil.copytree(photos, root, symlinks=True)
     (root / "2").rename(root / _not_utf8("two"))
     _one_clean_line(invoke("data", "pack", root, tmp_path / "x.h5", "--size", "16"), "\\xfftwo", "UTF-8")
+
+
+def test_predict_and_evaluate_with_spec_have_the_memory_flag_their_refusal_names(tmp_path, tiny_model, photos):
+    """Item 9: the size guard says "raise it with --max-memory"; with --spec, these commands have it."""
+    from archbuilder.keras.model_files import open_model_file
+    from archbuilder.keras.weights_h5 import save_h5
+
+    h5 = save_h5(open_model_file(tiny_model), tmp_path / "tiny.h5")
+    image = next((photos / "0").iterdir())
+    _one_clean_line(invoke("predict", h5, image, "--spec", TINY_SPEC, "--max-memory", "1KiB"),
+                    "estimated memory", "--max-memory")
+    result = invoke("evaluate", h5, "--data", photos, "--spec", TINY_SPEC, "--max-memory", "1GiB")
+    assert result.exit_code == 0, result.output
+    _one_clean_line(invoke("predict", tiny_model, image, "--max-memory", "1GiB"), "--max-memory", "Keras 2 .h5")

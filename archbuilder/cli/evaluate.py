@@ -16,13 +16,14 @@ from archbuilder.cli.options import classes_option, model_spec_options
 @classes_option("Evaluate only the images of these classes of DATA, e.g. 0,1 for a model of two classes.")
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(model_path, data, batch_size, classes, spec, overrides, strict, as_json):
+def command(model_path, data, batch_size, classes, spec, max_memory, overrides, strict, as_json):
     """Evaluate MODEL (.keras, or a Keras 2 .h5 with --spec) on labelled images, preprocessed exactly as in training."""
     from archbuilder.data.sources import evaluation_data
     from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
+    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
+                            max_memory=max_memory)
     names = model_classes(model, model_path)
     images = evaluation_data(data, model_input_shape(model, model_path), names, classes=classes)
     result = evaluate_probabilities(predict_probabilities(model, images.x, batch_size), images.y, names)

@@ -29,10 +29,11 @@ max_memory_option = click.option(
 
 
 def model_spec_options(function):
-    """--spec/--set/--strict: read a Keras 2 .h5 MODEL by layer name into the spec's model."""
+    """--spec/--set/--strict/--max-memory: read a Keras 2 .h5 MODEL by layer name into the spec's model."""
     function = click.option("--strict", is_flag=True,
                             help="With an .h5 MODEL: any missing, extra or misshapen layer is an error.")(function)
     function = overrides_option(function)
+    function = max_memory_option(function)
     return click.option("--spec", "spec", type=click.Path(path_type=str), default=None,
                         help="The architecture of a Keras 2 .h5 MODEL (whole model or weights).")(function)
 

@@ -17,7 +17,7 @@ from archbuilder.file_kinds import is_image
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
-def command(model_path, images, spec, overrides, strict, as_json):
+def command(model_path, images, spec, max_memory, overrides, strict, as_json):
     """Predict the class of each IMAGE (a folder: every image file in it) with MODEL (.keras, or a Keras 2 .h5 with --spec), preprocessed exactly as in training.
 
     Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
@@ -29,7 +29,8 @@ def command(model_path, images, spec, overrides, strict, as_json):
     from archbuilder.training.metrics import predict_probabilities
 
     paths = _image_paths(images)
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
+    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
+                            max_memory=max_memory)
     names = model_classes(model, model_path)
     shape = model_input_shape(model, model_path)
     x = load_image_files(paths, shape)

@@ -67,6 +67,7 @@ def open_model_file(
     overrides: Iterable[str] = (),
     strict: bool = False,
     on_report: Callable[[str], None] | None = None,
+    max_memory: int | None = None,
 ):
     """Load a model file for evaluation or prediction; every failure is a UserError naming the file.
 
@@ -82,8 +83,9 @@ def open_model_file(
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
     if is_h5(path):
-        return _open_h5(path, spec_path, overrides, strict, on_report)
-    given = [name for name, value in (("--spec", spec_path), ("--set", tuple(overrides)), ("--strict", strict)) if value]
+        return _open_h5(path, spec_path, overrides, strict, on_report, max_memory)
+    given = [name for name, value in (("--spec", spec_path), ("--set", tuple(overrides)), ("--strict", strict),
+                                      ("--max-memory", max_memory)) if value]
     if given:
         raise UserError(
             f"{path}: {', '.join(given)} applies to Keras 2 .h5 files read into a spec's model; "
@@ -122,7 +124,7 @@ def _lower_case_suffix(path: Path):
         yield link
 
 
-def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report):
+def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
     if spec_path is None:
         raise UserError(
             f"{path}: a Keras 2 .h5 file is read by layer name into a model built from a spec; "
@@ -130,7 +132,7 @@ def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report):
         )
     from archbuilder.keras.weights_h5 import open_h5_with_spec
 
-    model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict)
+    model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)
     if on_report is not None:
         on_report(report.format())
     return model

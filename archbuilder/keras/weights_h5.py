@@ -189,12 +189,13 @@ def open_h5_with_spec(
     spec_path: str | os.PathLike,
     overrides: Sequence[str] = (),
     strict: bool = False,
+    max_memory: int | None = None,
 ) -> tuple["keras.Model", WeightLoadReport]:
     """Build the spec's model and load a Keras 2 `.h5` file's weights into it by layer name."""
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.validate import load_checked_spec
 
-    checked = load_checked_spec(spec_path, overrides=list(overrides))
+    checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
     model = build_model(checked.spec)
     report = load_h5_weights(model, h5_path, strict=strict)
     return model, report
