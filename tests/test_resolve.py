@@ -127,8 +127,8 @@ def test_a_shape_error_caused_by_a_childs_patch_points_at_the_child(tmp_path):
     child.write_text(f"extends: {ARCH / 'resnet50.yaml'}\nstages:\n  1: {{shortcut: identity}}\n")
     lines = spec_problem_lines(child, child.read_text())
     assert len(lines) == 1
-    assert lines[0].startswith(f"{child}:3:17: stages.1: "), lines  # the child's patch
-    assert f"{ARCH / 'resnet50.yaml'}:" in lines[0] and "identity shortcut does not fit" in lines[0]  # the parent
+    assert lines[0].startswith(f"{child}:3:17: "), lines  # the child's patch
+    assert "stages.1" in lines[0] and f"{ARCH / 'resnet50.yaml'}:" in lines[0], lines  # the parent's stage
 
 
 def test_duplicate_names_are_reported_even_when_shapes_also_collapse(tmp_path):

@@ -187,4 +187,4 @@ def test_predict_and_evaluate_with_spec_have_the_memory_flag_their_refusal_names
                     "estimated memory", "--max-memory")
     result = invoke("evaluate", h5, "--data", photos, "--spec", TINY_SPEC, "--max-memory", "1GiB")
     assert result.exit_code == 0, result.output
-    _one_clean_line(invoke("predict", tiny_model, image, "--max-memory", "1GiB"), "--max-memory", "Keras 2 .h5")
+    _one_clean_line(invoke("predict", tiny_model, image, "--max-memory", "1GiB"), "--max-memory", "--spec")

@@ -75,21 +75,23 @@ def open_model_file(
     (a `Lambda`) is refused. A Keras 2 `.h5` file (a whole model, like the notebook's
     ResNet50.h5, or `save_weights`) needs `spec_path`: the spec's model is built and the file's
     weight arrays are loaded into it by layer name, without deserializing anything else from the
-    file; `on_report` receives the text saying which layers matched.
+    file; `on_report` receives the text saying which layers matched. With `spec_path`, a Keras 3
+    `.keras` (e.g. a keras.applications network) or `.weights.h5` file is read the same way, its
+    weights mapped onto the spec's model by structure (weights_keras3.py).
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such model file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
-    if is_h5(path):
-        return _open_h5(path, spec_path, overrides, strict, on_report, max_memory)
-    given = [name for name, value in (("--spec", spec_path), ("--set", tuple(overrides)), ("--strict", strict),
-                                      ("--max-memory", max_memory)) if value]
-    if given:
+    if is_h5(path) or (spec_path is not None and is_keras(path)):
+        return _open_weights(path, spec_path, overrides, strict, on_report, max_memory)
+    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
+             if value]
+    if given:  # they shape the spec's model, and without --spec there is none: refuse, never ignore
         raise UserError(
-            f"{path}: {', '.join(given)} applies to Keras 2 .h5 files read into a spec's model; "
-            "a .keras file carries its own architecture"
+            f"{path}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
+            "read into it); a .keras file alone carries its own architecture"
         )
     if not is_keras(path):
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
@@ -124,15 +126,15 @@ def _lower_case_suffix(path: Path):
         yield link
 
 
-def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
+def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
     if spec_path is None:
         raise UserError(
-            f"{path}: a Keras 2 .h5 file is read by layer name into a model built from a spec; "
+            f"{path}: an .h5 file holds weights that are read into a model built from a spec; "
             "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
         )
-    from archbuilder.keras.weights_h5 import open_h5_with_spec
+    from archbuilder.keras.weights import open_weights_with_spec
 
-    model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)
+    model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)
     if on_report is not None:
         on_report(report.format())
     return model

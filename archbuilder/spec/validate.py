@@ -17,12 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from archbuilder.plan import size_guard
 from archbuilder.errors import Location, Problem, SpecError
+from archbuilder.layers import LAYER_TYPES
+from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
 from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
+from archbuilder.spec.blocks import BODY_TAGS
 from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
 from archbuilder.spec.schema import Spec
-from archbuilder.spec.layers import LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ def _plain(value: Any) -> Any:
 
 def _checked(document: Document, path: Path, max_memory: int | None) -> CheckedSpec:
     spec = parse_spec(document)
+    problems = check_blocks(spec, document)
+    if problems:
+        raise SpecError(problems)
     try:
         plan = expand(spec)
     except PlanError as error:
@@ -89,7 +94,8 @@ def parse_spec(document: Document) -> Spec:
     try:
         return Spec.model_validate(document.data)
     except ValidationError as error:
-        raise SpecError([_schema_problem(e, document) for e in error.errors()]) from None
+        problems = [_schema_problem(e, document) for e in error.errors()]
+        raise SpecError(problems + check_blocks_of_invalid(document)) from None
 
 
 def _plan_problems(error: PlanError, spec: Spec, document: Document, top_file: str) -> list[Problem]:
@@ -100,27 +106,30 @@ def _plan_problems(error: PlanError, spec: Spec, document: Document, top_file: s
             expand(spec, (MAX_INPUT_SEARCH, MAX_INPUT_SEARCH, spec.input.shape[2]))
         except PlanError as other:
             if not other.collapsed:
-                where, note = _plan_location(document, error.path, top_file)
+                where, note = _plan_location(document, error.path, top_file, error.origin)
                 collapse = Problem(where, format_path(error.path),
                                    f"{note}{error} (received input.shape: {list(spec.input.shape)})")
                 return [collapse, _plan_problem(other, spec, document, top_file)]
     return [_plan_problem(error, spec, document, top_file)]
 
 
-def _plan_location(document: Document, path, top_file: str) -> tuple[Location, str]:
+def _plan_location(document: Document, path, top_file: str, origin=None) -> tuple[Location, str]:
     """Where a plan problem is shown: the layer's own place, unless that is in an extended file
     and the file the user gave (or a `--set`) changed the network: then the change, which is what
     broke a parent that works on its own, with the layer's place in the parent as a note.
-    A change inside the failing layer comes first, then any change to the layers before it."""
+    A change inside the failing layer comes first, then any change to the layers before it.
+    For a problem inside a block's definition, the stage using the block (`origin`) decides."""
     own = document.location_of(path)
+    anchor = path if origin is None else origin
+    anchored = document.location_of(anchor)
 
     def changes(prefix) -> list[Location]:
-        return [loc for p, loc in document.values.items() if p[: len(prefix)] == prefix and loc.file != own.file
+        return [loc for p, loc in document.values.items() if p[: len(prefix)] == prefix
                 and (loc.file == top_file or loc.file.startswith("<--set"))]
 
-    if own.file == top_file:
-        return own, ""
-    patches = changes(path) or [loc for part in ("input", "defaults", "stem", "stages", "head")
+    if anchored.file == top_file or anchored.file.startswith("<--set"):
+        return own, ""  # the user's own file (or --set) is where it shows: nothing to redirect
+    patches = changes(anchor) or [loc for part in ("input", "defaults", "stem", "stages", "head")
                                 for loc in changes((part,))]
     if not patches:
         return own, ""
@@ -129,7 +138,7 @@ def _plan_location(document: Document, path, top_file: str) -> tuple[Location, s
 
 
 def _plan_problem(error: PlanError, spec: Spec, document: Document, top_file: str) -> Problem:
-    location, note = _plan_location(document, error.path, top_file)
+    location, note = _plan_location(document, error.path, top_file, error.origin)
     message = note + str(error)
     if error.collapsed:
         smallest = smallest_input(spec)
@@ -139,6 +148,8 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document, top_file: st
             if smallest else "; no input size up to 16384 that works was found within the search budget"
         )
         message += f" (received input.shape: {list(spec.input.shape)})"
+    if error.origin is not None:  # found in a block's definition: also say which stage used it
+        message += f"; in block '{error.path[1]}' used by {format_path(error.origin)} at {document.location_of(error.origin)}"
     return Problem(location, format_path(error.path), message)
 
 
@@ -189,6 +200,8 @@ def _data_path(loc: tuple, data: Any) -> Path_:
             current = current[part]
         elif isinstance(current, dict) and isinstance(part, str) and current.get("type") == part:
             continue  # the discriminator's value
+        elif part in BODY_TAGS:
+            continue  # which kind of block-body item pydantic tried
         elif isinstance(part, str) and (part.startswith(("list[", "int", "str", "float", "bool", "function-", "literal[")) or
                                         "[" in part):
             continue  # which member of a Union pydantic tried
