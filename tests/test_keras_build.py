@@ -10,7 +10,7 @@ import pytest
 
 from archbuilder.keras.graph import build_model
 from archbuilder.spec.validate import load_checked_spec
-from tests.conftest import REPO, SHIPPED_SPECS
+from tests.conftest import REPO, SHIPPED_SPECS, shipped_spec_params
 
 import keras  # noqa: E402  (archbuilder.keras.graph sets TF's environment first)
 
@@ -88,9 +88,7 @@ def test_documented_block_outputs(name):
     assert names[:2] == ["res1a_branch2a", "bn1a_branch2a"]
 
 
-@pytest.mark.parametrize(
-    "path", SHIPPED_SPECS + TEST_SPECS, ids=[str(p.relative_to(REPO)) for p in SHIPPED_SPECS + TEST_SPECS]
-)
+@pytest.mark.parametrize("path", shipped_spec_params(SHIPPED_SPECS + TEST_SPECS))
 def test_static_inference_equals_keras(path):
     checked = load_checked_spec(path)
     model = build_model(checked.spec, checked.plan)

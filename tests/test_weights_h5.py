@@ -13,7 +13,8 @@ import pytest
 from archbuilder.errors import UserError
 from archbuilder.keras.graph import build_model  # sets TensorFlow's environment before tf_keras
 from archbuilder.spec.validate import load_checked_spec
-from archbuilder.keras.weights_h5 import load_h5_weights, open_h5_with_spec, read_h5_weights, save_h5
+from archbuilder.keras.weights import open_weights_with_spec
+from archbuilder.keras.weights_h5 import load_h5_weights, read_h5_weights, save_h5
 from tests.conftest import REPO, SIGN_DIGITS, run_cli
 from tests.helpers.notebook_resnet import notebook_resnet50, randomize_weights
 
@@ -53,7 +54,7 @@ def keras2_resnet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(keras2_resnet):
     """The spec's ResNet-50 with the whole-model file loaded, as the notebook's step does it."""
-    return open_h5_with_spec(keras2_resnet["whole"], RESNET50, strict=True)
+    return open_weights_with_spec(keras2_resnet["whole"], RESNET50, strict=True)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +188,21 @@ def test_save_h5_writes_what_keras2_and_we_read(tmp_path):
     again = small_network(keras)
     assert load_h5_weights(again, path, strict=True).matched == ["conv", "bn", "fc3"]
     np.testing.assert_array_equal(np.asarray(again(images, training=False)), expected)
+
+
+def test_keras2_load_model_reads_our_h5_files(loaded, keras2_resnet, tmp_path):
+    """Issue 13, item 10: `tf_keras.models.load_model` rebuilds what `--format h5` / `train --h5`
+    write (both are save_h5): the architecture from the stored config, then the weights."""
+    model, _ = loaded
+    path = save_h5(model, tmp_path / "ResNet50.h5")
+    rebuilt = tf_keras.models.load_model(path)
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
+    assert rebuilt.count_params() == 23_600_006  # the notebook's total (REFERENCE.md §2)
+    predicted = np.asarray(rebuilt(keras2_resnet["images"], training=False))
+    np.testing.assert_allclose(predicted, keras2_resnet["expected"], rtol=0, atol=TOLERANCE)
+    again = keras.saving.load_model(path)  # and Keras 3 still reads the rewritten config
+    np.testing.assert_allclose(np.asarray(again(keras2_resnet["images"], training=False)), keras2_resnet["expected"],
+                               rtol=0, atol=TOLERANCE)
 
 
 def test_not_a_keras_file_is_a_user_error(tmp_path):

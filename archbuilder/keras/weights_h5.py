@@ -10,8 +10,8 @@ We read only those arrays, with h5py, and assign them to the layer of the same n
 built from a spec. The stored `model_config` is never deserialized, so code that a stranger's
 file could carry (a `Lambda` layer's function) is never run.
 
-    model, report = open_h5_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
-    print(report.format())
+    model, report = open_weights_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
+    print(report.format())  # archbuilder.keras.weights picks this reader for a Keras 2 file
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.file_kinds import suffix
 from archbuilder.hdf5_files import open_hdf5
 
 if TYPE_CHECKING:  # keras is imported lazily: `validate` must not pay for TensorFlow
@@ -55,6 +56,7 @@ class WeightLoadReport:
     missing_in_file: list[str] = field(default_factory=list)  # model layers the file lacks
     not_in_model: list[str] = field(default_factory=list)  # file layers the model lacks
     shape_mismatches: list[ShapeMismatch] = field(default_factory=list)
+    method: str = "by name"  # or "by structure", for Keras 3 files (weights_keras3.py)
 
     @property
     def complete(self) -> bool:
@@ -63,8 +65,8 @@ class WeightLoadReport:
 
     def format(self) -> str:
         total = len(self.matched) + len(self.missing_in_file) + len(self.shape_mismatches)
-        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers by name"]
-        if not self.matched and (self.missing_in_file or self.shape_mismatches):
+        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers {self.method}"]
+        if self.method == "by name" and not self.matched and (self.missing_in_file or self.shape_mismatches):
             lines[0] += " (no layer fits: was the file saved from another network or naming scheme?)"
         if self.missing_in_file:
             lines.append(f"missing in the file ({len(self.missing_in_file)}), left as initialized:")
@@ -154,34 +156,33 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     import logging
 
     path = Path(path)
-    if path.suffix != ".h5":
+    if suffix(path) != ".h5":
         raise UserError(f"{path}: an HDF5 model file must end in .h5 (received: {path.name})")
     # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        with atomic_path(path) as tmp:
-            model.save(tmp)
+        with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
+            model.save(tmp, include_optimizer=False)
+            _store_keras2_config(tmp)
     finally:
         absl_logger.setLevel(level)
     return path
 
 
-def open_h5_with_spec(
-    h5_path: str | os.PathLike,
-    spec_path: str | os.PathLike,
-    overrides: Sequence[str] = (),
-    strict: bool = False,
-) -> tuple["keras.Model", WeightLoadReport]:
-    """Build the spec's model and load a Keras 2 `.h5` file's weights into it by layer name."""
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+def _store_keras2_config(path: Path) -> None:
+    """Replace the file's Keras 3 `model_config` with its Keras 2 form (keras2_config.py), so
+    `tf_keras.models.load_model` reads the file; Keras 3 reads that form too."""
+    import json
 
-    checked = load_checked_spec(spec_path, overrides=list(overrides))
-    model = build_model(checked.spec)
-    report = load_h5_weights(model, h5_path, strict=strict)
-    return model, report
+    import h5py
+
+    from archbuilder.keras.keras2_config import keras2_model_config
+
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        handle.attrs["model_config"] = json.dumps(keras2_model_config(config)).encode("utf-8")
 
 
 def _weighted_layers(model: "keras.Model") -> Iterable[object]:

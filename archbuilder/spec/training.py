@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from archbuilder.spec.base import StrictModel
 
@@ -70,7 +71,18 @@ class TrainingSpec(StrictModel):
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
     validation_split: float = Field(0.0, ge=0, lt=1)
     augmentation: AugmentationSpec = AugmentationSpec()
-    # On CPU, compute the kernel gradient of convolutions that oneDNN handles slowly (a kernel
-    # larger than its input) as one matrix product: the same math, 1.12-1.18x faster training of the
-    # documented ResNet-50 (training/cpu_kernels.py). `false` keeps TensorFlow's kernels.
+    # On CPU, compute the kernel gradient of convolutions that oneDNN may handle slowly (a kernel
+    # larger than its input) as one matrix product, where that measured faster on this machine: the
+    # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3
+    # (training/cpu_kernels.py, kernel_choice.py). `false` keeps TensorFlow's kernels.
     fast_cpu_kernels: bool = True
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_schedule(self) -> "TrainingSpec":
+        # A constant rate has no warmup in Keras; ignoring the setting silently would mislead.
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PydanticCustomError(
+                "spec", "warmup_epochs applies to schedule: cosine; the constant schedule has no warmup",
+                {"field": "warmup_epochs", "received": self.warmup_epochs},
+            )
+        return self
