@@ -32,6 +32,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
         raise UserError("--strict applies to --weights FILE.h5, which was not given")
     from archbuilder.atomic import atomic_path
     from archbuilder.keras.graph import build_model
+    from archbuilder.keras.initializers import make_portable
     from archbuilder.keras.weights_h5 import load_h5_weights, save_h5
 
     model = build_model(checked.spec, checked.plan)
@@ -43,6 +44,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
         click.echo(load_h5_weights(model, weights, strict=strict).format())
     if formats in ("keras", "both"):
         target = out_dir / f"{checked.spec.name}.keras"
+        make_portable(model)  # the file names only Keras's own objects: plain Keras loads it
         with atomic_path(target) as tmp:
             model.save(tmp)
         click.echo(f"Saved {target}")

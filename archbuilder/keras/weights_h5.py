@@ -160,6 +160,9 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)  # Keras 2 readers know GlorotUniform, not archbuilder's initializer
     try:
         with atomic_path(path) as tmp:
             model.save(tmp)
