@@ -105,4 +105,4 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, overr
 
 def _size(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    return f"{size / 2**20:.1f} MiB"
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"

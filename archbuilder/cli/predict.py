@@ -17,7 +17,8 @@ from archbuilder.errors import UserError
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 def command(model_path, images, spec, overrides, strict, as_json):
-    """Predict the class of each IMAGE with MODEL (.keras, or a Keras 2 .h5 with --spec), preprocessed exactly as in training.
+    """Predict the class of each IMAGE with MODEL (.keras, a Keras 2 .h5 with --spec, or an export:
+    .tflite, .onnx or a SavedModel folder), preprocessed exactly as in training.
 
     Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
     """
@@ -31,11 +32,19 @@ def command(model_path, images, spec, overrides, strict, as_json):
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such image file")
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
-    names = model_classes(model, model_path)
-    shape = model_input_shape(model, model_path)
-    x = load_image_files(paths, shape)
-    probabilities = predict_probabilities(model, x)
+    from archbuilder.export.runtimes import export_kind, open_exported
+
+    if export_kind(model_path) is not None:  # run in its own runtime, with the names stored inside it
+        if spec is not None:
+            raise UserError(f"{model_path}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
+        exported = open_exported(model_path)
+        names, shape = exported.class_names(), exported.input_shape
+        probabilities = exported.predict_uint8(load_image_files(paths, shape))
+    else:
+        model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
+        names = model_classes(model, model_path)
+        shape = model_input_shape(model, model_path)
+        probabilities = predict_probabilities(model, load_image_files(paths, shape))
     for path, row in zip(paths, probabilities):
         best = int(np.argmax(row))
         if as_json:

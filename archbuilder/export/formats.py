@@ -91,9 +91,12 @@ def _litert_bytes(model, quantize: str | None, calibration: np.ndarray | None) -
         # and dequantizes at its edges), so it is called exactly like the float32 file.
         options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative,
                    "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
+    from archbuilder.runtime import native_stderr_quiet
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.tflite"
-        model.export(str(path), format="litert", verbose=False, **options)
+        with native_stderr_quiet():  # the quantizer prints its settings from C++; errors still raise
+            model.export(str(path), format="litert", verbose=False, **options)
         return path.read_bytes()
 
 

@@ -63,6 +63,9 @@ def open_exported(path: str | Path) -> ExportedModel:
         raise UserError(f"{path}: not an exported model (a .tflite or .onnx file, or a SavedModel folder)")
     if not path.exists():
         raise UserError(f"{path}: no such model file")
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # every path reads images (or the model) with TensorFlow
     opener = {"saved_model": _open_saved_model, "litert": _open_litert, "onnx": _open_onnx}[kind]
     try:
         return opener(path)
