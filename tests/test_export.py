@@ -198,3 +198,50 @@ def test_build_and_train_files_load_in_plain_keras_without_archbuilder(trained, 
         expected = np.asarray(open_model_file(path).predict(_inputs(data), verbose=0))
         # Same TensorFlow, same kernels, same weights: equal up to threading's summation order.
         np.testing.assert_allclose(np.load(tmp_path / f"out{index}.npy"), expected, rtol=0, atol=1e-6)
+
+
+def _refused(*args) -> str:
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path):
+    model_path, _, _ = trained
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "no-photos").mkdir()
+    (tmp_path / "no-photos" / "notes.txt").write_text("no images here")
+    (tmp_path / "text.keras").write_text("not a model")
+    before = sorted(tmp_path.rglob("*"))
+    out = tmp_path / "m.onnx"
+    cases = {
+        ("export", tmp_path / "missing.keras", "--format", "onnx", "--out", out): "no such model file",
+        ("export", model_path, "--format", "tflite", "--out", out): "unknown export format 'tflite'; one of: saved_model, litert, onnx",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "a-file" / "m.onnx"): "cannot write there",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "m.tflite"): "must end in .onnx",
+        ("export", model_path, "--format", "litert", "--quantize", "int8", "--out", tmp_path / "m.tflite",
+         "--calibration", tmp_path / "no-photos"): "no images in the calibration folder",
+        ("export", model_path, "--format", "litert", "--quantize", "int8", "--out", tmp_path / "m.tflite"): "needs --calibration",
+        ("export", model_path, "--format", "onnx", "--quantize", "int8", "--out", out): "applies to --format litert",
+        ("export", model_path, "--format", "litert", "--quantize", "int4", "--out", tmp_path / "m.tflite"): "unknown quantization",
+        ("export", tmp_path / "text.keras", "--format", "onnx", "--out", out): "not a Keras model file",
+    }
+    for args, message in cases.items():
+        assert message in _refused(*args), args
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary file
+
+
+@pytest.mark.parametrize("name,content", [
+    ("fake.onnx", b"not an onnx graph"), ("fake.tflite", b"TFL3 but not really"), ("empty.tflite", b""),
+])
+def test_predict_refuses_files_that_are_not_exports(trained, tmp_path, name, content):
+    _, _, heldout = trained
+    (tmp_path / name).write_bytes(content)
+    photo = sorted((heldout / "0").iterdir())[0]
+    assert _refused("predict", tmp_path / name, photo).startswith(f"{tmp_path / name}: not a loadable")

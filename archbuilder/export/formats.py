@@ -8,6 +8,7 @@ going through Keras keeps the serving signature identical to the SavedModel's.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import tempfile
 import warnings
@@ -54,6 +55,11 @@ def check_out(out: Path, fmt: str) -> None:
 def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | None = None,
                  calibration: np.ndarray | None = None) -> None:
     """`calibration`: float32 model inputs (x/255) for int8's activation ranges."""
+    from archbuilder.export.runtimes import EXTRA_HINT
+
+    needed = {"litert": "ai_edge_litert", "onnx": "tf2onnx"}.get(fmt)
+    if needed is not None and importlib.util.find_spec(needed) is None:
+        raise UserError(f"--format {fmt} needs the {needed} package: {EXTRA_HINT}")
     # Keras's ONNX export refuses a model that was loaded from a file and never called.
     model(np.zeros((1, *model.input_shape[1:]), np.float32), training=False)
     with _quiet_converters():

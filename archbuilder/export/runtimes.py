@@ -14,6 +14,7 @@ from archbuilder.errors import UserError
 from archbuilder.export import metadata as export_metadata
 
 EXPORT_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
+EXTRA_HINT = "install archbuilder's export extra (pip install -e '.[export]'; ./setup.sh does)"
 RUNTIME_NAMES = {"saved_model": "TensorFlow SavedModel", "litert": "LiteRT", "onnx": "ONNX Runtime"}
 
 
@@ -71,6 +72,8 @@ def open_exported(path: str | Path) -> ExportedModel:
         return opener(path)
     except UserError:
         raise
+    except ModuleNotFoundError as error:
+        raise UserError(f"{path}: running a {RUNTIME_NAMES[kind]} model needs {error.name}: {EXTRA_HINT}") from None
     except Exception as error:  # each runtime has its own exception types for a bad file
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"{path}: not a loadable {RUNTIME_NAMES[kind]} model ({message[:300]})") from None
