@@ -46,4 +46,9 @@ def command(spec_a: str, spec_b: str, overrides: tuple[str, ...], overrides_a: t
 
 
 def _show(value) -> str:
-    return "(absent)" if value is None else json.dumps(value)
+    if value is None:
+        return "(absent)"
+    if isinstance(value, list) and value and all(isinstance(item, dict) and "type" in item for item in value):
+        # A layer list shown whole: its layer types read at a glance; --json has every field.
+        return "[" + ", ".join(item["type"] for item in value) + "]"
+    return json.dumps(value)
