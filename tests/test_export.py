@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_support import IMAGES, TINY_SPEC, invoke
+from train_support import IMAGES, REPO, TINY_SPEC, invoke
+
+REPO_ARCH = REPO / "architectures"
 
 CLASSES = ("0", "1", "2")
 # A float32 export runs the same float32 ops as Keras in another kernel library (XNNPACK, ONNX
@@ -218,6 +220,8 @@ def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_pat
     (tmp_path / "no-photos").mkdir()
     (tmp_path / "no-photos" / "notes.txt").write_text("no images here")
     (tmp_path / "text.keras").write_text("not a model")
+    (tmp_path / "my-folder").mkdir()
+    (tmp_path / "my-folder" / "keep.txt").write_text("a user's file")
     before = sorted(tmp_path.rglob("*"))
     out = tmp_path / "m.onnx"
     cases = {
@@ -231,6 +235,8 @@ def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_pat
         ("export", model_path, "--format", "onnx", "--quantize", "int8", "--out", out): "applies to --format litert",
         ("export", model_path, "--format", "litert", "--quantize", "int4", "--out", tmp_path / "m.tflite"): "unknown quantization",
         ("export", tmp_path / "text.keras", "--format", "onnx", "--out", out): "not a Keras model file",
+        ("export", model_path, "--format", "saved_model", "--out", tmp_path / "my-folder"): "refusing to replace it",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "new" / "sub" / "m.tflite"): "must end in .onnx",
     }
     for args, message in cases.items():
         assert message in _refused(*args), args
@@ -245,3 +251,24 @@ def test_predict_refuses_files_that_are_not_exports(trained, tmp_path, name, con
     (tmp_path / name).write_bytes(content)
     photo = sorted((heldout / "0").iterdir())[0]
     assert _refused("predict", tmp_path / name, photo).startswith(f"{tmp_path / name}: not a loadable")
+
+
+@pytest.mark.slow
+def test_documented_resnet50_exports_agree_with_keras_in_their_runtimes(tmp_path):
+    """The documented ResNet-50 (REFERENCE.md §1) in all three float32 formats, on real photos."""
+    from archbuilder.data.images import load_image_files
+    from archbuilder.export.formats import write_export
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.validate import load_checked_spec
+
+    checked = load_checked_spec(REPO_ARCH / "resnet50.yaml")
+    model = build_model(checked.spec, checked.plan)
+    assert model.count_params() == 23_600_006  # REFERENCE.md §1
+    photos = [sorted((IMAGES / str(c)).iterdir())[0] for c in range(6)]
+    x = load_image_files(photos, (64, 64, 3)).astype(np.float32) / np.float32(255.0)
+    reference = np.asarray(model.predict_on_batch(x))
+    for kind, name in (("saved_model", "sm"), ("litert", "m.tflite"), ("onnx", "m.onnx")):
+        write_export(model, kind, tmp_path / name, {"class_names": [str(c) for c in range(6)]})
+        probabilities, metadata = _run_in_own_runtime(kind, tmp_path / name, x)
+        np.testing.assert_allclose(probabilities, reference, rtol=0, atol=FLOAT32_TOLERANCE, err_msg=kind)
+        assert metadata["class_names"] == [str(c) for c in range(6)]

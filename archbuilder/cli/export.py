@@ -56,6 +56,8 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, overr
         raise UserError("--quantize int8 needs --calibration FOLDER: photos like those the model will see")
     if calibration is not None and quantize != "int8":
         raise UserError("--calibration applies to --quantize int8")
+    if not Path(model_path).exists():
+        raise UserError(f"{model_path}: no such model file")
     out = out if out is not None else default_out(Path(model_path), fmt, quantize)
     check_out(out, fmt)
     model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))

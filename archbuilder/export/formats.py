@@ -35,18 +35,25 @@ def default_out(model_path: Path, fmt: str, quantize: str | None) -> Path:
 
 
 def check_out(out: Path, fmt: str) -> None:
-    """Refuse an --out that cannot hold the export before anything is converted."""
+    """Refuse an --out that cannot hold the export before anything is converted or created."""
     if fmt == "saved_model":
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: is a file; a SavedModel is a folder (give a folder path with --out)")
+        if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").is_file():
+            # The export replaces the folder whole: never a folder holding something else.
+            raise UserError(f"{out}: a folder that is not a SavedModel; refusing to replace it (give a new path)")
     else:
         if out.suffix.lower() != SUFFIXES[fmt]:
             raise UserError(f"{out}: a {fmt} export must end in {SUFFIXES[fmt]} (received: {out.name})")
         if out.is_dir():
             raise UserError(f"{out}: is a folder; give a file path ending in {SUFFIXES[fmt]}")
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the writer creates the missing folders below this one
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out.parent):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         raise UserError(f"{out}: cannot write there ({error.strerror or error})") from None
