@@ -77,8 +77,15 @@ def make_portable(model: keras.Model) -> keras.Model:
     stored weights, so nothing that predicts changes; only re-initializing a layer from the file's
     config would draw other (equally distributed) numbers. Changes `model` in place and returns it.
     """
-    for layer in model._flatten_layers(include_self=False):
+    for layer in _all_layers(model):
         for attribute, value in list(vars(layer).items()):
             if attribute.endswith("_initializer") and isinstance(value, GlorotUniformTF1):
                 setattr(layer, attribute, keras.initializers.GlorotUniform(seed=value.seed))
     return model
+
+
+def _all_layers(model):
+    """Every layer, also those inside nested models (a functional model lists only its own)."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _all_layers(layer)
