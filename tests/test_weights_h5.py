@@ -13,7 +13,8 @@ import pytest
 from archbuilder.errors import UserError
 from archbuilder.keras.graph import build_model  # sets TensorFlow's environment before tf_keras
 from archbuilder.spec.validate import load_checked_spec
-from archbuilder.keras.weights_h5 import load_h5_weights, open_h5_with_spec, read_h5_weights, save_h5
+from archbuilder.keras.weights import open_weights_with_spec
+from archbuilder.keras.weights_h5 import load_h5_weights, read_h5_weights, save_h5
 from tests.conftest import REPO, SIGN_DIGITS, run_cli
 from tests.helpers.notebook_resnet import notebook_resnet50, randomize_weights
 
@@ -53,7 +54,7 @@ def keras2_resnet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(keras2_resnet):
     """The spec's ResNet-50 with the whole-model file loaded, as the notebook's step does it."""
-    return open_h5_with_spec(keras2_resnet["whole"], RESNET50, strict=True)
+    return open_weights_with_spec(keras2_resnet["whole"], RESNET50, strict=True)
 
 
 @pytest.fixture(scope="module")

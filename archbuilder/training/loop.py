@@ -330,12 +330,7 @@ def train(request: TrainRequest) -> TrainResult:
         + (f", testing on {len(data.test)} ({data.test_origin})" if data.test is not None else "")
         + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {run.root}"
     )
-    if training.fast_cpu_kernels:
-        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
-
-        switched = use_fast_kernel_gradients(model)
-        if switched:
-            _say(f"fast CPU kernel gradients for {len(switched)} convolutions: {', '.join(switched)}")
+    _use_fast_kernels(model, training)
     recorder = RunRecorder(run, state, data, metadata, training.batch_size, monitor)
     previous_handler = signal.getsignal(signal.SIGINT)
 
@@ -363,7 +358,8 @@ def train(request: TrainRequest) -> TrainResult:
         try:
             model.fit(
                 dataset, epochs=training.epochs, initial_epoch=first, steps_per_epoch=steps,
-                validation_data=validation, callbacks=[recorder], verbose=request.verbose, shuffle=False,
+                validation_data=validation, callbacks=[_graph_preparation(), recorder], verbose=request.verbose,
+                shuffle=False,
             )
         except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
             raise _write_failed(error, run, recorder.state) from None
@@ -388,6 +384,25 @@ def train(request: TrainRequest) -> TrainResult:
     elif recorder.stop_requested:
         _say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
     return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+
+
+def _use_fast_kernels(model, training: TrainingSpec) -> None:
+    """Same math, other kernels: Adam as one fused op per weight (a smaller graph to trace and
+    optimize), and where it pays on this CPU, the matmul kernel gradient. Both are made on the
+    instances, so they are made again on a model loaded for --resume; model files do not change."""
+    from archbuilder.training.fused_adam import use_fused_adam
+
+    use_fused_adam(model.optimizer)
+    if training.fast_cpu_kernels:
+        from archbuilder.training.kernel_choice import switch_kernels_where_faster
+
+        switch_kernels_where_faster(model, training.batch_size, _say)
+
+
+def _graph_preparation():
+    from archbuilder.training.first_step import GraphPreparation
+
+    return GraphPreparation(_say)
 
 
 def _write_failed(error: OSError, run: RunDir, state: dict) -> UserError:
