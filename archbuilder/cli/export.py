@@ -30,7 +30,7 @@ INT8_MAX_LOSS_POINTS = 1.0
               help="Labelled images (a class folder or SIGNS HDF5), e.g. held-out photographers: "
               "report the export's accuracy next to Keras float32's.")
 @model_spec_options
-def command(model_path, fmt, out, quantize, calibration, check_data, spec, overrides, strict):
+def command(model_path, fmt, out, quantize, calibration, check_data, spec, max_memory, overrides, strict):
     """Export MODEL (.keras, or .h5 with --spec) as a SavedModel, LiteRT or ONNX, and run it there.
 
     The export takes what the Keras model takes: float32 x/255 of images resized to the input
@@ -60,7 +60,8 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, overr
         raise UserError(f"{model_path}: no such model file")
     out = out if out is not None else default_out(Path(model_path), fmt, quantize)
     check_out(out, fmt)
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
+    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
+                            max_memory=max_memory)
     names = model_classes(model, model_path)
     shape = model_input_shape(model, model_path)
     calibration_x = calibration_inputs(calibration, shape) if calibration is not None else None

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from archbuilder.spec.base import StrictModel
 
@@ -75,3 +76,13 @@ class TrainingSpec(StrictModel):
     # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3
     # (training/cpu_kernels.py, kernel_choice.py). `false` keeps TensorFlow's kernels.
     fast_cpu_kernels: bool = True
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_schedule(self) -> "TrainingSpec":
+        # A constant rate has no warmup in Keras; ignoring the setting silently would mislead.
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PydanticCustomError(
+                "spec", "warmup_epochs applies to schedule: cosine; the constant schedule has no warmup",
+                {"field": "warmup_epochs", "received": self.warmup_epochs},
+            )
+        return self

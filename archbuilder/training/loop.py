@@ -30,8 +30,6 @@ from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 from archbuilder.training.run_dir import RunDir
 
-INTERRUPTED_EXIT_CODE = 130
-
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
@@ -50,6 +48,7 @@ class TrainRequest:
     verbose: int = 1
     skip_bad_images: bool = False
     save_h5: bool = False  # also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format)
+    max_memory: int | None = None  # bytes the training estimate may reach (default: size_guard.memory_limit())
 
 
 @dataclass
@@ -83,9 +82,11 @@ def make_optimizer(training: TrainingSpec, steps_per_epoch: int):
 
 
 def compile_model(model, training: TrainingSpec, steps_per_epoch: int) -> None:
+    from archbuilder.training.head_output import classification_loss
+
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=training.label_smoothing),
+        loss=classification_loss(model, training.label_smoothing),
         metrics=["accuracy"],
     )
 
@@ -96,10 +97,17 @@ def _dump_spec(spec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
 
 
-def _load_spec(spec_path: str, overrides: tuple[str, ...]):
-    from archbuilder.spec.validate import load_checked_spec
+def _load_spec(spec_path: str, overrides: tuple[str, ...], max_memory: int | None = None):
+    """The checked spec, its memory estimated for training at its batch size and optimizer."""
+    from archbuilder.plan.size_guard import memory_limit, optimizer_slots
+    from archbuilder.spec.validate import check_memory, load_checked_spec
 
-    return load_checked_spec(spec_path, overrides=list(overrides))
+    checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
+    training = checked.spec.training or TrainingSpec()
+    check_memory(checked.plan, checked.document, memory_limit() if max_memory is None else max_memory,
+                 batch_size=training.batch_size, training=True,
+                 slots=optimizer_slots(training.optimizer, training.momentum))
+    return checked
 
 
 class _Data:
@@ -159,6 +167,7 @@ class RunRecorder(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.diverged_at = (self.epoch_number(), batch + 1)
             self.model.stop_training = True
+        self.batches_done = batch + 1
         if self.stop_requested:
             self.model.stop_training = True
 
@@ -166,7 +175,9 @@ class RunRecorder(keras.callbacks.Callback):
         return len(self.state["history"]) + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.diverged_at or self.stop_requested:
+        # Ctrl-C during an epoch's last batch interrupts nothing: the epoch is whole and is kept.
+        whole = getattr(self, "batches_done", 0) == self.params.get("steps")
+        if self.diverged_at or (self.stop_requested and not whole):
             return  # a partial epoch: the last checkpoint stays the last finished epoch
         logs = {k: float(v) for k, v in (logs or {}).items()}
         number = epoch + 1
@@ -219,10 +230,13 @@ def _model_metadata(class_names, shape, spec_name: str) -> dict:
 
 
 def _start_new(request: TrainRequest):
-    checked = _load_spec(request.spec_path, request.overrides)
+    """Check everything (spec, memory, run folder, data, model) before the run folder is written."""
+    checked = _load_spec(request.spec_path, request.overrides, request.max_memory)
     spec = checked.spec
     training = spec.training or TrainingSpec()
     shape = tuple(spec.input.shape)
+    run = RunDir(request.out or f"runs/{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    _check_new_run_folder(run)
     run_info = {
         "spec_source": str(request.spec_path),
         "overrides": list(request.overrides),
@@ -238,34 +252,50 @@ def _start_new(request: TrainRequest):
     classes = len(data.class_names)
     overrides = request.overrides
     if spec.classes != classes:
+        had = "sets no classes" if spec.classes is None else f"has {spec.classes} {_plural(spec.classes, 'class', 'classes')}"
         _say(
-            f"note: the spec's head has {spec.classes} classes; the data has {classes} "
+            f"note: the spec {had}; the data has {classes} "
             f"({', '.join(data.class_names)}), so the head was resized to {classes} (classes={classes})"
         )
         overrides = (*overrides, f"classes={classes}")
-        checked = _load_spec(request.spec_path, overrides)
+        checked = _load_spec(request.spec_path, overrides, request.max_memory)
         spec = checked.spec
     run_info["overrides"] = list(overrides)
     run_info["class_names"] = list(data.class_names)
-    out = request.out or f"runs/{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(out)
-    if run.root.exists() and any(run.root.iterdir()):
-        raise UserError(f"{run.root}: already exists and is not empty; use --resume {run.root} or another --out")
     from archbuilder.atomic import atomic_write_text
     from archbuilder.keras.graph import build_model
+    from archbuilder.training.head_output import check_classifier_output
 
-    atomic_write_text(run.spec, _dump_spec(spec))
-    atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
-    run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
     model = build_model(spec)
-    if model.output_shape[-1] != classes:
-        raise UserError(
-            f"{request.spec_path}: the model outputs {model.output_shape[-1]} values but the data has {classes} "
-            "classes; let the head's dense layer use `units: classes`"
-        )
+    check_classifier_output(model, classes, str(request.spec_path))
     compile_model(model, training, _steps(data, training))
+    # Every check passed: only now is anything written.
+    run.lock.acquire()
+    try:
+        _check_new_run_folder(run)  # another process may have started here meanwhile
+        atomic_write_text(run.spec, _dump_spec(spec))
+        atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
+        run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
+    except BaseException:
+        run.lock.release()
+        raise
     state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
     return run, model, data, training, shape, spec.name, state
+
+
+def _check_new_run_folder(run: RunDir) -> None:
+    """A new run needs a writable folder holding nothing (a lock file left by a kill is nothing)."""
+    from archbuilder.output_paths import check_output_folder
+    from archbuilder.training.run_lock import LOCK_NAME
+
+    check_output_folder(run.root)
+    if run.root.exists() and any(p.name != LOCK_NAME for p in run.root.iterdir()):
+        hint = f"use --resume {run.root} or another --out" if run.is_run() else "give another --out"
+        raise UserError(f"{run.root}: already exists and is not empty; {hint}")
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
 
 
 def _absolute(path: str | None) -> str | None:
@@ -283,9 +313,21 @@ def _steps(data: _Data, training: TrainingSpec) -> int:
 
 def _resume(request: TrainRequest):
     run = RunDir(request.resume)
-    run_info = run.read_json(run.run_json)
+    run_info = run.read_run_info()  # before the lock: a folder that is no run gets no lock file
+    run.lock.acquire()
+    try:
+        return _resume_locked(run, run_info, request)
+    except BaseException:
+        run.lock.release()
+        raise
+
+
+def _resume_locked(run: RunDir, run_info: dict, request: TrainRequest):
+    """`--resume` with the run folder locked: it re-checks what it loads, as a new run does."""
+    from archbuilder.training.head_output import check_classifier_output
+
     run.remove_temporaries()  # what a killed process was writing; the files it replaces are intact
-    state = run.read_json(run.state) if run.state.exists() else None
+    state = run.read_state()
     if request.data:
         run_info["data"] = _absolute(request.data)
     if request.test:
@@ -298,8 +340,9 @@ def _resume(request: TrainRequest):
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
         from archbuilder.keras.graph import build_model
 
+        model = build_model(_load_spec(str(run.spec), (), request.max_memory).spec)
+        check_classifier_output(model, len(data.class_names), str(run.spec))
         _say(f"resuming {run.root} from the start: no epoch had finished")
-        model = build_model(_load_spec(str(run.spec), ()).spec)
         compile_model(model, training, _steps(data, training))
         state = {"epochs_done": 0, "checkpoint": None, "best": None, "history": []}
         return run, model, data, training, shape, run_info["spec_name"], state
@@ -308,15 +351,25 @@ def _resume(request: TrainRequest):
     from archbuilder.keras.model_files import open_model_file
 
     model = open_model_file(checkpoint)
+    check_classifier_output(model, len(data.class_names), str(checkpoint))
     _say(f"resuming {run.root} after epoch {state['epochs_done']} of {training.epochs}")
     return run, model, data, training, shape, run_info["spec_name"], state
 
 
 def train(request: TrainRequest) -> TrainResult:
+    """Train into a run folder, which stays locked against other writers until this returns."""
     if request.resume:
         run, model, data, training, shape, spec_name, state = _resume(request)
     else:
         run, model, data, training, shape, spec_name, state = _start_new(request)
+    try:
+        return _fit(request, run, model, data, training, shape, spec_name, state)
+    finally:
+        run.lock.release()
+
+
+def _fit(request: TrainRequest, run: RunDir, model, data: _Data, training: TrainingSpec, shape, spec_name: str,
+         state: dict) -> TrainResult:
     from archbuilder.data.pipeline import inference_dataset, training_dataset
 
     metadata = _model_metadata(data.class_names, shape, spec_name)
@@ -375,15 +428,18 @@ def train(request: TrainRequest) -> TrainResult:
             + (f"{run.root} keeps epoch {last}. " if last else "")
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
+    interrupted = recorder.stop_requested and state["epochs_done"] < training.epochs
     try:
-        metrics = _finish(run, model, data, state, spec_name, recorder.stop_requested, request.save_h5)
+        metrics = _finish(run, model, data, state, spec_name, interrupted, request.save_h5)
     except OSError as error:
         raise _write_failed(error, run, state) from None
-    if recorder.stop_requested and state["epochs_done"]:
+    if interrupted and state["epochs_done"]:
         _say(f"stopped after epoch {state['epochs_done']}; continue with: python cli.py train --resume {run.root}")
-    elif recorder.stop_requested:
+    elif interrupted:
         _say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
-    return TrainResult(run, state["epochs_done"], recorder.stop_requested, metrics)
+    elif recorder.stop_requested:
+        _say(f"interrupted after the last batch: all {training.epochs} epochs are done; nothing to resume")
+    return TrainResult(run, state["epochs_done"], interrupted, metrics)
 
 
 def _use_fast_kernels(model, training: TrainingSpec) -> None:

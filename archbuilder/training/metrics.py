@@ -80,8 +80,19 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_
 
 
 def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax outputs for uint8 images, through the same x/255 as training."""
+    """Class probabilities for uint8 images, through the same x/255 as training; a head that
+    outputs logits (linear) gets its softmax here, so the result is probabilities either way."""
     from archbuilder.data.pipeline import inference_dataset
+    from archbuilder.training.head_output import output_kind
 
+    logits = output_kind(model) == "logits"
     outputs = [np.asarray(model.predict_on_batch(batch)) for batch in inference_dataset(x_uint8, batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)
+    if not outputs:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    result = np.concatenate(outputs)
+    return _softmax(result) if logits else result
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))  # no overflow for large logits
+    return shifted / shifted.sum(axis=-1, keepdims=True)
