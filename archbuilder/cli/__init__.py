@@ -15,7 +15,7 @@ from archbuilder.errors import INTERRUPTED_EXIT_CODE, UserError
 from archbuilder.runtime import configure_tensorflow_environment
 
 # One module per command under archbuilder/cli/; each defines a click command named `command`.
-COMMAND_MODULES = ("build", "validate", "info", "schema", "plot", "train", "evaluate", "predict", "data")
+COMMAND_MODULES = ("build", "validate", "info", "diff", "schema", "plot", "train", "evaluate", "predict", "export", "data")
 
 
 class _Group(click.Group):

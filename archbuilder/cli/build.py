@@ -33,6 +33,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     if strict and weights is None:
         raise UserError("--strict applies to --weights FILE, which was not given")
     from archbuilder.atomic import atomic_path
+    from archbuilder.keras.initializers import make_portable
     from archbuilder.keras.weights import load_weights_file
     from archbuilder.keras.weights_h5 import save_h5
 
@@ -45,6 +46,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
         click.echo(load_weights_file(model, weights, strict=strict).format())
     if formats in ("keras", "both"):
         target = out_dir / f"{checked.spec.name}.keras"
+        make_portable(model)  # the file names only Keras's own objects: plain Keras loads it
         with atomic_path(target) as tmp:
             model.save(tmp)
         click.echo(f"Saved {target}")

@@ -18,7 +18,8 @@ from archbuilder.file_kinds import is_image
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 def command(model_path, images, spec, max_memory, overrides, strict, as_json):
-    """Predict the class of each IMAGE (a folder: every image file in it) with MODEL (.keras, or a Keras 2 .h5 with --spec), preprocessed exactly as in training.
+    """Predict the class of each IMAGE (a folder: every image file in it) with MODEL (.keras, a Keras 2
+    .h5 with --spec, or an export: .tflite, .onnx or a SavedModel folder), preprocessed exactly as in training.
 
     Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
     """
@@ -29,12 +30,20 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
     from archbuilder.training.metrics import predict_probabilities
 
     paths = _image_paths(images)
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
-                            max_memory=max_memory)
-    names = model_classes(model, model_path)
-    shape = model_input_shape(model, model_path)
-    x = load_image_files(paths, shape)
-    probabilities = predict_probabilities(model, x)
+    from archbuilder.export.runtimes import export_kind, open_exported
+
+    if export_kind(model_path) is not None:  # run in its own runtime, with the names stored inside it
+        if spec is not None:
+            raise UserError(f"{model_path}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
+        exported = open_exported(model_path)
+        names, shape = exported.class_names(), exported.input_shape
+        probabilities = exported.predict_uint8(load_image_files(paths, shape))
+    else:
+        model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
+                                max_memory=max_memory)
+        names = model_classes(model, model_path)
+        shape = model_input_shape(model, model_path)
+        probabilities = predict_probabilities(model, load_image_files(paths, shape))
     for path, row in zip(paths, probabilities):
         best = int(np.argmax(row))
         if as_json:

@@ -23,7 +23,14 @@ PREPROCESSING = "decode, bilinear antialiased resize to the input size, round to
 
 
 def save_model_file(model, path: str | os.PathLike, metadata: dict) -> None:
-    """`model.save` (weights, config and optimizer state) plus metadata, written atomically."""
+    """`model.save` (weights, config and optimizer state) plus metadata, written atomically.
+
+    The config names only Keras's own objects (`make_portable`), so plain `keras.models.load_model`
+    reads the file in a Python that has never imported archbuilder.
+    """
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)
     with atomic_path(path, suffix=".keras") as tmp:  # Keras accepts only the lower-case suffix
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:

@@ -162,6 +162,9 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)  # Keras 2 readers know GlorotUniform, not archbuilder's initializer
     try:
         with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
             model.save(tmp, include_optimizer=False)
