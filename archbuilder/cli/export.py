@@ -8,7 +8,7 @@ import click
 
 from archbuilder.cli.options import model_spec_options
 from archbuilder.errors import UserError
-from archbuilder.export.formats import FORMATS, QUANTIZATIONS
+from archbuilder.export import FORMATS, QUANTIZATIONS
 
 # A float32 export computes what Keras computes, op for op, in another kernel library: the
 # probabilities differ by rounding (measured ~1e-7); 1e-4 is the bound, far above that.

@@ -2,3 +2,8 @@
 model and run in their own runtimes. Every export takes what the Keras model takes, float32
 `x / 255` of images already resized to the input size, and carries archbuilder's metadata
 (class names, input shape, preprocessing) inside it."""
+
+# The names the command line offers; kept here, apart from formats.py, so that building the CLI
+# imports neither NumPy nor any converter (`validate` and `info` stay instant).
+FORMATS = ("saved_model", "litert", "onnx")
+QUANTIZATIONS = ("float16", "int8")

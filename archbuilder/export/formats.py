@@ -19,10 +19,9 @@ import numpy as np
 
 from archbuilder.atomic import atomic_dir, atomic_path, atomic_write_bytes
 from archbuilder.errors import UserError
+from archbuilder.export import FORMATS, QUANTIZATIONS  # noqa: F401  (re-exported)
 from archbuilder.export import metadata as export_metadata
 
-FORMATS = ("saved_model", "litert", "onnx")
-QUANTIZATIONS = ("float16", "int8")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 # ONNX's standard operator set that tf2onnx targets here; 17 is read by every current runtime.
 ONNX_OPSET = 17
