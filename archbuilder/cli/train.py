@@ -30,9 +30,18 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
+              help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
+              "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
+@click.option("--devices", type=click.IntRange(min=1), metavar="N",
+              help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
+              "without GPUs, the CPU split into N logical devices.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True, metavar="SECONDS",
+              help="multi-worker: a worker that makes no progress for this long (a peer died or never "
+              "came) stops with exit code 75; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet, save_h5):
+            skip_bad_images, quiet, distribute, devices, worker_timeout, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -64,6 +73,7 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
         spec_path=spec, overrides=overrides, data=data, test=test,
         holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
         resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images, save_h5=save_h5,
+        distribute=distribute, devices=devices, worker_timeout=worker_timeout,
     )
     from archbuilder.training.loop import train
 

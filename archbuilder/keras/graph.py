@@ -64,11 +64,11 @@ class _LayerFactory:
             axis=bn.axis,
             epsilon=bn.epsilon if layer.epsilon is None else layer.epsilon,
             momentum=bn.momentum if layer.momentum is None else layer.momentum,
-            name=name,
+            synchronized=bn.synchronized, name=name,
         )
 
     def _activation(self, layer, name):
-        return keras.layers.Activation(layer.activation, name=name)
+        return keras.layers.Activation(layer.activation, dtype=_output_dtype(layer), name=name)
 
     def _max_pool(self, layer, name):
         return keras.layers.MaxPooling2D(pool_size=pair(layer.pool), strides=_stride(layer), padding=layer.padding, name=name)
@@ -86,11 +86,18 @@ class _LayerFactory:
         return keras.layers.Dense(
             units=self.spec.classes if layer.units == "classes" else layer.units,
             activation=layer.activation, use_bias=layer.use_bias,
-            kernel_initializer=make_initializer(self.defaults.kernel_initializer), name=name,
+            kernel_initializer=make_initializer(self.defaults.kernel_initializer),
+            dtype=_output_dtype(layer), name=name,
         )
 
     def _add(self, layer, name):
         return keras.layers.Add(name=name)
+
+
+def _output_dtype(layer) -> str | None:
+    """A softmax computes in float32 under a mixed-precision policy (16-bit exp overflows and
+    rounds probabilities); None leaves every other layer to the global policy."""
+    return "float32" if layer.activation == "softmax" else None
 
 
 # Keras's automatic name for each kind of layer (the snake-cased class name).

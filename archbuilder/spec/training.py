@@ -74,3 +74,11 @@ class TrainingSpec(StrictModel):
     # larger than its input) as one matrix product: the same math, 1.12-1.18x faster training of the
     # documented ResNet-50 (training/cpu_kernels.py). `false` keeps TensorFlow's kernels.
     fast_cpu_kernels: bool = True
+    # Where to train (train --distribute overrides): `auto` is `mirrored` on a machine with several
+    # GPUs, else `none`; `multi-worker` joins the machines TF_CONFIG names. `batch_size` is always
+    # the global batch, split across the replicas; the learning rate is never rescaled.
+    distribute: Literal["none", "mirrored", "multi-worker", "auto"] = "auto"
+    # Keras's dtype policy: `mixed_bfloat16` / `mixed_float16` compute in 16 bits and keep the weights
+    # and the final softmax in float32; float16 also scales the loss. float32 is the default:
+    # on CPUs without AVX512_BF16 bfloat16 is emulated and slower (bench/RESULTS.md).
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"

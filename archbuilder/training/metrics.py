@@ -79,9 +79,14 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_
     )
 
 
-def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax outputs for uint8 images, through the same x/255 as training."""
+def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64, call=None) -> np.ndarray:
+    """Softmax outputs for uint8 images, through the same x/255 as training.
+
+    `call` (a batch -> probabilities) replaces `model.predict_on_batch`, which under tf.distribute
+    runs the batch on every replica and gathers the copies across workers.
+    """
     from archbuilder.data.pipeline import inference_dataset
 
-    outputs = [np.asarray(model.predict_on_batch(batch)) for batch in inference_dataset(x_uint8, batch_size)]
+    call = call or model.predict_on_batch
+    outputs = [np.asarray(call(batch)) for batch in inference_dataset(x_uint8, batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)
