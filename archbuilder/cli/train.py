@@ -6,6 +6,7 @@ import click
 
 from archbuilder.cli.options import overrides_option
 from archbuilder.errors import UserError
+from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 
 
 def _class_list(value: str | None) -> tuple[str, ...] | None:
@@ -36,7 +37,7 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--devices", type=click.IntRange(min=1), metavar="N",
               help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
               "without GPUs, the CPU split into N logical devices.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=600, show_default=True, metavar="SECONDS",
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
               help="multi-worker: a worker that makes no progress for this long (a peer died or never "
               "came) stops with exit code 75; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
@@ -78,6 +79,6 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     from archbuilder.training.loop import train
 
     result = train(request)
-    click.echo(f"run folder: {result.run.root}")
+    click.echo(f"run folder: {result.run.root}" if result.writer else "done; the chief wrote the run folder")
     if result.interrupted:
         raise SystemExit(INTERRUPTED_EXIT_CODE)

@@ -3,7 +3,7 @@
     none          Keras's default: one device
     mirrored      MirroredStrategy over this machine's GPUs; without GPUs, `devices` logical CPUs
     multi-worker  MultiWorkerMirroredStrategy over the machines TF_CONFIG names (cluster.py)
-    auto          mirrored where there are several GPUs, else none
+    auto          mirrored where there are several GPUs (or --devices N > 1), else none
 
 Keras 3 leaves gaps in multi-worker training that are closed here and in the callbacks:
 - its `fit` reduces each step's scalar metrics with `strategy.reduce(MEAN, value, axis=0)`, which
@@ -69,7 +69,7 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
 
     gpus = tf.config.list_physical_devices("GPU")
     if mode == "auto":
-        mode = "mirrored" if len(gpus) > 1 and devices != 1 else "none"
+        mode = "mirrored" if (len(gpus) > 1 and devices != 1) or (devices or 1) > 1 else "none"
     if mode == "none":
         if devices and devices > 1:
             raise UserError(f"--devices {devices} needs --distribute mirrored or multi-worker")

@@ -64,6 +64,7 @@ class TrainResult:
     epochs_done: int
     interrupted: bool
     metrics: dict = field(default_factory=dict)
+    writer: bool = True  # False on a distributed run's workers other than the chief
 
 
 def train(request: TrainRequest) -> TrainResult:
@@ -128,7 +129,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
     if not distribution.is_chief:
-        return TrainResult(run, state.epochs_done, session.stop_requested, {})
+        return TrainResult(run, state.epochs_done, session.stop_requested, {}, writer=False)
     if distribution.watchdog is not None:
         distribution.watchdog.stop()
     try:
