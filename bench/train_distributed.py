@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,23 +36,15 @@ CONFIGS = {
 }
 
 
-def _ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run(name: str, spec: str, photos: Path, epochs: int, folder: Path) -> dict:
     extra, processes = CONFIGS[name]
     out = folder / f"{name}-{time.monotonic_ns()}"
     command = [sys.executable, str(ROOT / "cli.py"), "train", spec, "--data", str(photos), "--epochs", str(epochs),
                "--out", str(out), "--quiet", *extra]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    ports = _ports(processes)
+    from train_support import free_ports
+
+    ports = free_ports(processes)
     started = time.monotonic()
     children = []
     for index in range(processes):

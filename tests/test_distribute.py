@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder
+from train_support import REPO, TINY_SPEC, cli, cli_env, free_ports, image_folder
 
 TINY_NO_BN = REPO / "tests" / "specs" / "tiny_no_bn.yaml"
 # A worker that sees no progress for this long gives up (train --worker-timeout): short enough
@@ -31,16 +31,6 @@ PROCESS_BOUND = WORKER_TIMEOUT + 90
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     return image_folder(tmp_path_factory.mktemp("photos") / "images", per_class=16)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _tf_config(ports: list[int], index: int, kind: str = "worker") -> str:
@@ -144,7 +134,7 @@ RUN_FILES = {"best.keras", "checkpoints", "classes.txt", "confusion_matrix.png",
 
 
 def test_two_workers_train_equal_weights_and_only_the_chief_writes(tmp_path, photos):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     runs = [tmp_path / "chief-run", tmp_path / "worker-run"]  # as on two machines: each its own --out
     with Workers(tmp_path) as workers:
         for index in (0, 1):
@@ -169,7 +159,7 @@ def test_two_workers_train_equal_weights_and_only_the_chief_writes(tmp_path, pho
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0], ids=["worker-killed", "chief-killed"])
 def test_a_killed_worker_ends_the_others_and_resume_finishes(tmp_path, photos, victim):
-    ports, run = _free_ports(2), tmp_path / "run"  # one folder: the resume reads it on both
+    ports, run = free_ports(2), tmp_path / "run"  # one folder: the resume reads it on both
     args = [TINY_SPEC, "--data", photos, "--epochs", "4", "--out", run, "--distribute", "multi-worker"]
     with Workers(tmp_path) as workers:
         for index in (0, 1):
@@ -190,7 +180,7 @@ def test_a_killed_worker_ends_the_others_and_resume_finishes(tmp_path, photos, v
         assert "--resume" in log
     done = json.loads((run / "state.json").read_text())["epochs_done"]
     assert 1 <= done < 4
-    ports, again = _free_ports(2), tmp_path / "resume"
+    ports, again = free_ports(2), tmp_path / "resume"
     again.mkdir()
     with Workers(again) as workers:
         for index in (0, 1):
@@ -230,7 +220,7 @@ def test_a_port_in_use_exits_2_before_anything_is_written(tmp_path, photos):
     with socket.socket() as taken:  # TensorFlow's gRPC server would abort the process on it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        ports = [taken.getsockname()[1], _free_ports(1)[0]]
+        ports = [taken.getsockname()[1], free_ports(1)[0]]
         result = subprocess.run(
             [sys.executable, str(REPO / "cli.py"), "train", str(TINY_SPEC), "--data", str(photos),
              "--out", str(tmp_path / "run"), "--distribute", "multi-worker"],
@@ -243,7 +233,7 @@ def test_a_port_in_use_exits_2_before_anything_is_written(tmp_path, photos):
 
 @pytest.mark.slow
 def test_a_peer_that_never_arrives_ends_the_worker_within_the_timeout(tmp_path, photos):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     with Workers(tmp_path) as workers:
         started = time.monotonic()
         workers.start([TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--distribute", "multi-worker"],
