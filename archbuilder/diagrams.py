@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.layers import format_shape
 
 if TYPE_CHECKING:
     from archbuilder.plan.graph import Node, Plan
@@ -186,22 +187,25 @@ def _box_lines(group: str, group_type: str, nodes: list["Node"], spec) -> list[s
     if group_type in ("stem", "head"):
         steps = " → ".join(_layer_word(n) for n in nodes)
         return [group, *_wrap(steps, 48), f"→ {out}   {params:,} params"]
-    filters, stride = _block_facts(nodes, spec)
+    facts, stride = _block_facts(nodes, spec)
     lines = [f"{group}  {group_type}"]
-    if filters:
-        lines.append(f"filters {filters}" + (f"  stride {stride}" if stride and stride != 1 else ""))
+    if facts or (stride and stride != 1):
+        lines.append(facts + (f"  stride {stride}" if stride and stride != 1 else ""))
     lines.append(f"→ {out}   {params:,} params")
     return lines
 
 
 def _block_facts(nodes: list["Node"], spec) -> tuple[str, int | None]:
-    """The block's stage filters (from the spec) and stride (largest conv stride in the block)."""
-    filters = ""
+    """The parameters its stage gives the block (`filters 64, 64, 256`) and its stride (the
+    largest convolution stride in the block)."""
+    facts = ""
     path = nodes[0].path
     if spec is not None and len(path) >= 2 and path[0] == "stages":
-        filters = ", ".join(str(f) for f in spec.stages[path[1]].filters)
-    strides = [_first(getattr(n.layer, "stride", 1) or 1) for n in nodes if n.kind == "conv"]
-    return filters, max(strides, default=None)
+        arguments = spec.stages[path[1]].arguments
+        facts = "  ".join(f"{key} {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                          for key, value in arguments.items() if key not in ("kernel", "shortcut"))
+    strides = [_first(getattr(n.layer, "stride", 1) or 1) for n in nodes if n.kind in ("conv", "depthwise_conv")]
+    return facts[:60], max(strides, default=None)
 
 
 def _stage_label(node: "Node", spec) -> str | None:
@@ -256,7 +260,7 @@ def _size(value) -> str:
 
 
 def _shape(shape) -> str:
-    return "×".join(str(d) for d in shape)
+    return format_shape(shape, "×")
 
 
 def _quote(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Fuzz the spec language at length: 21,000 cases by default, across the three strategies of
+"""Fuzz the spec language at length: 21,000 cases by default, across the four strategies of
 tests/fuzz_strategies.py, each checked against the CLI's invariant (tests/test_fuzz_spec.py runs a
 bounded version of the same in CI).
 

@@ -7,11 +7,13 @@ process with oneDNN on (as `cli.py train` runs):
 
   forward   the layer's forward pass alone
   tf        forward + kernel gradient with TensorFlow's kernels (oneDNN's backward-weights)
-  fast      forward + kernel gradient as `train` computes it for the layers that
-            archbuilder/training/cpu_kernels.py switches (kernel larger than its input)
+  fast      forward + kernel gradient as archbuilder/training/cpu_kernels.py computes it, for
+            the candidates of the switch (kernel larger than its input); `switch_pays` is what
+            `train` would decide from these two (training/kernel_choice.py)
 
-Milliseconds are medians over --repeats calls of one tf.function each; `fast` is measured only
-for the switched shapes. This shows where oneDNN's slow path is and what the switch saves; the
+Milliseconds are medians over --repeats calls of one tf.function each (for candidates, the two
+paths interleaved call by call, as `train` times them); `fast` is measured only for candidates.
+The first line is the machine key (CPU, TensorFlow, oneDNN) the figures belong to. This shows where oneDNN's slow path is and what the switch saves; the
 end-to-end effect on training is bench/train_speed.py's `cli` vs `cli-tf-kernels`.
 """
 
@@ -29,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.training.cpu_kernels import slow_kernel_gradient, use_fast_kernel_gradients  # noqa: E402
+from archbuilder.training.kernel_choice import (  # noqa: E402
+    kernel_gradient_function, machine_key, single_convolution, time_kernel_gradients,
+)
 from archbuilder.spec.validate import load_checked_spec  # noqa: E402
 
 import keras  # noqa: E402
@@ -48,37 +53,22 @@ def median_ms(function, repeats: int) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
-def one_layer(layer, input_shape):
-    """A model of one fresh convolution with `layer`'s settings, on `input_shape`."""
-    inputs = keras.Input(input_shape)
-    conv = keras.layers.Conv2D.from_config({**layer.get_config(), "name": "conv"})
-    return keras.Model(inputs, conv(inputs)), conv
-
-
 def measure(layer, repeats: int) -> dict:
-    input_shape = tuple(layer.input.shape[1:])
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(BATCH, *input_shape)).astype("float32"))
-    model, conv = one_layer(layer, input_shape)
-    upstream = tf.constant(rng.normal(size=(BATCH, *model.output_shape[1:])).astype("float32"))
-
-    def kernel_gradient():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model(x) * upstream)
-        # The loss is returned too, so the forward pass is not pruned away as unused.
-        return loss, tape.gradient(loss, conv.kernel)
-
-    forward, tf_gradient = tf.function(lambda: model(x)), tf.function(kernel_gradient)
-    row = {"input": list(input_shape), "kernel": list(layer.kernel_size), "stride": list(layer.strides),
-           "filters": layer.filters, "forward_ms": median_ms(lambda: forward().numpy(), repeats),
-           "tf_ms": median_ms(lambda: tf_gradient()[1].numpy(), repeats)}
-    if slow_kernel_gradient(conv):
-        stock = tf_gradient()[1].numpy()
-        use_fast_kernel_gradients(model)
-        fast_function = tf.function(kernel_gradient)
-        row["fast_ms"] = median_ms(lambda: fast_function()[1].numpy(), repeats)
-        fast = fast_function()[1].numpy()
-        row["max_relative_difference"] = float(np.abs(fast - stock).max() / np.abs(stock).max())
+    model, conv, x, upstream = single_convolution(layer, BATCH)
+    forward = tf.function(lambda: model(x))
+    row = {"input": list(layer.input.shape[1:]), "kernel": list(layer.kernel_size), "stride": list(layer.strides),
+           "filters": layer.filters, "forward_ms": median_ms(lambda: forward().numpy(), repeats)}
+    if not slow_kernel_gradient(layer):
+        stock = kernel_gradient_function(model, conv, x, upstream)
+        row["tf_ms"] = median_ms(lambda: stock()[1].numpy(), repeats)
+        return row
+    # A candidate of the switch: both paths timed as `train` times them (interleaved), and compared.
+    timing = time_kernel_gradients(layer, BATCH, repeats)
+    row.update(tf_ms=timing.tensorflow_ms, fast_ms=timing.matmul_ms, switch_pays=timing.switch)
+    stock = kernel_gradient_function(model, conv, x, upstream)()[1].numpy()
+    use_fast_kernel_gradients(model)
+    fast = kernel_gradient_function(model, conv, x, upstream)()[1].numpy()
+    row["max_relative_difference"] = float(np.abs(fast - stock).max() / np.abs(stock).max())
     return row
 
 
@@ -96,6 +86,7 @@ def main() -> None:
         if key not in rows:
             rows[key] = {"first_layer": layer.name, "layers": 0, **measure(layer, args.repeats)}
         rows[key]["layers"] += 1
+    print(json.dumps({"machine": machine_key()}), flush=True)
     for row in rows.values():
         print(json.dumps(row), flush=True)
 

@@ -17,7 +17,21 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
                  oneDNN on as in `cli.py` (the same settings)
   pipeline       (no model) the input pipeline alone: decode per image, CPU per batch fed to fit
   keras-default  the same notebook code with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset,
-                 which on this AMD CPU means oneDNN off)
+                 which on Zen 3 means oneDNN off; on Zen 4 TensorFlow turns it on by itself)
+  torch-eager-fp32    the hand-written PyTorch network (bench/peers/torch_resnet50.py), CPU build,
+                 channels_last memory, float32, eager; Adam 1e-3, cross-entropy, batch 32
+  torch-compile-fp32  the same under `torch.compile` (compilation happens in the first steps)
+  torch-eager-bf16    the same, eager, with bf16 autocast (emulated on CPUs without AVX512_BF16)
+  torch-compile-bf16  the same, compiled, with bf16 autocast
+  torch-...-passive   any torch configuration with OMP_WAIT_POLICY=PASSIVE (threads sleep instead of
+                 spinning while they wait: what a shared machine needs)
+  matmul         (no model) numpy's float32 2048x2048 matmul, GFLOP/s: the CPU's float32 ceiling,
+                 measured in the same run; one training image costs 3 x 0.616 GFLOP (REFERENCE.md §3)
+
+The torch configurations need `pip install -e .[bench]`. PyTorch peers decode the same photos with
+Pillow (bilinear resize to 64x64, x/255) and time steps after TORCH_WARMUP steps (torch.compile
+compiles during the first ones; bf16 kernels settle after a few), so their figure is the steady
+state, as for the other configurations (which drop only the first step).
 
 Images/s = 32 / median seconds per training step, over all steps of one epoch except the first
 (which traces the graph). Images per CPU-second uses the process's CPU time per step instead (all
@@ -79,6 +93,10 @@ def measure(config: str, folder: Path, work: Path) -> dict:
     else:
         if config == "notebook":
             env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        if config.endswith("-passive"):
+            # GNU OpenMP's threads spin while they wait; on a machine whose cores are shared with
+            # other processes that spinning takes the cores from the thread being waited for.
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         text, peak = run_process([sys.executable, __file__, "--worker", config, "--folder", str(folder)], env)
         result = json.loads(text.strip().splitlines()[-1])
     return {"config": config, **result, "peak_rss_mib": round(peak)}
@@ -110,10 +128,89 @@ def pipeline_worker(folder: Path) -> None:
                       "batch_cpu_ms": round(1000 * (time.process_time() - cpu) / count, 3)}))
 
 
+TORCH_WARMUP = 4
+GFLOP_PER_IMAGE = 3 * 0.616  # forward MACs 308,178,944 x 2 FLOP = 0.616 GFLOP; backward ~2x forward
+
+
+def matmul_worker() -> None:
+    """numpy float32 2048x2048 matmul: median GFLOP/s over 15 calls, after 3 warm-up calls."""
+    import numpy as np
+
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype="float32"), rng.random((n, n), dtype="float32")
+    times, cpu_times = [], []
+    for index in range(18):
+        start, cpu = time.perf_counter(), time.process_time()
+        a @ b
+        if index >= 3:
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
+    gflops = 2 * n**3 / statistics.median(times) / 1e9
+    # Per CPU-second too: on a shared machine the wall-clock ceiling depends on what else runs,
+    # while FLOP per CPU-second compares with the models' images per CPU-second.
+    gflops_cpu = 2 * n**3 / statistics.median(cpu_times) / 1e9
+    print(json.dumps({"gflops": round(gflops, 1), "ceiling_images_per_second": round(gflops / GFLOP_PER_IMAGE, 1),
+                      "gflops_per_cpu_second": round(gflops_cpu, 1),
+                      "ceiling_images_per_cpu_second": round(gflops_cpu / GFLOP_PER_IMAGE, 1)}))
+
+
+def torch_worker(config: str, folder: Path) -> None:
+    """The hand-written PyTorch peer, trained for one epoch on the photos; prints a JSON line."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT))
+    from bench.peers.torch_resnet50 import resnet50_notebook
+
+    classes = sorted(p.name for p in folder.iterdir())
+    paths = [(path, label) for label, name in enumerate(classes) for path in sorted((folder / name).iterdir())]
+    x = np.stack([np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.BILINEAR)) for path, _ in paths])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([label for _, label in paths])
+    torch.manual_seed(0)
+    model = resnet50_notebook(len(classes)).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_function = torch.nn.CrossEntropyLoss()
+    bf16 = "bf16" in config
+
+    def step(images, labels):
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_function(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    if "compile" in config:
+        step = torch.compile(step)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    times, cpu_times = [], []
+    for start in range(0, len(y) - BATCH + 1, BATCH):  # full batches only: no recompile for a last one
+        batch = order[start:start + BATCH]
+        wall, cpu = time.perf_counter(), time.process_time()
+        float(step(x[batch], y[batch]))
+        times.append(time.perf_counter() - wall)
+        cpu_times.append(time.process_time() - cpu)
+    print(json.dumps({
+        "images_per_second": round(BATCH / statistics.median(times[TORCH_WARMUP:]), 2),
+        "images_per_cpu_second": round(BATCH / statistics.median(cpu_times[TORCH_WARMUP:]), 2),
+        "first_steps_seconds": round(sum(times[:TORCH_WARMUP]), 1),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }))
+
+
 def worker(config: str, folder: Path) -> None:
     """One in-memory configuration; prints a JSON line."""
     if config == "pipeline":
         pipeline_worker(folder)
+        return
+    if config == "matmul":
+        matmul_worker()
+        return
+    if config.startswith("torch"):
+        torch_worker(config, folder)
         return
     sys.path.insert(0, str(ROOT))
     if config.startswith("builder"):
@@ -140,13 +237,13 @@ def worker(config: str, folder: Path) -> None:
     if config.startswith("builder"):
         from archbuilder.keras.graph import build_model
         from archbuilder.spec.training import TrainingSpec
-        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
+        from archbuilder.training.kernel_choice import switch_kernels_where_faster
         from archbuilder.training.optimizers import compile_model
         from archbuilder.spec.validate import load_checked_spec
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(files.labels) // BATCH)
-        use_fast_kernel_gradients(model)  # as `cli.py train` does by default
+        switch_kernels_where_faster(model, BATCH, lambda message: print(message, file=sys.stderr))  # as `train`
     else:
         from tests.helpers.notebook_resnet import notebook_resnet50
 
@@ -183,6 +280,11 @@ RATIOS = {
     "cli_vs_cli_tf_kernels": ("cli", "cli-tf-kernels"),
     "cli_vs_builder_memory": ("cli", "builder-memory"),
     "builder_pipeline_vs_builder_memory": ("builder-pipeline", "builder-memory"),
+    "cli_vs_torch_eager_fp32": ("cli", "torch-eager-fp32"),
+    "cli_vs_torch_compile_fp32": ("cli", "torch-compile-fp32"),
+    "cli_vs_torch_eager_bf16": ("cli", "torch-eager-bf16"),
+    "cli_vs_torch_compile_bf16": ("cli", "torch-compile-bf16"),
+    "cli_vs_torch_eager_fp32_passive": ("cli", "torch-eager-fp32-passive"),
 }
 
 
@@ -211,6 +313,7 @@ def main() -> None:
                 result = measure(config, folder, Path(tmp))
                 results[config].append(result)
                 print(json.dumps({"round": round_ + 1, **result}), flush=True)
+    matmul = results.pop("matmul", [])
     summary = {"images": 10 * args.per_class, "batch": BATCH, "pipeline": pipeline,
                "peak_rss_mib": {c: max(r["peak_rss_mib"] for r in rs) for c, rs in results.items()}}
     for measure_ in ("images_per_second", "images_per_cpu_second"):
@@ -225,6 +328,19 @@ def main() -> None:
                 ratios[name] = {"of_medians": round(speed[faster] / speed[slower], 3),
                                 "median_per_round": round(statistics.median(per_round), 3)}
         summary[measure_] = ratios
+    if matmul and "cli" in results:
+        # The float32 ceiling of this CPU in images/s, measured in each round beside the others.
+        ceiling = statistics.median(r["ceiling_images_per_second"] for r in matmul)
+        per_round = [c["images_per_second"] / m["ceiling_images_per_second"] for c, m in zip(results["cli"], matmul)]
+        summary["float32_ceiling"] = {
+            "matmul_gflops": statistics.median(r["gflops"] for r in matmul), "images_per_second": ceiling,
+            "cli_share": {"of_medians": round(summary["images_per_second"]["median"]["cli"] / ceiling, 3),
+                          "median_per_round": round(statistics.median(per_round), 3)}}
+        if all("ceiling_images_per_cpu_second" in r for r in matmul):
+            cpu_ceiling = statistics.median(r["ceiling_images_per_cpu_second"] for r in matmul)
+            summary["float32_ceiling"]["images_per_cpu_second"] = cpu_ceiling
+            summary["float32_ceiling"]["cli_cpu_share"] = round(
+                summary["images_per_cpu_second"]["median"]["cli"] / cpu_ceiling, 3)
     if "cli" in results:
         cpu_step_ms = 1000 * BATCH / statistics.median(r["images_per_cpu_second"] for r in results["cli"])
         # What the pipeline adds to each training step's CPU time, and the one-time decode

@@ -3,6 +3,8 @@
     random_yaml()      random YAML documents: nested data dumped to YAML, and YAML-ish text/bytes
     schema_specs()     specs drawn from the schema, valid and near-valid (wrong types and values)
     shipped_mutants()  every shipped file under architectures/ with a few mutations applied
+    block_specs()      specs defining their own blocks: expressions, conditions, `from:`
+                       references, block calls (recursive ones too), multipliers, variables
 
 A case is a `Case`: the file's bytes, which shipped directory it stands in (so `extends:` finds
 its real parents) and `--set` overrides. `check_case` runs it through the same code as the CLI
@@ -204,7 +206,8 @@ def random_yaml() -> st.SearchStrategy[Case]:
 LAYER_NAMES = [None, None, None, "conv1", "bn_conv1", "fc", "fc{classes}", "avg_pool", "res2a_branch2a", "input_1",
                "activation", "activation_1", "input_layer", "conv2d", "add", "flatten", "conv2_block1_out",
                "a.b-c", "{classes}", "x" * 128]
-ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softmax", "swish", "gelu", "elu", "selu", "linear"]
+ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softmax", "swish", "silu", "gelu", "gelu_tanh", "hard_swish",
+               "hard_sigmoid", "elu", "selu", "linear"]
 size2d = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=2, max_size=2))
 
 
@@ -236,14 +239,33 @@ def _layer(kind: str, draw) -> dict:
         layer["units"] = draw(st.one_of(st.just("classes"), st.integers(1, 20)))
         layer["activation"] = draw(st.sampled_from(ACTIVATIONS))
         layer["use_bias"] = draw(st.booleans())
+    elif kind == "depthwise_conv":
+        layer["kernel"] = draw(size2d)
+        layer["stride"] = draw(size2d)
+        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
+        layer["depth_multiplier"] = draw(st.integers(1, 3))
+    elif kind in ("dropout", "drop_path"):
+        layer["rate"] = draw(st.sampled_from([0.0, 0.1, 0.5, 0.99]))
+    elif kind in ("global_average_pool", "global_max_pool"):
+        if draw(st.booleans()):
+            layer["keepdims"] = draw(st.booleans())
+    elif kind == "layer_scale":
+        layer["init"] = draw(st.sampled_from([1e-6, 1.0]))
+    elif kind == "rescaling":
+        layer["scale"] = draw(st.sampled_from([1 / 255, 2.0, -1.0]))
+    elif kind == "normalization" and draw(st.booleans()):
+        layer["mean"], layer["variance"] = draw(st.sampled_from([(0.5, 0.25), ([0.1, 0.2, 0.3], [1.0, 2.0, 3.0])]))
+    elif kind == "reshape":
+        layer["shape"] = draw(st.sampled_from([[1, 1, -1], [-1], [2, -1]]))
     if name is not None:
         layer["name"] = name
     return layer
 
 
-STEM_KINDS = ["zero_padding", "conv", "batch_norm", "activation", "max_pool", "average_pool"]
+STEM_KINDS = ["zero_padding", "conv", "batch_norm", "activation", "max_pool", "average_pool", "depthwise_conv",
+              "layer_norm", "rescaling", "normalization", "layer_scale", "dropout"]
 HEAD_KINDS = ["global_average_pool", "flatten", "dense", "average_pool", "max_pool", "activation", "batch_norm",
-              "conv", "dense"]
+              "conv", "dense", "global_max_pool", "drop_path", "reshape", "layer_norm"]
 
 
 @st.composite
@@ -420,4 +442,143 @@ def shipped_mutants(draw) -> Case:
                 origin=f"mutant of {directory}, {how}")
 
 
-STRATEGIES = {"random_yaml": random_yaml(), "schema_specs": schema_specs(), "shipped_mutants": shipped_mutants()}
+# ---------------------------------------------------------------------------------------------
+# (d) specs that define blocks: the block language
+# ---------------------------------------------------------------------------------------------
+
+# Expression pieces: defined names (params p, q, the network's), undefined ones, literals that
+# divide by zero or exceed any size, and every operator and function of the grammar.
+EXPR_NAMES = ["p", "q", "in_channels", "in_height", "block_index", "repeats", "width", "depth", "drop_path",
+              "num_blocks", "widths[0]", "widths[1]", "p", "q", "in_channels"]
+EXPR_ATOMS = [*EXPR_NAMES, "0", "1", "2", "3", "8", "0.5", "-1", "true"]
+BAD_ATOMS = ["missing", "widths[5]", "1e30", "2 ** 60", "v", "'s'", "widths"]  # v: only where variables define it
+EXPR_OPS = ["+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", ">=", "and", "or"]
+EXPR_FUNCS = ["max({}, 1)", "min({}, 16)", "int({})", "ceil({})", "make_divisible({}, 8)", "abs({})", "round({})",
+              "({} if p > 2 else 4)", "not {}", "({})", "float({})", "floor({})"]
+BAD_FUNCS = ["__import__({})", "{}.x", "[{}]", "{}[1:2]", "lambda: {}", "open({})"]
+
+
+@st.composite
+def expression(draw, depth: int = 0) -> str:
+    if depth > 2 or draw(st.integers(0, 2)) == 0:
+        return draw(st.sampled_from(BAD_ATOMS if draw(st.integers(0, 14)) == 0 else EXPR_ATOMS))
+    if draw(st.booleans()):
+        funcs = BAD_FUNCS if draw(st.integers(0, 9)) == 0 else EXPR_FUNCS
+        return draw(st.sampled_from(funcs)).format(draw(expression(depth + 1)))
+    return f"{draw(expression(depth + 1))} {draw(st.sampled_from(EXPR_OPS))} {draw(expression(depth + 1))}"
+
+
+def _maybe_expression(draw, literal):
+    """A literal most of the time, else an expression that usually makes sense, rarely any."""
+    choice = draw(st.integers(0, 11))
+    if choice == 0:
+        return draw(expression())
+    if choice <= 4:
+        return draw(st.sampled_from(["p", "q * 2", "max(1, in_channels // 2)", "make_divisible(p * width, 8)",
+                                     "widths[1]", "in_channels", "p if block_index == 0 else 2 * p"]))
+    return literal
+
+
+BODY_KINDS = ["conv", "batch_norm", "activation", "depthwise_conv", "max_pool", "global_average_pool", "layer_norm",
+              "drop_path", "dropout", "layer_scale", "zero_padding", "conv", "activation", "batch_norm"]
+MERGES = ["add", "concat", "multiply"]
+
+
+@st.composite
+def _body_item(draw, index: int, block_names: list[str], ids: list[str], params: dict) -> dict:
+    """One body item; `ids` are the earlier items' ids (this one's is appended)."""
+    merge = draw(st.integers(0, 5)) == 0 and ids
+    if draw(st.integers(0, 7)) == 0 and block_names:
+        item: dict[str, Any] = {"block": draw(st.sampled_from(block_names))}
+        item["q"] = _maybe_expression(draw, draw(st.integers(1, 8)))
+    elif merge:
+        item = {"type": draw(st.sampled_from(MERGES))}
+        item["from"] = draw(st.lists(st.sampled_from(["input", *ids]), min_size=2, max_size=3))
+    else:
+        kind = draw(st.sampled_from(BODY_KINDS))
+        item = _layer(kind, draw)
+        item.pop("name", None)
+        if kind == "conv":
+            item["filters"] = _maybe_expression(draw, item["filters"])
+            item["groups"] = draw(st.sampled_from([1, 1, 1, 2, "p"]))
+        if kind in ("conv", "depthwise_conv", "max_pool") and draw(st.booleans()):
+            item["stride"] = _maybe_expression(draw, 1) if "stride" not in params else draw(st.sampled_from([1, "stride"]))
+        if kind == "drop_path" and draw(st.booleans()):
+            item["rate"] = "drop_path"
+        if draw(st.integers(0, 3)) == 0:
+            item["name"] = draw(st.sampled_from(
+                [f"x{{stage}}{{letter}}{{block}}_{index}", {"notebook": f"n{{stage}}{{letter}}_{index}",
+                                                             "keras": f"k{{stage}}_{{block}}_{index}"},
+                 "same", "{p * 2}_c", "{missing}", "{'a b'}", "fc{classes}", f"y{{block_number}}_{index}"]))
+    if "from" not in item and ids and draw(st.integers(0, 3)) == 0:
+        item["from"] = draw(st.sampled_from(["input", *ids]))
+    if draw(st.integers(0, 2)) == 0:
+        item["id"] = f"l{index}"
+        ids.append(item["id"])
+    if draw(st.integers(0, 20)) == 0:  # a reference that is wrong: later, unknown, or reserved
+        item[draw(st.sampled_from(["from", "id"]))] = draw(st.sampled_from(["input", f"l{index + 1}", "nowhere", "l0"]))
+    if draw(st.integers(0, 3)) == 0:
+        item["when"] = draw(st.sampled_from(["p > 2", "block_index == 0", "in_channels == q", "true",
+                                             "stride != 1" if "stride" in params else "false"]))
+        if draw(st.integers(0, 5)) == 0:
+            item["when"] = draw(expression())
+    return item
+
+
+@st.composite
+def _block(draw, block_names: list[str]) -> dict:
+    params: dict[str, Any] = {"p": {"type": "int", "default": draw(st.integers(1, 8)), "min": 1},
+                              "q": {"type": "int", "min": 1, "scale": "width"}}  # q: required
+    if draw(st.integers(0, 9)):
+        params["widths"] = {"type": "int_list", "length": 2, "default": [4, 8]}
+    if draw(st.booleans()):
+        params["stride"] = {"type": "int", "default": 1, "min": 1, "max": 4}
+    ids: list[str] = []
+    body = [draw(_body_item(i, block_names, ids, params)) for i in range(draw(st.integers(1, 6)))]
+    return {"params": params, "layers": body}
+
+
+@st.composite
+def block_specs(draw) -> Case:
+    names = draw(st.lists(st.sampled_from(["alpha", "beta", "gamma"]), min_size=1, max_size=3, unique=True))
+    # Calls may name any block, itself included: recursion must be refused, never looped. Mostly
+    # a block calls only blocks defined after it, so most specs are acyclic.
+    blocks = {}
+    for position, name in enumerate(names):
+        callable_names = names if draw(st.integers(0, 5)) == 0 else names[position + 1:]
+        blocks[name] = draw(_block(callable_names))
+    spec: dict[str, Any] = {
+        "name": "Blocks",
+        "input": {"shape": [draw(st.integers(1, 24)), draw(st.integers(1, 24)), draw(st.integers(1, 8))]},
+        "classes": draw(st.integers(1, 5)),
+        "blocks": blocks,
+    }
+    if draw(st.booleans()):
+        spec["variables"] = {"v": draw(st.sampled_from([0, 1, 2.5, -3]))}
+    if draw(st.booleans()):
+        spec["multipliers"] = {"width": draw(st.sampled_from([0.35, 1.0, 1.4])),
+                               "depth": draw(st.sampled_from([0.5, 1.0, 2.0]))}
+    if draw(st.booleans()):
+        spec["drop_path_rate"] = draw(st.sampled_from([0.0, 0.2]))
+    stages = []
+    for _ in range(draw(st.integers(1, 3))):
+        block = draw(st.sampled_from(names * 8 + ["bottleneck", "nonexistent"]))
+        stage: dict[str, Any] = {"block": block, "repeats": draw(st.integers(1, 3))}
+        if block == "bottleneck":
+            stage["filters"] = [4, 4, 8]
+        elif draw(st.integers(0, 9)):  # a stage's expressions know the network, not the block's params
+            stage["q"] = draw(st.sampled_from([draw(st.integers(1, 8)), "8 * width", "4 + block_index", "repeats",
+                                               "max(1, in_channels // 2)", "num_blocks - block_number", "p" if draw(st.integers(0, 9)) == 0 else 3]))
+        if draw(st.integers(0, 3)) == 0:
+            stage["stride"] = draw(st.integers(1, 2))
+            stage["stride_on"] = draw(st.sampled_from(["first", "last"]))
+        stages.append(stage)
+    spec["stages"] = stages
+    spec["head"] = [{"type": "global_average_pool"}, {"type": "dense", "units": "classes"}] if draw(st.booleans()) else []
+    if draw(st.integers(0, 5)) == 0:
+        spec = draw(mutated_data(spec))
+    return Case(_dump(spec, draw(st.sampled_from([None, False]))), origin="block spec")
+
+
+STRATEGIES = {"random_yaml": random_yaml(), "schema_specs": schema_specs(), "shipped_mutants": shipped_mutants(),
+              "block_specs": block_specs()}

@@ -27,10 +27,10 @@ def workspace():
     space.close()
 
 
-def _fuzz(name: str):
+def _fuzz(name: str, examples: int = EXAMPLES):
     builds = {"done": 0}
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     @given(case=STRATEGIES[name])
@@ -47,3 +47,5 @@ def _fuzz(name: str):
 test_random_yaml_documents = _fuzz("random_yaml")
 test_specs_drawn_from_the_schema = _fuzz("schema_specs")
 test_mutations_of_shipped_files = _fuzz("shipped_mutants")
+# Block specs cost ~4x a schema spec to check (block checks, expansion); 150 keep CI's share small.
+test_specs_defining_blocks = _fuzz("block_specs", examples=150)

@@ -20,7 +20,7 @@ from archbuilder.spec.validate import load_checked_spec
 @click.option("--out", "out_dir", default="build", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <name>.keras.")
 @click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A Keras 2 .h5 file (whole model or save_weights) to load by layer name.")
+              help="Weights to load: a Keras 2 .h5 file (by layer name) or a Keras 3 .keras / .weights.h5 file (by structure).")
 @click.option("--strict", is_flag=True, help="With --weights: any missing, extra or misshapen layer is an error.")
 @click.option("--format", "formats", type=click.Choice(["keras", "h5", "both"]), default="keras", show_default=True,
               help="Save <name>.keras, Keras's legacy <name>.h5, or both.")
@@ -29,10 +29,11 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     """Build SPEC into a Keras model, print its summary and totals, save DIR/<name>.keras."""
     checked = load_checked_spec(spec, overrides, max_memory)  # nothing is built unless this passes
     if strict and weights is None:
-        raise UserError("--strict applies to --weights FILE.h5, which was not given")
+        raise UserError("--strict applies to --weights FILE, which was not given")
     from archbuilder.atomic import atomic_path
     from archbuilder.keras.graph import build_model
-    from archbuilder.keras.weights_h5 import load_h5_weights, save_h5
+    from archbuilder.keras.weights import load_weights_file
+    from archbuilder.keras.weights_h5 import save_h5
 
     model = build_model(checked.spec, checked.plan)
     _print_summary(model)
@@ -40,7 +41,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     for line in report.totals_lines(checked.plan):
         click.echo(line)
     if weights is not None:
-        click.echo(load_h5_weights(model, weights, strict=strict).format())
+        click.echo(load_weights_file(model, weights, strict=strict).format())
     if formats in ("keras", "both"):
         target = out_dir / f"{checked.spec.name}.keras"
         with atomic_path(target) as tmp:

@@ -51,17 +51,17 @@ def open_model_file(
     (a `Lambda`) is refused. A Keras 2 `.h5` file (a whole model, like the notebook's
     ResNet50.h5, or `save_weights`) needs `spec_path`: the spec's model is built and the file's
     weight arrays are loaded into it by layer name, without deserializing anything else from the
-    file; `on_report` receives the text saying which layers matched.
+    file; `on_report` receives the text saying which layers matched. With `spec_path`, a Keras 3
+    `.keras` (e.g. a keras.applications network) or `.weights.h5` file is read the same way, its
+    weights mapped onto the spec's model by structure (weights_keras3.py).
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such model file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
-    if path.suffix in H5_SUFFIXES:
-        return _open_h5(path, spec_path, overrides, strict, on_report)
-    if spec_path is not None:
-        raise UserError(f"{path}: --spec applies to Keras 2 .h5 files; a .keras file carries its own architecture")
+    if path.suffix in H5_SUFFIXES or (spec_path is not None and path.suffix == ".keras"):
+        return _open_weights(path, spec_path, overrides, strict, on_report)
     if path.suffix != ".keras":
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
@@ -85,15 +85,15 @@ def open_model_file(
 H5_SUFFIXES = (".h5", ".hdf5")
 
 
-def _open_h5(path: Path, spec_path, overrides, strict: bool, on_report):
+def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report):
     if spec_path is None:
         raise UserError(
-            f"{path}: a Keras 2 .h5 file is read by layer name into a model built from a spec; "
+            f"{path}: an .h5 file holds weights that are read into a model built from a spec; "
             "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
         )
-    from archbuilder.keras.weights_h5 import open_h5_with_spec
+    from archbuilder.keras.weights import open_weights_with_spec
 
-    model, report = open_h5_with_spec(path, spec_path, overrides, strict=strict)
+    model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict)
     if on_report is not None:
         on_report(report.format())
     return model

@@ -10,8 +10,8 @@ We read only those arrays, with h5py, and assign them to the layer of the same n
 built from a spec. The stored `model_config` is never deserialized, so code that a stranger's
 file could carry (a `Lambda` layer's function) is never run.
 
-    model, report = open_h5_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
-    print(report.format())
+    model, report = open_weights_with_spec("ResNet50.h5", "architectures/resnet50.yaml")
+    print(report.format())  # archbuilder.keras.weights picks this reader for a Keras 2 file
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class WeightLoadReport:
     missing_in_file: list[str] = field(default_factory=list)  # model layers the file lacks
     not_in_model: list[str] = field(default_factory=list)  # file layers the model lacks
     shape_mismatches: list[ShapeMismatch] = field(default_factory=list)
+    method: str = "by name"  # or "by structure", for Keras 3 files (weights_keras3.py)
 
     @property
     def complete(self) -> bool:
@@ -63,8 +64,8 @@ class WeightLoadReport:
 
     def format(self) -> str:
         total = len(self.matched) + len(self.missing_in_file) + len(self.shape_mismatches)
-        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers by name"]
-        if not self.matched and (self.missing_in_file or self.shape_mismatches):
+        lines = [f"{self.source}: loaded weights for {len(self.matched)} of {total} layers {self.method}"]
+        if self.method == "by name" and not self.matched and (self.missing_in_file or self.shape_mismatches):
             lines[0] += " (no layer fits: was the file saved from another network or naming scheme?)"
         if self.missing_in_file:
             lines.append(f"missing in the file ({len(self.missing_in_file)}), left as initialized:")
@@ -166,22 +167,6 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     finally:
         absl_logger.setLevel(level)
     return path
-
-
-def open_h5_with_spec(
-    h5_path: str | os.PathLike,
-    spec_path: str | os.PathLike,
-    overrides: Sequence[str] = (),
-    strict: bool = False,
-) -> tuple["keras.Model", WeightLoadReport]:
-    """Build the spec's model and load a Keras 2 `.h5` file's weights into it by layer name."""
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
-
-    checked = load_checked_spec(spec_path, overrides=list(overrides))
-    model = build_model(checked.spec)
-    report = load_h5_weights(model, h5_path, strict=strict)
-    return model, report
 
 
 def _weighted_layers(model: "keras.Model") -> Iterable[object]:

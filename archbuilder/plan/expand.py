@@ -1,57 +1,267 @@
 """Expand a validated Spec into a Plan (stem layers, every block's layers, head layers).
 
 This is the step where "stage 3, 4 bottleneck blocks, stride 2" becomes res3a_branch2a …
-res3d_branch2c, with each layer's static output shape, parameters and MACs. No TensorFlow.
+res3d_branch2c, with each layer's static output shape, parameters and MACs. Blocks are YAML
+definitions (archbuilder/spec/blocks.py): each instance binds its parameters, evaluates the
+expressions of its body against them and its input's shape, skips layers whose `when:` is false,
+wires `from:` references and appends primitive layers. Stem and head are bodies too. No TensorFlow.
 """
 
 from __future__ import annotations
 
-from archbuilder.plan.blocks import BLOCK_TYPES, BlockContext
-from archbuilder.plan.graph import Plan, PlanBuilder, PlanError
-from archbuilder.plan.naming import BlockNames, block_letter
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from archbuilder.layers import Context, FieldError, Primitive
+from archbuilder.layers.base import NamePatterns
+from archbuilder.plan import expressions
+from archbuilder.plan.graph import MAX_NODES, Plan, PlanBuilder, PlanError
+from archbuilder.plan.naming import block_group, block_letter, name_fields
+from archbuilder.plan.params import ParamError, check_value
+from archbuilder.spec.blocks import BlockCall, BlockDef
 from archbuilder.spec.schema import Spec
 
 MAX_INPUT_SEARCH = 1 << 14
+MAX_BLOCK_DEPTH = 8  # a block using a block using ... this deep (spec checks refuse deeper chains)
+# Body items processed in one expansion: bounds the work of layers skipped by `when:` (which add
+# no nodes, so the node bound alone would not stop `repeats: 100000000` of an all-skipped block).
+MAX_STEPS = 200_000
+NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Where a body is being expanded: its expression names, its layer-name fields, and the
+    document paths used to locate errors."""
+
+    namespace: Mapping[str, Any]
+    names: Mapping[str, Any]  # namespace plus {stage}, {letter}, {block} for name patterns
+    def_path: tuple  # path of the body's `layers:` (or `stem:`/`head:`) in the document
+    depth: int = 0
+    chain: tuple[str, ...] = ()
 
 
 def expand(spec: Spec, input_shape: tuple[int, int, int] | None = None) -> Plan:
     """The spec's plan; raises PlanError where a layer cannot take its input."""
-    g = PlanBuilder(spec.name, use_bias=spec.defaults.use_bias, classes=spec.classes,
-                    batch_norm_axis=spec.defaults.batch_norm.axis)
-    x = g.input(tuple(input_shape or spec.input.shape), spec.input.name)
-
-    for index, layer in enumerate(spec.stem):
-        g.enter("stem", "stem", ("stem", index), f"stem layer {index}")
-        x = g.layer(layer, x)
-
-    for stage_index, stage in enumerate(spec.stages):
-        block_type = BLOCK_TYPES[stage.block]
-        label = spec.stage_label(stage_index)
-        for block_index in range(stage.repeats):
-            names = BlockNames(spec.defaults.naming, label, block_index)
-            stride = stage.stride if block_index == 0 else 1
-            g.enter(names.group, stage.block, ("stages", stage_index),
-                    f"stage {label} block {block_letter(block_index)}")
-            block = BlockContext(
-                filters=tuple(stage.filters), kernel=stage.kernel, stride=stride,
-                projection=_needs_projection(stage.shortcut, block_index, stride, g.shape(x),
-                                             block_type.out_channels(tuple(stage.filters))),
-                names=names,
-            )
-            x = block_type.expand(g, x, block)
-
-    for index, layer in enumerate(spec.head):
-        g.enter("head", "head", ("head", index), f"head layer {index}")
-        x = g.layer(layer, x)
-    return g.plan
+    return _Expander(spec).run(tuple(input_shape or spec.input.shape))
 
 
-def _needs_projection(policy: str, block_index: int, stride: int, in_shape, out_channels: int) -> bool:
-    if policy == "projection_first":
-        return block_index == 0
-    if policy == "projection_if_needed":
-        return stride != 1 or in_shape[-1] != out_channels
-    return False  # identity: residual_output checks that the shapes really match
+def context_of(spec: Spec) -> Context:
+    bn = spec.defaults.batch_norm
+    return Context(use_bias=spec.defaults.use_bias, classes=spec.classes, batch_norm_axis=bn.axis,
+                   batch_norm_epsilon=bn.epsilon, batch_norm_momentum=bn.momentum,
+                   batch_norm_synchronized=bn.synchronized,
+                   kernel_initializer=spec.defaults.kernel_initializer)
+
+
+def network_names(spec: Spec) -> dict[str, Any]:
+    """The names every expression may use: variables, multipliers, drop_path_rate, classes."""
+    names: dict[str, Any] = dict(spec.variables)
+    names.update(width=spec.multipliers.width, depth=spec.multipliers.depth, drop_path_rate=spec.drop_path_rate)
+    if spec.classes is not None:
+        names["classes"] = spec.classes
+    return names
+
+
+class _Expander:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.scheme = spec.defaults.naming
+        self.network = network_names(spec)
+        self.g = PlanBuilder(spec.name, context_of(spec))
+        self.steps = 0
+
+    def run(self, input_shape) -> Plan:
+        spec, g = self.spec, self.g
+        x = g.input(input_shape, spec.input.name)
+        x = self._linear_body("stem", spec.stem, x)
+        repeats = [self._repeats(i) for i in range(len(spec.stages))]
+        num_blocks = sum(repeats)
+        block_number = 0
+        for stage_index, stage in enumerate(spec.stages):
+            label = spec.stage_label(stage_index)
+            stride_at = 0 if stage.stride_on == "first" else repeats[stage_index] - 1
+            for block_index in range(repeats[stage_index]):
+                g.enter(block_group(self.scheme, label, block_index), stage.block, ("stages", stage_index),
+                        f"stage {label} block {block_letter(block_index)}")
+                position = {
+                    **self.network, "block_index": block_index, "repeats": repeats[stage_index],
+                    "stage_index": stage_index, "block_number": block_number, "num_blocks": num_blocks,
+                    "drop_path": spec.drop_path_rate * block_number / max(1, num_blocks - 1),
+                }
+                arguments = stage.arguments
+                if "stride" in spec.blocks[stage.block].params:
+                    # The stride block gets the stage's stride (or, if the stage sets none, the
+                    # block's default); every other block of the stage gets 1.
+                    if block_index != stride_at:
+                        arguments["stride"] = 1
+                    elif "stride" in stage.model_fields_set:
+                        arguments["stride"] = stage.stride
+                x = self._block(stage.block, arguments, ("stages", stage_index), x, position,
+                                name_fields(label, block_index), depth=0, chain=(), scale=True)
+                block_number += 1
+        self._linear_body("head", spec.head, x)
+        g.check_all_used()
+        return g.plan
+
+    # -- stem and head: each layer is its own group, with the names of its own input -----------
+
+    def _linear_body(self, part: str, layers: list, x: int) -> int:
+        ids: dict[str, int] = {"input": x}
+        previous = x
+        for index, layer in enumerate(layers):
+            self.g.enter(part, part, (part, index), f"{part} layer {index}")
+            namespace = {**self.network, **self._shape_names(previous)}
+            instance = Instance(namespace, namespace, (part,))
+            previous = self._item(layer, index, instance, ids, previous)
+        return previous
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def _block(self, name: str, arguments: dict, call_path: tuple, x: int, position: dict,
+               fields: dict, depth: int, chain: tuple, scale: bool, caller: Mapping | None = None) -> int:
+        """Instantiate block type `name` on node `x` with `arguments` (literals or expressions,
+        evaluated in the `caller`'s names: the calling block's, or the stage's position)."""
+        if depth > MAX_BLOCK_DEPTH:
+            raise self.g.error(f"blocks nest deeper than {MAX_BLOCK_DEPTH}: {' -> '.join((*chain, name))}", call_path)
+        block: BlockDef = self.spec.blocks[name]
+        shape_names = self._shape_names(x)
+        if caller is None:
+            caller = {**position, **shape_names}
+        params = self._bind(name, block, arguments, caller, call_path, scale)
+        namespace = {**position, **params, **shape_names}
+        instance = Instance(namespace, {**namespace, **fields}, ("blocks", name, "layers"), depth, (*chain, name))
+        ids: dict[str, int] = {"input": x}
+        previous = x
+        for index, item in enumerate(block.layers):
+            previous = self._item(item, index, instance, ids, previous, position, fields)
+        return previous
+
+    def _bind(self, name: str, block: BlockDef, arguments: dict, caller: Mapping, call_path: tuple, scale: bool) -> dict:
+        """The block's parameters: given values (expressions evaluated in the caller's names),
+        checked against their declarations, scaled by the width multiplier, defaults filled in."""
+        params: dict[str, Any] = {}
+        width = self.spec.multipliers.width
+        for key, declared in block.params.items():
+            if key not in arguments:
+                params[key] = declared.default
+                continue
+            path = call_path + (key,)
+            value = self._argument(arguments[key], declared, caller, path)
+            try:
+                value = check_value(declared, value)
+            except ParamError as error:
+                raise self.g.error(f"block '{name}' parameter '{key}': {error}", path) from None
+            if scale and declared.scale == "width" and width != 1.0:
+                value = ([expressions.make_divisible(v * width, 8) for v in value] if isinstance(value, list)
+                         else expressions.make_divisible(value * width, 8))
+            params[key] = value
+        return params
+
+    def _argument(self, value: Any, declared, caller: Mapping, path: tuple) -> Any:
+        if isinstance(value, str) and declared.type != "choice":
+            return self._evaluate(value, caller, path)
+        if isinstance(value, list):
+            return [self._argument(v, declared, caller, path + (i,)) for i, v in enumerate(value)]
+        return value
+
+    def _evaluate(self, text: str, namespace: Mapping, path: tuple) -> Any:
+        try:
+            return expressions.evaluate_explained(text, namespace)
+        except expressions.ExpressionError as error:
+            raise self.g.error(str(error), path) from None
+
+    # -- one body item: a primitive layer or a block call ---------------------------------------
+
+    def _item(self, item, index: int, instance: Instance, ids: dict, previous: int,
+              position: dict | None = None, fields: dict | None = None) -> int:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.g.error(f"the network takes more than {MAX_STEPS:,} steps to expand; it is too large")
+        path = instance.def_path + (index,)
+        sources = self._sources(item, ids, previous, path)
+        if item.when is not None and not self._condition(item.when, instance.namespace, path + ("when",)):
+            out = sources[0]  # a skipped layer is an identity of its (first) input
+        elif isinstance(item, BlockCall):
+            out = self._block(item.block, item.arguments, path, sources[0], dict(position or self.network),
+                              dict(fields or {}), instance.depth + 1, instance.chain, scale=False,
+                              caller=instance.namespace)
+        else:
+            out = self._layer(item, instance, sources, path)
+        if item.id is not None:
+            ids[item.id] = out
+        return out
+
+    def _sources(self, item, ids: dict, previous: int, path: tuple) -> list[int]:
+        refs = item.from_
+        if refs is None:
+            return [previous]
+        refs = [refs] if isinstance(refs, str) else refs
+        try:
+            return [ids[ref] for ref in refs]
+        except KeyError as missing:  # the spec checks refuse this; kept for plans built from raw models
+            raise self.g.error(f"from: '{missing.args[0]}' is not an earlier layer's id", path + ("from",)) from None
+
+    def _condition(self, text: str, namespace: Mapping, path: tuple) -> bool:
+        if isinstance(text, bool):
+            return text
+        value = self._evaluate(text, namespace, path)
+        if not isinstance(value, bool):
+            raise self.g.error(f"'{text}' must be true or false, not {value!r}{expressions.used_values(text, namespace)}", path)
+        return value
+
+    def _layer(self, layer: Primitive, instance: Instance, sources: list[int], path: tuple) -> int:
+        name = self._name(layer.name, instance.names, path + ("name",))
+        try:
+            concrete = layer.concrete(instance.namespace, name)
+        except FieldError as error:
+            raise self.g.error(str(error), path + error.field) from None
+        inputs = sources if concrete.merge else sources[0] if len(sources) == 1 else sources
+        return self.g.layer(concrete, inputs, path if path[0] == "blocks" else None)
+
+    def _name(self, pattern, names: Mapping, path: tuple) -> str | None:
+        if isinstance(pattern, NamePatterns):
+            pattern = getattr(pattern, self.scheme)
+        if pattern is None or "{" not in pattern:
+            return pattern
+
+        def fill(match: re.Match) -> str:
+            text = match.group(1)
+            value = names[text] if text in names else self._evaluate(text, names, path)
+            return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+        name = PLACEHOLDER.sub(fill, pattern)
+        if not NAME.match(name) or len(name) > 128:
+            raise self.g.error(f"name '{pattern}' gives '{name[:140]}', which is not a layer name "
+                               "(letters, digits, _ . -; at most 128 characters)", path)
+        return name
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _shape_names(self, node: int) -> dict[str, int]:
+        shape = self.g.shape(node)
+        names = {"in_channels": shape[-1]}
+        if len(shape) == 3:
+            names.update(in_height=shape[0], in_width=shape[1])
+        return names
+
+    def _repeats(self, stage_index: int) -> int:
+        stage = self.spec.stages[stage_index]
+        path = ("stages", stage_index, "repeats")
+        value = stage.repeats
+        if isinstance(value, str):
+            value = self._evaluate(value, self.network, path)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+                raise self.g.error(f"repeats must be a positive number (received {value!r})", path)
+        repeats = math.ceil(value * self.spec.multipliers.depth)
+        if repeats > MAX_NODES:  # each block adds a layer or more; refuse before looping that long
+            self.g.enter("", "", ("stages", stage_index), "")
+            raise self.g.error(f"the network would have more than {MAX_NODES:,} layers "
+                               f"({repeats:,} blocks in stages.{stage_index})", path)
+        return repeats
 
 
 def smallest_input(spec: Spec, budget: int = 200, node_budget: int = 50_000) -> tuple[int, int] | None:

@@ -1,7 +1,7 @@
 """The plan: a network as a graph of primitive layers, with static shapes, parameters and MACs.
 
 Blocks, stem and head all expand into `Node`s through one `PlanBuilder`. Static inference happens
-as each node is added (`archbuilder.plan.shapes`), so the plan *is* the static description of the
+as each node is added (each primitive's `infer`, archbuilder/layers), so the plan *is* the static description of the
 network; `archbuilder.keras.graph` materializes the same nodes as Keras layers, and a test checks
 that the two agree on every shipped spec.
 """
@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from archbuilder.plan.shapes import LayerStats, Shape, ShapeError, infer
-from archbuilder.spec.layers import (
-    ActivationLayer, AddLayer, BatchNormLayer, ConvLayer,
-)
+from archbuilder.layers import Context, LayerStats, Shape, ShapeError
 
 Path_ = tuple[Any, ...]
 
@@ -87,27 +84,29 @@ class Plan:
 
 
 class PlanError(ShapeError):
-    """A ShapeError located in the spec: `path` and a human `where` ("stage 3 block b")."""
+    """A ShapeError located in the spec: `path` and a human `where` ("stage 3 block b").
 
-    def __init__(self, message: str, path: Path_, where: str, collapsed: bool):
+    Inside a block, `path` is in the block's definition and `origin` is the stage that used it."""
+
+    def __init__(self, message: str, path: Path_, where: str, collapsed: bool, origin: Path_ | None = None):
         super().__init__(f"{where}: {message}" if where else message, collapsed)
         self.path = path
         self.where = where
+        self.origin = origin
 
 
 class PlanBuilder:
     """Appends nodes and infers each one's output as it goes."""
 
-    def __init__(self, name: str, *, use_bias: bool, classes: int | None, batch_norm_axis: int = -1):
+    def __init__(self, name: str, context: Context):
         self.plan = Plan(name)
-        self.use_bias = use_bias
-        self.classes = classes
-        self.batch_norm_axis = batch_norm_axis
+        self.context = context
         self.group = "input"
         self.group_type = "input"
         self.path: Path_ = ()
         self.where = ""
         self.named: dict[str, str] = {}  # layer name -> where it was first used; Keras needs them unique
+        self.origins: list[tuple] = []  # per node: (where, spec path, error path), for later checks
 
     def enter(self, group: str, group_type: str, path: Path_, where: str) -> None:
         """Nodes added from now on belong to `group`, which came from spec `path`."""
@@ -119,38 +118,19 @@ class PlanBuilder:
     def input(self, shape: Shape, name: str | None) -> int:
         return self._append("input", name, None, (), LayerStats(tuple(shape)))
 
-    def layer(self, layer, inputs: int | list[int], path: Path_ | None = None) -> int:
-        """Add a primitive layer taking `inputs`; returns the new node's index."""
+    def layer(self, layer, inputs: int | list[int], error_path: Path_ | None = None) -> int:
+        """Add a primitive layer (all expressions evaluated) taking `inputs`; returns the new node's
+        index. Errors are located at `error_path` (the layer in a block definition) if given."""
         sources = (inputs,) if isinstance(inputs, int) else tuple(inputs)
         try:
-            stats = infer(layer, [self.shape(i) for i in sources], use_bias_default=self.use_bias, classes=self.classes)
+            stats = layer.infer([self.shape(i) for i in sources], self.context)
         except ShapeError as error:
-            raise self.error(str(error), path, error.collapsed) from None
-        if isinstance(layer, BatchNormLayer) and self.batch_norm_axis == 3 and len(stats.out_shape) != 3:
-            raise self.error(
-                f"batch_norm with defaults.batch_norm.axis: 3 needs an image-shaped input (height, width, channels); "
-                f"received shape {stats.out_shape}; use axis: -1", path)
-        return self._append(layer.type, self._name(layer.name), layer, sources, stats, path)
+            raise self.error(str(error), error_path, error.collapsed) from None
+        return self._append(layer.type, layer.name, layer, sources, stats, error_path)
 
     def error(self, message: str, path: Path_ | None = None, collapsed: bool = False) -> PlanError:
-        return PlanError(message, self.path if path is None else path, self.where, collapsed)
-
-    # Shorthands used by block definitions.
-    def conv(self, x: int, filters: int, kernel: int, stride: int = 1, padding: str = "valid", name: str | None = None) -> int:
-        return self.layer(ConvLayer(type="conv", filters=filters, kernel=kernel, stride=stride, padding=padding, name=name), x)
-
-    def batch_norm(self, x: int, name: str | None = None) -> int:
-        return self.layer(BatchNormLayer(type="batch_norm", name=name), x)
-
-    def activation(self, x: int, activation: str = "relu", name: str | None = None) -> int:
-        return self.layer(ActivationLayer(type="activation", activation=activation, name=name), x)
-
-    def add(self, inputs: list[int], name: str | None = None) -> int:
-        return self.layer(AddLayer(name=name), inputs)
-
-    def _name(self, name: str | None) -> str | None:
-        """Layer names may say `{classes}`, as the notebook names its head `'fc' + str(classes)`."""
-        return name.replace("{classes}", str(self.classes)) if name else name
+        return PlanError(message, self.path if path is None else path, self.where, collapsed,
+                         origin=self.path if path is not None and path[:1] == ("blocks",) else None)
 
     def _append(self, kind, name, layer, inputs, stats, path: Path_ | None = None) -> int:
         index = len(self.plan.nodes)
@@ -160,7 +140,21 @@ class PlanBuilder:
             if name in self.named:
                 raise self.error(f"layer name '{name}' is already used by {self.named[name]}; layer names must be unique", path)
             self.named[name] = self.where or "the input"
-        node = Node(index, kind, name, layer, inputs, stats, self.group, self.group_type,
-                    self.path if path is None else path)
+        node = Node(index, kind, name, layer, inputs, stats, self.group, self.group_type, self.path)
         self.plan.nodes.append(node)
+        self.origins.append((self.where, self.path, path))
         return index
+
+    def check_all_used(self) -> None:
+        """Refuse a layer whose output reaches nothing: Keras would silently leave it out of the
+        model, so the plan (and `info`) would describe layers the model does not have."""
+        used = {len(self.plan.nodes) - 1}
+        for node in reversed(self.plan.nodes):
+            if node.index in used:
+                used.update(node.inputs)
+        for node in self.plan.nodes:
+            if node.index not in used:
+                where, path, error_path = self.origins[node.index]
+                self.enter(node.group, node.group_type, path, where)
+                raise self.error(f"the output of {node.layer.describe() if node.layer else 'the input'} is never used: "
+                                 "no later layer takes it (`from:`) and it is not the network's output", error_path)

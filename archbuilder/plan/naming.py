@@ -4,7 +4,6 @@ depend on how many layers Keras happened to create before."""
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 
 
 def block_letter(index: int) -> str:
@@ -18,46 +17,12 @@ def block_letter(index: int) -> str:
     return letters
 
 
-# The notebook's branch parts and their keras.applications numbers.
-_KERAS_PART = {"2a": "1", "2b": "2", "2c": "3", "1": "0"}
+def block_group(scheme: str, stage: int, index: int) -> str:
+    """A block's id in plans and reports: res2a (notebook) / conv2_block1 (keras.applications)."""
+    return f"conv{stage}_block{index + 1}" if scheme == "keras" else f"res{stage}{block_letter(index)}"
 
 
-@dataclass(frozen=True)
-class BlockNames:
-    """Names of one block's layers under a naming scheme.
-
-    notebook: res2a_branch2a, bn2a_branch2a; activations and the add stay unnamed, as in the
-              notebook (Keras numbers them).
-    keras:    conv2_block1_1_conv, conv2_block1_1_bn, conv2_block1_1_relu, conv2_block1_add,
-              conv2_block1_out, as keras.applications names ResNet-50.
-    """
-
-    scheme: str
-    stage: int
-    index: int  # 0-based block index within the stage
-
-    @property
-    def group(self) -> str:
-        """The block's id in plans and reports: res2a / conv2_block1."""
-        if self.scheme == "keras":
-            return f"conv{self.stage}_block{self.index + 1}"
-        return f"res{self.stage}{block_letter(self.index)}"
-
-    def conv(self, part: str) -> str:
-        if self.scheme == "keras":
-            return f"{self.group}_{_KERAS_PART[part]}_conv"
-        return f"res{self.stage}{block_letter(self.index)}_branch{part}"
-
-    def batch_norm(self, part: str) -> str:
-        if self.scheme == "keras":
-            return f"{self.group}_{_KERAS_PART[part]}_bn"
-        return f"bn{self.stage}{block_letter(self.index)}_branch{part}"
-
-    def relu(self, part: str) -> str | None:
-        return f"{self.group}_{_KERAS_PART[part]}_relu" if self.scheme == "keras" else None
-
-    def add(self) -> str | None:
-        return f"{self.group}_add" if self.scheme == "keras" else None
-
-    def out(self) -> str | None:
-        return f"{self.group}_out" if self.scheme == "keras" else None
+def name_fields(stage: int, index: int) -> dict[str, object]:
+    """What a block's layer-name pattern may use besides expressions: {stage} (the stage label),
+    {letter} (a, b, ..., z, aa: the notebook's) and {block} (1-based, keras.applications')."""
+    return {"stage": stage, "letter": block_letter(index), "block": index + 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archbuilder.plan.graph import Node, Plan
-from archbuilder.plan.shapes import format_shape
+from archbuilder.layers import format_shape
 
 
 @dataclass(frozen=True)

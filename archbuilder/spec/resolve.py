@@ -7,6 +7,10 @@ Merge rules, applied child over parent (and `--set` over both):
 - `null` removes the key (the schema's default then applies);
 - anything else replaces the value.
 Locations follow the values, so an error points at the file (or `--set`) a value came from.
+
+`imports:` (a list of block-library files, relative to the file naming them) adds each library's
+`blocks:` to the file's own, located in the library file; the standard library
+(archbuilder/library/*.yaml: `bottleneck`, `basic`) adds the block types no file defined.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.spec.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
 
 MAX_EXTENDS_DEPTH = 16
+MAX_IMPORT_DEPTH = 8  # a library importing a library ... this deep is a mistake
+LIBRARY_KEYS = ("blocks", "imports")
+STANDARD_LIBRARY = sorted((Path(__file__).resolve().parents[1] / "library").glob("*.yaml"))
 
 
 def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
     """Load `path`, follow its `extends:` chain and apply overrides."""
     document = _load_with_parents(Path(path), chain=())
+    _add_standard_library(document)
     for override in overrides:
         patch = _parse_override(override)
         _merge(document, patch.data, (), (), source=patch)
@@ -37,6 +45,7 @@ def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
     if not isinstance(document.data, dict):
         raise SpecError([Problem(document.location_of(()), "", f"a spec must be a mapping (received: {_kind(document.data)})")])
     parent_name = document.data.pop("extends", None)
+    _merge_imports(document, path, chain=(path.resolve(),))
     if parent_name is None:
         return document
     where = document.location_of(("extends",))
@@ -63,6 +72,82 @@ def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
         raise
     _merge(parent, document.data, (), (), source=document)
     return parent
+
+
+def _merge_imports(document: Document, path: Path, chain: tuple[Path, ...]) -> None:
+    """Replace the file's `imports:` by the imported libraries' blocks (recursively)."""
+    imports = document.data.pop("imports", None)
+    if imports is None:
+        return
+    where = document.location_of(("imports",))
+    if not isinstance(imports, list) or not all(isinstance(i, str) and i for i in imports):
+        raise SpecError([Problem(where, "imports", f"must be a list of file names (received: {imports!r})")])
+    for index, name in enumerate(imports):
+        here = document.location_of(("imports", index))
+        library_path = (path.parent / name).resolve()
+        names = " -> ".join(str(p) for p in (*chain, library_path))
+        if library_path in chain:
+            raise SpecError([Problem(here, f"imports.{index}", f"import cycle: {names}")])
+        if len(chain) > MAX_IMPORT_DEPTH:
+            raise SpecError([Problem(here, f"imports.{index}", f"imports nest deeper than {MAX_IMPORT_DEPTH} files: {names}")])
+        if not library_path.is_file():
+            raise SpecError([Problem(here, f"imports.{index}", f"file not found: {library_path}")])
+        try:
+            library = _load_library(library_path, str(path.parent / name), chain + (library_path,))
+        except SpecError as error:
+            if any(p.location.file == str(path.parent / name) for p in error.problems):
+                header = Problem(here, f"imports.{index}", f"in the imported file {library_path}:")
+                raise SpecError([header, *error.problems], in_order=True) from None
+            raise
+        _add_blocks(document, library, fill_only=False)
+
+
+def _load_library(path: Path, display_name: str, chain: tuple[Path, ...]) -> Document:
+    library = load_yaml_file(path, display_name=display_name)
+    if not isinstance(library.data, dict) or set(library.data) - set(LIBRARY_KEYS):
+        extra = sorted(set(library.data) - set(LIBRARY_KEYS)) if isinstance(library.data, dict) else []
+        where = library.location_of((extra[0],), key=True) if extra else library.location_of(())
+        raise SpecError([Problem(where, extra[0] if extra else "",
+                                 "a block library holds only 'blocks:' and 'imports:'" +
+                                 (f" (received key '{extra[0]}')" if extra else ""))])
+    _merge_imports(library, path, chain)
+    return library
+
+
+def _add_blocks(document: Document, library: Document, fill_only: bool) -> None:
+    """Copy the library's block types into the document's `blocks:`, with their locations.
+
+    A name defined twice by imports (or by a file and its import) is an error; the standard
+    library (fill_only) only adds the names nobody defined, so a file may redefine `bottleneck`."""
+    blocks = library.data.get("blocks") or {}
+    if not isinstance(blocks, dict):
+        raise SpecError([Problem(library.location_of(("blocks",)), "blocks", "must be a mapping of block names to definitions")])
+    own = document.data.setdefault("blocks", {})
+    if own is None or not isinstance(own, dict):
+        return  # the schema reports a `blocks:` that is not a mapping
+    if ("blocks",) not in document.values:
+        document.values[("blocks",)] = library.location_of(("blocks",))
+    for name, definition in blocks.items():
+        if name in own:
+            if fill_only:
+                continue
+            first = document.location_of(("blocks", name), key=True)
+            again = library.location_of(("blocks", name), key=True)
+            raise SpecError([Problem(again, f"blocks.{name}", f"block type '{name}' is defined twice (first at {first})")])
+        own[name] = copy.deepcopy(definition)
+        _copy_locations(document, library, ("blocks", name), ("blocks", name))
+        _copy_key_location(document, library, ("blocks", name), ("blocks", name))
+
+
+_STANDARD: list[Document] = []
+
+
+def _add_standard_library(document: Document) -> None:
+    if not _STANDARD:
+        for path in STANDARD_LIBRARY:
+            _STANDARD.append(load_yaml_file(path, display_name=f"archbuilder/library/{path.name}"))
+    for library in _STANDARD:
+        _add_blocks(document, library, fill_only=True)
 
 
 def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source: Document | None = None) -> None:

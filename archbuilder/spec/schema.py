@@ -1,49 +1,30 @@
 """The spec language: pydantic v2 models of an architecture file. Imports no TensorFlow.
 
 A spec is a stem (a list of primitive layers), stages (each a run of one block type) and a head
-(another list of primitive layers). Block types are looked up by name in a closed registry
-(`archbuilder.plan.blocks`); there is no eval and no import-by-string from YAML.
+(another list of primitive layers). Block types are defined in YAML (`blocks:` here, in imported
+libraries, or the standard library); there is no eval and no import-by-string from YAML.
 """
 
 from __future__ import annotations
 
-import difflib
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from archbuilder.plan.blocks import BLOCK_TYPES, block_type_names
+from archbuilder.layers import DenseLayer, Layer
+from archbuilder.layers.base import LayerName, PositiveInt
 from archbuilder.spec.base import StrictModel
-from archbuilder.spec.layers import DenseLayer, Layer, LayerName, PositiveInt
+from archbuilder.spec.blocks import BlockDef, BlockName, Identifier, StageSpec, refuse_reserved
+from archbuilder.spec.initializer import InitializerSpec
 from archbuilder.spec.training import TrainingSpec
 
+__all__ = ["Spec", "StageSpec", "InitializerSpec", "Defaults", "InputSpec", "Multipliers"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Defaults shared by every layer of a spec
 # ---------------------------------------------------------------------------------------------
-
-
-class InitializerSpec(StrictModel):
-    """A kernel initializer by name.
-
-    `glorot_uniform_tf1` draws exactly what TensorFlow 1's `glorot_uniform(seed=...)` drew, so the
-    notebook's printed block outputs can be reproduced; the others are Keras 3's own initializers.
-    """
-
-    type: Literal[
-        "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
-        "glorot_uniform_tf1",
-    ] = "glorot_uniform"
-    # Keras turns seeds into int64 tensors; a larger one would pass here and fail in `build`.
-    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
-
-    @model_validator(mode="after")
-    def _tf1_needs_seed(self) -> "InitializerSpec":
-        if self.type == "glorot_uniform_tf1" and self.seed is None:
-            raise PydanticCustomError("spec", "glorot_uniform_tf1 needs a seed, as TensorFlow 1 did (e.g. seed: 0)")
-        return self
 
 
 class BatchNormDefaults(StrictModel):
@@ -69,57 +50,16 @@ class InputSpec(StrictModel):
     name: LayerName | None = None
 
 
-# ---------------------------------------------------------------------------------------------
-# Stages of blocks
-# ---------------------------------------------------------------------------------------------
+class Multipliers(StrictModel):
+    """Network-level width and depth multipliers (MobileNet's alpha, EfficientNet's coefficients):
+    block params declared `scale: width` become make_divisible(value * width, 8); each stage's
+    `repeats` becomes ceil(repeats * depth). At 1.0 nothing changes."""
 
-Shortcut = Literal["projection_first", "projection_if_needed", "identity"]
+    width: Annotated[float, Field(gt=0, le=64)] = 1.0
+    depth: Annotated[float, Field(gt=0, le=64)] = 1.0
 
 
-class StageSpec(StrictModel):
-    """A run of `repeats` blocks of one type.
-
-    shortcut:
-      projection_first     the notebook: the first block is a convolutional block (1x1 conv + BN
-                           shortcut, carrying the stride), the rest identity blocks;
-      projection_if_needed the paper's ResNet-18/34: a projection only where the shape changes;
-      identity             every block adds its input unchanged (the input must already match).
-    """
-
-    block: str
-    filters: Annotated[list[PositiveInt], Field(min_length=1)]
-    kernel: PositiveInt = 3
-    stride: PositiveInt = 1
-    repeats: PositiveInt = 1
-    # The stage's number in layer names (`res{label}{letter}_branch2a`); default: index + 2,
-    # since the stem is stage 1 in the notebook.
-    # Bounded so that block names stay within a layer name's 128 characters.
-    label: Annotated[int, Field(ge=0, le=999_999)] | None = None
-    shortcut: Shortcut = "projection_first"
-
-    @field_validator("block")
-    @classmethod
-    def _known_block(cls, name: str) -> str:
-        if name not in BLOCK_TYPES:
-            close = difflib.get_close_matches(name, block_type_names(), n=1)
-            raise PydanticCustomError(
-                "spec", "unknown block type '{name}'; {hint}valid types: {valid}",
-                {"name": name, "valid": ", ".join(block_type_names()),
-                 "hint": f"did you mean '{close[0]}'? " if close else ""},
-            )
-        return name
-
-    @field_validator("filters")
-    @classmethod
-    def _filters_fit_block(cls, filters: list[int], info: ValidationInfo) -> list[int]:
-        block = info.data.get("block")  # absent when `block` itself was invalid
-        if block is not None and len(filters) != BLOCK_TYPES[block].num_filters:
-            raise PydanticCustomError(
-                "spec",
-                "block type '{block}' takes {wanted} filter counts, got {got}",
-                {"block": block, "wanted": BLOCK_TYPES[block].num_filters, "got": len(filters), "received": filters},
-            )
-        return filters
+Number = Union[Annotated[int, Field(ge=-(2**53), le=2**53)], Annotated[float, Field(ge=-1e15, le=1e15)]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,10 +74,22 @@ class Spec(StrictModel):
     input: InputSpec
     classes: PositiveInt | None = None
     defaults: Defaults = Defaults()
+    # Resolved before validation (spec/resolve.py); listed so editors know them.
+    imports: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
+        None, description="Block-library files (relative to this file) whose `blocks:` this spec uses.")
+    variables: Annotated[dict[Identifier, Number], Field(max_length=256)] = {}
+    multipliers: Multipliers = Multipliers()
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    blocks: Annotated[dict[BlockName, BlockDef], Field(max_length=1024)] = {}
     stem: list[Layer] = []
     stages: list[StageSpec] = []
     head: list[Layer] = []
     training: TrainingSpec | None = None
+
+    @model_validator(mode="after")
+    def _variables_free(self) -> "Spec":
+        refuse_reserved(self.variables, "variable", "variables")
+        return self
 
     @model_validator(mode="after")
     def _classes_given_when_used(self) -> "Spec":

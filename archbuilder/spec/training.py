@@ -70,9 +70,10 @@ class TrainingSpec(StrictModel):
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
     validation_split: float = Field(0.0, ge=0, lt=1)
     augmentation: AugmentationSpec = AugmentationSpec()
-    # On CPU, compute the kernel gradient of convolutions that oneDNN handles slowly (a kernel
-    # larger than its input) as one matrix product: the same math, 1.12-1.18x faster training of the
-    # documented ResNet-50 (training/cpu_kernels.py). `false` keeps TensorFlow's kernels.
+    # On CPU, compute the kernel gradient of convolutions that oneDNN may handle slowly (a kernel
+    # larger than its input) as one matrix product, where that measured faster on this machine: the
+    # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3
+    # (training/cpu_kernels.py, kernel_choice.py). `false` keeps TensorFlow's kernels.
     fast_cpu_kernels: bool = True
     # Where to train (train --distribute overrides): `auto` is `mirrored` on a machine with several
     # GPUs, else `none`; `multi-worker` joins the machines TF_CONFIG names. `batch_size` is always

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ValidationError
 
 from archbuilder.plan import size_guard
 from archbuilder.errors import Problem, SpecError
+from archbuilder.layers import LAYER_TYPES
+from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
 from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.expand import expand, smallest_input
+from archbuilder.spec.blocks import BODY_TAGS
 from archbuilder.spec.resolve import resolve_document
 from archbuilder.spec.source import Document, Path_, format_path
 from archbuilder.spec.schema import Spec
-from archbuilder.spec.layers import LAYER_TYPES
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memor
     """
     document = resolve_document(path, overrides)
     spec = parse_spec(document)
+    problems = check_blocks(spec, document)
+    if problems:
+        raise SpecError(problems)
     try:
         plan = expand(spec)
     except PlanError as error:
@@ -63,7 +68,8 @@ def parse_spec(document: Document) -> Spec:
     try:
         return Spec.model_validate(document.data)
     except ValidationError as error:
-        raise SpecError([_schema_problem(e, document) for e in error.errors()]) from None
+        problems = [_schema_problem(e, document) for e in error.errors()]
+        raise SpecError(problems + check_blocks_of_invalid(document)) from None
 
 
 def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
@@ -76,6 +82,8 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
             if smallest else "; no input size up to 16384 that works was found within the search budget"
         )
         message += f" (received input.shape: {list(spec.input.shape)})"
+    if error.origin is not None:  # found in a block's definition: also say which stage used it
+        message += f"; in block '{error.path[1]}' used by {format_path(error.origin)} at {document.location_of(error.origin)}"
     return Problem(document.location_of(error.path), format_path(error.path), message)
 
 
@@ -126,6 +134,8 @@ def _data_path(loc: tuple, data: Any) -> Path_:
             current = current[part]
         elif isinstance(current, dict) and isinstance(part, str) and current.get("type") == part:
             continue  # the discriminator's value
+        elif part in BODY_TAGS:
+            continue  # which kind of block-body item pydantic tried
         elif isinstance(part, str) and (part.startswith(("list[", "int", "str", "float", "bool", "function-", "literal[")) or
                                         "[" in part):
             continue  # which member of a Union pydantic tried

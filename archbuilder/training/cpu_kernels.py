@@ -3,10 +3,12 @@
 oneDNN computes a convolution's kernel gradient ("backward weights") with its JIT kernels for
 most shapes, but when the kernel is larger than its input (the 3x3 convolutions of ResNet-50's
 last stage, which at 64x64 see a 2x2 input) it falls back to a GEMM-per-image path that
-runs at ~9 GFLOP/s on this CPU (found with ONEDNN_VERBOSE=1). Forward pass plus kernel gradient
+runs at ~9 GFLOP/s on Zen 3 (found with ONEDNN_VERBOSE=1). Forward pass plus kernel gradient
 of such a layer takes 64.7 ms, against 9.4 ms for the forward pass alone and 19.2 ms for both
 when computed as below (bench/kernel_gradients.py). Training the documented network gets
-1.12-1.18x faster (bench/train_speed.py, `cli` vs `cli-tf-kernels`; bench/RESULTS.md).
+1.12-1.18x faster (bench/train_speed.py, `cli` vs `cli-tf-kernels`; bench/RESULTS.md). Other CPUs
+(AVX-512, where TensorFlow turns oneDNN on by itself) may get other kernels: `train` switches a
+layer only where the switch measured faster on the running machine (kernel_choice.py).
 
 For such layers this module computes the kernel gradient as one matrix product of the input's
 patches with the output gradient, dW = patches(x)^T · dY, which is the definition of the kernel
@@ -40,8 +42,10 @@ def slow_kernel_gradient(layer) -> bool:
     return height is not None and width is not None and (height < kernel_height or width < kernel_width)
 
 
-def use_fast_kernel_gradients(model) -> list[str]:
-    """Switch every slow convolution of `model` (see the module's docstring); returns their names.
+def use_fast_kernel_gradients(model, only: set[str] | None = None) -> list[str]:
+    """Switch every slow convolution of `model` (see the module's docstring), or those of them
+    named in `only`; returns their names. `train` passes the layers for which the switch measured
+    faster on the running CPU (kernel_choice.py).
 
     Does nothing where TensorFlow sees a GPU: cuDNN has no such slow path.
     """
@@ -49,13 +53,14 @@ def use_fast_kernel_gradients(model) -> list[str]:
         return []
     switched = []
     for layer in model.layers:
-        if slow_kernel_gradient(layer):
-            layer.convolution_op = _convolution_with_matmul_kernel_gradient(layer)
+        if slow_kernel_gradient(layer) and (only is None or layer.name in only):
+            layer.convolution_op = matmul_kernel_gradient_op(layer)
             switched.append(layer.name)
     return switched
 
 
-def _convolution_with_matmul_kernel_gradient(layer):
+def matmul_kernel_gradient_op(layer):
+    """A `convolution_op` for `layer` whose kernel gradient is one matrix product."""
     kernel_height, kernel_width = layer.kernel_size
     strides = [1, *layer.strides, 1]
     padding = layer.padding.upper()  # Keras's 'same' / 'valid' are TensorFlow's SAME / VALID

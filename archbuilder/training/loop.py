@@ -96,12 +96,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             f"{training.learning_rate:g} as the spec says" + ("" if distribution.is_chief else "; the chief writes the run folder"))
     if training.precision != "float32":
         say(f"precision: {training.precision} (weights and the final softmax in float32)")
-    if training.fast_cpu_kernels:
-        from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
-
-        switched = use_fast_kernel_gradients(model)
-        if switched:
-            say(f"fast CPU kernel gradients for {len(switched)} convolutions: {', '.join(switched)}")
+    _use_fast_kernels(model, training)
     predict = _predictor(distribution)
     session = Session(
         run, prepared.state, data, model_metadata(data.class_names, prepared.shape, prepared.spec_name),
@@ -211,9 +206,29 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
                 lambda context: pipeline.replica_inference_dataset(context, v.x, v.y, classes, training.batch_size))
     prepared.model.fit(
         dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
-        validation_data=validation, callbacks=callbacks(session, prepared.model, distribution), verbose=verbose,
+        validation_data=validation, verbose=verbose,
+        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution)],
         shuffle=False,
     )
+
+
+def _use_fast_kernels(model, training) -> None:
+    """Same math, other kernels: Adam as one fused op per weight (a smaller graph to trace and
+    optimize), and where it pays on this CPU, the matmul kernel gradient. Both are made on the
+    instances, so they are made again on a model loaded for --resume; model files do not change."""
+    from archbuilder.training.fused_adam import use_fused_adam
+
+    use_fused_adam(model.optimizer)
+    if training.fast_cpu_kernels:
+        from archbuilder.training.kernel_choice import switch_kernels_where_faster
+
+        switch_kernels_where_faster(model, training.batch_size, say)
+
+
+def _graph_preparation():
+    from archbuilder.training.first_step import GraphPreparation
+
+    return GraphPreparation(say)
 
 
 def _write_failed(error: OSError, run: RunDir, state: RunState) -> UserError:

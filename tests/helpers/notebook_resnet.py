@@ -101,14 +101,20 @@ def notebook_resnet50(k, input_shape=(64, 64, 3), classes=6, glorot_uniform=None
     return k.Model(inputs=X_input, outputs=X, name="ResNet50")
 
 
-def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
+def randomize_weights(model, images: np.ndarray, seed: int = 0, residual_gamma=None) -> None:
     """Give every layer seeded, non-trivial weights, batch-norm moving statistics included.
+
+    `residual_gamma(layer)` says which batch norms end a residual branch (they get RESIDUAL_GAMMA);
+    the default recognizes the notebook's names (`bn2a_branch2c`). Any Keras 3 or Keras 2 model
+    works: keras.applications networks' `Normalization` gets a random positive mean and variance,
+    layer norms and ConvNeXt's layer scales random gammas.
 
     The classifier is then scaled so that its logits on `images` vary by LOGIT_SPREAD between
     images: predictions differ from image to image and stay away from 0 and 1, so comparing two
     Kerases' predictions compares something. On the notebook's ResNet-50 the two then agree to
     ~3e-6 (Keras 2 and Keras 3 round batch norm differently, ~4e-7 a layer, which depth grows).
     """
+    residual_gamma = residual_gamma or (lambda layer: layer.name.endswith("_branch2c"))
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         values = []
@@ -118,12 +124,16 @@ def randomize_weights(model, images: np.ndarray, seed: int = 0) -> None:
             if short == "kernel":
                 fan_in = int(np.prod(shape[:-1]))
                 values.append(rng.normal(0.0, np.sqrt(1.0 / fan_in), shape))
-            elif short == "gamma" and layer.name.endswith("_branch2c"):
+            elif short == "gamma" and residual_gamma(layer):
                 values.append(rng.uniform(*RESIDUAL_GAMMA, shape))
             elif short == "gamma":
                 values.append(rng.uniform(*GAMMA, shape))
             elif short == "moving_variance":
                 values.append(np.ones(shape))  # replaced below by the statistics of `images`
+            elif short == "variance":  # keras.layers.Normalization: must stay positive
+                values.append(rng.uniform(0.5, 2.0, shape))
+            elif short == "count":  # Normalization's sample count: not used by the forward pass
+                values.append(np.full(shape, 1000))
             else:  # bias, beta, moving_mean
                 values.append(rng.normal(0.0, 0.1, shape))
         if values:

@@ -1,0 +1,296 @@
+"""What every primitive layer shares: the base class, field types that accept expressions, the
+static statistics a layer reports, and the context (spec defaults) a layer is planned and built in.
+
+A primitive is one pydantic class holding, side by side:
+- its schema (the fields; unknown keys are errors);
+- `infer(inputs, ctx)`: its static output shape, parameter count and MACs, without TensorFlow;
+- `keras(ctx, name)`: its Keras layer; Keras is imported inside, so spec/ and plan/ stay TF-free.
+Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
+for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
+same field types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
+
+import typing
+
+from pydantic import Field, PlainSerializer, ValidationError, WrapValidator
+
+from archbuilder.plan import expressions
+from archbuilder.spec.base import StrictModel
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """A layer cannot take its input. `collapsed` marks a spatial size that fell below 1."""
+
+    def __init__(self, message: str, collapsed: bool = False):
+        super().__init__(message)
+        self.collapsed = collapsed
+
+
+class FieldError(ValueError):
+    """An expression field of a layer could not be evaluated or its value is out of bounds.
+
+    `field` is the path inside the layer (e.g. ("kernel", 1)) so the caller can locate it."""
+
+    def __init__(self, message: str, field: tuple):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    out_shape: Shape
+    trainable: int = 0
+    non_trainable: int = 0
+    macs: int = 0
+
+    @property
+    def params(self) -> int:
+        return self.trainable + self.non_trainable
+
+
+@dataclass(frozen=True)
+class Context:
+    """The spec-wide settings a layer falls back on: `defaults:` and `classes`."""
+
+    use_bias: bool = True
+    classes: int | None = None
+    batch_norm_axis: int = -1
+    batch_norm_epsilon: float = 1e-3
+    batch_norm_momentum: float = 0.99
+    batch_norm_synchronized: bool = False  # under tf.distribute: statistics over all replicas
+    kernel_initializer: Any = None  # an InitializerSpec; None: Keras's default
+
+
+def format_shape(shape: Shape, separator: str = "x") -> str:
+    """(8, 8, 64) -> '8x8x64': the one way shapes are written in messages, tables and diagrams."""
+    return separator.join(str(d) for d in shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Field types: a number, or an expression evaluated when the layer is planned
+# ---------------------------------------------------------------------------------------------
+
+
+def _number_or_expression(value: Any, handler):
+    if isinstance(value, str):
+        try:
+            expressions.parse(value)
+        except expressions.ExpressionError as error:
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("spec", "{message}", {"message": str(error), "received": value}) from None
+        return value
+    return handler(value)
+
+
+_EXPRESSION = WrapValidator(_number_or_expression)
+
+
+def expr(kind: Any) -> Any:
+    """`kind` (a number type), or an expression string evaluated to a value of that type."""
+    return Annotated[kind, WrapValidator(_number_or_expression, json_schema_input_type=Union[kind, str]),
+                     PlainSerializer(lambda value: value, return_type=Any)]
+
+
+def takes_expressions(annotation: Any) -> bool:
+    """Whether a field's type (or a part of it: a list item, a union member) is made by `expr()`."""
+    if isinstance(annotation, WrapValidator):
+        return annotation.func is _number_or_expression
+    if any(takes_expressions(m) for m in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(takes_expressions(arg) for arg in typing.get_args(annotation))
+
+
+# Literal sizes are not capped here: an absurd one is refused by the memory guard, with its estimate.
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PosInt = expr(PositiveInt)
+NonNegInt = expr(NonNegativeInt)
+# A size given once for both spatial axes, or as [height, width].
+Size2D = Union[PosInt, Annotated[list[PosInt], Field(min_length=2, max_length=2)]]
+Rate = expr(Annotated[float, Field(ge=0, lt=1)])
+Epsilon = expr(Annotated[float, Field(gt=0, le=1)])
+# A layer name, or a pattern whose {expression} parts are filled in per block: "res{stage}{letter}_branch2a".
+LayerName = Annotated[str, Field(pattern=r"^(?:[A-Za-z0-9_.\-]|\{[^{}]{1,100}\})+$", max_length=128)]
+LocalId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class NamePatterns(StrictModel):
+    """A layer's name per naming scheme; a scheme left out leaves the layer unnamed there."""
+
+    notebook: LayerName | None = None
+    keras: LayerName | None = None
+
+
+def pair(value: int | list[int] | None) -> tuple[int, int]:
+    """A Size2D as (height, width)."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+class Primitive(StrictModel):
+    """The base of every primitive layer type. Subclasses set `type`, their fields and rules.
+
+    `id`, `from` and `when` matter inside a block body (and in stem and head, which are bodies
+    too): `id` names the layer for `from:`, `from` lists its inputs (default: the layer before),
+    `when` is a condition; a layer whose condition is false is skipped (an identity).
+    """
+
+    type: str
+    name: Union[LayerName, NamePatterns, None] = None
+    id: LocalId | None = None
+    from_: Union[LocalId, Annotated[list[LocalId], Field(min_length=1, max_length=64)], None] = Field(None, alias="from")
+    when: Optional[expr(bool)] = None
+
+    # Class-level facts, not fields.
+    keras_base_name: ClassVar[str]  # Keras's automatic name for this layer class (`conv2d`)
+    merge: ClassVar[bool] = False  # takes a list of inputs (add, concat, multiply)
+    summary: ClassVar[str] = ""
+
+    model_config = {**StrictModel.model_config, "populate_by_name": True}
+
+    # -- the rules each primitive defines ------------------------------------------------------
+
+    def infer(self, inputs: list[Shape], ctx: Context) -> LayerStats:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def keras(self, ctx: Context, name: str):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """A short human description used in messages: `conv 7x7/2 'conv1'`."""
+        return self.type + (f" '{self.name}'" if isinstance(self.name, str) else "")
+
+    def has_expressions(self) -> bool:
+        return any(_holds_expr(getattr(self, f)) for f in self._expression_fields())
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # The fields that may hold expressions, found once per class (expansion asks per layer).
+        cls._expr_fields = tuple(n for n, f in cls.model_fields.items()
+                                 if n != "when" and any(takes_expressions(m) for m in (f.annotation, *f.metadata)))
+
+    @classmethod
+    def _expression_fields(cls) -> tuple[str, ...]:
+        return cls._expr_fields
+
+    def concrete(self, namespace: Mapping[str, Any], name: str | None = None) -> "Primitive":
+        """This layer with every expression evaluated, checked, and named `name` (a pattern
+        filled in); raises FieldError. Equal values give the same (cached) layer object."""
+        values = {}
+        state = self.__dict__
+        for field in self._expr_fields:
+            value = state[field]
+            if isinstance(value, (str, list)) and _holds_expr(value):
+                values[field] = _evaluate(value, namespace, (field,))
+        if not values:
+            if name == self.name:
+                return self
+            key = (id(self), name)
+            cached = _CONCRETE.get(key)
+            if cached is None or cached[0] is not self:
+                data = dict(self.__dict__, name=name)
+                layer = type(self).model_construct(_fields_set=self.model_fields_set | {"name"}, **data)
+                cached = _CONCRETE[key] = (self, layer)
+            return cached[1]
+        key = (id(self), name, repr(values))
+        cached = _CONCRETE.get(key)
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        data = {**{k: getattr(self, k) for k in self.model_fields_set}, **values, "name": name}
+        try:
+            layer = type(self).model_validate(data)
+            _CONCRETE[key] = (self, layer)
+            if len(_CONCRETE) > 100_000:
+                _CONCRETE.clear()
+            return layer
+        except ValidationError as error:
+            first = error.errors()[0]
+            loc = tuple(p for p in first["loc"] if isinstance(p, int) or p in type(self).model_fields)
+            text = _lookup({k: getattr(self, k) for k in type(self).model_fields}, loc)
+            source = f"'{text}' = {_lookup(data, loc)!r}: " if isinstance(text, str) else ""
+            used = expressions.used_values(text, namespace) if isinstance(text, str) else ""
+            raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
+
+
+# Concrete layers by (template id, name, evaluated values): a ResNet stage evaluates the same
+# few layers again and again. The template is kept in the entry, so a reused id never matches.
+_CONCRETE: dict[tuple, tuple] = {}
+
+
+def _holds_expr(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, list):
+        return any(_holds_expr(v) for v in value)
+    return False
+
+
+def _evaluate(value: Any, namespace: Mapping[str, Any], field: tuple) -> Any:
+    if isinstance(value, str):
+        try:
+            result = expressions.evaluate_explained(value, namespace)
+        except expressions.ExpressionError as error:
+            raise FieldError(str(error), field) from None
+        if isinstance(result, (str, list, tuple)):
+            raise FieldError(f"'{value}' must give a number, not {result!r}{expressions.used_values(value, namespace)}", field)
+        return result
+    if isinstance(value, list):
+        return [_evaluate(v, namespace, field + (i,)) for i, v in enumerate(value)]
+    return value
+
+
+def _lookup(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return data
+    return data
+
+
+def single(layer: Primitive, inputs: list[Shape]) -> Shape:
+    if len(inputs) != 1:
+        raise ShapeError(f"{layer.describe()} takes one input, got {len(inputs)}")
+    return inputs[0]
+
+
+def image(layer: Primitive, inputs: list[Shape]) -> Shape:
+    shape = single(layer, inputs)
+    if len(shape) != 3:
+        raise ShapeError(f"{layer.describe()} needs an image-shaped input (height, width, channels); received shape {shape}")
+    return shape
+
+
+def window(layer: Primitive, size: int, kernel: int, stride: int, padding: str, axis: str, shape: Shape) -> int:
+    """Output length of a sliding window (conv or pool) along one axis, as Keras computes it."""
+    if padding == "same":
+        return -(-size // stride)  # ceil in integers: sizes may exceed a float's range
+    out = (size - kernel) // stride + 1
+    if out < 1:
+        raise ShapeError(
+            f"{layer.describe()} shrinks the {axis} from {size} to {max(out, 0)} "
+            f"(window {kernel}, input shape {shape})",
+            collapsed=True,
+        )
+    return out
+
+
+def spatial(layer: Primitive, shape: Shape, kernel, stride, padding: str, dilation=1) -> tuple[int, int]:
+    (h, w, _), (kh, kw), (sh, sw), (dh, dw) = shape, pair(kernel), pair(stride), pair(dilation)
+    return (
+        window(layer, h, (kh - 1) * dh + 1, sh, padding, "height", shape),
+        window(layer, w, (kw - 1) * dw + 1, sw, padding, "width", shape),
+    )
+
+
+Padding = Literal["valid", "same"]

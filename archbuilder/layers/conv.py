@@ -1,0 +1,134 @@
+"""Layers with kernels: conv (grouped, dilated), depthwise_conv and dense."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from archbuilder.layers.base import (
+    Context, LayerStats, Padding, PosInt, Primitive, ShapeError, Size2D, image, pair, single, spatial,
+)
+from archbuilder.spec.initializer import InitializerSpec
+
+
+def _initializer(layer, ctx: Context):
+    from archbuilder.keras.initializers import make_initializer
+
+    spec = layer.kernel_initializer or ctx.kernel_initializer
+    return make_initializer(spec) if spec is not None else "glorot_uniform"
+
+
+def _no_strided_dilation(layer) -> None:
+    # Keras refuses strides > 1 together with dilation > 1; say so before building.
+    if max(pair(layer.stride)) > 1 and max(pair(layer.dilation)) > 1:
+        raise ShapeError(f"{layer.describe()}: stride > 1 cannot be combined with dilation > 1 (Keras does not support it)")
+
+
+class ConvLayer(Primitive):
+    """2-D convolution; `groups` splits channels into groups (ResNeXt), `dilation` spaces the kernel."""
+
+    type: Literal["conv"]
+    filters: PosInt
+    kernel: Size2D = 3
+    stride: Size2D = 1
+    padding: Padding = "valid"
+    dilation: Size2D = 1
+    groups: PosInt = 1
+    use_bias: bool | None = None  # None: the spec's defaults.use_bias
+    kernel_initializer: InitializerSpec | None = None  # None: defaults.kernel_initializer
+    keras_base_name = "conv2d"
+
+    def describe(self) -> str:
+        kh, kw = pair(self.kernel)
+        sh, _ = pair(self.stride)
+        text = f"conv {kh}x{kw}" + (f"/{sh}" if sh != 1 else "")
+        return text + (f" '{self.name}'" if isinstance(self.name, str) else "")
+
+    def infer(self, inputs, ctx):
+        shape = image(self, inputs)
+        _no_strided_dilation(self)
+        cin, cout, groups = shape[2], self.filters, self.groups
+        if cin % groups or cout % groups:
+            raise ShapeError(f"{self.describe()}: groups {groups} must divide the input channels ({cin}) and filters ({cout})")
+        oh, ow = spatial(self, shape, self.kernel, self.stride, self.padding, self.dilation)
+        kh, kw = pair(self.kernel)
+        use_bias = ctx.use_bias if self.use_bias is None else self.use_bias
+        weights = kh * kw * (cin // groups) * cout
+        return LayerStats((oh, ow, cout), trainable=weights + (cout if use_bias else 0), macs=oh * ow * weights)
+
+    def keras(self, ctx, name):
+        import keras
+
+        return keras.layers.Conv2D(
+            filters=self.filters, kernel_size=pair(self.kernel), strides=pair(self.stride), padding=self.padding,
+            dilation_rate=pair(self.dilation), groups=self.groups,
+            use_bias=ctx.use_bias if self.use_bias is None else self.use_bias,
+            kernel_initializer=_initializer(self, ctx), name=name,
+        )
+
+
+class DepthwiseConvLayer(Primitive):
+    """One kernel per input channel (times `depth_multiplier`); MobileNet's and EfficientNet's."""
+
+    type: Literal["depthwise_conv"]
+    kernel: Size2D = 3
+    stride: Size2D = 1
+    padding: Padding = "valid"
+    depth_multiplier: PosInt = 1
+    dilation: Size2D = 1
+    use_bias: bool | None = None
+    kernel_initializer: InitializerSpec | None = None
+    keras_base_name = "depthwise_conv2d"
+
+    def infer(self, inputs, ctx):
+        shape = image(self, inputs)
+        _no_strided_dilation(self)
+        oh, ow = spatial(self, shape, self.kernel, self.stride, self.padding, self.dilation)
+        kh, kw = pair(self.kernel)
+        cout = shape[2] * self.depth_multiplier
+        use_bias = ctx.use_bias if self.use_bias is None else self.use_bias
+        weights = kh * kw * cout
+        return LayerStats((oh, ow, cout), trainable=weights + (cout if use_bias else 0), macs=oh * ow * weights)
+
+    def keras(self, ctx, name):
+        import keras
+
+        return keras.layers.DepthwiseConv2D(
+            kernel_size=pair(self.kernel), strides=pair(self.stride), padding=self.padding,
+            depth_multiplier=self.depth_multiplier, dilation_rate=pair(self.dilation),
+            use_bias=ctx.use_bias if self.use_bias is None else self.use_bias,
+            depthwise_initializer=_initializer(self, ctx), name=name,
+        )
+
+
+class DenseLayer(Primitive):
+    """Fully connected on the last axis (of any rank, as Keras's Dense)."""
+
+    type: Literal["dense"]
+    # `classes` is the spec's top-level `classes`, so one `--set classes=10` resizes the head.
+    units: PosInt = "classes"
+    activation: "Activation" = "linear"
+    use_bias: bool = True
+    kernel_initializer: InitializerSpec | None = None
+    keras_base_name = "dense"
+
+    def infer(self, inputs, ctx):
+        shape = single(self, inputs)
+        positions = math.prod(shape[:-1])
+        weights = shape[-1] * self.units
+        return LayerStats(shape[:-1] + (self.units,), trainable=weights + (self.units if self.use_bias else 0),
+                          macs=positions * weights)
+
+    def keras(self, ctx, name):
+        import keras
+
+        from archbuilder.layers.activation import float32_if_softmax, keras_activation
+
+        return keras.layers.Dense(units=self.units, activation=keras_activation(self.activation),
+                                  use_bias=self.use_bias, kernel_initializer=_initializer(self, ctx),
+                                  dtype=float32_if_softmax(self.activation), name=name)
+
+
+from archbuilder.layers.activation import Activation  # noqa: E402  (the activation names, for `dense`)
+
+DenseLayer.model_rebuild()

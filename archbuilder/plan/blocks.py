@@ -1,0 +1,228 @@
+"""Checks of the block language that need the whole spec, run before anything is expanded:
+block names, parameters given and missing, literal parameter values, `from:` references,
+expression syntax in parameters, and blocks that use themselves or nest too deeply.
+Every problem is returned located; nothing stops at the first. Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from archbuilder.errors import Problem
+from archbuilder.plan import expressions
+from archbuilder.layers.base import NamePatterns
+from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
+from archbuilder.plan.params import ParamError, check_value
+from archbuilder.spec.blocks import BlockCall, BlockDef, StageSpec
+from archbuilder.spec.schema import Spec
+from archbuilder.spec.source import Document, format_path
+
+STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label")
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """What the checks read: the block types and the stages (of a Spec, or of the parts of an
+    invalid document that do validate, so block problems are reported with schema problems)."""
+
+    blocks: dict[str, BlockDef]
+    stages: list[StageSpec | None]
+    network: frozenset[str] = frozenset()  # variables, multipliers, classes: names every expression has
+
+
+# Names a block's expressions have besides its parameters and the network's.
+POSITION_NAMES = frozenset({"block_index", "repeats", "stage_index", "block_number", "num_blocks", "drop_path",
+                            "in_channels", "in_height", "in_width"})
+NAME_FIELDS = frozenset({"stage", "letter", "block"})  # only in layer-name patterns
+
+
+def _network_names(variables, has_classes: bool) -> frozenset[str]:
+    return frozenset({*variables, "width", "depth", "drop_path_rate", *(("classes",) if has_classes else ())})
+
+
+def check_blocks(spec: Spec, document: Document) -> list[Problem]:
+    network = _network_names(spec.variables, spec.classes is not None)
+    return _check(_Blocks(spec.blocks, list(spec.stages), network), document)
+
+
+def check_blocks_of_invalid(document: Document) -> list[Problem]:
+    """The block-language problems of a document whose schema check failed, as far as its
+    `blocks:` and `stages:` items validate on their own."""
+    data = document.data if isinstance(document.data, dict) else {}
+    blocks, stages = {}, []
+    for name, definition in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else ():
+        try:
+            blocks[name] = BlockDef.model_validate(definition)
+        except ValidationError:
+            blocks[name] = None
+    for stage in data.get("stages") or [] if isinstance(data.get("stages"), list) else []:
+        try:
+            stages.append(StageSpec.model_validate(stage))
+        except ValidationError:
+            # Still check its parameters: `repeats: -1` should not hide `filters: [8, 8]`.
+            usable = isinstance(stage, dict) and isinstance(stage.get("block"), str)
+            stages.append(StageSpec.model_construct(**stage) if usable else None)
+    variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
+    network = _network_names(variables, data.get("classes") is not None)
+    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network), document,
+                      known=set(blocks))
+    return problems
+
+
+def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def problem(path: tuple, message: str, key: bool = False) -> None:
+        problems.append(Problem(document.location_of(path, key=key), format_path(path), message))
+
+    for index, stage in enumerate(spec.stages):
+        if stage is not None and (known is None or stage.block in spec.blocks or stage.block not in known):
+            _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
+    for name, block in spec.blocks.items():
+        _check_body(spec, name, block, problem)
+    _check_recursion(spec, problem)
+    return problems
+
+
+def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem, stage: StageSpec | None = None,
+                allowed: frozenset[str] | None = None) -> None:
+    """A use of block type `name` (by a stage, or in a body where `allowed` are the caller's names)."""
+    if allowed is None:
+        allowed = spec.network | POSITION_NAMES
+    if stage is not None and isinstance(stage.repeats, str):
+        _check_expression(stage.repeats, spec.network, path + ("repeats",), problem)
+    block = spec.blocks.get(name)
+    if block is None:
+        valid = sorted(spec.blocks)
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problem(path + ("block",), f"unknown block type '{name}'; {hint}valid types: {', '.join(valid)}")
+        return
+    for key, value in arguments.items():
+        if key not in block.params:
+            valid = sorted(block.params)
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            reserved = f"; stage keys: {', '.join(STAGE_KEYS)}" if stage is not None else ""
+            problem(path + (key,), f"block type '{name}' has no parameter '{key}'{hint} "
+                    f"(its parameters: {', '.join(valid) or 'none'}{reserved})", key=True)
+            continue
+        _check_argument(name, key, block.params[key], value, path + (key,), problem, allowed)
+    for key, declared in block.params.items():
+        given = key in arguments or (key == "stride" and stage is not None)
+        if declared.required and not given:
+            problem(path, f"block type '{name}' needs parameter '{key}' ({declared.type})")
+    if stage is not None and "stride" in stage.model_fields_set and "stride" not in block.params and stage.stride != 1:
+        problem(path + ("stride",), f"block type '{name}' has no 'stride' parameter to give the stage's stride to")
+
+
+def _check_argument(block: str, key: str, declared, value: Any, path: tuple, problem, allowed: frozenset[str]) -> None:
+    """Literal values are checked now; expressions are checked for syntax (and evaluated per block)."""
+    expressions_found = []
+
+    def walk(item: Any, item_path: tuple) -> None:
+        if isinstance(item, str) and declared.type != "choice":
+            expressions_found.append((item, item_path))
+        elif isinstance(item, list):
+            for i, child in enumerate(item):
+                walk(child, item_path + (i,))
+
+    walk(value, path)
+    for text, item_path in expressions_found:
+        _check_expression(text, allowed, item_path, problem)
+    if expressions_found:
+        return
+    try:
+        check_value(declared, value)
+    except ParamError as error:
+        problem(path, f"block type '{block}' parameter '{key}' {error}")
+
+
+def _check_expression(text: str, allowed: frozenset[str], path: tuple, problem) -> bool:
+    """Syntax and names of one expression, before anything is evaluated."""
+    try:
+        undefined = sorted(expressions.names(text) - allowed)
+    except expressions.ExpressionError as error:
+        problem(path, str(error))
+        return False
+    if undefined:
+        close = difflib.get_close_matches(undefined[0], sorted(allowed), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problem(path, f"undefined name '{undefined[0]}' in '{text}'; {hint}names: {', '.join(sorted(allowed))}")
+        return False
+    return True
+
+
+def _check_layer_expressions(layer, allowed: frozenset[str], path: tuple, problem) -> None:
+    def walk(value: Any, field_path: tuple) -> None:
+        if isinstance(value, str):
+            _check_expression(value, allowed, field_path, problem)
+        elif isinstance(value, list):
+            for i, child in enumerate(value):
+                walk(child, field_path + (i,))
+
+    for field in layer._expression_fields():
+        walk(getattr(layer, field), path + (field,))
+    patterns = layer.name
+    if isinstance(patterns, NamePatterns):
+        patterns = [p for p in (patterns.notebook, patterns.keras) if p]
+    for pattern in [patterns] if isinstance(patterns, str) else patterns or []:
+        for match in PLACEHOLDER.finditer(pattern):
+            if not _check_expression(match.group(1), allowed | NAME_FIELDS, path + ("name",), problem):
+                break
+
+
+def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:
+    base = ("blocks", name, "layers")
+    ids: set[str] = set()
+    allowed = spec.network | POSITION_NAMES | frozenset(block.params)
+    for index, item in enumerate(block.layers):
+        path = base + (index,)
+        if isinstance(item.when, str):
+            _check_expression(item.when, allowed, path + ("when",), problem)
+        if not isinstance(item, BlockCall):
+            _check_layer_expressions(item, allowed, path, problem)
+        refs = item.from_
+        for ref in ([refs] if isinstance(refs, str) else refs or []):
+            if ref != "input" and ref not in ids:
+                later = any(other.id == ref for other in block.layers[index:])
+                problem(path + ("from",), f"from: '{ref}' is " + (
+                    "a later layer; a layer takes only earlier layers" if later else
+                    f"not the id of an earlier layer (ids so far: {', '.join(['input', *sorted(ids)])})"))
+        if item.id is not None:
+            if item.id == "input" or item.id in ids:
+                problem(path + ("id",), f"id '{item.id}' is " + ("reserved for the block's input" if item.id == "input" else "used twice"))
+            ids.add(item.id)
+        if isinstance(item, BlockCall):
+            _check_call(spec, item.block, item.arguments, path, problem, allowed=allowed)
+
+
+def _check_recursion(spec: _Blocks, problem) -> None:
+    """A block may not use itself, directly or through others, and calls nest at most MAX_BLOCK_DEPTH."""
+    calls = {name: [(i, item.block) for i, item in enumerate(block.layers) if isinstance(item, BlockCall)]
+             for name, block in spec.blocks.items()}
+    reported: set[tuple] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        for index, callee in calls.get(name, ()):
+            if callee not in spec.blocks:
+                continue
+            path = ("blocks", name, "layers", index, "block")
+            if callee in chain or callee == name:
+                if path not in reported:
+                    reported.add(path)
+                    problem(path, f"block type '{callee}' uses itself: {' -> '.join((*chain, name, callee))}")
+                continue
+            if len(chain) + 1 >= MAX_BLOCK_DEPTH:
+                if path not in reported:
+                    reported.add(path)
+                    problem(path, f"blocks nest deeper than {MAX_BLOCK_DEPTH}: {' -> '.join((*chain, name, callee))}")
+                continue
+            visit(callee, (*chain, name))
+
+    for name in spec.blocks:
+        visit(name, ())

@@ -1,0 +1,154 @@
+"""The block language's schema: block types defined in YAML (`blocks:`), and the stages using them.
+
+    blocks:
+      se_bottleneck:
+        params: {filters: {type: int, min: 1}, stride: {type: int, default: 1}}
+        layers:
+          - {type: conv, filters: filters, kernel: 1, stride: stride}
+          - {block: squeeze_excite, ratio: 0.25}      # another block type, used inside this one
+          - {type: add, from: [input, ...]}
+
+Only the shape of the definitions is checked here; names, parameters, `from:` references and
+recursion are checked against the whole spec by `archbuilder.plan.blocks`. Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+from archbuilder.layers import Layer
+from archbuilder.layers.base import LocalId, PosInt, PositiveInt, expr
+from archbuilder.spec.base import StrictModel
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+BlockName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+# Names an expression may use that the network provides; a parameter or variable may not take them.
+RESERVED_NAMES = frozenset({
+    "in_channels", "in_height", "in_width", "block_index", "repeats", "stage_index", "block_number",
+    "num_blocks", "width", "depth", "drop_path_rate", "drop_path", "classes", "input", "true", "false",
+    "True", "False", "stage", "letter", "block",
+})
+MAX_PARAMS = 64
+MAX_LAYERS = 256  # layers in one block body
+MAX_LIST = 64  # items of a list parameter
+
+
+class ParamSpec(StrictModel):
+    """One parameter of a block type. Without `default` it is required.
+
+    type: int | float | bool | choice (one of `choices`) | int_list | float_list (`length` items).
+    `min`/`max` bound numbers (each item of a list). `scale: width` multiplies a channel count
+    passed by a stage by the network's width multiplier, rounded by make_divisible(…, 8).
+    """
+
+    type: Literal["int", "float", "bool", "choice", "int_list", "float_list"]
+    default: Any = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    choices: Optional[Annotated[list[Identifier], Field(min_length=1, max_length=64)]] = None
+    length: Optional[Annotated[int, Field(ge=1, le=MAX_LIST)]] = None
+    scale: Optional[Literal["width"]] = None
+    doc: Optional[Annotated[str, Field(max_length=500)]] = None
+
+    @property
+    def required(self) -> bool:
+        # `default: null` is the same as no default, so a dumped spec (run folders' spec.yaml) reads back.
+        return self.default is None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ParamSpec":
+        if (self.type == "choice") != (self.choices is not None):
+            raise PydanticCustomError("spec", "'choices' goes with type: choice, and type: choice needs 'choices'")
+        if self.length is not None and not self.type.endswith("_list"):
+            raise PydanticCustomError("spec", "'length' applies to int_list and float_list only")
+        if self.scale is not None and self.type not in ("int", "int_list"):
+            raise PydanticCustomError("spec", "scale: width applies to int and int_list parameters (channel counts)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("spec", "min is larger than max")
+        if not self.required:
+            from archbuilder.plan.params import ParamError, check_value
+
+            try:
+                check_value(self, self.default)
+            except ParamError as error:
+                raise PydanticCustomError("spec", "{message}", {"message": str(error), "field": "default"}) from None
+        return self
+
+
+class BlockCall(StrictModel):
+    """A block type used inside another block's body: `{block: NAME, id, from, when, PARAM: value, ...}`."""
+
+    model_config = {**StrictModel.model_config, "extra": "allow", "populate_by_name": True}
+
+    block: BlockName
+    id: LocalId | None = None
+    from_: Union[LocalId, None] = Field(None, alias="from")
+    when: Optional[expr(bool)] = None
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _body_item_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "block-call" if "block" in value else "primitive-layer"
+    if isinstance(value, (BlockCall,)):
+        return "block-call"
+    return "primitive-layer"
+
+
+BodyItem = Annotated[
+    Union[Annotated[Layer, Tag("primitive-layer")], Annotated[BlockCall, Tag("block-call")]],
+    Discriminator(_body_item_kind),
+]
+# pydantic's error locations name the tag; validate.py skips these steps when locating an error.
+BODY_TAGS = ("primitive-layer", "block-call")
+
+
+class BlockDef(StrictModel):
+    """A block type: parameters and a body of layers. Its output is its last layer's."""
+
+    summary: Optional[Annotated[str, Field(max_length=200)]] = None
+    params: Annotated[dict[Identifier, ParamSpec], Field(max_length=MAX_PARAMS)] = {}
+    layers: Annotated[list[BodyItem], Field(min_length=1, max_length=MAX_LAYERS)]
+
+    @model_validator(mode="after")
+    def _names_free(self) -> "BlockDef":
+        refuse_reserved(self.params, "parameter", "params")
+        return self
+
+
+def refuse_reserved(names, what: str, field: str) -> None:
+    """Parameters and variables may not take a name the network provides (`in_channels`, ...)."""
+    for name in names:
+        if name in RESERVED_NAMES:
+            raise PydanticCustomError("spec", "{what} name '{name}' is reserved (the network provides it)",
+                                      {"what": what, "name": name, "field": field})
+
+
+class StageSpec(StrictModel):
+    """A run of `repeats` blocks of one type; every key besides the reserved ones is a parameter of
+    the block (a literal, or an expression evaluated per block).
+
+    stride:   given to the stage's first block (`stride_on: last`: its last), 1 to the others;
+    label:    the stage's number in layer names (`res{label}{letter}_branch2a`); default index + 2,
+              since the stem is stage 1 in the notebook.
+    """
+
+    model_config = {**StrictModel.model_config, "extra": "allow"}
+
+    block: BlockName
+    repeats: PosInt = 1
+    stride: PositiveInt = 1
+    stride_on: Literal["first", "last"] = "first"
+    # Bounded so that block names stay within a layer name's 128 characters.
+    label: Annotated[int, Field(ge=0, le=999_999)] | None = None
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})

@@ -1,0 +1,87 @@
+"""Each primitive's static rule (archbuilder/layers) against Keras's own layer: output shape,
+parameter count and trainable count. One row per primitive (several where options change the
+count); a primitive without a row fails `test_every_primitive_has_a_row`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archbuilder.layers import BY_TYPE, PRIMITIVES, Context
+from archbuilder.spec.initializer import InitializerSpec
+
+import archbuilder.keras.graph  # noqa: F401  (sets TensorFlow's environment before Keras loads)
+import keras  # noqa: E402
+from keras.src.utils.naming import to_snake_case  # noqa: E402  (how Keras names unnamed layers)
+
+# (layer as written in YAML, input shapes without the batch axis)
+ROWS = [
+    ({"type": "zero_padding", "padding": 3}, [(9, 7, 2)]),
+    ({"type": "zero_padding", "padding": [[1, 2], [0, 3]]}, [(9, 7, 2)]),
+    ({"type": "conv", "filters": 6, "kernel": [3, 5], "stride": 2}, [(17, 13, 4)]),
+    ({"type": "conv", "filters": 6, "kernel": 3, "padding": "same", "groups": 2, "use_bias": False}, [(9, 9, 4)]),
+    ({"type": "conv", "filters": 4, "kernel": 3, "dilation": 2}, [(11, 12, 3)]),
+    ({"type": "depthwise_conv", "kernel": 3, "stride": 2, "padding": "same", "depth_multiplier": 2}, [(9, 8, 5)]),
+    ({"type": "depthwise_conv", "kernel": 5, "use_bias": False}, [(9, 8, 5)]),
+    ({"type": "dense", "units": 7}, [(12,)]),
+    ({"type": "dense", "units": 7, "use_bias": False}, [(3, 4, 12)]),  # last axis of any rank, as Keras
+    ({"type": "batch_norm"}, [(5, 5, 6)]),
+    ({"type": "batch_norm", "center": False, "scale": False}, [(6,)]),
+    ({"type": "layer_norm", "epsilon": 1e-6}, [(5, 5, 6)]),
+    *[({"type": "activation", "activation": a}, [(4, 4, 3)]) for a in
+      ("relu", "relu6", "silu", "swish", "gelu", "gelu_tanh", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
+       "softmax", "elu", "selu", "linear")],
+    ({"type": "dropout", "rate": 0.2}, [(4, 4, 3)]),
+    ({"type": "dropout", "rate": 0.2, "noise_shape": "per_sample"}, [(4, 4, 3)]),
+    ({"type": "drop_path", "rate": 0.1}, [(4, 4, 3)]),
+    ({"type": "max_pool", "pool": 3, "stride": 2}, [(15, 14, 3)]),
+    ({"type": "max_pool", "pool": 3, "stride": 2, "padding": "same"}, [(15, 14, 3)]),
+    ({"type": "average_pool", "pool": [2, 3]}, [(15, 14, 3)]),
+    ({"type": "global_average_pool"}, [(5, 4, 3)]),
+    ({"type": "global_average_pool", "keepdims": True}, [(5, 4, 3)]),
+    ({"type": "global_max_pool", "keepdims": True}, [(5, 4, 3)]),
+    ({"type": "flatten"}, [(5, 4, 3)]),
+    ({"type": "reshape", "shape": [1, 1, -1]}, [(12,)]),
+    ({"type": "add"}, [(4, 4, 3), (4, 4, 3), (4, 4, 3)]),
+    ({"type": "concat"}, [(4, 4, 3), (4, 4, 5)]),
+    ({"type": "multiply"}, [(4, 4, 3), (1, 1, 3)]),  # squeeze-excitation's broadcast
+    ({"type": "layer_scale", "init": 1e-6}, [(4, 4, 7)]),
+    ({"type": "rescaling", "scale": 0.5, "offset": -1}, [(4, 4, 3)]),
+    ({"type": "normalization"}, [(4, 4, 3)]),  # mean and variance held as weights, plus a count
+    ({"type": "normalization", "mean": [0.5, 0.4, 0.3], "variance": [0.1, 0.2, 0.3]}, [(4, 4, 3)]),
+]
+CONTEXT = Context(use_bias=True, kernel_initializer=InitializerSpec(type="glorot_uniform", seed=1))
+
+
+def test_every_primitive_has_a_row():
+    assert {row[0]["type"] for row in ROWS} == set(BY_TYPE) == {cls.model_fields["type"].annotation.__args__[0]
+                                                               for cls in PRIMITIVES}
+
+
+@pytest.mark.parametrize("data, shapes", ROWS, ids=[f"{r[0]['type']}-{i}" for i, r in enumerate(ROWS)])
+def test_static_rule_equals_keras(data, shapes):
+    layer = BY_TYPE[data["type"]].model_validate(data)
+    stats = layer.infer(list(shapes), CONTEXT)
+    built = layer.keras(CONTEXT, "under_test")
+    inputs = [keras.Input(shape=s) for s in shapes]
+    output = built(inputs if layer.merge else inputs[0])
+    trainable = sum(int(np.prod(w.shape)) for w in built.trainable_weights)
+    assert tuple(output.shape[1:]) == stats.out_shape
+    assert (built.count_params(), trainable) == (stats.params, stats.trainable)
+    # The automatic name Keras gives this class, which unnamed layers of a plan are numbered by.
+    assert to_snake_case(type(built).__name__) == layer.keras_base_name
+
+
+def test_keras_layers_of_every_primitive_compute_on_real_values():
+    """The custom layers (drop path, layer scale, gelu_tanh) compute what they say."""
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
+    drop = BY_TYPE["drop_path"](type="drop_path", rate=0.5).keras(CONTEXT, "dp")
+    np.testing.assert_array_equal(np.asarray(drop(x, training=False)), x)
+    dropped = np.asarray(drop(x, training=True))
+    per_sample = [np.all(d == 0) or np.allclose(d, 2 * s) for d, s in zip(dropped, x)]  # kept ones scaled by 1/(1-p)
+    assert all(per_sample)
+    scale = BY_TYPE["layer_scale"](type="layer_scale", init=0.25).keras(CONTEXT, "ls")
+    np.testing.assert_allclose(np.asarray(scale(x)), 0.25 * x, rtol=1e-6)
+    gelu = BY_TYPE["activation"](type="activation", activation="gelu_tanh").keras(CONTEXT, "g")
+    expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(np.asarray(gelu(x)), expected, rtol=1e-5, atol=1e-6)  # float32 tanh rounding
