@@ -13,7 +13,10 @@ def photos(tmp_path_factory):
     return image_folder(tmp_path_factory.mktemp("photos") / "images", per_class=8)
 
 
-@pytest.mark.parametrize("precision, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+@pytest.mark.parametrize("precision, compute", [
+    ("mixed_float16", "float16"),
+    pytest.param("mixed_bfloat16", "bfloat16", marks=pytest.mark.slow),  # the same path, without loss scaling
+])
 def test_mixed_precision_trains_with_a_float32_softmax(tmp_path, photos, precision, compute):
     import keras
     import numpy as np

@@ -38,8 +38,8 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
               "without GPUs, the CPU split into N logical devices.")
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
-              help="multi-worker: a worker that makes no progress for this long (a peer died or never "
-              "came) stops with exit code 75; rerun with --resume.")
+              help="multi-worker: a worker that makes no progress for this long (a peer never came, a "
+              "collective hangs) is ended by its watchdog; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
             skip_bad_images, quiet, distribute, devices, worker_timeout, save_h5):
