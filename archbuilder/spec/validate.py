@@ -150,7 +150,13 @@ def _valid_keys(path: Path_, data: Any) -> list[str]:
     model: Any = Spec
     current = data
     for part in path:
-        current = current[part] if isinstance(current, (dict, list)) else None
+        # pydantic's location also names union members ('NamePatterns'), which are no data keys
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
+            current = current[part]
+        else:
+            current = None
         if isinstance(part, int):
             continue  # a list item has the list's item model, already chosen below
         if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
