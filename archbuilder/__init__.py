@@ -13,3 +13,9 @@ Everything in `spec` and `plan` imports no TensorFlow, so `validate` and `info` 
 """
 
 __version__ = "0.1.0"
+
+# The Python API (see README "Python"): nothing here imports TensorFlow until `build` is called.
+from archbuilder.api import build, info, load_spec  # noqa: E402
+from archbuilder.errors import SpecError, UserError  # noqa: E402
+
+__all__ = ["build", "info", "load_spec", "SpecError", "UserError", "__version__"]

@@ -60,6 +60,40 @@ def atomic_write_with(destination: str | os.PathLike, writer: Callable[[Path], N
         writer(tmp)
 
 
+@contextlib.contextmanager
+def atomic_dir(destination: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `destination`; on success it takes its place.
+
+    A folder cannot be renamed over a non-empty one, so an existing `destination` is first
+    renamed aside and removed after the swap: a reader sees the old folder, then the new one
+    (with a moment between the two renames where neither is there, never a half-written one).
+
+        with atomic_dir("export/saved_model") as tmp:
+            model.export(tmp, format="tf_saved_model")
+    """
+    import shutil
+
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it private; a plain mkdir would not
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                _fsync_file(path)
+        old = None
+        if destination.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+            os.replace(destination, old / destination.name)
+        os.replace(tmp, destination)
+        _fsync_dir(destination.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.file_kinds import DIAGRAM_SUFFIXES, suffix
 from archbuilder.layers import format_shape
 
 if TYPE_CHECKING:
     from archbuilder.plan.graph import Node, Plan
     from archbuilder.spec.validate import CheckedSpec
 
-FORMATS = ("png", "svg")
+FORMATS = tuple(s.lstrip(".") for s in DIAGRAM_SUFFIXES)
 LEVELS = ("layers", "blocks")
 DPI = 96  # Keras's default 200 makes ResNet-50's layer diagram a PNG of ~100 million pixels
 
@@ -48,7 +49,7 @@ def require_graphviz() -> None:
 
 
 def output_format(path: str | os.PathLike) -> str:
-    fmt = Path(path).suffix.lower().lstrip(".")
+    fmt = suffix(path).lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"{path}: the diagram's file name must end in .png or .svg (received: {Path(path).name})")
     return fmt
@@ -69,14 +70,18 @@ def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks"
         with atomic_path(out) as tmp:
             _write(lambda: graph.write(str(tmp), format=fmt, prog="dot"))
         return out
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # TensorFlow's native start-up lines stay off the terminal
     import keras
 
     from archbuilder.keras.graph import build_model
 
     if model is None:
         model = build_model(checked.spec, checked.plan)
-    with atomic_path(out) as tmp:
-        # Keras picks the format from the extension; the temporary name keeps `out`'s.
+    with atomic_path(out, suffix=f".{fmt}") as tmp:
+        # Keras picks the format from the extension (and passes it to `dot` as is, where `-TPNG`
+        # fails): the temporary name ends in the lower-case one.
         _write(lambda: keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True,
                                               show_layer_names=True, dpi=DPI))
     return out

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+
+INTERRUPTED_EXIT_CODE = 130  # Ctrl-C: the shell's convention, 128 + SIGINT
 
 
 class UserError(Exception):
@@ -40,6 +44,18 @@ class Problem:
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
     ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029",
 }
+
+
+def shown(path) -> str:
+    """A path as the user should see it: bytes that are not UTF-8 (which reach Python as
+    surrogates, PEP 383) shown as `\\xff` escapes, so printing it never fails."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def quoted_list(names) -> str:
+    """"'a'", "'a' and 'b'", "'a', 'b' and 'c'": names in a sentence."""
+    quoted = [repr(str(name)) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 class SpecError(UserError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from typing import Iterator
 
 
 def configure_tensorflow_environment() -> None:
@@ -25,22 +28,32 @@ def import_tensorflow_quietly():
     only; Python errors still propagate normally. ARCHBUILDER_TF_LOGS=1 shows everything.
     """
     configure_tensorflow_environment()
-    import sys
-
     if "tensorflow" in sys.modules or os.environ.get("ARCHBUILDER_TF_LOGS") == "1":
         import tensorflow
 
         return tensorflow
+    with native_stderr_quiet():
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+    return tensorflow
+
+
+@contextlib.contextmanager
+def native_stderr_quiet() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null while native libraries print start-up notes
+    (TensorFlow's CUDA probes, LiteRT's "Created TensorFlow Lite XNNPACK delegate");
+    Python exceptions still propagate. ARCHBUILDER_TF_LOGS=1 shows everything."""
+    if os.environ.get("ARCHBUILDER_TF_LOGS") == "1":
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    return tensorflow

@@ -71,6 +71,18 @@ CASES = {
         ["{f}:7:7: blocks.b.layers.0: stage 2 block a: the output of drop_path is never used: no later layer takes "
          "it (`from:`) and it is not the network's output; in block 'b' used by stages.0 at {f}:9:10"],
     ),
+    # KeyError: pydantic names the union member it tried (`NamePatterns`) in an error's location;
+    # finding the valid keys there indexed the data with it.
+    "unknown_key_inside_a_name_pattern_mapping": (
+        HEAD + b"stem:\n- {type: conv, filters: 2, name: {notebok: x}}\n",
+        ["{f}:5:34: stem.0.name: input should be a valid string",
+         "{f}:5:35: stem.0.name.notebok: unknown key 'notebok'; did you mean 'notebook'?"],
+    ),
+    # OverflowError: repeats times the depth multiplier, as a float.
+    "repeats_beyond_float_range": (
+        HEAD + b"stages: [{block: basic, filters: [2, 2], repeats: " + HUGE + b"}]\n",
+        ["{f}:4:51: stages.0.repeats: the network would have more than 20,000 layers (more than 10^30 blocks in stages.0)"],
+    ),
     # `true`/`false` are constants in conditions; the static name check called them undefined.
     "boolean_constants_in_conditions": (
         HEAD + b"blocks:\n  b:\n    layers:\n    - {type: flatten, when: 'true and not false'}\n"

@@ -103,3 +103,40 @@ def test_directory_and_non_yaml_extends_targets(tmp_path):
         f"{child}:1:10: extends: in the extended file {tmp_path / 'image.png'}:",
         f"{tmp_path / 'image.png'}:1:1: <document>: file is not UTF-8 text (byte 0x89)",
     ]
+
+
+# Issue 13, item 14: deleting list items through `extends`, and shape errors caused by a child's patch.
+
+def test_null_list_item_removes_it_with_the_parents_indices(tmp_path):
+    # The patched network must equal the same network written out with its three stages.
+    (tmp_path / "three.yaml").write_text(f"extends: {ARCH / 'resnet50.yaml'}\nstages:\n  3: null\n  2: {{repeats: 2}}\n")
+    patched = load_checked_spec(tmp_path / "three.yaml")
+    written = load_checked_spec(ARCH / "resnet50.yaml", ["stages=" + repr([
+        {"block": "bottleneck", "filters": [64, 64, 256], "kernel": 3, "stride": 1, "repeats": 3},
+        {"block": "bottleneck", "filters": [128, 128, 512], "kernel": 3, "stride": 2, "repeats": 4},
+        {"block": "bottleneck", "filters": [256, 256, 1024], "kernel": 3, "stride": 2, "repeats": 2},
+    ])])
+    assert len(patched.spec.stages) == 3
+    assert patched.plan.total_params == written.plan.total_params
+    # Values after the removed item keep their own (renumbered) locations.
+    assert patched.document.values[("stages", 2, "repeats")].file == str(tmp_path / "three.yaml")
+
+
+def test_a_shape_error_caused_by_a_childs_patch_points_at_the_child(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {ARCH / 'resnet50.yaml'}\nstages:\n  1: {{shortcut: identity}}\n")
+    lines = spec_problem_lines(child, child.read_text())
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{child}:3:17: "), lines  # the child's patch
+    assert "stages.1" in lines[0] and f"{ARCH / 'resnet50.yaml'}:" in lines[0], lines  # the parent's stage
+
+
+def test_duplicate_names_are_reported_even_when_shapes_also_collapse(tmp_path):
+    """Item 12: the duplicate name is no input size's fault, and said so."""
+    lines = spec_problem_lines(tmp_path / "dup.yaml", (
+        "name: dup\ninput: {shape: [16, 16, 3]}\nclasses: 2\nstem:\n"
+        "  - {type: conv, filters: 4, kernel: 20, name: x}\n  - {type: conv, filters: 4, kernel: 3, name: x}\n"
+        "head:\n  - {type: global_average_pool}\n  - {type: dense, units: classes, activation: softmax}\n"
+    ))
+    assert any(":6:5: stem.1:" in line and "layer name 'x' is already used" in line for line in lines), lines
+    assert not any("no input size" in line for line in lines), lines

@@ -190,6 +190,21 @@ def test_save_h5_writes_what_keras2_and_we_read(tmp_path):
     np.testing.assert_array_equal(np.asarray(again(images, training=False)), expected)
 
 
+def test_keras2_load_model_reads_our_h5_files(loaded, keras2_resnet, tmp_path):
+    """Issue 13, item 10: `tf_keras.models.load_model` rebuilds what `--format h5` / `train --h5`
+    write (both are save_h5): the architecture from the stored config, then the weights."""
+    model, _ = loaded
+    path = save_h5(model, tmp_path / "ResNet50.h5")
+    rebuilt = tf_keras.models.load_model(path)
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
+    assert rebuilt.count_params() == 23_600_006  # the notebook's total (REFERENCE.md §2)
+    predicted = np.asarray(rebuilt(keras2_resnet["images"], training=False))
+    np.testing.assert_allclose(predicted, keras2_resnet["expected"], rtol=0, atol=TOLERANCE)
+    again = keras.saving.load_model(path)  # and Keras 3 still reads the rewritten config
+    np.testing.assert_allclose(np.asarray(again(keras2_resnet["images"], training=False)), keras2_resnet["expected"],
+                               rtol=0, atol=TOLERANCE)
+
+
 def test_not_a_keras_file_is_a_user_error(tmp_path):
     text = tmp_path / "notes.h5"
     text.write_text("hello")

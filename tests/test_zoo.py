@@ -99,6 +99,7 @@ def test_equal_to_keras_applications(golden, tmp_path):
     from archbuilder.keras.weights_h5 import load_h5_weights
     from tests.helpers.keras_reference import assert_predicts_as_reference, saved_reference, sign_photos
 
+    keras.utils.clear_session()  # Keras's automatic names (`normalization`) as in a fresh process
     checked = load_checked_spec(ZOO / golden.file, list(golden.overrides))
     size = checked.spec.input.shape[0]
     images = sign_photos(size)

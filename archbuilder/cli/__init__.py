@@ -11,11 +11,11 @@ import sys
 
 import click
 
-from archbuilder.errors import UserError
+from archbuilder.errors import INTERRUPTED_EXIT_CODE, UserError
 from archbuilder.runtime import configure_tensorflow_environment
 
 # One module per command under archbuilder/cli/; each defines a click command named `command`.
-COMMAND_MODULES = ("build", "validate", "info", "schema", "plot", "train", "evaluate", "predict", "data")
+COMMAND_MODULES = ("build", "validate", "info", "diff", "schema", "plot", "train", "evaluate", "predict", "export", "data")
 
 
 class _Group(click.Group):
@@ -25,6 +25,9 @@ class _Group(click.Group):
         except UserError as error:
             click.echo(str(error), err=True)
             ctx.exit(error.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C in any command exits as `train` does
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,7 +10,8 @@ import click
 from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder.errors import UserError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.output_paths import check_output_folder
+from archbuilder import api
 
 
 @click.command("build")
@@ -27,15 +28,16 @@ from archbuilder.spec.validate import load_checked_spec
 def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_dir: Path, weights: Path | None,
             strict: bool, formats: str) -> None:
     """Build SPEC into a Keras model, print its summary and totals, save DIR/<name>.keras."""
-    checked = load_checked_spec(spec, overrides, max_memory)  # nothing is built unless this passes
+    check_output_folder(out_dir)
+    checked = api.load_spec(spec, overrides, max_memory)  # nothing is built unless this passes
     if strict and weights is None:
         raise UserError("--strict applies to --weights FILE, which was not given")
     from archbuilder.atomic import atomic_path
-    from archbuilder.keras.graph import build_model
+    from archbuilder.keras.initializers import make_portable
     from archbuilder.keras.weights import load_weights_file
     from archbuilder.keras.weights_h5 import save_h5
 
-    model = build_model(checked.spec, checked.plan)
+    model = api.build(checked)
     _print_summary(model)
     _check_against_plan(model, checked.plan)
     for line in report.totals_lines(checked.plan):
@@ -44,6 +46,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
         click.echo(load_weights_file(model, weights, strict=strict).format())
     if formats in ("keras", "both"):
         target = out_dir / f"{checked.spec.name}.keras"
+        make_portable(model)  # the file names only Keras's own objects: plain Keras loads it
         with atomic_path(target) as tmp:
             model.save(tmp)
         click.echo(f"Saved {target}")

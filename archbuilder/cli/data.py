@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from archbuilder.cli.options import classes_option
+
 
 @click.group("data")
 def command() -> None:
@@ -20,19 +22,21 @@ def command() -> None:
 @click.option("--holdout-photographers", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
               help="Store whole photographers as test_set_* and the rest as train_set_*.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --holdout-photographers.")
-@click.option("--classes", metavar="A,B,...", help="Only these classes, e.g. 0,1,2,3,4,5.")
+@classes_option("Only these classes, e.g. 0,1,2,3,4,5.")
 def pack(folder, out, size, channels, split, holdout_photographers, seed, classes):
     """Write FOLDER (one subfolder per class) to OUT.h5 in the SIGNS layout the notebook reads:
     train_set_x (N, SIZE, SIZE, 3) uint8, train_set_y (N,) int64, list_classes (K,)."""
+    from archbuilder.output_paths import check_output_file
     from archbuilder.runtime import import_tensorflow_quietly
+
+    check_output_file(out)
 
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
 
     shape = (size, size, int(channels))
-    wanted = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
-    loaded = training_data(folder, None, shape, holdout_photographers=holdout_photographers, seed=seed, classes=wanted)
+    loaded = training_data(folder, None, shape, holdout_photographers=holdout_photographers, seed=seed, classes=classes)
     splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
     write_signs_h5(out, splits)
     described = ", ".join(f"{name}_set_x {tuple(images.x.shape)}" for name, images in splits.items())

@@ -8,7 +8,7 @@ import click
 
 from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder import api
 
 
 @click.command("info")
@@ -19,14 +19,12 @@ from archbuilder.spec.validate import load_checked_spec
 @click.option("--blocks", "per_block", is_flag=True, help="One row per block instead of per stage.")
 def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, as_json: bool, per_block: bool) -> None:
     """Show SPEC's per-stage table and totals without building it."""
-    checked = load_checked_spec(spec, overrides, max_memory)
+    checked = api.load_spec(spec, overrides, max_memory)
+    if as_json:
+        click.echo(json.dumps(api.info(checked, per_block=per_block), indent=2))
+        return
     labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
     table_rows = report.rows(checked.plan, labels, per_block=per_block)
-    if as_json:
-        payload = {"name": checked.spec.name, "input_shape": list(checked.spec.input.shape),
-                   **report.totals_json(checked.plan), "rows": [r.as_json() for r in table_rows]}
-        click.echo(json.dumps(payload, indent=2))
-        return
     click.echo(f"{checked.spec.name}: input {list(checked.spec.input.shape)}")
     click.echo(report.table(table_rows))
     for line in report.totals_lines(checked.plan):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from archbuilder.errors import UserError
+
 overrides_option = click.option(
     "--set", "overrides", multiple=True, metavar="PATH=VALUE",
     help="Override a spec field, e.g. --set input.shape=[224,224,3] or --set stages.2.repeats=23. "
@@ -27,9 +29,25 @@ max_memory_option = click.option(
 
 
 def model_spec_options(function):
-    """--spec/--set/--strict: read a Keras 2 .h5 MODEL by layer name into the spec's model."""
+    """--spec/--set/--strict/--max-memory: read a Keras 2 .h5 MODEL by layer name into the spec's model."""
     function = click.option("--strict", is_flag=True,
                             help="With an .h5 MODEL: any missing, extra or misshapen layer is an error.")(function)
     function = overrides_option(function)
+    function = max_memory_option(function)
     return click.option("--spec", "spec", type=click.Path(path_type=str), default=None,
                         help="The architecture of a Keras 2 .h5 MODEL (whole model or weights).")(function)
+
+
+def _parse_classes(_ctx, param, value: str | None) -> tuple[str, ...] | None:
+    """'0, 1,2' -> ('0', '1', '2'); an empty list is refused rather than read as "all classes"."""
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise UserError(f"--classes names no class (received: {value!r}); leave the option out to use every class")
+    return names
+
+
+def classes_option(help_text: str):
+    """--classes A,B,...: the one parser of class lists."""
+    return click.option("--classes", metavar="A,B,...", callback=_parse_classes, help=help_text)

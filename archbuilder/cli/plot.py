@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder import api
+from archbuilder.output_paths import check_output_file
 
 
 @click.command("plot")
@@ -22,8 +23,11 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out: 
     """Draw SPEC with Graphviz: one box per block, or Keras's plot_model of every layer."""
     from archbuilder import diagrams
 
-    checked = load_checked_spec(spec, overrides, max_memory)
-    out = out or Path("build") / f"{checked.spec.name}-{level}.png"
-    diagrams.output_format(out)
+    if out is not None:
+        diagrams.output_format(out)
+        check_output_file(out)
+    checked = api.load_spec(spec, overrides, max_memory)
+    if out is None:
+        out = check_output_file(Path("build") / f"{checked.spec.name}-{level}.png")
     diagrams.require_graphviz()  # before building anything: a missing `dot` costs no wait
     click.echo(f"Saved {diagrams.render(checked, out, level)}")

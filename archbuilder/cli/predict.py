@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from archbuilder.cli.options import model_spec_options
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
+from archbuilder.file_kinds import is_image
 
 
 @click.command("predict")
@@ -16,8 +17,9 @@ from archbuilder.errors import UserError
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
-def command(model_path, images, spec, overrides, strict, as_json):
-    """Predict the class of each IMAGE with MODEL (.keras, or a Keras 2 .h5 with --spec), preprocessed exactly as in training.
+def command(model_path, images, spec, max_memory, overrides, strict, as_json):
+    """Predict the class of each IMAGE (a folder: every image file in it) with MODEL (.keras, a Keras 2
+    .h5 with --spec, or an export: .tflite, .onnx or a SavedModel folder), preprocessed exactly as in training.
 
     Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
     """
@@ -27,25 +29,47 @@ def command(model_path, images, spec, overrides, strict, as_json):
     from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
     from archbuilder.training.metrics import predict_probabilities
 
-    paths = [Path(p) for p in images]
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"{path}: no such image file")
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True))
-    names = model_classes(model, model_path)
-    shape = model_input_shape(model, model_path)
-    x = load_image_files(paths, shape)
-    probabilities = predict_probabilities(model, x)
+    paths = _image_paths(images)
+    from archbuilder.export.runtimes import export_kind, open_exported
+
+    if export_kind(model_path) is not None:  # run in its own runtime, with the names stored inside it
+        if spec is not None:
+            raise UserError(f"{model_path}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
+        exported = open_exported(model_path)
+        names, shape = exported.class_names(), exported.input_shape
+        probabilities = exported.predict_uint8(load_image_files(paths, shape))
+    else:
+        model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
+                                max_memory=max_memory)
+        names = model_classes(model, model_path)
+        shape = model_input_shape(model, model_path)
+        probabilities = predict_probabilities(model, load_image_files(paths, shape))
     for path, row in zip(paths, probabilities):
         best = int(np.argmax(row))
         if as_json:
             click.echo(json.dumps({
-                "image": str(path), "probabilities": dict(zip(names, map(float, row))),
+                "image": shown(path), "probabilities": dict(zip(names, map(float, row))),
                 "class": names[best], "probability": float(row[best]),
             }))
             continue
-        click.echo(f"{path}")
+        click.echo(shown(path))
         click.echo(f"class prediction vector [{', '.join(f'p({n})' for n in names)}] = ")
         with np.printoptions(precision=8):
             click.echo(str(row[None, :]))
         click.echo(f"predicted class: {names[best]} (p = {row[best]:.4f})")
+
+
+def _image_paths(arguments) -> list[Path]:
+    """The image files named, a folder standing for the image files directly inside it."""
+    paths: list[Path] = []
+    for argument in map(Path, arguments):
+        if argument.is_dir():
+            inside = sorted(p for p in argument.iterdir() if p.is_file() and not p.name.startswith(".") and is_image(p))
+            if not inside:
+                raise UserError(f"{shown(argument)}: is a folder with no image files in it")
+            paths.extend(inside)
+        elif not argument.is_file():
+            raise UserError(f"{shown(argument)}: no such image file")
+        else:
+            paths.append(argument)
+    return paths

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import click
 
-from archbuilder.cli.options import overrides_option
+from archbuilder.cli.options import classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
-
-
-def _class_list(value: str | None) -> tuple[str, ...] | None:
-    return tuple(name.strip() for name in value.split(",") if name.strip()) if value else None
 
 
 @click.command("train")
@@ -21,7 +17,7 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               metavar="FRACTION",
               help="Hold whole photographers of a sign-language-digits folder out as the test set "
               "(e.g. 0.15; seeded by training.seed).")
-@click.option("--classes", metavar="A,B,...", help="Use only these classes of the data, e.g. 0,1,2,3,4,5.")
+@classes_option("Use only these classes of the data, e.g. 0,1,2,3,4,5.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Shorthand for --set training.batch_size=N.")
 @overrides_option
@@ -30,7 +26,8 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--skip-bad-images", is_flag=True,
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar (with stdout not a terminal: no per-epoch lines).")
+@max_memory_option
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
               help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
               "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
@@ -42,7 +39,7 @@ def _class_list(value: str | None) -> tuple[str, ...] | None:
               "collective hangs) is ended by its watchdog; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet, distribute, devices, worker_timeout, save_h5):
+            skip_bad_images, quiet, max_memory, distribute, devices, worker_timeout, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -52,7 +49,8 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     Ctrl-C stops after the current batch, keeping the last finished epoch (exit code 130);
     --resume continues from there, even after the process was killed.
     """
-    from archbuilder.training.loop import INTERRUPTED_EXIT_CODE, TrainRequest
+    from archbuilder.errors import INTERRUPTED_EXIT_CODE
+    from archbuilder.training.loop import TrainRequest
 
     if resume:
         given = [name for name, value in (("SPEC", spec), ("--epochs", epochs), ("--batch-size", batch_size),
@@ -65,6 +63,10 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
             raise UserError("train needs a SPEC file (or --resume RUN_DIR)")
         if not data:
             raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
+        if out:
+            from archbuilder.output_paths import check_output_folder
+
+            check_output_folder(out)  # before the spec and the data are read
     overrides = tuple(overrides)
     if epochs:
         overrides += (f"training.epochs={epochs}",)
@@ -72,9 +74,9 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
         overrides += (f"training.batch_size={batch_size}",)
     request = TrainRequest(
         spec_path=spec, overrides=overrides, data=data, test=test,
-        holdout_photographers=holdout_photographers, classes=_class_list(classes), out=out,
-        resume=resume, verbose=0 if quiet else 1, skip_bad_images=skip_bad_images, save_h5=save_h5,
-        distribute=distribute, devices=devices, worker_timeout=worker_timeout,
+        holdout_photographers=holdout_photographers, classes=classes, out=out,
+        resume=resume, verbose=_verbosity(quiet), skip_bad_images=skip_bad_images, save_h5=save_h5,
+        max_memory=max_memory, distribute=distribute, devices=devices, worker_timeout=worker_timeout,
     )
     from archbuilder.training.loop import train
 
@@ -82,3 +84,13 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     click.echo(f"run folder: {result.run.root}" if result.writer else "done; the chief wrote the run folder")
     if result.interrupted:
         raise SystemExit(INTERRUPTED_EXIT_CODE)
+
+
+def _verbosity(quiet: bool) -> int:
+    """Keras's fit verbosity: a live progress bar on a terminal; redirected to a file or a pipe,
+    one plain line per epoch, because the bar's carriage returns and colour codes garble logs."""
+    import sys
+
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

@@ -6,7 +6,7 @@ import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder.errors import SpecError, UserError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder import api
 
 
 @click.command("validate")
@@ -18,7 +18,7 @@ def command(specs: tuple[str, ...], overrides: tuple[str, ...], max_memory: int 
     problems: list[str] = []
     for path in specs:
         try:
-            checked = load_checked_spec(path, overrides, max_memory)
+            checked = api.load_spec(path, overrides, max_memory)
         except SpecError as error:
             problems.extend(str(p) for p in error.problems)
             continue

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archbuilder.errors import UserError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
+from archbuilder.errors import UserError, shown
+from archbuilder.file_kinds import IMAGE_SUFFIXES, is_image
 
 @dataclass(frozen=True)
 class LabelledFiles:
@@ -52,6 +50,9 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
             f"{root}: only one class ({next(iter(class_dirs))!r}); a classifier needs at least two "
             "class subfolders"
         )
+    for name, folder_path in class_dirs.items():
+        if not _is_utf8(name):  # class names go into classes.txt, model files and HDF5 as text
+            raise UserError(f"{shown(folder_path)}: the class folder's name is not UTF-8 text; rename it")
     names = class_order(list(class_dirs))
     paths: list[Path] = []
     labels: list[int] = []
@@ -61,10 +62,10 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
             if path.name.startswith("."):
                 continue
             if path.is_dir():
-                raise UserError(f"{path}: unexpected folder inside class folder {name!r}")
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise UserError(f"{shown(path)}: unexpected folder inside class folder {name!r}")
+            if not is_image(path):
                 raise UserError(
-                    f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
+                    f"{shown(path)}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
                 )
             found.append(path)
         if not found:
@@ -72,3 +73,11 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
         paths.extend(found)
         labels.extend([index] * len(found))
     return LabelledFiles(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+        return False
+    return True

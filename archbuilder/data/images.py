@@ -8,12 +8,15 @@ height, width and channels (bilinear resize with antialiasing, rounded). The mod
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from archbuilder.errors import UserError
+from archbuilder.data.exif import exif_orientation
+from archbuilder.errors import UserError, shown
 
 
 def check_channels(channels: int) -> None:
@@ -37,28 +40,62 @@ def _resize_uint8(image, height: int, width: int):
     return tf.cond(same, lambda: tf.cast(image, tf.uint8), resized)
 
 
-def _decode(path, height: int, width: int, channels: int):
+def _orient(image, orientation):
+    """Turn decoded pixels as EXIF `orientation` (1..8) says, so they are seen as displayed.
+
+    tf.image.rot90 turns counter-clockwise: orientation 6 ("turn 90° clockwise") is k=3.
+    """
+    import tensorflow as tf
+
+    def transposed(k):
+        return lambda: tf.image.rot90(tf.transpose(image, [1, 0, 2]), k)
+
+    branches = [
+        lambda: image,                               # 1: as stored
+        lambda: tf.image.flip_left_right(image),     # 2: mirrored
+        lambda: tf.image.rot90(image, 2),            # 3: upside down
+        lambda: tf.image.flip_up_down(image),        # 4: mirrored upside down
+        transposed(0),                               # 5: transpose
+        lambda: tf.image.rot90(image, 3),            # 6: turn 90° clockwise
+        transposed(2),                               # 7: transverse
+        lambda: tf.image.rot90(image, 1),            # 8: turn 90° counter-clockwise
+    ]
+    return tf.switch_case(tf.cast(orientation, tf.int32) - 1, branches, default=branches[0])
+
+
+def _decode(path, height: int, width: int, channels: int, orientation=1):
     import tensorflow as tf
 
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, channels])
+    image = _orient(image, orientation)
+    image.set_shape([None, None, channels])
     return _resize_uint8(image, height, width)
+
+
+def _file_names(paths: Sequence[Path]) -> list[bytes]:
+    """File names as bytes: TensorFlow's strings are bytes, and a name that is not UTF-8 (which
+    Python holds as surrogates) cannot become a tf.string any other way."""
+    return [os.fsencode(p) for p in paths]
 
 
 def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> np.ndarray:
     """uint8 array (N, H, W, C) from image files, decoded in parallel with tf.data.
 
     A file TensorFlow cannot decode (not an image, truncated) is an error naming every such file.
+    A JPEG's EXIF orientation is applied before resizing (archbuilder.data.exif).
     """
     import tensorflow as tf
 
     height, width, channels = shape
     check_channels(channels)
-    names = [str(p) for p in paths]
+    names = _file_names(paths)
+    orientations = [exif_orientation(name) for name in names]
     dataset = (
-        tf.data.Dataset.from_tensor_slices(names)
-        .map(lambda p: _decode(p, height, width, channels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string), tf.constant(orientations, tf.int32)))
+        .map(lambda p, o: _decode(p, height, width, channels, o), num_parallel_calls=tf.data.AUTOTUNE,
+             deterministic=True)
         .batch(256)
     )
     try:
@@ -76,23 +113,29 @@ def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[
         load_image_files(paths, shape)
         return []
     except UserError:
-        return _bad_files([str(p) for p in paths], *shape)
+        return _bad_files(_file_names(paths), *shape)
 
 
-def _bad_files(names: list[str], height: int, width: int, channels: int) -> list[tuple[str, str]]:
+def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> list[tuple[str, str]]:
+    """(file as the user sees it, reason) for each file that does not decode."""
     import tensorflow as tf
 
     bad = []
     for name in names:
         try:
-            _decode(tf.constant(name), height, width, channels)
+            _decode(tf.constant(name), height, width, channels, exif_orientation(name))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
-            reason = error.message.splitlines()[0] if error.message else type(error).__name__
-            bad.append((name, reason))
+            bad.append((shown(name), _reason(error)))
     return bad
 
 
-def _describe_bad_files(names: list[str], height: int, width: int, channels: int) -> str:
+def _reason(error) -> str:
+    """TensorFlow's message without its internals: the first line, less `{{function_node ...}}`."""
+    text = (error.message or type(error).__name__).splitlines()[0]
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip() or type(error).__name__
+
+
+def _describe_bad_files(names: list[bytes], height: int, width: int, channels: int) -> str:
     bad = [f"{name}: not a readable image ({reason})" for name, reason in _bad_files(names, height, width, channels)]
     if not bad:  # pragma: no cover - the batch failed but no single file does
         return "could not decode the images"

@@ -11,10 +11,8 @@ import numpy as np
 from archbuilder.data.folder import LabelledFiles, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
 from archbuilder.data.split import group_holdout, photographer_groups
-from archbuilder.errors import UserError
-
-H5_SUFFIXES = (".h5", ".hdf5")
-
+from archbuilder.errors import UserError, quoted_list, shown
+from archbuilder.file_kinds import is_h5
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -23,17 +21,14 @@ class TrainingData:
     test_origin: str | None  # what the test set is, for messages and metrics.json
 
 
-def is_h5(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in H5_SUFFIXES
-
-
 def select_classes(names: tuple[str, ...], wanted: tuple[str, ...] | None, origin: str) -> list[int] | None:
     """Indices of `wanted` in `names` (in data order), or None to keep all."""
     if not wanted:
         return None
     unknown = [w for w in wanted if w not in names]
     if unknown:
-        raise UserError(f"{origin}: no class {', '.join(map(repr, unknown))}; classes are {', '.join(names)}")
+        word = "class" if len(unknown) == 1 else "classes"
+        raise UserError(f"{origin}: no {word} {quoted_list(unknown)}; the classes are {', '.join(names)}")
     if len(set(wanted)) < 2:
         raise UserError("--classes needs at least two classes")
     return [i for i, name in enumerate(names) if name in wanted]
@@ -45,6 +40,13 @@ def _keep_classes(labels: np.ndarray, keep: list[int]) -> tuple[np.ndarray, np.n
     remap[keep] = np.arange(len(keep))
     indices = np.flatnonzero(np.isin(labels, keep))
     return indices, remap[labels[indices]]
+
+
+def _keep_files(files: LabelledFiles, keep: list[int]) -> tuple[LabelledFiles, np.ndarray]:
+    """The files of the classes `keep`, relabelled, and their indices in `files`."""
+    indices, labels = _keep_classes(files.labels, keep)
+    kept = LabelledFiles(tuple(files.paths[i] for i in indices), labels, tuple(files.class_names[i] for i in keep))
+    return kept, indices
 
 
 def _files_to_images(files: LabelledFiles, shape) -> LabelledImages:
@@ -107,8 +109,7 @@ def training_data(
         if holdout_photographers:
             groups = photographer_groups(files.paths, files.labels)
         if keep is not None:
-            indices, labels = _keep_classes(files.labels, keep)
-            files = LabelledFiles(tuple(files.paths[i] for i in indices), labels, tuple(files.class_names[i] for i in keep))
+            files, indices = _keep_files(files, keep)
             if holdout_photographers:
                 groups = groups[indices]
         if holdout_photographers:
@@ -116,7 +117,7 @@ def training_data(
             all_images = _files_to_images(files, shape)
             train, test_set = all_images.subset(kept), all_images.subset(held)
             test_origin = (
-                f"{len(np.unique(groups[held]))} photographers held out of {data} "
+                f"{_count(len(np.unique(groups[held])), 'photographer')} held out of {data} "
                 f"({len(held)} images, seed {seed})"
             )
         else:
@@ -141,29 +142,39 @@ def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
     bad = dict(bad_image_files(files.paths, shape))
     for name, reason in bad.items():
         print(f"warning: skipping {name}: not a readable image ({reason})", file=sys.stderr, flush=True)
-    return files.subset(np.asarray([i for i, p in enumerate(files.paths) if str(p) not in bad], dtype=np.int64))
+    return files.subset(np.asarray([i for i, p in enumerate(files.paths) if shown(p) not in bad], dtype=np.int64))
 
 
 def evaluation_data(
     data: str, shape: tuple[int, int, int], model_classes: tuple[str, ...], preferred: str = "test",
-    keep_only_known: bool = False,
+    keep_only_known: bool = False, classes: tuple[str, ...] | None = None,
 ) -> LabelledImages:
     """Images of `data` with labels renumbered into `model_classes` by class name.
 
     `data` may hold a subset of the model's classes; a class the model doesn't know is an error,
-    or, with `keep_only_known` (training with --classes), left out.
+    or, with `keep_only_known` (training with --classes), left out. `classes` (evaluate
+    --classes) keeps only those classes of `data`.
     """
     if is_h5(data):
         images, _ = _h5_split(data, preferred, shape)
+        images = _filter(images, classes, data)
     else:
-        images = _files_to_images(scan_image_folder(data), shape)
+        files = scan_image_folder(data)
+        keep = select_classes(files.class_names, classes, data)
+        if keep is not None:  # decode only the images that are used
+            files, _ = _keep_files(files, keep)
+        images = _files_to_images(files, shape)
     if keep_only_known:
         images = _filter(images, tuple(n for n in images.class_names if n in model_classes), data)
     unknown = [name for name in images.class_names if name not in model_classes]
     if unknown:
         raise UserError(
-            f"{data}: class {', '.join(map(repr, unknown))} is not one of the model's classes "
-            f"({', '.join(model_classes)})"
+            f"{data}: {'class' if len(unknown) == 1 else 'classes'} {quoted_list(unknown)} "
+            f"{'is not one' if len(unknown) == 1 else 'are not'} of the model's classes ({', '.join(model_classes)})"
         )
     remap = np.asarray([model_classes.index(name) for name in images.class_names], dtype=np.int64)
     return LabelledImages(images.x, remap[images.y], tuple(model_classes))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

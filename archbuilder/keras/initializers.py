@@ -65,3 +65,27 @@ def make_initializer(spec: InitializerSpec) -> keras.initializers.Initializer:
     if spec.type == "glorot_uniform_tf1":
         return GlorotUniformTF1(seed=spec.seed)
     return getattr(keras.initializers, _KERAS_NAMES[spec.type])(seed=spec.seed)
+
+
+def make_portable(model: keras.Model) -> keras.Model:
+    """Name only Keras's own initializers in `model`'s config, so plain Keras loads its files.
+
+    A model's weights are drawn when it is built; afterwards its initializers are only what its
+    saved config says about how they were made. `GlorotUniformTF1(seed)` becomes Keras's
+    `GlorotUniform(seed)`: the same distribution (uniform in ±sqrt(6 / (fan_in + fan_out)), fans
+    computed alike), drawn from Keras's stream instead of TF 1's. Loading a file restores the
+    stored weights, so nothing that predicts changes; only re-initializing a layer from the file's
+    config would draw other (equally distributed) numbers. Changes `model` in place and returns it.
+    """
+    for layer in _all_layers(model):
+        for attribute, value in list(vars(layer).items()):
+            if attribute.endswith("_initializer") and isinstance(value, GlorotUniformTF1):
+                setattr(layer, attribute, keras.initializers.GlorotUniform(seed=value.seed))
+    return model
+
+
+def _all_layers(model):
+    """Every layer, also those inside nested models (a functional model lists only its own)."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _all_layers(layer)

@@ -6,36 +6,66 @@ names and the preprocessing, so `predict MODEL IMAGE` can name classes without t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
+from archbuilder.file_kinds import is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
 PREPROCESSING = "decode, bilinear antialiased resize to the input size, round to uint8, x/255"
 
 
 def save_model_file(model, path: str | os.PathLike, metadata: dict) -> None:
-    """`model.save` (weights, config and optimizer state) plus metadata, written atomically."""
-    with atomic_path(path) as tmp:
+    """`model.save` (weights, config and optimizer state) plus metadata, written atomically.
+
+    The config names only Keras's own objects (`make_portable`), so plain `keras.models.load_model`
+    reads the file in a Python that has never imported archbuilder.
+    """
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras accepts only the lower-case suffix
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METADATA_ENTRY, json.dumps(metadata, indent=2))
 
 
 def read_model_metadata(path: str | os.PathLike) -> dict:
-    """The archbuilder metadata of a `.keras` file, or {} when it has none."""
+    """The archbuilder metadata of a `.keras` file, or {} when it has none (a Keras 2 `.h5` file,
+    a `.keras` file saved elsewhere). Metadata that is there is checked as strictly as a spec."""
     try:
         with zipfile.ZipFile(path) as archive:
-            if METADATA_ENTRY in archive.namelist():
-                return json.loads(archive.read(METADATA_ENTRY))
-    except (OSError, zipfile.BadZipFile, json.JSONDecodeError):
-        pass
-    return {}
+            if METADATA_ENTRY not in archive.namelist():
+                return {}
+            metadata = json.loads(archive.read(METADATA_ENTRY))
+    except (OSError, zipfile.BadZipFile):
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{shown(path)}: {METADATA_ENTRY} is not JSON ({error})") from None
+    _check_metadata(metadata, path)
+    return metadata
+
+
+def _check_metadata(metadata, path) -> None:
+    def refuse(what: str, received) -> None:
+        text = json.dumps(received)
+        raise UserError(f"{shown(path)}: {METADATA_ENTRY}: {what} (received: {text[:60]})")
+
+    if not isinstance(metadata, dict):
+        refuse("must be a JSON object", metadata)
+    names = metadata.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        refuse("class_names must be a list of class names", names)
+    shape = metadata.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and all(type(d) is int and d > 0 for d in shape)):
+        refuse("input_shape must be a list of positive integers", shape)
 
 
 def open_model_file(
@@ -44,6 +74,7 @@ def open_model_file(
     overrides: Iterable[str] = (),
     strict: bool = False,
     on_report: Callable[[str], None] | None = None,
+    max_memory: int | None = None,
 ):
     """Load a model file for evaluation or prediction; every failure is a UserError naming the file.
 
@@ -60,9 +91,16 @@ def open_model_file(
         raise UserError(f"{path}: no such model file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
-    if path.suffix in H5_SUFFIXES or (spec_path is not None and path.suffix == ".keras"):
-        return _open_weights(path, spec_path, overrides, strict, on_report)
-    if path.suffix != ".keras":
+    if is_h5(path) or (spec_path is not None and is_keras(path)):
+        return _open_weights(path, spec_path, overrides, strict, on_report, max_memory)
+    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
+             if value]
+    if given:  # they shape the spec's model, and without --spec there is none: refuse, never ignore
+        raise UserError(
+            f"{path}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
+            "read into it); a .keras file alone carries its own architecture"
+        )
+    if not is_keras(path):
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
@@ -71,7 +109,8 @@ def open_model_file(
     import keras
 
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        with _lower_case_suffix(path) as readable:
+            return keras.saving.load_model(readable, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError, ... for bad files
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in str(error) or "Lambda" in str(error):
@@ -82,10 +121,19 @@ def open_model_file(
         raise UserError(f"{path}: not a loadable Keras model ({message[:300]})") from None
 
 
-H5_SUFFIXES = (".h5", ".hdf5")
+@contextlib.contextmanager
+def _lower_case_suffix(path: Path):
+    """`path`, or a link to it named `.keras`: Keras reads only names ending in lower case."""
+    if path.suffix == ".keras":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="archbuilder-") as folder:
+        link = Path(folder) / "model.keras"
+        os.symlink(path.resolve(), link)
+        yield link
 
 
-def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report):
+def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
     if spec_path is None:
         raise UserError(
             f"{path}: an .h5 file holds weights that are read into a model built from a spec; "
@@ -93,7 +141,7 @@ def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report):
         )
     from archbuilder.keras.weights import open_weights_with_spec
 
-    model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict)
+    model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)
     if on_report is not None:
         on_report(report.format())
     return model

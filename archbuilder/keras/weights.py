@@ -31,12 +31,13 @@ def open_weights_with_spec(
     spec_path: str | os.PathLike,
     overrides: Sequence[str] = (),
     strict: bool = False,
+    max_memory: int | None = None,
 ) -> tuple["keras.Model", WeightLoadReport]:
     """Build the spec's model and load a weights file of either kind into it."""
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.validate import load_checked_spec
 
-    checked = load_checked_spec(spec_path, overrides=list(overrides))
+    checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
     model = build_model(checked.spec)
     return model, load_weights_file(model, path, strict=strict)
 

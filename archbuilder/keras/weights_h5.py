@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
+from archbuilder.file_kinds import suffix
 from archbuilder.hdf5_files import open_hdf5
 
 if TYPE_CHECKING:  # keras is imported lazily: `validate` must not pay for TensorFlow
@@ -155,18 +156,36 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     import logging
 
     path = Path(path)
-    if path.suffix != ".h5":
+    if suffix(path) != ".h5":
         raise UserError(f"{path}: an HDF5 model file must end in .h5 (received: {path.name})")
     # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)  # Keras 2 readers know GlorotUniform, not archbuilder's initializer
     try:
-        with atomic_path(path) as tmp:
-            model.save(tmp)
+        with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
+            model.save(tmp, include_optimizer=False)
+            _store_keras2_config(tmp)
     finally:
         absl_logger.setLevel(level)
     return path
+
+
+def _store_keras2_config(path: Path) -> None:
+    """Replace the file's Keras 3 `model_config` with its Keras 2 form (keras2_config.py), so
+    `tf_keras.models.load_model` reads the file; Keras 3 reads that form too."""
+    import json
+
+    import h5py
+
+    from archbuilder.keras.keras2_config import keras2_model_config
+
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        handle.attrs["model_config"] = json.dumps(keras2_model_config(config)).encode("utf-8")
 
 
 def _weighted_layers(model: "keras.Model") -> Iterable[object]:

@@ -183,9 +183,9 @@ class Primitive(StrictModel):
     def _expression_fields(cls) -> tuple[str, ...]:
         return cls._expr_fields
 
-    def concrete(self, namespace: Mapping[str, Any], name: str | None = None) -> "Primitive":
-        """This layer with every expression evaluated, checked, and named `name` (a pattern
-        filled in); raises FieldError. Equal values give the same (cached) layer object."""
+    def concrete(self, namespace: Mapping[str, Any]) -> "Primitive":
+        """This layer with every expression evaluated and checked; raises FieldError. A layer
+        without expressions is returned as is; equal values give the same (cached) layer."""
         values = {}
         state = self.__dict__
         for field in self._expr_fields:
@@ -193,20 +193,12 @@ class Primitive(StrictModel):
             if isinstance(value, (str, list)) and _holds_expr(value):
                 values[field] = _evaluate(value, namespace, (field,))
         if not values:
-            if name == self.name:
-                return self
-            key = (id(self), name)
-            cached = _CONCRETE.get(key)
-            if cached is None or cached[0] is not self:
-                data = dict(self.__dict__, name=name)
-                layer = type(self).model_construct(_fields_set=self.model_fields_set | {"name"}, **data)
-                cached = _CONCRETE[key] = (self, layer)
-            return cached[1]
-        key = (id(self), name, repr(values))
+            return self
+        key = (id(self), repr(values))
         cached = _CONCRETE.get(key)
         if cached is not None and cached[0] is self:
             return cached[1]
-        data = {**{k: getattr(self, k) for k in self.model_fields_set}, **values, "name": name}
+        data = {**{k: getattr(self, k) for k in self.model_fields_set}, **values}
         try:
             layer = type(self).model_validate(data)
             _CONCRETE[key] = (self, layer)
@@ -222,7 +214,7 @@ class Primitive(StrictModel):
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
 
 
-# Concrete layers by (template id, name, evaluated values): a ResNet stage evaluates the same
+# Concrete layers by (template id, evaluated values): a ResNet stage evaluates the same
 # few layers again and again. The template is kept in the entry, so a reused id never matches.
 _CONCRETE: dict[tuple, tuple] = {}
 

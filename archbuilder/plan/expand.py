@@ -216,11 +216,11 @@ class _Expander:
     def _layer(self, layer: Primitive, instance: Instance, sources: list[int], path: tuple) -> int:
         name = self._name(layer.name, instance.names, path + ("name",))
         try:
-            concrete = layer.concrete(instance.namespace, name)
+            concrete = layer.concrete(instance.namespace)
         except FieldError as error:
             raise self.g.error(str(error), path + error.field) from None
         inputs = sources if concrete.merge else sources[0] if len(sources) == 1 else sources
-        return self.g.layer(concrete, inputs, path if path[0] == "blocks" else None)
+        return self.g.layer(concrete, inputs, path if path[0] == "blocks" else None, name=name)
 
     def _name(self, pattern, names: Mapping, path: tuple) -> str | None:
         if isinstance(pattern, NamePatterns):
@@ -256,11 +256,13 @@ class _Expander:
             value = self._evaluate(value, self.network, path)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
                 raise self.g.error(f"repeats must be a positive number (received {value!r})", path)
-        repeats = math.ceil(value * self.spec.multipliers.depth)
+        # Bounded before multiplying: `repeats: 10**400` is an int no float can hold.
+        repeats = math.ceil(value * self.spec.multipliers.depth) if value <= MAX_NODES else value
         if repeats > MAX_NODES:  # each block adds a layer or more; refuse before looping that long
             self.g.enter("", "", ("stages", stage_index), "")
+            shown = f"{repeats:,}" if repeats < 10**30 else "more than 10^30"
             raise self.g.error(f"the network would have more than {MAX_NODES:,} layers "
-                               f"({repeats:,} blocks in stages.{stage_index})", path)
+                               f"({shown} blocks in stages.{stage_index})", path)
         return repeats
 
 

@@ -118,15 +118,20 @@ class PlanBuilder:
     def input(self, shape: Shape, name: str | None) -> int:
         return self._append("input", name, None, (), LayerStats(tuple(shape)))
 
-    def layer(self, layer, inputs: int | list[int], error_path: Path_ | None = None) -> int:
-        """Add a primitive layer (all expressions evaluated) taking `inputs`; returns the new node's
-        index. Errors are located at `error_path` (the layer in a block definition) if given."""
+    def layer(self, layer, inputs: int | list[int], error_path: Path_ | None = None, name: str | None = None) -> int:
+        """Add a primitive layer (all expressions evaluated) named `name` (its pattern filled in)
+        taking `inputs`; returns the new node's index. Errors are located at `error_path` (the
+        layer in a block definition) if given. The node, not the layer, carries the name, so a
+        block's layers are shared by its instances."""
         sources = (inputs,) if isinstance(inputs, int) else tuple(inputs)
         try:
             stats = layer.infer([self.shape(i) for i in sources], self.context)
         except ShapeError as error:
-            raise self.error(str(error), error_path, error.collapsed) from None
-        return self._append(layer.type, layer.name, layer, sources, stats, error_path)
+            message = str(error)
+            if isinstance(layer.name, str) and name and name != layer.name:  # describe() shows the pattern
+                message = message.replace(f"'{layer.name}'", f"'{name}'")
+            raise self.error(message, error_path, error.collapsed) from None
+        return self._append(layer.type, name, layer, sources, stats, error_path)
 
     def error(self, message: str, path: Path_ | None = None, collapsed: bool = False) -> PlanError:
         return PlanError(message, self.path if path is None else path, self.where, collapsed,
@@ -156,5 +161,8 @@ class PlanBuilder:
             if node.index not in used:
                 where, path, error_path = self.origins[node.index]
                 self.enter(node.group, node.group_type, path, where)
-                raise self.error(f"the output of {node.layer.describe() if node.layer else 'the input'} is never used: "
+                described = node.layer.describe() if node.layer else "the input"
+                if isinstance(node.layer.name, str) and node.name:
+                    described = described.replace(f"'{node.layer.name}'", f"'{node.name}'")
+                raise self.error(f"the output of {described} is never used: "
                                  "no later layer takes it (`from:`) and it is not the network's output", error_path)

@@ -1,9 +1,20 @@
 """Refuse networks that would not fit in memory, before anything is allocated. No TensorFlow.
 
-The estimate is float32 throughout: weights (4 bytes a parameter) plus the activations that one
-forward pass keeps (every layer's output, 4 bytes an element, per image). Training multiplies
-both: gradients and Adam's two moments beside each weight, and the activations' gradients for
-every image of a batch.
+The estimate is float32 throughout (4 bytes a value). With P parameters, A activation values per
+image (the outputs of every layer, the input included) and a batch of B images:
+
+    inference:  4 * P                  the weights
+              + 4 * A * B              every layer's output (an upper bound: Keras frees outputs
+                                       no later layer reads, but a shortcut keeps its input alive)
+    training:   4 * P * (2 + S)        weights, their gradients, and S optimizer slots per weight
+                                       (Adam/AdamW: m and v, S = 2; SGD with momentum and RMSprop:
+                                       S = 1; plain SGD: S = 0)
+              + 4 * A * B * 2          every output is kept for the backward pass, and each gets a
+                                       gradient of its own size (freed as the backward pass moves
+                                       on, so this too errs on the safe side)
+
+`validate`, `info`, `build` and `plot` check inference for one image; `train` checks training
+at the spec's batch size and optimizer.
 """
 
 from __future__ import annotations
@@ -34,17 +45,27 @@ class MemoryEstimate:
     def total(self) -> int:
         return self.weight_bytes + self.activation_bytes
 
+    what: str = "one image"  # what was estimated, for the message
+
     def describe(self, limit: int) -> str:
+        training = self.what.startswith("training")
         return (
-            f"estimated memory {format_bytes(self.total)} (weights {format_bytes(self.weight_bytes)}, "
+            f"estimated memory{'' if self.what == 'one image' else ' for ' + self.what} {format_bytes(self.total)} "
+            f"({'weights, gradients and optimizer slots' if training else 'weights'} {format_bytes(self.weight_bytes)}, "
             f"activations {format_bytes(self.activation_bytes)}) exceeds the limit of {format_bytes(limit)}; "
             f"raise it with --max-memory or {LIMIT_VARIABLE} if this machine really has the memory"
         )
 
 
-def estimate(plan: Plan, batch_size: int = 1, training: bool = False) -> MemoryEstimate:
-    weight_copies = 4 if training else 1  # weights, gradients, Adam's m and v
-    activation_copies = 2 if training else 1  # activations and their gradients
+def optimizer_slots(optimizer: str, momentum: float = 0.0) -> int:
+    """Values an optimizer keeps per weight (the S of the module's formula)."""
+    return {"adam": 2, "adamw": 2, "rmsprop": 1}.get(optimizer, 1 if momentum else 0)
+
+
+def estimate(plan: Plan, batch_size: int = 1, training: bool = False, slots: int = 2) -> MemoryEstimate:
+    """The module's formula; `slots` (S) counts only when `training`."""
+    weight_copies = 2 + slots if training else 1
+    activation_copies = 2 if training else 1
 
     def activation_bytes(node: Node) -> int:
         return math.prod(node.out_shape) * batch_size * activation_copies * BYTES_PER_VALUE
@@ -52,10 +73,13 @@ def estimate(plan: Plan, batch_size: int = 1, training: bool = False) -> MemoryE
     def weight_bytes(node: Node) -> int:
         return node.params * weight_copies * BYTES_PER_VALUE
 
+    what = f"training with batch {batch_size}" if training else (
+        "one image" if batch_size == 1 else f"a batch of {batch_size}")
     return MemoryEstimate(
         sum(map(weight_bytes, plan.nodes)),
         sum(map(activation_bytes, plan.nodes)),
         max(plan.nodes, key=lambda n: weight_bytes(n) + activation_bytes(n)),
+        what,
     )
 
 
@@ -70,7 +94,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     if not match or match[2].lower() not in _UNITS:
         raise UserError(f"cannot read memory size '{text}': use e.g. 16GiB, 500MB or 2e10 (bytes)")
-    return int(float(match[1]) * _UNITS[match[2].lower()])
+    size = int(float(match[1]) * _UNITS[match[2].lower()])
+    if size <= 0:
+        raise UserError(f"memory size '{text}' is not positive: every network needs some memory; use e.g. 16GiB")
+    return size
 
 
 def format_bytes(count: int) -> str:

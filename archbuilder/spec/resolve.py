@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from archbuilder.errors import Location, Problem, SpecError
-from archbuilder.spec.source import Document, Path_, format_path, load_yaml_file, load_yaml_text
+from archbuilder.spec.source import MAX_DEPTH, Document, Path_, format_path, load_yaml_file, load_yaml_text
 
 MAX_EXTENDS_DEPTH = 16
 MAX_IMPORT_DEPTH = 8  # a library importing a library ... this deep is a mistake
@@ -30,7 +30,17 @@ STANDARD_LIBRARY = sorted((Path(__file__).resolve().parents[1] / "library").glob
 
 def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Document:
     """Load `path`, follow its `extends:` chain and apply overrides."""
-    document = _load_with_parents(Path(path), chain=())
+    return _apply_overrides(_load_with_parents(Path(path), chain=()), overrides)
+
+
+def resolve_text(text: str, name: str, overrides: Iterable[str] = ()) -> Document:
+    """As `resolve_document`, for YAML text that is not a file (a dict given to the Python API);
+    `extends` is relative to the current folder, and errors are located in `name`."""
+    document = load_yaml_text(text, name)
+    return _apply_overrides(_with_parents(document, Path.cwd() / name, chain=()), overrides)
+
+
+def _apply_overrides(document: Document, overrides: Iterable[str]) -> Document:
     _add_standard_library(document)
     for override in overrides:
         patch = _parse_override(override)
@@ -39,7 +49,10 @@ def resolve_document(path: str | Path, overrides: Iterable[str] = ()) -> Documen
 
 
 def _load_with_parents(path: Path, chain: tuple[Path, ...]) -> Document:
-    document = load_yaml_file(path, display_name=str(path))
+    return _with_parents(load_yaml_file(path, display_name=str(path)), path, chain)
+
+
+def _with_parents(document: Document, path: Path, chain: tuple[Path, ...]) -> Document:
     if document.data is None:
         document.data = {}
     if not isinstance(document.data, dict):
@@ -166,13 +179,19 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
                 _copy_locations(target, source, path + (key,), patch_path + (key,))
         return
     if isinstance(patch, dict) and isinstance(current, list) and patch and all(isinstance(k, int) for k in patch):
+        removed = []
         for index, value in patch.items():
             if not -len(current) <= index < len(current):
                 where = source.location_of(patch_path + (index,), key=True) if source else Location("<--set>", 1, 1)
                 message = f"index {index} is out of range: the list has {len(current)} items"
                 raise SpecError([Problem(where, format_path(path + (index,)), message)])
-            index %= len(current)
-            _merge(target, value, path + (index,), patch_path + (index,), source)
+            if value is None:  # `stages: {2: null}` removes the item; indices are the parent's
+                removed.append(index % len(current))
+                continue
+            _merge(target, value, path + (index % len(current),), patch_path + (index,), source)
+        for index in sorted(set(removed), reverse=True):
+            del current[index]
+            _renumber_after_removal(target, path, index)
         return
     _set(target.data, path, copy.deepcopy(patch))
     _forget(target, path)
@@ -193,6 +212,10 @@ def _parse_override(text: str) -> Document:
     parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.strip().split(".")]
     if not dotted.strip() or any(p == "" for p in parts):
         raise SpecError([Problem(Location(name, 1, 1), dotted, "the path must be dot-separated keys, e.g. stages.0.repeats")])
+    if len(parts) > MAX_DEPTH:  # deeper than any spec, and deep enough to exhaust Python's stack
+        shown_path = dotted if len(dotted) <= 60 else dotted[:57] + "..."
+        message = f"the path has {len(parts)} keys; a spec nests at most {MAX_DEPTH} levels"
+        raise SpecError([Problem(Location(f"<--set {shown_path}=...>", 1, 1), shown_path, message)])
     value = load_yaml_text(value_text, name).data if value_text.strip() else None
     patch: Any = value
     for part in reversed(parts):
@@ -227,6 +250,19 @@ def _copy_locations(target: Document, source: Document | None, path: Path_, patc
 def _copy_key_location(target: Document, source: Document | None, path: Path_, patch_path: Path_) -> None:
     if source is not None and patch_path in source.keys:
         target.keys[path] = source.keys[patch_path]
+
+
+def _renumber_after_removal(target: Document, path: Path_, index: int) -> None:
+    """Locations of a list's items after `index` move down by one; those of the item go."""
+    depth = len(path)
+    for table in (target.values, target.keys):
+        moved = {}
+        for p in list(table):
+            if p[:depth] == path and len(p) > depth and isinstance(p[depth], int) and p[depth] >= index:
+                location = table.pop(p)
+                if p[depth] > index:
+                    moved[p[:depth] + (p[depth] - 1,) + p[depth + 1:]] = location
+        table.update(moved)
 
 
 def _forget(target: Document, path: Path_) -> None:

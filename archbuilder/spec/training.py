@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from archbuilder.spec.base import StrictModel
 
@@ -83,3 +84,13 @@ class TrainingSpec(StrictModel):
     # and the final softmax in float32; float16 also scales the loss. float32 is the default:
     # on CPUs without AVX512_BF16 bfloat16 is emulated and slower (bench/RESULTS.md).
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_schedule(self) -> "TrainingSpec":
+        # A constant rate has no warmup in Keras; ignoring the setting silently would mislead.
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PydanticCustomError(
+                "spec", "warmup_epochs applies to schedule: cosine; the constant schedule has no warmup",
+                {"field": "warmup_epochs", "received": self.warmup_epochs},
+            )
+        return self

@@ -16,13 +16,13 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from archbuilder.plan import size_guard
-from archbuilder.errors import Problem, SpecError
+from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.layers import LAYER_TYPES
 from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
 from archbuilder.plan.graph import Plan, PlanError
-from archbuilder.plan.expand import expand, smallest_input
+from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
 from archbuilder.spec.blocks import BODY_TAGS
-from archbuilder.spec.resolve import resolve_document
+from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
 from archbuilder.spec.schema import Spec
 
@@ -43,7 +43,32 @@ def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memor
     `max_memory` (bytes; default: archbuilder.plan.size_guard.memory_limit()) bounds the estimated
     memory of one forward pass, so an absurd spec is refused before anything is allocated.
     """
-    document = resolve_document(path, overrides)
+    return _checked(resolve_document(path, overrides), Path(path), max_memory)
+
+
+def load_checked_data(data: dict, overrides: Iterable[str] = (), max_memory: int | None = None) -> CheckedSpec:
+    """As `load_checked_spec`, for a spec held in a dict (the Python API). Problems are located
+    in `<dict>`, at the lines of the dict written as YAML (`yaml.safe_dump`, keys unsorted)."""
+    import yaml
+
+    name = "<dict>"
+    try:
+        text = yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as error:
+        raise SpecError([Problem(Location(name, 1, 1), "", f"not plain data (received: {error})")]) from None
+    return _checked(resolve_text(text, name, overrides), Path(name), max_memory)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so `shape=(64, 64, 3)` reads as it does in YAML."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _checked(document: Document, path: Path, max_memory: int | None) -> CheckedSpec:
     spec = parse_spec(document)
     problems = check_blocks(spec, document)
     if problems:
@@ -51,14 +76,15 @@ def load_checked_spec(path: str | Path, overrides: Iterable[str] = (), max_memor
     try:
         plan = expand(spec)
     except PlanError as error:
-        raise SpecError([_plan_problem(error, spec, document)]) from None
+        raise SpecError(_plan_problems(error, spec, document, str(path))) from None
     check_memory(plan, document, size_guard.memory_limit() if max_memory is None else max_memory)
-    return CheckedSpec(spec, plan, document, Path(path))
+    return CheckedSpec(spec, plan, document, path)
 
 
-def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1, training: bool = False) -> None:
+def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1, training: bool = False,
+                 slots: int = 2) -> None:
     """Raise SpecError, located at the largest layer, if the estimate exceeds `limit` bytes."""
-    estimate = size_guard.estimate(plan, batch_size, training)
+    estimate = size_guard.estimate(plan, batch_size, training, slots)
     if estimate.total > limit:
         where = estimate.largest.path
         raise SpecError([Problem(document.location_of(where), format_path(where), estimate.describe(limit))])
@@ -72,8 +98,48 @@ def parse_spec(document: Document) -> Spec:
         raise SpecError(problems + check_blocks_of_invalid(document)) from None
 
 
-def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
-    message = str(error)
+def _plan_problems(error: PlanError, spec: Spec, document: Document, top_file: str) -> list[Problem]:
+    """The plan's problem; when shapes collapse, also any problem that no input size can fix
+    (a duplicate layer name further on), which would otherwise hide behind "no input size works"."""
+    if error.collapsed:
+        try:
+            expand(spec, (MAX_INPUT_SEARCH, MAX_INPUT_SEARCH, spec.input.shape[2]))
+        except PlanError as other:
+            if not other.collapsed:
+                where, note = _plan_location(document, error.path, top_file, error.origin)
+                collapse = Problem(where, format_path(error.path),
+                                   f"{note}{error} (received input.shape: {list(spec.input.shape)})")
+                return [collapse, _plan_problem(other, spec, document, top_file)]
+    return [_plan_problem(error, spec, document, top_file)]
+
+
+def _plan_location(document: Document, path, top_file: str, origin=None) -> tuple[Location, str]:
+    """Where a plan problem is shown: the layer's own place, unless that is in an extended file
+    and the file the user gave (or a `--set`) changed the network: then the change, which is what
+    broke a parent that works on its own, with the layer's place in the parent as a note.
+    A change inside the failing layer comes first, then any change to the layers before it.
+    For a problem inside a block's definition, the stage using the block (`origin`) decides."""
+    own = document.location_of(path)
+    anchor = path if origin is None else origin
+    anchored = document.location_of(anchor)
+
+    def changes(prefix) -> list[Location]:
+        return [loc for p, loc in document.values.items() if p[: len(prefix)] == prefix
+                and (loc.file == top_file or loc.file.startswith("<--set"))]
+
+    if anchored.file == top_file or anchored.file.startswith("<--set"):
+        return own, ""  # the user's own file (or --set) is where it shows: nothing to redirect
+    patches = changes(anchor) or [loc for part in ("input", "defaults", "stem", "stages", "head")
+                                for loc in changes((part,))]
+    if not patches:
+        return own, ""
+    patch = min(patches, key=lambda loc: (not loc.file.startswith("<--set"), loc.line, loc.column))
+    return patch, f"(at the layer of {own}, after this change) "
+
+
+def _plan_problem(error: PlanError, spec: Spec, document: Document, top_file: str) -> Problem:
+    location, note = _plan_location(document, error.path, top_file, error.origin)
+    message = note + str(error)
     if error.collapsed:
         smallest = smallest_input(spec)
         channels = spec.input.shape[2]
@@ -84,7 +150,7 @@ def _plan_problem(error: PlanError, spec: Spec, document: Document) -> Problem:
         message += f" (received input.shape: {list(spec.input.shape)})"
     if error.origin is not None:  # found in a block's definition: also say which stage used it
         message += f"; in block '{error.path[1]}' used by {format_path(error.origin)} at {document.location_of(error.origin)}"
-    return Problem(document.location_of(error.path), format_path(error.path), message)
+    return Problem(location, format_path(error.path), message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +202,8 @@ def _data_path(loc: tuple, data: Any) -> Path_:
             continue  # the discriminator's value
         elif part in BODY_TAGS:
             continue  # which kind of block-body item pydantic tried
+        elif isinstance(part, str) and (part[:1].isupper() or part.startswith("constrained-")):
+            continue  # which model or constrained type of a union (`name: {notebook: ...}` or a string)
         elif isinstance(part, str) and (part.startswith(("list[", "int", "str", "float", "bool", "function-", "literal[")) or
                                         "[" in part):
             continue  # which member of a Union pydantic tried
@@ -150,7 +218,7 @@ def _valid_keys(path: Path_, data: Any) -> list[str]:
     model: Any = Spec
     current = data
     for part in path:
-        # pydantic's location also names union members ('NamePatterns'), which are no data keys
+        # pydantic's location may still name union members ('NamePatterns'), which are no data keys
         if isinstance(current, dict):
             current = current.get(part)
         elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):

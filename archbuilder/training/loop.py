@@ -33,8 +33,6 @@ from archbuilder.training.prepare import model_metadata, planned_training, resum
 from archbuilder.training.run_dir import RunDir  # noqa: E402
 from archbuilder.training.run_state import PreparedRun, RunState  # noqa: E402
 
-INTERRUPTED_EXIT_CODE = 130
-
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
@@ -53,6 +51,7 @@ class TrainRequest:
     verbose: int = 1
     skip_bad_images: bool = False
     save_h5: bool = False  # also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format)
+    max_memory: int | None = None  # bytes the training estimate may reach (default: size_guard.memory_limit())
     distribute: str | None = None  # none, mirrored, multi-worker, auto; None: the spec's
     devices: int | None = None  # replicas of `mirrored` (logical CPUs where there is no GPU)
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
@@ -68,6 +67,8 @@ class TrainResult:
 
 
 def train(request: TrainRequest) -> TrainResult:
+    """Train into a run folder, which stays locked against other writers until this returns
+    (prepare takes the lock on the writer, the chief, once every check has passed)."""
     planned = planned_training(request)
     # tf.distribute must be set up before TensorFlow runs anything (the data loading does).
     distribution = start_distribution(request.distribute or planned.distribute, request.devices, request.worker_timeout)
@@ -76,6 +77,7 @@ def train(request: TrainRequest) -> TrainResult:
         try:
             return _train(request, prepared, distribution)
         finally:
+            prepared.run.lock.release()
             if distribution.watchdog is not None:
                 distribution.watchdog.stop()
 
@@ -123,19 +125,23 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             + (f"{run.root} keeps epoch {last}. " if last else "")
             + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
         )
+    # Ctrl-C during the last epoch's last batch interrupted nothing: every epoch is done.
+    interrupted = session.stop_requested and state.epochs_done < training.epochs
     if not distribution.is_chief:
-        return TrainResult(run, state.epochs_done, session.stop_requested, {}, writer=False)
+        return TrainResult(run, state.epochs_done, interrupted, {}, writer=False)
     if distribution.watchdog is not None:
         distribution.watchdog.stop()
     try:
-        metrics = _finish(prepared, state, session.stop_requested, request.save_h5, predict)
+        metrics = _finish(prepared, state, interrupted, request.save_h5, predict)
     except OSError as error:
         raise _write_failed(error, run, state) from None
-    if session.stop_requested and state.epochs_done:
+    if interrupted and state.epochs_done:
         say(f"stopped after epoch {state.epochs_done}; continue with: python cli.py train --resume {run.root}")
-    elif session.stop_requested:
+    elif interrupted:
         say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
-    return TrainResult(run, state.epochs_done, session.stop_requested, metrics)
+    elif session.stop_requested:
+        say(f"interrupted after the last batch: all {training.epochs} epochs are done; nothing to resume")
+    return TrainResult(run, state.epochs_done, interrupted, metrics)
 
 
 def _predictor(distribution: Distribution):

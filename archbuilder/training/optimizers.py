@@ -26,8 +26,11 @@ def make_optimizer(training: TrainingSpec, steps_per_epoch: int):
 
 
 def compile_model(model, training: TrainingSpec, steps_per_epoch: int) -> None:
+    """The loss follows the head: cross-entropy on probabilities, or from_logits for a linear head."""
+    from archbuilder.training.head_output import classification_loss
+
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=training.label_smoothing),
+        loss=classification_loss(model, training.label_smoothing),
         metrics=["accuracy"],
     )

@@ -21,8 +21,14 @@ import json
 import os
 from pathlib import Path
 
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
 from archbuilder.atomic import atomic_write_text
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
+from archbuilder.spec.training import TrainingSpec
+from archbuilder.training.run_lock import RunLock
 
 HISTORY_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
@@ -43,6 +49,7 @@ class RunDir:
         self.curves = self.root / "curves.png"
         self.confusion = self.root / "confusion_matrix.png"
         self.metrics = self.root / "metrics.json"
+        self.lock = RunLock(self.root)
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}.keras"
@@ -57,6 +64,14 @@ class RunDir:
             raise UserError(f"{self.root}: not a run folder (no {path.name})") from None
         except (OSError, json.JSONDecodeError) as error:
             raise UserError(f"{path}: unreadable ({error})") from None
+
+    def read_run_info(self) -> dict:
+        """run.json, checked as strictly as a spec: a hand-edited or damaged file is one clear error."""
+        return _checked(self.read_json(self.run_json), _RunInfo, self.run_json)
+
+    def read_state(self) -> dict | None:
+        """state.json (None before the first epoch finished), checked like run.json."""
+        return _checked(self.read_json(self.state), _RunState, self.state) if self.state.exists() else None
 
     def write_json(self, path: Path, data: dict) -> None:
         atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
@@ -91,3 +106,43 @@ class RunDir:
 
             shutil.copyfile(checkpoint, tmp)
         os.replace(tmp, self.best)
+
+
+class _RunInfo(BaseModel):
+    """What `--resume` reads from run.json (other keys are kept, not read)."""
+
+    model_config = ConfigDict(extra="allow")
+    data: StrictStr
+    test: Optional[StrictStr] = None
+    holdout_photographers: Optional[float] = Field(default=None, gt=0, lt=1)
+    classes_filter: Optional[list[StrictStr]] = None
+    skip_bad_images: StrictBool = False
+    training: TrainingSpec
+    input_shape: list[Annotated[StrictInt, Field(gt=0)]] = Field(min_length=3, max_length=3)
+    spec_name: StrictStr
+    class_names: Optional[list[StrictStr]] = None
+
+
+class _RunState(BaseModel):
+    """What `--resume` reads from state.json."""
+
+    model_config = ConfigDict(extra="allow")
+    epochs_done: StrictInt = Field(ge=0)
+    checkpoint: Optional[Annotated[StrictStr, Field(pattern=r"^epoch-[0-9]+\.keras$")]]
+    best: Optional[dict]
+    history: list[dict]
+
+
+def _checked(data, model: type[BaseModel], path: Path) -> dict:
+    """`data` unchanged if it fits `model`, else a UserError with one line per problem."""
+    try:
+        model.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "<document>"
+            received = json.dumps(problem.get("input"), default=str)
+            received = received if len(received) <= 60 else received[:57] + "..."
+            lines.append(f"{shown(path)}: {where}: {problem['msg'][:1].lower()}{problem['msg'][1:]} (received: {received})")
+        raise UserError("\n".join(lines)) from None
+    return data

@@ -16,7 +16,7 @@ class EpochRow(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         session = self.session
         session.row = None
-        if session.stopping:
+        if session.epoch_cut_short:
             return  # a partial epoch: the last checkpoint stays the last finished epoch
         logs = {k: float(v) for k, v in (logs or {}).items()}
         row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy")}

@@ -29,10 +29,13 @@ class Session:
     row: dict | None = None  # EpochRow: the finished epoch's history row; None if it did not finish
     stop_requested: bool = False  # Ctrl-C
     diverged_at: tuple[int, int] | None = None  # (epoch, batch; 0 = at the epoch's end)
+    epoch_whole: bool = False  # StopGuard: every step of the current epoch ran
 
     @property
-    def stopping(self) -> bool:
-        return self.stop_requested or self.diverged_at is not None
+    def epoch_cut_short(self) -> bool:
+        """The current epoch is not kept: the loss diverged, or Ctrl-C came before its last batch
+        (Ctrl-C during the last batch interrupts nothing: the epoch is whole and is kept)."""
+        return self.diverged_at is not None or (self.stop_requested and not self.epoch_whole)
 
     def epoch_number(self) -> int:
         return self.state.epochs_done + 1

@@ -1,0 +1,57 @@
+"""The Python API: one call from a spec (a file or a dict) to a checked spec, its figures, or a model.
+
+    import archbuilder
+    model = archbuilder.build("architectures/resnet50.yaml", overrides=["classes=10"])
+    archbuilder.info({"name": "net", ...})["total_params"]
+
+Bad input raises `archbuilder.SpecError` (a `UserError`) whose `problems` are the same located
+lines the command line prints. Only `build` imports TensorFlow, and only when called, so
+`import archbuilder` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import keras
+
+    from archbuilder.spec.validate import CheckedSpec
+
+
+def load_spec(spec: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = (),
+              max_memory: int | None = None) -> "CheckedSpec":
+    """Validate a spec file (or a dict holding a spec) with `--set`-style overrides; return the
+    checked spec and its plan. A dict's `extends` is relative to the current folder."""
+    from archbuilder.spec.validate import load_checked_data, load_checked_spec
+
+    if isinstance(spec, Mapping):
+        return load_checked_data(dict(spec), overrides, max_memory)
+    return load_checked_spec(spec, overrides, max_memory)
+
+
+def info(spec, overrides: Iterable[str] = (), max_memory: int | None = None, per_block: bool = False) -> dict:
+    """What `info --json` prints: name, input shape, totals, MACs and one row per stage (or block)."""
+    from archbuilder.plan import report
+
+    checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
+    labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
+    return {
+        "name": checked.spec.name, "input_shape": list(checked.spec.input.shape),
+        **report.totals_json(checked.plan), "rows": [row.as_json() for row in report.rows(checked.plan, labels, per_block=per_block)],
+    }
+
+
+def build(spec, overrides: Iterable[str] = (), max_memory: int | None = None) -> "keras.Model":
+    """The Keras model of a spec file, a dict, or a spec already checked by `load_spec`."""
+    checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
+    from archbuilder.keras.graph import build_model
+
+    return build_model(checked.spec, checked.plan)
+
+
+def _is_checked(value) -> bool:
+    from archbuilder.spec.validate import CheckedSpec
+
+    return isinstance(value, CheckedSpec)

@@ -1,0 +1,84 @@
+"""A Keras 3 functional model's config, rewritten as Keras 2 (tf-keras) writes and reads it.
+
+Keras 3 still writes `.h5` files in the legacy HDF5 layout, but the `model_config` it stores uses
+Keras 3's vocabulary, and Keras 2's `load_model` stops at the first difference
+("Unrecognized keyword arguments: ['batch_shape']"). `save_h5` stores this rewrite instead, so
+`tf_keras.models.load_model("x.h5")` rebuilds the model and loads its weights. The differences:
+
+| Keras 3                                        | Keras 2                                   |
+|------------------------------------------------|-------------------------------------------|
+| InputLayer `batch_shape`, `optional`           | `batch_input_shape`                       |
+| `dtype: {class_name: DTypePolicy, ...}`        | `dtype: "float32"`                        |
+| objects with `module` and `registered_name`    | `{class_name, config}`                    |
+| initializer configs with `input_axes`, ...     | only the arguments Keras 2 takes          |
+| Dense `quantization_config`                    | (none)                                    |
+| inbound nodes `{args: [tensor...], kwargs}`    | `[[layer, node, tensor, {}], ...]`        |
+| `input_layers: [name, 0, 0]`                   | `[[name, 0, 0]]`                          |
+
+archbuilder's `GlorotUniformTF1` (the notebook's TF 1 draw) is not a Keras 2 class: it becomes
+Keras 2's `GlorotUniform` with the same seed, the distribution it reproduces. Initializers only
+matter for a new model; the file's weights are what a loaded model holds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Arguments of Keras 2's initializers; Keras 3 added others (input_axes, output_axes, ...).
+_INITIALIZER_ARGUMENTS = {"seed", "mean", "stddev", "minval", "maxval", "scale", "mode", "distribution",
+                          "gain", "value"}
+_KERAS3_ONLY = {"quantization_config", "lora_rank", "lora_alpha"}
+_RENAMED_CLASSES = {"GlorotUniformTF1": "GlorotUniform"}
+
+
+def keras2_model_config(config: dict) -> dict:
+    """`{"class_name": "Functional", "config": {...}}` from Keras 3, as Keras 2 reads it."""
+    config = copy.deepcopy(config)
+    body = config["config"]
+    body["layers"] = [_layer(layer) for layer in body["layers"]]
+    for key in ("input_layers", "output_layers"):
+        if body.get(key) and not isinstance(body[key][0], list):
+            body[key] = [body[key]]
+    return config
+
+
+def _layer(layer: dict) -> dict:
+    settings = {key: _value(value) for key, value in layer["config"].items() if key not in _KERAS3_ONLY}
+    if layer["class_name"] == "InputLayer":
+        settings["batch_input_shape"] = settings.pop("batch_shape", settings.get("batch_input_shape"))
+        settings.pop("optional", None)
+    return {
+        "class_name": layer["class_name"],
+        "config": settings,
+        "name": layer["name"],
+        "inbound_nodes": [_node(node) for node in layer.get("inbound_nodes", [])],
+    }
+
+
+def _value(value: Any) -> Any:
+    """A layer argument: Keras 3's serialized objects as Keras 2's."""
+    if not (isinstance(value, dict) and "class_name" in value and "config" in value):
+        return value
+    if value["class_name"] == "DTypePolicy":
+        return value["config"]["name"]
+    class_name = _RENAMED_CLASSES.get(value["class_name"], value["class_name"])
+    settings = value["config"]
+    if value.get("module") == "keras.initializers" or class_name != value["class_name"]:
+        settings = {key: item for key, item in settings.items() if key in _INITIALIZER_ARGUMENTS}
+    return {"class_name": class_name, "config": {key: _value(item) for key, item in settings.items()}}
+
+
+def _node(node: Any) -> Any:
+    """`{"args": [...], "kwargs": {}}` -> `[[layer, node_index, tensor_index, {}], ...]`."""
+    if not isinstance(node, dict):
+        return node  # already Keras 2's form
+    return [[*tensor["config"]["keras_history"], {}] for tensor in _tensors(node.get("args", []))]
+
+
+def _tensors(value: Any) -> list[dict]:
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []

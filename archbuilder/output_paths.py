@@ -1,0 +1,53 @@
+"""Check that an output path can be written before any work starts.
+
+A build, a training run or a packed dataset that fails at its very last step, because the folder
+is read-only or a name is taken by a file, wastes the user's time and can leave half a result.
+Each command checks its outputs first: the nearest existing folder must accept a new file (a
+temporary file is created there and removed, which is the only reliable test: `os.access` says
+yes to root on /proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from archbuilder.errors import UserError, shown
+
+PROBE_PREFIX = ".archbuilder-write-check-"  # the short-lived file _check_writable creates
+
+
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """`path` is, or can become, a folder we can write into."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{shown(path)}: exists and is not a folder; give a folder for the output")
+    _check_writable(path, path)
+    return path
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path` names a file that can be written (created, or replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{shown(path)}: is a folder; give a file name for the output")
+    _check_writable(path, path.parent)
+    return path
+
+
+def _check_writable(path: Path, folder: Path) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    existing = existing if str(existing) else Path(".")
+    if not existing.is_dir():
+        raise UserError(f"{shown(path)}: cannot write: {shown(existing)} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
+    except OSError as error:
+        raise UserError(f"{shown(path)}: cannot write in {shown(existing)} ({error.strerror})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)

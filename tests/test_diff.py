@@ -1,0 +1,89 @@
+"""`diff A B`: fields and per-stage params/MACs of two resolved specs. Totals are REFERENCE.md §2's."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from archbuilder.cli import main
+from conftest import REPO
+
+ARCH = REPO / "architectures"
+# REFERENCE.md §2: (total params, forward MACs).
+RESNET50 = (23_600_006, 308_178_944)
+RESNET101 = (42_670_470, 611_217_408)
+RESNET50_IMAGENET = (25_636_712, 3_834_331_136)
+
+
+def _diff(*args):
+    result = CliRunner().invoke(main, ["diff", *map(str, args)], catch_exceptions=False)
+    return result
+
+
+def _json(*args) -> dict:
+    result = _diff(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_resnet50_vs_resnet101_differs_in_stage_4_only():
+    report = _json(ARCH / "resnet50.yaml", ARCH / "resnet101.yaml")
+    assert {f["path"]: (f["a"], f["b"]) for f in report["fields"]} == {
+        "name": ("ResNet50", "ResNet101"), "stages.2.repeats": (6, 23)}
+    assert (report["a"]["total_params"], report["a"]["macs"]) == RESNET50
+    assert (report["b"]["total_params"], report["b"]["macs"]) == RESNET101
+    changed = {p["name"]: (p["params_delta"], p["macs_delta"]) for p in report["parts"] if p["params_delta"] or p["macs_delta"]}
+    # 17 more identity blocks of [256, 256, 1024] carry the whole difference.
+    assert changed == {"stage 4": (RESNET101[0] - RESNET50[0], RESNET101[1] - RESNET50[1])}
+    assert report["delta"]["total_params"] == RESNET101[0] - RESNET50[0]
+
+
+def test_notebook_resnet50_vs_imagenet_layout():
+    report = _json(ARCH / "resnet50.yaml", ARCH / "imagenet" / "resnet50.yaml")
+    fields = {f["path"]: (f["a"], f["b"]) for f in report["fields"]}
+    assert fields["input.shape"] == ([64, 64, 3], [224, 224, 3])
+    assert fields["classes"] == (6, 1000)
+    assert fields["head"][1][0]["type"] == "global_average_pool"
+    assert "stages" not in " ".join(fields)  # the stages are inherited unchanged
+    assert (report["b"]["total_params"], report["b"]["macs"]) == RESNET50_IMAGENET
+    parts = {p["name"]: p for p in report["parts"]}
+    assert all(parts[f"stage {s}"]["params_delta"] == 0 for s in (2, 3, 4, 5))
+    # Stage 2 runs at 15x15 from 64² (pad 3, 7x7/2 conv: 32; 3x3/2 pool: 15) and at 55x55 from
+    # 224² (112, then 55): the same layers, so its MACs scale by exactly 55²/15².
+    assert parts["stage 2"]["b"]["macs"] * 15**2 == parts["stage 2"]["a"]["macs"] * 55**2
+
+
+def test_text_output_shows_fields_and_the_table():
+    result = _diff(ARCH / "resnet50.yaml", ARCH / "resnet101.yaml")
+    assert result.exit_code == 0, result.output
+    assert "stages.2.repeats  6 -> 23" in result.output
+    stage4 = next(line for line in result.output.splitlines() if line.startswith("stage 4"))
+    assert stage4.split() == ["stage", "4", "7,129,088", "26,199,552", "+19,070,464",
+                              "113,246,208", "416,284,672", "+303,038,464"]
+    assert result.output.rstrip().splitlines()[-1].split() == [
+        "total", "23,600,006", "42,670,470", "+19,070,464", "308,178,944", "611,217,408", "+303,038,464"]
+
+
+def test_set_applies_to_both_sides_and_set_a_to_one():
+    same = _json(ARCH / "resnet50.yaml", ARCH / "resnet50.yaml", "--set", "classes=10")
+    assert same["fields"] == [] and same["delta"]["total_params"] == 0
+    one = _json(ARCH / "resnet50.yaml", ARCH / "resnet50.yaml", "--set-a", "defaults.use_bias=false")
+    assert [f["path"] for f in one["fields"]] == ["defaults.use_bias"]
+    # One bias per output channel of every convolution: 26,560 (REFERENCE.md §2's ResNet-50 sum).
+    assert one["delta"]["total_params"] == 26_560
+
+
+def test_a_spec_equal_in_other_words_shows_no_field_difference(tmp_path):
+    (tmp_path / "same.yaml").write_text(f"extends: {ARCH / 'resnet50.yaml'}\nstages: {{2: {{repeats: 6}}}}\n")
+    result = _diff(ARCH / "resnet50.yaml", tmp_path / "same.yaml")
+    assert result.exit_code == 0 and "Fields that differ: none" in result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: x\ninput: {shape: [64, 64, 3]}\nclases: 3\n")
+    result = CliRunner().invoke(main, ["diff", str(ARCH / "resnet50.yaml"), str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2
+    assert "bad.yaml:3:1: clases: unknown key 'clases'" in result.output
+    missing = CliRunner().invoke(main, ["diff", str(ARCH / "resnet50.yaml"), str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1, missing.output

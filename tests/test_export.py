@@ -1,0 +1,277 @@
+"""`export` to SavedModel, LiteRT and ONNX, each run in its own runtime on real photos, and
+`predict` on the exports. One tiny model is trained in seconds on three digits of the
+sign-language photos, with whole photographers held out for the accuracy checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train_support import IMAGES, REPO, TINY_SPEC, invoke
+
+REPO_ARCH = REPO / "architectures"
+
+CLASSES = ("0", "1", "2")
+# A float32 export runs the same float32 ops as Keras in another kernel library (XNNPACK, ONNX
+# Runtime's MLAS, TensorFlow's graph runtime): only summation order differs, a few float32 ulps
+# on softmax outputs <= 1 (~1e-7). 1e-4 is the issue's bound and sits far above that.
+FLOAT32_TOLERANCE = 1e-4
+
+
+def _held_out_split(root: Path) -> tuple[Path, Path]:
+    """Class folders of symlinks: photographers of 85% of the images to train on, the rest held out."""
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.data.split import group_holdout, photographer_groups
+
+    files = scan_image_folder(IMAGES)
+    keep = np.flatnonzero(np.isin(np.asarray(files.class_names)[files.labels], CLASSES))
+    files = files.subset(keep)
+    train_idx, held_idx = group_holdout(photographer_groups(files.paths, files.labels), 0.15, seed=0)
+    folders = []
+    for name, indices in (("train", train_idx), ("heldout", held_idx)):
+        for index in indices:
+            path = files.paths[index]
+            target = root / name / files.class_names[files.labels[index]] / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.resolve())
+        folders.append(root / name)
+    return folders[0], folders[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    train, heldout = _held_out_split(root)
+    # Momentum 0.9 and a cosine schedule let batch norm's moving statistics settle within the
+    # ~600 steps that take seconds here; the held-out photographers then score ~95%.
+    result = invoke("train", TINY_SPEC, "--data", train, "--epochs", "12", "--out", root / "run", "--quiet",
+                    "--set", "defaults.batch_norm.momentum=0.9", "--set", "training.learning_rate=0.003",
+                    "--set", "training.schedule=cosine")
+    assert result.exit_code == 0, result.output
+    return root / "run" / "best.keras", train, heldout
+
+
+@pytest.fixture(scope="module")
+def keras_reference(trained):
+    """Keras's probabilities and labels for the held-out photographers' images."""
+    from archbuilder.data.sources import evaluation_data
+    from archbuilder.keras.model_files import open_model_file
+    from archbuilder.training.metrics import predict_probabilities
+
+    model_path, _, heldout = trained
+    model = open_model_file(model_path)
+    data = evaluation_data(str(heldout), tuple(model.input_shape[1:]), CLASSES)
+    return predict_probabilities(model, data.x), data
+
+
+def _inputs(data) -> np.ndarray:
+    return data.x.astype(np.float32) / np.float32(255.0)
+
+
+def _run_in_own_runtime(kind: str, path: Path, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The export's probabilities from its runtime's own API (not archbuilder's wrapper), and its metadata."""
+    if kind == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        (output,) = serve(tf.constant(x)).values()
+        return output.numpy(), json.loads((path / "assets.extra" / "archbuilder.json").read_text())
+    if kind == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from archbuilder.export.metadata import read_tflite_metadata
+
+        interpreter = Interpreter(model_path=str(path))
+        (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(given["index"], list(x.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(given["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"]), read_tflite_metadata(path.read_bytes())
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["archbuilder.json"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0], metadata
+
+
+@pytest.mark.parametrize("kind,name", [("saved_model", "sm"), ("litert", "m.tflite"), ("onnx", "m.onnx")])
+def test_float32_exports_agree_with_keras_in_their_own_runtime(trained, keras_reference, tmp_path, kind, name):
+    model_path, _, heldout = trained
+    reference, data = keras_reference
+    out = tmp_path / name
+    result = invoke("export", model_path, "--format", kind, "--out", out, "--check", heldout)
+    assert result.exit_code == 0, result.output
+    probabilities, metadata = _run_in_own_runtime(kind, out, _inputs(data))
+    assert probabilities.shape == reference.shape
+    np.testing.assert_allclose(probabilities, reference, rtol=0, atol=FLOAT32_TOLERANCE)
+    assert metadata["class_names"] == list(CLASSES) and metadata["input_shape"] == [32, 32, 3]
+    assert "x/255" in metadata["preprocessing"]
+    accuracy = float(np.mean(np.argmax(reference, axis=1) == data.y))
+    assert f"Keras float32 {100 * accuracy:.2f}%" in result.output
+    assert "warning" not in result.output
+    # predict takes the export and gives Keras's answer for a held-out photo.
+    photo = sorted((heldout / "2").iterdir())[0]
+    predicted = json.loads(invoke("predict", out, photo, "--json").output)
+    index = [i for i, label in enumerate(data.y) if label == 2][0]  # the first held-out photo of "2"
+    assert predicted["class"] == CLASSES[int(np.argmax(reference[index]))]
+    assert abs(predicted["probabilities"]["2"] - float(reference[index][2])) <= FLOAT32_TOLERANCE
+
+
+@pytest.mark.parametrize("quantize", ["float16", "int8"])
+def test_quantized_litert_reports_accuracy_next_to_float32(trained, keras_reference, tmp_path, quantize):
+    model_path, train, heldout = trained
+    reference, data = keras_reference
+    out = tmp_path / f"m-{quantize}.tflite"
+    extra = ["--calibration", train] if quantize == "int8" else []
+    result = invoke("export", model_path, "--format", "litert", "--quantize", quantize, "--out", out,
+                    "--check", heldout, *extra)
+    assert result.exit_code == 0, result.output
+    probabilities, metadata = _run_in_own_runtime("litert", out, _inputs(data))
+    assert metadata["quantization"] == quantize
+    float_accuracy = 100 * float(np.mean(np.argmax(reference, axis=1) == data.y))
+    accuracy = 100 * float(np.mean(np.argmax(probabilities, axis=1) == data.y))
+    assert float_accuracy > 100 / len(CLASSES) + 20, "the model must have learned for the comparison to mean anything"
+    line = next(line for line in result.output.splitlines() if line.startswith("Accuracy on"))
+    assert f"Keras float32 {float_accuracy:.2f}%" in line and f"LiteRT {quantize} {accuracy:.2f}%" in line
+    lost = float_accuracy - accuracy
+    # The issue's rule: int8 loses at most 1 point, or the command says how much it lost.
+    assert (f"int8 lost {lost:.2f} points" in result.output) == (quantize == "int8" and lost > 1), result.output
+    if quantize == "float16":
+        # float16 weights carry a relative rounding error of at most 2**-11 (~5e-4) each, and the
+        # arithmetic stays float32: the probabilities move by that order, far less than 1e-2.
+        # (int8 has no such bound: activations are rounded to 1/256 of their range at every layer,
+        # measured up to ~0.1 here; the accuracy rule above is what the issue asks of it.)
+        assert np.max(np.abs(probabilities - reference)) < 1e-2
+
+
+# Run with `python -I -S`: no site-packages processing, so the editable install's path hook for
+# archbuilder is never read; only the venv's site-packages folder is put on sys.path, where
+# keras and tensorflow live. The script proves archbuilder cannot be imported before loading.
+PLAIN_KERAS = """
+import sys
+sys.path.append(sys.argv[1])
+try:
+    import archbuilder
+except ImportError:
+    pass
+else:
+    raise SystemExit("archbuilder is importable here: " + archbuilder.__file__)
+import numpy as np
+import keras
+x = np.load(sys.argv[2])
+for index, path in enumerate(sys.argv[3:]):
+    model = keras.models.load_model(path, safe_mode=True)
+    np.save(f"out{index}.npy", model.predict(x, verbose=0))
+print("archbuilder" in sys.modules, keras.__version__)
+"""
+
+
+def test_build_and_train_files_load_in_plain_keras_without_archbuilder(trained, keras_reference, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    import zipfile
+
+    from archbuilder.keras.model_files import open_model_file
+
+    model_path, _, _ = trained
+    result = invoke("build", TINY_SPEC, "--out", tmp_path / "build",
+                    "--set", "defaults.kernel_initializer={type: glorot_uniform_tf1, seed: 0}")
+    assert result.exit_code == 0, result.output
+    built = tmp_path / "build" / "tiny.keras"
+    files = [built, model_path]
+    for path in files:  # what the issue asked for: only Keras's own objects named in the config
+        config = zipfile.ZipFile(path).read("config.json").decode()
+        assert "archbuilder" not in config and '"GlorotUniform"' in config
+    assert "archbuilder.json" in zipfile.ZipFile(model_path).namelist()  # the metadata stays
+
+    _, data = keras_reference
+    np.save(tmp_path / "x.npy", _inputs(data))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    process = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PLAIN_KERAS, sysconfig.get_paths()["purelib"], "x.npy", *map(str, files)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.stdout.split()[0] == "False"
+    for index, path in enumerate(files):
+        expected = np.asarray(open_model_file(path).predict(_inputs(data), verbose=0))
+        # Same TensorFlow, same kernels, same weights: equal up to threading's summation order.
+        np.testing.assert_allclose(np.load(tmp_path / f"out{index}.npy"), expected, rtol=0, atol=1e-6)
+
+
+def _refused(*args) -> str:
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path):
+    model_path, _, _ = trained
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "no-photos").mkdir()
+    (tmp_path / "no-photos" / "notes.txt").write_text("no images here")
+    (tmp_path / "text.keras").write_text("not a model")
+    (tmp_path / "my-folder").mkdir()
+    (tmp_path / "my-folder" / "keep.txt").write_text("a user's file")
+    before = sorted(tmp_path.rglob("*"))
+    out = tmp_path / "m.onnx"
+    cases = {
+        ("export", tmp_path / "missing.keras", "--format", "onnx", "--out", out): "no such model file",
+        ("export", model_path, "--format", "tflite", "--out", out): "unknown export format 'tflite'; one of: saved_model, litert, onnx",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "a-file" / "m.onnx"): "cannot write there",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "m.tflite"): "must end in .onnx",
+        ("export", model_path, "--format", "litert", "--quantize", "int8", "--out", tmp_path / "m.tflite",
+         "--calibration", tmp_path / "no-photos"): "no images in the calibration folder",
+        ("export", model_path, "--format", "litert", "--quantize", "int8", "--out", tmp_path / "m.tflite"): "needs --calibration",
+        ("export", model_path, "--format", "onnx", "--quantize", "int8", "--out", out): "applies to --format litert",
+        ("export", model_path, "--format", "litert", "--quantize", "int4", "--out", tmp_path / "m.tflite"): "unknown quantization",
+        ("export", tmp_path / "text.keras", "--format", "onnx", "--out", out): "not a Keras model file",
+        ("export", model_path, "--format", "saved_model", "--out", tmp_path / "my-folder"): "refusing to replace it",
+        ("export", model_path, "--format", "onnx", "--out", tmp_path / "new" / "sub" / "m.tflite"): "must end in .onnx",
+    }
+    for args, message in cases.items():
+        assert message in _refused(*args), args
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary file
+
+
+@pytest.mark.parametrize("name,content", [
+    ("fake.onnx", b"not an onnx graph"), ("fake.tflite", b"TFL3 but not really"), ("empty.tflite", b""),
+])
+def test_predict_refuses_files_that_are_not_exports(trained, tmp_path, name, content):
+    _, _, heldout = trained
+    (tmp_path / name).write_bytes(content)
+    photo = sorted((heldout / "0").iterdir())[0]
+    assert _refused("predict", tmp_path / name, photo).startswith(f"{tmp_path / name}: not a loadable")
+
+
+@pytest.mark.slow
+def test_documented_resnet50_exports_agree_with_keras_in_their_runtimes(tmp_path):
+    """The documented ResNet-50 (REFERENCE.md §1) in all three float32 formats, on real photos."""
+    from archbuilder.data.images import load_image_files
+    from archbuilder.export.formats import write_export
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.validate import load_checked_spec
+
+    checked = load_checked_spec(REPO_ARCH / "resnet50.yaml")
+    model = build_model(checked.spec, checked.plan)
+    assert model.count_params() == 23_600_006  # REFERENCE.md §1
+    photos = [sorted((IMAGES / str(c)).iterdir())[0] for c in range(6)]
+    x = load_image_files(photos, (64, 64, 3)).astype(np.float32) / np.float32(255.0)
+    reference = np.asarray(model.predict_on_batch(x))
+    for kind, name in (("saved_model", "sm"), ("litert", "m.tflite"), ("onnx", "m.onnx")):
+        write_export(model, kind, tmp_path / name, {"class_names": [str(c) for c in range(6)]})
+        probabilities, metadata = _run_in_own_runtime(kind, tmp_path / name, x)
+        np.testing.assert_allclose(probabilities, reference, rtol=0, atol=FLOAT32_TOLERANCE, err_msg=kind)
+        assert metadata["class_names"] == [str(c) for c in range(6)]

@@ -1,0 +1,190 @@
+"""Issue 13: what a new user hit with paths, file names, model files and options.
+
+Each test failed on 9722cd5 (a traceback, a misleading message or an ignored option) and checks
+the promise: a working result, or exit code 2 with one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.train_support import TINY_SPEC, image_folder, invoke
+
+
+def _one_clean_line(result, *needles: str) -> str:
+    """A refused command (CliRunner result): exit 2, no traceback, one line holding every needle."""
+    output = result.output
+    assert result.exit_code == 2, output
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny spec as a .keras file with class names 0, 1, 2 (as `train` writes it)."""
+    from archbuilder.keras.model_files import save_model_file
+
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_model_file(_tiny(), path, {"class_names": ["0", "1", "2"]})
+    return path
+
+
+def _tiny(*overrides: str):
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.validate import load_checked_spec
+
+    return build_model(load_checked_spec(TINY_SPEC, overrides).spec)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return image_folder(tmp_path_factory.mktemp("photos") / "images", per_class=3)
+
+
+# -- item 3: output paths that cannot be written ------------------------------------------------
+
+def _unwritable_cases(tmp: Path, photos: Path) -> list[tuple[list[str], str]]:
+    a_file = tmp / "a_file"
+    a_file.write_text("x")
+    spec = str(TINY_SPEC)
+    return [
+        (["build", spec, "--out", "/proc/foo"], "/proc/foo"),
+        (["build", spec, "--out", str(a_file / "sub")], str(a_file / "sub")),
+        (["train", spec, "--data", str(photos), "--out", "/proc/foo"], "/proc/foo"),
+        (["train", spec, "--data", str(photos), "--out", str(a_file)], str(a_file)),
+        (["plot", spec, "--out", "/proc/foo.png"], "/proc/foo.png"),
+        (["data", "pack", str(photos), "/proc/x.h5"], "/proc/x.h5"),
+    ]
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path, photos):
+    for args, named in _unwritable_cases(tmp_path, photos):
+        line = _one_clean_line(invoke(*args), named)
+        assert "cannot write" in line or "not a folder" in line, line
+
+
+# -- item 4: upper-case diagram extensions ------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_plot_layers_accepts_upper_case_extensions(tmp_path):
+    out = tmp_path / "tiny.PNG"
+    result = invoke("plot", TINY_SPEC, "--level", "layers", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- item 5: what is read from files is validated --------------------------------------------
+
+def test_a_set_path_of_hundreds_of_keys_is_one_located_problem():
+    from archbuilder.errors import SpecError
+    from archbuilder.spec.validate import load_checked_spec
+
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(TINY_SPEC, ["training." + ".".join(["a"] * 500) + "=1"])
+    assert len(caught.value.problems) == 1 and "keys" in str(caught.value), str(caught.value)
+
+
+def test_predict_refuses_a_model_file_whose_class_names_are_not_a_list(tmp_path, tiny_model, photos):
+    bad = tmp_path / "bad.keras"
+    shutil.copy(tiny_model, bad)
+    with zipfile.ZipFile(bad, "a") as archive:
+        archive.writestr("archbuilder.json", json.dumps({"class_names": 5}))
+    _one_clean_line(invoke("predict", bad, next((photos / "0").iterdir())), str(bad), "class_names")
+
+
+# -- item 11: one case-insensitive suffix table -------------------------------------------------
+
+def test_upper_case_model_suffixes_work_in_predict_and_evaluate(tmp_path, tiny_model, photos):
+    from archbuilder.keras.model_files import open_model_file
+    from archbuilder.keras.weights_h5 import save_h5
+
+    upper = tmp_path / "TINY.KERAS"
+    shutil.copy(tiny_model, upper)
+    image = next((photos / "1").iterdir())
+    assert invoke("predict", upper, image).exit_code == 0
+    assert invoke("evaluate", upper, "--data", photos).exit_code == 0
+    h5 = save_h5(open_model_file(tiny_model), tmp_path / "tiny.h5")
+    h5_upper = h5.rename(tmp_path / "TINY.H5")
+    result = invoke("predict", h5_upper, "--spec", TINY_SPEC, image)
+    assert result.exit_code == 0, result.output
+
+
+# -- item 13: options that were unclear or ignored ----------------------------------------------
+
+def test_predict_on_a_folder_predicts_every_image_in_it(tiny_model, photos):
+    result = invoke("predict", tiny_model, photos / "2", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert sorted(Path(r["image"]).name for r in rows) == sorted(p.name for p in (photos / "2").iterdir())
+
+
+@pytest.mark.parametrize("option", [["--set", "classes=4"], ["--strict"]])
+def test_predict_and_evaluate_refuse_spec_options_on_a_keras_file(tiny_model, photos, option):
+    image = next((photos / "0").iterdir())
+    _one_clean_line(invoke("predict", tiny_model, image, *option), option[0])
+    _one_clean_line(invoke("evaluate", tiny_model, "--data", photos, *option), option[0])
+
+
+def test_evaluate_classes_keeps_only_the_models_classes(tmp_path, photos):
+    from archbuilder.keras.model_files import save_model_file
+
+    two = tmp_path / "two.keras"
+    save_model_file(_tiny("classes=2"), two, {"class_names": ["0", "1"]})
+    result = invoke("evaluate", two, "--data", photos, "--classes", "0,1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["images"] == 6  # 3 photos of each of the two classes
+
+
+def test_empty_classes_option_is_refused(photos, tmp_path):
+    _one_clean_line(invoke("data", "pack", photos, tmp_path / "x.h5", "--classes", ""), "--classes")
+
+
+# -- item 2: file and folder names that are not UTF-8 --------------------------------------------
+
+def _not_utf8(name: str) -> str:
+    return os.fsdecode(b"\xff" + name.encode())
+
+
+def test_image_files_whose_names_are_not_utf8_are_read(tmp_path, tiny_model, photos):
+    root = tmp_path / "data"
+    shutil.copytree(photos, root, symlinks=True)
+    odd = root / "0" / _not_utf8("photo.jpg")
+    os.symlink(next((photos / "0").iterdir()).resolve(), odd)
+    # `odd` holds the surrogate that Python makes of the byte 0xff in argv (PEP 383), as a shell passes it.
+    result = invoke("predict", tiny_model, odd)
+    assert result.exit_code == 0, result.output
+    assert "\\xffphoto.jpg" in result.output
+    pack = invoke("data", "pack", root, tmp_path / "x.h5", "--size", "16")
+    assert pack.exit_code == 0, pack.output
+    assert "10 classes" not in pack.output and "(10, 16, 16, 3)" in pack.output  # 3 + 3 + 3 photos + the odd one
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_refused_by_name(tmp_path, photos):
+    root = tmp_path / "data"
+    shutil.copytree(photos, root, symlinks=True)
+    (root / "2").rename(root / _not_utf8("two"))
+    _one_clean_line(invoke("data", "pack", root, tmp_path / "x.h5", "--size", "16"), "\\xfftwo", "UTF-8")
+
+
+def test_predict_and_evaluate_with_spec_have_the_memory_flag_their_refusal_names(tmp_path, tiny_model, photos):
+    """Item 9: the size guard says "raise it with --max-memory"; with --spec, these commands have it."""
+    from archbuilder.keras.model_files import open_model_file
+    from archbuilder.keras.weights_h5 import save_h5
+
+    h5 = save_h5(open_model_file(tiny_model), tmp_path / "tiny.h5")
+    image = next((photos / "0").iterdir())
+    _one_clean_line(invoke("predict", h5, image, "--spec", TINY_SPEC, "--max-memory", "1KiB"),
+                    "estimated memory", "--max-memory")
+    result = invoke("evaluate", h5, "--data", photos, "--spec", TINY_SPEC, "--max-memory", "1GiB")
+    assert result.exit_code == 0, result.output
+    _one_clean_line(invoke("predict", tiny_model, image, "--max-memory", "1GiB"), "--max-memory", "--spec")
