@@ -16,6 +16,8 @@ from pathlib import Path
 
 from archbuilder.errors import UserError, shown
 
+PROBE_PREFIX = ".archbuilder-write-check-"  # the short-lived file _check_writable creates
+
 
 def check_output_folder(path: str | os.PathLike) -> Path:
     """`path` is, or can become, a folder we can write into."""
@@ -43,7 +45,7 @@ def _check_writable(path: Path, folder: Path) -> None:
     if not existing.is_dir():
         raise UserError(f"{shown(path)}: cannot write: {shown(existing)} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".archbuilder-write-check-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
     except OSError as error:
         raise UserError(f"{shown(path)}: cannot write in {shown(existing)} ({error.strerror})") from None
     os.close(fd)

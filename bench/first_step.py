@@ -60,7 +60,7 @@ def worker(config: str) -> dict:
     from archbuilder.spec.validate import load_checked_spec
     from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
     from archbuilder.training.fused_adam import use_fused_adam
-    from archbuilder.training.loop import compile_model
+    from archbuilder.training.optimizers import compile_model
 
     mark = time.perf_counter()
     model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)

@@ -238,7 +238,7 @@ def worker(config: str, folder: Path) -> None:
         from archbuilder.keras.graph import build_model
         from archbuilder.spec.training import TrainingSpec
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
-        from archbuilder.training.loop import compile_model
+        from archbuilder.training.optimizers import compile_model
         from archbuilder.spec.validate import load_checked_spec
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)

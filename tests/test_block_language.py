@@ -273,9 +273,9 @@ def test_an_all_skipped_block_repeated_a_million_times_fails_fast():
 
 @pytest.mark.parametrize("name", ["architectures/se_resnet50.yaml", "tests/specs/block_language.yaml"])
 def test_the_resolved_spec_a_run_folder_keeps_reads_back_the_same(tmp_path, name):
-    # Run folders keep spec.yaml (train.py's _dump_spec); `--resume` and users read it back. It
+    # Run folders keep spec.yaml (training/prepare.py's _dump_spec); `--resume` and users read it back. It
     # once wrote `default: null` for required parameters, which then read as a bad default.
-    from archbuilder.training.loop import _dump_spec
+    from archbuilder.training.prepare import _dump_spec
 
     checked = load_checked_spec(REPO / name)
     (tmp_path / "spec.yaml").write_text(_dump_spec(checked.spec))

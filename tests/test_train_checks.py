@@ -80,7 +80,7 @@ def test_a_linear_head_trains_on_logits_and_predict_reports_probabilities():
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
     from archbuilder.spec.validate import load_checked_spec
-    from archbuilder.training.loop import compile_model
+    from archbuilder.training.optimizers import compile_model
     from archbuilder.training.metrics import predict_probabilities
 
     linear = build_model(load_checked_spec(TINY_SPEC, ["head.1.activation=linear"]).spec)

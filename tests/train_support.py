@@ -27,6 +27,19 @@ def image_folder(root: Path, classes=("0", "1", "2"), per_class: int = 20) -> Pa
     return root
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago (bound together, then released)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
     """`python cli.py ARGS` as a real process."""
     return subprocess.run(

@@ -6,6 +6,7 @@ import click
 
 from archbuilder.cli.options import classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
+from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 
 
 @click.command("train")
@@ -27,9 +28,18 @@ from archbuilder.errors import UserError
               "(default: stop, naming them).")
 @click.option("--quiet", is_flag=True, help="No progress bar (with stdout not a terminal: no per-epoch lines).")
 @max_memory_option
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
+              help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
+              "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
+@click.option("--devices", type=click.IntRange(min=1), metavar="N",
+              help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
+              "without GPUs, the CPU split into N logical devices.")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="multi-worker: a worker that makes no progress for this long (a peer never came, a "
+              "collective hangs) is ended by its watchdog; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet, max_memory, save_h5):
+            skip_bad_images, quiet, max_memory, distribute, devices, worker_timeout, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -66,12 +76,12 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
         spec_path=spec, overrides=overrides, data=data, test=test,
         holdout_photographers=holdout_photographers, classes=classes, out=out,
         resume=resume, verbose=_verbosity(quiet), skip_bad_images=skip_bad_images, save_h5=save_h5,
-        max_memory=max_memory,
+        max_memory=max_memory, distribute=distribute, devices=devices, worker_timeout=worker_timeout,
     )
     from archbuilder.training.loop import train
 
     result = train(request)
-    click.echo(f"run folder: {result.run.root}")
+    click.echo(f"run folder: {result.run.root}" if result.writer else "done; the chief wrote the run folder")
     if result.interrupted:
         raise SystemExit(INTERRUPTED_EXIT_CODE)
 

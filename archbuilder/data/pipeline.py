@@ -61,18 +61,74 @@ def training_dataset(
     augmentation: AugmentationSpec | None = None,
 ):
     """Batches of (x/255, one-hot y) for epochs first_epoch..epochs-1, back to back."""
+    return _images_and_labels(_batch_indexes(len(y), batch_size, seed, first_epoch, epochs), x, y, classes, seed, augmentation)
+
+
+def replica_training_dataset(
+    context,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    augmentation: AugmentationSpec | None = None,
+):
+    """This worker's shard of `training_dataset`, for `strategy.distribute_datasets_from_function`.
+
+    `batch_size` is the global batch: each global batch is the one `training_dataset` gives, cut
+    into one contiguous slice per replica (as even as possible). A worker's dataset holds, for every
+    global batch, the slices of its own replicas in order, which tf.distribute hands to its local
+    devices in turn; so every worker runs the same number of steps, and one step of all replicas
+    together sees exactly the single-device batch.
+    """
+    indexes = _batch_indexes(len(y), batch_size, seed, first_epoch, epochs)
+    return _images_and_labels(_replica_slices(indexes, context), x, y, classes, seed, augmentation)
+
+
+def replica_inference_dataset(context, x: np.ndarray, y: np.ndarray, classes: int, batch_size: int):
+    """(x/255, one-hot y) in order, each global batch cut into per-replica slices (validation)."""
     import tensorflow as tf
 
-    images = tf.constant(x)
-    labels = tf.one_hot(tf.constant(y), classes)
-    count = len(y)
+    indexes = tf.data.Dataset.range(len(y)).batch(batch_size)
+    return _images_and_labels(_replica_slices(indexes, context), x, y, classes, 0, None)
+
+
+def _batch_indexes(count: int, batch_size: int, seed: int, first_epoch: int, epochs: int):
+    """The image indexes of each batch; the order of epoch `e` depends only on (seed, e)."""
+    import tensorflow as tf
 
     def epoch_order(epoch):
         keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
-    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_order)
-    dataset = dataset.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_order)
+
+
+def _replica_slices(indexes, context):
+    """Each batch of indexes as this input pipeline's replicas' slices, one element per replica."""
+    import tensorflow as tf
+
+    replicas = context.num_replicas_in_sync
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+
+    def slices(batch):
+        size = tf.cast(tf.shape(batch)[0], tf.int64)
+        bounds = tf.range(replicas + 1, dtype=tf.int64) * size // replicas
+        return tf.data.Dataset.range(first, first + local).map(lambda r: batch[bounds[r]:bounds[r + 1]])
+
+    return indexes.flat_map(slices)
+
+
+def _images_and_labels(indexes, x: np.ndarray, y: np.ndarray, classes: int, seed: int,
+                       augmentation: AugmentationSpec | None):
+    import tensorflow as tf
+
+    images = tf.constant(x)
+    labels = tf.one_hot(tf.constant(y), classes)
+    dataset = indexes.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
     layers = augmentation_layers(augmentation, seed) if augmentation is not None and augmentation.enabled else None
     if layers is not None:
         dataset = dataset.map(

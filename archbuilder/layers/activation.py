@@ -12,6 +12,12 @@ Activation = Literal[
 ]
 
 
+def float32_if_softmax(name: str) -> str | None:
+    """A softmax computes in float32 under a mixed-precision policy (in 16 bits exp overflows and
+    probabilities round); None leaves every other layer to the global dtype policy."""
+    return "float32" if name == "softmax" else None
+
+
 def keras_activation(name: str):
     """Keras's activation for a name. `gelu` is the exact (erf) form, `gelu_tanh` the tanh
     approximation; `hard_sigmoid` is Keras 3's relu6(x + 3) / 6, as MobileNetV3 uses."""
@@ -35,7 +41,8 @@ class ActivationLayer(Primitive):
     def keras(self, ctx, name):
         import keras
 
-        return keras.layers.Activation(keras_activation(self.activation), name=name)
+        return keras.layers.Activation(keras_activation(self.activation), dtype=float32_if_softmax(self.activation),
+                                       name=name)
 
 
 class DropoutLayer(Primitive):

@@ -64,6 +64,7 @@ class Context:
     batch_norm_axis: int = -1
     batch_norm_epsilon: float = 1e-3
     batch_norm_momentum: float = 0.99
+    batch_norm_synchronized: bool = False  # under tf.distribute: statistics over all replicas
     kernel_initializer: Any = None  # an InitializerSpec; None: Keras's default
 
 

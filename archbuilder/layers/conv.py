@@ -122,10 +122,11 @@ class DenseLayer(Primitive):
     def keras(self, ctx, name):
         import keras
 
-        from archbuilder.layers.activation import keras_activation
+        from archbuilder.layers.activation import float32_if_softmax, keras_activation
 
         return keras.layers.Dense(units=self.units, activation=keras_activation(self.activation),
-                                  use_bias=self.use_bias, kernel_initializer=_initializer(self, ctx), name=name)
+                                  use_bias=self.use_bias, kernel_initializer=_initializer(self, ctx),
+                                  dtype=float32_if_softmax(self.activation), name=name)
 
 
 from archbuilder.layers.activation import Activation  # noqa: E402  (the activation names, for `dense`)

@@ -40,7 +40,7 @@ class BatchNormLayer(Primitive):
             axis=ctx.batch_norm_axis if self.axis is None else self.axis,
             epsilon=ctx.batch_norm_epsilon if self.epsilon is None else self.epsilon,
             momentum=ctx.batch_norm_momentum if self.momentum is None else self.momentum,
-            center=self.center, scale=self.scale, name=name,
+            center=self.center, scale=self.scale, synchronized=ctx.batch_norm_synchronized, name=name,
         )
 
 

@@ -53,6 +53,7 @@ def context_of(spec: Spec) -> Context:
     bn = spec.defaults.batch_norm
     return Context(use_bias=spec.defaults.use_bias, classes=spec.classes, batch_norm_axis=bn.axis,
                    batch_norm_epsilon=bn.epsilon, batch_norm_momentum=bn.momentum,
+                   batch_norm_synchronized=bn.synchronized,
                    kernel_initializer=spec.defaults.kernel_initializer)
 
 

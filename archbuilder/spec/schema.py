@@ -31,6 +31,9 @@ class BatchNormDefaults(StrictModel):
     axis: Literal[-1, 3] = -1
     epsilon: Annotated[float, Field(gt=0)] = 1e-3
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    # Under tf.distribute, compute each batch's mean and variance over all replicas (Keras's
+    # BatchNormalization(synchronized=True)) instead of per replica: see README "Scaling out".
+    synchronized: bool = False
 
 
 class Defaults(StrictModel):

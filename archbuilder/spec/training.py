@@ -76,6 +76,14 @@ class TrainingSpec(StrictModel):
     # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3
     # (training/cpu_kernels.py, kernel_choice.py). `false` keeps TensorFlow's kernels.
     fast_cpu_kernels: bool = True
+    # Where to train (train --distribute overrides): `auto` is `mirrored` on a machine with several
+    # GPUs, else `none`; `multi-worker` joins the machines TF_CONFIG names. `batch_size` is always
+    # the global batch, split across the replicas; the learning rate is never rescaled.
+    distribute: Literal["none", "mirrored", "multi-worker", "auto"] = "auto"
+    # Keras's dtype policy: `mixed_bfloat16` / `mixed_float16` compute in 16 bits and keep the weights
+    # and the final softmax in float32; float16 also scales the loss. float32 is the default:
+    # on CPUs without AVX512_BF16 bfloat16 is emulated and slower (bench/RESULTS.md).
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
 
     @model_validator(mode="after")
     def _warmup_needs_a_schedule(self) -> "TrainingSpec":

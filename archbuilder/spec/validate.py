@@ -218,6 +218,7 @@ def _valid_keys(path: Path_, data: Any) -> list[str]:
     model: Any = Spec
     current = data
     for part in path:
+        # pydantic's location may still name union members ('NamePatterns'), which are no data keys
         if isinstance(current, dict):
             current = current.get(part)
         elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):

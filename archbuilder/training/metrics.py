@@ -79,18 +79,23 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_
     )
 
 
-def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64, call=None) -> np.ndarray:
     """Class probabilities for uint8 images, through the same x/255 as training; a head that
-    outputs logits (linear) gets its softmax here, so the result is probabilities either way."""
+    outputs logits (linear) gets its softmax here, so the result is probabilities either way.
+
+    `call` (a batch -> outputs) replaces `model.predict_on_batch`, which under tf.distribute
+    runs the batch on every replica and gathers the copies across workers.
+    """
     from archbuilder.data.pipeline import inference_dataset
     from archbuilder.training.head_output import output_kind
 
     logits = output_kind(model) == "logits"
-    outputs = [np.asarray(model.predict_on_batch(batch)) for batch in inference_dataset(x_uint8, batch_size)]
+    call = call or model.predict_on_batch
+    outputs = [np.asarray(call(batch)) for batch in inference_dataset(x_uint8, batch_size)]
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     result = np.concatenate(outputs)
-    return _softmax(result) if logits else result
+    return _softmax(result.astype(np.float32)) if logits else result  # float16 logits under mixed precision
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

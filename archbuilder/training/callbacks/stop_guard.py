@@ -1,0 +1,57 @@
+"""Stops training on a NaN or infinite loss, and after the current batch on Ctrl-C; tells the
+other callbacks whether the epoch ran all its steps (a Ctrl-C in the last batch keeps the epoch)."""
+
+from __future__ import annotations
+
+import math
+import signal
+from contextlib import contextmanager
+
+import keras
+
+from archbuilder.training.callbacks.session import Session
+
+
+class StopGuard(keras.callbacks.Callback):
+    def __init__(self, session: Session):
+        super().__init__()
+        self.session = session
+        self.batches_done = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches_done = 0
+        self.session.epoch_whole = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.session.diverged_at = (self.session.epoch_number(), batch + 1)
+            self.model.stop_training = True
+        self.batches_done = batch + 1
+        if self.session.stop_requested:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.session.epoch_whole = self.batches_done == self.params.get("steps")
+        if not self.session.epoch_cut_short and not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            self.session.diverged_at = (epoch + 1, 0)
+            self.model.stop_training = True
+
+
+@contextmanager
+def ctrl_c_stops_after_the_batch(session: Session, say):
+    """The first Ctrl-C asks the StopGuard to stop after this batch; a second one stops at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        if session.stop_requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        session.stop_requested = True
+        say("\ninterrupted: stopping after this batch (Ctrl-C again to stop at once)")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,206 @@
+"""Where a run trains: one device, several local devices, or several machines (tf.distribute).
+
+    none          Keras's default: one device
+    mirrored      MirroredStrategy over this machine's GPUs; without GPUs, `devices` logical CPUs
+    multi-worker  MultiWorkerMirroredStrategy over the machines TF_CONFIG names (cluster.py)
+    auto          mirrored where there are several GPUs (or --devices N > 1), else none
+
+Keras 3 leaves gaps in multi-worker training that are closed here and in the callbacks:
+- its `fit` reduces each step's scalar metrics with `strategy.reduce(MEAN, value, axis=0)`, which
+  fails on scalars across workers (keras-team/keras#20585, tensorflow/tensorflow#72388);
+  `_MultiWorker.reduce` reduces scalars over replicas only, which is what was meant;
+- a worker that dies leaves the others waiting in a collective, and a peer that never arrives
+  blocks the strategy's creation; every collective gets a timeout, and a watchdog process ends a
+  worker that makes no progress for that long (`Watchdog`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from archbuilder.errors import UserError
+from archbuilder.training.cluster import Cluster, check_port_free, read_cluster
+
+MODES = ("none", "mirrored", "multi-worker", "auto")
+# EX_TEMPFAIL: the run folder is intact, and rerunning the same command with --resume continues.
+WORKER_LOST_EXIT_CODE = 75
+DEFAULT_WORKER_TIMEOUT = 600  # seconds without progress before a worker gives the cluster up
+
+
+class WorkerLost(UserError):
+    exit_code = WORKER_LOST_EXIT_CODE
+
+
+@dataclass
+class Distribution:
+    mode: str  # none, mirrored or multi-worker (auto resolved)
+    strategy: object | None  # a tf.distribute.Strategy; None: Keras's default
+    cluster: Cluster | None = None
+    watchdog: Watchdog | None = None
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run folder (one writer per run)."""
+        return self.cluster is None or self.cluster.is_chief
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else nullcontext()
+
+    def describe(self) -> str:
+        if self.mode == "none":
+            return "one device"
+        devices = ", ".join(self.strategy.extended.worker_devices)
+        if self.cluster is None:
+            return f"mirrored over {self.replicas} devices ({devices})"
+        return f"{self.cluster.describe()}, {self.replicas} replicas in all; this worker's devices: {devices}"
+
+
+def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> Distribution:
+    """Set up `mode`. Must run before TensorFlow runs any operation (devices are fixed then)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if mode == "auto":
+        mode = "mirrored" if (len(gpus) > 1 and devices != 1) or (devices or 1) > 1 else "none"
+    if mode == "none":
+        if devices and devices > 1:
+            raise UserError(f"--devices {devices} needs --distribute mirrored or multi-worker")
+        return Distribution("none", None)
+    cluster = read_cluster() if mode == "multi-worker" else None
+    if cluster is not None:
+        check_port_free(cluster)
+    local = _local_devices(tf, gpus, devices)
+    if cluster is None:
+        return Distribution("mirrored", tf.distribute.MirroredStrategy(local))
+    # Creating the strategy connects to every peer; a peer that never arrives would block it forever.
+    watchdog = Watchdog(worker_timeout, f"{cluster.describe()}: the other workers did not all arrive within "
+                        f"{worker_timeout:g} s; check TF_CONFIG's addresses and start every worker. Nothing was written")
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
+    strategy = _MultiWorker(tf)(communication_options=options)
+    watchdog.say(f"{cluster.describe()}: no progress for {worker_timeout:g} s: another worker "
+                 "stopped or is unreachable")
+    watchdog.beat()
+    return Distribution("multi-worker", strategy, cluster, watchdog)
+
+
+def inference_call(model):
+    """The model's forward pass as one tf.function, called outside any replica: it reads each
+    weight's local copy, so it needs no collective and may run on the chief alone."""
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False))
+
+
+def _local_devices(tf, gpus, devices: int | None) -> list[str]:
+    if gpus:
+        if devices and devices > len(gpus):
+            raise UserError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
+        return [f"/gpu:{i}" for i in range(devices or len(gpus))]
+    count = devices or 1
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:  # one physical CPU as `count` logical devices, each with its own executor
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        raise UserError("--devices must be set before TensorFlow starts; run train in a fresh process") from None
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def _MultiWorker(tf):
+    class MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            # Keras's fit reduces a whole (images, labels) batch to build the model symbolically;
+            # this strategy reduces one value at a time.
+            if tf.nest.is_nested(value):
+                return tf.nest.map_structure(lambda v: self.reduce(reduce_op, v, axis), value)
+            # keras-team/keras#20585: Keras's fit asks for axis 0 of the per-step scalar metrics.
+            # The replicas' scalars are reduced across replicas alone (axis=None): their mean.
+            if axis == 0 and _scalars(self, value):
+                axis = None
+            return super().reduce(reduce_op, value, axis)
+
+    return MultiWorker
+
+
+def _scalars(strategy, value) -> bool:
+    return all(getattr(v, "shape", None) is not None and v.shape.rank == 0
+               for v in strategy.experimental_local_results(value))
+
+
+class Watchdog:
+    """Ends this process, with a clear message, when nothing has progressed for `timeout` seconds.
+
+    A collective waiting on a dead peer may not return, and creating the strategy while a peer
+    never arrives blocks inside TensorFlow's C++ runtime holding Python's GIL (so no thread of
+    this process could act, and it ignores SIGTERM). The watch is therefore a small separate
+    process: told of progress through a pipe, it prints the message and SIGKILLs this process
+    when told nothing for `timeout` seconds, and ends by itself when this process ends.
+    """
+
+    def __init__(self, timeout: float, message: str):
+        import subprocess
+
+        self.timeout = timeout
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WATCH, str(os.getpid()), str(timeout), message],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
+        )
+
+    def _send(self, line: str) -> None:
+        try:
+            self.process.stdin.write(line.encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the watch has ended: nothing is watched any more
+
+    def say(self, message: str) -> None:
+        """What to print if the time runs out from now on (training has started: say how to resume)."""
+        self._send("say " + _resume_hint(message).replace("\n", " "))
+
+    def beat(self) -> None:
+        self._send("beat")
+
+    def stop(self) -> None:
+        """Training is over: what is left (the chief's evaluation) needs no other worker."""
+        self._send("stop")
+
+
+def _resume_hint(message: str) -> str:
+    return (f"{message}. Rerun the same command on every worker with --resume RUN_DIR; the run folder "
+            "keeps the last finished epoch.")
+
+
+# The watch process: no TensorFlow, a few MiB. argv: parent pid, timeout seconds, message.
+_WATCH = r"""
+import os, select, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+deadline, pending = time.monotonic() + timeout, b""
+while True:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        try:
+            os.kill(parent, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sys.exit(0)
+    if select.select([0], [], [], min(left, 1.0))[0]:
+        data = os.read(0, 65536)
+        if not data:
+            sys.exit(0)  # the trainer has ended
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            if line == b"beat":
+                deadline = time.monotonic() + timeout
+            elif line == b"stop":
+                sys.exit(0)
+            elif line.startswith(b"say "):
+                message = line[4:].decode()
+"""

@@ -1,0 +1,230 @@
+"""A run to train: a new run folder from a spec, or an existing one to resume.
+
+A new run records how it was started (run.json, spec.yaml, classes.txt) before anything is
+trained; resuming reads that record back, so the data, the split and the settings are the run's own.
+Every check (spec, training memory, run folder, data, the built model's head) runs before anything
+is written; then the writer (the chief of a distributed run) locks the run folder, and
+training.loop.train releases it. `--resume` re-checks run.json, state.json and the model it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from archbuilder.data.split import stratified_split
+from archbuilder.errors import UserError
+from archbuilder.keras.model_files import PREPROCESSING
+from archbuilder.spec.training import TrainingSpec
+from archbuilder.training.optimizers import compile_model
+from archbuilder.training.run_dir import RunDir
+from archbuilder.training.run_state import PreparedRun, RunState
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class RunData:
+    """Train / validation / test arrays of one run, as run.json describes them."""
+
+    def __init__(self, run_info: dict, shape: tuple[int, int, int]):
+        from archbuilder.data.sources import training_data
+
+        training = TrainingSpec.model_validate(run_info["training"])
+        loaded = training_data(
+            run_info["data"], run_info["test"], shape,
+            holdout_photographers=run_info["holdout_photographers"],
+            seed=training.seed, classes=tuple(run_info["classes_filter"]) if run_info["classes_filter"] else None,
+            skip_bad_images=run_info.get("skip_bad_images", False),
+        )
+        self.class_names = loaded.train.class_names
+        if run_info.get("class_names") and tuple(run_info["class_names"]) != self.class_names:
+            raise UserError(
+                f"{run_info['data']}: classes are now {', '.join(self.class_names)}, but the run was "
+                f"started with {', '.join(run_info['class_names'])}"
+            )
+        self.train, self.validation = loaded.train, None
+        if training.validation_split:
+            kept, held = stratified_split(loaded.train.y, training.validation_split, training.seed)
+            self.train, self.validation = loaded.train.subset(kept), loaded.train.subset(held)
+        self.test, self.test_origin = loaded.test, loaded.test_origin
+
+
+def model_metadata(class_names, shape, spec_name: str) -> dict:
+    """What every .keras file of the run carries (archbuilder.json)."""
+    return {
+        "class_names": list(class_names),
+        "input_shape": list(shape),
+        "preprocessing": PREPROCESSING,
+        "spec_name": spec_name,
+    }
+
+
+def steps_per_epoch(data: RunData, training: TrainingSpec) -> int:
+    from archbuilder.data.pipeline import steps_per_epoch as steps
+
+    return steps(len(data.train), training.batch_size)
+
+
+def _dump_spec(spec) -> str:
+    import yaml
+
+    return yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+def _load_spec(spec_path: str, overrides: tuple[str, ...], max_memory: int | None = None):
+    """The checked spec, its memory estimated for training at its batch size and optimizer."""
+    from archbuilder.plan.size_guard import memory_limit, optimizer_slots
+    from archbuilder.spec.validate import check_memory, load_checked_spec
+
+    checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
+    training = checked.spec.training or TrainingSpec()
+    check_memory(checked.plan, checked.document, memory_limit() if max_memory is None else max_memory,
+                 batch_size=training.batch_size, training=True,
+                 slots=optimizer_slots(training.optimizer, training.momentum))
+    return checked
+
+
+def _absolute(path: str | None) -> str | None:
+    """Data paths are recorded absolute, so `--resume` works from any folder."""
+    return os.path.abspath(path) if path else None
+
+
+def planned_training(request) -> TrainingSpec:
+    """The training settings of the run `request` starts or resumes, read without TensorFlow
+    (tf.distribute must be set up before TensorFlow runs anything)."""
+    if request.resume:
+        return TrainingSpec.model_validate(RunDir(request.resume).read_run_info()["training"])
+    # The spec and its training memory are checked here already, before tf.distribute starts.
+    return _load_spec(request.spec_path, request.overrides, request.max_memory).spec.training or TrainingSpec()
+
+
+def start_new(request, distribution) -> PreparedRun:
+    """`request` is a training.loop.TrainRequest; only the chief of a distributed run checks and
+    writes the run folder (the other workers leave nothing behind)."""
+    checked = _load_spec(request.spec_path, request.overrides, request.max_memory)
+    spec = checked.spec
+    training = spec.training or TrainingSpec()
+    shape = tuple(spec.input.shape)
+    run = RunDir(request.out or f"runs/{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if distribution.is_chief:
+        _check_new_run_folder(run)
+    run_info = {
+        "spec_source": str(request.spec_path),
+        "overrides": list(request.overrides),
+        "data": _absolute(request.data),
+        "test": _absolute(request.test),
+        "holdout_photographers": request.holdout_photographers,
+        "classes_filter": list(request.classes) if request.classes else None,
+        "skip_bad_images": request.skip_bad_images,
+        "training": training.model_dump(mode="json"),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    data = RunData(run_info, shape)
+    classes = len(data.class_names)
+    overrides = request.overrides
+    if spec.classes != classes:
+        had = "sets no classes" if spec.classes is None else f"has {spec.classes} {_plural(spec.classes, 'class', 'classes')}"
+        say(
+            f"note: the spec {had}; the data has {classes} "
+            f"({', '.join(data.class_names)}), so the head was resized to {classes} (classes={classes})"
+        )
+        overrides = (*overrides, f"classes={classes}")
+        checked = _load_spec(request.spec_path, overrides, request.max_memory)
+        spec = checked.spec
+    run_info["overrides"] = list(overrides)
+    run_info["class_names"] = list(data.class_names)
+    from archbuilder.keras.graph import build_model
+    from archbuilder.training.head_output import check_classifier_output
+
+    with distribution.scope():
+        model = build_model(spec)
+        check_classifier_output(model, classes, str(request.spec_path))
+        compile_model(model, training, steps_per_epoch(data, training))
+    if distribution.is_chief:  # every check passed: only now is anything written
+        from archbuilder.atomic import atomic_write_text
+
+        with _locked_unless_failing(run):
+            _check_new_run_folder(run)  # another process may have started here meanwhile
+            atomic_write_text(run.spec, _dump_spec(spec))
+            atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
+            run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
+    return PreparedRun(run, model, data, training, shape, spec.name, RunState())
+
+
+def _check_new_run_folder(run: RunDir) -> None:
+    """A new run needs a writable folder holding nothing (a lock file left by a kill is nothing, nor
+    the write probe of another worker's output check, which may start while the chief prepares)."""
+    from archbuilder.output_paths import PROBE_PREFIX, check_output_folder
+    from archbuilder.training.run_lock import LOCK_NAME
+
+    check_output_folder(run.root)
+    if run.root.exists() and any(p.name != LOCK_NAME and not p.name.startswith(PROBE_PREFIX) for p in run.root.iterdir()):
+        hint = f"use --resume {run.root} or another --out" if run.is_run() else "give another --out"
+        raise UserError(f"{run.root}: already exists and is not empty; {hint}")
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+@contextmanager
+def _locked_unless_failing(run: RunDir):
+    """Take the run folder's lock; give it back if preparing fails (training.loop.train releases it
+    once the run is prepared)."""
+    run.lock.acquire()
+    try:
+        yield
+    except BaseException:
+        run.lock.release()
+        raise
+
+
+def resume(request, distribution) -> PreparedRun:
+    """Every worker of a distributed run reads the run folder; only the chief locks and writes it.
+    What is read is checked again, as for a new run: run.json, state.json, the spec, the model."""
+    run = RunDir(request.resume)
+    run_info = run.read_run_info()  # before the lock: a folder that is no run gets no lock file
+    if not distribution.is_chief:
+        return _resume_checked(run, run_info, request, distribution)
+    with _locked_unless_failing(run):
+        run.remove_temporaries()  # what a killed process was writing; the files it replaces are intact
+        return _resume_checked(run, run_info, request, distribution)
+
+
+def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> PreparedRun:
+    from archbuilder.training.head_output import check_classifier_output
+
+    state = run.read_state()
+    state = RunState.from_json(state) if state is not None else None
+    if request.data:
+        run_info["data"] = _absolute(request.data)
+    if request.test:
+        run_info["test"] = _absolute(request.test)
+    if request.skip_bad_images:  # images may have gone bad since the run started
+        run_info["skip_bad_images"] = True
+    shape = tuple(run_info["input_shape"])
+    training = TrainingSpec.model_validate(run_info["training"])
+    data = RunData(run_info, shape)
+    if state is None:  # killed before its first epoch finished: start again from the run's own spec
+        from archbuilder.keras.graph import build_model
+
+        spec = _load_spec(str(run.spec), (), request.max_memory).spec
+        with distribution.scope():
+            model = build_model(spec)
+            check_classifier_output(model, len(data.class_names), str(run.spec))
+            compile_model(model, training, steps_per_epoch(data, training))
+        say(f"resuming {run.root} from the start: no epoch had finished")
+        return PreparedRun(run, model, data, training, shape, run_info["spec_name"], RunState())
+    # As every model file: safe mode, archbuilder's initializers registered, damage named.
+    from archbuilder.keras.model_files import open_model_file
+
+    checkpoint = run.checkpoints / state.checkpoint
+    with distribution.scope():
+        model = open_model_file(checkpoint)
+    check_classifier_output(model, len(data.class_names), str(checkpoint))
+    say(f"resuming {run.root} after epoch {state.epochs_done} of {training.epochs}")
+    return PreparedRun(run, model, data, training, shape, run_info["spec_name"], state)
