@@ -187,7 +187,7 @@ def _report(paths, times, probes) -> None:
 
     median = {key: statistics.median(values) for key, values in times.items()}
     torch_best = {b: min(median[p, b] for p in paths if p.startswith("torch")) for b in CALLS}
-    print(f"| path | batch 1 latency (ms) | batch 1 images/s | batch 32 images/s | vs best PyTorch, batch 32 | max |p - p_keras| |")
+    print("| path | batch 1 latency (ms) | batch 1 images/s | batch 32 images/s | vs best PyTorch, batch 32 | max |p - p_keras| |")
     print("|---|---|---|---|---|---|")
     for path in paths:
         difference = "—" if path.startswith("torch") else f"{np.max(np.abs(probes[path] - probes['keras'])):.1e}"

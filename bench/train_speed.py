@@ -218,7 +218,6 @@ def worker(config: str, folder: Path) -> None:
 
         configure_tensorflow_environment()
     import keras
-    import numpy as np
 
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.images import load_image_files

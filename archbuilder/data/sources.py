@@ -4,7 +4,6 @@ at the model's input shape."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 

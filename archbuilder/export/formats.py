@@ -19,7 +19,6 @@ import numpy as np
 
 from archbuilder.atomic import atomic_dir, atomic_path, atomic_write_bytes
 from archbuilder.errors import UserError
-from archbuilder.export import FORMATS, QUANTIZATIONS  # noqa: F401  (re-exported)
 from archbuilder.export import metadata as export_metadata
 
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
