@@ -16,9 +16,12 @@ wall seconds and the process's CPU seconds (all threads: less sensitive to other
              with oneDNN its layout rewrite), kernel creation (oneDNN primitives, JIT code), one step
   step       median of the following steps: what the first call would cost without the one-off work
 
-`first - step` is the one-off cost of the first call; `extra` = variables + trace + first - step is
-what the first epoch pays on top of a steady one for the training step (the data pipeline and
-the end-of-epoch test predictions are measured by `cli.py train` itself: bench/RESULTS.md).
+  pipeline   the input pipeline's first batch, less a later batch (1,489 random 64x64 images)
+  predict    the first test-set prediction (273 images, as `train --holdout-photographers 0.15`
+             runs at each epoch's end), less a later one: its function is traced on first use
+
+`first - step` (`one_off`) is the one-off cost of the first call; `extra` = variables + trace +
+one_off + pipeline + predict is what the first epoch of `cli.py train` pays on top of a later one.
 With --grappler-log the child also logs grappler's own per-pass times
 (TF_CPP_VMODULE=meta_optimizer=1) and sums them per pass.
 
@@ -49,12 +52,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "architectures" / "resnet50.yaml"
+PHOTOS = ROOT.parent / "shared" / "datasets" / "sign-language-digits" / "images"
 BATCH = 32
 STEPS = 6
 
 
 LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn": {"keras-bn"},
           "before": {"lazy-build", "keras-adam", "keras-bn"}}
+
+
+# The on/off passes of tf.config.optimizer.set_experimental_options (all on by default).
+_GRAPPLER_SWITCHES = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
+                      "arithmetic_optimization", "dependency_optimization", "loop_optimization",
+                      "function_optimization", "debug_stripper", "implementation_selector")
+
+
+def _grappler_options(tf, config: str) -> None:
+    if config == "no-grappler":
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    elif config.startswith("off:"):
+        tf.config.optimizer.set_experimental_options({name: False for name in config[4:].split("+")})
 
 
 def worker(config: str) -> dict:
@@ -75,10 +92,7 @@ def worker(config: str) -> dict:
     import numpy as np
 
     phase("import")
-    if config == "no-grappler":
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    elif config.startswith("off:"):
-        tf.config.optimizer.set_experimental_options({name: False for name in config[4:].split("+")})
+    _grappler_options(tf, config)
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
     from archbuilder.spec.validate import load_checked_spec
@@ -119,10 +133,32 @@ def worker(config: str) -> dict:
     times["step_cpu"] = statistics.median(s[1] for s in steps[1:])
     times["traces"] = len(step_function._list_all_concrete_functions()) if hasattr(
         step_function, "_list_all_concrete_functions") else None
+    # What else the first epoch runs once: the input pipeline's first batches (tf.data builds its
+    # graph, the first gathers), and the end of the epoch's test predictions, whose function is
+    # traced on its first call (and once more for the last, smaller batch).
+    from archbuilder.data import pipeline
+    from archbuilder.training.metrics import predict_probabilities
+
+    images = rng.integers(0, 256, (1489, 64, 64, 3), dtype=np.uint8)
+    phase("scratch")
+    del times["scratch"], times["scratch_cpu"]
+    batches = iter(pipeline.training_dataset(images, rng.integers(0, 10, 1489), 10, BATCH, 0, 0, 1))
+    next(batches)
+    phase("pipeline_first")
+    for _ in range(STEPS):
+        next(batches)
+    phase("pipeline_later")
+    test = images[:273]  # the test set of `cli.py train --holdout-photographers 0.15`
+    predict_probabilities(model, test)
+    phase("predict_first")
+    predict_probabilities(model, test)
+    phase("predict_later")
     for suffix in ("", "_cpu"):
+        times["pipeline" + suffix] = times["pipeline_first" + suffix] - times["pipeline_later" + suffix] / STEPS
+        times["predict" + suffix] = times["predict_first" + suffix] - times["predict_later" + suffix]
         times["one_off" + suffix] = times["first" + suffix] - times["step" + suffix]
-        times["extra" + suffix] = (times["variables" + suffix] + times["trace" + suffix]
-                                   + times["one_off" + suffix])
+        times["extra" + suffix] = (times["variables" + suffix] + times["trace" + suffix] + times["one_off" + suffix]
+                                   + times["pipeline" + suffix] + times["predict" + suffix])
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in times.items()}
 
 
@@ -149,13 +185,116 @@ def run(config: str, grappler_log: bool) -> dict:
     return result
 
 
+def steady(configs: list[str], rounds: int) -> dict:
+    """Steady-state training steps of several configurations in ONE process, interleaved step by
+    step (a burst of load elsewhere hits all alike): median wall and CPU seconds per step."""
+    sys.path.insert(0, str(ROOT))
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    import keras
+    import numpy as np
+
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.training import TrainingSpec
+    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
+    from archbuilder.training.first_step import build_before_tracing
+    from archbuilder.training.fused_adam import use_fused_adam
+    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
+    from archbuilder.training.optimizers import compile_model
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((BATCH, 64, 64, 3), dtype="float32"))
+    y = tf.constant(keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10))
+    steps = {}
+    for config in configs:
+        levers = LEVERS.get(config, set())
+        model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)
+        compile_model(model, TrainingSpec(), 15)
+        use_fast_kernel_gradients(model)
+        if "keras-adam" not in levers:
+            use_fused_adam(model.optimizer)
+        if "keras-bn" not in levers:
+            use_fused_batch_norm(model)
+        build_before_tracing(model, (tf.TensorSpec((None, 64, 64, 3)), tf.TensorSpec((None, 10))))
+        steps[config] = tf.function(model.train_step)
+        # Grappler's options are read when a function is first run (instantiated): each
+        # configuration's step is optimized with its own options, then they are reset.
+        saved = tf.config.optimizer.get_experimental_options()
+        _grappler_options(tf, config)
+        for _ in range(2):  # traced, optimized, warm
+            float(steps[config]((x, y))["loss"])
+        tf.config.optimizer.set_experimental_options(
+            {**{k: True for k in _GRAPPLER_SWITCHES}, "disable_meta_optimizer": False, **saved})
+    times = {c: ([], []) for c in configs}
+    load = os.getloadavg()[0]
+    for _ in range(rounds):
+        for config in configs:
+            wall, cpu = time.perf_counter(), time.process_time()
+            float(steps[config]((x, y))["loss"])
+            times[config][0].append(time.perf_counter() - wall)
+            times[config][1].append(time.process_time() - cpu)
+    result = {"load": [round(load, 1), round(os.getloadavg()[0], 1)], "rounds": rounds}
+    for config, (wall, cpu) in times.items():
+        result[config] = {"step": round(statistics.median(wall), 3), "step_cpu": round(statistics.median(cpu), 3),
+                          "images_per_second": round(BATCH / statistics.median(wall), 2)}
+    first = configs[0]
+    for config in configs[1:]:
+        result[f"{first}/{config} wall"] = round(result[config]["step"] / result[first]["step"], 3)
+        result[f"{first}/{config} cpu"] = round(result[config]["step_cpu"] / result[first]["step_cpu"], 3)
+    return result
+
+
+def run_cli(tree: Path, epochs: int) -> dict:
+    """`cli.py train` of `tree` (a checkout: this one, or an older commit's `git archive`) on the
+    photos, whole photographers held out (test predictions at every epoch's end, as users run it):
+    every output line with the seconds since start, the history's epoch times, the CPU seconds."""
+    import csv
+    import resource
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="first-step-") as folder:
+        command = [sys.executable, "-u", str(tree / "cli.py"), "train", str(SPEC), "--data", str(PHOTOS),
+                   "--holdout-photographers", "0.15", "--epochs", str(epochs), "--out", f"{folder}/run"]
+        env = {**os.environ, "ARCHBUILDER_CACHE_DIR": os.environ.get("ARCHBUILDER_CACHE_DIR", f"{folder}/cache")}
+        load, cpu_before = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = [(round(time.perf_counter() - start, 1), line.rstrip()) for line in process.stdout]
+        if process.wait():
+            raise RuntimeError("\n".join(line for _, line in lines[-20:]))
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(f"{folder}/run/history.csv") as handle:
+            history = list(csv.DictReader(handle))
+    epoch_seconds = [float(row["seconds"]) for row in history]
+    return {"tree": str(tree), "load": [round(load, 1), round(os.getloadavg()[0], 1)],
+            "wall": round(time.perf_counter() - start, 1),
+            "cpu": round(cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime, 1),
+            "epoch_seconds": epoch_seconds, "images_per_second": [row.get("images_per_second") for row in history],
+            "first_epoch_extra": round(epoch_seconds[0] - min(epoch_seconds[1:]), 1), "lines": lines}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--configs", default="default,before,lazy-build,keras-adam,keras-bn")
     parser.add_argument("--grappler-log", action="store_true", help="also sum grappler's per-pass times")
+    parser.add_argument("--cli", nargs="+", type=Path, metavar="TREE",
+                        help="instead: time `cli.py train` of each checkout TREE, interleaved")
+    parser.add_argument("--epochs", type=int, default=3, help="with --cli")
+    parser.add_argument("--steady", type=int, metavar="ROUNDS",
+                        help="instead: steady-state steps of --configs in one process, interleaved, ROUNDS each")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steady:
+        print(json.dumps(steady(args.configs.split(","), args.steady)), flush=True)
+        return
+    if args.cli:
+        for round_ in range(args.repeats):
+            for tree in args.cli[round_ % len(args.cli):] + args.cli[:round_ % len(args.cli)]:
+                print(json.dumps({"round": round_ + 1, **run_cli(tree.resolve(), args.epochs)}), flush=True)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker)), flush=True)
         return
@@ -166,7 +305,7 @@ def main() -> None:
             result = run(config, args.grappler_log)
             results[config].append(result)
             print(json.dumps({"round": round_ + 1, **result}), flush=True)
-    keys = [k + suffix for k in ("variables", "trace", "first", "step", "one_off", "extra") for suffix in ("", "_cpu")]
+    keys = [k + suffix for k in ("variables", "trace", "first", "step", "one_off", "pipeline", "predict", "extra") for suffix in ("", "_cpu")]
     summary = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in results.items()}
     print(json.dumps({"medians": summary}, indent=1))
 
