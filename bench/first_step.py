@@ -61,17 +61,13 @@ LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn"
           "before": {"lazy-build", "keras-adam", "keras-bn"}}
 
 
-# The on/off passes of tf.config.optimizer.set_experimental_options (all on by default).
-_GRAPPLER_SWITCHES = ("layout_optimizer", "constant_folding", "shape_optimization", "remapping",
-                      "arithmetic_optimization", "dependency_optimization", "loop_optimization",
-                      "function_optimization", "debug_stripper", "implementation_selector")
-
-
-def _grappler_options(tf, config: str) -> None:
+def _grappler_options(tf, config: str, reset: bool = False) -> None:
+    """Grappler as `config` names it (`no-grappler`, `off:P1+P2`; the passes named are on by
+    default), or back to the default with `reset`."""
     if config == "no-grappler":
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not reset})
     elif config.startswith("off:"):
-        tf.config.optimizer.set_experimental_options({name: False for name in config[4:].split("+")})
+        tf.config.optimizer.set_experimental_options({name: reset for name in config[4:].split("+")})
 
 
 def worker(config: str) -> dict:
@@ -221,12 +217,10 @@ def steady(configs: list[str], rounds: int) -> dict:
         steps[config] = tf.function(model.train_step)
         # Grappler's options are read when a function is first run (instantiated): each
         # configuration's step is optimized with its own options, then they are reset.
-        saved = tf.config.optimizer.get_experimental_options()
         _grappler_options(tf, config)
         for _ in range(2):  # traced, optimized, warm
             float(steps[config]((x, y))["loss"])
-        tf.config.optimizer.set_experimental_options(
-            {**{k: True for k in _GRAPPLER_SWITCHES}, "disable_meta_optimizer": False, **saved})
+        _grappler_options(tf, config, reset=True)
     times = {c: ([], []) for c in configs}
     load = os.getloadavg()[0]
     for _ in range(rounds):
