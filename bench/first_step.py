@@ -6,8 +6,8 @@ Each configuration runs in its own process (oneDNN on, as `cli.py train`), and t
 wall seconds and the process's CPU seconds (all threads: less sensitive to other programs):
 
   import     `import tensorflow` (+ Keras)
-  build      YAML -> spec -> plan -> Keras model (`build_model`)
-  compile    `model.compile` and `train`'s switches (fused Adam, fused batch norm, kernel gradients)
+  build      YAML -> spec -> plan -> Keras model (`build_model`), `model.compile` and `train`'s
+             switches (fused Adam, fused batch norm, kernel gradients)
   variables  creating the optimizer's slots and the compiled metrics' variables before the trace,
              as `train` does (training/first_step.py `build_before_tracing`)
   trace      tracing the training step into a graph: Python runs the model's call, the gradient
@@ -70,6 +70,33 @@ def _grappler_options(tf, config: str, reset: bool = False) -> None:
         tf.config.optimizer.set_experimental_options({name: reset for name in config[4:].split("+")})
 
 
+def _batch(tf, keras, np):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((BATCH, 64, 64, 3), dtype="float32"))
+    return x, tf.constant(keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10))
+
+
+def _switched_model(config: str):
+    """The documented ResNet-50, compiled as `train` does, with `config`'s levers."""
+    from archbuilder.keras.graph import build_model
+    from archbuilder.spec.training import TrainingSpec
+    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
+    from archbuilder.training.fused_adam import use_fused_adam
+    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
+    from archbuilder.training.optimizers import compile_model
+
+    levers = LEVERS.get(config, set())
+    model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)
+    compile_model(model, TrainingSpec(), 15)
+    use_fast_kernel_gradients(model)
+    if "keras-adam" not in levers:
+        use_fused_adam(model.optimizer)
+    if "keras-bn" not in levers:
+        use_fused_batch_norm(model)
+    return model
+
+
 def worker(config: str) -> dict:
     sys.path.insert(0, str(ROOT))
     levers = LEVERS.get(config, set())
@@ -89,27 +116,11 @@ def worker(config: str) -> dict:
 
     phase("import")
     _grappler_options(tf, config)
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.training import TrainingSpec
-    from archbuilder.spec.validate import load_checked_spec
-    from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
     from archbuilder.training.first_step import build_before_tracing
-    from archbuilder.training.fused_adam import use_fused_adam
-    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
-    from archbuilder.training.optimizers import compile_model
 
-    model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)
+    model = _switched_model(config)
     phase("build")
-    compile_model(model, TrainingSpec(), 15)
-    use_fast_kernel_gradients(model)
-    if "keras-adam" not in levers:
-        use_fused_adam(model.optimizer)
-    if "keras-bn" not in levers:
-        use_fused_batch_norm(model)
-    phase("compile")
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((BATCH, 64, 64, 3), dtype="float32"))
-    y = tf.constant(keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10))
+    x, y = _batch(tf, keras, np)
     if "lazy-build" not in levers:
         build_before_tracing(model, (tf.TensorSpec((None, 64, 64, 3)), tf.TensorSpec((None, 10))))
     phase("variables")
@@ -135,6 +146,7 @@ def worker(config: str) -> dict:
     from archbuilder.data import pipeline
     from archbuilder.training.metrics import predict_probabilities
 
+    rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (1489, 64, 64, 3), dtype=np.uint8)
     phase("scratch")
     del times["scratch"], times["scratch_cpu"]
@@ -191,28 +203,12 @@ def steady(configs: list[str], rounds: int) -> dict:
     import keras
     import numpy as np
 
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.training import TrainingSpec
-    from archbuilder.spec.validate import load_checked_spec
-    from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
     from archbuilder.training.first_step import build_before_tracing
-    from archbuilder.training.fused_adam import use_fused_adam
-    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
-    from archbuilder.training.optimizers import compile_model
 
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((BATCH, 64, 64, 3), dtype="float32"))
-    y = tf.constant(keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10))
+    x, y = _batch(tf, keras, np)
     steps = {}
     for config in configs:
-        levers = LEVERS.get(config, set())
-        model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)
-        compile_model(model, TrainingSpec(), 15)
-        use_fast_kernel_gradients(model)
-        if "keras-adam" not in levers:
-            use_fused_adam(model.optimizer)
-        if "keras-bn" not in levers:
-            use_fused_batch_norm(model)
+        model = _switched_model(config)
         build_before_tracing(model, (tf.TensorSpec((None, 64, 64, 3)), tf.TensorSpec((None, 10))))
         steps[config] = tf.function(model.train_step)
         # Grappler's options are read when a function is first run (instantiated): each
