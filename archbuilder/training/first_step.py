@@ -39,6 +39,18 @@ def build_before_tracing(model, element_spec) -> None:
         model.optimizer.build(model.trainable_variables)
 
 
+def trace_prediction_once(model, element_spec) -> None:
+    """Trace Keras's predict function for any batch size now, once, instead of twice at the end
+    of the first epoch: `predict_on_batch` (training/metrics.py, the test set's figures after
+    every epoch) traces it for its first batch's size, then again, generalized, for the last,
+    smaller batch (`reduce_retracing`). A trace for batch size None serves every later call."""
+    import tensorflow as tf
+
+    model.make_predict_function()
+    spec = tf.TensorSpec((None, *element_spec.shape[1:]), element_spec.dtype)
+    model.predict_function.get_concrete_function([(spec,)])
+
+
 class GraphPreparation(keras.callbacks.Callback):
     """Says "preparing the graph" when fit starts and how long it took once the first step is done."""
 

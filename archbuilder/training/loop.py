@@ -211,9 +211,11 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
             validation = strategy.distribute_datasets_from_function(
                 lambda context: pipeline.replica_inference_dataset(context, v.x, v.y, classes, training.batch_size))
     if distribution.strategy is None:  # under a strategy Keras does this itself
-        from archbuilder.training.first_step import build_before_tracing
+        from archbuilder.training.first_step import build_before_tracing, trace_prediction_once
 
         build_before_tracing(prepared.model, dataset.element_spec)
+        if data.test is not None and session.writer:  # predicted after every epoch (EpochRow)
+            trace_prediction_once(prepared.model, dataset.element_spec[0])
     prepared.model.fit(
         dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
         validation_data=validation, verbose=verbose,
