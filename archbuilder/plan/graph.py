@@ -74,11 +74,15 @@ class Plan:
         return sum(n.stats.macs for n in self.nodes)
 
     def groups(self) -> list[tuple[str, str, list[Node]]]:
-        """Nodes grouped by `group`, in order: [(group, group_type, nodes), ...]."""
+        """Nodes grouped by `group`, in order: [(group, group_type, nodes), ...]. A new stage starts
+        a new group even if its blocks are named as the last one's (two stages with one label)."""
         result: list[tuple[str, str, list[Node]]] = []
+        last = None
         for node in self.nodes:
-            if not result or result[-1][0] != node.group:
+            key = (node.group, node.path[:2] if node.path[:1] == ("stages",) else ())
+            if key != last:
                 result.append((node.group, node.group_type, []))
+                last = key
             result[-1][2].append(node)
         return result
 
