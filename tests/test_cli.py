@@ -106,6 +106,23 @@ def test_info_keeps_stages_that_share_a_label_apart(tmp_path):
     ]
 
 
+def test_block_diagram_keeps_stages_that_share_a_label_apart(tmp_path):
+    from archbuilder.diagrams import block_diagram
+    from archbuilder.spec.validate import load_checked_spec
+
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(SHARED_LABELS)
+    checked = load_checked_spec(spec)
+    diagram = block_diagram(checked.plan, checked.spec)
+    assert [(b.id, b.stage) for b in diagram.boxes] == [
+        ("input", None), ("stem", None), ("res3a (stages.0)", "stage 3 (stages.0)"),
+        ("res3a (stages.1)", "stage 3 (stages.1)"), ("res3b (stages.1)", "stage 3 (stages.1)"),
+        ("res4a", "stage 4"), ("head", None),
+    ]
+    ids = [b.id for b in diagram.boxes]
+    assert [(a.tail, a.head) for a in diagram.arrows] == list(zip(ids, ids[1:]))
+
+
 def test_set_overrides_any_field_and_is_validated():
     result = run_cli("info", "architectures/resnet50.yaml", "--json", "--set", "input.shape=[224,224,3]",
                      "--set", "classes=1000", "--set", "stages.2.repeats=23")
