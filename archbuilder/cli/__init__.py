@@ -54,7 +54,6 @@ def main() -> None:
     configure_tensorflow_environment()
 
 
-
 def run() -> None:
     """Entry point for `python cli.py` (the group's callback sets TensorFlow's environment)."""
     sys.exit(main(standalone_mode=True))

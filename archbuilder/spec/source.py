@@ -94,7 +94,7 @@ _PARSED_MAX_BYTES = 64 << 10
 
 
 def copy_data(value: Any) -> Any:
-    """A deep copy of plain YAML data (dicts, lists, scalars): copy.deepcopy's result, ~10x faster."""
+    """A deep copy of plain YAML data (dicts, lists, scalars): copy.deepcopy's result, ~2.5x faster."""
     if isinstance(value, dict):
         return {key: copy_data(item) for key, item in value.items()}
     if isinstance(value, list):
