@@ -177,8 +177,12 @@ def _resume_hint(message: str) -> str:
 
 
 # The watch process: no TensorFlow, a few MiB. argv: parent pid, timeout seconds, message.
+# It ignores SIGINT and SIGTERM: Ctrl-C reaches the terminal's whole process group, and the trainer
+# answers it by stopping with the other workers, which is progress the watch must keep watching.
 _WATCH = r"""
 import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 deadline, pending = time.monotonic() + timeout, b""
 while True:

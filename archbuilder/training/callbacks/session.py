@@ -27,7 +27,8 @@ class Session:
     # Filled in during an epoch by the callbacks, in their order:
     timing: dict = field(default_factory=dict)  # StepTimer: seconds, images per second
     row: dict | None = None  # EpochRow: the finished epoch's history row; None if it did not finish
-    stop_requested: bool = False  # Ctrl-C
+    stop_requested: bool = False  # Ctrl-C or SIGTERM: stop after the current batch
+    stop_signal: int = 0  # the signal that asked for it (on any worker of a multi-worker run)
     diverged_at: tuple[int, int] | None = None  # (epoch, batch; 0 = at the epoch's end)
     epoch_whole: bool = False  # StopGuard: every step of the current epoch ran
 

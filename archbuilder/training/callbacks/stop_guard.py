@@ -1,4 +1,4 @@
-"""Stops training on a NaN or infinite loss, and after the current batch on Ctrl-C; tells the
+"""Stops training on a NaN or infinite loss, and after the current batch on Ctrl-C or SIGTERM; tells the
 other callbacks whether the epoch ran all its steps (a Ctrl-C in the last batch keeps the epoch)."""
 
 from __future__ import annotations
@@ -40,18 +40,26 @@ class StopGuard(keras.callbacks.Callback):
 
 @contextmanager
 def ctrl_c_stops_after_the_batch(session: Session, say):
-    """The first Ctrl-C asks the StopGuard to stop after this batch; a second one stops at once."""
-    previous = signal.getsignal(signal.SIGINT)
+    """The first Ctrl-C (SIGINT) or SIGTERM asks the StopGuard to stop after this batch; a second
+    one stops at once. SIGTERM is what Kubernetes and Slurm send before they kill a job."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in watched}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if session.stop_requested:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        session.stop_requested = True
-        say("\ninterrupted: stopping after this batch (Ctrl-C again to stop at once)")
+            for watched_signal, handler in previous.items():
+                signal.signal(watched_signal, handler)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        session.stop_requested, session.stop_signal = True, signum
+        name = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
+        say(f"\n{name}: stopping after this batch ({signal.Signals(signum).name} again to stop at once)")
 
-    signal.signal(signal.SIGINT, on_sigint)
+    for signum in watched:
+        signal.signal(signum, on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
