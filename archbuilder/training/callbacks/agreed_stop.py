@@ -5,7 +5,9 @@ into the next step's collective and wait for a peer that has left. So after ever
 workers all-reduce which of SIGINT and SIGTERM each has received (a sum of two flags: all-reduce
 knows only sums and means); all see the same sums after the same batch and stop there together,
 keeping the run folder's last finished epoch, and all exit with the same code, 128 + the signal
-(SIGTERM's where any worker got one, so a job being shut down reads as such).
+(SIGTERM's where any worker got one, so a job being shut down reads as such). The signal handler
+only records the request: were it to stop its worker itself, a signal landing between this
+agreement and the StopGuard would stop that worker one batch before the others.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class AgreedStop(keras.callbacks.Callback):
         import tensorflow as tf
 
         self.session, self.say = session, say or (lambda line: print(line, file=sys.stderr, flush=True))
+        session.stop_needs_agreement = True  # a signal now only asks; this callback decides
 
         def total(flags):
             # made on the replica's device: an argument from outside has no destinations across workers

@@ -45,16 +45,23 @@ def ctrl_c_stops_after_the_batch(session: Session, say):
     watched = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.getsignal(signum) for signum in watched}
 
+    received = []  # by this process: a stop agreed with other workers (AgreedStop) is no first signal
+
     def on_signal(signum, frame):
-        if session.stop_requested:
+        if received:
             for watched_signal, handler in previous.items():
                 signal.signal(watched_signal, handler)
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             raise SystemExit(128 + signum)
-        session.stop_requested, session.stop_signal = True, signum
-        name = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
-        say(f"\n{name}: stopping after this batch ({signal.Signals(signum).name} again to stop at once)")
+        received.append(signum)
+        # a stop already agreed keeps its signal, so that every worker exits with the same code
+        session.stop_signal = session.stop_signal or signum
+        session.stop_requested = session.stop_requested or not session.stop_needs_agreement
+        if signum == signal.SIGINT:
+            say("\ninterrupted: stopping after this batch (Ctrl-C again to stop at once)")
+        else:
+            say(f"\n{signal.Signals(signum).name} received: stopping after this batch (again to stop at once)")
 
     for signum in watched:
         signal.signal(signum, on_signal)
