@@ -117,7 +117,7 @@ def summary(results: list[dict]) -> list[str]:
         line = f"{r['size']}x{r['size']} {r['precision']:>15}: {r['images_per_second']:9.1f} images/s on 1"
         base = one.get((r["size"], "float32"))
         if r["precision"] != "float32" and base:
-            line += f", x{r['images_per_second'] / base:.2f} float32's"
+            line += f" (x{r['images_per_second'] / base:.2f} vs float32)"
         for other in results:
             if other["gpus"] > 1 and (other["size"], other["precision"]) == (r["size"], r["precision"]):
                 line += (f"; {other['images_per_second']:.1f} on {other['gpus']}: scaling "

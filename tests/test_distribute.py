@@ -315,6 +315,7 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
         assert "Traceback" not in log and "lost a worker" not in log, log
     assert "stopping after this batch" in logs[victim], logs[victim]
     assert f"another worker was interrupted ({signal.Signals(signum).name})" in logs[1 - victim], logs[1 - victim]
+    assert len(_fingerprints(logs[0])) == 1 and _fingerprints(logs[0]) == _fingerprints(logs[1])  # stopped together
     chief_line = f"continue with: python cli.py train --resume {run} --distribute multi-worker, on every worker"
     assert chief_line in logs[0], logs[0]
     # The run folder is the last finished epoch, whole: its checkpoint, state and history agree,
