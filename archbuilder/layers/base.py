@@ -4,7 +4,9 @@ static statistics a layer reports, and the context (spec defaults) a layer is pl
 A primitive is one pydantic class holding, side by side:
 - its schema (the fields; unknown keys are errors);
 - `infer(inputs, ctx)`: its static output shape, parameter count and MACs, without TensorFlow;
-- `keras(ctx, name)`: its Keras layer; Keras is imported inside, so spec/ and plan/ stay TF-free.
+- `keras(ctx, name, inputs)`: its Keras layer, given the input shapes `infer` saw; Keras is imported
+  inside, so spec/ and plan/ stay TF-free. Only Keras's own classes are built, so that a saved
+  model loads in plain Keras (a test saves every primitive and loads it where archbuilder is absent).
 Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
 for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
 same field types.
@@ -160,7 +162,7 @@ class Primitive(StrictModel):
     def infer(self, inputs: list[Shape], ctx: Context) -> LayerStats:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def keras(self, ctx: Context, name: str):  # pragma: no cover - abstract
+    def keras(self, ctx: Context, name: str, inputs: list[Shape]):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------
