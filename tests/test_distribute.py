@@ -234,6 +234,17 @@ def test_synchronized_batch_norm_reaches_keras():
         assert layers and all(layer.synchronized is synchronized for layer in layers)
 
 
+def test_a_last_batch_smaller_than_the_replicas_is_a_clear_error(tmp_path, photos):
+    # 48 images in batches of 47 leave a last batch of 1 for 2 replicas: TensorFlow's step fails
+    # on the replica with none ("Incompatible shapes"), so train refuses it before writing anything.
+    result = cli("train", TINY_SPEC, "--data", photos, "--batch-size", "47", "--distribute", "mirrored",
+                 "--devices", "2", "--out", tmp_path / "run")
+    assert result.returncode == 2, result.stderr
+    assert "48 training images in global batches of 47 leave a last batch of 1, fewer than the 2 replicas" in result.stderr
+    assert "(e.g. --batch-size 46)" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 # --- (b) two real workers: one writer, equal weights ----------------------------------------------
 
 RUN_FILES = {"best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",

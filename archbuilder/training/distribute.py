@@ -90,6 +90,25 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
     return Distribution("multi-worker", strategy, cluster, watchdog)
 
 
+def check_last_batches(counts: dict[str, int], batch_size: int, replicas: int) -> None:
+    """Every replica needs an image of every global batch: a last batch of fewer images than
+    replicas would leave one with none, and TensorFlow's step fails on it (shapes mismatch).
+    `counts`: images per split that is fed through the replicas ("training", "validation")."""
+    if replicas < 2:
+        return
+    for name, count in counts.items():
+        last = count % batch_size
+        if 0 < last < replicas:
+            fits = [b for b in range(max(replicas, batch_size - 8), batch_size + 9)
+                    if all(c % b == 0 or c % b >= replicas for c in counts.values())]
+            hint = f" (e.g. --batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
+            raise UserError(
+                f"{count} {name} images in global batches of {batch_size} leave a last batch of {last}, "
+                f"fewer than the {replicas} replicas: one would have no image. Choose a batch size that "
+                f"leaves none or at least {replicas}{hint}"
+            )
+
+
 def inference_call(model):
     """The model's forward pass as one tf.function, called outside any replica: it reads each
     weight's local copy, so it needs no collective and may run on the chief alone."""
