@@ -234,15 +234,28 @@ def test_synchronized_batch_norm_reaches_keras():
         assert layers and all(layer.synchronized is synchronized for layer in layers)
 
 
-def test_a_last_batch_smaller_than_the_replicas_is_a_clear_error(tmp_path, photos):
-    # 48 images in batches of 47 leave a last batch of 1 for 2 replicas: TensorFlow's step fails
-    # on the replica with none ("Incompatible shapes"), so train refuses it before writing anything.
+def test_a_batch_that_does_not_split_over_the_replicas_is_a_clear_error(tmp_path, photos):
+    # An odd global batch on 2 replicas: Keras builds the model by summing the first batch's
+    # replica slices, which fails on 23 + 24 images ("AddN ... must have the same size").
     result = cli("train", TINY_SPEC, "--data", photos, "--batch-size", "47", "--distribute", "mirrored",
                  "--devices", "2", "--out", tmp_path / "run")
     assert result.returncode == 2, result.stderr
-    assert "48 training images in global batches of 47 leave a last batch of 1, fewer than the 2 replicas" in result.stderr
+    assert "the global batch of 47 does not split evenly over 2 replicas" in result.stderr
     assert "(e.g. --batch-size 46)" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_last_batch_smaller_than_the_replicas_is_refused():
+    # 1489 images (the photos less 15% of photographers) in batches of 16 leave 1 image for 2
+    # replicas: TensorFlow's step fails on the replica with none ("Incompatible shapes").
+    from archbuilder.errors import UserError
+    from archbuilder.training.distribute import check_last_batches
+
+    with pytest.raises(UserError, match=r"1489 training images in global batches of 16 leave a last batch of 1, "
+                                        r"fewer than the 2 replicas.*\(e\.g\. --batch-size 14\)"):
+        check_last_batches({"training": 1489, "validation": 273}, 16, 2)
+    check_last_batches({"training": 1762}, 16, 2)  # a last batch of 2: one image each
+    check_last_batches({"training": 1489}, 16, 1)  # one device: any batch
 
 
 # --- (b) two real workers: one writer, equal weights ----------------------------------------------

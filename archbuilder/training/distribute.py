@@ -96,11 +96,16 @@ def check_last_batches(counts: dict[str, int], batch_size: int, replicas: int) -
     `counts`: images per split that is fed through the replicas ("training", "validation")."""
     if replicas < 2:
         return
+    if batch_size % replicas:  # Keras builds the model from the first batch's replica slices summed
+        raise UserError(
+            f"the global batch of {batch_size} does not split evenly over {replicas} replicas; use a multiple "
+            f"of {replicas} (e.g. --batch-size {max(replicas, batch_size - batch_size % replicas)})"
+        )
     for name, count in counts.items():
         last = count % batch_size
         if 0 < last < replicas:
             fits = [b for b in range(max(replicas, batch_size - 8), batch_size + 9)
-                    if all(c % b == 0 or c % b >= replicas for c in counts.values())]
+                    if b % replicas == 0 and all(c % b == 0 or c % b >= replicas for c in counts.values())]
             hint = f" (e.g. --batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
             raise UserError(
                 f"{count} {name} images in global batches of {batch_size} leave a last batch of {last}, "
