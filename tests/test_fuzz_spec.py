@@ -53,3 +53,11 @@ test_specs_drawn_from_the_schema = _fuzz("schema_specs")
 test_mutations_of_shipped_files = _fuzz("shipped_mutants")
 # Block specs cost ~4x a schema spec to check (block checks, expansion); 150 keep CI's share small.
 test_specs_defining_blocks = _fuzz("block_specs", examples=150)
+
+
+def test_the_fuzzers_draw_every_primitive():
+    # A primitive added to archbuilder/layers but to no list here would go unfuzzed silently.
+    from archbuilder.layers import LAYER_TYPES
+    from tests.fuzz_strategies import BODY_KINDS, HEAD_KINDS, MERGES, STEM_KINDS
+
+    assert set(LAYER_TYPES) - {*STEM_KINDS, *HEAD_KINDS, *BODY_KINDS, *MERGES} == set()

@@ -188,14 +188,17 @@ class Primitive(StrictModel):
     def concrete(self, namespace: Mapping[str, Any]) -> "Primitive":
         """This layer with every expression evaluated and checked; raises FieldError. A layer
         without expressions is returned as is; equal values give the same (cached) layer."""
-        values = {}
-        state = self.__dict__
-        for field in self._expr_fields:
-            value = state[field]
-            if isinstance(value, (str, list)) and _holds_expr(value):
-                values[field] = _evaluate(value, namespace, (field,))
-        if not values:
+        known = _TEMPLATE_FIELDS.get(id(self))
+        if known is None or known[0] is not self:
+            state = self.__dict__
+            if len(_TEMPLATE_FIELDS) > 100_000:
+                _TEMPLATE_FIELDS.clear()
+            known = _TEMPLATE_FIELDS[id(self)] = (self, tuple(
+                f for f in self._expr_fields if isinstance(state[f], (str, list)) and _holds_expr(state[f])))
+        if not known[1]:
             return self
+        state = self.__dict__
+        values = {field: _evaluate(state[field], namespace, (field,)) for field in known[1]}
         key = (id(self), repr(values))
         cached = _CONCRETE.get(key)
         if cached is not None and cached[0] is self:
@@ -216,6 +219,9 @@ class Primitive(StrictModel):
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
 
 
+# The fields of a layer (by id; the layer is kept, so a reused id never matches) that hold
+# expressions: expansion asks once per block instance.
+_TEMPLATE_FIELDS: dict[int, tuple] = {}
 # Concrete layers by (template id, evaluated values): a ResNet stage evaluates the same
 # few layers again and again. The template is kept in the entry, so a reused id never matches.
 _CONCRETE: dict[tuple, tuple] = {}
