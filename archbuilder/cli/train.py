@@ -46,7 +46,8 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     python cli.py train architectures/resnet50.yaml --data images/ --holdout-photographers 0.15
     python cli.py train --resume runs/ResNet50-20260101-120000
 
-    Ctrl-C stops after the current batch, keeping the last finished epoch (exit code 130);
+    Ctrl-C stops after the current batch, keeping the last finished epoch (exit code 130; SIGTERM
+    too, exit code 143; on any worker of a multi-worker run, every worker stops);
     --resume continues from there, even after the process was killed.
     """
     from archbuilder.errors import INTERRUPTED_EXIT_CODE
@@ -81,9 +82,12 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     from archbuilder.training.loop import train
 
     result = train(request)
-    click.echo(f"run folder: {result.run.root}" if result.writer else "done; the chief wrote the run folder")
-    if result.interrupted:
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    if result.writer:
+        click.echo(f"run folder: {result.run.root}")
+    else:
+        click.echo("stopped; the chief keeps the run folder" if result.interrupted else "done; the chief wrote the run folder")
+    if result.interrupted:  # 128 + the signal, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+        raise SystemExit(128 + result.stop_signal if result.stop_signal else INTERRUPTED_EXIT_CODE)
 
 
 def _verbosity(quiet: bool) -> int:

@@ -90,6 +90,30 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
     return Distribution("multi-worker", strategy, cluster, watchdog)
 
 
+def check_last_batches(counts: dict[str, int], batch_size: int, replicas: int) -> None:
+    """Every replica needs an image of every global batch: a last batch of fewer images than
+    replicas would leave one with none, and TensorFlow's step fails on it (shapes mismatch).
+    `counts`: images per split that is fed through the replicas ("training", "validation")."""
+    if replicas < 2:
+        return
+    if batch_size % replicas:  # Keras builds the model from the first batch's replica slices summed
+        raise UserError(
+            f"the global batch of {batch_size} does not split evenly over {replicas} replicas; use a multiple "
+            f"of {replicas} (e.g. --batch-size {max(replicas, batch_size - batch_size % replicas)})"
+        )
+    for name, count in counts.items():
+        last = count % batch_size
+        if 0 < last < replicas:
+            fits = [b for b in range(max(replicas, batch_size - 8), batch_size + 9)
+                    if b % replicas == 0 and all(c % b == 0 or c % b >= replicas for c in counts.values())]
+            hint = f" (e.g. --batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
+            raise UserError(
+                f"{count} {name} images in global batches of {batch_size} leave a last batch of {last}, "
+                f"fewer than the {replicas} replicas: one would have no image. Choose a batch size that "
+                f"leaves none or at least {replicas}{hint}"
+            )
+
+
 def inference_call(model):
     """The model's forward pass as one tf.function, called outside any replica: it reads each
     weight's local copy, so it needs no collective and may run on the chief alone."""
@@ -177,8 +201,12 @@ def _resume_hint(message: str) -> str:
 
 
 # The watch process: no TensorFlow, a few MiB. argv: parent pid, timeout seconds, message.
+# It ignores SIGINT and SIGTERM: Ctrl-C reaches the terminal's whole process group, and the trainer
+# answers it by stopping with the other workers, which is progress the watch must keep watching.
 _WATCH = r"""
 import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 deadline, pending = time.monotonic() + timeout, b""
 while True:

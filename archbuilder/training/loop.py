@@ -64,6 +64,7 @@ class TrainResult:
     interrupted: bool
     metrics: dict = field(default_factory=dict)
     writer: bool = True  # False on a distributed run's workers other than the chief
+    stop_signal: int = 0  # the signal (SIGINT, SIGTERM) that interrupted the run, on any worker
 
 
 def train(request: TrainRequest) -> TrainResult:
@@ -127,8 +128,13 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
         )
     # Ctrl-C during the last epoch's last batch interrupted nothing: every epoch is done.
     interrupted = session.stop_requested and state.epochs_done < training.epochs
+    resume_hint = f"python cli.py train --resume {run.root}" + (
+        " --distribute multi-worker, on every worker" if distribution.cluster is not None else "")
     if not distribution.is_chief:
-        return TrainResult(run, state.epochs_done, interrupted, {}, writer=False)
+        if interrupted:
+            say(f"stopped with the other workers after epoch {state.epochs_done}; the chief's run folder keeps it; "
+                f"continue with: {resume_hint}")
+        return TrainResult(run, state.epochs_done, interrupted, {}, writer=False, stop_signal=session.stop_signal)
     if distribution.watchdog is not None:
         distribution.watchdog.stop()
     try:
@@ -136,12 +142,12 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
     except OSError as error:
         raise _write_failed(error, run, state) from None
     if interrupted and state.epochs_done:
-        say(f"stopped after epoch {state.epochs_done}; continue with: python cli.py train --resume {run.root}")
+        say(f"stopped after epoch {state.epochs_done}; continue with: {resume_hint}")
     elif interrupted:
         say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
     elif session.stop_requested:
         say(f"interrupted after the last batch: all {training.epochs} epochs are done; nothing to resume")
-    return TrainResult(run, state.epochs_done, interrupted, metrics)
+    return TrainResult(run, state.epochs_done, interrupted, metrics, stop_signal=session.stop_signal)
 
 
 def _predictor(distribution: Distribution):
@@ -219,7 +225,7 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
     prepared.model.fit(
         dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
         validation_data=validation, verbose=verbose,
-        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution)],
+        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution, say)],
         shuffle=False,
     )
 

@@ -69,6 +69,15 @@ def steps_per_epoch(data: RunData, training: TrainingSpec) -> int:
     return steps(len(data.train), training.batch_size)
 
 
+def _check_replica_batches(data: RunData, training: TrainingSpec, distribution) -> None:
+    from archbuilder.training.distribute import check_last_batches
+
+    counts = {"training": len(data.train)}
+    if data.validation is not None:
+        counts["validation"] = len(data.validation)
+    check_last_batches(counts, training.batch_size, distribution.replicas)
+
+
 def _dump_spec(spec) -> str:
     import yaml
 
@@ -124,6 +133,7 @@ def start_new(request, distribution) -> PreparedRun:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     data = RunData(run_info, shape)
+    _check_replica_batches(data, training, distribution)
     classes = len(data.class_names)
     overrides = request.overrides
     if spec.classes != classes:

@@ -1,9 +1,16 @@
-"""Train one spec twice from the same weights on the same photos, on one device and under
-MirroredStrategy over N logical CPUs, through archbuilder's own pipeline; print both as JSON.
+"""Train specs twice from the same weights on the same photos, on one device and under
+MirroredStrategy over N logical CPUs, through archbuilder's own pipeline; print one JSON line each.
 
-    python tests/helpers/mirrored_equivalence.py SPEC PHOTOS REPLICAS EPOCHS [--set P=V ...]
+    python tests/helpers/mirrored_equivalence.py PHOTOS REPLICAS EPOCHS CASES_JSON
 
-Run in a fresh process: logical devices must be configured before TensorFlow starts.
+CASES_JSON is a list of cases, each {"spec": PATH, "overrides": ["P=V", ...], "floatx": "float32",
+"fused_adam": false}. One process runs them all (TensorFlow starts once, and logical devices
+can only be configured before it runs anything, so run this in a fresh process).
+
+`floatx: float64` builds both models in float64 (Keras's floatx, the softmax head included), so
+that what rounding contributes shrinks by 2^29 and what is left is any real difference between
+the two computations. `fused_adam` switches both optimizers to the fused Adam op, as `train`
+does (training/fused_adam.py).
 """
 
 from __future__ import annotations
@@ -16,10 +23,9 @@ from archbuilder.runtime import import_tensorflow_quietly
 tf = import_tensorflow_quietly()
 
 
-def main(spec_path: str, photos: str, replicas: int, epochs: int, overrides: list[str]) -> None:
-    from archbuilder.training.distribute import start
-
-    distribution = start("mirrored", replicas)  # the same set-up as `train --devices N`
+def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), floatx: str = "float32",
+            fused_adam: bool = False) -> dict:
+    import keras
     import numpy as np
 
     from archbuilder.data import pipeline
@@ -27,37 +33,74 @@ def main(spec_path: str, photos: str, replicas: int, epochs: int, overrides: lis
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.validate import load_checked_spec
     from archbuilder.training.callbacks.batch_norm_sync import BatchNormSync
+    from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.optimizers import compile_model
 
-    spec = load_checked_spec(spec_path, overrides=overrides).spec
-    training = spec.training
-    train = training_data(photos, None, tuple(spec.input.shape), seed=training.seed).train
+    keras.config.set_floatx(floatx)
+    checked = load_checked_spec(spec, overrides=list(overrides)).spec
+    training = checked.training
+    train = training_data(photos, None, tuple(checked.input.shape), seed=training.seed).train
     classes = len(train.class_names)
     steps = pipeline.steps_per_epoch(len(train.y), training.batch_size)
     arguments = (train.x, train.y, classes, training.batch_size, training.seed, 0, epochs, training.augmentation)
 
-    single = build_model(spec)
+    def build():
+        model = build_model(checked)
+        if floatx == "float32":
+            return model
+        # The softmax head is pinned to float32 (for mixed precision); here it follows floatx too.
+        config = model.get_config()
+        for layer in config["layers"]:
+            policy = layer["config"].get("dtype")
+            if isinstance(policy, dict) and policy["config"]["name"] == "float32":
+                policy["config"]["name"] = floatx
+        return keras.Model.from_config(config)
+
+    single = build()
     compile_model(single, training, steps)
     start_weights = single.get_weights()
     with distribution.scope():
-        mirrored = build_model(spec)
+        mirrored = build()
         compile_model(mirrored, training, steps)
     mirrored.set_weights(start_weights)
+    fused = [use_fused_adam(model.optimizer) for model in (single, mirrored)] if fused_adam else [False, False]
 
     single.fit(pipeline.training_dataset(*arguments), epochs=epochs, steps_per_epoch=steps, verbose=0)
     dataset = distribution.strategy.distribute_datasets_from_function(
         lambda context: pipeline.replica_training_dataset(context, *arguments))
     mirrored.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0,
                  callbacks=[BatchNormSync(distribution.strategy, mirrored)])
+    keras.config.set_floatx("float32")
+    # Keras's weights: trainable first, then the non-trainable ones (BatchNorm's moving statistics).
+    trainable = len(single.trainable_weights)
     pairs = list(zip(single.get_weights(), mirrored.get_weights(), start_weights))
-    print(json.dumps({
+    differences = [float(np.max(np.abs(a - b))) for a, b, _ in pairs]
+    changes = [float(np.max(np.abs(a - w))) for a, _, w in pairs]
+    # Every replica's copy of every variable, not only the first one get_weights reads.
+    copies = [[np.asarray(v) for v in distribution.strategy.experimental_local_results(w.value)]
+              for w in mirrored.weights]
+    return {
         "replicas": distribution.replicas,
         "steps": steps * epochs,
-        "max_difference": max(float(np.max(np.abs(a - b))) for a, b, _ in pairs),
-        "max_change": max(float(np.max(np.abs(a - w))) for a, _, w in pairs),
-    }))
+        "dtype": str(single.weights[0].dtype),
+        "fused_adam": fused,
+        "max_difference": max(differences),
+        "max_difference_trainable": max(differences[:trainable]),
+        "max_difference_statistics": max(differences[trainable:] or [0.0]),
+        "worst_weight": single.weights[int(np.argmax(differences))].path,
+        "max_change": max(changes),
+        "max_change_statistics": max(changes[trainable:] or [0.0]),
+        "replica_copies_differ": max(float(np.max(np.abs(c - cs[0]))) for cs in copies for c in cs),
+    }
+
+
+def main(photos: str, replicas: int, epochs: int, cases: list[dict]) -> None:
+    from archbuilder.training.distribute import start
+
+    distribution = start("mirrored", replicas)  # the same set-up as `train --devices N`
+    for case in cases:
+        print(json.dumps(compare(distribution, photos, epochs, **case)), flush=True)
 
 
 if __name__ == "__main__":
-    rest = sys.argv[5:]
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [v for k, v in zip(rest[::2], rest[1::2]) if k == "--set"])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))

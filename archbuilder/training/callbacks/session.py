@@ -27,7 +27,11 @@ class Session:
     # Filled in during an epoch by the callbacks, in their order:
     timing: dict = field(default_factory=dict)  # StepTimer: seconds, images per second
     row: dict | None = None  # EpochRow: the finished epoch's history row; None if it did not finish
-    stop_requested: bool = False  # Ctrl-C
+    stop_requested: bool = False  # Ctrl-C or SIGTERM: stop after the current batch
+    stop_signal: int = 0  # the signal that asked for it (on any worker of a multi-worker run)
+    # In a multi-worker run a signal only asks (stop_signal); the stop is requested once all
+    # workers agree, after the same batch (AgreedStop), so that none runs on alone.
+    stop_needs_agreement: bool = False
     diverged_at: tuple[int, int] | None = None  # (epoch, batch; 0 = at the epoch's end)
     epoch_whole: bool = False  # StopGuard: every step of the current epoch ran
 

@@ -1,4 +1,4 @@
-"""Stops training on a NaN or infinite loss, and after the current batch on Ctrl-C; tells the
+"""Stops training on a NaN or infinite loss, and after the current batch on Ctrl-C or SIGTERM; tells the
 other callbacks whether the epoch ran all its steps (a Ctrl-C in the last batch keeps the epoch)."""
 
 from __future__ import annotations
@@ -40,18 +40,33 @@ class StopGuard(keras.callbacks.Callback):
 
 @contextmanager
 def ctrl_c_stops_after_the_batch(session: Session, say):
-    """The first Ctrl-C asks the StopGuard to stop after this batch; a second one stops at once."""
-    previous = signal.getsignal(signal.SIGINT)
+    """The first Ctrl-C (SIGINT) or SIGTERM asks the StopGuard to stop after this batch; a second
+    one stops at once. SIGTERM is what Kubernetes and Slurm send before they kill a job."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in watched}
 
-    def on_sigint(signum, frame):
-        if session.stop_requested:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        session.stop_requested = True
-        say("\ninterrupted: stopping after this batch (Ctrl-C again to stop at once)")
+    received = []  # by this process: a stop agreed with other workers (AgreedStop) is no first signal
 
-    signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum, frame):
+        if received:
+            for watched_signal, handler in previous.items():
+                signal.signal(watched_signal, handler)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        received.append(signum)
+        # a stop already agreed keeps its signal, so that every worker exits with the same code
+        session.stop_signal = session.stop_signal or signum
+        session.stop_requested = session.stop_requested or not session.stop_needs_agreement
+        if signum == signal.SIGINT:
+            say("\ninterrupted: stopping after this batch (Ctrl-C again to stop at once)")
+        else:
+            say(f"\n{signal.Signals(signum).name} received: stopping after this batch (again to stop at once)")
+
+    for signum in watched:
+        signal.signal(signum, on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
