@@ -2,13 +2,15 @@
 
 They run in the order `callbacks()` lists them. At the end of an epoch: in a distributed run,
 the heartbeat tells the watchdog and BatchNormSync averages BatchNorm's statistics over the
-replicas; the stop guard decides whether the epoch finished; the timer and `EpochRow` fill in the
+replicas; the stop guard decides whether the epoch finished; if the spec asks, BatchNormRecompute
+recomputes BatchNorm's statistics (counted as training time); the timer and `EpochRow` fill in the
 epoch's history row; the checkpointer commits the epoch (checkpoint, best.keras, state.json); the
 history files are written from the committed state.
 """
 
 from __future__ import annotations
 
+from archbuilder.training.callbacks.batch_norm_recompute import BatchNormRecompute
 from archbuilder.training.callbacks.batch_norm_sync import BatchNormSync
 from archbuilder.training.callbacks.checkpointer import Checkpointer
 from archbuilder.training.callbacks.epoch_row import EpochRow
@@ -19,15 +21,18 @@ from archbuilder.training.callbacks.step_timer import StepTimer
 from archbuilder.training.callbacks.stop_guard import StopGuard
 
 
-def callbacks(session: Session, model, distribution) -> list:
-    """`distribution`: a training.distribute.Distribution."""
+def callbacks(session: Session, model, distribution, training=None) -> list:
+    """`distribution`: a training.distribute.Distribution; `training`: the spec's TrainingSpec."""
     extra = []
     if distribution.watchdog is not None:
         extra.append(Heartbeat(distribution.watchdog))
     if distribution.strategy is not None:
         extra.append(BatchNormSync(distribution.strategy, model))
-    return extra + [StopGuard(session), StepTimer(session), EpochRow(session), Checkpointer(session),
-                        HistoryFiles(session)]
+    recompute = []  # after the stop guard (a cut-short epoch is not kept), before the timer (it is training time)
+    if training is not None and training.batch_norm_recompute_batches:
+        recompute.append(BatchNormRecompute(session, model, training.batch_norm_recompute_batches, training.seed))
+    return extra + [StopGuard(session), *recompute, StepTimer(session), EpochRow(session), Checkpointer(session),
+                    HistoryFiles(session)]
 
 
 __all__ = ["Session", "callbacks"]
