@@ -78,10 +78,10 @@ class LoadSampler:
         return {"median": ordered[len(ordered) // 2], "min": ordered[0], "max": ordered[-1], "samples": len(ordered)}
 
 
-def run(classes: str, spec: Path, seed: int | None, overrides: list[str], target: float) -> dict:
-    default = spec.resolve() == SPEC and seed is None and not overrides
+def run(classes: str, spec: Path, seed: int | None, overrides: list[str], target: float, tag: str | None) -> dict:
+    default = spec.resolve() == SPEC and seed is None and not overrides and not tag
     name = f"accuracy-{classes}class" if default else (
-        f"accuracy-{spec.stem}-{classes}class" + (f"-seed{seed}" if seed is not None else ""))
+        f"accuracy-{tag or spec.stem}-{classes}class" + (f"-seed{seed}" if seed is not None else ""))
     out = ROOT / "runs" / f"bench-{name}"
     if out.exists():
         shutil.rmtree(out)
@@ -145,12 +145,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="Shorthand for --set training.seed=N.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Passed to train --set (repeatable).")
+    parser.add_argument("--tag", help="Names the outputs accuracy-TAG-<N>class[-seedS] (default: the spec's file stem).")
     parser.add_argument("--target", type=float, default=0.99, help="Test accuracy to time (default: %(default)s).")
     args = parser.parse_args()
     if not args.spec.is_file():
         parser.error(f"--spec {args.spec}: no such file")
     for classes in [args.only] if args.only else ["10", "6"]:
-        run(classes, args.spec.resolve(), args.seed, args.overrides, args.target)
+        run(classes, args.spec.resolve(), args.seed, args.overrides, args.target, args.tag)
 
 
 if __name__ == "__main__":

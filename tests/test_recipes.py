@@ -30,3 +30,16 @@ def test_a_recipe_is_the_documented_resnet50_with_other_training_settings(path):
     # the name) is the documented one: the only differences are under `training`.
     changed = [change.path for change in compare(documented, recipe).fields]
     assert changed and all(p.split(".")[0] == "training" for p in changed), changed
+
+
+def test_bench_times_the_first_epoch_that_reaches_the_target():
+    from bench.accuracy import time_to_accuracy
+
+    history = [
+        {"epoch": 1, "seconds": 90.0, "cpu_seconds": 150.0, "test_accuracy": 0.71},
+        {"epoch": 2, "seconds": 60.0, "cpu_seconds": 100.0, "test_accuracy": 0.989},  # 270/273: not 99%
+        {"epoch": 3, "seconds": 30.0, "cpu_seconds": 50.0, "test_accuracy": 0.9927},
+        {"epoch": 4, "seconds": 30.0, "cpu_seconds": 50.0, "test_accuracy": 1.0},
+    ]
+    assert time_to_accuracy(history, 0.99) == {"epoch": 3, "minutes": 3.0, "cpu_seconds": 300.0}
+    assert time_to_accuracy(history[:2], 0.99) is None
