@@ -82,7 +82,7 @@ def run(classes: str, spec: Path, seed: int | None, overrides: list[str], target
     default = spec.resolve() == SPEC and seed is None and not overrides and not tag
     name = f"accuracy-{classes}class" if default else (
         f"accuracy-{tag or spec.stem}-{classes}class" + (f"-seed{seed}" if seed is not None else ""))
-    out = ROOT / "runs" / f"bench-{name}"
+    out = ROOT / "runs" / (f"bench-accuracy-{classes}" if default else f"bench-{name}")
     if out.exists():
         shutil.rmtree(out)
     command = [
