@@ -54,7 +54,8 @@ class BatchNormRecompute(keras.callbacks.Callback):
         momenta = [layer.momentum for layer in self.layers]
         sums, count = None, 0
         try:
-            # Read while tracing: a graph traced now keeps momentum 0 as a constant.
+            # Momentum 0 while the function runs and when it is traced (its first call), which
+            # keeps 0 as a constant in its graph; the training step was traced with the layers' own.
             for layer in self.layers:
                 layer.momentum = 0.0
             for images in self.images:
