@@ -133,17 +133,18 @@ def block_diagram(plan: "Plan", spec=None) -> BlockDiagram:
     diagram = BlockDiagram()
     group_of: dict[int, str] = {}
     for group, group_type, nodes in plan.groups():
+        box_id = group + _shared_label_suffix(nodes[0], spec)  # two stages' "res3a" stay two boxes
         for node in nodes:
-            group_of[node.index] = group
-        diagram.boxes.append(Box(group, group_type, _box_lines(group, group_type, nodes, spec),
+            group_of[node.index] = box_id
+        diagram.boxes.append(Box(box_id, group_type, _box_lines(group, group_type, nodes, spec),
                                  _stage_label(nodes[0], spec), [n.name for n in nodes if n.name]))
-        entries = [(i, node) for node in nodes for i in node.inputs if group_of.get(i) != group]
+        entries = [(i, node) for node in nodes for i in node.inputs if group_of.get(i) != box_id]
         for position, (source, node) in enumerate(entries):
             tail = group_of[source]
             if position == 0:
-                diagram.arrows.append(Arrow(tail, group))
+                diagram.arrows.append(Arrow(tail, box_id))
             else:
-                diagram.arrows.append(Arrow(tail, group, _shortcut_label(node)))
+                diagram.arrows.append(Arrow(tail, box_id, _shortcut_label(node)))
     return diagram
 
 
@@ -217,8 +218,17 @@ def _stage_label(node: "Node", spec) -> str | None:
     path = node.path
     if len(path) >= 2 and path[0] == "stages":
         label = spec.stage_label(path[1]) if spec is not None else path[1]
-        return f"stage {label}"
+        return f"stage {label}{_shared_label_suffix(node, spec)}"
     return None
+
+
+def _shared_label_suffix(node: "Node", spec) -> str:
+    """' (stages.1)' for a block of a stage whose label another stage also has, as `info` shows it."""
+    path = node.path
+    if spec is None or len(path) < 2 or path[0] != "stages":
+        return ""
+    labels = [spec.stage_label(i) for i in range(len(spec.stages))]
+    return f" (stages.{path[1]})" if labels.count(labels[path[1]]) > 1 else ""
 
 
 def _shortcut_label(node: "Node") -> str:

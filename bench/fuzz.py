@@ -138,6 +138,26 @@ def main() -> None:
     per_strategy = args.cases // len(STRATEGIES)
     build_share = args.builds / len(STRATEGIES)
     started = time.time()
+    try:
+        _run_all(args, runner, chooser, per_strategy, build_share, started)
+        runner.close()
+        stopped = ""
+    except KeyboardInterrupt:  # Ctrl-C: report (and --write) what ran, marked as a partial run
+        runner.process.kill()
+        stopped = " **stopped by hand before the end: a partial run**"
+    wall = time.time() - started
+
+    total = Counter()
+    for counts in runner.per_strategy.values():
+        total.update(counts)
+    lines = _report(args, runner, total, wall, stopped)
+    print("\n".join(lines))
+    _save_failures(runner)
+    if args.write:
+        _write_section(lines)
+
+
+def _run_all(args, runner: Runner, chooser: random.Random, per_strategy: int, build_share: float, started: float) -> None:
     for name, strategy in STRATEGIES.items():
 
         @seed(args.seed)
@@ -154,27 +174,16 @@ def main() -> None:
                       flush=True)
 
         generate()
-    runner.close()
-    wall = time.time() - started
-
-    total = Counter()
-    for counts in runner.per_strategy.values():
-        total.update(counts)
-    lines = _report(args, runner, total, wall)
-    print("\n".join(lines))
-    _save_failures(runner)
-    if args.write:
-        _write_section(lines)
 
 
-def _report(args, runner: Runner, total: Counter, wall: float) -> list[str]:
+def _report(args, runner: Runner, total: Counter, wall: float, stopped: str = "") -> list[str]:
     command = "nice .venv/bin/python bench/fuzz.py" + (f" --cases {args.cases}" if args.cases != 21_000 else "") + \
         (f" --builds {args.builds}" if args.builds != 60 else "") + (f" --seed {args.seed}" if args.seed else "") + " --write"
     keys = ["cases", "accepted", "rejected", "built", "crashes", "hangs", "memory blow-ups"]
     lines = [
         "## Fuzzing",
         "",
-        f"`{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {wall / 60:.1f} min on a shared 2-core machine).",
+        f"`{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {wall / 60:.1f} min on a shared 2-core machine){stopped}.",
         "",
         "| strategy | " + " | ".join(keys) + " |",
         "|---|" + "---:|" * len(keys),

@@ -69,11 +69,11 @@ def test_make_divisible_is_the_mobilenet_rule(value, expected):
     ("int(1e400)", "a value exceeds"),
 ])
 def test_bad_expressions_are_refused_cleanly(text, message):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
     with pytest.raises(ExpressionError) as caught:
         evaluate(text, {"x": 2})
     assert message in str(caught.value)
-    assert time.perf_counter() - start < 0.5  # bounded before computing, never a hang
+    assert time.process_time() - start < 0.5  # bounded before computing, never a hang
 
 
 def test_errors_quote_the_values_used():
@@ -264,11 +264,11 @@ def test_import_problems(tmp_path):
 
 
 def test_an_all_skipped_block_repeated_a_million_times_fails_fast():
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
     with pytest.raises(SpecError) as caught:
         load_checked_spec(LANGUAGE, ["stages.0.repeats=1000000"])
     assert "more than 20,000 layers" in str(caught.value)
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
 
 
 @pytest.mark.parametrize("name", ["architectures/se_resnet50.yaml", "tests/specs/block_language.yaml"])

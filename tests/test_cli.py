@@ -67,6 +67,62 @@ def test_info_table_per_stage():
     assert "Forward MACs: 308,178,944" in result.stdout
 
 
+SHARED_LABELS = """\
+name: shared_labels
+input: {shape: [32, 32, 3]}
+classes: 10
+blocks:
+  plain:
+    params: {filters: {type: int, min: 1}}
+    layers: [{type: conv, filters: filters, kernel: 3, padding: same}]
+  other:
+    params: {filters: {type: int, min: 1}}
+    layers: [{type: conv, filters: filters, kernel: 1}]
+stem: [{type: conv, filters: 8, kernel: 3}]
+stages:
+  - {block: plain, filters: 8, label: 3}
+  - {block: other, filters: 16, repeats: 2, label: 3}
+  - {block: plain, filters: 16, label: 4}
+head: [{type: global_average_pool}, {type: dense, units: classes}]
+"""
+
+
+def test_info_keeps_stages_that_share_a_label_apart(tmp_path):
+    # Two stages labelled 3 used to merge into one row "stage 3" of 3 `plain` blocks, and their
+    # blocks (both named res3a) into one block row.
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(SHARED_LABELS)
+    result = run_cli("info", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "stage 3 (stages.0)  plain       1  30x30x8" in result.stdout
+    assert "stage 3 (stages.1)  other       2  30x30x16" in result.stdout
+    assert "stage 4             plain       1  30x30x16" in result.stdout
+    import archbuilder
+
+    rows = archbuilder.info(str(spec), per_block=True)["rows"]
+    assert [(r["name"], r["kind"], r["params"]) for r in rows] == [
+        ("stem", "stem", 224), ("res3a (stages.0)", "plain", 584), ("res3a (stages.1)", "other", 144),
+        ("res3b (stages.1)", "other", 272), ("res4a", "plain", 2320), ("head", "head", 170),
+    ]
+
+
+def test_block_diagram_keeps_stages_that_share_a_label_apart(tmp_path):
+    from archbuilder.diagrams import block_diagram
+    from archbuilder.spec.validate import load_checked_spec
+
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(SHARED_LABELS)
+    checked = load_checked_spec(spec)
+    diagram = block_diagram(checked.plan, checked.spec)
+    assert [(b.id, b.stage) for b in diagram.boxes] == [
+        ("input", None), ("stem", None), ("res3a (stages.0)", "stage 3 (stages.0)"),
+        ("res3a (stages.1)", "stage 3 (stages.1)"), ("res3b (stages.1)", "stage 3 (stages.1)"),
+        ("res4a", "stage 4"), ("head", None),
+    ]
+    ids = [b.id for b in diagram.boxes]
+    assert [(a.tail, a.head) for a in diagram.arrows] == list(zip(ids, ids[1:]))
+
+
 def test_set_overrides_any_field_and_is_validated():
     result = run_cli("info", "architectures/resnet50.yaml", "--json", "--set", "input.shape=[224,224,3]",
                      "--set", "classes=1000", "--set", "stages.2.repeats=23")

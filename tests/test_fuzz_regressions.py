@@ -121,19 +121,19 @@ def test_a_million_byte_flow_list_is_refused_in_seconds(tmp_path):
     # (libyaml: ~6 s on a busy machine).
     path = tmp_path / "big.yaml"
     path.write_text("name: x\nv: [" + ",".join(["1"] * 500_000) + "]\n")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
     with pytest.raises(SpecError) as caught:
         load_checked_spec(path)
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10
     assert str(caught.value) == f"{path}:2:39995: <document>: document has more than 20000 values; refusing to parse it"
 
 
 def test_smallest_input_search_is_bounded_on_a_huge_network():
     # Took 36 s: 200 expansions of an 18,700-layer plan to suggest an input size.
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
     with pytest.raises(SpecError) as caught:
         load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.3.repeats=1700", "input.shape=[16,16,3]"])
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10
     assert str(caught.value).endswith(
         "head.0: head layer 0: average_pool 2x2 'avg_pool' shrinks the height from 1 to 0 (window 2, input shape "
         "(1, 1, 2048)); no input size up to 16384 that works was found within the search budget "

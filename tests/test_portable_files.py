@@ -42,3 +42,41 @@ def test_make_portable_changes_the_config_not_the_weights():
     initializer = model.get_layer("conv1").kernel_initializer
     assert type(initializer) is keras.initializers.GlorotUniform and initializer.seed == 7
     assert "archbuilder" not in str(model.get_config())
+
+
+def test_files_naming_archbuilders_old_layers_still_load(tmp_path):
+    """Files written when drop path, layer scale and gelu_tanh were archbuilder's own Keras objects
+    (before they were built from Keras's) name `archbuilder>DropPath`, `archbuilder>LayerScale`
+    and `archbuilder>gelu_tanh`. `predict` in a fresh process, which imports nothing of the kind
+    by itself, still loads them and gives the probabilities they give here."""
+    import json
+
+    import keras
+
+    from archbuilder.keras.legacy_layers import DropPath, LayerScale, gelu_tanh
+    from train_support import IMAGES, cli
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, strides=4, name="conv")(inputs)
+    x = LayerScale(init_values=0.5, name="scale")(x)
+    x = DropPath(rate=0.2, name="drop")(x)
+    x = keras.layers.Activation(gelu_tanh, name="gelu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="fc")(x)
+    old = tmp_path / "old.keras"
+    keras.Model(inputs, outputs).save(old)
+    config = zipfile.ZipFile(old).read("config.json").decode()
+    assert all(f"archbuilder>{name}" in config for name in ("DropPath", "LayerScale", "gelu_tanh"))
+
+    photo = sorted((IMAGES / "1").iterdir())[0]
+    process = cli("predict", old, photo, "--json")
+    assert process.returncode == 0, process.stderr[-2000:]
+    predicted = json.loads(process.stdout)["probabilities"]
+
+    from archbuilder.data.images import load_image_files
+    from archbuilder.keras.model_files import open_model_file
+
+    x = load_image_files([photo], (32, 32, 3)).astype(np.float32) / np.float32(255.0)
+    expected = np.asarray(open_model_file(old)(x, training=False))[0]
+    # Same TensorFlow and kernels in both processes: threading's summation order at most.
+    np.testing.assert_allclose([predicted[k] for k in sorted(predicted, key=int)], expected, rtol=0, atol=1e-6)

@@ -33,7 +33,9 @@ ROWS = [
        "softmax", "elu", "selu", "linear")],
     ({"type": "dropout", "rate": 0.2}, [(4, 4, 3)]),
     ({"type": "dropout", "rate": 0.2, "noise_shape": "per_sample"}, [(4, 4, 3)]),
+    ({"type": "dropout", "rate": 0.2, "noise_shape": "per_sample"}, [(12,)]),
     ({"type": "drop_path", "rate": 0.1}, [(4, 4, 3)]),
+    ({"type": "drop_path", "rate": 0.1}, [(5, 12)]),
     ({"type": "max_pool", "pool": 3, "stride": 2}, [(15, 14, 3)]),
     ({"type": "max_pool", "pool": 3, "stride": 2, "padding": "same"}, [(15, 14, 3)]),
     ({"type": "average_pool", "pool": [2, 3]}, [(15, 14, 3)]),
@@ -62,7 +64,7 @@ def test_every_primitive_has_a_row():
 def test_static_rule_equals_keras(data, shapes):
     layer = BY_TYPE[data["type"]].model_validate(data)
     stats = layer.infer(list(shapes), CONTEXT)
-    built = layer.keras(CONTEXT, "under_test")
+    built = layer.keras(CONTEXT, "under_test", list(shapes))
     inputs = [keras.Input(shape=s) for s in shapes]
     output = built(inputs if layer.merge else inputs[0])
     trainable = sum(int(np.prod(w.shape)) for w in built.trainable_weights)
@@ -73,15 +75,47 @@ def test_static_rule_equals_keras(data, shapes):
 
 
 def test_keras_layers_of_every_primitive_compute_on_real_values():
-    """The custom layers (drop path, layer scale, gelu_tanh) compute what they say."""
+    """The layers made of Keras pieces to mean something else (drop path, layer scale, gelu_tanh)
+    compute what they say."""
     x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
-    drop = BY_TYPE["drop_path"](type="drop_path", rate=0.5).keras(CONTEXT, "dp")
+    shapes = [x.shape[1:]]
+    drop = BY_TYPE["drop_path"](type="drop_path", rate=0.5).keras(CONTEXT, "dp", shapes)
     np.testing.assert_array_equal(np.asarray(drop(x, training=False)), x)
     dropped = np.asarray(drop(x, training=True))
     per_sample = [np.all(d == 0) or np.allclose(d, 2 * s) for d, s in zip(dropped, x)]  # kept ones scaled by 1/(1-p)
     assert all(per_sample)
-    scale = BY_TYPE["layer_scale"](type="layer_scale", init=0.25).keras(CONTEXT, "ls")
+    scale = BY_TYPE["layer_scale"](type="layer_scale", init=0.25).keras(CONTEXT, "ls", shapes)
     np.testing.assert_allclose(np.asarray(scale(x)), 0.25 * x, rtol=1e-6)
-    gelu = BY_TYPE["activation"](type="activation", activation="gelu_tanh").keras(CONTEXT, "g")
+    gelu = BY_TYPE["activation"](type="activation", activation="gelu_tanh").keras(CONTEXT, "g", shapes)
     expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     np.testing.assert_allclose(np.asarray(gelu(x)), expected, rtol=1e-5, atol=1e-6)  # float32 tanh rounding
+
+
+def test_every_primitive_saves_a_file_that_plain_keras_loads(tmp_path):
+    """Issue 11: every model file loads in plain Keras, so every primitive must build only Keras's
+    own objects. One file per row, written by archbuilder's own save path, then loaded and run in
+    a Python where archbuilder cannot be imported."""
+    import zipfile
+
+    from plain_keras import predict_in_plain_keras
+
+    from archbuilder.keras.model_files import save_model_file
+
+    rng = np.random.default_rng(0)
+    models, expected = [], []
+    for index, (data, shapes) in enumerate(ROWS):
+        layer = BY_TYPE[data["type"]].model_validate(data)
+        inputs = [keras.Input(shape=s) for s in shapes]
+        output = layer.keras(CONTEXT, "under_test", list(shapes))(inputs if layer.merge else inputs[0])
+        model = keras.Model(inputs, output)
+        path = tmp_path / f"row{index}.keras"
+        save_model_file(model, path, {"class_names": []})
+        config = zipfile.ZipFile(path).read("config.json").decode()
+        assert "archbuilder" not in config, (data, config)
+        x = [rng.normal(size=(2, *s)).astype("float32") for s in shapes]
+        models.append((path, x))
+        expected.append(np.asarray(model(x if len(x) > 1 else x[0], training=False)))
+    for (data, _), got, want in zip(ROWS, predict_in_plain_keras(models, tmp_path), expected):
+        # Same TensorFlow and kernels on the same float32 values; one layer, so only threading's
+        # summation order can differ: a few ulps of outputs of order 1.
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=str(data))

@@ -46,9 +46,9 @@ def _problem(path, text: str | bytes) -> str:
 def test_billion_laughs_is_refused_quickly(tmp_path):
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 10)]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
     message = _problem(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert f"document expands to more than {MAX_VALUES} values (alias bomb?)" in message
 
 

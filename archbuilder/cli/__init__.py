@@ -19,6 +19,23 @@ COMMAND_MODULES = ("build", "validate", "info", "diff", "schema", "plot", "train
 
 
 class _Group(click.Group):
+    """Imports a command's module only when that command runs (or --help lists them all):
+    `validate` of many files is dominated by start-up, and most commands' modules are not needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            self.add_command(importlib.import_module(f"archbuilder.cli.{name}").command, name)
+        return self.commands.get(name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as error:  # "did you mean" needs every name
+            raise click.exceptions.NoSuchCommand(error.command_name, possibilities=COMMAND_MODULES, ctx=ctx) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -35,10 +52,6 @@ class _Group(click.Group):
 def main() -> None:
     """Define networks in YAML, validate them, build them into Keras models, train them."""
     configure_tensorflow_environment()
-
-
-for _name in COMMAND_MODULES:
-    main.add_command(importlib.import_module(f"archbuilder.cli.{_name}").command)
 
 
 def run() -> None:

@@ -76,7 +76,9 @@ def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | Non
             data = _litert_bytes(model, quantize, calibration)
             atomic_write_bytes(out, export_metadata.tflite_with_metadata(data, metadata))
         elif fmt == "onnx":
-            with atomic_path(out) as tmp:
+            from archbuilder.export.onnx_gaps import onnx_convertible_graph
+
+            with atomic_path(out) as tmp, onnx_convertible_graph():
                 model.export(str(tmp), format="onnx", verbose=False, opset_version=ONNX_OPSET)
                 export_metadata.add_onnx_metadata(tmp, metadata)
         else:  # the CLI checks the name; this is a programming error

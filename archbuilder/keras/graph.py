@@ -29,8 +29,9 @@ def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
         if node.kind == "input":
             tensors.append(keras.Input(shape=node.out_shape, name=name))
             continue
-        layer = node.layer.keras(context, name)  # each primitive builds its own Keras layer
         arguments = [tensors[i] for i in node.inputs]
+        # each primitive builds its own Keras layer, knowing its input shapes (batch axis aside)
+        layer = node.layer.keras(context, name, [tuple(t.shape[1:]) for t in arguments])
         tensors.append(layer(arguments if node.layer.merge else arguments[0]))
     return keras.Model(inputs=tensors[0], outputs=tensors[-1], name=spec.name)
 

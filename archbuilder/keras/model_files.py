@@ -104,8 +104,9 @@ def open_model_file(
         raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
-    # archbuilder.keras.initializers imports TensorFlow quietly and registers archbuilder's Keras objects.
+    # These import TensorFlow quietly and register the archbuilder objects older files name.
     import archbuilder.keras.initializers  # noqa: F401
+    import archbuilder.keras.legacy_layers  # noqa: F401
     import keras
 
     try:

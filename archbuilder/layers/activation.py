@@ -24,10 +24,18 @@ def keras_activation(name: str):
     import keras
 
     if name == "gelu_tanh":
-        from archbuilder.keras.custom_layers import gelu_tanh
+        # Keras's activation functions have no tanh form of GELU, but its `Gelu` operation does.
+        # An Activation holding that object saves it as {module: keras.src.ops.nn, class: Gelu,
+        # approximate: true}, which plain Keras rebuilds in safe mode (its own module).
+        from keras.src.ops.nn import Gelu
 
-        return gelu_tanh
+        return Gelu(approximate=True)
     return {"hard_swish": keras.activations.hard_silu}.get(name, name)
+
+
+def per_sample_noise(shape) -> tuple:
+    """Dropout's noise shape that drops a sample's whole tensor: (None, 1, ..., 1) at its rank."""
+    return (None,) + (1,) * len(shape)
 
 
 class ActivationLayer(Primitive):
@@ -38,7 +46,7 @@ class ActivationLayer(Primitive):
     def infer(self, inputs, ctx):
         return LayerStats(single(self, inputs))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Activation(keras_activation(self.activation), dtype=float32_if_softmax(self.activation),
@@ -56,10 +64,10 @@ class DropoutLayer(Primitive):
     def infer(self, inputs, ctx):
         return LayerStats(single(self, inputs))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
-        noise = (None, 1, 1, 1) if self.noise_shape == "per_sample" else None
+        noise = per_sample_noise(single(self, inputs)) if self.noise_shape == "per_sample" else None
         return keras.layers.Dropout(self.rate, noise_shape=noise, name=name)
 
 
@@ -70,12 +78,15 @@ class DropPathLayer(Primitive):
 
     type: Literal["drop_path"]
     rate: Rate = "drop_path"
-    keras_base_name = "drop_path"
+    keras_base_name = "dropout"
 
     def infer(self, inputs, ctx):
         return LayerStats(single(self, inputs))
 
-    def keras(self, ctx, name):
-        from archbuilder.keras.custom_layers import DropPath
+    def keras(self, ctx, name, inputs):
+        import keras
 
-        return DropPath(rate=self.rate, name=name)
+        # timm's drop_path is dropout whose noise covers a whole sample: Keras's Dropout keeps each
+        # sample's tensor with probability 1 - rate and scales it by 1 / (1 - rate), which is the
+        # same function, and is a class plain Keras loads.
+        return keras.layers.Dropout(self.rate, noise_shape=per_sample_noise(single(self, inputs)), name=name)

@@ -4,7 +4,9 @@ static statistics a layer reports, and the context (spec defaults) a layer is pl
 A primitive is one pydantic class holding, side by side:
 - its schema (the fields; unknown keys are errors);
 - `infer(inputs, ctx)`: its static output shape, parameter count and MACs, without TensorFlow;
-- `keras(ctx, name)`: its Keras layer; Keras is imported inside, so spec/ and plan/ stay TF-free.
+- `keras(ctx, name, inputs)`: its Keras layer, given the input shapes `infer` saw; Keras is imported
+  inside, so spec/ and plan/ stay TF-free. Only Keras's own classes are built, so that a saved
+  model loads in plain Keras (a test saves every primitive and loads it where archbuilder is absent).
 Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
 for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
 same field types.
@@ -160,7 +162,7 @@ class Primitive(StrictModel):
     def infer(self, inputs: list[Shape], ctx: Context) -> LayerStats:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def keras(self, ctx: Context, name: str):  # pragma: no cover - abstract
+    def keras(self, ctx: Context, name: str, inputs: list[Shape]):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------
@@ -186,14 +188,17 @@ class Primitive(StrictModel):
     def concrete(self, namespace: Mapping[str, Any]) -> "Primitive":
         """This layer with every expression evaluated and checked; raises FieldError. A layer
         without expressions is returned as is; equal values give the same (cached) layer."""
-        values = {}
-        state = self.__dict__
-        for field in self._expr_fields:
-            value = state[field]
-            if isinstance(value, (str, list)) and _holds_expr(value):
-                values[field] = _evaluate(value, namespace, (field,))
-        if not values:
+        known = _TEMPLATE_FIELDS.get(id(self))
+        if known is None or known[0] is not self:
+            state = self.__dict__
+            if len(_TEMPLATE_FIELDS) > 100_000:
+                _TEMPLATE_FIELDS.clear()
+            known = _TEMPLATE_FIELDS[id(self)] = (self, tuple(
+                f for f in self._expr_fields if isinstance(state[f], (str, list)) and _holds_expr(state[f])))
+        if not known[1]:
             return self
+        state = self.__dict__
+        values = {field: _evaluate(state[field], namespace, (field,)) for field in known[1]}
         key = (id(self), repr(values))
         cached = _CONCRETE.get(key)
         if cached is not None and cached[0] is self:
@@ -214,6 +219,9 @@ class Primitive(StrictModel):
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
 
 
+# The fields of a layer (by id; the layer is kept, so a reused id never matches) that hold
+# expressions: expansion asks once per block instance.
+_TEMPLATE_FIELDS: dict[int, tuple] = {}
 # Concrete layers by (template id, evaluated values): a ResNet stage evaluates the same
 # few layers again and again. The template is kept in the entry, so a reused id never matches.
 _CONCRETE: dict[tuple, tuple] = {}

@@ -56,7 +56,7 @@ class ConvLayer(Primitive):
         weights = kh * kw * (cin // groups) * cout
         return LayerStats((oh, ow, cout), trainable=weights + (cout if use_bias else 0), macs=oh * ow * weights)
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Conv2D(
@@ -90,7 +90,7 @@ class DepthwiseConvLayer(Primitive):
         weights = kh * kw * cout
         return LayerStats((oh, ow, cout), trainable=weights + (cout if use_bias else 0), macs=oh * ow * weights)
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.DepthwiseConv2D(
@@ -119,7 +119,7 @@ class DenseLayer(Primitive):
         return LayerStats(shape[:-1] + (self.units,), trainable=weights + (self.units if self.use_bias else 0),
                           macs=positions * weights)
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         from archbuilder.layers.activation import float32_if_softmax, keras_activation

@@ -29,7 +29,7 @@ class AddLayer(Primitive):
             raise ShapeError("add needs inputs of one shape; received " + _shapes(self, inputs))
         return LayerStats(inputs[0])
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Add(name=name)
@@ -48,7 +48,7 @@ class ConcatLayer(Primitive):
             raise ShapeError("concat needs inputs that differ only in channels; received " + _shapes(self, inputs))
         return LayerStats(inputs[0][:-1] + (sum(s[-1] for s in inputs),))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Concatenate(axis=-1, name=name)
@@ -75,7 +75,7 @@ class MultiplyLayer(Primitive):
             out.append(big.pop() if big else 1)
         return LayerStats(tuple(out))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Multiply(name=name)

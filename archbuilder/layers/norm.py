@@ -33,7 +33,7 @@ class BatchNormLayer(Primitive):
         # gamma and beta train; the moving mean and variance do not.
         return LayerStats(shape, trainable=channels * (int(self.center) + int(self.scale)), non_trainable=2 * channels)
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.BatchNormalization(
@@ -55,7 +55,7 @@ class LayerNormLayer(Primitive):
         shape = single(self, inputs)
         return LayerStats(shape, trainable=2 * shape[-1])
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.LayerNormalization(axis=-1, epsilon=self.epsilon, name=name)
@@ -72,10 +72,12 @@ class LayerScaleLayer(Primitive):
         shape = single(self, inputs)
         return LayerStats(shape, trainable=shape[-1])
 
-    def keras(self, ctx, name):
-        from archbuilder.keras.custom_layers import LayerScale
+    def keras(self, ctx, name, inputs):
+        # keras.applications' own LayerScale (ConvNeXt): a Keras class, so plain Keras loads the
+        # files, and the same layer keras.applications.ConvNeXt* carries, weight for weight.
+        from keras.src.applications.convnext import LayerScale
 
-        return LayerScale(init_values=self.init, name=name)
+        return LayerScale(init_values=self.init, projection_dim=single(self, inputs)[-1], name=name)
 
 
 class RescalingLayer(Primitive):
@@ -89,7 +91,7 @@ class RescalingLayer(Primitive):
     def infer(self, inputs, ctx):
         return LayerStats(single(self, inputs))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Rescaling(scale=self.scale, offset=self.offset, name=name)
@@ -125,7 +127,7 @@ class NormalizationLayer(Primitive):
             return LayerStats(shape, non_trainable=2 * channels + 1)
         return LayerStats(shape)
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Normalization(axis=-1, mean=self.mean, variance=self.variance, name=name)

@@ -35,7 +35,7 @@ class MaxPoolLayer(_Pool):
     type: Literal["max_pool"]
     keras_base_name = "max_pooling2d"
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.MaxPooling2D(**self._keras_args(name))
@@ -45,7 +45,7 @@ class AveragePoolLayer(_Pool):
     type: Literal["average_pool"]
     keras_base_name = "average_pooling2d"
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.AveragePooling2D(**self._keras_args(name))
@@ -63,7 +63,7 @@ class GlobalAveragePoolLayer(_GlobalPool):
     type: Literal["global_average_pool"]
     keras_base_name = "global_average_pooling2d"
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.GlobalAveragePooling2D(keepdims=self.keepdims, name=name)
@@ -73,7 +73,7 @@ class GlobalMaxPoolLayer(_GlobalPool):
     type: Literal["global_max_pool"]
     keras_base_name = "global_max_pooling2d"
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.GlobalMaxPooling2D(keepdims=self.keepdims, name=name)
@@ -102,7 +102,7 @@ class ZeroPaddingLayer(Primitive):
         (top, bottom), (left, right) = self.sides()
         return LayerStats((h + top + bottom, w + left + right, c))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         (top, bottom), (left, right) = self.sides()
@@ -117,7 +117,7 @@ class FlattenLayer(Primitive):
     def infer(self, inputs, ctx):
         return LayerStats((math.prod(single(self, inputs)),))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Flatten(name=name)
@@ -148,7 +148,7 @@ class ReshapeLayer(Primitive):
             raise ShapeError(f"reshape cannot turn shape {shape} ({size} values) into {target}")
         return LayerStats(tuple(target))
 
-    def keras(self, ctx, name):
+    def keras(self, ctx, name, inputs):
         import keras
 
         return keras.layers.Reshape(tuple(self.shape), name=name)

@@ -30,6 +30,7 @@ MAX_BLOCK_DEPTH = 8  # a block using a block using ... this deep (spec checks re
 MAX_STEPS = 200_000
 NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PATTERN_PARTS: dict[str, list[str]] = {}  # a name pattern split at its placeholders, once
 
 
 @dataclass(frozen=True)
@@ -228,12 +229,17 @@ class _Expander:
         if pattern is None or "{" not in pattern:
             return pattern
 
-        def fill(match: re.Match) -> str:
-            text = match.group(1)
+        parts = _PATTERN_PARTS.get(pattern)
+        if parts is None:
+            if len(_PATTERN_PARTS) > 10_000:  # bounded, for long-lived processes
+                _PATTERN_PARTS.clear()
+            parts = _PATTERN_PARTS[pattern] = PLACEHOLDER.split(pattern)  # literal, {text}, literal, ...
+        filled = list(parts)
+        for index in range(1, len(parts), 2):
+            text = parts[index]
             value = names[text] if text in names else self._evaluate(text, names, path)
-            return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-        name = PLACEHOLDER.sub(fill, pattern)
+            filled[index] = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        name = "".join(filled)
         if not NAME.match(name) or len(name) > 128:
             raise self.g.error(f"name '{pattern}' gives '{name[:140]}', which is not a layer name "
                                "(letters, digits, _ . -; at most 128 characters)", path)

@@ -74,11 +74,15 @@ class Plan:
         return sum(n.stats.macs for n in self.nodes)
 
     def groups(self) -> list[tuple[str, str, list[Node]]]:
-        """Nodes grouped by `group`, in order: [(group, group_type, nodes), ...]."""
+        """Nodes grouped by `group`, in order: [(group, group_type, nodes), ...]. A new stage starts
+        a new group even if its blocks are named as the last one's (two stages with one label)."""
         result: list[tuple[str, str, list[Node]]] = []
+        last = None
         for node in self.nodes:
-            if not result or result[-1][0] != node.group:
+            key = (node.group, node.path[:2] if node.path[:1] == ("stages",) else ())
+            if key != last:
                 result.append((node.group, node.group_type, []))
+                last = key
             result[-1][2].append(node)
         return result
 
@@ -107,6 +111,7 @@ class PlanBuilder:
         self.where = ""
         self.named: dict[str, str] = {}  # layer name -> where it was first used; Keras needs them unique
         self.origins: list[tuple] = []  # per node: (where, spec path, error path), for later checks
+        self._inferred: dict[tuple, tuple] = {}  # (id(layer), input shapes) -> (layer, LayerStats)
 
     def enter(self, group: str, group_type: str, path: Path_, where: str) -> None:
         """Nodes added from now on belong to `group`, which came from spec `path`."""
@@ -124,13 +129,21 @@ class PlanBuilder:
         layer in a block definition) if given. The node, not the layer, carries the name, so a
         block's layers are shared by its instances."""
         sources = (inputs,) if isinstance(inputs, int) else tuple(inputs)
-        try:
-            stats = layer.infer([self.shape(i) for i in sources], self.context)
-        except ShapeError as error:
-            message = str(error)
-            if isinstance(layer.name, str) and name and name != layer.name:  # describe() shows the pattern
-                message = message.replace(f"'{layer.name}'", f"'{name}'")
-            raise self.error(message, error_path, error.collapsed) from None
+        shapes = tuple(self.plan.nodes[i].stats.out_shape for i in sources)
+        # A stage's blocks repeat the same (cached) layers on the same shapes: infer each pair once.
+        # `infer` is pure given the layer, its input shapes and this builder's context.
+        known = self._inferred.get((id(layer), shapes))
+        if known is not None and known[0] is layer:
+            stats = known[1]
+        else:
+            try:
+                stats = layer.infer(list(shapes), self.context)
+            except ShapeError as error:
+                message = str(error)
+                if isinstance(layer.name, str) and name and name != layer.name:  # describe() shows the pattern
+                    message = message.replace(f"'{layer.name}'", f"'{name}'")
+                raise self.error(message, error_path, error.collapsed) from None
+            self._inferred[(id(layer), shapes)] = (layer, stats)  # the layer kept: its id is not reused
         return self._append(layer.type, name, layer, sources, stats, error_path)
 
     def error(self, message: str, path: Path_ | None = None, collapsed: bool = False) -> PlanError:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from archbuilder.plan.graph import Node, Plan
 from archbuilder.layers import format_shape
+from archbuilder.spec.source import format_path
 
 
 @dataclass(frozen=True)
@@ -25,18 +27,26 @@ class Row:
 
 
 def rows(plan: Plan, stage_labels: list[int], per_block: bool = False) -> list[Row]:
-    """Rows per stage (or per block with `per_block`), in network order; the input is left out."""
+    """Rows per stage (or per block with `per_block`), in network order; the input is left out.
+
+    Stages are told apart by position, not label: two stages may share a label (`label: 3`), and
+    their rows then also name the stage (`stage 3 (stages.1)`)."""
     result: list[Row] = []
-    parts: list[tuple[str, str, list[list[Node]]]] = []
+    parts: list[tuple[Any, str, str, list[list[Node]]]] = []
     for group, group_type, nodes in plan.groups():
         if group == "input":
             continue
         path = nodes[0].path
-        key = f"stage {stage_labels[path[1]]}" if path and path[0] == "stages" else group
+        if path and path[0] == "stages":
+            label = stage_labels[path[1]]
+            shared = f" ({format_path(path[:2])})" if stage_labels.count(label) > 1 else ""
+            key, name = path[:2], f"stage {label}{shared}"
+        else:
+            key, name, shared = group, group, ""
         if per_block or not parts or parts[-1][0] != key:
-            parts.append((group if per_block else key, group_type, []))
-        parts[-1][2].append(nodes)
-    for name, kind, blocks in parts:
+            parts.append((key, group + shared if per_block else name, group_type, []))
+        parts[-1][3].append(nodes)
+    for _, name, kind, blocks in parts:
         nodes = [n for block in blocks for n in block]
         result.append(Row(name, kind, len(blocks) if kind not in ("stem", "head") else 0,
                           nodes[-1].out_shape, sum(n.params for n in nodes), sum(n.stats.macs for n in nodes)))

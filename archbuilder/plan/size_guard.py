@@ -67,20 +67,12 @@ def estimate(plan: Plan, batch_size: int = 1, training: bool = False, slots: int
     weight_copies = 2 + slots if training else 1
     activation_copies = 2 if training else 1
 
-    def activation_bytes(node: Node) -> int:
-        return math.prod(node.out_shape) * batch_size * activation_copies * BYTES_PER_VALUE
-
-    def weight_bytes(node: Node) -> int:
-        return node.params * weight_copies * BYTES_PER_VALUE
-
+    weights = [node.params * weight_copies * BYTES_PER_VALUE for node in plan.nodes]
+    activations = [math.prod(node.out_shape) * batch_size * activation_copies * BYTES_PER_VALUE for node in plan.nodes]
     what = f"training with batch {batch_size}" if training else (
         "one image" if batch_size == 1 else f"a batch of {batch_size}")
-    return MemoryEstimate(
-        sum(map(weight_bytes, plan.nodes)),
-        sum(map(activation_bytes, plan.nodes)),
-        max(plan.nodes, key=lambda n: weight_bytes(n) + activation_bytes(n)),
-        what,
-    )
+    largest = max(range(len(weights)), key=lambda i: weights[i] + activations[i])  # the first, on ties
+    return MemoryEstimate(sum(weights), sum(activations), plan.nodes[largest], what)
 
 
 def memory_limit(option: str | None = None) -> int:

@@ -15,12 +15,13 @@ Locations follow the values, so an error points at the file (or `--set`) a value
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Iterable
 
 from archbuilder.errors import Location, Problem, SpecError
-from archbuilder.spec.source import MAX_DEPTH, Document, Path_, format_path, load_yaml_file, load_yaml_text
+from archbuilder.spec.source import (
+    MAX_DEPTH, Document, Path_, copy_data, format_path, load_yaml_file, load_yaml_text,
+)
 
 MAX_EXTENDS_DEPTH = 16
 MAX_IMPORT_DEPTH = 8  # a library importing a library ... this deep is a mistake
@@ -140,6 +141,7 @@ def _add_blocks(document: Document, library: Document, fill_only: bool) -> None:
         return  # the schema reports a `blocks:` that is not a mapping
     if ("blocks",) not in document.values:
         document.values[("blocks",)] = library.location_of(("blocks",))
+    added = set()
     for name, definition in blocks.items():
         if name in own:
             if fill_only:
@@ -147,9 +149,13 @@ def _add_blocks(document: Document, library: Document, fill_only: bool) -> None:
             first = document.location_of(("blocks", name), key=True)
             again = library.location_of(("blocks", name), key=True)
             raise SpecError([Problem(again, f"blocks.{name}", f"block type '{name}' is defined twice (first at {first})")])
-        own[name] = copy.deepcopy(definition)
-        _copy_locations(document, library, ("blocks", name), ("blocks", name))
-        _copy_key_location(document, library, ("blocks", name), ("blocks", name))
+        own[name] = copy_data(definition)
+        added.add(name)
+    # The added blocks' locations (values and keys), in one pass over the library's tables.
+    for table_target, table_source in ((document.values, library.values), (document.keys, library.keys)):
+        for path, location in table_source.items():
+            if len(path) > 1 and path[0] == "blocks" and path[1] in added:
+                table_target[path] = location
 
 
 _STANDARD: list[Document] = []
@@ -175,7 +181,7 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
             elif key in current:
                 _merge(target, value, path + (key,), patch_path + (key,), source)
             else:
-                current[key] = copy.deepcopy(value)
+                current[key] = copy_data(value)
                 _copy_locations(target, source, path + (key,), patch_path + (key,))
         return
     if isinstance(patch, dict) and isinstance(current, list) and patch and all(isinstance(k, int) for k in patch):
@@ -193,7 +199,7 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
             del current[index]
             _renumber_after_removal(target, path, index)
         return
-    _set(target.data, path, copy.deepcopy(patch))
+    _set(target.data, path, copy_data(patch))
     _forget(target, path)
     _copy_locations(target, source, path, patch_path)
 

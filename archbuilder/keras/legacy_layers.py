@@ -1,5 +1,10 @@
-"""The Keras pieces Keras itself lacks, registered so `.keras` files load them in safe mode:
-DropPath (stochastic depth), LayerScale (ConvNeXt) and the tanh form of GELU."""
+"""Layers that older archbuilder files name, kept registered so those files still load (safe mode).
+
+Models are now built from Keras's own classes only (drop path is a per-sample `Dropout`,
+layer scale keras.applications' `LayerScale`, gelu_tanh an `Activation` of Keras's `Gelu`
+operation), so new files load in plain Keras. Files written before that name
+`archbuilder>DropPath`, `archbuilder>LayerScale` and `archbuilder>gelu_tanh`; `open_model_file`
+imports this module so they load in archbuilder as before. Nothing here is used to build."""
 
 from __future__ import annotations
 
