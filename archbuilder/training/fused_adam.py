@@ -21,6 +21,8 @@ model loaded from a checkpoint is switched again before training resumes.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import tensorflow as tf
 
@@ -37,24 +39,45 @@ def use_fused_adam(optimizer) -> bool:
 
 
 def _fused_update_step(optimizer):
+    # The step's scalars (the bias corrections' powers, the learning rate, the constants) are the
+    # same for every weight, so in a traced graph they are built once and shared by all the
+    # weights' updates (per graph, dtype, learning-rate tensor and device): ~15 ops per weight
+    # fewer for Python to trace and grappler to optimize (bench/first_step.py). Eagerly each call
+    # computes them afresh, as the step counter changes between calls.
+    shared = weakref.WeakKeyDictionary()  # graph -> {(dtype, device): (learning_rate, scalars)}
+
+    def scalars(variable, learning_rate):
+        dtype = variable.dtype
+        step = tf.cast(optimizer.iterations + 1, dtype)
+        return {
+            "beta1_power": tf.pow(tf.constant(optimizer.beta_1, dtype), step),
+            "beta2_power": tf.pow(tf.constant(optimizer.beta_2, dtype), step),
+            "lr": tf.cast(learning_rate, dtype),
+            "beta1": tf.constant(optimizer.beta_1, dtype),
+            "beta2": tf.constant(optimizer.beta_2, dtype),
+            "epsilon": tf.constant(optimizer.epsilon, dtype),
+        }
+
+    def shared_scalars(variable, learning_rate):
+        if tf.executing_eagerly():
+            return scalars(variable, learning_rate)
+        by_key = shared.setdefault(tf.compat.v1.get_default_graph(), {})
+        key = (variable.dtype, variable.device)
+        if key not in by_key or by_key[key][0] is not learning_rate:
+            by_key[key] = (learning_rate, scalars(variable, learning_rate))
+        return by_key[key][1]
+
     def update_step(gradient, variable, learning_rate):
         # `variable` is the tf.Variable under the Keras variable (the TensorFlow backend's
         # _backend_update_step unwraps it); the moments are Keras variables with a handle.
-        dtype = variable.dtype
-        step = tf.cast(optimizer.iterations + 1, dtype)
         index = optimizer._get_variable_index(variable)
         return tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
             m=optimizer._momentums[index].handle,
             v=optimizer._velocities[index].handle,
-            beta1_power=tf.pow(tf.constant(optimizer.beta_1, dtype), step),
-            beta2_power=tf.pow(tf.constant(optimizer.beta_2, dtype), step),
-            lr=tf.cast(learning_rate, dtype),
-            beta1=tf.constant(optimizer.beta_1, dtype),
-            beta2=tf.constant(optimizer.beta_2, dtype),
-            epsilon=tf.constant(optimizer.epsilon, dtype),
-            grad=tf.cast(gradient, dtype),
+            grad=tf.cast(gradient, variable.dtype),
             use_locking=False,
+            **shared_scalars(variable, learning_rate),
         )
 
     return update_step

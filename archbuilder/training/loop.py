@@ -217,6 +217,12 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
             v = data.validation
             validation = strategy.distribute_datasets_from_function(
                 lambda context: pipeline.replica_inference_dataset(context, v.x, v.y, classes, training.batch_size))
+    if distribution.strategy is None:  # under a strategy Keras does this itself
+        from archbuilder.training.first_step import build_before_tracing, trace_prediction_once
+
+        build_before_tracing(prepared.model, dataset.element_spec)
+        if data.test is not None and session.writer:  # predicted after every epoch (EpochRow)
+            trace_prediction_once(prepared.model, dataset.element_spec[0])
     prepared.model.fit(
         dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
         validation_data=validation, verbose=verbose,
@@ -226,12 +232,15 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
 
 
 def _use_fast_kernels(model, training) -> None:
-    """Same math, other kernels: Adam as one fused op per weight (a smaller graph to trace and
-    optimize), and where it pays on this CPU, the matmul kernel gradient. Both are made on the
-    instances, so they are made again on a model loaded for --resume; model files do not change."""
+    """Same math, other kernels: Adam as one fused op per weight and batch norm as one fused op per
+    layer (a smaller graph to trace and optimize before the first step), and where it pays on this
+    CPU, the matmul kernel gradient. All are made on the instances, so they are made again on a
+    model loaded for --resume; model files do not change."""
     from archbuilder.training.fused_adam import use_fused_adam
+    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
 
     use_fused_adam(model.optimizer)
+    use_fused_batch_norm(model)
     if training.fast_cpu_kernels:
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
 

@@ -1,0 +1,77 @@
+"""Batch norm in training as TensorFlow's one fused op: the same math, a much smaller graph.
+
+Keras 3 writes a batch norm's training pass as moments, a normalization and two moving-average
+updates: ~76 ops per layer once the gradient tape has added its own, so the documented ResNet-50's
+53 batch norms are ~4,000 of its ~6,300 training-graph ops. Python builds each of them while
+tracing the first step and grappler then optimizes them all: most of the time before the first
+step (bench/first_step.py, bench/RESULTS.md). `FusedBatchNormV3` is one op forward and one
+(`FusedBatchNormGradV3`) backward that computes Keras's formula:
+
+    y = gamma * (x - mean) / sqrt(variance + epsilon) + beta,  mean and (biased) variance over N, H, W
+    moving = moving * momentum + batch statistic * (1 - momentum)
+
+(keras/src/layers/normalization/batch_normalization.py `call`). The one difference: the kernel
+returns the batch variance with Bessel's correction, n / (n - 1), where Keras averages the biased
+variance into its moving variance; it is multiplied back by (n - 1) / n here, so the moving
+statistics are Keras's to float rounding (tests/test_fused_batch_norm.py).
+
+Only where it is the same math: a stock `BatchNormalization` on a 4-D channels-last float32
+input, in training, without renorm, synchronization or a mask; every other call (inference,
+frozen layers, other dtypes) runs Keras's own code. Like cpu_kernels.py, the switch is made on the
+layer *instances* (their own `call`), never on the class: the model's config and its saved files
+are those of stock layers, and a model loaded for --resume is switched again.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+# FusedBatchNorm's kernels refuse a smaller epsilon (cuDNN's CUDNN_BN_MIN_EPSILON); Keras's
+# default is 1e-3, the notebook's 1e-3.
+_MIN_EPSILON = 1.001e-5
+
+
+def fusable(layer) -> bool:
+    """A stock Keras batch norm over the last axis of a 4-D input, with float32 weights."""
+    if type(layer) is not keras.layers.BatchNormalization or layer.renorm or layer.synchronized:
+        return False
+    try:
+        rank = len(layer.input.shape)
+    except (AttributeError, ValueError):  # a layer not yet called, or shared by several inputs
+        return False
+    return (rank == 4 and layer.axis in (-1, 3) and layer.epsilon >= _MIN_EPSILON
+            and layer.variable_dtype == "float32" and layer.compute_dtype == "float32")
+
+
+def use_fused_batch_norm(model) -> list[str]:
+    """Switch every fusable batch norm of `model` (see the module's docstring); their names."""
+    switched = []
+    for layer in model._flatten_layers(include_self=False):
+        if fusable(layer) and "call" not in vars(layer):
+            layer.call = _fused_call(layer, layer.call)
+            switched.append(layer.name)
+    return switched
+
+
+def _fused_call(layer, keras_call):
+    def call(inputs, training=None, mask=None):
+        if not (training and layer.trainable) or mask is not None or inputs.dtype != tf.float32:
+            return keras_call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        scale = keras.ops.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
+        offset = keras.ops.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
+        empty = tf.constant([], tf.float32)  # training with exponential_avg_factor 1: not read
+        outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=layer.epsilon,
+            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        # The kernel's variance is unbiased (n / (n - 1), n = N*H*W, or 1 where n is 1); Keras's
+        # moving variance averages the biased one.
+        count = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+        return outputs
+
+    return call

@@ -1,0 +1,47 @@
+"""What `train` does before its first step (archbuilder/training/first_step.py): one trace of the
+training step per run, and a smaller graph; no timings here (bench/first_step.py measures them)."""
+
+from __future__ import annotations
+
+from train_support import TINY_SPEC, image_folder, invoke
+
+import keras  # noqa: I001  (train_support sets TensorFlow's environment first)
+
+
+def test_train_traces_the_training_step_once_partial_last_batch_included(tmp_path, monkeypatch):
+    # 3 classes x 7 photos = 21 images in batches of 16: every epoch ends on a batch of 5.
+    photos = image_folder(tmp_path / "images", per_class=7)
+    traced = []
+    stock = keras.Model.train_step
+
+    def counted(self, data):  # runs once per trace (Python runs only while TensorFlow traces)
+        traced.append([tuple(tensor.shape) for tensor in keras.tree.flatten(data)])
+        return stock(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counted)
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--epochs", "2",
+                    "--quiet", "--set", "training.fast_cpu_kernels=false")
+    assert result.exit_code == 0, result.output
+    # Keras alone builds Adam's slots and the accuracy metric inside the first trace, and
+    # TensorFlow then traces a second time; the last, smaller batch must not retrace either.
+    assert traced == [[(None, 32, 32, 3), (None, 3)]]
+    assert "preparing the graph: " in result.output and "graph ready: the first step ended " in result.output
+
+
+def test_the_test_sets_predict_function_is_traced_once_before_training(tmp_path, monkeypatch):
+    # 75 test photos are predicted in batches of 64 and 11 after every epoch.
+    photos = image_folder(tmp_path / "images", per_class=7)
+    test = image_folder(tmp_path / "test", per_class=25)
+    traced = []
+    stock = keras.Model.predict_step
+
+    def counted(self, data):  # runs once per trace of the predict function
+        traced.append([tuple(tensor.shape) for tensor in keras.tree.flatten(data)])
+        return stock(self, data)
+
+    monkeypatch.setattr(keras.Model, "predict_step", counted)
+    result = invoke("train", TINY_SPEC, "--data", photos, "--test", test, "--out", tmp_path / "run",
+                    "--epochs", "2", "--quiet", "--set", "training.fast_cpu_kernels=false")
+    assert result.exit_code == 0, result.output
+    # Keras alone traces it for the first batch of 64, then again for the batch of 11.
+    assert traced == [[(None, 32, 32, 3)]]
