@@ -71,6 +71,12 @@ class TrainingSpec(StrictModel):
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
     validation_split: float = Field(0.0, ge=0, lt=1)
     augmentation: AugmentationSpec = AugmentationSpec()
+    # At each epoch's end, BatchNorm's moving mean and variance are recomputed from this many
+    # batches of un-augmented training images (a seeded sample) with the epoch's final weights,
+    # instead of trailing behind as momentum averages (training/callbacks/batch_norm_recompute.py).
+    # The weights train exactly as without it; what is evaluated and saved is what changes. 0 = off.
+    # Single-device training only.
+    batch_norm_recompute_batches: int = Field(0, ge=0, le=10_000)
     # On CPU, compute the kernel gradient of convolutions that oneDNN may handle slowly (a kernel
     # larger than its input) as one matrix product, where that measured faster on this machine: the
     # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3

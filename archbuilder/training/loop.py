@@ -73,6 +73,13 @@ def train(request: TrainRequest) -> TrainResult:
     planned = planned_training(request)
     # tf.distribute must be set up before TensorFlow runs anything (the data loading does).
     distribution = start_distribution(request.distribute or planned.distribute, request.devices, request.worker_timeout)
+    if planned.batch_norm_recompute_batches and distribution.strategy is not None:
+        if distribution.watchdog is not None:
+            distribution.watchdog.stop()
+        raise UserError(
+            f"training.batch_norm_recompute_batches: {planned.batch_norm_recompute_batches} applies to single-device "
+            f"training, and this run is distributed ({distribution.describe()}); set it to 0 or train with --distribute none"
+        )
     with precision_policy(planned.precision):
         prepared = resume(request, distribution) if request.resume else start_new(request, distribution)
         try:
@@ -225,7 +232,7 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
     prepared.model.fit(
         dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
         validation_data=validation, verbose=verbose,
-        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution, say)],
+        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution, say, training)],
         shuffle=False,
     )
 

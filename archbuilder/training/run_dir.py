@@ -32,7 +32,7 @@ from archbuilder.training.run_lock import RunLock
 
 HISTORY_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "learning_rate", "seconds", "images_per_second", "images_per_cpu_second",
+    "learning_rate", "seconds", "cpu_seconds", "images_per_second", "images_per_cpu_second",
 )
 
 
