@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.train_support import REPO, TINY_SPEC, cli_env, image_folder
+from tests.train_support import REPO, TINY_SPEC, cli_env, image_folder, interruptible
 
 
 def _env_without_tf_log_level() -> dict:
@@ -35,7 +35,7 @@ def test_ctrl_c_during_build_exits_130_like_train(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "build", str(REPO / "architectures" / "resnet152.yaml"),
          "--out", str(tmp_path)],
-        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )
     time.sleep(3)  # inside the command: importing TensorFlow or building (ResNet-152 takes ~20 s)
     process.send_signal(signal.SIGINT)

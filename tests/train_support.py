@@ -48,6 +48,16 @@ def cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProces
     )
 
 
+def interruptible() -> None:
+    """`preexec_fn` for a child a test sends SIGINT to, as a terminal's Ctrl-C would: SIGINT back
+    to its default. A suite started in the background by a non-interactive shell (`pytest &`) runs
+    with SIGINT ignored, children inherit that, and a Python started with SIGINT ignored never
+    raises KeyboardInterrupt (`train` installs its own handler; other commands rely on Python's)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_env() -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
