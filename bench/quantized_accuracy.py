@@ -28,19 +28,13 @@ LINE = re.compile(r"Accuracy on (\d+) images of .*: Keras float32 ([\d.]+)%, Lit
 
 def split_folders(run: dict, root: Path) -> tuple[Path, Path]:
     """(training photographers, held-out photographers) of the run, as class folders of symlinks."""
-    from archbuilder.data.folder import scan_image_folder
-    from archbuilder.data.sources import select_classes, _keep_files
-    from archbuilder.data.split import group_holdout, photographer_groups
+    from archbuilder.data.sources import folder_split
 
-    files = scan_image_folder(run["data"])
-    groups = photographer_groups(files.paths, files.labels)
-    keep = select_classes(files.class_names, run["classes_filter"], run["data"])
-    if keep is not None:
-        files, indices = _keep_files(files, keep)
-        groups = groups[indices]
-    kept, held = group_holdout(groups, run["holdout_photographers"], run["training"]["seed"])
-    folders = []
-    for name, indices in (("train", kept), ("heldout", held)):
+    classes = tuple(run["classes_filter"]) if run["classes_filter"] else None
+    split = folder_split(run["data"], tuple(run["input_shape"]), classes, run.get("skip_bad_images", False),
+                         run["holdout_photographers"], run["training"]["seed"])
+    files, folders = split.files, []
+    for name, indices in (("train", split.kept), ("heldout", split.held)):
         for index in indices:
             target = root / name / files.class_names[files.labels[index]] / files.paths[index].name
             target.parent.mkdir(parents=True, exist_ok=True)

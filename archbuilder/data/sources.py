@@ -101,26 +101,16 @@ def training_data(
         if "test" in splits and test is None and splits["test"] is not train:
             test_set, test_origin = splits["test"], f"{data} (test_set_*)"
     else:
-        files = scan_image_folder(data)
-        if skip_bad_images:
-            files = _without_bad_images(files, shape)
-        keep = select_classes(files.class_names, classes, data)
-        if holdout_photographers:
-            groups = photographer_groups(files.paths, files.labels)
-        if keep is not None:
-            files, indices = _keep_files(files, keep)
-            if holdout_photographers:
-                groups = groups[indices]
-        if holdout_photographers:
-            kept, held = group_holdout(groups, holdout_photographers, seed)
-            all_images = _files_to_images(files, shape)
-            train, test_set = all_images.subset(kept), all_images.subset(held)
+        folder = folder_split(data, shape, classes, skip_bad_images, holdout_photographers, seed)
+        if folder.held is not None:
+            all_images = _files_to_images(folder.files, shape)
+            train, test_set = all_images.subset(folder.kept), all_images.subset(folder.held)
             test_origin = (
-                f"{_count(len(np.unique(groups[held])), 'photographer')} held out of {data} "
-                f"({len(held)} images, seed {seed})"
+                f"{_count(folder.photographers_held, 'photographer')} held out of {data} "
+                f"({len(folder.held)} images, seed {seed})"
             )
         else:
-            train = _files_to_images(files, shape)
+            train = _files_to_images(folder.files, shape)
         classes = None  # already applied
     train = _filter(train, classes, data)
     _check_classes(train, data)
@@ -130,6 +120,38 @@ def training_data(
     elif test_set is not None and classes:
         test_set = _filter(test_set, classes, data)
     return TrainingData(train, test_set, test_origin)
+
+
+@dataclass(frozen=True)
+class FolderSplit:
+    """A class folder's files as `train` reads them, and (with a holdout) which photographers'."""
+
+    files: LabelledFiles
+    kept: np.ndarray | None = None  # indices into `files`; None without a holdout
+    held: np.ndarray | None = None
+    photographers_held: int = 0
+
+
+def folder_split(data: str, shape, classes: tuple[str, ...] | None, skip_bad_images: bool,
+                 holdout_photographers: float | None, seed: int) -> FolderSplit:
+    """The files of a class folder that `train` uses, and its photographer split when asked.
+
+    Photographers are found over the whole folder (shooting order across classes), before the
+    classes are narrowed, so a subset keeps the same people apart.
+    """
+    files = scan_image_folder(data)
+    if skip_bad_images:
+        files = _without_bad_images(files, shape)
+    keep = select_classes(files.class_names, classes, data)
+    groups = photographer_groups(files.paths, files.labels) if holdout_photographers else None
+    if keep is not None:
+        files, indices = _keep_files(files, keep)
+        if groups is not None:
+            groups = groups[indices]
+    if groups is None:
+        return FolderSplit(files)
+    kept, held = group_holdout(groups, holdout_photographers, seed)
+    return FolderSplit(files, kept, held, len(np.unique(groups[held])))
 
 
 def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
