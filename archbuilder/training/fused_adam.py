@@ -27,10 +27,16 @@ import keras
 import tensorflow as tf
 
 
+# AdamW is Adam's `update_step` plus a decoupled weight decay that Keras's base optimizer applies to
+# the weights before the update step (base_optimizer.apply -> _apply_weight_decay), so fusing its
+# update step leaves the decay Keras's own.
+FUSABLE = (keras.optimizers.Adam, keras.optimizers.AdamW)
+
+
 def use_fused_adam(optimizer) -> bool:
-    """Switch a plain `keras.optimizers.Adam` (TensorFlow backend, no AMSGrad) to the fused op;
-    False, and nothing changed, for any other optimizer."""
-    if type(optimizer) is not keras.optimizers.Adam or optimizer.amsgrad:
+    """Switch a plain `keras.optimizers.Adam` or `AdamW` (TensorFlow backend, no AMSGrad) to the
+    fused op; False, and nothing changed, for any other optimizer."""
+    if type(optimizer) not in FUSABLE or optimizer.amsgrad:
         return False
     if not all(isinstance(b, float) for b in (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)):
         return False  # callables or tensors: Keras's own path handles those
