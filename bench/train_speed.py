@@ -9,6 +9,8 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
                  our whole path, JPEG files -> decode/resize -> cached uint8 -> tf.data -> fit
   cli-tf-kernels the same with `--set training.fast_cpu_kernels=false`: TensorFlow's own kernel
                  gradients for every convolution (training/cpu_kernels.py)
+  cli-bf16       the same with `--set training.precision=mixed_bfloat16` (issue 12's bf16 floor on
+                 CPUs with AVX512_BF16; emulated and ~20x slower on CPUs without it, e.g. Zen 3)
   builder-memory our builder's model, same compile and kernels as `cli`, `model.fit` on float
                  arrays already in memory
   builder-pipeline the same model and fit, fed by `cli.py train`'s tf.data pipeline (cached uint8
@@ -87,6 +89,8 @@ def measure(config: str, folder: Path, work: Path) -> dict:
                    "--batch-size", str(BATCH), "--out", str(run), "--quiet"]
         if config == "cli-tf-kernels":
             command += ["--set", "training.fast_cpu_kernels=false"]
+        if config == "cli-bf16":
+            command += ["--set", "training.precision=mixed_bfloat16"]
         _, peak = run_process(command, env)
         row = json.loads((run / "state.json").read_text())["history"][0]
         result = {k: row[k] for k in ("images_per_second", "images_per_cpu_second")}
@@ -284,6 +288,9 @@ RATIOS = {
     "cli_vs_torch_eager_bf16": ("cli", "torch-eager-bf16"),
     "cli_vs_torch_compile_bf16": ("cli", "torch-compile-bf16"),
     "cli_vs_torch_eager_fp32_passive": ("cli", "torch-eager-fp32-passive"),
+    "cli_bf16_vs_cli": ("cli-bf16", "cli"),
+    "cli_bf16_vs_torch_eager_bf16": ("cli-bf16", "torch-eager-bf16"),
+    "cli_bf16_vs_torch_compile_bf16": ("cli-bf16", "torch-compile-bf16"),
 }
 
 
