@@ -23,16 +23,14 @@ FLOAT32_TOLERANCE = 1e-4
 
 
 def _held_out_split(root: Path) -> tuple[Path, Path]:
-    """Class folders of symlinks: photographers of 85% of the images to train on, the rest held out."""
-    from archbuilder.data.folder import scan_image_folder
-    from archbuilder.data.split import group_holdout, photographer_groups
+    """Class folders of symlinks: the photographers `train --holdout-photographers 0.15` trains on,
+    and those it holds out (seed 0, the same split: data/sources.folder_split)."""
+    from archbuilder.data.sources import folder_split
 
-    files = scan_image_folder(IMAGES)
-    keep = np.flatnonzero(np.isin(np.asarray(files.class_names)[files.labels], CLASSES))
-    files = files.subset(keep)
-    train_idx, held_idx = group_holdout(photographer_groups(files.paths, files.labels), 0.15, seed=0)
+    split = folder_split(str(IMAGES), None, CLASSES, False, 0.15, seed=0)
+    files = split.files
     folders = []
-    for name, indices in (("train", train_idx), ("heldout", held_idx)):
+    for name, indices in (("train", split.kept), ("heldout", split.held)):
         for index in indices:
             path = files.paths[index]
             target = root / name / files.class_names[files.labels[index]] / path.name
