@@ -40,25 +40,41 @@ def _resize_uint8(image, height: int, width: int):
     return tf.cond(same, lambda: tf.cast(image, tf.uint8), resized)
 
 
-def _orient(image, orientation):
-    """Turn decoded pixels as EXIF `orientation` (1..8) says, so they are seen as displayed.
+def _swap_axes(image):
+    """`image` with its height and width axes swapped, as a gather instead of a Transpose.
 
-    tf.image.rot90 turns counter-clockwise: orientation 6 ("turn 90° clockwise") is k=3.
+    TensorFlow's oneDNN graph rewrite logs "oneDNN supports DT_UINT8 only on platforms with
+    AVX-512" for a uint8 Transpose on AVX2 CPUs (a native line in every `train` of a folder with
+    one turned photo), and grappler moves a Transpose of cast pixels back before the cast; a
+    gather moves the same bytes and is not rewritten.
     """
     import tensorflow as tf
 
-    def transposed(k):
-        return lambda: tf.image.rot90(tf.transpose(image, [1, 0, 2]), k)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    pixels = tf.reshape(image, [height * width, shape[2]])
+    # Row-major over the output's (width, height): output[x, y] = image[y, x] = pixels[y * width + x].
+    order = tf.reshape(tf.range(height)[None, :] * width + tf.range(width)[:, None], [-1])
+    return tf.reshape(tf.gather(pixels, order), [width, height, shape[2]])
+
+
+def _orient(image, orientation):
+    """Turn decoded pixels as EXIF `orientation` (1..8) says, so they are seen as displayed.
+
+    The turns are tf.image.rot90's (reversals and a swap of axes) with `_swap_axes` for its
+    transpose: orientation 6 ("turn 90° clockwise") is rot90's k=3, reverse(swap(image), x).
+    """
+    import tensorflow as tf
 
     branches = [
-        lambda: image,                               # 1: as stored
-        lambda: tf.image.flip_left_right(image),     # 2: mirrored
-        lambda: tf.image.rot90(image, 2),            # 3: upside down
-        lambda: tf.image.flip_up_down(image),        # 4: mirrored upside down
-        transposed(0),                               # 5: transpose
-        lambda: tf.image.rot90(image, 3),            # 6: turn 90° clockwise
-        transposed(2),                               # 7: transverse
-        lambda: tf.image.rot90(image, 1),            # 8: turn 90° counter-clockwise
+        lambda: image,                                           # 1: as stored
+        lambda: tf.reverse(image, [1]),                          # 2: mirrored
+        lambda: tf.reverse(image, [0, 1]),                       # 3: upside down
+        lambda: tf.reverse(image, [0]),                          # 4: mirrored upside down
+        lambda: _swap_axes(image),                               # 5: transpose
+        lambda: tf.reverse(_swap_axes(image), [1]),              # 6: turn 90° clockwise
+        lambda: tf.reverse(_swap_axes(image), [0, 1]),           # 7: transverse
+        lambda: _swap_axes(tf.reverse(image, [1])),              # 8: turn 90° counter-clockwise
     ]
     return tf.switch_case(tf.cast(orientation, tf.int32) - 1, branches, default=branches[0])
 
