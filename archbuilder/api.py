@@ -36,7 +36,7 @@ def info(spec, overrides: Iterable[str] = (), max_memory: int | None = None, per
     from archbuilder.plan import report
 
     checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
-    labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
+    labels = checked.spec.stage_labels()
     return {
         "name": checked.spec.name, "input_shape": list(checked.spec.input.shape),
         **report.totals_json(checked.plan), "rows": [row.as_json() for row in report.rows(checked.plan, labels, per_block=per_block)],

@@ -23,6 +23,7 @@ from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
 from archbuilder.file_kinds import DIAGRAM_SUFFIXES, suffix
 from archbuilder.layers import format_shape
+from archbuilder.plan.report import shared_label_suffix
 
 if TYPE_CHECKING:
     from archbuilder.plan.graph import Node, Plan
@@ -224,11 +225,7 @@ def _stage_label(node: "Node", spec) -> str | None:
 
 def _shared_label_suffix(node: "Node", spec) -> str:
     """' (stages.1)' for a block of a stage whose label another stage also has, as `info` shows it."""
-    path = node.path
-    if spec is None or len(path) < 2 or path[0] != "stages":
-        return ""
-    labels = [spec.stage_label(i) for i in range(len(spec.stages))]
-    return f" (stages.{path[1]})" if labels.count(labels[path[1]]) > 1 else ""
+    return "" if spec is None else shared_label_suffix(node.path, spec.stage_labels())
 
 
 def _shortcut_label(node: "Node") -> str:

@@ -23,7 +23,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, as_js
     if as_json:
         click.echo(json.dumps(api.info(checked, per_block=per_block), indent=2))
         return
-    labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
+    labels = checked.spec.stage_labels()
     table_rows = report.rows(checked.plan, labels, per_block=per_block)
     click.echo(f"{checked.spec.name}: input {list(checked.spec.input.shape)}")
     click.echo(report.table(table_rows))

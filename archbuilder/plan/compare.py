@@ -104,7 +104,7 @@ def _resolved(checked: CheckedSpec) -> dict:
 
 
 def _rows(checked: CheckedSpec) -> list[report.Row]:
-    labels = [checked.spec.stage_label(i) for i in range(len(checked.spec.stages))]
+    labels = checked.spec.stage_labels()
     return report.rows(checked.plan, labels)
 
 

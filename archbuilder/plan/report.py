@@ -38,9 +38,8 @@ def rows(plan: Plan, stage_labels: list[int], per_block: bool = False) -> list[R
             continue
         path = nodes[0].path
         if path and path[0] == "stages":
-            label = stage_labels[path[1]]
-            shared = f" ({format_path(path[:2])})" if stage_labels.count(label) > 1 else ""
-            key, name = path[:2], f"stage {label}{shared}"
+            shared = shared_label_suffix(path, stage_labels)
+            key, name = path[:2], f"stage {stage_labels[path[1]]}{shared}"
         else:
             key, name, shared = group, group, ""
         if per_block or not parts or parts[-1][0] != key:
@@ -51,6 +50,14 @@ def rows(plan: Plan, stage_labels: list[int], per_block: bool = False) -> list[R
         result.append(Row(name, kind, len(blocks) if kind not in ("stem", "head") else 0,
                           nodes[-1].out_shape, sum(n.params for n in nodes), sum(n.stats.macs for n in nodes)))
     return result
+
+
+def shared_label_suffix(path, stage_labels: list[int]) -> str:
+    """' (stages.1)' for a node of a stage whose label another stage also has: what tells the two
+    apart in `info`'s rows and `plot`'s boxes; '' otherwise, and outside the stages."""
+    if len(path) < 2 or path[0] != "stages":
+        return ""
+    return f" ({format_path(path[:2])})" if stage_labels.count(stage_labels[path[1]]) > 1 else ""
 
 
 def totals_json(plan: Plan) -> dict:

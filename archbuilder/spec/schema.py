@@ -106,3 +106,7 @@ class Spec(StrictModel):
     def stage_label(self, index: int) -> int:
         label = self.stages[index].label
         return index + 2 if label is None else label
+
+    def stage_labels(self) -> list[int]:
+        """Every stage's label, in order (two stages may share one)."""
+        return [self.stage_label(i) for i in range(len(self.stages))]
