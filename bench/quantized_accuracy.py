@@ -29,18 +29,12 @@ LINE = re.compile(r"Accuracy on (\d+) images of .*: Keras float32 ([\d.]+)%, Lit
 def split_folders(run: dict, root: Path) -> tuple[Path, Path]:
     """(training photographers, held-out photographers) of the run, as class folders of symlinks."""
     from archbuilder.data.sources import folder_split
+    from tests.train_support import link_split
 
     classes = tuple(run["classes_filter"]) if run["classes_filter"] else None
     split = folder_split(run["data"], tuple(run["input_shape"]), classes, run.get("skip_bad_images", False),
                          run["holdout_photographers"], run["training"]["seed"])
-    files, folders = split.files, []
-    for name, indices in (("train", split.kept), ("heldout", split.held)):
-        for index in indices:
-            target = root / name / files.class_names[files.labels[index]] / files.paths[index].name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(Path(files.paths[index]).resolve())
-        folders.append(root / name)
-    return folders[0], folders[1]
+    return link_split(split, root)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from plain_keras import predict_in_plain_keras
-from train_support import IMAGES, REPO, TINY_SPEC, invoke
+from train_support import IMAGES, REPO, TINY_SPEC, invoke, link_split
 
 REPO_ARCH = REPO / "architectures"
 
@@ -27,17 +27,7 @@ def _held_out_split(root: Path) -> tuple[Path, Path]:
     and those it holds out (seed 0, the same split: data/sources.folder_split)."""
     from archbuilder.data.sources import folder_split
 
-    split = folder_split(str(IMAGES), None, CLASSES, False, 0.15, seed=0)
-    files = split.files
-    folders = []
-    for name, indices in (("train", split.kept), ("heldout", split.held)):
-        for index in indices:
-            path = files.paths[index]
-            target = root / name / files.class_names[files.labels[index]] / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(path.resolve())
-        folders.append(root / name)
-    return folders[0], folders[1]
+    return link_split(folder_split(str(IMAGES), None, CLASSES, False, 0.15, seed=0), root)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,21 @@ def image_folder(root: Path, classes=("0", "1", "2"), per_class: int = 20) -> Pa
     return root
 
 
+def link_split(split, root: Path) -> tuple[Path, Path]:
+    """root/train and root/heldout: class folders of symlinks to a `data.sources.FolderSplit`'s kept
+    and held-out files, i.e. the photographers a `train --holdout-photographers` run trained on and
+    those it never saw (for `export --check`, `--calibration`, or training on the kept ones)."""
+    files, folders = split.files, []
+    for name, indices in (("train", split.kept), ("heldout", split.held)):
+        for index in indices:
+            path = Path(files.paths[index])
+            target = root / name / files.class_names[files.labels[index]] / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.resolve())
+        folders.append(root / name)
+    return folders[0], folders[1]
+
+
 def free_ports(count: int) -> list[int]:
     """`count` TCP ports on 127.0.0.1 that were free a moment ago (bound together, then released)."""
     import socket
