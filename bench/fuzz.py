@@ -178,7 +178,8 @@ def _run_all(args, runner: Runner, chooser: random.Random, per_strategy: int, bu
 
 def _report(args, runner: Runner, total: Counter, wall: float, stopped: str = "") -> list[str]:
     command = "nice .venv/bin/python bench/fuzz.py" + (f" --cases {args.cases}" if args.cases != 21_000 else "") + \
-        (f" --builds {args.builds}" if args.builds != 60 else "") + (f" --seed {args.seed}" if args.seed else "") + " --write"
+        (f" --builds {args.builds}" if args.builds != 60 else "") + (f" --seed {args.seed}" if args.seed else "") + \
+        (" --write" if args.write else "")
     keys = ["cases", "accepted", "rejected", "built", "crashes", "hangs", "memory blow-ups"]
     lines = [
         "## Fuzzing",
