@@ -14,8 +14,12 @@ Activation = Literal[
 
 def float32_if_softmax(name: str) -> str | None:
     """A softmax computes in float32 under a mixed-precision policy (in 16 bits exp overflows and
-    probabilities round); None leaves every other layer to the global dtype policy."""
-    return "float32" if name == "softmax" else None
+    probabilities round); None leaves every other layer, and a softmax under a float32 or float64
+    policy, to the global dtype policy (pinning it to float32 there would round a float64 model)."""
+    import keras
+
+    mixed = keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16")
+    return "float32" if name == "softmax" and mixed else None
 
 
 def keras_activation(name: str):

@@ -36,7 +36,10 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.optimizers import compile_model
 
+    # Keras fixes its global dtype policy from floatx the first time any layer is made, so a
+    # second case in this process must set the policy too.
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(floatx)
     checked = load_checked_spec(spec, overrides=list(overrides)).spec
     training = checked.training
     train = training_data(photos, None, tuple(checked.input.shape), seed=training.seed).train
@@ -46,15 +49,9 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
 
     def build():
         model = build_model(checked)
-        if floatx == "float32":
-            return model
-        # The softmax head is pinned to float32 (for mixed precision); here it follows floatx too.
-        config = model.get_config()
-        for layer in config["layers"]:
-            policy = layer["config"].get("dtype")
-            if isinstance(policy, dict) and policy["config"]["name"] == "float32":
-                policy["config"]["name"] = floatx
-        return keras.Model.from_config(config)
+        dtypes = {layer.name: layer.compute_dtype for layer in model.layers}
+        assert set(dtypes.values()) == {floatx}, dtypes  # the softmax head included
+        return model
 
     single = build()
     compile_model(single, training, steps)
@@ -71,6 +68,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     mirrored.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0,
                  callbacks=[BatchNormSync(distribution.strategy, mirrored)])
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
     # Keras's weights: trainable first, then the non-trainable ones (BatchNorm's moving statistics).
     trainable = len(single.trainable_weights)
     pairs = list(zip(single.get_weights(), mirrored.get_weights(), start_weights))
