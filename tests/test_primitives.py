@@ -104,10 +104,7 @@ def test_every_primitive_saves_a_file_that_plain_keras_loads(tmp_path):
     rng = np.random.default_rng(0)
     models, expected = [], []
     for index, (data, shapes) in enumerate(ROWS):
-        layer = BY_TYPE[data["type"]].model_validate(data)
-        inputs = [keras.Input(shape=s) for s in shapes]
-        output = layer.keras(CONTEXT, "under_test", list(shapes))(inputs if layer.merge else inputs[0])
-        model = keras.Model(inputs, output)
+        model = _one_layer_model(data, shapes)
         path = tmp_path / f"row{index}.keras"
         save_model_file(model, path, {"class_names": []})
         config = zipfile.ZipFile(path).read("config.json").decode()
@@ -119,3 +116,43 @@ def test_every_primitive_saves_a_file_that_plain_keras_loads(tmp_path):
         # Same TensorFlow and kernels on the same float32 values; one layer, so only threading's
         # summation order can differ: a few ulps of outputs of order 1.
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=str(data))
+
+
+def test_every_primitive_saves_an_h5_that_keras2_rebuilds_or_is_named(tmp_path):
+    """Issue 13's `.h5` files: tf_keras (Keras 2) rebuilds every primitive's file and computes what
+    Keras 3 does, or the layer is one Keras 2 has no form of, and the note printed beside the file
+    (`keras2_note`) names it."""
+    import tf_keras
+
+    from archbuilder.keras.weights_h5 import keras2_note, save_h5
+
+    rng = np.random.default_rng(0)
+    for index, (data, shapes) in enumerate(ROWS):
+        model = _one_layer_model(data, shapes)
+        path = save_h5(model, tmp_path / f"row{index}.h5")
+        x = [rng.normal(size=(2, *s)).astype("float32") for s in shapes]
+        x = x if len(x) > 1 else x[0]
+        want = np.asarray(model(x, training=False))
+        try:
+            got = np.asarray(tf_keras.models.load_model(path, compile=False)(x, training=False))
+        except (ValueError, TypeError):  # tf_keras: "Unknown layer", "Unknown activation function"
+            got = None
+        # The same weights through Keras 2's layer, which calls the same TensorFlow ops or (batch
+        # and layer norm) a fused kernel with the same formula: float32 rounding of outputs of
+        # order 1, a few ulps.
+        atol = 1e-5
+        note = keras2_note(model, path)
+        if note is None:
+            assert got is not None, data
+            np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=str(data))
+        else:  # named because Keras 2 fails to load it or computes something else
+            assert "under_test" in note, (data, note)
+            assert got is None or not np.allclose(got, want, rtol=0, atol=atol), (data, "Keras 2 rebuilds it")
+
+
+def _one_layer_model(data: dict, shapes: list) -> "keras.Model":
+    """A model of one primitive (as written in YAML) on inputs of `shapes`, built by archbuilder."""
+    layer = BY_TYPE[data["type"]].model_validate(data)
+    inputs = [keras.Input(shape=s) for s in shapes]
+    inputs = inputs if layer.merge else inputs[0]
+    return keras.Model(inputs, layer.keras(CONTEXT, "under_test", list(shapes))(inputs))

@@ -7,6 +7,8 @@ architectures/resnet50.yaml then predicts what Keras 2 predicts, on real hand-si
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -203,6 +205,24 @@ def test_keras2_load_model_reads_our_h5_files(loaded, keras2_resnet, tmp_path):
     again = keras.saving.load_model(path)  # and Keras 3 still reads the rewritten config
     np.testing.assert_allclose(np.asarray(again(keras2_resnet["images"], training=False)), keras2_resnet["expected"],
                                rtol=0, atol=TOLERANCE)
+
+
+def test_build_h5_names_the_layers_keras2_cannot_rebuild(tmp_path):
+    """ConvNeXt's layer scale and a tanh-GELU head have no Keras 2 form: `build --format h5` says
+    so beside the file, and archbuilder still reads every layer's weights from it."""
+    convnext = REPO / "tests" / "specs" / "tiny_convnext.yaml"
+    built = run_cli("build", str(convnext), "--format", "h5", "--out", str(tmp_path / "convnext"))
+    assert built.returncode == 0, built.stderr
+    note = next(line for line in built.stderr.splitlines() if line.startswith("note:"))
+    assert "LayerScale (layer_scale, layer_scale_1, layer_scale_2)" in note
+    assert "the tanh form of GELU (pre_logits)" in note
+    read = run_cli("build", str(convnext), "--weights", str(tmp_path / "convnext" / "tiny_convnext.h5"), "--strict",
+                   "--out", str(tmp_path / "again"))
+    assert read.returncode == 0, read.stderr
+    assert re.search(r"loaded weights for (\d+) of \1 layers", read.stdout), read.stdout
+    plain = run_cli("build", str(REPO / "tests" / "specs" / "tiny_train.yaml"), "--format", "h5",
+                    "--out", str(tmp_path / "tiny"))
+    assert plain.returncode == 0 and "note:" not in plain.stderr, plain.stderr
 
 
 def test_not_a_keras_file_is_a_user_error(tmp_path):

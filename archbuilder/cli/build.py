@@ -35,7 +35,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     from archbuilder.atomic import atomic_path
     from archbuilder.keras.initializers import make_portable
     from archbuilder.keras.weights import load_weights_file
-    from archbuilder.keras.weights_h5 import save_h5
+    from archbuilder.keras.weights_h5 import keras2_note, save_h5
 
     model = api.build(checked)
     _print_summary(model)
@@ -51,7 +51,10 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
             model.save(tmp)
         click.echo(f"Saved {target}")
     if formats in ("h5", "both"):
-        click.echo(f"Saved {save_h5(model, out_dir / f'{checked.spec.name}.h5')}")
+        h5 = save_h5(model, out_dir / f"{checked.spec.name}.h5")
+        click.echo(f"Saved {h5}")
+        if note := keras2_note(model, h5):
+            click.echo(note, err=True)
 
 
 def _print_summary(model) -> None:

@@ -14,6 +14,10 @@ Keras 3's vocabulary, and Keras 2's `load_model` stops at the first difference
 | Dense `quantization_config`                    | (none)                                    |
 | inbound nodes `{args: [tensor...], kwargs}`    | `[[layer, node, tensor, {}], ...]`        |
 | `input_layers: [name, 0, 0]`                   | `[[name, 0, 0]]`                          |
+| LayerNormalization `rms_scaling: false`        | (none: Keras 2 never scales by the RMS)   |
+
+Some layers have no Keras 2 form (`keras2_missing` names them): tf_keras cannot rebuild such a
+file as it is; archbuilder still reads its weights with the spec.
 
 archbuilder's `GlorotUniformTF1` (the notebook's TF 1 draw) is not a Keras 2 class: it becomes
 Keras 2's `GlorotUniform` with the same seed, the distribution it reproduces. Initializers only
@@ -30,6 +34,16 @@ _INITIALIZER_ARGUMENTS = {"seed", "mean", "stddev", "minval", "maxval", "scale",
                           "gain", "value"}
 _KERAS3_ONLY = {"quantization_config", "lora_rank", "lora_alpha"}
 _RENAMED_CLASSES = {"GlorotUniformTF1": "GlorotUniform"}
+# What archbuilder's primitives build that Keras 2 has no class or function for (layer_scale,
+# gelu_tanh, hard_swish), or names another function (Keras 2's hard_sigmoid is clip(0.2x + 0.5),
+# Keras 3's relu6(x + 3) / 6). tests/test_primitives.py runs every primitive's .h5 in tf_keras,
+# so a name missing here, or listed here but rebuilt faithfully, fails there.
+_KERAS2_LACKS_LAYERS = {"LayerScale": "LayerScale"}
+_KERAS2_LACKS_ACTIVATIONS = {
+    "Gelu": "the tanh form of GELU",
+    "hard_silu": "hard swish",
+    "hard_sigmoid": "Keras 3's hard_sigmoid, which Keras 2 defines as another function",
+}
 
 
 def keras2_model_config(config: dict) -> dict:
@@ -43,8 +57,23 @@ def keras2_model_config(config: dict) -> dict:
     return config
 
 
+def keras2_missing(config: dict) -> dict[str, list[str]]:
+    """The layers of a Keras 3 model config that Keras 2 cannot rebuild as they are (it fails to
+    load them, or computes something else): their names, by what Keras 2 lacks."""
+    missing: dict[str, list[str]] = {}
+    for layer in config["config"]["layers"]:
+        activation = layer["config"].get("activation")  # Activation's, or a Dense's or conv's own
+        name = activation.get("class_name") if isinstance(activation, dict) else activation
+        what = _KERAS2_LACKS_LAYERS.get(layer["class_name"]) or _KERAS2_LACKS_ACTIVATIONS.get(name)
+        if what:
+            missing.setdefault(what, []).append(layer["config"]["name"])
+    return missing
+
+
 def _layer(layer: dict) -> dict:
     settings = {key: _value(value) for key, value in layer["config"].items() if key not in _KERAS3_ONLY}
+    if layer["class_name"] == "LayerNormalization" and settings.get("rms_scaling") is False:
+        del settings["rms_scaling"]
     if layer["class_name"] == "InputLayer":
         settings["batch_input_shape"] = settings.pop("batch_shape", settings.get("batch_input_shape"))
         settings.pop("optional", None)

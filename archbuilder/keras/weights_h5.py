@@ -174,6 +174,21 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     return path
 
 
+def keras2_note(model: "keras.Model", path: Path) -> str | None:
+    """A line for the user when tf_keras (Keras 2) cannot rebuild the `.h5` that `save_h5` wrote
+    for `model`: which layers, and what still reads them. None when it can. (Keras 3's own .h5
+    reader knows no more classes than Keras 2's: LayerScale and the GELU object fail there too.)"""
+    from archbuilder.keras.keras2_config import keras2_missing
+
+    missing = keras2_missing({"config": model.get_config()})
+    if not missing:
+        return None
+    kinds = "; ".join(f"{what} ({', '.join(names[:3])}" + (f" and {len(names) - 3} more)" if len(names) > 3 else ")")
+                      for what, names in missing.items())
+    return (f"note: {path}: Keras 2 (tf_keras) cannot rebuild these layers as they are: {kinds}. The .keras "
+            f"format keeps them; archbuilder reads this file's weights with the spec (--spec, --weights)")
+
+
 def _store_keras2_config(path: Path) -> None:
     """Replace the file's Keras 3 `model_config` with its Keras 2 form (keras2_config.py), so
     `tf_keras.models.load_model` reads the file; Keras 3 reads that form too."""

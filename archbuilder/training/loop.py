@@ -278,9 +278,13 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
     run, model, data = prepared.run, prepared.model, prepared.data
     model.load_weights(run.best)
     if save_h5:
+        from archbuilder.keras.weights_h5 import keras2_note
         from archbuilder.keras.weights_h5 import save_h5 as write_h5
 
-        say(f"saved {write_h5(model, run.root / 'best.h5')}")
+        h5 = write_h5(model, run.root / "best.h5")
+        say(f"saved {h5}")
+        if note := keras2_note(model, h5):
+            say(note)
     if data.test is not None:
         images, origin = data.test, f"test set: {data.test_origin}"
     elif data.validation is not None:
