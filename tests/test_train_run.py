@@ -71,6 +71,33 @@ def test_a_run_folder_is_never_overwritten(tmp_path, photos):
     assert result.exit_code == 2 and "already exists and is not empty" in result.output
 
 
+def test_a_start_killed_before_run_json_is_started_over_by_the_same_command(tmp_path, photos):
+    """train writes spec.yaml, classes.txt, then run.json; a kill in between leaves the first two
+    (and maybe a temporary of the third). The same command starts the run over; other settings,
+    which would replace those files with other content, are refused and change nothing."""
+    import shutil
+
+    args = ("train", TINY_SPEC, "--data", photos, "--epochs", "1", "--quiet")
+    assert invoke(*args, "--out", tmp_path / "finished").exit_code == 0
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("spec.yaml", "classes.txt"):  # what that start wrote before run.json
+        shutil.copy(tmp_path / "finished" / name, killed / name)
+    (killed / ".run.json.k1ll3d.tmp.json").write_text('{"spec_source": ')  # atomic_path's half-written file
+    before = {path.name: path.read_bytes() for path in killed.iterdir()}
+
+    resumed = invoke("train", "--resume", killed)
+    assert resumed.exit_code == 2 and "stopped while starting" in resumed.output, resumed.output
+    other = invoke(*args, "--set", "training.learning_rate=0.5", "--out", killed)
+    assert other.exit_code == 2 and "already exists and is not empty" in other.output, other.output
+    assert {path.name: path.read_bytes() for path in killed.iterdir()} == before
+
+    again = invoke(*args, "--out", killed)
+    assert again.exit_code == 0, again.output
+    assert len(_history(killed)) == 1
+    assert _no_temporary_files(killed) == []
+
+
 def test_nan_loss_stops_with_a_clear_message(tmp_path, photos):
     result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--quiet",
                     "--set", "training.optimizer=sgd", "--set", "training.learning_rate=1e30")

@@ -13,6 +13,7 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 from archbuilder.data.split import stratified_split
 from archbuilder.errors import UserError
@@ -157,24 +158,49 @@ def start_new(request, distribution) -> PreparedRun:
     if distribution.is_chief:  # every check passed: only now is anything written
         from archbuilder.atomic import atomic_write_text
 
+        starting = {run.spec.name: _dump_spec(spec), run.classes.name: "\n".join(data.class_names) + "\n"}
         with _locked_unless_failing(run):
-            _check_new_run_folder(run)  # another process may have started here meanwhile
-            atomic_write_text(run.spec, _dump_spec(spec))
-            atomic_write_text(run.classes, "\n".join(data.class_names) + "\n")
+            _check_new_run_folder(run, starting)  # another process may have started here meanwhile
+            run.remove_temporaries()  # what a start killed before run.json was writing
+            # run.json last: a folder without it is a start that never finished (see the check).
+            for name, text in starting.items():
+                atomic_write_text(run.root / name, text)
             run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
     return PreparedRun(run, model, data, training, shape, spec.name, RunState())
 
 
-def _check_new_run_folder(run: RunDir) -> None:
+def _check_new_run_folder(run: RunDir, starting: dict[str, str] | None = None) -> None:
     """A new run needs a writable folder holding nothing (a lock file left by a kill is nothing, nor
-    the write probe of another worker's output check, which may start while the chief prepares)."""
+    the write probe of another worker's output check, which may start while the chief prepares).
+
+    Nor is a start killed before its last file, run.json: spec.yaml, classes.txt and their
+    temporaries, when they hold what this start writes (`starting`: name -> text; before that is
+    known, they pass to the check made once it is). The same command then starts the run over,
+    and a file of the user's that merely shares a name is never replaced by other content.
+    """
     from archbuilder.output_paths import PROBE_PREFIX, check_output_folder
     from archbuilder.training.run_lock import LOCK_NAME
 
     check_output_folder(run.root)
-    if run.root.exists() and any(p.name != LOCK_NAME and not p.name.startswith(PROBE_PREFIX) for p in run.root.iterdir()):
-        hint = f"use --resume {run.root} or another --out" if run.is_run() else "give another --out"
-        raise UserError(f"{run.root}: already exists and is not empty; {hint}")
+    if not run.root.exists():
+        return
+    held = [p for p in run.root.iterdir() if p.name != LOCK_NAME and not p.name.startswith(PROBE_PREFIX)]
+    if run.is_run():
+        raise UserError(f"{run.root}: already exists and is not empty; use --resume {run.root} or another --out")
+    if held and not all(_left_by_a_killed_start(run, path, starting) for path in held):
+        raise UserError(f"{run.root}: already exists and is not empty; give another --out")
+
+
+def _left_by_a_killed_start(run: RunDir, path: Path, starting: dict[str, str] | None) -> bool:
+    names = (run.spec.name, run.classes.name, run.run_json.name)
+    if path.is_file() and any(path.name.startswith(f".{name}.") and ".tmp" in path.name for name in names):
+        return True  # atomic_path's temporary: never the user's, and never a finished file
+    if path.name not in (run.spec.name, run.classes.name) or not path.is_file():
+        return False
+    try:
+        return starting is None or path.read_text(encoding="utf-8") == starting[path.name]
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _plural(count: int, one: str, many: str) -> str:

@@ -67,6 +67,9 @@ class RunDir:
 
     def read_run_info(self) -> dict:
         """run.json, checked as strictly as a spec: a hand-edited or damaged file is one clear error."""
+        if not self.run_json.exists() and self.spec.exists():  # train writes run.json last
+            raise UserError(f"{self.root}: a train stopped while starting (spec.yaml, no run.json): nothing to "
+                            f"resume; run the same train command again to start it over")
         return _checked(self.read_json(self.run_json), _RunInfo, self.run_json)
 
     def read_state(self) -> dict | None:
