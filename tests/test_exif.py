@@ -1,6 +1,6 @@
-"""Issue 13, item 6: a JPEG's EXIF orientation is applied, as phones and viewers apply it.
+"""Issue 13, item 6: a JPEG's (and a PNG's) EXIF orientation is applied, as phones and viewers apply it.
 
-Real JPEGs written by Pillow with the orientation tag; Pillow's own `ImageOps.exif_transpose` is
+Real JPEGs and PNGs written by Pillow with the orientation tag; Pillow's own `ImageOps.exif_transpose` is
 the reference. Training, evaluation and prediction all decode through `load_image_files`.
 """
 
@@ -18,7 +18,8 @@ ORIENTATION = 0x0112
 
 
 def _jpeg(path, orientation: int):
-    """Four coloured quadrants, 32 high and 48 wide as stored, tagged with `orientation`."""
+    """Four coloured quadrants, 32 high and 48 wide as stored, tagged with `orientation` (a JPEG,
+    or a PNG with an eXIf chunk where `path` ends in .png)."""
     pixels = np.zeros((32, 48, 3), np.uint8)
     pixels[:16, :24] = (255, 0, 0)
     pixels[:16, 24:] = (0, 255, 0)
@@ -30,11 +31,12 @@ def _jpeg(path, orientation: int):
     return path
 
 
-def test_decoded_pixels_are_turned_as_exif_says(tmp_path):
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+def test_decoded_pixels_are_turned_as_exif_says(tmp_path, suffix):
     from archbuilder.data.images import load_image_files
 
     for orientation in range(1, 9):  # 1 (as stored) is the control
-        path = _jpeg(tmp_path / f"o{orientation}.jpg", orientation)
+        path = _jpeg(tmp_path / f"o{orientation}.{suffix}", orientation)
         with Image.open(path) as image:
             expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
         got = load_image_files([path], expected.shape)[0].astype(np.int16)  # same size: no resize
@@ -43,6 +45,8 @@ def test_decoded_pixels_are_turned_as_exif_says(tmp_path):
         # quadrants (a mean difference near 100).
         assert got.shape == expected.shape, orientation
         assert np.abs(got - expected).mean() < 4, orientation
+        if suffix == "png":  # lossless: the very same pixels, turned
+            np.testing.assert_array_equal(got, expected, err_msg=str(orientation))
 
 
 def test_orientation_is_read_from_the_header(tmp_path):
@@ -55,6 +59,7 @@ def test_orientation_is_read_from_the_header(tmp_path):
     png = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(png)
     assert exif_orientation(png) == 1
+    assert exif_orientation(_jpeg(tmp_path / "six.png", 6)) == 6  # eXIf chunk
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(_jpeg(tmp_path / "b.jpg", 6).read_bytes()[:30])  # EXIF cut short
     assert exif_orientation(broken) in (1, 6)

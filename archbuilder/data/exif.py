@@ -1,9 +1,11 @@
-"""The EXIF orientation of a JPEG: how a camera says the stored pixels must be turned for display.
+"""The EXIF orientation of a JPEG or PNG: how a camera says the stored pixels must be turned for display.
 
 Phones store the sensor's pixels as shot and record the turn in EXIF tag 0x0112 (1 = as stored,
 6 = turn 90° clockwise, ...). TensorFlow's decoders ignore it, so a portrait photo would reach
 the model sideways; `archbuilder.data.images` applies the turn read here. Only the file's header
-is read (EXIF sits in the APP1 segment, before the image data), in plain Python, no Pillow.
+is read, in plain Python, no Pillow: a JPEG keeps EXIF in its APP1 segment, a PNG in an `eXIf`
+chunk, both before the image data (a PNG's `eXIf` after its first IDAT is ignored, as the PNG
+specification lets decoders do).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import struct
 
 ORIENTATION_TAG = 0x0112
 _HEADER_BYTES = 1 << 16  # APP1 segments are at most 64 KiB; EXIF is the first or second segment
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def exif_orientation(path: str | os.PathLike | bytes) -> int:
@@ -23,7 +26,7 @@ def exif_orientation(path: str | os.PathLike | bytes) -> int:
     except OSError:
         return 1  # the decoder reports unreadable files, naming them
     try:
-        value = _orientation_in_jpeg(head)
+        value = _orientation_in_png(head) if head.startswith(_PNG_SIGNATURE) else _orientation_in_jpeg(head)
     except (struct.error, IndexError, ValueError):
         return 1  # damaged EXIF: show the pixels as stored, like most viewers
     return value if value in range(1, 9) else 1
@@ -44,6 +47,20 @@ def _orientation_in_jpeg(data: bytes) -> int:
         if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
             return _orientation_in_tiff(segment[6:])
         position += 2 + length
+    return 1
+
+
+def _orientation_in_png(data: bytes) -> int:
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):  # chunks: length, type, data, CRC
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return 1
+        if kind == b"eXIf":
+            payload = data[position + 8 : position + 8 + length]
+            # The chunk holds the TIFF structure itself; some writers keep JPEG's "Exif\0\0" before it.
+            return _orientation_in_tiff(payload[6:] if payload.startswith(b"Exif\x00\x00") else payload)
+        position += 12 + length
     return 1
 
 
