@@ -60,6 +60,9 @@ def test_orientation_is_read_from_the_header(tmp_path):
     Image.new("RGB", (8, 8)).save(png)
     assert exif_orientation(png) == 1
     assert exif_orientation(_jpeg(tmp_path / "six.png", 6)) == 6  # eXIf chunk
+    lying = tmp_path / "lying.png"  # an eXIf chunk claiming 4 GiB, then the file ends
+    lying.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff\xff\xff\xf0eXIfMM\x00\x2a\x00\x00\x00\x08\xff\xff")
+    assert exif_orientation(lying) == 1
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(_jpeg(tmp_path / "b.jpg", 6).read_bytes()[:30])  # EXIF cut short
     assert exif_orientation(broken) in (1, 6)
