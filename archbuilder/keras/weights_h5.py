@@ -191,7 +191,8 @@ def keras2_note(model: "keras.Model", path: Path) -> str | None:
 
 def _store_keras2_config(path: Path) -> None:
     """Replace the file's Keras 3 `model_config` with its Keras 2 form (keras2_config.py), so
-    `tf_keras.models.load_model` reads the file; Keras 3 reads that form too."""
+    `tf_keras.models.load_model` reads the file; Keras 3 reads that form too (for the layers both
+    Kerases have: see keras2_note)."""
     import json
 
     import h5py
