@@ -152,16 +152,18 @@ def _rounding_first_order_bound(model, x: np.ndarray, unit: float) -> np.ndarray
     on how far rounding each weight by a relative `unit` can move the probabilities."""
     import tensorflow as tf
 
-    weights = model.weights  # batch norm's moving statistics too: the converter folds them in
+    # Every weight, batch norm's moving statistics too: the converter folds them in.
+    variables = [weight.value for weight in model.weights]
+    magnitudes = [np.abs(variable.numpy()) for variable in variables]
     bound = np.zeros((len(x), model.output_shape[-1]), np.float64)
     for i in range(len(x)):
         with tf.GradientTape(persistent=True) as tape:
-            tape.watch([w.value for w in weights])
+            tape.watch(variables)
             p = model(x[i:i + 1], training=False)[0]
             outputs = [p[k] for k in range(p.shape[0])]
         for k, output in enumerate(outputs):
-            grads = tape.gradient(output, [w.value for w in weights], unconnected_gradients="zero")
-            bound[i, k] = sum(float(np.sum(np.abs(g.numpy() * w.numpy()))) for g, w in zip(grads, weights))
+            grads = tape.gradient(output, variables, unconnected_gradients="zero")
+            bound[i, k] = sum(float(np.sum(np.abs(g.numpy()) * m)) for g, m in zip(grads, magnitudes))
         del tape
     return unit * bound
 
