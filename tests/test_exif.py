@@ -17,7 +17,7 @@ from PIL import Image, ImageOps  # noqa: E402
 ORIENTATION = 0x0112
 
 
-def _jpeg(path, orientation: int):
+def _photo(path, orientation: int):
     """Four coloured quadrants, 32 high and 48 wide as stored, tagged with `orientation` (a JPEG,
     or a PNG with an eXIf chunk where `path` ends in .png)."""
     pixels = np.zeros((32, 48, 3), np.uint8)
@@ -36,7 +36,7 @@ def test_decoded_pixels_are_turned_as_exif_says(tmp_path, suffix):
     from archbuilder.data.images import load_image_files
 
     for orientation in range(1, 9):  # 1 (as stored) is the control
-        path = _jpeg(tmp_path / f"o{orientation}.{suffix}", orientation)
+        path = _photo(tmp_path / f"o{orientation}.{suffix}", orientation)
         with Image.open(path) as image:
             expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
         got = load_image_files([path], expected.shape)[0].astype(np.int16)  # same size: no resize
@@ -52,19 +52,19 @@ def test_decoded_pixels_are_turned_as_exif_says(tmp_path, suffix):
 def test_orientation_is_read_from_the_header(tmp_path):
     from archbuilder.data.exif import exif_orientation
 
-    assert exif_orientation(_jpeg(tmp_path / "six.jpg", 6)) == 6
+    assert exif_orientation(_photo(tmp_path / "six.jpg", 6)) == 6
     plain = tmp_path / "plain.jpg"
     Image.new("RGB", (8, 8)).save(plain)
     assert exif_orientation(plain) == 1
     png = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(png)
     assert exif_orientation(png) == 1
-    assert exif_orientation(_jpeg(tmp_path / "six.png", 6)) == 6  # eXIf chunk
+    assert exif_orientation(_photo(tmp_path / "six.png", 6)) == 6  # eXIf chunk
     lying = tmp_path / "lying.png"  # an eXIf chunk claiming 4 GiB, then the file ends
     lying.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff\xff\xff\xf0eXIfMM\x00\x2a\x00\x00\x00\x08\xff\xff")
     assert exif_orientation(lying) == 1
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes(_jpeg(tmp_path / "b.jpg", 6).read_bytes()[:30])  # EXIF cut short
+    broken.write_bytes(_photo(tmp_path / "b.jpg", 6).read_bytes()[:30])  # EXIF cut short
     assert exif_orientation(broken) in (1, 6)
 
 
@@ -72,7 +72,7 @@ def test_turned_and_plain_files_decode_together(tmp_path):
     """One batch of files that need turning and files that do not: each as displayed."""
     from archbuilder.data.images import load_image_files
 
-    paths = [_jpeg(tmp_path / f"o{o}.jpg", o) for o in (1, 6, 1, 3)]
+    paths = [_photo(tmp_path / f"o{o}.jpg", o) for o in (1, 6, 1, 3)]
     for path, got in zip(paths, load_image_files(paths, (32, 48, 3))):
         with Image.open(path) as image:
             expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB").resize((48, 32)), np.int16)
@@ -99,5 +99,5 @@ def test_turning_decodes_without_onednns_uint8_complaint(tmp_path):
     """A uint8 Transpose makes TensorFlow's oneDNN rewrite log "oneDNN supports DT_UINT8 only on
     platforms with AVX-512" on AVX2 CPUs (it did in every `train` of the sign-language photos, two
     of which are turned); the turns are made without one (on Zen 3 this failed before)."""
-    paths = [_jpeg(tmp_path / f"o{o}.jpg", o) for o in range(1, 9)]
+    paths = [_photo(tmp_path / f"o{o}.jpg", o) for o in range(1, 9)]
     assert "DT_UINT8" not in _decode_in_a_fresh_process(paths)
