@@ -11,7 +11,7 @@ import pytest
 
 from archbuilder.layers import LAYER_TYPES
 from archbuilder.errors import SpecError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, run_cli, spec_problem_lines
 
 GOOD_HEAD = """\

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.plan import expressions
-from archbuilder.plan.expressions import ExpressionError, evaluate, make_divisible
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.spec import expressions
+from archbuilder.spec.expressions import ExpressionError, evaluate, make_divisible
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, SHIPPED_SPECS, spec_problem_lines
 
 LANGUAGE = REPO / "tests" / "specs" / "block_language.yaml"

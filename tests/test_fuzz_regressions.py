@@ -8,7 +8,7 @@ import time
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, spec_problem_lines
 
 HEAD = b"name: Net\ninput: {shape: [9, 7, 2]}\nclasses: 3\n"

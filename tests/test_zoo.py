@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, ZOO_SPECS
 
 ZOO = REPO / "architectures" / "imagenet"

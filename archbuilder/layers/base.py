@@ -1,4 +1,4 @@
-"""What every primitive layer shares: the base class, field types that accept expressions, the
+"""What every primitive layer shares: the base class (which registers each primitive), the
 static statistics a layer reports, and the context (spec defaults) a layer is planned and built in.
 
 A primitive is one pydantic class holding, side by side:
@@ -7,22 +7,25 @@ A primitive is one pydantic class holding, side by side:
 - `keras(ctx, name, inputs)`: its Keras layer, given the input shapes `infer` saw; Keras is imported
   inside, so spec/ and plan/ stay TF-free. Only Keras's own classes are built, so that a saved
   model loads in plain Keras (a test saves every primitive and loads it where archbuilder is absent).
-Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
-for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
+Numeric fields (made by `expr()`, archbuilder/spec/fields.py) may hold an expression string
+(`filters: "filters * 4"`), checked for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
 same field types.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
-
 import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import Field, PlainSerializer, ValidationError, WrapValidator
+from pydantic import Field, ValidationError
 
-from archbuilder.plan import expressions
+from archbuilder.spec import expressions
 from archbuilder.spec.base import StrictModel
+from archbuilder.spec.fields import (  # noqa: F401  (the field types every primitive module uses)
+    Epsilon, LayerName, LocalId, NamePatterns, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
+    takes_expressions,
+)
 
 Shape = tuple[int, ...]
 
@@ -68,67 +71,15 @@ class Context:
     batch_norm_momentum: float = 0.99
     batch_norm_synchronized: bool = False  # under tf.distribute: statistics over all replicas
     kernel_initializer: Any = None  # an InitializerSpec; None: Keras's default
+    # How a layer's Keras factory turns an InitializerSpec into a Keras initializer. The Keras stage
+    # supplies it (archbuilder.keras.initializers.make_initializer, which owns the TF-1-exact draw),
+    # so that layers/ never imports archbuilder.keras; planning needs none.
+    make_initializer: Callable[[Any], Any] | None = None
 
 
 def format_shape(shape: Shape, separator: str = "x") -> str:
     """(8, 8, 64) -> '8x8x64': the one way shapes are written in messages, tables and diagrams."""
     return separator.join(str(d) for d in shape)
-
-
-# ---------------------------------------------------------------------------------------------
-# Field types: a number, or an expression evaluated when the layer is planned
-# ---------------------------------------------------------------------------------------------
-
-
-def _number_or_expression(value: Any, handler):
-    if isinstance(value, str):
-        try:
-            expressions.parse(value)
-        except expressions.ExpressionError as error:
-            from pydantic_core import PydanticCustomError
-
-            raise PydanticCustomError("spec", "{message}", {"message": str(error), "received": value}) from None
-        return value
-    return handler(value)
-
-
-_EXPRESSION = WrapValidator(_number_or_expression)
-
-
-def expr(kind: Any) -> Any:
-    """`kind` (a number type), or an expression string evaluated to a value of that type."""
-    return Annotated[kind, WrapValidator(_number_or_expression, json_schema_input_type=Union[kind, str]),
-                     PlainSerializer(lambda value: value, return_type=Any)]
-
-
-def takes_expressions(annotation: Any) -> bool:
-    """Whether a field's type (or a part of it: a list item, a union member) is made by `expr()`."""
-    if isinstance(annotation, WrapValidator):
-        return annotation.func is _number_or_expression
-    if any(takes_expressions(m) for m in getattr(annotation, "__metadata__", ())):
-        return True
-    return any(takes_expressions(arg) for arg in typing.get_args(annotation))
-
-
-# Literal sizes are not capped here: an absurd one is refused by the memory guard, with its estimate.
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PosInt = expr(PositiveInt)
-NonNegInt = expr(NonNegativeInt)
-# A size given once for both spatial axes, or as [height, width].
-Size2D = Union[PosInt, Annotated[list[PosInt], Field(min_length=2, max_length=2)]]
-Rate = expr(Annotated[float, Field(ge=0, lt=1)])
-Epsilon = expr(Annotated[float, Field(gt=0, le=1)])
-# A layer name, or a pattern whose {expression} parts are filled in per block: "res{stage}{letter}_branch2a".
-LayerName = Annotated[str, Field(pattern=r"^(?:[A-Za-z0-9_.\-]|\{[^{}]{1,100}\})+$", max_length=128)]
-LocalId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
-
-
-class NamePatterns(StrictModel):
-    """A layer's name per naming scheme; a scheme left out leaves the layer unnamed there."""
-
-    notebook: LayerName | None = None
-    keras: LayerName | None = None
 
 
 def pair(value: int | list[int] | None) -> tuple[int, int]:
@@ -138,6 +89,10 @@ def pair(value: int | list[int] | None) -> tuple[int, int]:
 
 class Primitive(StrictModel):
     """The base of every primitive layer type. Subclasses set `type`, their fields and rules.
+
+    A subclass whose `type` is one literal (`type: Literal["conv"]`) is a primitive: defining it
+    registers it (`registered()`), which is all the spec language, the fuzzers and the JSON Schema
+    need. Subclasses without a literal `type` (`_Pool`) are shared bases.
 
     `id`, `from` and `when` matter inside a block body (and in stem and head, which are bodies
     too): `id` names the layer for `from:`, `from` lists its inputs (default: the layer before),
@@ -180,6 +135,19 @@ class Primitive(StrictModel):
         # The fields that may hold expressions, found once per class (expansion asks per layer).
         cls._expr_fields = tuple(n for n, f in cls.model_fields.items()
                                  if n != "when" and any(takes_expressions(m) for m in (f.annotation, *f.metadata)))
+        tag = cls.type_name()
+        if tag is not None:
+            if tag in _REGISTRY:
+                raise TypeError(f"two primitives are called '{tag}': {_REGISTRY[tag].__qualname__} and {cls.__qualname__}")
+            _REGISTRY[tag] = cls
+
+    @classmethod
+    def type_name(cls) -> str | None:
+        """The value of `type:` that selects this primitive; None for a shared base class."""
+        annotation = cls.model_fields["type"].annotation
+        if typing.get_origin(annotation) is Literal and len(typing.get_args(annotation)) == 1:
+            return typing.get_args(annotation)[0]
+        return None
 
     @classmethod
     def _expression_fields(cls) -> tuple[str, ...]:
@@ -217,6 +185,15 @@ class Primitive(StrictModel):
             source = f"'{text}' = {_lookup(data, loc)!r}: " if isinstance(text, str) else ""
             used = expressions.used_values(text, namespace) if isinstance(text, str) else ""
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
+
+
+# Every primitive by its `type`, in the order the classes were defined (layers/__init__ imports the families).
+_REGISTRY: dict[str, type[Primitive]] = {}
+
+
+def registered() -> dict[str, type[Primitive]]:
+    """The primitives defined so far, by `type`."""
+    return dict(_REGISTRY)
 
 
 # The fields of a layer (by id; the layer is kept, so a reused id never matches) that hold

@@ -12,10 +12,14 @@ from archbuilder.spec.initializer import InitializerSpec
 
 
 def _initializer(layer, ctx: Context):
-    from archbuilder.keras.initializers import make_initializer
-
+    """The layer's kernel initializer: its own, else the spec's default, made by the Keras stage's
+    factory (`ctx.make_initializer`); with neither, Keras's default."""
     spec = layer.kernel_initializer or ctx.kernel_initializer
-    return make_initializer(spec) if spec is not None else "glorot_uniform"
+    if spec is None:
+        return "glorot_uniform"
+    if ctx.make_initializer is None:
+        raise ValueError("Context.make_initializer is needed to build a layer with a kernel initializer")
+    return ctx.make_initializer(spec)
 
 
 def _no_strided_dilation(layer) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from archbuilder.errors import Problem
-from archbuilder.plan import expressions
-from archbuilder.layers.base import NamePatterns
 from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
-from archbuilder.plan.params import ParamError, check_value
-from archbuilder.spec.blocks import BlockCall, BlockDef, StageSpec
-from archbuilder.spec.schema import Spec
+from archbuilder.plan.schema import BlockDef, Spec
+from archbuilder.spec import expressions
+from archbuilder.spec.blocks import BlockCall, StageSpec
+from archbuilder.spec.fields import NamePatterns
+from archbuilder.spec.params import ParamError, check_value
 from archbuilder.spec.source import Document, format_path
 
 STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archbuilder.plan import report
-from archbuilder.spec.validate import CheckedSpec
+from archbuilder.plan.validate import CheckedSpec
 
 
 @dataclass(frozen=True)

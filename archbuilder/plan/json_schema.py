@@ -1,12 +1,14 @@
 """The JSON Schema of spec files, for editors' YAML support (`cli.py schema`,
-schema/archbuilder.schema.json). It describes files as written, so it also admits `extends:`
+schema/archbuilder.schema.json, rewritten by `python -m archbuilder.plan.json_schema --write`). It describes files as written, so it also admits `extends:`
 and the list patches (`stages: {2: {repeats: 23}}`) that a file extending another may use."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
-from archbuilder.spec.schema import Spec
+from archbuilder.plan.schema import Spec
 
 SCHEMA_ID = "https://archbuilder.invalid/schema/archbuilder.schema.json"
 
@@ -33,3 +35,30 @@ def spec_json_schema() -> dict:
 
 def spec_json_schema_text() -> str:
     return json.dumps(spec_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "archbuilder.schema.json"
+WRITE_COMMAND = "python -m archbuilder.plan.json_schema --write"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m archbuilder.plan.json_schema [--write [PATH]]`: print the schema, or rewrite the
+    shipped file (or PATH) after a primitive or a spec field changed; tests/test_json_schema.py
+    says when the shipped file is stale."""
+    if argv[:1] not in ([], ["--write"]) or len(argv) > 2:
+        print(f"usage: {WRITE_COMMAND} [PATH]  (without --write: print the schema)", file=sys.stderr)
+        return 2
+    text = spec_json_schema_text()
+    if not argv:
+        sys.stdout.write(text)
+        return 0
+    from archbuilder.atomic import atomic_write_text
+
+    destination = Path(argv[1]) if len(argv) == 2 else SCHEMA_FILE
+    atomic_write_text(destination, text)
+    print(f"Wrote {destination}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

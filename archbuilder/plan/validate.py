@@ -15,16 +15,15 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from archbuilder.plan import size_guard
 from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.layers import LAYER_TYPES
+from archbuilder.plan import size_guard
 from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
-from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
-from archbuilder.spec.blocks import BODY_TAGS
+from archbuilder.plan.graph import Plan, PlanError
+from archbuilder.plan.schema import BODY_TAGS, Spec
 from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
-from archbuilder.spec.schema import Spec
 
 
 @dataclass(frozen=True)
