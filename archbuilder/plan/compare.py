@@ -99,8 +99,9 @@ def _layer_lists_of_other_types(a: list, b: list) -> bool:
 
 
 def _resolved(checked: CheckedSpec) -> dict:
-    # exclude_none: an optional field left out and one set to null mean the same here.
-    return checked.spec.model_dump(mode="json", exclude_none=True)
+    # exclude_none: an optional field left out and one set to null mean the same here. `reference`
+    # describes the file (published counts), not the network, so it is no difference between networks.
+    return checked.spec.model_dump(mode="json", exclude_none=True, exclude={"reference"})
 
 
 def _rows(checked: CheckedSpec) -> list[report.Row]:

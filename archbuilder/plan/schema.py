@@ -23,6 +23,7 @@ from archbuilder.spec.blocks import (
 )
 from archbuilder.spec.fields import LayerName, PositiveInt
 from archbuilder.spec.initializer import InitializerSpec
+from archbuilder.spec.reference import References
 from archbuilder.spec.training import TrainingSpec
 
 __all__ = ["Spec", "StageSpec", "BlockDef", "InitializerSpec", "Defaults", "InputSpec", "Multipliers"]
@@ -125,6 +126,8 @@ class Spec(StrictModel):
     stages: list[StageSpec] = []
     head: list[Layer] = []
     training: TrainingSpec | None = None
+    # The published network this file reproduces and its counts (spec/reference.py); not built.
+    reference: Optional[References] = None
 
     @model_validator(mode="after")
     def _variables_free(self) -> "Spec":
