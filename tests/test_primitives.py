@@ -24,6 +24,14 @@ ROWS = [
     ({"type": "conv", "filters": 4, "kernel": 3, "dilation": 2}, [(11, 12, 3)]),
     ({"type": "depthwise_conv", "kernel": 3, "stride": 2, "padding": "same", "depth_multiplier": 2}, [(9, 8, 5)]),
     ({"type": "depthwise_conv", "kernel": 5, "use_bias": False}, [(9, 8, 5)]),
+    ({"type": "separable_conv", "filters": 6, "kernel": 3, "stride": 2, "padding": "same", "depth_multiplier": 2},
+     [(9, 8, 5)]),
+    ({"type": "separable_conv", "filters": 4, "kernel": [3, 5], "dilation": 2, "use_bias": False}, [(13, 12, 3)]),
+    ({"type": "conv_transpose", "filters": 6}, [(5, 4, 3)]),  # U-Net's 2x2 up-convolution
+    ({"type": "conv_transpose", "filters": 4, "kernel": 3, "stride": 2}, [(5, 4, 3)]),  # valid: in*2 + 3 - 2
+    ({"type": "conv_transpose", "filters": 4, "kernel": [1, 3], "stride": [3, 1]}, [(5, 4, 3)]),  # kernel < stride
+    ({"type": "conv_transpose", "filters": 4, "kernel": 3, "stride": 2, "padding": "same", "use_bias": False},
+     [(5, 4, 3)]),
     ({"type": "dense", "units": 7}, [(12,)]),
     ({"type": "dense", "units": 7, "use_bias": False}, [(3, 4, 12)]),  # last axis of any rank, as Keras
     ({"type": "batch_norm"}, [(5, 5, 6)]),
@@ -43,6 +51,12 @@ ROWS = [
     ({"type": "global_average_pool"}, [(5, 4, 3)]),
     ({"type": "global_average_pool", "keepdims": True}, [(5, 4, 3)]),
     ({"type": "global_max_pool", "keepdims": True}, [(5, 4, 3)]),
+    ({"type": "cropping", "cropping": 1}, [(9, 7, 2)]),
+    ({"type": "cropping", "cropping": [[1, 2], [0, 3]]}, [(9, 7, 2)]),
+    ({"type": "upsample", "size": 2}, [(5, 4, 3)]),
+    ({"type": "upsample", "size": [2, 3], "interpolation": "bilinear"}, [(5, 4, 3)]),
+    ({"type": "resize", "size": [7, 9]}, [(5, 4, 3)]),
+    ({"type": "resize", "size": 3, "interpolation": "nearest"}, [(5, 4, 3)]),
     ({"type": "flatten"}, [(5, 4, 3)]),
     ({"type": "reshape", "shape": [1, 1, -1]}, [(12,)]),
     ({"type": "add"}, [(4, 4, 3), (4, 4, 3), (4, 4, 3)]),
