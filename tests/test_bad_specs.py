@@ -42,7 +42,7 @@ CASES = {
             "{f}:5:3: defaults.use_bais: unknown key 'use_bais'; did you mean 'use_bias'?",
             "{f}:7:27: stem.0.filters: input should be greater than 0 (received: 0)",
             "{f}:8:12: stem.1.type: unknown layer type 'convv'; valid types: " + ", ".join(LAYER_TYPES),
-            "{f}:9:5: stem.2: missing key 'type'; one of: " + ", ".join(LAYER_TYPES),
+            "{f}:9:5: stem.2: missing key 'type' (a layer: one of " + ", ".join(LAYER_TYPES) + ") or 'block' (a block call)",
             "{f}:11:34: stages.0.filters: block type 'bottleneck' parameter 'filters' takes 3 values, got 2 (received [8, 8])",
             "{f}:11:51: stages.0.repeats: input should be greater than 0 (received: -1)",
             "{f}:12:13: stages.1.block: unknown block type 'bottlenek'; did you mean 'bottleneck'? valid types: basic, bottleneck",

@@ -117,6 +117,21 @@ def test_the_valid_base_passes_both(validator, tmp_path):
     assert _schema_errors(validator, yaml.safe_load(VALID)) == []
 
 
+def test_a_block_body_may_name_parameters_where_stem_and_head_may_not(validator):
+    """`activation: act` names a choice parameter inside a block's body; in the stem it is no value."""
+    spec = yaml.safe_load(VALID)
+    spec["blocks"] = {"cba": {"params": {"act": {"type": "choice", "choices": ["relu", "silu"], "default": "relu"},
+                                         "bias": {"type": "bool", "default": True}},
+                              "layers": [{"type": "conv", "filters": 8, "use_bias": "bias", "padding": "same"},
+                                         {"type": "activation", "activation": "act"}]}}
+    assert _schema_errors(validator, spec) == []
+    spec["stem"][2]["activation"] = "act"
+    assert [e.split(":")[0].split(".")[0] for e in _schema_errors(validator, spec)] == ["stem"]
+    spec["stem"][2]["activation"] = "relu"
+    spec["blocks"]["cba"]["layers"][1]["activation"] = "not a name"
+    assert [e.split(":")[0].split(".")[0] for e in _schema_errors(validator, spec)] == ["blocks"]
+
+
 # Rules that need the plan or cross-field logic, which JSON Schema cannot state: `validate`
 # refuses these; the schema is not asked (an editor cannot know an input is too small).
 BEYOND_SCHEMA = [

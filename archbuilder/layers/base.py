@@ -14,17 +14,19 @@ same field types.
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, model_serializer, model_validator
+from pydantic_core import PydanticCustomError
 
 from archbuilder.spec import expressions
 from archbuilder.spec.base import StrictModel
 from archbuilder.spec.fields import (  # noqa: F401  (the field types every primitive module uses)
     Epsilon, LayerName, LocalId, NamePatterns, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
-    takes_expressions,
+    parameter_values, takes_expressions,
 )
 
 Shape = tuple[int, ...]
@@ -112,6 +114,9 @@ class Primitive(StrictModel):
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}
 
+    # String and boolean fields that name a block parameter (`activation: act`): field -> parameter.
+    _param_refs: dict[str, str] = PrivateAttr(default_factory=dict)
+
     # -- the rules each primitive defines ------------------------------------------------------
 
     def infer(self, inputs: list[Shape], ctx: Context) -> LayerStats:  # pragma: no cover - abstract
@@ -153,6 +158,69 @@ class Primitive(StrictModel):
     def _expression_fields(cls) -> tuple[str, ...]:
         return cls._expr_fields
 
+    @classmethod
+    def choice_fields(cls) -> dict[str, tuple]:
+        """The fields that take one of a few strings or true/false, with the values each takes (by
+        the key written in a spec): those a block parameter may stand for."""
+        found = _CHOICE_FIELDS.get(cls)
+        if found is None:
+            found = _CHOICE_FIELDS[cls] = {
+                field.alias or name: values for name, field in cls.model_fields.items()
+                if name not in ("type", "name", "id", "from_", "when") and (values := _choices_of(field.annotation))}
+        return found
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _block_parameters(cls, data: Any, handler):
+        """In a block body, a string or boolean field may name a `choice` or `bool` parameter of the
+        block (`activation: act`). The layer is checked with every value the parameter may take,
+        as a literal would be, and keeps the name, which `concrete` replaces by the bound value."""
+        if not isinstance(data, dict):
+            return handler(data)
+        refs, substituted = {}, dict(data)
+        for key, allowed in cls.choice_fields().items():
+            name = data.get(key)
+            if not isinstance(name, str) or name in allowed:
+                continue
+            found = parameter_values(name)
+            if found is None:
+                continue  # no parameter: the field's own check says what is wrong
+            kind, values = found
+            shown = ", ".join(_literal(v) for v in allowed)
+            if values is None:
+                raise PydanticCustomError(
+                    "spec", "parameter '{name}' is of type {kind}; {key} takes {shown}, so only a choice "
+                    "(or, for true/false, a bool) parameter can stand for it",
+                    {"name": name, "kind": kind, "key": key, "shown": shown, "field": key, "received": name})
+            wrong = [v for v in values if v not in allowed]
+            if wrong:
+                raise PydanticCustomError(
+                    "spec", "parameter '{name}' may be {wrong}, which {key} does not take ({key} takes {shown})",
+                    {"name": name, "wrong": ", ".join(_literal(v) for v in wrong), "key": key, "shown": shown,
+                     "field": key, "received": name})
+            refs[cls._field_name(key)] = name
+            substituted[key] = values[0]
+        if not refs:
+            return handler(data)
+        layer = handler(substituted)
+        layer._param_refs = refs
+        return layer
+
+    @model_serializer(mode="wrap")
+    def _written_parameters(self, handler):
+        """Dumped as written: a field standing for a block parameter shows the parameter's name
+        (run folders keep the spec, and `diff` compares it)."""
+        data = handler(self)
+        for field, parameter in self._param_refs.items():
+            for key in (field, type(self).model_fields[field].alias):
+                if key in data:
+                    data[key] = parameter
+        return data
+
+    @classmethod
+    def _field_name(cls, key: str) -> str:
+        return next((name for name, field in cls.model_fields.items() if field.alias == key), key)
+
     def concrete(self, namespace: Mapping[str, Any]) -> "Primitive":
         """This layer with every expression evaluated and checked; raises FieldError. A layer
         without expressions is returned as is; equal values give the same (cached) layer."""
@@ -163,10 +231,12 @@ class Primitive(StrictModel):
                 _TEMPLATE_FIELDS.clear()
             known = _TEMPLATE_FIELDS[id(self)] = (self, tuple(
                 f for f in self._expr_fields if isinstance(state[f], (str, list)) and _holds_expr(state[f])))
-        if not known[1]:
+        refs = self._param_refs
+        if not known[1] and not refs:
             return self
         state = self.__dict__
         values = {field: _evaluate(state[field], namespace, (field,)) for field in known[1]}
+        values.update({field: namespace[parameter] for field, parameter in refs.items()})
         key = (id(self), repr(values))
         cached = _CONCRETE.get(key)
         if cached is not None and cached[0] is self:
@@ -185,6 +255,29 @@ class Primitive(StrictModel):
             source = f"'{text}' = {_lookup(data, loc)!r}: " if isinstance(text, str) else ""
             used = expressions.used_values(text, namespace) if isinstance(text, str) else ""
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
+
+
+# Per primitive class: the fields a block parameter may stand for, and their values.
+_CHOICE_FIELDS: dict[type, dict[str, tuple]] = {}
+
+
+def _choices_of(annotation: Any) -> tuple:
+    """The values of a Literal of strings, of bool (true, false), or of a union of those (None
+    aside); () for any other type."""
+    if annotation is bool:
+        return (True, False)
+    if typing.get_origin(annotation) is Literal:
+        values = typing.get_args(annotation)
+        return values if all(isinstance(v, str) for v in values) else ()
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
+        found = [_choices_of(a) for a in parts]
+        return tuple(v for values in found for v in values) if all(found) else ()
+    return ()
+
+
+def _literal(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"'{value}'"
 
 
 # Every primitive by its `type`, in the order the classes were defined (layers/__init__ imports the families).

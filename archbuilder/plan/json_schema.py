@@ -4,6 +4,7 @@ and the list patches (`stages: {2: {repeats: 23}}`) that a file extending anothe
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -26,11 +27,41 @@ def spec_json_schema() -> dict:
                                                  "additionalProperties": False,
                                                  "description": "Patch items of the extended file's list by index."}],
                                 "title": prop.get("title", name)}
+    _body_layers_take_parameters(schema)
     # A file that extends another may leave out what it inherits.
     required = schema.pop("required", [])
     schema["if"] = {"required": ["extends"]}
     schema["else"] = {"required": required}
     return schema
+
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _body_layers_take_parameters(schema: dict) -> None:
+    """In a block's body a string or true/false field may name a parameter (`activation: act`):
+    there, each layer type is a copy (`Body...`) whose such fields also take a name; stem and head
+    layers keep only the literals, as `validate` does."""
+    from archbuilder.layers import BY_TYPE
+
+    defs = schema["$defs"]
+    items = defs["BlockDef"]["properties"]["layers"]["items"]
+    layer_union = next(member for member in items["oneOf"] if "discriminator" in member)
+    mapping = layer_union["discriminator"]["mapping"]
+    for tag, reference in list(mapping.items()):
+        name = reference.rsplit("/", 1)[1]
+        body = copy.deepcopy(defs[name])
+        for key in BY_TYPE[tag].choice_fields():
+            field = body["properties"][key]
+            default = field.pop("default", None)
+            title = field.pop("title", key)
+            body["properties"][key] = {"anyOf": [field, {"type": "string", "pattern": IDENTIFIER,
+                                                         "description": "a choice or bool parameter of the block"}],
+                                       "title": title, **({"default": default} if default is not None else {})}
+        defs["Body" + name] = body
+        mapping[tag] = f"#/$defs/Body{name}"
+    layer_union["oneOf"] = [{"$ref": member["$ref"].replace("#/$defs/", "#/$defs/Body", 1)}
+                            for member in layer_union["oneOf"]]
 
 
 def spec_json_schema_text() -> str:

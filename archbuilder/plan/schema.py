@@ -1,5 +1,5 @@
-"""The whole spec file as pydantic v2 models: a stem (a list of primitive layers), stages (each a
-run of one block type) and a head (another list of primitive layers), with the block types the
+"""The whole spec file as pydantic v2 models: a stem (a list of primitive layers and block calls),
+stages (each a run of one block type) and a head (another such list), with the block types the
 spec defines. Imports no TensorFlow.
 
 These models compose the primitive layers (archbuilder/layers) with the block language
@@ -21,7 +21,7 @@ from archbuilder.spec.base import StrictModel
 from archbuilder.spec.blocks import (
     MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
 )
-from archbuilder.spec.fields import LayerName, PositiveInt
+from archbuilder.spec.fields import LayerName, PositiveInt, block_parameters
 from archbuilder.spec.initializer import InitializerSpec
 from archbuilder.spec.reference import References
 from archbuilder.spec.training import TrainingSpec
@@ -56,6 +56,13 @@ class BlockDef(StrictModel):
     summary: Optional[Annotated[str, Field(max_length=200)]] = None
     params: Annotated[dict[Identifier, ParamSpec], Field(max_length=MAX_PARAMS)] = {}
     layers: Annotated[list[BodyItem], Field(min_length=1, max_length=MAX_LAYERS)]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _body_sees_parameters(cls, data: Any, handler) -> "BlockDef":
+        # A layer of the body may name a choice or bool parameter as a field's value (`activation: act`).
+        with block_parameters(data.get("params") if isinstance(data, dict) else None):
+            return handler(data)
 
     @model_validator(mode="after")
     def _names_free(self) -> "BlockDef":
@@ -122,9 +129,10 @@ class Spec(StrictModel):
     multipliers: Multipliers = Multipliers()
     drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
     blocks: Annotated[dict[BlockName, BlockDef], Field(max_length=1024)] = {}
-    stem: list[Layer] = []
+    # Stem and head are bodies too: primitive layers and block calls (`{block: NAME, ...}`).
+    stem: list[BodyItem] = []
     stages: list[StageSpec] = []
-    head: list[Layer] = []
+    head: list[BodyItem] = []
     training: TrainingSpec | None = None
     # The published network this file reproduces and its counts (spec/reference.py); not built.
     reference: Optional[References] = None

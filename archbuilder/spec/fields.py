@@ -6,7 +6,9 @@ the block language (spec/blocks.py). Imports no TensorFlow.
 from __future__ import annotations
 
 import typing
-from typing import Annotated, Any, Union
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any, Iterator, Mapping, Union
 
 from pydantic import Field, PlainSerializer, WrapValidator
 from pydantic_core import PydanticCustomError
@@ -63,3 +65,37 @@ class NamePatterns(StrictModel):
 
     notebook: LayerName | None = None
     keras: LayerName | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Block parameters as the values of string and boolean fields (`activation: act`)
+# ---------------------------------------------------------------------------------------------
+
+# The parameter declarations (as written, by name) of the block type whose body is being
+# validated: a layer there may name one as the value of a string or boolean field. Set by the
+# block type's model (plan/schema.py BlockDef) around the validation of its body.
+_BLOCK_PARAMS: ContextVar[Mapping[str, Any]] = ContextVar("archbuilder_block_params", default={})
+
+
+@contextmanager
+def block_parameters(params: Any) -> Iterator[None]:
+    token = _BLOCK_PARAMS.set(params if isinstance(params, dict) else {})
+    try:
+        yield
+    finally:
+        _BLOCK_PARAMS.reset(token)
+
+
+def parameter_values(name: str) -> tuple[str, list | None] | None:
+    """For parameter `name` of the block being validated: its type and the values it may take
+    (a choice's `choices`, a bool's true and false; None for other types); None if no such parameter."""
+    declared = _BLOCK_PARAMS.get().get(name)
+    if not isinstance(declared, dict):
+        return None
+    kind = declared.get("type")
+    choices = declared.get("choices")
+    if kind == "choice" and isinstance(choices, list) and choices and all(isinstance(c, str) for c in choices):
+        return kind, list(choices)
+    if kind == "bool":
+        return kind, [True, False]
+    return str(kind), None
