@@ -84,6 +84,7 @@ BROKEN = [
     ("unknown-top-level-key", "classes: 3", "clases: 3", "unknown key 'clases'"),
     ("missing-name", "name: tiny\n", "", "missing required key 'name'"),
     ("wrong-type", "classes: 3", "classes: three", "classes"),
+    ("boolean-for-a-number", "classes: 3", "classes: true", "classes: expected a number, not true or false"),
     ("unknown-layer-type", "{type: batch_norm}", "{type: batchnorm}", "unknown layer type 'batchnorm'"),
     ("layer-without-type", "{type: batch_norm}", "{axis: -1}", "missing key 'type'"),
     ("unknown-layer-key", "stride: 2, name: conv1", "strides: 2, name: conv1", "unknown key 'strides'"),

@@ -49,8 +49,8 @@ class ParamSpec(StrictModel):
 
     type: Literal["int", "float", "bool", "choice", "int_list", "float_list"]
     default: Any = None
-    min: Optional[float] = None
-    max: Optional[float] = None
+    min: Optional[Union[int, float]] = None  # an integer stays one (`min: 1`, not 1.0, in `diff`)
+    max: Optional[Union[int, float]] = None
     choices: Optional[Annotated[list[Identifier], Field(min_length=1, max_length=64)]] = None
     length: Optional[Annotated[int, Field(ge=1, le=MAX_LIST)]] = None
     scale: Optional[Literal["width"]] = None
