@@ -19,14 +19,14 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import Field, PrivateAttr, ValidationError, model_serializer, model_validator
+from pydantic import Field, ValidationError, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from archbuilder.spec import expressions
 from archbuilder.spec.base import StrictModel
 from archbuilder.spec.fields import (  # noqa: F401  (the field types every primitive module uses)
     Epsilon, LayerName, LocalId, NamePatterns, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
-    parameter_values, takes_expressions,
+    in_block_body, parameter_values, takes_expressions,
 )
 
 Shape = tuple[int, ...]
@@ -114,9 +114,6 @@ class Primitive(StrictModel):
 
     model_config = {**StrictModel.model_config, "populate_by_name": True}
 
-    # String and boolean fields that name a block parameter (`activation: act`): field -> parameter.
-    _param_refs: dict[str, str] = PrivateAttr(default_factory=dict)
-
     # -- the rules each primitive defines ------------------------------------------------------
 
     def infer(self, inputs: list[Shape], ctx: Context) -> LayerStats:  # pragma: no cover - abstract
@@ -175,7 +172,7 @@ class Primitive(StrictModel):
         """In a block body, a string or boolean field may name a `choice` or `bool` parameter of the
         block (`activation: act`). The layer is checked with every value the parameter may take,
         as a literal would be, and keeps the name, which `concrete` replaces by the bound value."""
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not in_block_body():
             return handler(data)
         refs, substituted = {}, dict(data)
         for key, allowed in cls.choice_fields().items():
@@ -203,15 +200,23 @@ class Primitive(StrictModel):
         if not refs:
             return handler(data)
         layer = handler(substituted)
-        layer._param_refs = refs
+        if len(_PARAM_REFS) > 100_000:
+            _PARAM_REFS.clear()
+        _PARAM_REFS[id(layer)] = (layer, refs)
         return layer
+
+    @property
+    def parameter_fields(self) -> dict[str, str]:
+        """The fields standing for a block parameter (`activation: act`): field -> parameter name."""
+        found = _PARAM_REFS.get(id(self))
+        return found[1] if found is not None and found[0] is self else {}
 
     @model_serializer(mode="wrap")
     def _written_parameters(self, handler):
         """Dumped as written: a field standing for a block parameter shows the parameter's name
         (run folders keep the spec, and `diff` compares it)."""
         data = handler(self)
-        for field, parameter in self._param_refs.items():
+        for field, parameter in self.parameter_fields.items():
             for key in (field, type(self).model_fields[field].alias):
                 if key in data:
                     data[key] = parameter
@@ -231,7 +236,7 @@ class Primitive(StrictModel):
                 _TEMPLATE_FIELDS.clear()
             known = _TEMPLATE_FIELDS[id(self)] = (self, tuple(
                 f for f in self._expr_fields if isinstance(state[f], (str, list)) and _holds_expr(state[f])))
-        refs = self._param_refs
+        refs = self.parameter_fields
         if not known[1] and not refs:
             return self
         state = self.__dict__
@@ -257,6 +262,10 @@ class Primitive(StrictModel):
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
 
 
+# The layers whose fields stand for block parameters (few: those in block bodies that name one),
+# by id, with the layer kept so that a reused id never matches; a private attribute would cost
+# every layer pydantic's private-attribute set-up.
+_PARAM_REFS: dict[int, tuple] = {}
 # Per primitive class: the fields a block parameter may stand for, and their values.
 _CHOICE_FIELDS: dict[type, dict[str, tuple]] = {}
 

@@ -86,6 +86,10 @@ def block_parameters(params: Any) -> Iterator[None]:
         _BLOCK_PARAMS.reset(token)
 
 
+def in_block_body() -> bool:
+    return bool(_BLOCK_PARAMS.get())
+
+
 def parameter_values(name: str) -> tuple[str, list | None] | None:
     """For parameter `name` of the block being validated: its type and the values it may take
     (a choice's `choices`, a bool's true and false; None for other types); None if no such parameter."""
