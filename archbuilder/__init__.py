@@ -3,7 +3,7 @@
 The pipeline, one module (or package) per step:
 
     YAML file --(spec.source, spec.resolve)--> plain data with locations
-              --(spec.schema, spec.validate)---> validated pydantic Spec
+              --(plan.schema, plan.validate)---> validated pydantic Spec
               --(plan)--------------------------> a graph of primitive layers with static shapes,
                                                   parameter counts and MACs (no TensorFlow)
               --(keras.graph)-------------------> keras.Model

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:
     import keras
 
-    from archbuilder.spec.validate import CheckedSpec
+    from archbuilder.plan.validate import CheckedSpec
 
 
 def load_spec(spec: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = (),
               max_memory: int | None = None) -> "CheckedSpec":
     """Validate a spec file (or a dict holding a spec) with `--set`-style overrides; return the
     checked spec and its plan. A dict's `extends` is relative to the current folder."""
-    from archbuilder.spec.validate import load_checked_data, load_checked_spec
+    from archbuilder.plan.validate import load_checked_data, load_checked_spec
 
     if isinstance(spec, Mapping):
         return load_checked_data(dict(spec), overrides, max_memory)
@@ -52,6 +52,6 @@ def build(spec, overrides: Iterable[str] = (), max_memory: int | None = None) ->
 
 
 def _is_checked(value) -> bool:
-    from archbuilder.spec.validate import CheckedSpec
+    from archbuilder.plan.validate import CheckedSpec
 
     return isinstance(value, CheckedSpec)

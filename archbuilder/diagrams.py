@@ -27,7 +27,7 @@ from archbuilder.plan.report import shared_label_suffix
 
 if TYPE_CHECKING:
     from archbuilder.plan.graph import Node, Plan
-    from archbuilder.spec.validate import CheckedSpec
+    from archbuilder.plan.validate import CheckedSpec
 
 FORMATS = tuple(s.lstrip(".") for s in DIAGRAM_SUFFIXES)
 LEVELS = ("layers", "blocks")

@@ -28,7 +28,7 @@ import keras  # noqa: E402
 
 from archbuilder.keras.initializers import GlorotUniformTF1  # noqa: E402
 from archbuilder.keras.graph import build_model  # noqa: E402
-from archbuilder.spec.validate import load_checked_spec  # noqa: E402
+from archbuilder.plan.validate import load_checked_spec  # noqa: E402
 from tests.helpers.notebook_resnet import notebook_resnet50  # noqa: E402
 
 SPEC = Path(__file__).resolve().parents[1] / "architectures" / "resnet50.yaml"

@@ -81,7 +81,7 @@ def _switched_model(config: str):
     """The documented ResNet-50, compiled as `train` does, with `config`'s levers."""
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.cpu_kernels import use_fast_kernel_gradients
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.fused_batch_norm import use_fused_batch_norm

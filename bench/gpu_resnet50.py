@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from archbuilder.data import pipeline  # noqa: E402
 from archbuilder.keras.graph import build_model  # noqa: E402
 from archbuilder.spec.training import TrainingSpec  # noqa: E402
-from archbuilder.spec.validate import load_checked_spec  # noqa: E402
+from archbuilder.plan.validate import load_checked_spec  # noqa: E402
 from archbuilder.training.optimizers import compile_model  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 

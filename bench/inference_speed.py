@@ -116,7 +116,7 @@ def _prepare(folder: Path) -> None:
     from archbuilder.export.formats import write_export
     from archbuilder.keras.graph import build_model
     from archbuilder.keras.model_files import save_model_file
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(SPEC)
     model = build_model(checked.spec, checked.plan)

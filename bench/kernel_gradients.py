@@ -34,7 +34,7 @@ from archbuilder.training.cpu_kernels import slow_kernel_gradient, use_fast_kern
 from archbuilder.training.kernel_choice import (  # noqa: E402
     kernel_gradient_function, machine_key, single_convolution, time_kernel_gradients,
 )
-from archbuilder.spec.validate import load_checked_spec  # noqa: E402
+from archbuilder.plan.validate import load_checked_spec  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -242,7 +242,7 @@ def worker(config: str, folder: Path) -> None:
         from archbuilder.spec.training import TrainingSpec
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
         from archbuilder.training.optimizers import compile_model
-        from archbuilder.spec.validate import load_checked_spec
+        from archbuilder.plan.validate import load_checked_spec
 
         model = build_model(load_checked_spec(SPEC, [f"classes={len(files.class_names)}"]).spec)
         compile_model(model, TrainingSpec(), len(files.labels) // BATCH)

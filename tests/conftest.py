@@ -53,7 +53,7 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
 def spec_problem_lines(path: Path, content: str | bytes) -> list[str]:
     """Write `content` to `path`, validate it, and return the error's lines (it must fail)."""
     from archbuilder.errors import SpecError
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     if isinstance(content, bytes):
         path.write_bytes(content)

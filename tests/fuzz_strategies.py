@@ -106,7 +106,7 @@ def check_case(case: Case, workspace: Workspace, *, build: bool = False, build_m
     if result.exit_code != 0:
         raise InvariantBroken(f"validate exited {result.exit_code}: {result.output!r}")
 
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(path, case.overrides)
     plan = checked.plan
@@ -206,66 +206,106 @@ def random_yaml() -> st.SearchStrategy[Case]:
 LAYER_NAMES = [None, None, None, "conv1", "bn_conv1", "fc", "fc{classes}", "avg_pool", "res2a_branch2a", "input_1",
                "activation", "activation_1", "input_layer", "conv2d", "add", "flatten", "conv2_block1_out",
                "a.b-c", "{classes}", "x" * 128]
-ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softmax", "swish", "silu", "gelu", "gelu_tanh", "hard_swish",
-               "hard_sigmoid", "elu", "selu", "linear"]
 size2d = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=2, max_size=2))
 
 
+# Each primitive's fields are drawn from its own JSON Schema (its field types: enums, bounds,
+# lengths), so a primitive added to archbuilder/layers is fuzzed with its fields at once. These
+# hints, by field name, keep values in the ranges where small networks stay valid.
+FIELD_HINTS = {
+    "filters": st.integers(1, 16),
+    "units": st.one_of(st.just("classes"), st.integers(1, 20)),
+    "kernel": size2d, "stride": size2d, "pool": size2d, "size": size2d,
+    "dilation": st.sampled_from([1, 1, 2, [1, 2]]),
+    "depth_multiplier": st.integers(1, 3),
+    "groups": st.sampled_from([1, 1, 2]),
+    "rate": st.sampled_from([0.0, 0.1, 0.5, 0.99]),
+    "epsilon": st.sampled_from([1e-5, 1e-3, 0.1]),
+    "momentum": st.sampled_from([0.0, 0.9, 0.99]),
+    "init": st.sampled_from([1e-6, 1.0]),
+    "scale": st.sampled_from([1 / 255, 2.0, -1.0]),
+    "offset": st.sampled_from([0.0, -1.0]),
+    "shape": st.sampled_from([[1, 1, -1], [-1], [2, -1]]),
+    "mean": st.sampled_from([0.5, [0.1, 0.2, 0.3]]),
+    "variance": st.sampled_from([0.25, [1.0, 2.0, 3.0]]),
+    "cropping": st.one_of(st.integers(0, 2), st.lists(st.integers(0, 2), min_size=2, max_size=2)),
+}
+COMMON_FIELDS = {"type", "name", "id", "from", "when"}  # drawn by the callers (names, wiring)
+
+
+def _layer_schema(kind: str) -> dict:
+    from archbuilder.layers import BY_TYPE
+
+    if kind not in _SCHEMAS:
+        _SCHEMAS[kind] = BY_TYPE[kind].model_json_schema(by_alias=True)
+    return _SCHEMAS[kind]
+
+
+_SCHEMAS: dict[str, dict] = {}
+
+
+def _from_schema(schema: dict) -> st.SearchStrategy | None:
+    """A strategy for one JSON Schema of a field's value; None for what is drawn elsewhere (nested
+    models, bare strings: expressions and names)."""
+    if "const" in schema:
+        return st.just(schema["const"])
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    if "anyOf" in schema:
+        options = [s for s in (_from_schema(member) for member in schema["anyOf"]) if s is not None]
+        return st.one_of(options) if options else None
+    kind = schema.get("type")
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1 if "exclusiveMinimum" in schema else 0)
+        high = schema.get("maximum", low + 8)
+        return st.integers(low, min(high, low + 8))
+    if kind == "number":
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0.0))
+        high = schema.get("maximum", schema.get("exclusiveMaximum", low + 2.0))
+        values = {v for v in (schema.get("minimum"), (low + high) / 2, schema.get("maximum")) if v is not None}
+        return st.sampled_from(sorted(values))
+    if kind == "array" and "items" in schema:
+        items = _from_schema(schema["items"])
+        if items is None:
+            return None
+        low = schema.get("minItems", 0)
+        return st.lists(items, min_size=low, max_size=min(schema.get("maxItems", low + 3), low + 3))
+    return None
+
+
 def _layer(kind: str, draw) -> dict:
+    """A layer of `kind` with its required fields and about half of its optional ones."""
+    schema = _layer_schema(kind)
+    required = set(schema.get("required", ()))
     layer: dict[str, Any] = {"type": kind}
+    for field_name, field_schema in schema.get("properties", {}).items():
+        if field_name in COMMON_FIELDS or (field_name not in required and not draw(st.booleans())):
+            continue
+        strategy = FIELD_HINTS.get(field_name)
+        if strategy is None or draw(st.integers(0, 9)) == 0:  # now and then, any value the type allows
+            typed = _from_schema(field_schema)
+            strategy = strategy if typed is None else typed
+        if strategy is not None:
+            layer[field_name] = draw(strategy)
     name = draw(st.sampled_from(LAYER_NAMES))
-    if kind == "zero_padding":
-        layer["padding"] = draw(st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=2, max_size=2)))
-    elif kind == "conv":
-        layer["filters"] = draw(st.integers(1, 16))
-        layer["kernel"] = draw(size2d)
-        layer["stride"] = draw(size2d)
-        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
-        if draw(st.booleans()):
-            layer["use_bias"] = draw(st.booleans())
-    elif kind == "batch_norm":
-        if draw(st.booleans()):
-            layer["epsilon"] = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
-        if draw(st.booleans()):
-            layer["momentum"] = draw(st.sampled_from([0.0, 0.9, 0.99]))
-    elif kind == "activation":
-        layer["activation"] = draw(st.sampled_from(ACTIVATIONS))
-    elif kind in ("max_pool", "average_pool"):
-        layer["pool"] = draw(size2d)
-        if draw(st.booleans()):
-            layer["stride"] = draw(size2d)
-        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
-    elif kind == "dense":
-        layer["units"] = draw(st.one_of(st.just("classes"), st.integers(1, 20)))
-        layer["activation"] = draw(st.sampled_from(ACTIVATIONS))
-        layer["use_bias"] = draw(st.booleans())
-    elif kind == "depthwise_conv":
-        layer["kernel"] = draw(size2d)
-        layer["stride"] = draw(size2d)
-        layer["padding"] = draw(st.sampled_from(["valid", "same"]))
-        layer["depth_multiplier"] = draw(st.integers(1, 3))
-    elif kind in ("dropout", "drop_path"):
-        layer["rate"] = draw(st.sampled_from([0.0, 0.1, 0.5, 0.99]))
-    elif kind in ("global_average_pool", "global_max_pool"):
-        if draw(st.booleans()):
-            layer["keepdims"] = draw(st.booleans())
-    elif kind == "layer_scale":
-        layer["init"] = draw(st.sampled_from([1e-6, 1.0]))
-    elif kind == "rescaling":
-        layer["scale"] = draw(st.sampled_from([1 / 255, 2.0, -1.0]))
-    elif kind == "normalization" and draw(st.booleans()):
-        layer["mean"], layer["variance"] = draw(st.sampled_from([(0.5, 0.25), ([0.1, 0.2, 0.3], [1.0, 2.0, 3.0])]))
-    elif kind == "reshape":
-        layer["shape"] = draw(st.sampled_from([[1, 1, -1], [-1], [2, -1]]))
     if name is not None:
         layer["name"] = name
     return layer
 
 
-STEM_KINDS = ["zero_padding", "conv", "batch_norm", "activation", "max_pool", "average_pool", "depthwise_conv",
-              "layer_norm", "rescaling", "normalization", "layer_scale", "dropout"]
-HEAD_KINDS = ["global_average_pool", "flatten", "dense", "average_pool", "max_pool", "activation", "batch_norm",
-              "conv", "dense", "global_max_pool", "drop_path", "reshape", "layer_norm"]
+def _kinds() -> tuple[list[str], list[str]]:
+    """Every primitive's type, split into single-input layers and merges (which need `from:`)."""
+    from archbuilder.layers import BY_TYPE
+
+    return [t for t, c in BY_TYPE.items() if not c.merge], [t for t, c in BY_TYPE.items() if c.merge]
+
+
+SINGLE_KINDS, MERGES = _kinds()
+# The usual conv-norm-activation layers drawn more often, so that more drawn networks build.
+STEM_KINDS = [*SINGLE_KINDS, "conv", "batch_norm", "activation", "max_pool", "zero_padding"]
+HEAD_KINDS = [*SINGLE_KINDS, "global_average_pool", "flatten", "dense", "dense"]
 
 
 @st.composite
@@ -479,9 +519,7 @@ def _maybe_expression(draw, literal):
     return literal
 
 
-BODY_KINDS = ["conv", "batch_norm", "activation", "depthwise_conv", "max_pool", "global_average_pool", "layer_norm",
-              "drop_path", "dropout", "layer_scale", "zero_padding", "conv", "activation", "batch_norm"]
-MERGES = ["add", "concat", "multiply"]
+BODY_KINDS = [*SINGLE_KINDS, "conv", "batch_norm", "activation", "conv", "activation", "batch_norm"]
 
 
 @st.composite

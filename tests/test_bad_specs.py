@@ -11,7 +11,7 @@ import pytest
 
 from archbuilder.layers import LAYER_TYPES
 from archbuilder.errors import SpecError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, run_cli, spec_problem_lines
 
 GOOD_HEAD = """\
@@ -42,7 +42,7 @@ CASES = {
             "{f}:5:3: defaults.use_bais: unknown key 'use_bais'; did you mean 'use_bias'?",
             "{f}:7:27: stem.0.filters: input should be greater than 0 (received: 0)",
             "{f}:8:12: stem.1.type: unknown layer type 'convv'; valid types: " + ", ".join(LAYER_TYPES),
-            "{f}:9:5: stem.2: missing key 'type'; one of: " + ", ".join(LAYER_TYPES),
+            "{f}:9:5: stem.2: missing key 'type' (a layer: one of " + ", ".join(LAYER_TYPES) + ") or 'block' (a block call)",
             "{f}:11:34: stages.0.filters: block type 'bottleneck' parameter 'filters' takes 3 values, got 2 (received [8, 8])",
             "{f}:11:51: stages.0.repeats: input should be greater than 0 (received: -1)",
             "{f}:12:13: stages.1.block: unknown block type 'bottlenek'; did you mean 'bottleneck'? valid types: basic, bottleneck",
@@ -50,6 +50,31 @@ CASES = {
             "{f}:13:20: stages.2.filtres: block type 'basic' has no parameter 'filtres'; did you mean 'filters'? "
             "(its parameters: filters, kernel, shortcut, stride; stage keys: block, repeats, stride, stride_on, label)",
             "{f}:13:45: stages.2.stride: input should be a valid integer, unable to parse string as an integer (received: 'two')",
+        ],
+    ),
+    # Issue 20: pydantic read true as 1 (`validate` said ok); the JSON Schema refused the same file.
+    "booleans_are_not_numbers": (
+        "name: Net\ninput: {shape: [8, true, 3]}\nclasses: true\nvariables: {k: false}\nmultipliers: {width: true}\n"
+        "stem:\n  - {type: conv, filters: true, kernel: 3, use_bias: true}\n"
+        "stages:\n  - {block: basic, filters: [8, 8], repeats: true, label: false}\n",
+        [
+            "{f}:2:20: input.shape.1: expected a number, not true or false (received: true)",
+            "{f}:3:10: classes: expected a number, not true or false (received: true)",
+            "{f}:4:16: variables.k: expected a number, not true or false (received: false)",
+            "{f}:5:22: multipliers.width: expected a number, not true or false (received: true)",
+            "{f}:7:27: stem.0.filters: expected a number, not true or false (received: true)",
+            "{f}:9:46: stages.0.repeats: expected a number, not true or false (received: true)",
+            "{f}:9:59: stages.0.label: expected a number, not true or false (received: false)",
+        ],
+    ),
+    # Issue 20: the keys listed were the first layer type's (`from_, id, name, padding, ...`), for a conv.
+    "unknown_key_of_a_layer_lists_its_own_type's_keys": (
+        GOOD_HEAD + "stem:\n  - {type: conv, filters: 8}\n  - {type: conv, filters: 8, kernal: 3}\n"
+        "  - {type: batch_norm, bogus: 1}\n",
+        [
+            "{f}:6:30: stem.1.kernal: unknown key 'kernal'; did you mean 'kernel'?",
+            "{f}:7:24: stem.2.bogus: unknown key 'bogus'; valid keys: axis, center, epsilon, from, id, momentum, name, "
+            "scale, type, when",
         ],
     ),
     "missing_top_level_fields": (
@@ -153,6 +178,13 @@ def test_bad_override_is_located_at_the_override():
     with pytest.raises(SpecError) as caught:
         load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.1.repeats=0"])
     assert str(caught.value) == "<--set stages.1.repeats=0>:1:1: stages.1.repeats: input should be greater than 0 (received: 0)"
+
+
+def test_a_boolean_override_for_a_number_is_refused_at_the_override():
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", ["stages.0.repeats=true"])
+    assert str(caught.value) == ("<--set stages.0.repeats=true>:1:1: stages.0.repeats: expected a number, "
+                                 "not true or false (received: true)")
 
 
 def test_override_index_out_of_range():

@@ -55,7 +55,7 @@ def test_moving_statistics_become_the_sample_batches_averages_and_momentum_is_ke
 
 def test_a_bad_value_is_refused_where_it_is():
     from archbuilder.errors import SpecError
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     with pytest.raises(SpecError) as caught:
         load_checked_spec(TINY_SPEC, ["training.batch_norm_recompute_batches=-1"])

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.plan import expressions
-from archbuilder.plan.expressions import ExpressionError, evaluate, make_divisible
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.layers import LAYER_TYPES
+from archbuilder.spec import expressions
+from archbuilder.spec.expressions import ExpressionError, evaluate, make_divisible
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, SHIPPED_SPECS, spec_problem_lines
 
 LANGUAGE = REPO / "tests" / "specs" / "block_language.yaml"
@@ -319,3 +320,116 @@ def test_block_diagram_of_user_defined_blocks():
     # The residual adds (res2a, res3b) take their block's input: identity shortcuts.
     assert [(a.tail, a.head, a.shortcut) for a in diagram.arrows if a.shortcut] == \
         [("stem", "res2a", "identity"), ("res3a", "res3b", "identity")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Block parameters as the values of string and boolean fields; block calls in stem and head
+# ---------------------------------------------------------------------------------------------
+
+CONV_ACT = """\
+conv_act:
+  params:
+    filters: {type: int, min: 1}
+    act: {type: choice, choices: [relu, silu], default: relu}
+    pad: {type: choice, choices: [valid, same], default: same}
+    bias: {type: bool, default: true}
+  layers:
+    - {type: conv, filters: filters, kernel: 3, padding: pad, use_bias: bias}
+    - {type: activation, activation: act}
+"""
+
+
+def test_choice_and_bool_parameters_as_field_values(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(block_spec(CONV_ACT, "- {block: conv_act, filters: 4}\n"
+                                         "- {block: conv_act, filters: 4, act: silu, pad: valid, bias: false}\n"))
+    nodes = load_checked_spec(path).plan.nodes
+    convs = [n for n in nodes if n.kind == "conv"]
+    activations = [n.layer.activation for n in nodes if n.kind == "activation"]
+    assert activations == ["relu", "silu"]
+    assert [n.layer.padding for n in convs] == ["same", "valid"]
+    assert [n.out_shape for n in convs] == [(16, 16, 4), (14, 14, 4)]  # same keeps 16; valid 3x3 takes 2
+    assert [n.params for n in convs] == [3 * 3 * 3 * 4 + 4, 3 * 3 * 4 * 4]  # the second has no bias
+
+
+def test_a_run_folder_keeps_the_parameter_names_of_string_fields(tmp_path):
+    from archbuilder.training.prepare import _dump_spec
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(block_spec(CONV_ACT, "- {block: conv_act, filters: 4, act: silu}\n"))
+    checked = load_checked_spec(path)
+    dumped = _dump_spec(checked.spec)
+    assert "activation: act" in dumped and "padding: pad" in dumped and "use_bias: bias" in dumped
+    (tmp_path / "again.yaml").write_text(dumped)
+    again = load_checked_spec(tmp_path / "again.yaml")
+    assert [(n.kind, n.out_shape, n.params) for n in again.plan.nodes] == \
+        [(n.kind, n.out_shape, n.params) for n in checked.plan.nodes]
+    assert [n.layer.activation for n in again.plan.nodes if n.kind == "activation"] == ["silu"]
+
+
+PARAMETER_FIELD_CASES = {
+    "a_choice_the_field_does_not_take": (
+        CONV_ACT.replace("choices: [relu, silu]", "choices: [relu, mish]"),
+        ["{f}:13:40: blocks.conv_act.layers.1.activation: parameter 'act' may be 'mish', which activation does not "
+         "take (activation takes 'relu', 'relu6', 'silu', 'swish', 'gelu', 'gelu_tanh', 'hard_swish', 'hard_sigmoid', "
+         "'sigmoid', 'tanh', 'softmax', 'elu', 'selu', 'linear') (received: 'act')"]),
+    "an_int_parameter_for_a_string_field": (
+        CONV_ACT.replace("padding: pad", "padding: filters"),
+        ["{f}:12:60: blocks.conv_act.layers.0.padding: parameter 'filters' is of type int; padding takes 'valid', "
+         "'same', so only a choice (or, for true/false, a bool) parameter can stand for it (received: 'filters')"]),
+    "a_choice_parameter_for_a_bool_field": (
+        CONV_ACT.replace("use_bias: bias", "use_bias: act"),
+        ["{f}:12:75: blocks.conv_act.layers.0.use_bias: parameter 'act' may be 'relu', 'silu', which use_bias does "
+         "not take (use_bias takes true, false) (received: 'act')"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARAMETER_FIELD_CASES))
+def test_parameters_as_field_values_are_checked_as_literals(tmp_path, case):
+    blocks, expected = PARAMETER_FIELD_CASES[case]
+    path = tmp_path / "spec.yaml"
+    lines = spec_problem_lines(path, block_spec(blocks, "- {block: conv_act, filters: 4}\n"))
+    assert lines == [line.format(f=path) for line in expected]
+
+
+def test_a_name_that_is_no_parameter_is_refused_as_before(tmp_path):
+    path = tmp_path / "spec.yaml"
+    lines = spec_problem_lines(path, block_spec(CONV_ACT.replace("activation: act", "activation: actt"),
+                                                "- {block: conv_act, filters: 4}\n"))
+    assert len(lines) == 1 and "blocks.conv_act.layers.1.activation: input should be 'relu'" in lines[0], lines
+    # and in the stem, where no block's parameters are in scope, a parameter's name is no value either
+    lines = spec_problem_lines(path, HEAD + "stem: [{type: activation, activation: act}]\n")
+    assert len(lines) == 1 and "stem.0.activation: input should be 'relu'" in lines[0], lines
+
+
+def test_block_calls_in_stem_and_head(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(HEAD + "blocks:\n" + textwrap.indent(CONV_ACT, "  ") +
+                    "stem: [{block: conv_act, filters: 8, act: silu}]\n"
+                    "head:\n  - {block: conv_act, filters: 4, pad: valid}\n  - {type: global_average_pool}\n"
+                    "  - {type: dense, units: classes}\n")
+    nodes = load_checked_spec(path).plan.nodes
+    assert [(n.kind, n.group, n.out_shape) for n in nodes] == [
+        ("input", "input", (16, 16, 3)), ("conv", "stem", (16, 16, 8)), ("activation", "stem", (16, 16, 8)),
+        ("conv", "head", (14, 14, 4)), ("activation", "head", (14, 14, 4)), ("global_average_pool", "head", (4,)),
+        ("dense", "head", (4,))]
+    assert [n.layer.activation for n in nodes if n.kind == "activation"] == ["silu", "relu"]
+
+
+def test_block_calls_in_stem_and_head_are_checked_like_a_stage(tmp_path):
+    path = tmp_path / "spec.yaml"
+    text = (HEAD + "blocks:\n" + textwrap.indent(CONV_ACT, "  ") +
+            "stem: [{block: conv_actt, filters: 8}]\nhead: [{block: conv_act, filtres: 4}]\n")
+    assert spec_problem_lines(path, text) == [line.format(f=path) for line in [
+        "{f}:14:16: stem.0.block: unknown block type 'conv_actt'; did you mean 'conv_act'? "
+        "valid types: basic, bottleneck, conv_act",
+        "{f}:15:8: head.0: block type 'conv_act' needs parameter 'filters' (int)",
+        "{f}:15:26: head.0.filtres: block type 'conv_act' has no parameter 'filtres'; did you mean 'filters'? "
+        "(its parameters: act, bias, filters, pad)"]]
+
+
+def test_an_item_with_neither_type_nor_block_says_both(tmp_path):
+    path = tmp_path / "spec.yaml"
+    lines = spec_problem_lines(path, HEAD + "head: [{axis: -1}]\n")
+    assert lines == [f"{path}:4:8: head.0: missing key 'type' (a layer: one of {', '.join(LAYER_TYPES)}) "
+                     "or 'block' (a block call)"]

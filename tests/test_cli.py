@@ -108,7 +108,7 @@ def test_info_keeps_stages_that_share_a_label_apart(tmp_path):
 
 def test_block_diagram_keeps_stages_that_share_a_label_apart(tmp_path):
     from archbuilder.diagrams import block_diagram
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     spec = tmp_path / "shared.yaml"
     spec.write_text(SHARED_LABELS)

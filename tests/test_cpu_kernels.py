@@ -15,7 +15,7 @@ from archbuilder.training.cpu_kernels import slow_kernel_gradient, use_fast_kern
 from archbuilder.training.kernel_choice import (
     SWITCH_BELOW, Timing, cache_path, choose_kernel_gradients, machine_key, read_cache, shape_key, write_cache,
 )
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 
 import keras  # noqa: E402
 

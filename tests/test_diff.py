@@ -87,3 +87,41 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert "bad.yaml:3:1: clases: unknown key 'clases'" in result.output
     missing = CliRunner().invoke(main, ["diff", str(ARCH / "resnet50.yaml"), str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1, missing.output
+
+
+def test_a_block_parameter_written_at_its_default_is_no_difference():
+    """Issue 20: `shortcut: projection_first` is bottleneck's default, so the networks are identical."""
+    same = _json(ARCH / "resnet50.yaml", ARCH / "resnet50.yaml", "--set-b", "stages.0.shortcut=projection_first")
+    assert same["fields"] == [] and same["delta"]["total_params"] == 0
+    other = _json(ARCH / "resnet50.yaml", ARCH / "resnet50.yaml", "--set-b", "stages.0.shortcut=projection_if_needed")
+    assert [(f["path"], f["a"], f["b"]) for f in other["fields"]] == [
+        ("stages.0.shortcut", "projection_first", "projection_if_needed")]
+
+
+TWO_INPUTS = """\
+name: t
+input: {shape: [8, 8, 3]}
+classes: 2
+blocks:
+  b:
+    params: {k: {type: int, default: 2, min: 1}}
+    layers:
+      - {type: conv, filters: k, kernel: 1, id: c}
+      - {type: concat, from: [input, c]}
+stages:
+  - {block: b}
+head:
+  - {type: global_average_pool}
+  - {type: dense, units: classes}
+"""
+
+
+def test_fields_are_named_as_written_and_integer_bounds_stay_integers(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(TWO_INPUTS)
+    report = _json(path, path, "--set-b", "blocks.b.params.k.min=2", "--set-b", "blocks.b.layers.1.from=[c, input]")
+    assert [(f["path"], f["a"], f["b"]) for f in report["fields"]] == [
+        ("blocks.b.params.k.min", 1, 2), ("blocks.b.layers.1.from", ["input", "c"], ["c", "input"])]
+    assert all(type(f["a"]) is type(f["b"]) for f in report["fields"])  # 1 and 2, not 1.0
+    text = _diff(path, path, "--set-b", "blocks.b.params.k.min=2").output
+    assert "blocks.b.params.k.min  1 -> 2" in text and "from_" not in text

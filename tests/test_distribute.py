@@ -224,7 +224,7 @@ def test_fused_adam_mirrored_equals_one_device(equivalence):
 
 def test_synchronized_batch_norm_reaches_keras():
     from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     import keras
 

@@ -249,7 +249,7 @@ def test_documented_resnet50_exports_agree_with_keras_in_their_runtimes(tmp_path
     from archbuilder.data.images import load_image_files
     from archbuilder.export.formats import write_export
     from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(REPO_ARCH / "resnet50.yaml")
     model = build_model(checked.spec, checked.plan)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from archbuilder.errors import SpecError
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, spec_problem_lines
 
 HEAD = b"name: Net\ninput: {shape: [9, 7, 2]}\nclasses: 3\n"
@@ -24,7 +24,7 @@ CASES = {
     "line_breaks_inside_a_key_are_escaped": (
         HEAD + b'"a\\rb\\x85\\u2028": 1\n',
         ["{f}:4:1: a\\rb\\x85\\u2028: unknown key 'a\\rb\\x85\\u2028'; valid keys: blocks, classes, defaults, "
-         "drop_path_rate, head, imports, input, multipliers, name, stages, stem, training, variables"],
+         "drop_path_rate, head, imports, input, multipliers, name, reference, stages, stem, training, variables"],
     ),
     # OverflowError: `same` padding divided sizes as floats; then formatting the estimate did too.
     "input_size_beyond_float_range": (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden_plans.json").read_text())

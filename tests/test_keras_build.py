@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from archbuilder.keras.graph import build_model
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, SHIPPED_SPECS, shipped_spec_params
 
 import keras  # noqa: E402  (archbuilder.keras.graph sets TF's environment first)

@@ -47,7 +47,7 @@ def test_ctrl_c_during_build_exits_130_like_train(tmp_path):
 
 def test_warmup_epochs_under_a_constant_schedule_is_refused():
     from archbuilder.errors import SpecError
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     with pytest.raises(SpecError) as caught:
         load_checked_spec(TINY_SPEC, ["training.warmup_epochs=2"])
@@ -87,7 +87,7 @@ def test_ctrl_c_in_the_last_batch_keeps_the_finished_epoch(tmp_path):
 
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.callbacks import Session, callbacks
     from archbuilder.training.distribute import Distribution
     from archbuilder.training.metrics import predict_probabilities

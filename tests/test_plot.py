@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from archbuilder.diagrams import block_diagram, render
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, run_cli
 
 RESNET50 = REPO / "architectures" / "resnet50.yaml"

@@ -13,7 +13,7 @@ from train_support import TINY_SPEC
 def test_files_naming_archbuilders_initializer_still_load(tmp_path):
     from archbuilder.keras.graph import build_model
     from archbuilder.keras.model_files import open_model_file
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(TINY_SPEC, ["defaults.kernel_initializer={type: glorot_uniform_tf1, seed: 7}"])
     model = build_model(checked.spec, checked.plan)
@@ -31,7 +31,7 @@ def test_make_portable_changes_the_config_not_the_weights():
 
     from archbuilder.keras.graph import build_model
     from archbuilder.keras.initializers import make_portable
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(TINY_SPEC, ["defaults.kernel_initializer={type: glorot_uniform_tf1, seed: 7}"])
     model = build_model(checked.spec, checked.plan)

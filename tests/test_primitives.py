@@ -12,6 +12,7 @@ from archbuilder.spec.initializer import InitializerSpec
 
 import archbuilder.keras.graph  # noqa: F401  (sets TensorFlow's environment before Keras loads)
 import keras  # noqa: E402
+from archbuilder.keras.initializers import make_initializer  # noqa: E402
 from keras.src.utils.naming import to_snake_case  # noqa: E402  (how Keras names unnamed layers)
 
 # (layer as written in YAML, input shapes without the batch axis)
@@ -23,6 +24,14 @@ ROWS = [
     ({"type": "conv", "filters": 4, "kernel": 3, "dilation": 2}, [(11, 12, 3)]),
     ({"type": "depthwise_conv", "kernel": 3, "stride": 2, "padding": "same", "depth_multiplier": 2}, [(9, 8, 5)]),
     ({"type": "depthwise_conv", "kernel": 5, "use_bias": False}, [(9, 8, 5)]),
+    ({"type": "separable_conv", "filters": 6, "kernel": 3, "stride": 2, "padding": "same", "depth_multiplier": 2},
+     [(9, 8, 5)]),
+    ({"type": "separable_conv", "filters": 4, "kernel": [3, 5], "dilation": 2, "use_bias": False}, [(13, 12, 3)]),
+    ({"type": "conv_transpose", "filters": 6}, [(5, 4, 3)]),  # U-Net's 2x2 up-convolution
+    ({"type": "conv_transpose", "filters": 4, "kernel": 3, "stride": 2}, [(5, 4, 3)]),  # valid: in*2 + 3 - 2
+    ({"type": "conv_transpose", "filters": 4, "kernel": [1, 3], "stride": [3, 1]}, [(5, 4, 3)]),  # kernel < stride
+    ({"type": "conv_transpose", "filters": 4, "kernel": 3, "stride": 2, "padding": "same", "use_bias": False},
+     [(5, 4, 3)]),
     ({"type": "dense", "units": 7}, [(12,)]),
     ({"type": "dense", "units": 7, "use_bias": False}, [(3, 4, 12)]),  # last axis of any rank, as Keras
     ({"type": "batch_norm"}, [(5, 5, 6)]),
@@ -42,6 +51,12 @@ ROWS = [
     ({"type": "global_average_pool"}, [(5, 4, 3)]),
     ({"type": "global_average_pool", "keepdims": True}, [(5, 4, 3)]),
     ({"type": "global_max_pool", "keepdims": True}, [(5, 4, 3)]),
+    ({"type": "cropping", "cropping": 1}, [(9, 7, 2)]),
+    ({"type": "cropping", "cropping": [[1, 2], [0, 3]]}, [(9, 7, 2)]),
+    ({"type": "upsample", "size": 2}, [(5, 4, 3)]),
+    ({"type": "upsample", "size": [2, 3], "interpolation": "bilinear"}, [(5, 4, 3)]),
+    ({"type": "resize", "size": [7, 9]}, [(5, 4, 3)]),
+    ({"type": "resize", "size": 3, "interpolation": "nearest"}, [(5, 4, 3)]),
     ({"type": "flatten"}, [(5, 4, 3)]),
     ({"type": "reshape", "shape": [1, 1, -1]}, [(12,)]),
     ({"type": "add"}, [(4, 4, 3), (4, 4, 3), (4, 4, 3)]),
@@ -52,12 +67,12 @@ ROWS = [
     ({"type": "normalization"}, [(4, 4, 3)]),  # mean and variance held as weights, plus a count
     ({"type": "normalization", "mean": [0.5, 0.4, 0.3], "variance": [0.1, 0.2, 0.3]}, [(4, 4, 3)]),
 ]
-CONTEXT = Context(use_bias=True, kernel_initializer=InitializerSpec(type="glorot_uniform", seed=1))
+CONTEXT = Context(use_bias=True, kernel_initializer=InitializerSpec(type="glorot_uniform", seed=1),
+                  make_initializer=make_initializer)
 
 
 def test_every_primitive_has_a_row():
-    assert {row[0]["type"] for row in ROWS} == set(BY_TYPE) == {cls.model_fields["type"].annotation.__args__[0]
-                                                               for cls in PRIMITIVES}
+    assert {row[0]["type"] for row in ROWS} == set(BY_TYPE) == {cls.type_name() for cls in PRIMITIVES}
 
 
 @pytest.mark.parametrize("data, shapes", ROWS, ids=[f"{r[0]['type']}-{i}" for i, r in enumerate(ROWS)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from archbuilder.plan.compare import compare
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO
 from tests.fixtures.make_golden_plans import rows
 from tests.test_golden_plans import GOLDEN

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, SHIPPED_SPECS
 
 # shared/reference/REFERENCE.md §1-2 (notebook conventions: 64x64x3, 6 classes, conv bias):

@@ -79,7 +79,7 @@ def test_resume_refuses_a_state_file_with_a_number_for_a_checkpoint(tmp_path, ph
 def test_a_linear_head_trains_on_logits_and_predict_reports_probabilities():
     from archbuilder.keras.graph import build_model
     from archbuilder.spec.training import TrainingSpec
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.optimizers import compile_model
     from archbuilder.training.metrics import predict_probabilities
 
@@ -119,7 +119,7 @@ def test_the_training_estimate_follows_the_documented_formula():
     """size_guard's formula, checked against the Keras model's own counts (an independent source)."""
     from archbuilder.keras.graph import build_model
     from archbuilder.plan.size_guard import estimate, optimizer_slots
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(TINY_SPEC)
     model = build_model(checked.spec)

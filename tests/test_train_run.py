@@ -54,7 +54,7 @@ def test_tiny_spec_trains_loss_falls_and_every_run_file_appears(tmp_path, photos
 
     from archbuilder.keras.graph import build_model
     from archbuilder.keras.model_files import open_model_file
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.keras.weights_h5 import load_h5_weights
 
     rebuilt = build_model(load_checked_spec(run / "spec.yaml").spec)

@@ -41,7 +41,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def _tiny(*overrides: str):
     from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     return build_model(load_checked_spec(TINY_SPEC, overrides).spec)
 
@@ -87,7 +87,7 @@ def test_plot_layers_accepts_upper_case_extensions(tmp_path):
 
 def test_a_set_path_of_hundreds_of_keys_is_one_located_problem():
     from archbuilder.errors import SpecError
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     with pytest.raises(SpecError) as caught:
         load_checked_spec(TINY_SPEC, ["training." + ".".join(["a"] * 500) + "=1"])

@@ -14,7 +14,7 @@ import pytest
 
 from archbuilder.errors import UserError
 from archbuilder.keras.graph import build_model  # sets TensorFlow's environment before tf_keras
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from archbuilder.keras.weights import open_weights_with_spec
 from archbuilder.keras.weights_h5 import load_h5_weights, read_h5_weights, save_h5
 from tests.conftest import REPO, SIGN_DIGITS, run_cli

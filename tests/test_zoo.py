@@ -1,4 +1,5 @@
-"""The model zoo (architectures/imagenet/), each file checked against the number kept beside its source.
+"""The model zoo (architectures/imagenet/), each file checked against the counts written in its own
+`reference:` section (archbuilder/spec/reference.py), so a new zoo network is one file.
 
 Counts are at 224x224x3 (EfficientNet-B1: its own 240x240; counts do not depend on it) with 1,000
 classes. `info` counts statically, without TensorFlow, in the default suite; Keras builds and, for
@@ -11,69 +12,70 @@ predict the same on real photos within 1e-5 relative (tests/helpers/keras_refere
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
+from archbuilder.spec.reference import ReferenceSpec
 from tests.conftest import REPO, ZOO_SPECS
 
 ZOO = REPO / "architectures" / "imagenet"
-KERAS_315 = "keras.applications 3.15.1, weights=None: REFERENCE.md §2 'Other families'"
-PYTORCH = "trainable, BatchNorm statistics are buffers there, no conv bias: REFERENCE.md §2"
 
 
 @dataclass(frozen=True)
 class Golden:
-    file: str
-    total: int | None  # Keras's count_params(); None where the source publishes only trainable
-    trainable: int
-    source: str
-    overrides: tuple[str, ...] = ()
-    keras_reference: str | None = None  # the keras.applications function the outputs are compared with
-    keras_kwargs: tuple[tuple[str, float], ...] = ()
-    keras_names: bool = True  # with a keras_reference: its weighted layers carry Keras's names too
+    """One `reference:` entry of one zoo file."""
+
+    path: Path
+    reference: ReferenceSpec
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.reference.overrides)
+
+    @property
+    def source(self) -> str:
+        r = self.reference
+        return f"{r.source} ({r.version}): {r.note}" if r.version else f"{r.source}: {r.note}"
+
+    @property
+    def id(self) -> str:
+        return self.path.name + "".join("@" + o.split("=", 1)[1] for o in self.overrides)
 
 
-GOLDEN = [
-    Golden("resnet50_keras.yaml", 25_636_712, 25_583_592, "keras.applications.ResNet50: REFERENCE.md §2",
-           keras_reference="ResNet50"),
-    Golden("resnet50v2.yaml", 25_613_800, 25_568_360, f"ResNet50V2, {KERAS_315}", keras_reference="ResNet50V2"),
-    Golden("mobilenetv2.yaml", 3_538_984, 3_504_872, f"MobileNetV2 alpha 1.0, {KERAS_315}",
-           keras_reference="MobileNetV2"),
-    Golden("mobilenetv2.yaml", 1_691_208, 1_677_128, f"MobileNetV2 alpha 0.35, {KERAS_315}",
-           ("multipliers.width=0.35",), "MobileNetV2", (("alpha", 0.35),)),
-    Golden("mobilenetv2.yaml", 6_156_712, 6_108_776, f"MobileNetV2 alpha 1.4, {KERAS_315}",
-           ("multipliers.width=1.4",), "MobileNetV2", (("alpha", 1.4),)),
-    Golden("efficientnet_b0.yaml", 5_330_571, 5_288_548, f"EfficientNetB0, {KERAS_315}",
-           keras_reference="EfficientNetB0"),
-    Golden("efficientnet_b1.yaml", 7_856_239, 7_794_184, f"EfficientNetB1, {KERAS_315}",
-           keras_reference="EfficientNetB1"),
-    Golden("convnext_tiny.yaml", 28_589_128, 28_589_128, f"ConvNeXtTiny, {KERAS_315}",
-           keras_reference="ConvNeXtTiny", keras_names=False),  # Keras nests its stem in Sequentials
-    Golden("resnext50_32x4d.yaml", None, 25_028_904, f"torchvision resnext50_32x4d, {PYTORCH}"),
-    Golden("wide_resnet50_2.yaml", None, 68_883_240, f"torchvision wide_resnet50_2, {PYTORCH}"),
-    Golden("seresnet50.yaml", None, 28_088_024, f"timm seresnet50, {PYTORCH}"),
-    Golden("resnet50d.yaml", None, 25_576_264, f"timm resnet50d, {PYTORCH}"),
-]
-IDS = [f"{g.file}{''.join('@' + o.split('=')[1] for o in g.overrides)}" for g in GOLDEN]
+def _golden() -> list[Golden]:
+    # The resolved spec's entries (validation type-checks them); each file must write its own,
+    # which test_every_zoo_file_writes_its_own_reference checks.
+    return [Golden(path, reference) for path in ZOO_SPECS
+            for reference in (load_checked_spec(path).spec.reference or ())]
 
 
-def test_every_zoo_file_has_a_golden_row():
-    assert sorted({ZOO / g.file for g in GOLDEN}) == ZOO_SPECS
+GOLDEN = _golden()
+IDS = [g.id for g in GOLDEN]
+
+
+@pytest.mark.parametrize("path", ZOO_SPECS, ids=lambda p: p.name)
+def test_every_zoo_file_writes_its_own_reference(path):
+    """In the file itself, not inherited through `extends:` from the network it varies."""
+    own = yaml.safe_load(path.read_text(encoding="utf-8")).get("reference")
+    assert own, f"{path}: no reference: section of its own"
+    assert [ReferenceSpec.model_validate(entry) for entry in own] == load_checked_spec(path).spec.reference
 
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=IDS)
 def test_static_counts(golden):
-    plan = load_checked_spec(ZOO / golden.file, list(golden.overrides)).plan
-    assert plan.trainable_params == golden.trainable, golden.source
-    if golden.total is not None:
-        assert plan.total_params == golden.total, golden.source
+    plan = load_checked_spec(golden.path, golden.overrides).plan
+    assert plan.trainable_params == golden.reference.trainable_params, golden.source
+    if golden.reference.total_params is not None:
+        assert plan.total_params == golden.reference.total_params, golden.source
     else:
         # A Keras total is PyTorch's parameters plus each batch norm's two running statistics
         # per channel (REFERENCE.md §2); no convolution here carries a bias.
         channels = sum(n.out_shape[-1] for n in plan.nodes if n.kind == "batch_norm")
-        assert plan.total_params == golden.trainable + 2 * channels
+        assert plan.total_params == golden.reference.trainable_params + 2 * channels
 
 
 @pytest.mark.slow
@@ -81,17 +83,18 @@ def test_static_counts(golden):
 def test_keras_counts(golden):
     from archbuilder.keras.graph import build_model
 
-    checked = load_checked_spec(ZOO / golden.file, list(golden.overrides))
+    checked = load_checked_spec(golden.path, golden.overrides)
     model = build_model(checked.spec, checked.plan)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert (model.count_params(), trainable) == (checked.plan.total_params, golden.trainable), golden.source
+    assert (model.count_params(), trainable) == (checked.plan.total_params, golden.reference.trainable_params), \
+        golden.source
 
 
-KERAS_REFERENCES = [g for g in GOLDEN if g.keras_reference]
+KERAS_REFERENCES = [g for g in GOLDEN if g.reference.keras_application]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("golden", KERAS_REFERENCES, ids=[i for i, g in zip(IDS, GOLDEN) if g.keras_reference])
+@pytest.mark.parametrize("golden", KERAS_REFERENCES, ids=[g.id for g in KERAS_REFERENCES])
 def test_equal_to_keras_applications(golden, tmp_path):
     import keras
 
@@ -100,18 +103,18 @@ def test_equal_to_keras_applications(golden, tmp_path):
     from tests.helpers.keras_reference import assert_predicts_as_reference, saved_reference, sign_photos
 
     keras.utils.clear_session()  # Keras's automatic names (`normalization`) as in a fresh process
-    checked = load_checked_spec(ZOO / golden.file, list(golden.overrides))
+    checked = load_checked_spec(golden.path, golden.overrides)
     size = checked.spec.input.shape[0]
     images = sign_photos(size)
-    reference = getattr(keras.applications, golden.keras_reference)(
-        weights=None, input_shape=tuple(checked.spec.input.shape), **dict(golden.keras_kwargs)
+    reference = getattr(keras.applications, golden.reference.keras_application)(
+        weights=None, input_shape=tuple(checked.spec.input.shape), **golden.reference.keras_arguments
     )
-    assert reference.count_params() == golden.total
+    assert reference.count_params() == golden.reference.total_params
     path, expected = saved_reference(reference, tmp_path, images, residual_gamma=_residual_gamma)
-    model, report = open_weights_with_spec(path, ZOO / golden.file, list(golden.overrides), strict=True)
+    model, report = open_weights_with_spec(path, golden.path, golden.overrides, strict=True)
     assert report.complete, report.format()
     assert_predicts_as_reference(model(images, training=False), expected)
-    if golden.keras_names:
+    if golden.reference.keras_names:
         # Keras's names too, so the .h5 weight files keras.applications downloads load by name.
         legacy = tmp_path / "reference.h5"
         reference.save(legacy)
@@ -123,3 +126,32 @@ def _residual_gamma(layer) -> bool:
     # says why): ResNet50's `conv2_block1_3_bn`, MobileNetV2's `block_1_project_BN`, EfficientNet's
     # `block2a_project_bn`. ResNetV2 and ConvNeXt end their branches without one.
     return layer.name.endswith(("_3_bn", "_project_BN", "project_bn"))
+
+
+SMALL = """\
+name: small
+input: {shape: [16, 16, 3]}
+classes: 3
+stem: [{type: conv, filters: 4, kernel: 3}]
+head: [{type: global_average_pool}, {type: dense, units: classes}]
+"""
+
+
+def test_a_reference_section_is_type_checked_and_changes_no_network(tmp_path):
+    from click.testing import CliRunner
+
+    from archbuilder.cli import main
+    from tests.conftest import spec_problem_lines
+
+    plain, noted = tmp_path / "plain.yaml", tmp_path / "noted.yaml"
+    plain.write_text(SMALL)
+    noted.write_text(SMALL + "reference:\n  - {source: hand count, trainable_params: 127, note: 3*3*3*4+4 + 4*3+3}\n")
+    nodes = lambda path: [(n.name, n.kind, n.out_shape, n.params) for n in load_checked_spec(path).plan.nodes]  # noqa: E731
+    assert nodes(noted) == nodes(plain)
+    assert load_checked_spec(noted).plan.trainable_params == load_checked_spec(noted).spec.reference[0].trainable_params
+    result = CliRunner().invoke(main, ["diff", str(plain), str(noted), "--json"])
+    assert result.exit_code == 0 and '"fields": []' in result.output, result.output
+    bad = SMALL + "reference:\n  - {source: x, trainable_params: true, total_params: -1, keras_application: 'a b'}\n"
+    lines = spec_problem_lines(tmp_path / "bad.yaml", bad)
+    assert [line.split(": ")[1] for line in lines] == [
+        "reference.0.trainable_params", "reference.0.total_params", "reference.0.keras_application"], lines

@@ -8,7 +8,7 @@ import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder.plan import compare
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 
 
 @click.command("diff")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from archbuilder.spec.json_schema import spec_json_schema_text
+from archbuilder.plan.json_schema import spec_json_schema_text
 
 
 @click.command("schema")

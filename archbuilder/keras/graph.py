@@ -12,9 +12,12 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
+from dataclasses import replace  # noqa: E402
+
+from archbuilder.keras.initializers import make_initializer  # noqa: E402
 from archbuilder.plan.expand import context_of  # noqa: E402
 from archbuilder.plan.graph import Plan  # noqa: E402
-from archbuilder.spec.schema import Spec  # noqa: E402
+from archbuilder.plan.schema import Spec  # noqa: E402
 
 
 def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
@@ -23,7 +26,7 @@ def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
         from archbuilder.plan.expand import expand
 
         plan = expand(spec)
-    context = context_of(spec)
+    context = replace(context_of(spec), make_initializer=make_initializer)
     tensors: list = []
     for node, name in zip(plan.nodes, _layer_names(plan)):
         if node.kind == "input":

@@ -12,7 +12,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder.keras.philox import tf1_random_uniform
-from archbuilder.spec.schema import InitializerSpec
+from archbuilder.spec.initializer import InitializerSpec
 
 
 @keras.saving.register_keras_serializable(package="archbuilder", name="GlorotUniformTF1")

@@ -15,6 +15,7 @@ Keras 3's vocabulary, and Keras 2's `load_model` stops at the first difference
 | inbound nodes `{args: [tensor...], kwargs}`    | `[[layer, node, tensor, {}], ...]`        |
 | `input_layers: [name, 0, 0]`                   | `[[name, 0, 0]]`                          |
 | LayerNormalization `rms_scaling: false`        | (none: Keras 2 never scales by the RMS)   |
+| Resizing `pad_to_aspect_ratio`, `fill_mode`, `fill_value`, `antialias`, `data_format` at their defaults | (none: what Keras 2 always does) |
 
 Some layers have no Keras 2 form (`keras2_missing` names them): tf_keras cannot rebuild such a
 file as it is; archbuilder still reads its weights with the spec.
@@ -34,6 +35,13 @@ _INITIALIZER_ARGUMENTS = {"seed", "mean", "stddev", "minval", "maxval", "scale",
                           "gain", "value"}
 _KERAS3_ONLY = {"quantization_config", "lora_rank", "lora_alpha"}
 _RENAMED_CLASSES = {"GlorotUniformTF1": "GlorotUniform"}
+# Arguments Keras 3 added to a layer class that Keras 2 lacks: dropped where they hold the value
+# Keras 2 always uses; any other value stays, and Keras 2 refuses it rather than computing otherwise.
+_KERAS3_ADDED = {
+    "LayerNormalization": {"rms_scaling": False},
+    "Resizing": {"pad_to_aspect_ratio": False, "fill_mode": "constant", "fill_value": 0.0, "antialias": False,
+                 "data_format": "channels_last"},
+}
 # What archbuilder's primitives build that Keras 2 has no class or function for (layer_scale,
 # gelu_tanh, hard_swish), or names another function (Keras 2's hard_sigmoid is clip(0.2x + 0.5),
 # Keras 3's relu6(x + 3) / 6). tests/test_primitives.py runs every primitive's .h5 in tf_keras,
@@ -72,8 +80,9 @@ def keras2_missing(config: dict) -> dict[str, list[str]]:
 
 def _layer(layer: dict) -> dict:
     settings = {key: _value(value) for key, value in layer["config"].items() if key not in _KERAS3_ONLY}
-    if layer["class_name"] == "LayerNormalization" and settings.get("rms_scaling") is False:
-        del settings["rms_scaling"]
+    for key, keras2_value in _KERAS3_ADDED.get(layer["class_name"], {}).items():
+        if key in settings and settings[key] == keras2_value and type(settings[key]) is type(keras2_value):
+            del settings[key]
     if layer["class_name"] == "InputLayer":
         settings["batch_input_shape"] = settings.pop("batch_shape", settings.get("batch_input_shape"))
         settings.pop("optional", None)

@@ -35,7 +35,7 @@ def open_weights_with_spec(
 ) -> tuple["keras.Model", WeightLoadReport]:
     """Build the spec's model and load a weights file of either kind into it."""
     from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
     model = build_model(checked.spec)

@@ -1,4 +1,4 @@
-"""What every primitive layer shares: the base class, field types that accept expressions, the
+"""What every primitive layer shares: the base class (which registers each primitive), the
 static statistics a layer reports, and the context (spec defaults) a layer is planned and built in.
 
 A primitive is one pydantic class holding, side by side:
@@ -7,22 +7,27 @@ A primitive is one pydantic class holding, side by side:
 - `keras(ctx, name, inputs)`: its Keras layer, given the input shapes `infer` saw; Keras is imported
   inside, so spec/ and plan/ stay TF-free. Only Keras's own classes are built, so that a saved
   model loads in plain Keras (a test saves every primitive and loads it where archbuilder is absent).
-Numeric fields (made by `expr()`) may hold an expression string (`filters: "filters * 4"`), checked
-for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
+Numeric fields (made by `expr()`, archbuilder/spec/fields.py) may hold an expression string
+(`filters: "filters * 4"`), checked for syntax when read; `concrete(namespace)` evaluates them and validates the results against the
 same field types.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Union
-
+import types
 import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
-from pydantic import Field, PlainSerializer, ValidationError, WrapValidator
+from pydantic import Field, ValidationError, model_serializer, model_validator
+from pydantic_core import PydanticCustomError
 
-from archbuilder.plan import expressions
+from archbuilder.spec import expressions
 from archbuilder.spec.base import StrictModel
+from archbuilder.spec.fields import (  # noqa: F401  (the field types every primitive module uses)
+    Epsilon, LayerName, LocalId, NamePatterns, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
+    in_block_body, parameter_values, takes_expressions,
+)
 
 Shape = tuple[int, ...]
 
@@ -68,67 +73,15 @@ class Context:
     batch_norm_momentum: float = 0.99
     batch_norm_synchronized: bool = False  # under tf.distribute: statistics over all replicas
     kernel_initializer: Any = None  # an InitializerSpec; None: Keras's default
+    # How a layer's Keras factory turns an InitializerSpec into a Keras initializer. The Keras stage
+    # supplies it (archbuilder.keras.initializers.make_initializer, which owns the TF-1-exact draw),
+    # so that layers/ never imports archbuilder.keras; planning needs none.
+    make_initializer: Callable[[Any], Any] | None = None
 
 
 def format_shape(shape: Shape, separator: str = "x") -> str:
     """(8, 8, 64) -> '8x8x64': the one way shapes are written in messages, tables and diagrams."""
     return separator.join(str(d) for d in shape)
-
-
-# ---------------------------------------------------------------------------------------------
-# Field types: a number, or an expression evaluated when the layer is planned
-# ---------------------------------------------------------------------------------------------
-
-
-def _number_or_expression(value: Any, handler):
-    if isinstance(value, str):
-        try:
-            expressions.parse(value)
-        except expressions.ExpressionError as error:
-            from pydantic_core import PydanticCustomError
-
-            raise PydanticCustomError("spec", "{message}", {"message": str(error), "received": value}) from None
-        return value
-    return handler(value)
-
-
-_EXPRESSION = WrapValidator(_number_or_expression)
-
-
-def expr(kind: Any) -> Any:
-    """`kind` (a number type), or an expression string evaluated to a value of that type."""
-    return Annotated[kind, WrapValidator(_number_or_expression, json_schema_input_type=Union[kind, str]),
-                     PlainSerializer(lambda value: value, return_type=Any)]
-
-
-def takes_expressions(annotation: Any) -> bool:
-    """Whether a field's type (or a part of it: a list item, a union member) is made by `expr()`."""
-    if isinstance(annotation, WrapValidator):
-        return annotation.func is _number_or_expression
-    if any(takes_expressions(m) for m in getattr(annotation, "__metadata__", ())):
-        return True
-    return any(takes_expressions(arg) for arg in typing.get_args(annotation))
-
-
-# Literal sizes are not capped here: an absurd one is refused by the memory guard, with its estimate.
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PosInt = expr(PositiveInt)
-NonNegInt = expr(NonNegativeInt)
-# A size given once for both spatial axes, or as [height, width].
-Size2D = Union[PosInt, Annotated[list[PosInt], Field(min_length=2, max_length=2)]]
-Rate = expr(Annotated[float, Field(ge=0, lt=1)])
-Epsilon = expr(Annotated[float, Field(gt=0, le=1)])
-# A layer name, or a pattern whose {expression} parts are filled in per block: "res{stage}{letter}_branch2a".
-LayerName = Annotated[str, Field(pattern=r"^(?:[A-Za-z0-9_.\-]|\{[^{}]{1,100}\})+$", max_length=128)]
-LocalId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
-
-
-class NamePatterns(StrictModel):
-    """A layer's name per naming scheme; a scheme left out leaves the layer unnamed there."""
-
-    notebook: LayerName | None = None
-    keras: LayerName | None = None
 
 
 def pair(value: int | list[int] | None) -> tuple[int, int]:
@@ -138,6 +91,10 @@ def pair(value: int | list[int] | None) -> tuple[int, int]:
 
 class Primitive(StrictModel):
     """The base of every primitive layer type. Subclasses set `type`, their fields and rules.
+
+    A subclass whose `type` is one literal (`type: Literal["conv"]`) is a primitive: defining it
+    registers it (`registered()`), which is all the spec language, the fuzzers and the JSON Schema
+    need. Subclasses without a literal `type` (`_Pool`) are shared bases.
 
     `id`, `from` and `when` matter inside a block body (and in stem and head, which are bodies
     too): `id` names the layer for `from:`, `from` lists its inputs (default: the layer before),
@@ -180,10 +137,94 @@ class Primitive(StrictModel):
         # The fields that may hold expressions, found once per class (expansion asks per layer).
         cls._expr_fields = tuple(n for n, f in cls.model_fields.items()
                                  if n != "when" and any(takes_expressions(m) for m in (f.annotation, *f.metadata)))
+        tag = cls.type_name()
+        if tag is not None:
+            if tag in _REGISTRY:
+                raise TypeError(f"two primitives are called '{tag}': {_REGISTRY[tag].__qualname__} and {cls.__qualname__}")
+            _REGISTRY[tag] = cls
+
+    @classmethod
+    def type_name(cls) -> str | None:
+        """The value of `type:` that selects this primitive; None for a shared base class."""
+        annotation = cls.model_fields["type"].annotation
+        if typing.get_origin(annotation) is Literal and len(typing.get_args(annotation)) == 1:
+            return typing.get_args(annotation)[0]
+        return None
 
     @classmethod
     def _expression_fields(cls) -> tuple[str, ...]:
         return cls._expr_fields
+
+    @classmethod
+    def choice_fields(cls) -> dict[str, tuple]:
+        """The fields that take one of a few strings or true/false, with the values each takes (by
+        the key written in a spec): those a block parameter may stand for."""
+        found = _CHOICE_FIELDS.get(cls)
+        if found is None:
+            found = _CHOICE_FIELDS[cls] = {
+                field.alias or name: values for name, field in cls.model_fields.items()
+                if name not in ("type", "name", "id", "from_", "when") and (values := _choices_of(field.annotation))}
+        return found
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _block_parameters(cls, data: Any, handler):
+        """In a block body, a string or boolean field may name a `choice` or `bool` parameter of the
+        block (`activation: act`). The layer is checked with every value the parameter may take,
+        as a literal would be, and keeps the name, which `concrete` replaces by the bound value."""
+        if not isinstance(data, dict) or not in_block_body():
+            return handler(data)
+        refs, substituted = {}, dict(data)
+        for key, allowed in cls.choice_fields().items():
+            name = data.get(key)
+            if not isinstance(name, str) or name in allowed:
+                continue
+            found = parameter_values(name)
+            if found is None:
+                continue  # no parameter: the field's own check says what is wrong
+            kind, values = found
+            shown = ", ".join(_literal(v) for v in allowed)
+            if values is None:
+                raise PydanticCustomError(
+                    "spec", "parameter '{name}' is of type {kind}; {key} takes {shown}, so only a choice "
+                    "(or, for true/false, a bool) parameter can stand for it",
+                    {"name": name, "kind": kind, "key": key, "shown": shown, "field": key, "received": name})
+            wrong = [v for v in values if v not in allowed]
+            if wrong:
+                raise PydanticCustomError(
+                    "spec", "parameter '{name}' may be {wrong}, which {key} does not take ({key} takes {shown})",
+                    {"name": name, "wrong": ", ".join(_literal(v) for v in wrong), "key": key, "shown": shown,
+                     "field": key, "received": name})
+            refs[cls._field_name(key)] = name
+            substituted[key] = values[0]
+        if not refs:
+            return handler(data)
+        layer = handler(substituted)
+        if len(_PARAM_REFS) > 100_000:
+            _PARAM_REFS.clear()
+        _PARAM_REFS[id(layer)] = (layer, refs)
+        return layer
+
+    @property
+    def parameter_fields(self) -> dict[str, str]:
+        """The fields standing for a block parameter (`activation: act`): field -> parameter name."""
+        found = _PARAM_REFS.get(id(self))
+        return found[1] if found is not None and found[0] is self else {}
+
+    @model_serializer(mode="wrap")
+    def _written_parameters(self, handler):
+        """Dumped as written: a field standing for a block parameter shows the parameter's name
+        (run folders keep the spec, and `diff` compares it)."""
+        data = handler(self)
+        for field, parameter in self.parameter_fields.items():
+            for key in (field, type(self).model_fields[field].alias):
+                if key in data:
+                    data[key] = parameter
+        return data
+
+    @classmethod
+    def _field_name(cls, key: str) -> str:
+        return next((name for name, field in cls.model_fields.items() if field.alias == key), key)
 
     def concrete(self, namespace: Mapping[str, Any]) -> "Primitive":
         """This layer with every expression evaluated and checked; raises FieldError. A layer
@@ -195,10 +236,12 @@ class Primitive(StrictModel):
                 _TEMPLATE_FIELDS.clear()
             known = _TEMPLATE_FIELDS[id(self)] = (self, tuple(
                 f for f in self._expr_fields if isinstance(state[f], (str, list)) and _holds_expr(state[f])))
-        if not known[1]:
+        refs = self.parameter_fields
+        if not known[1] and not refs:
             return self
         state = self.__dict__
         values = {field: _evaluate(state[field], namespace, (field,)) for field in known[1]}
+        values.update({field: namespace[parameter] for field, parameter in refs.items()})
         key = (id(self), repr(values))
         cached = _CONCRETE.get(key)
         if cached is not None and cached[0] is self:
@@ -217,6 +260,42 @@ class Primitive(StrictModel):
             source = f"'{text}' = {_lookup(data, loc)!r}: " if isinstance(text, str) else ""
             used = expressions.used_values(text, namespace) if isinstance(text, str) else ""
             raise FieldError(f"{source}{first['msg'][:1].lower() + first['msg'][1:]}{used}", loc) from None
+
+
+# The layers whose fields stand for block parameters (few: those in block bodies that name one),
+# by id, with the layer kept so that a reused id never matches; a private attribute would cost
+# every layer pydantic's private-attribute set-up.
+_PARAM_REFS: dict[int, tuple] = {}
+# Per primitive class: the fields a block parameter may stand for, and their values.
+_CHOICE_FIELDS: dict[type, dict[str, tuple]] = {}
+
+
+def _choices_of(annotation: Any) -> tuple:
+    """The values of a Literal of strings, of bool (true, false), or of a union of those (None
+    aside); () for any other type."""
+    if annotation is bool:
+        return (True, False)
+    if typing.get_origin(annotation) is Literal:
+        values = typing.get_args(annotation)
+        return values if all(isinstance(v, str) for v in values) else ()
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
+        found = [_choices_of(a) for a in parts]
+        return tuple(v for values in found for v in values) if all(found) else ()
+    return ()
+
+
+def _literal(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"'{value}'"
+
+
+# Every primitive by its `type`, in the order the classes were defined (layers/__init__ imports the families).
+_REGISTRY: dict[str, type[Primitive]] = {}
+
+
+def registered() -> dict[str, type[Primitive]]:
+    """The primitives defined so far, by `type`."""
+    return dict(_REGISTRY)
 
 
 # The fields of a layer (by id; the layer is kept, so a reused id never matches) that hold

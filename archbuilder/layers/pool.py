@@ -1,4 +1,5 @@
-"""Layers that change the spatial layout: pools, global pools, zero padding, flatten, reshape."""
+"""Layers that change the spatial layout: pools, global pools, zero padding, cropping, upsampling,
+resizing, flatten, reshape."""
 
 from __future__ import annotations
 
@@ -80,22 +81,29 @@ class GlobalMaxPoolLayer(_GlobalPool):
 
 
 PadPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+# Rows and columns on each side: n (all sides) | [h, w] (top and bottom, left and right) |
+# [[top, bottom], [left, right]].
+Sides = Union[NonNegInt, PadPair, Annotated[list[PadPair], Field(min_length=2, max_length=2)]]
+
+
+def _sides(value) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A `Sides` value as ((top, bottom), (left, right))."""
+    if isinstance(value, int):
+        return (value, value), (value, value)
+    if isinstance(value[0], int):
+        return (value[0], value[0]), (value[1], value[1])
+    return (value[0][0], value[0][1]), (value[1][0], value[1][1])
 
 
 class ZeroPaddingLayer(Primitive):
     """padding: n (all sides) | [h, w] (top and bottom, left and right) | [[top, bottom], [left, right]]."""
 
     type: Literal["zero_padding"]
-    padding: Union[NonNegInt, PadPair, Annotated[list[PadPair], Field(min_length=2, max_length=2)]] = 1
+    padding: Sides = 1
     keras_base_name = "zero_padding2d"
 
     def sides(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        p = self.padding
-        if isinstance(p, int):
-            return (p, p), (p, p)
-        if isinstance(p[0], int):
-            return (p[0], p[0]), (p[1], p[1])
-        return (p[0][0], p[0][1]), (p[1][0], p[1][1])
+        return _sides(self.padding)
 
     def infer(self, inputs, ctx):
         h, w, c = image(self, inputs)
@@ -108,6 +116,69 @@ class ZeroPaddingLayer(Primitive):
         (top, bottom), (left, right) = self.sides()
         padding = (top, left) if (top, left) == (bottom, right) else ((top, bottom), (left, right))
         return keras.layers.ZeroPadding2D(padding=padding, name=name)
+
+
+class CroppingLayer(Primitive):
+    """cropping: n (all sides) | [h, w] (top and bottom, left and right) | [[top, bottom], [left, right]]
+    rows and columns removed (a valid-padding U-Net crops the encoder's maps to the decoder's)."""
+
+    type: Literal["cropping"]
+    cropping: Sides = 1
+    keras_base_name = "cropping2d"
+
+    def infer(self, inputs, ctx):
+        h, w, c = shape = image(self, inputs)
+        (top, bottom), (left, right) = _sides(self.cropping)
+        oh, ow = h - top - bottom, w - left - right
+        if oh < 1 or ow < 1:
+            axis, size, cut = ("height", h, top + bottom) if oh < 1 else ("width", w, left + right)
+            raise ShapeError(f"{self.describe()} removes {cut} of the {axis}'s {size} (input shape {shape})",
+                             collapsed=True)
+        return LayerStats((oh, ow, c))
+
+    def keras(self, ctx, name, inputs):
+        import keras
+
+        return keras.layers.Cropping2D(cropping=_sides(self.cropping), name=name)
+
+
+class UpsampleLayer(Primitive):
+    """Repeats rows and columns `size` times (`nearest`) or interpolates (`bilinear`)."""
+
+    type: Literal["upsample"]
+    size: Size2D = 2
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    keras_base_name = "up_sampling2d"
+
+    def infer(self, inputs, ctx):
+        h, w, c = image(self, inputs)
+        sh, sw = pair(self.size)
+        return LayerStats((h * sh, w * sw, c))
+
+    def keras(self, ctx, name, inputs):
+        import keras
+
+        return keras.layers.UpSampling2D(size=pair(self.size), interpolation=self.interpolation, name=name)
+
+
+class ResizeLayer(Primitive):
+    """Resizes feature maps to `size` ([height, width], or one number for both), `bilinear` (as
+    DeepLab does) or `nearest`, without antialiasing: Keras's Resizing."""
+
+    type: Literal["resize"]
+    size: Size2D
+    interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    keras_base_name = "resizing"
+
+    def infer(self, inputs, ctx):
+        channels = image(self, inputs)[2]
+        return LayerStats((*pair(self.size), channels))
+
+    def keras(self, ctx, name, inputs):
+        import keras
+
+        height, width = pair(self.size)
+        return keras.layers.Resizing(height, width, interpolation=self.interpolation, name=name)
 
 
 class FlattenLayer(Primitive):

@@ -13,12 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from archbuilder.errors import Problem
-from archbuilder.plan import expressions
-from archbuilder.layers.base import NamePatterns
 from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
-from archbuilder.plan.params import ParamError, check_value
-from archbuilder.spec.blocks import BlockCall, BlockDef, StageSpec
-from archbuilder.spec.schema import Spec
+from archbuilder.plan.schema import BlockDef, Spec
+from archbuilder.spec import expressions
+from archbuilder.spec.blocks import BlockCall, StageSpec
+from archbuilder.spec.fields import NamePatterns
+from archbuilder.spec.params import ParamError, check_value
 from archbuilder.spec.source import Document, format_path
 
 STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label")
@@ -32,12 +32,15 @@ class _Blocks:
     blocks: dict[str, BlockDef]
     stages: list[StageSpec | None]
     network: frozenset[str] = frozenset()  # variables, multipliers, classes: names every expression has
+    stem: tuple = ()  # the stem's and head's items, where block calls may stand too
+    head: tuple = ()
 
 
 # Names a block's expressions have besides its parameters and the network's.
 POSITION_NAMES = frozenset({"block_index", "repeats", "stage_index", "block_number", "num_blocks", "drop_path",
                             "in_channels", "in_height", "in_width"})
 NAME_FIELDS = frozenset({"stage", "letter", "block"})  # only in layer-name patterns
+SHAPE_NAMES = frozenset({"in_channels", "in_height", "in_width"})  # what a stem or head item knows besides the network
 
 
 def _network_names(variables, has_classes: bool) -> frozenset[str]:
@@ -46,7 +49,7 @@ def _network_names(variables, has_classes: bool) -> frozenset[str]:
 
 def check_blocks(spec: Spec, document: Document) -> list[Problem]:
     network = _network_names(spec.variables, spec.classes is not None)
-    return _check(_Blocks(spec.blocks, list(spec.stages), network), document)
+    return _check(_Blocks(spec.blocks, list(spec.stages), network, tuple(spec.stem), tuple(spec.head)), document)
 
 
 def check_blocks_of_invalid(document: Document) -> list[Problem]:
@@ -82,6 +85,10 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
     for index, stage in enumerate(spec.stages):
         if stage is not None and (known is None or stage.block in spec.blocks or stage.block not in known):
             _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
+    for part, items in (("stem", spec.stem), ("head", spec.head)):
+        for index, item in enumerate(items):
+            if isinstance(item, BlockCall):
+                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=spec.network | SHAPE_NAMES)
     for name, block in spec.blocks.items():
         _check_body(spec, name, block, problem)
     _check_recursion(spec, problem)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archbuilder.plan import report
-from archbuilder.spec.validate import CheckedSpec
+from archbuilder.plan.validate import CheckedSpec
+from archbuilder.spec.blocks import BlockCall, StageSpec
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,28 @@ def _layer_lists_of_other_types(a: list, b: list) -> bool:
 
 
 def _resolved(checked: CheckedSpec) -> dict:
-    # exclude_none: an optional field left out and one set to null mean the same here.
-    return checked.spec.model_dump(mode="json", exclude_none=True)
+    """The spec as plain data, keys as written (`from`), with every block call's parameter defaults
+    filled in, so a default written out is no difference. exclude_none: an optional field left out
+    and one set to null mean the same here. `reference` describes the file (published counts), not
+    the network, so it is no difference between networks."""
+    data = checked.spec.model_dump(mode="json", exclude_none=True, exclude={"reference"}, by_alias=True)
+    blocks = checked.spec.blocks
+    for stage in data.get("stages", []):
+        _fill_defaults(stage, blocks, skip=StageSpec.model_fields)
+    for items in [data.get("stem", []), data.get("head", []),
+                  *(definition.get("layers", []) for definition in data.get("blocks", {}).values())]:
+        for item in items:
+            if "block" in item:
+                _fill_defaults(item, blocks, skip=BlockCall.model_fields)
+    return data
+
+
+def _fill_defaults(call: dict, blocks: dict, skip) -> None:
+    """A stage's or block call's arguments with the block type's defaults for those not given."""
+    block = blocks.get(call.get("block"))
+    for key, declared in (block.params.items() if block is not None else ()):
+        if key not in call and key not in skip and not declared.required:
+            call[key] = declared.default
 
 
 def _rows(checked: CheckedSpec) -> list[report.Row]:

@@ -2,7 +2,7 @@
 
 This is the step where "stage 3, 4 bottleneck blocks, stride 2" becomes res3a_branch2a …
 res3d_branch2c, with each layer's static output shape, parameters and MACs. Blocks are YAML
-definitions (archbuilder/spec/blocks.py): each instance binds its parameters, evaluates the
+definitions (archbuilder/plan/schema.py, spec/blocks.py): each instance binds its parameters, evaluates the
 expressions of its body against them and its input's shape, skips layers whose `when:` is false,
 wires `from:` references and appends primitive layers. Stem and head are bodies too. No TensorFlow.
 """
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from archbuilder.layers import Context, FieldError, Primitive
-from archbuilder.layers.base import NamePatterns
-from archbuilder.plan import expressions
 from archbuilder.plan.graph import MAX_NODES, Plan, PlanBuilder, PlanError
 from archbuilder.plan.naming import block_group, block_letter, name_fields
-from archbuilder.plan.params import ParamError, check_value
-from archbuilder.spec.blocks import BlockCall, BlockDef
-from archbuilder.spec.schema import Spec
+from archbuilder.plan.schema import BlockDef, Spec
+from archbuilder.spec import expressions
+from archbuilder.spec.blocks import BlockCall
+from archbuilder.spec.fields import NamePatterns
+from archbuilder.spec.params import ParamError, check_value
 
 MAX_INPUT_SEARCH = 1 << 14
 MAX_BLOCK_DEPTH = 8  # a block using a block using ... this deep (spec checks refuse deeper chains)

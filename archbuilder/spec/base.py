@@ -1,10 +1,84 @@
-"""The base class of every spec model: unknown keys are errors, values are immutable."""
+"""The base class of every spec model: unknown keys are errors, values are immutable, and true and
+false are no numbers."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class WrittenBoolean:
+    """A true or false written where only a number fits. pydantic's lax mode reads true as 1
+    (`classes: true`, `--set stages.0.repeats=true`); a spec means no number by it, and the JSON
+    Schema refuses it too. Strict mode would also refuse 64.0 for an integer, which expressions
+    produce; so such a value is swapped for this before validation, which no number type accepts:
+    the field's own error follows, located, beside every other problem of the document."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value).lower()
 
 
 class StrictModel(BaseModel):
     # inf and nan are YAML floats (.inf, .nan) but no sensible size, rate or epsilon.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        changed = None
+        for key in _number_keys(cls).intersection(data):
+            marked = _marked(data[key])
+            if marked is not data[key]:
+                changed = dict(data) if changed is None else changed
+                changed[key] = marked
+        return data if changed is None else changed
+
+
+_NUMBER_KEYS: dict[type, frozenset[str]] = {}
+
+
+def _number_keys(cls: type[BaseModel]) -> frozenset[str]:
+    """The keys (as written) of fields that take numbers but neither true/false nor a nested model."""
+    found = _NUMBER_KEYS.get(cls)
+    if found is None:
+        found = _NUMBER_KEYS[cls] = frozenset(
+            field.alias or name for name, field in cls.model_fields.items()
+            if _kinds(field.annotation) & {int, float} and not _kinds(field.annotation) & {bool, Any, BaseModel})
+    return found
+
+
+def _kinds(annotation: Any) -> set:
+    """The scalar types an annotation is made of (int, float, bool, str, Any, BaseModel for a model)."""
+    if annotation is Any:
+        return {Any}
+    if isinstance(annotation, type):
+        return {BaseModel} if issubclass(annotation, BaseModel) else {annotation}
+    if typing.get_origin(annotation) is typing.Literal:
+        return {type(value) for value in typing.get_args(annotation)}
+    kinds: set = set()
+    for arg in typing.get_args(annotation):
+        kinds |= _kinds(arg)
+    return kinds
+
+
+def _marked(value: Any) -> Any:
+    """`value` with each true/false (in lists and mappings too) as a WrittenBoolean; itself if none."""
+    if isinstance(value, bool):
+        return WrittenBoolean(value)
+    if isinstance(value, list):
+        items = [_marked(item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value)) else value
+    if isinstance(value, dict):
+        items = {key: _marked(item) for key, item in value.items()}
+        return items if any(items[key] is not value[key] for key in value) else value
+    return value

@@ -1,4 +1,6 @@
-"""The block language's schema: block types defined in YAML (`blocks:`), and the stages using them.
+"""The block language's schema: block parameters, block calls and the stages using block types.
+A block type's definition (`BlockDef`: parameters and a body of layers and block calls) composes
+the primitive layers, so it sits with the whole spec's model, archbuilder/plan/schema.py.
 
     blocks:
       se_bottleneck:
@@ -16,12 +18,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from archbuilder.layers import Layer
-from archbuilder.layers.base import LocalId, PosInt, PositiveInt, expr
 from archbuilder.spec.base import StrictModel
+from archbuilder.spec.fields import LocalId, PosInt, PositiveInt, expr
+from archbuilder.spec.params import ParamError, check_value
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 BlockName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
@@ -47,8 +49,8 @@ class ParamSpec(StrictModel):
 
     type: Literal["int", "float", "bool", "choice", "int_list", "float_list"]
     default: Any = None
-    min: Optional[float] = None
-    max: Optional[float] = None
+    min: Optional[Union[int, float]] = None  # an integer stays one (`min: 1`, not 1.0, in `diff`)
+    max: Optional[Union[int, float]] = None
     choices: Optional[Annotated[list[Identifier], Field(min_length=1, max_length=64)]] = None
     length: Optional[Annotated[int, Field(ge=1, le=MAX_LIST)]] = None
     scale: Optional[Literal["width"]] = None
@@ -70,8 +72,6 @@ class ParamSpec(StrictModel):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise PydanticCustomError("spec", "min is larger than max")
         if not self.required:
-            from archbuilder.plan.params import ParamError, check_value
-
             try:
                 check_value(self, self.default)
             except ParamError as error:
@@ -92,35 +92,6 @@ class BlockCall(StrictModel):
     @property
     def arguments(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-def _body_item_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return "block-call" if "block" in value else "primitive-layer"
-    if isinstance(value, (BlockCall,)):
-        return "block-call"
-    return "primitive-layer"
-
-
-BodyItem = Annotated[
-    Union[Annotated[Layer, Tag("primitive-layer")], Annotated[BlockCall, Tag("block-call")]],
-    Discriminator(_body_item_kind),
-]
-# pydantic's error locations name the tag; validate.py skips these steps when locating an error.
-BODY_TAGS = ("primitive-layer", "block-call")
-
-
-class BlockDef(StrictModel):
-    """A block type: parameters and a body of layers. Its output is its last layer's."""
-
-    summary: Optional[Annotated[str, Field(max_length=200)]] = None
-    params: Annotated[dict[Identifier, ParamSpec], Field(max_length=MAX_PARAMS)] = {}
-    layers: Annotated[list[BodyItem], Field(min_length=1, max_length=MAX_LAYERS)]
-
-    @model_validator(mode="after")
-    def _names_free(self) -> "BlockDef":
-        refuse_reserved(self.params, "parameter", "params")
-        return self
 
 
 def refuse_reserved(names, what: str, field: str) -> None:

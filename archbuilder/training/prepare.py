@@ -88,7 +88,7 @@ def _dump_spec(spec) -> str:
 def _load_spec(spec_path: str, overrides: tuple[str, ...], max_memory: int | None = None):
     """The checked spec, its memory estimated for training at its batch size and optimizer."""
     from archbuilder.plan.size_guard import memory_limit, optimizer_slots
-    from archbuilder.spec.validate import check_memory, load_checked_spec
+    from archbuilder.plan.validate import check_memory, load_checked_spec
 
     checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
     training = checked.spec.training or TrainingSpec()

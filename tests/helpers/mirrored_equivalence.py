@@ -31,7 +31,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     from archbuilder.data import pipeline
     from archbuilder.data.sources import training_data
     from archbuilder.keras.graph import build_model
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.callbacks.batch_norm_sync import BatchNormSync
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.optimizers import compile_model

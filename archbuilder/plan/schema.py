@@ -1,25 +1,73 @@
-"""The spec language: pydantic v2 models of an architecture file. Imports no TensorFlow.
+"""The whole spec file as pydantic v2 models: a stem (a list of primitive layers and block calls),
+stages (each a run of one block type) and a head (another such list), with the block types the
+spec defines. Imports no TensorFlow.
 
-A spec is a stem (a list of primitive layers), stages (each a run of one block type) and a head
-(another list of primitive layers). Block types are defined in YAML (`blocks:` here, in imported
-libraries, or the standard library); there is no eval and no import-by-string from YAML.
+These models compose the primitive layers (archbuilder/layers) with the block language
+(spec/blocks.py), so they sit above both: spec/ holds the vocabulary every part shares, layers/
+the primitives, and this module the network made of them. Block types are defined in YAML
+(`blocks:` here, in imported libraries, or the standard library); there is no eval and no
+import-by-string from YAML.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 from archbuilder.layers import DenseLayer, Layer
-from archbuilder.layers.base import LayerName, PositiveInt
 from archbuilder.spec.base import StrictModel
-from archbuilder.spec.blocks import BlockDef, BlockName, Identifier, StageSpec, refuse_reserved
+from archbuilder.spec.blocks import (
+    MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
+)
+from archbuilder.spec.fields import LayerName, PositiveInt, block_parameters
 from archbuilder.spec.initializer import InitializerSpec
+from archbuilder.spec.reference import References
 from archbuilder.spec.training import TrainingSpec
 
-__all__ = ["Spec", "StageSpec", "InitializerSpec", "Defaults", "InputSpec", "Multipliers"]
+__all__ = ["Spec", "StageSpec", "BlockDef", "InitializerSpec", "Defaults", "InputSpec", "Multipliers"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Block types: parameters and a body of layers and block calls
+# ---------------------------------------------------------------------------------------------
+
+
+def _body_item_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "block-call" if "block" in value else "primitive-layer"
+    if isinstance(value, (BlockCall,)):
+        return "block-call"
+    return "primitive-layer"
+
+
+BodyItem = Annotated[
+    Union[Annotated[Layer, Tag("primitive-layer")], Annotated[BlockCall, Tag("block-call")]],
+    Discriminator(_body_item_kind),
+]
+# pydantic's error locations name the tag; validate.py skips these steps when locating an error.
+BODY_TAGS = ("primitive-layer", "block-call")
+
+
+class BlockDef(StrictModel):
+    """A block type: parameters and a body of layers. Its output is its last layer's."""
+
+    summary: Optional[Annotated[str, Field(max_length=200)]] = None
+    params: Annotated[dict[Identifier, ParamSpec], Field(max_length=MAX_PARAMS)] = {}
+    layers: Annotated[list[BodyItem], Field(min_length=1, max_length=MAX_LAYERS)]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _body_sees_parameters(cls, data: Any, handler) -> "BlockDef":
+        # A layer of the body may name a choice or bool parameter as a field's value (`activation: act`).
+        with block_parameters(data.get("params") if isinstance(data, dict) else None):
+            return handler(data)
+
+    @model_validator(mode="after")
+    def _names_free(self) -> "BlockDef":
+        refuse_reserved(self.params, "parameter", "params")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,10 +129,13 @@ class Spec(StrictModel):
     multipliers: Multipliers = Multipliers()
     drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
     blocks: Annotated[dict[BlockName, BlockDef], Field(max_length=1024)] = {}
-    stem: list[Layer] = []
+    # Stem and head are bodies too: primitive layers and block calls (`{block: NAME, ...}`).
+    stem: list[BodyItem] = []
     stages: list[StageSpec] = []
-    head: list[Layer] = []
+    head: list[BodyItem] = []
     training: TrainingSpec | None = None
+    # The published network this file reproduces and its counts (spec/reference.py); not built.
+    reference: Optional[References] = None
 
     @model_validator(mode="after")
     def _variables_free(self) -> "Spec":

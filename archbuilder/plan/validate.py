@@ -15,16 +15,16 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from archbuilder.plan import size_guard
 from archbuilder.errors import Location, Problem, SpecError
 from archbuilder.layers import LAYER_TYPES
+from archbuilder.plan import size_guard
 from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
-from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
-from archbuilder.spec.blocks import BODY_TAGS
+from archbuilder.plan.graph import Plan, PlanError
+from archbuilder.plan.schema import BODY_TAGS, Spec
+from archbuilder.spec.base import WrittenBoolean
 from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
-from archbuilder.spec.schema import Spec
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ def parse_spec(document: Document) -> Spec:
     try:
         return Spec.model_validate(document.data)
     except ValidationError as error:
-        problems = [_schema_problem(e, document) for e in error.errors()]
+        # dict.fromkeys: a union's members may each report the same problem
+        problems = list(dict.fromkeys(_schema_problem(e, document) for e in error.errors()))
         raise SpecError(problems + check_blocks_of_invalid(document)) from None
 
 
@@ -171,13 +172,16 @@ def _schema_problem(error: dict, document: Document) -> Problem:
         return Problem(document.location_of(path, key=True), format_path(path), f"unknown key '{key}'{hint}")
     if kind == "missing":
         return Problem(document.location_of(path[:-1]), format_path(path), f"missing required key '{path[-1]}'")
-    if kind == "union_tag_not_found":
-        message = f"missing key 'type'; one of: {', '.join(LAYER_TYPES)}"
+    if kind == "union_tag_not_found":  # a body item with neither `type` nor `block`
+        message = f"missing key 'type' (a layer: one of {', '.join(LAYER_TYPES)}) or 'block' (a block call)"
         return Problem(document.location_of(path), format_path(path), message)
     if kind == "union_tag_invalid":
         tag = ctx.get("tag")
         message = f"unknown layer type '{tag}'; valid types: {', '.join(LAYER_TYPES)}"
         return Problem(document.location_of(path + ("type",)), format_path(path + ("type",)), message)
+    if isinstance(received, WrittenBoolean):
+        return Problem(document.location_of(path), format_path(path),
+                       f"expected a number, not true or false (received: {received!r})")
     if kind == "spec":  # our own validators: they say which field, and what to show as received
         path = path + ((ctx["field"],) if "field" in ctx else ())
         received = ctx.get("received")
@@ -191,7 +195,11 @@ def _data_path(loc: tuple, data: Any) -> Path_:
     """pydantic's loc without the tagged-union and type-choice steps it inserts."""
     path: list[Any] = []
     current = data
-    for part in loc:
+    tag_seen = None  # the layer whose discriminator step was skipped: an `activation` layer's
+    for part in loc:  # loc is (..., "activation" (the tag), "activation" (the field)); skip only the first
+        if isinstance(current, dict) and current.get("type") == part and part in LAYER_TYPES and tag_seen is not current:
+            tag_seen = current
+            continue  # the discriminator's value
         if isinstance(current, dict) and part in current:
             path.append(part)
             current = current[part]
@@ -214,42 +222,51 @@ def _data_path(loc: tuple, data: Any) -> Path_:
 
 
 def _valid_keys(path: Path_, data: Any) -> list[str]:
-    """Field names of the model that sits at `path` in the Spec."""
-    model: Any = Spec
+    """The keys (as written: `from`, not `from_`) of the model that sits at `path` in the Spec.
+    A list's or a union's model is chosen by the value it holds, so a layer's are its type's."""
+    annotation: Any = Spec
     current = data
     for part in path:
-        # pydantic's location may still name union members ('NamePatterns'), which are no data keys
-        if isinstance(current, dict):
-            current = current.get(part)
-        elif isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
-            current = current[part]
-        else:
-            current = None
-        if isinstance(part, int):
-            continue  # a list item has the list's item model, already chosen below
-        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
-            model = _item_model(model.model_fields[part].annotation, current)
-        else:
-            return []
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted(model.model_fields)
-    return []
+        if isinstance(part, int):  # a list item: the list's annotation, resolved below by the item
+            ok = isinstance(current, list) and -len(current) <= part < len(current)
+            current = current[part] if ok else None
+            continue
+        model = _item_model(annotation, current)
+        field = _field_by_key(model, part)
+        if field is None:
+            return []  # pydantic's location may still name union members ('NamePatterns'): no data keys
+        annotation = field.annotation
+        current = current.get(part) if isinstance(current, dict) else None
+    model = _item_model(annotation, current)
+    return sorted(field.alias or name for name, field in model.model_fields.items()) if model else []
+
+
+def _field_by_key(model: Any, key: Any):
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return next((field for name, field in model.model_fields.items() if (field.alias or name) == key), None)
 
 
 def _item_model(annotation: Any, value: Any) -> Any:
-    """The BaseModel inside Optional[...] / list[...] / a tagged union (chosen by `type`)."""
+    """The BaseModel inside Optional[...] / list[...] / a union that `value` stands for: the layer
+    type its `type` names, the block call its `block` makes, or the one model there is."""
+    models: list[Any] = []
     candidates: list[Any] = [annotation]
     while candidates:
         current = candidates.pop(0)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            type_field = current.model_fields.get("type")
-            if type_field is None or not isinstance(value, dict):
-                return current
-            if value.get("type") in typing.get_args(type_field.annotation):
-                return current
-            continue
-        candidates.extend(a for a in typing.get_args(current) if a is not type(None))
-    return None
+            models.append(current)
+        else:
+            candidates.extend(a for a in typing.get_args(current) if a is not type(None))
+    if len(models) <= 1 or not isinstance(value, dict):
+        return models[0] if models else None
+    for model in models:
+        type_field = model.model_fields.get("type")
+        if type_field is not None and value.get("type") in typing.get_args(type_field.annotation):
+            return model
+    untyped = [model for model in models if "type" not in model.model_fields]
+    return next((model for model in untyped if "block" in model.model_fields and "block" in value),
+                untyped[0] if untyped and "type" not in value else None)
 
 
 def _sentence(message: str) -> str:

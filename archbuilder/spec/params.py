@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from archbuilder.plan.expressions import MAX_MAGNITUDE
+from archbuilder.spec.expressions import MAX_MAGNITUDE
 
 
 class ParamError(ValueError):
