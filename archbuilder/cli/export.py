@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from archbuilder.cli.options import model_spec_options
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 from archbuilder.export import FORMATS, QUANTIZATIONS
 
 # A float32 export computes what Keras computes, op for op, in another kernel library: the
@@ -57,7 +57,7 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, max_m
     if calibration is not None and quantize != "int8":
         raise UserError("--calibration applies to --quantize int8")
     if not Path(model_path).exists():
-        raise UserError(f"{model_path}: no such model file")
+        raise UserError(f"{shown(model_path)}: no such model file")
     out = out if out is not None else default_out(Path(model_path), fmt, quantize)
     check_out(out, fmt)
     model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
@@ -77,7 +77,7 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, max_m
     write_export(model, fmt, out, metadata, quantize, calibration_x)
     exported = open_exported(out)
     label = f"{exported.runtime}" + (f" {quantize}" if quantize else " float32")
-    click.echo(f"Exported {out} ({label}, {_size(out)})")
+    click.echo(f"Exported {shown(out)} ({label}, {_size(out)})")
 
     from archbuilder.training.metrics import predict_probabilities
 

@@ -34,8 +34,8 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
 
     if export_kind(model_path) is not None:  # run in its own runtime, with the names stored inside it
         if spec is not None:
-            raise UserError(f"{model_path}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
-        exported = open_exported(model_path)
+            raise UserError(f"{shown(model_path)}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
+        exported = open_exported(model_path, overrides, strict, max_memory)
         names, shape = exported.class_names(), exported.input_shape
         probabilities = exported.predict_uint8(load_image_files(paths, shape))
     else:

@@ -18,8 +18,9 @@ from typing import Iterator
 import numpy as np
 
 from archbuilder.atomic import atomic_dir, atomic_path, atomic_write_bytes
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 from archbuilder.export import metadata as export_metadata
+from archbuilder.keras.model_files import native_path
 
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 # ONNX's standard operator set that tf2onnx targets here; 17 is read by every current runtime.
@@ -36,15 +37,19 @@ def check_out(out: Path, fmt: str) -> None:
     """Refuse an --out that cannot hold the export before anything is converted or created."""
     if fmt == "saved_model":
         if out.exists() and not out.is_dir():
-            raise UserError(f"{out}: is a file; a SavedModel is a folder (give a folder path with --out)")
-        if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").is_file():
-            # The export replaces the folder whole: never a folder holding something else.
-            raise UserError(f"{out}: a folder that is not a SavedModel; refusing to replace it (give a new path)")
+            raise UserError(f"{shown(out)}: is a file; a SavedModel is a folder (give a folder path with --out)")
+        foreign = _not_saved_model_files(out) if out.is_dir() else []
+        if foreign:
+            # The export replaces the folder whole: only a folder holding nothing but a SavedModel.
+            what = "a folder that is not a SavedModel" if not (out / "saved_model.pb").is_file() else \
+                "a SavedModel folder holding other files too"
+            raise UserError(f"{shown(out)}: {what} ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                            "refusing to replace it, which would delete them (give a new or empty folder)")
     else:
         if out.suffix.lower() != SUFFIXES[fmt]:
-            raise UserError(f"{out}: a {fmt} export must end in {SUFFIXES[fmt]} (received: {out.name})")
+            raise UserError(f"{shown(out)}: a {fmt} export must end in {SUFFIXES[fmt]} (received: {shown(out.name)})")
         if out.is_dir():
-            raise UserError(f"{out}: is a folder; give a file path ending in {SUFFIXES[fmt]}")
+            raise UserError(f"{shown(out)}: is a folder; give a file path ending in {SUFFIXES[fmt]}")
     existing = out.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent  # the writer creates the missing folders below this one
@@ -54,7 +59,25 @@ def check_out(out: Path, fmt: str) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise UserError(f"{out}: cannot write there ({error.strerror or error})") from None
+        raise UserError(f"{shown(out)}: cannot write there ({error.strerror or error})") from None
+
+
+# What TensorFlow writes in a SavedModel folder (and archbuilder's metadata beside it). A folder
+# holding only these is a SavedModel an export may replace; anything else in it is someone's file.
+_SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb", "assets.extra/archbuilder.json"}
+
+
+def _not_saved_model_files(folder: Path) -> list[str]:
+    """Files and folders under `folder` that a SavedModel export does not write, sorted."""
+    foreign = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        ours = (name in _SAVED_MODEL_FILES or name in ("variables", "assets", "assets.extra")
+                or (name.startswith("variables/variables.") and path.is_file())
+                or name.startswith("assets/"))  # a SavedModel's assets are part of the model
+        if not ours:
+            foreign.append(shown(name))
+    return foreign
 
 
 def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | None = None,
@@ -69,8 +92,8 @@ def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | Non
     model(np.zeros((1, *model.input_shape[1:]), np.float32), training=False)
     with _quiet_converters():
         if fmt == "saved_model":
-            with atomic_dir(out) as tmp:
-                model.export(str(tmp), format="tf_saved_model", verbose=False)
+            with atomic_dir(out) as tmp, native_path(tmp) as writable:
+                model.export(str(writable), format="tf_saved_model", verbose=False)
                 export_metadata.write_saved_model_metadata(tmp, metadata)
         elif fmt == "litert":
             data = _litert_bytes(model, quantize, calibration)
@@ -78,9 +101,9 @@ def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | Non
         elif fmt == "onnx":
             from archbuilder.export.onnx_gaps import onnx_convertible_graph
 
-            with atomic_path(out) as tmp, onnx_convertible_graph():
-                model.export(str(tmp), format="onnx", verbose=False, opset_version=ONNX_OPSET)
-                export_metadata.add_onnx_metadata(tmp, metadata)
+            with atomic_path(out) as tmp, native_path(tmp) as writable, onnx_convertible_graph():
+                model.export(str(writable), format="onnx", verbose=False, opset_version=ONNX_OPSET)
+                export_metadata.add_onnx_metadata(writable, metadata)
         else:  # the CLI checks the name; this is a programming error
             raise ValueError(f"unknown export format {fmt!r}")
 

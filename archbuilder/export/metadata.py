@@ -63,9 +63,9 @@ def add_onnx_metadata(path: Path, metadata: dict) -> None:
     onnx.save(model, str(path))
 
 
-def read_onnx_metadata(session) -> dict:
-    """From an onnxruntime InferenceSession (the file is already parsed there)."""
-    text = session.get_modelmeta().custom_metadata_map.get(METADATA_ENTRY)
+def parse_metadata(text: str | None) -> dict:
+    """An `archbuilder.json` entry's text (None when the file has none), e.g. an `.onnx` file's
+    `metadata_props` value as ONNX Runtime reads it."""
     return _parse(text.encode("utf-8")) if text else {}
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 from archbuilder.export import metadata as export_metadata
 
 EXPORT_SUFFIXES = {".tflite": "litert", ".onnx": "onnx"}
@@ -19,10 +19,12 @@ RUNTIME_NAMES = {"saved_model": "TensorFlow SavedModel", "litert": "LiteRT", "on
 
 
 def export_kind(path: str | Path) -> str | None:
-    """'saved_model', 'litert' or 'onnx' for an exported model's path; None for anything else."""
+    """'saved_model', 'litert' or 'onnx' for an exported model's path; None for anything else.
+    Every folder is taken for a SavedModel (the only model that is a folder); opening one without
+    saved_model.pb says so."""
     path = Path(path)
     if path.is_dir():
-        return "saved_model" if (path / "saved_model.pb").is_file() else None
+        return "saved_model"
     return EXPORT_SUFFIXES.get(path.suffix.lower())
 
 
@@ -40,115 +42,205 @@ class ExportedModel:
         return RUNTIME_NAMES[self.kind]
 
     def class_names(self) -> tuple[str, ...]:
-        names = self.metadata.get("class_names")
-        if isinstance(names, list) and len(names) == self.classes and all(isinstance(n, str) for n in names):
+        names = self.metadata.get("class_names")  # checked when the file was opened
+        if isinstance(names, list) and len(names) == self.classes:
             return tuple(names)
         return tuple(str(i) for i in range(self.classes))
 
     def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities for float32 inputs (N, H, W, C) already divided by 255."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        outputs = [self._run(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        outputs = [self._run_batch(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, self.classes), np.float32)
 
     def predict_uint8(self, x_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
         # Bit-identical to training's tf.cast(x, float32) / 255.0: both round one float32 division.
         return self.predict(x_uint8.astype(np.float32) / np.float32(255.0), batch_size)
 
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        from archbuilder.export.runtime_process import ChildDied
 
-def open_exported(path: str | Path) -> ExportedModel:
-    """Open an export for inference; a file that is not one is a UserError naming it."""
+        try:
+            output = np.asarray(self._run(x))
+        except UserError:
+            raise
+        except ChildDied as error:
+            raise UserError(f"{shown(self.path)}: not a loadable {self.runtime} model ({error})") from None
+        except Exception as error:  # the runtime's own error for a file it loaded but cannot run
+            raise UserError(f"{shown(self.path)}: {self.runtime} could not run the model ({_first_line(error)})") from None
+        if output.shape != (len(x), self.classes):
+            raise UserError(f"{shown(self.path)}: the model's output has shape {list(output.shape)} for {len(x)} "
+                            f"images; expected ({len(x)}, {self.classes}), one probability per class")
+        return output.astype(np.float32, copy=False)
+
+
+def open_exported(path: str | Path, overrides: Iterable[str] = (), strict: bool = False,
+                  max_memory: int | None = None) -> ExportedModel:
+    """Open an export for inference; a file that is not one is a UserError naming it.
+    `overrides`, `strict`, `max_memory` (--set, --strict, --max-memory) are refused, as for a .keras."""
+    from archbuilder.keras.model_files import refuse_spec_options
+
     path = Path(path)
     kind = export_kind(path)
     if kind is None:
-        raise UserError(f"{path}: not an exported model (a .tflite or .onnx file, or a SavedModel folder)")
+        raise UserError(f"{shown(path)}: not an exported model (a .tflite or .onnx file, or a SavedModel folder)")
     if not path.exists():
-        raise UserError(f"{path}: no such model file")
+        raise UserError(f"{shown(path)}: no such model file")
+    refuse_spec_options(path, overrides, strict, max_memory, what="an export")
+    if kind == "saved_model" and not (path / "saved_model.pb").is_file():
+        raise UserError(f"{shown(path)}: is a folder, not a SavedModel (no saved_model.pb in it; a run folder holds best.keras)")
+    if kind != "saved_model" and path.stat().st_size == 0:
+        raise UserError(f"{shown(path)}: not a loadable {RUNTIME_NAMES[kind]} model (the file is empty)")
     from archbuilder.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # every path reads images (or the model) with TensorFlow
-    opener = {"saved_model": _open_saved_model, "litert": _open_litert, "onnx": _open_onnx}[kind]
     try:
-        return opener(path)
+        return _open_saved_model(path) if kind == "saved_model" else _open_in_child(kind, path)
     except UserError:
         raise
     except ModuleNotFoundError as error:
-        raise UserError(f"{path}: running a {RUNTIME_NAMES[kind]} model needs {error.name}: {EXTRA_HINT}") from None
+        raise UserError(f"{shown(path)}: running a {RUNTIME_NAMES[kind]} model needs {error.name}: {EXTRA_HINT}") from None
     except Exception as error:  # each runtime has its own exception types for a bad file
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"{path}: not a loadable {RUNTIME_NAMES[kind]} model ({message[:300]})") from None
+        raise UserError(f"{shown(path)}: not a loadable {RUNTIME_NAMES[kind]} model ({_first_line(error)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _checked_metadata(path: Path, metadata: dict) -> dict:
+    from archbuilder.keras.model_files import check_metadata
+
+    check_metadata(metadata, path)
+    return metadata
+
+
+def _one_each(path: Path, inputs: int, outputs: int) -> None:
+    if (inputs, outputs) != (1, 1):
+        raise UserError(f"{shown(path)}: the model has {inputs} input(s) and {outputs} output(s); expected one "
+                        "input (the images) and one output (the class probabilities)")
 
 
 def _image_shape(path: Path, shape: Any) -> tuple[int, int, int]:
+    """(height, width, channels) of a (batch, height, width, channels) input; unknown sizes
+    (None, 0 or -1) are refused, as is a channels-first (NCHW) input."""
     dims = list(shape)
     if len(dims) != 4 or any(not isinstance(d, (int, np.integer)) or d <= 0 for d in dims[1:]):
-        raise UserError(f"{path}: the model's input is {dims}; expected fixed-size images (batch, height, width, channels)")
+        raise UserError(f"{shown(path)}: the model's input is {dims}; expected fixed-size images (batch, height, width, channels)")
+    if dims[3] not in (1, 3):
+        layout = " (channels first, NCHW?)" if dims[1] in (1, 3) else ""
+        raise UserError(f"{shown(path)}: the model's input is {[int(d) for d in dims]}{layout}; expected "
+                        "(batch, height, width, channels) with 1 (grayscale) or 3 (RGB) channels last")
     return tuple(int(d) for d in dims[1:])
+
+
+def _declared(path: Path, input_shape: tuple[int, int, int], declared_bytes: int) -> None:
+    from archbuilder.keras.model_files import check_declared_memory
+
+    check_declared_memory(path, [1, *input_shape], declared_bytes)
 
 
 def _open_saved_model(path: Path) -> ExportedModel:
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
+    from archbuilder.keras.model_files import native_path
+
+    with native_path(path) as readable:
+        loaded = tf.saved_model.load(str(readable))
     if "serving_default" not in loaded.signatures:
-        raise UserError(f"{path}: the SavedModel has no serving_default signature")
+        raise UserError(f"{shown(path)}: the SavedModel has no serving_default signature")
     function = loaded.signatures["serving_default"]
     inputs = function.structured_input_signature[1]
-    if len(inputs) != 1 or len(function.structured_outputs) != 1:
-        raise UserError(f"{path}: expected one input and one output in serving_default")
+    _one_each(path, len(inputs), len(function.structured_outputs))
     (input_name, spec), = inputs.items()
     (output_name, output_spec), = function.structured_outputs.items()
+    shape = _image_shape(path, [0 if d is None else d for d in spec.shape.as_list()])
+    classes = int(output_spec.shape[-1])
+    # The signature declares only its input and output: those bound what it takes for one image.
+    _declared(path, shape, 4 * (int(np.prod(shape)) + classes))
 
     def run(x: np.ndarray) -> np.ndarray:
         return function(**{input_name: tf.constant(x)})[output_name].numpy()
 
-    return ExportedModel("saved_model", path, export_metadata.read_saved_model_metadata(path),
-                         _image_shape(path, [0 if d is None else d for d in spec.shape.as_list()]),
-                         int(output_spec.shape[-1]), run)
+    return ExportedModel("saved_model", path, _checked_metadata(path, export_metadata.read_saved_model_metadata(path)),
+                         shape, classes, run)
 
 
-def _open_litert(path: Path) -> ExportedModel:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from archbuilder.runtime import native_stderr_quiet
-
-    data = path.read_bytes()
-    with native_stderr_quiet():  # LiteRT announces its XNNPACK delegate on stderr
-        interpreter = Interpreter(model_content=data)
-    (input_detail,) = interpreter.get_input_details()
-    (output_detail,) = interpreter.get_output_details()
-    current = {"batch": None}
-
-    def run(x: np.ndarray) -> np.ndarray:
-        if current["batch"] != len(x):  # the file is made for batch 1; resize once per batch size
-            interpreter.resize_tensor_input(input_detail["index"], [len(x), *x.shape[1:]])
-            with native_stderr_quiet():
-                interpreter.allocate_tensors()
-            current["batch"] = len(x)
-        interpreter.set_tensor(input_detail["index"], x)
-        if current.setdefault("invoked", False):
-            interpreter.invoke()
-        else:
-            with native_stderr_quiet():
-                interpreter.invoke()
-            current["invoked"] = True
-        return np.array(interpreter.get_tensor(output_detail["index"]))
-
-    return ExportedModel("litert", path, export_metadata.read_tflite_metadata(data),
-                         _image_shape(path, input_detail["shape"]), int(output_detail["shape"][-1]), run)
+_QUANTIZED = ("uint8", "int8")
 
 
-def _open_onnx(path: Path) -> ExportedModel:
-    import onnxruntime
+def _open_in_child(kind: str, path: Path) -> ExportedModel:
+    """A `.tflite` or `.onnx` file, run in a child process (runtime_process.py): their runtimes
+    can crash on a damaged file, and then only the child dies."""
+    import importlib.util
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only; it warns about unused initializers at INFO/WARNING
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
+    module = {"litert": "ai_edge_litert", "onnx": "onnxruntime"}[kind]
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(name=module)
+    from archbuilder.export.runtime_process import ChildDied, RuntimeProcess
+
+    try:
+        child = RuntimeProcess(kind, path)
+    except ChildDied as error:
+        raise UserError(f"{shown(path)}: not a loadable {RUNTIME_NAMES[kind]} model ({error})") from None
+    details = child.details
+    _one_each(path, len(details["inputs"]), len(details["outputs"]))
+    (given,), (output,) = details["inputs"], details["outputs"]
+    # A dynamic size (-1 in a .tflite's shape_signature, a symbolic ONNX size) would run at a
+    # placeholder size (LiteRT's is 1x1): refused.
+    shape = _image_shape(path, given["shape_signature"] or given["shape"])
+    classes = output["shape"][-1] if output["shape"] else -1
+    if classes <= 0:
+        raise UserError(f"{shown(path)}: the model's output is {output['shape']}; expected (batch, classes)")
+    _declared(path, shape, int(details["declared_bytes"]))
+    quantize_input, dequantize_output = _input_converter(path, given), _output_converter(path, output)
 
     def run(x: np.ndarray) -> np.ndarray:
-        return session.run([model_output.name], {model_input.name: x})[0]
+        return dequantize_output(child.run(quantize_input(x)))
 
-    shape = [0 if not isinstance(d, int) else d for d in model_input.shape]
-    return ExportedModel("onnx", path, export_metadata.read_onnx_metadata(session),
-                         _image_shape(path, shape), int(model_output.shape[-1]), run)
+    if kind == "litert":
+        metadata = export_metadata.read_tflite_metadata(path.read_bytes())
+    else:
+        metadata = export_metadata.parse_metadata(details.get("metadata", {}).get(export_metadata.METADATA_ENTRY))
+    return ExportedModel(kind, path, _checked_metadata(path, metadata), shape, int(classes), run)
+
+
+def _input_converter(path: Path, tensor: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 x/255 as the model takes it: a full-integer model's uint8/int8 input is quantized
+    with its own scale and zero point, q = round(x / scale) + zero_point (LiteRT's rounding,
+    half away from zero), clipped to the type's range."""
+    dtype = tensor["dtype"]
+    if dtype == "float32":
+        return lambda x: x
+    if dtype == "float16":
+        return lambda x: x.astype(np.float16)
+    if dtype in _QUANTIZED:
+        scale, zero_point = _quantization(path, tensor, "input")
+        limits = np.iinfo(dtype)
+
+        def quantize(x: np.ndarray) -> np.ndarray:
+            scaled = x.astype(np.float64) / scale
+            rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero_point
+            return np.clip(rounded, limits.min, limits.max).astype(dtype)
+
+        return quantize
+    raise UserError(f"{shown(path)}: the model's input is {dtype}; expected float32, or uint8/int8 with a scale and zero point")
+
+
+def _output_converter(path: Path, tensor: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Probabilities as float32: a full-integer model's output dequantized, (q - zero_point) * scale."""
+    dtype = tensor["dtype"]
+    if dtype in ("float32", "float16"):
+        return lambda y: y.astype(np.float32)
+    if dtype in _QUANTIZED:
+        scale, zero_point = _quantization(path, tensor, "output")
+        return lambda y: ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale))
+    raise UserError(f"{shown(path)}: the model's output is {dtype}; expected float32, or uint8/int8 with a scale and zero point")
+
+
+def _quantization(path: Path, tensor: dict, which: str) -> tuple[float, int]:
+    scale, zero_point = tensor["scale"], tensor["zero_point"]
+    if not (np.isfinite(scale) and scale > 0):
+        raise UserError(f"{shown(path)}: the model's {which} is {tensor['dtype']} without a quantization scale "
+                        f"(received: scale {scale}); cannot map probabilities to it")
+    return float(scale), int(zero_point)

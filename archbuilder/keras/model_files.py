@@ -49,11 +49,13 @@ def read_model_metadata(path: str | os.PathLike) -> dict:
         return {}
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{shown(path)}: {METADATA_ENTRY} is not JSON ({error})") from None
-    _check_metadata(metadata, path)
+    check_metadata(metadata, path)
     return metadata
 
 
-def _check_metadata(metadata, path) -> None:
+def check_metadata(metadata, path) -> None:
+    """The metadata of a model file (a `.keras` or an export) has the types archbuilder writes;
+    class names are distinct, since a prediction names each probability by its class."""
     def refuse(what: str, received) -> None:
         text = json.dumps(received)
         raise UserError(f"{shown(path)}: {METADATA_ENTRY}: {what} (received: {text[:60]})")
@@ -63,9 +65,40 @@ def _check_metadata(metadata, path) -> None:
     names = metadata.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         refuse("class_names must be a list of class names", names)
+    if names is not None and len(set(names)) != len(names):
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        refuse(f"class_names must be distinct; {twice!r} names two classes", names)
     shape = metadata.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and all(type(d) is int and d > 0 for d in shape)):
         refuse("input_shape must be a list of positive integers", shape)
+
+
+def refuse_spec_options(path, overrides: Iterable[str] = (), strict: bool = False, max_memory: int | None = None,
+                        what: str = "a .keras file") -> None:
+    """--set/--strict/--max-memory shape the model built from --spec; a model file alone has none
+    to shape: refuse them, never ignore them."""
+    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
+             if value]
+    if given:
+        raise UserError(
+            f"{shown(path)}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
+            f"read into it); {what} alone carries its own architecture"
+        )
+
+
+def check_declared_memory(path, input_shape, declared_bytes: int) -> None:
+    """Refuse a model file whose network, as the file declares it, needs more memory for one image
+    than the limit (ARCHBUILDER_MAX_MEMORY, else 16 GiB), before any image is resized to its input:
+    a file may declare a 3,000,000 x 3,000,000 input as easily as a spec could."""
+    from archbuilder.plan.size_guard import LIMIT_VARIABLE, format_bytes, memory_limit
+
+    limit = memory_limit()
+    if declared_bytes > limit:
+        raise UserError(
+            f"{shown(path)}: the model's input {list(input_shape)} needs an estimated {format_bytes(declared_bytes)} "
+            f"for one image, more than the limit of {format_bytes(limit)}; raise it with {LIMIT_VARIABLE} "
+            "if this machine really has the memory"
+        )
 
 
 def open_model_file(
@@ -88,50 +121,56 @@ def open_model_file(
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: no such model file")
+        raise UserError(f"{shown(path)}: no such model file")
     if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
+        raise UserError(f"{shown(path)}: is a folder, not a model file (a run folder holds best.keras)")
     if is_h5(path) or (spec_path is not None and is_keras(path)):
         return _open_weights(path, spec_path, overrides, strict, on_report, max_memory)
-    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
-             if value]
-    if given:  # they shape the spec's model, and without --spec there is none: refuse, never ignore
-        raise UserError(
-            f"{path}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
-            "read into it); a .keras file alone carries its own architecture"
-        )
+    refuse_spec_options(path, overrides, strict, max_memory)
     if not is_keras(path):
-        raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
+        raise UserError(f"{shown(path)}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
     if not zipfile.is_zipfile(path):
-        raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
+        raise UserError(f"{shown(path)}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     # These import TensorFlow quietly and register the archbuilder objects older files name.
     import archbuilder.keras.initializers  # noqa: F401
     import archbuilder.keras.legacy_layers  # noqa: F401
     import keras
 
     try:
-        with _lower_case_suffix(path) as readable:
+        with native_path(path, ".keras") as readable:
             return keras.saving.load_model(readable, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError, ... for bad files
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise UserError(
-                f"{path}: refusing to load: it contains a Lambda layer (arbitrary code); "
+                f"{shown(path)}: refusing to load: it contains a Lambda layer (arbitrary code); "
                 "only files without one are loaded (safe_mode)"
             ) from None
-        raise UserError(f"{path}: not a loadable Keras model ({message[:300]})") from None
+        raise UserError(f"{shown(path)}: not a loadable Keras model ({message[:300]})") from None
 
 
 @contextlib.contextmanager
-def _lower_case_suffix(path: Path):
-    """`path`, or a link to it named `.keras`: Keras reads only names ending in lower case."""
-    if path.suffix == ".keras":
+def native_path(path: Path, suffix: str | None = None):
+    """`path`, or a link to it whose name native code can open: TensorFlow, Keras, tf2onnx and
+    ONNX take names as UTF-8 text (a name with bytes that are not UTF-8 reaches Python as
+    surrogates and fails there), and Keras reads only names ending in lower-case `.keras`."""
+    path = Path(path)
+    try:
+        str(path).encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    if encodable and (suffix is None or path.name.endswith(suffix)):
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="archbuilder-") as folder:
-        link = Path(folder) / "model.keras"
+        link = Path(folder) / ("model" + (suffix if suffix is not None else _encodable(path.suffix)))
         os.symlink(path.resolve(), link)
         yield link
+
+
+def _encodable(text: str) -> str:
+    return os.fsencode(text).decode("utf-8", "replace").replace("\ufffd", "_")
 
 
 def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
@@ -158,11 +197,29 @@ def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:
 
 
 def model_input_shape(model, path: str | os.PathLike) -> tuple[int, int, int]:
-    """(height, width, channels) the model takes; a model that doesn't take fixed-size images is an error."""
+    """(height, width, channels) the model takes; a model that doesn't take fixed-size images, or
+    whose estimated memory for one image exceeds the limit, is an error."""
     shape = model.input_shape
     if isinstance(shape, list) or len(shape) != 4 or any(d is None for d in shape[1:]):
-        raise UserError(f"{path}: the model's input is {shape}; expected fixed-size images (batch, height, width, channels)")
+        raise UserError(f"{shown(path)}: the model's input is {shape}; expected fixed-size images (batch, height, width, channels)")
     from archbuilder.data.images import check_channels
 
     check_channels(shape[3])
+    check_declared_memory(path, shape, _inference_bytes(model))
     return tuple(shape[1:])
+
+
+def _inference_bytes(model) -> int:
+    """plan/size_guard.py's estimate for one image, from the Keras model: 4 bytes for every weight
+    and for every value each layer outputs (the input included)."""
+    import math
+
+    values = model.count_params()
+    for layer in model.layers:
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError):  # a layer called twice has no single output
+            continue
+        for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            values += math.prod(d or 1 for d in tuple(output.shape)[1:])
+    return 4 * values

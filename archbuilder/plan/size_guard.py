@@ -77,16 +77,32 @@ def estimate(plan: Plan, batch_size: int = 1, training: bool = False, slots: int
 
 def memory_limit(option: str | None = None) -> int:
     """The limit from --max-memory, else $ARCHBUILDER_MAX_MEMORY, else 16 GiB."""
-    text = option if option is not None else os.environ.get(LIMIT_VARIABLE)
-    return DEFAULT_LIMIT if text is None else parse_size(text)
+    if option is not None:
+        return parse_size(option)
+    text = os.environ.get(LIMIT_VARIABLE)
+    if text is None:
+        return DEFAULT_LIMIT
+    try:
+        return parse_size(text)
+    except UserError as error:  # say where the bad size came from: the user may not remember setting it
+        raise UserError(f"{LIMIT_VARIABLE}: {error}") from None
+
+
+# No machine has more memory than this (1 YiB = 2**80 bytes); a larger size is a typo, or a number
+# like 1e400 that float() would turn into infinity and int() into an OverflowError.
+MAX_SIZE = 2**80
 
 
 def parse_size(text: str) -> int:
-    """'16GiB', '500 MB', '2e10' -> bytes."""
+    """'16GiB', '500 MB', '2e10' -> bytes. Read as a decimal, exactly: never a float overflow."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     if not match or match[2].lower() not in _UNITS:
         raise UserError(f"cannot read memory size '{text}': use e.g. 16GiB, 500MB or 2e10 (bytes)")
-    size = int(float(match[1]) * _UNITS[match[2].lower()])
+    number, unit = Decimal(match[1]), _UNITS[match[2].lower()]
+    if number > Decimal(MAX_SIZE) / unit:  # compared before multiplying: 1e999999999 stays cheap
+        raise UserError(f"memory size '{text}' is larger than any machine's memory (more than "
+                        "2**80 bytes, 1 YiB); use e.g. 64GiB")
+    size = int(number * unit)
     if size <= 0:
         raise UserError(f"memory size '{text}' is not positive: every network needs some memory; use e.g. 16GiB")
     return size

@@ -1,0 +1,106 @@
+"""The Python API's arguments, checked before any real work: what a caller passes is refused with
+archbuilder's own errors (never TypeError, AttributeError or RecursionError), and a dict is held to
+the bounds a spec file is (spec/source.py: 1 MiB, 20,000 values, 32 levels) before it is written
+out as YAML, so a dict of a million values or a 50 MB name is refused as fast as such a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from archbuilder.errors import Location, Problem, SpecError, UserError
+from archbuilder.spec.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, format_path
+
+DICT_NAME = "<dict>"  # where problems of a dict spec are located (plan/validate.load_checked_data)
+# Python refuses to turn an int of more than 4300 digits into text (sys.int_info), which writing
+# the dict as YAML does; any number in a spec is far smaller, and the schema says so for smaller ones.
+MAX_INT_DIGITS = 4000
+
+
+def spec_argument(spec: Any) -> str | os.PathLike | dict:
+    """A path (str, bytes, os.PathLike) or a plain dict, checked; anything else is a UserError."""
+    if isinstance(spec, Mapping):
+        check_plain_data(spec)
+        return dict(spec)
+    if isinstance(spec, bytes):
+        return os.fsdecode(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return spec
+    raise UserError(f"spec: expected a spec file's path or a dict holding a spec (received: {_kind(spec)})")
+
+
+def overrides_argument(overrides: Any) -> tuple[str, ...]:
+    """`--set`-style overrides: an iterable of "PATH=VALUE" strings. One string is one override
+    (never read character by character)."""
+    if overrides is None:
+        return ()
+    if isinstance(overrides, str):
+        return (overrides,)
+    if isinstance(overrides, (bytes, Mapping)) or not hasattr(overrides, "__iter__"):
+        raise UserError(f"overrides: expected a list of 'PATH=VALUE' strings (received: {_kind(overrides)})")
+    result = tuple(overrides)
+    for index, item in enumerate(result):
+        if not isinstance(item, str):
+            raise UserError(f"overrides[{index}]: expected a 'PATH=VALUE' string, e.g. 'classes=10' "
+                            f"(received: {_kind(item)})")
+    return result
+
+
+def max_memory_argument(max_memory: Any) -> int | None:
+    """Bytes (a positive int), a size such as "32GiB", or None for the default limit."""
+    if max_memory is None:
+        return None
+    if isinstance(max_memory, str):
+        from archbuilder.plan.size_guard import parse_size
+
+        return parse_size(max_memory)
+    if type(max_memory) is not int or max_memory <= 0:
+        raise UserError(f"max_memory: expected a positive number of bytes or a size such as '32GiB' "
+                        f"(received: {_kind(max_memory)} {max_memory!r:.40})")
+    return max_memory
+
+
+def check_plain_data(data: Mapping) -> None:
+    """Refuse a dict deeper, larger or with more values than a spec file may be; without recursion,
+    so a dict nested 100,000 deep or one that contains itself gets the file's own message."""
+    count, size = 0, 0
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:  # a dict containing itself is infinitely deep: it ends here too
+            _refuse(path, f"nesting is too deep (limit {MAX_DEPTH})")
+        if isinstance(value, (Mapping, list, tuple)):
+            if count + len(value) > MAX_VALUES:  # before copying a million items
+                _refuse(path, f"document has more than {MAX_VALUES} values; refusing to parse it")
+            items = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
+        else:
+            size += _text_size(value, path)
+            items = []
+        for key, item in items:
+            size += _text_size(key, path) + 2  # "key: " or "- ", roughly; only the order of size matters
+            stack.append((item, path + (key,), depth + 1))
+        if size > MAX_FILE_BYTES:
+            _refuse(path, f"document is larger than {MAX_FILE_BYTES} bytes written as YAML; refusing to parse it")
+
+
+def _text_size(value: Any, path: tuple) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = value.bit_length() * 0.30103 + 1  # log10(2): digits of the number, within one
+        if digits > MAX_INT_DIGITS:
+            _refuse(path, f"a number of more than {MAX_INT_DIGITS} digits is beyond any real size")
+        return int(digits) + 1
+    return 8  # a float, a boolean, null
+
+
+def _refuse(path: tuple, message: str) -> None:
+    shown_path = format_path(path)[:200]  # a path of keys as long as the limits allow stays readable
+    raise SpecError([Problem(Location(DICT_NAME, 1, 1), shown_path, message)])
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
