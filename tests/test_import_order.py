@@ -30,7 +30,7 @@ TIERS = [
     ("plan", ("plan",)),
     ("keras/data", ("keras", "data")),
     ("training/export", ("training", "export", "diagrams")),
-    ("api", ("api", "__init__")),
+    ("api", ("api", "api_inputs", "__init__")),
     ("cli", ("cli",)),
 ]
 TENSORFLOW = ("tensorflow", "keras", "tf_keras")
