@@ -252,7 +252,7 @@ def test_a_last_batch_smaller_than_the_replicas_is_refused():
     from archbuilder.training.distribute import check_last_batches
 
     with pytest.raises(UserError, match=r"1489 training images in global batches of 16 leave a last batch of 1, "
-                                        r"fewer than the 2 replicas.*\(e\.g\. --batch-size 14\)"):
+                                        r"fewer than the 2 replicas.*\(e\.g\. batch_size=14\)"):
         check_last_batches({"training": 1489, "validation": 273}, 16, 2)
     check_last_batches({"training": 1762}, 16, 2)  # a last batch of 2: one image each
     check_last_batches({"training": 1489}, 16, 1)  # one device: any batch
@@ -367,7 +367,7 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}}',
      "task.index: 2 is out of range"),
     ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "is not a host:port address"),
-    ("", "--distribute multi-worker needs TF_CONFIG"),
+    ("", "distribute='multi-worker' needs TF_CONFIG"),
     ("[1, 2]", "TF_CONFIG: must be a JSON object"),
 ], ids=["malformed-json", "unknown-task-type", "task-type-not-in-cluster", "index-out-of-range", "no-port",
         "missing", "not-an-object"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import Remedy, UserError, shown
 from archbuilder.file_kinds import is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
@@ -93,15 +93,15 @@ def open_model_file(
         raise UserError(f"{path}: is a folder, not a model file (a run folder holds best.keras)")
     if is_h5(path) or (spec_path is not None and is_keras(path)):
         return _open_weights(path, spec_path, overrides, strict, on_report, max_memory)
-    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
+    given = [name for name, value in (("overrides", tuple(overrides)), ("strict", strict), ("max_memory", max_memory))
              if value]
-    if given:  # they shape the spec's model, and without --spec there is none: refuse, never ignore
-        raise UserError(
-            f"{path}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
-            "read into it); a .keras file alone carries its own architecture"
-        )
+    if given:  # they shape the spec's model, and without a spec there is none: refuse, never ignore
+        raise UserError(f"{path}: ", Remedy(
+            ", ".join(f"{{{name}}}" for name in given) + " applies with {spec} (a model built from a spec, the file's "
+            "weights read into it); a .keras file alone carries its own architecture"))
     if not is_keras(path):
-        raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
+        raise UserError(f"{path}: unsupported model file type {path.suffix or '(none)'!r}",
+                        Remedy("; expected .keras, or .h5 with {spec}"))
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     # These import TensorFlow quietly and register the archbuilder objects older files name.
@@ -136,10 +136,8 @@ def _lower_case_suffix(path: Path):
 
 def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
     if spec_path is None:
-        raise UserError(
-            f"{path}: an .h5 file holds weights that are read into a model built from a spec; "
-            "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
-        )
+        raise UserError(f"{path}: an .h5 file holds weights that are read into a model built from a spec",
+                        Remedy("; give the architecture with {spec}, e.g. the spec file architectures/resnet50.yaml"))
     from archbuilder.keras.weights import open_weights_with_spec
 
     model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)

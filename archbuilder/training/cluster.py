@@ -16,7 +16,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 
 # Task types that train; MultiWorkerMirroredStrategy has no parameter servers or evaluators.
 TRAINING_TASKS = ("chief", "worker")
@@ -57,10 +57,10 @@ def read_cluster(text: str | None = None) -> Cluster:
     """The cluster TF_CONFIG describes (`text`, or the environment's), checked."""
     text = os.environ.get("TF_CONFIG") if text is None else text
     if not text or not text.strip():
-        raise UserError(
-            "--distribute multi-worker needs TF_CONFIG, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
-            "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'"
-        )
+        raise UserError("", Remedy(
+            "{distribute} needs TF_CONFIG, e.g. TF_CONFIG='{{\"cluster\": {{\"worker\": "
+            "[\"host1:12345\", \"host2:12345\"]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}'",
+            (("distribute", "multi-worker"),)))
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from archbuilder.data.split import stratified_split
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.keras.model_files import PREPROCESSING
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.optimizers import compile_model
@@ -186,9 +186,10 @@ def _check_new_run_folder(run: RunDir, starting: dict[str, str] | None = None) -
         return
     held = [p for p in run.root.iterdir() if p.name != LOCK_NAME and not p.name.startswith(PROBE_PREFIX)]
     if run.is_run():
-        raise UserError(f"{run.root}: already exists and is not empty; use --resume {run.root} or another --out")
+        raise UserError(f"{run.root}: already exists and is not empty",
+                        Remedy("; use {resume} or another {out}", (("resume", str(run.root)),)))
     if held and not all(_left_by_a_killed_start(run, path, starting) for path in held):
-        raise UserError(f"{run.root}: already exists and is not empty; give another --out")
+        raise UserError(f"{run.root}: already exists and is not empty", Remedy("; give another {out}"))
 
 
 def _left_by_a_killed_start(run: RunDir, path: Path, starting: dict[str, str] | None) -> bool:
