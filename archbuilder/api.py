@@ -104,7 +104,7 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     returns the run as it is (`interrupted`). `remedy_words` says the hints printed while training
     (the command line passes its flags; default: these arguments).
     """
-    from archbuilder.training.distribute import MODES
+    from archbuilder.training.distribute import MODES, planned_distribution
 
     overrides = tuple(overrides)
     given = [name for name, value in (("spec", spec), ("epochs", epochs), ("batch_size", batch_size),
@@ -116,7 +116,8 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
                                        + ", ".join(f"{{{name}}}" for name in given)))
         from archbuilder.training.run_dir import RunDir
 
-        RunDir(resume).read_run_info()  # checked; no TensorFlow yet
+        run_info = RunDir(resume).read_run_info()  # checked; no TensorFlow yet
+        planned = _training_settings(run_info["training"]).distribute
     else:
         if spec is None or data is None:
             raise UserError("", Remedy("train needs {spec} (a spec file) and {data} (a class folder or a SIGNS .h5 file)"))
@@ -128,15 +129,20 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
                 raise UserError("", Remedy(f"{{{name}}} must be a positive integer (received: {literal(value)})"))
         overrides += tuple(f"training.{name}={value}" for name, value in (("epochs", epochs), ("batch_size", batch_size))
                            if value is not None)
-        load_spec(spec, overrides, max_memory)  # the spec checked first: no TensorFlow yet
+        planned = (load_spec(spec, overrides, max_memory).spec.training or _training_settings({})).distribute
+        run_info = None
     if distribute is not None and distribute not in MODES:
         raise UserError("", Remedy(f"{{distribute}}: unknown mode {literal(distribute)}; one of: {', '.join(MODES)}"))
     if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
         raise UserError("", Remedy(f"{{devices}} must be a positive integer (received: {literal(devices)})"))
-    if out is not None and resume is None:
+    if run_info is not None and distribute is None and devices is None:
+        distribute, devices = _resumed_distribution(run_info, remedy_words or Remedy.in_python)
+    # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
+    cluster = planned_distribution(distribute or planned)
+    if out is not None and resume is None and (cluster is None or cluster.is_chief):
         from archbuilder.output_paths import check_output_folder
 
-        check_output_folder(out)  # before the data is read
+        check_output_folder(out)  # before the data is read; the other workers write nothing anywhere
     from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
     from archbuilder.training.loop import TrainRequest, train as run_training
 
@@ -153,6 +159,24 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     state = (result.run.read_state() or {}) if result.writer else {}
     return TrainedRun(result.run.root, list(state.get("history", [])), state.get("best"), result.metrics,
                       result.epochs_done, result.interrupted, result.stop_signal, result.writer)
+
+
+def _training_settings(data: dict):
+    from archbuilder.spec.training import TrainingSpec
+
+    return TrainingSpec.model_validate(data)
+
+
+def _resumed_distribution(run_info: dict, words: Callable[[Remedy], str]) -> tuple[str | None, int | None]:
+    """The distribution run.json records (what the run was started with), said when it is not one device."""
+    mode, devices = run_info.get("distribute"), run_info.get("devices")
+    if mode not in (None, "none"):
+        import sys
+
+        on = f" on {devices} devices" if devices else ""
+        print(f"resuming with the run's own distribution: {mode}{on}"
+              + words(Remedy(" ({distribute} and {devices} choose another)")), file=sys.stderr, flush=True)
+    return mode, devices
 
 
 def _verbosity() -> int:

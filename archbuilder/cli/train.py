@@ -32,8 +32,9 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
               help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
               "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
 @click.option("--devices", type=click.IntRange(min=1), metavar="N",
-              help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
-              "without GPUs, the CPU split into N logical devices.")
+              help="Replicas per worker: the first N GPUs of this machine (mirrored: without GPUs, the CPU "
+              "split into N logical devices; multi-worker without GPUs: one per worker, more is refused). "
+              "--resume keeps the run's own.")
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
               help="multi-worker: a worker that makes no progress for this long (a peer never came, a "
               "collective hangs) is ended by its watchdog; rerun with --resume.")

@@ -62,6 +62,12 @@ class Distribution:
         return f"{self.cluster.describe()}, {self.replicas} replicas in all; this worker's devices: {devices}"
 
 
+def planned_distribution(mode: str) -> Cluster | None:
+    """The cluster a `multi-worker` run joins, TF_CONFIG checked (None for other modes). Called
+    before TensorFlow is imported, so that a mistake there costs no wait."""
+    return read_cluster() if mode == "multi-worker" else None
+
+
 def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> Distribution:
     """Set up `mode`. Must run before TensorFlow runs any operation (devices are fixed then)."""
     import tensorflow as tf
@@ -73,12 +79,11 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
         if devices and devices > 1:
             raise UserError("", Remedy("{devices} needs {distribute}", (("devices", devices), ("distribute", "mirrored"))))
         return Distribution("none", None)
-    cluster = read_cluster() if mode == "multi-worker" else None
-    if cluster is not None:
-        check_port_free(cluster)
-    local = _local_devices(tf, gpus, devices)
+    cluster = planned_distribution(mode)
     if cluster is None:
-        return Distribution("mirrored", tf.distribute.MirroredStrategy(local))
+        return Distribution("mirrored", tf.distribute.MirroredStrategy(_local_devices(tf, gpus, devices)))
+    check_port_free(cluster)
+    _worker_devices(tf, gpus, devices)
     # Creating the strategy connects to every peer; a peer that never arrives would block it forever.
     watchdog = Watchdog(worker_timeout, f"{cluster.describe()}: the other workers did not all arrive within "
                         f"{worker_timeout:g} s; check TF_CONFIG's addresses and start every worker. Nothing was written")
@@ -130,6 +135,22 @@ def _local_devices(tf, gpus, devices: int | None) -> list[str]:
     except RuntimeError:
         raise UserError("", Remedy("{devices} must be set before TensorFlow starts; train in a fresh process")) from None
     return [f"/cpu:{i}" for i in range(count)]
+
+
+def _worker_devices(tf, gpus, devices: int | None) -> None:
+    """`devices` replicas on this worker: MultiWorkerMirroredStrategy takes every GPU it sees, so the
+    first N are made the visible ones. Without GPUs it runs one replica per worker on the CPU (it
+    does not use logical CPU devices), so more is refused rather than ignored."""
+    if not devices:
+        return
+    if not gpus:
+        if devices > 1:
+            raise UserError("", Remedy(
+                "{devices} under {distribute}: without GPUs each worker trains one replica on its CPU "
+                "(TensorFlow's multi-worker strategy takes GPUs only); leave it out, or give each worker GPUs",
+                (("devices", devices), ("distribute", "multi-worker"))))
+        return
+    tf.config.set_visible_devices(_local_gpus(gpus, devices), "GPU")
 
 
 def _local_gpus(gpus, devices: int):

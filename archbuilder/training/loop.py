@@ -9,7 +9,6 @@ batches the run would have seen, because the order of epoch `e` depends only on 
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from archbuilder.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder.errors import Remedy, UserError  # noqa: E402
@@ -30,7 +28,9 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
-from archbuilder.training.prepare import model_metadata, planned_training, resume, say, start_new, steps_per_epoch  # noqa: E402
+from archbuilder.training.prepare import (  # noqa: E402
+    model_metadata, planned_training, resume, say, start_new, steps_per_epoch, weights_fingerprint,
+)
 from archbuilder.training.run_dir import RunDir  # noqa: E402
 from archbuilder.training.run_state import PreparedRun, RunState  # noqa: E402
 
@@ -184,10 +184,12 @@ def _cluster_errors() -> tuple:
 
 
 def _worker_lost(error, distribution: Distribution, run: RunDir) -> UserError:
-    first = (str(getattr(error, "message", error)).strip().splitlines() or [type(error).__name__])[0][:300]
+    text = str(getattr(error, "message", error))
+    first = (text.strip().splitlines() or [type(error).__name__])[0][:300]
     where = distribution.cluster.describe() if distribution.cluster else distribution.describe()
+    lost = distribution.cluster.lost_peers(text) if distribution.cluster else []
     return WorkerLost(
-        f"{where}: the cluster lost a worker ({type(error).__name__}: {first}). {run.root} keeps the last "
+        f"{where}: the cluster lost {', '.join(lost) or 'a worker'} ({type(error).__name__}: {first}). {run.root} keeps the last "
         f"finished epoch", Remedy("; rerun it on every worker with {resume}", (("resume", str(run.root)),)))
 
 
@@ -196,14 +198,6 @@ def _resume_remedy(run: RunDir, distribution: Distribution) -> Remedy:
     if distribution.cluster is None:
         return Remedy("{call}", (("resume", str(run.root)),), call="train")
     return Remedy("{call}, on every worker", (("resume", str(run.root)), ("distribute", "multi-worker")), call="train")
-
-
-def weights_fingerprint(model) -> str:
-    """SHA-256 of every weight's bytes, in order: equal on workers that hold equal weights."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, steps: int, verbose: int) -> None:
