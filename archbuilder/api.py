@@ -1,18 +1,27 @@
-"""The Python API: one call from a spec (a file or a dict) to a checked spec, its figures, or a model.
+"""The Python API: one call per command of the command line, which is a thin layer over these.
 
     import archbuilder
     model = archbuilder.build("architectures/resnet50.yaml", overrides=["classes=10"])
     archbuilder.info({"name": "net", ...})["total_params"]
+    run = archbuilder.train("spec.yaml", data="images/", epochs=5, out="runs/x")
+    archbuilder.evaluate(run.best_model, "held_out/"), archbuilder.predict(run.best_model, ["photo.jpg"])
+    archbuilder.export(run.best_model, "litert"), archbuilder.diff(a, b), archbuilder.plot("spec.yaml")
 
-Bad input raises `archbuilder.SpecError` (a `UserError`) whose `problems` are the same located
-lines the command line prints. Only `build` imports TensorFlow, and only when called, so
-`import archbuilder` stays instant.
+Bad input raises `archbuilder.UserError` (`SpecError` for specs, whose `problems` are the same
+located lines the command line prints); what to change is named as these functions' arguments
+(`errors.Remedy`), where the command line names its flags. Only the calls that need TensorFlow
+import it, when called, so `import archbuilder` stays instant.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from archbuilder.errors import Remedy, UserError, literal, shown
 
 from archbuilder.errors import UserError
 
@@ -68,3 +77,493 @@ def _is_checked(value) -> bool:
     from archbuilder.plan.validate import CheckedSpec
 
     return isinstance(value, CheckedSpec)
+
+
+# --- training, evaluation, prediction, export: TensorFlow is imported when one is called ----------
+#
+# Each command of the command line is one of these calls; the command line parses flags, calls,
+# and prints. Every failure is an archbuilder.UserError whose remedy names these arguments.
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What `train` returns: the run folder and what it holds."""
+
+    path: Path  # the run folder: best.keras, checkpoints/, history.csv, metrics.json, ...
+    history: list[dict]  # one row per finished epoch, as history.csv
+    best: dict | None  # the best epoch: {"epoch", "monitor", "value"}
+    metrics: dict  # metrics.json: the best model evaluated ({} when no epoch finished)
+    epochs_done: int
+    interrupted: bool  # stopped (Ctrl-C, SIGTERM) before the last epoch: train(resume=path) continues
+    stop_signal: int = 0  # the signal that stopped it (SIGINT, SIGTERM), on any worker
+    writer: bool = True  # False on a multi-worker run's other workers: the chief's folder holds the run
+
+    @property
+    def best_model(self) -> Path:
+        return self.path / "best.keras"
+
+
+def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+          test: str | os.PathLike | None = None, epochs: int | None = None, out: str | os.PathLike | None = None,
+          overrides: Iterable[str] = (), *, resume: str | os.PathLike | None = None, batch_size: int | None = None,
+          holdout_photographers: float | None = None, classes: Iterable[str] | None = None,
+          skip_bad_images: bool = False, max_memory: int | None = None, distribute: str | None = None,
+          devices: int | None = None, worker_timeout: float | None = None, save_h5: bool = False,
+          verbose: int | None = None, remedy_words: Callable[[Remedy], str] | None = None) -> TrainedRun:
+    """Train the spec file `spec` on `data` (a class folder or a SIGNS .h5) into the run folder `out`
+    (default runs/<name>-<time>), or continue the run folder `resume` with its own settings.
+
+    What `train` prints goes to stderr; `verbose` is Keras's (0 silent, 1 a progress bar, 2 a line
+    per epoch; default: a bar on a terminal, else lines). A first Ctrl-C stops after the batch and
+    returns the run as it is (`interrupted`). `remedy_words` says the hints printed while training
+    (the command line passes its flags; default: these arguments).
+    """
+    from archbuilder.training.distribute import MODES, planned_distribution
+
+    overrides = tuple(overrides)
+    given = [name for name, value in (("spec", spec), ("epochs", epochs), ("batch_size", batch_size),
+             ("overrides", overrides), ("out", out), ("classes", classes),
+             ("holdout_photographers", holdout_photographers)) if value]
+    if resume is not None:
+        if given:
+            raise UserError("", Remedy("{resume} continues a run with its own settings; drop "
+                                       + ", ".join(f"{{{name}}}" for name in given)))
+        from archbuilder.training.run_dir import RunDir
+
+        run_info = RunDir(resume).read_run_info()  # checked; no TensorFlow yet
+        planned = _training_settings(run_info["training"]).distribute
+    else:
+        if spec is None or data is None:
+            raise UserError("", Remedy("train needs {spec} (a spec file) and {data} (a class folder or a SIGNS .h5 file)"))
+        if not isinstance(spec, (str, os.PathLike)):
+            raise UserError(f"train takes a spec file's path (received: {type(spec).__name__}); "
+                            "write a dict with yaml.safe_dump to a file first")
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UserError("", Remedy(f"{{{name}}} must be a positive integer (received: {literal(value)})"))
+        overrides += tuple(f"training.{name}={value}" for name, value in (("epochs", epochs), ("batch_size", batch_size))
+                           if value is not None)
+        planned = (load_spec(spec, overrides, max_memory).spec.training or _training_settings({})).distribute
+        run_info = None
+    if distribute is not None and distribute not in MODES:
+        raise UserError("", Remedy(f"{{distribute}}: unknown mode {literal(distribute)}; one of: {', '.join(MODES)}"))
+    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
+        raise UserError("", Remedy(f"{{devices}} must be a positive integer (received: {literal(devices)})"))
+    if run_info is not None and distribute is None and devices is None:
+        distribute, devices = _resumed_distribution(run_info, remedy_words or Remedy.in_python)
+    # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
+    cluster = planned_distribution(distribute or planned)
+    if out is not None and resume is None and (cluster is None or cluster.is_chief):
+        from archbuilder.output_paths import check_output_folder
+
+        check_output_folder(out)  # before the data is read; the other workers write nothing anywhere
+    from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
+    from archbuilder.training.loop import TrainRequest, train as run_training
+
+    result = run_training(TrainRequest(
+        spec_path=None if spec is None else os.fspath(spec), overrides=overrides,
+        data=None if data is None else os.fspath(data), test=None if test is None else os.fspath(test),
+        holdout_photographers=holdout_photographers, classes=_class_list(classes),
+        out=None if out is None else os.fspath(out), resume=None if resume is None else os.fspath(resume),
+        verbose=_verbosity() if verbose is None else verbose, skip_bad_images=skip_bad_images, save_h5=save_h5,
+        max_memory=max_memory, distribute=distribute, devices=devices,
+        worker_timeout=DEFAULT_WORKER_TIMEOUT if worker_timeout is None else worker_timeout,
+        remedy_words=remedy_words or Remedy.in_python,
+    ))
+    state = (result.run.read_state() or {}) if result.writer else {}
+    return TrainedRun(result.run.root, list(state.get("history", [])), state.get("best"), result.metrics,
+                      result.epochs_done, result.interrupted, result.stop_signal, result.writer)
+
+
+def _training_settings(data: dict):
+    from archbuilder.spec.training import TrainingSpec
+
+    return TrainingSpec.model_validate(data)
+
+
+def _resumed_distribution(run_info: dict, words: Callable[[Remedy], str]) -> tuple[str | None, int | None]:
+    """The distribution run.json records (what the run was started with), said when it is not one device."""
+    mode, devices = run_info.get("distribute"), run_info.get("devices")
+    if mode not in (None, "none"):
+        import sys
+
+        on = f" on {devices} devices" if devices else ""
+        print(f"resuming with the run's own distribution: {mode}{on}"
+              + words(Remedy(" ({distribute} and {devices} choose another)")), file=sys.stderr, flush=True)
+    return mode, devices
+
+
+def _verbosity() -> int:
+    """Keras's fit verbosity: a live progress bar on a terminal; redirected to a file or a pipe,
+    one plain line per epoch, because the bar's carriage returns and colour codes garble logs."""
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2
+
+
+def load_model(path: str | os.PathLike, spec: str | os.PathLike | None = None, overrides: Iterable[str] = (),
+               strict: bool = False, max_memory: int | None = None) -> "keras.Model":
+    """A `.keras` file (safe mode: no code runs), or a Keras 2 `.h5` / Keras 3 file read into the
+    model of `spec` (the weights report is printed to stderr). `evaluate`, `predict` and `export`
+    take the model returned with the class names stored in its file."""
+    from archbuilder.export.runtimes import export_kind
+
+    _check_path("path", path)
+    if export_kind(path) is not None:
+        raise UserError(f"{shown(path)}: an export runs in its own runtime; give its path to archbuilder.predict")
+    return _opened(path, spec, overrides, strict, max_memory).model
+
+
+def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: Iterable[str] | None = None,
+             spec: str | os.PathLike | None = None, overrides: Iterable[str] = (), strict: bool = False,
+             max_memory: int | None = None) -> dict:
+    """What `evaluate --json` prints: loss, accuracy, per-class precision and recall, the confusion
+    matrix, of `model` (a model file's path, or a model from `load_model`) on the labelled images
+    `data` (a class folder or a SIGNS .h5), preprocessed exactly as in training."""
+    from archbuilder.data.sources import evaluation_data
+    from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
+
+    _check_path("data", data)
+    opened = _opened(model, spec, overrides, strict, max_memory)
+    images = evaluation_data(os.fspath(data), opened.shape, opened.class_names, classes=_class_list(classes))
+    result = evaluate_probabilities(predict_probabilities(opened.model, images.x, batch_size), images.y,
+                                    opened.class_names)
+    return {"model": opened.label, "data": os.fspath(data), **result.to_json()}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What `predict` returns: one row of class probabilities per input."""
+
+    class_names: tuple[str, ...]
+    probabilities: Any  # numpy float32 (inputs, classes)
+    inputs: list[Path] | None  # the image files, in order; None for an array
+
+    @property
+    def classes(self) -> list[str]:
+        """The most probable class of each input."""
+        return [self.class_names[int(row.argmax())] for row in self.probabilities]
+
+    def rows(self) -> list[dict]:
+        """What `predict --json` prints, one dict per input."""
+        rows = []
+        for index, row in enumerate(self.probabilities):
+            best = int(row.argmax())
+            rows.append({**({"image": shown(self.inputs[index])} if self.inputs is not None else {}),
+                         "probabilities": dict(zip(self.class_names, map(float, row))),
+                         "class": self.class_names[best], "probability": float(row[best])})
+        return rows
+
+
+def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | None = None,
+            overrides: Iterable[str] = (), strict: bool = False, max_memory: int | None = None) -> Predictions:
+    """Class probabilities of `inputs` by `model` (a model file or an export's path: `.keras`, `.h5`
+    with `spec`, `.tflite`, `.onnx`, a SavedModel folder; or a model from `load_model`).
+
+    `inputs`: an image file or a folder (its image files), a list of them, or uint8 images already
+    at the model's input size, (N, H, W, C) or one (H, W, C). Files are decoded and resized exactly
+    as in training; every input goes through training's x / 255."""
+    import numpy as np
+
+    from archbuilder.data.images import load_image_files
+    from archbuilder.export.runtimes import export_kind, open_exported
+    from archbuilder.training.metrics import predict_probabilities
+
+    paths = None if isinstance(inputs, np.ndarray) else _image_paths(inputs)
+    if isinstance(model, (str, os.PathLike)) and export_kind(model) is not None:
+        if spec is not None:
+            raise UserError(f"{shown(model)}: ", Remedy("{spec} applies to Keras 2 .h5 files; an export carries its own architecture"))
+        exported = open_exported(model, overrides, strict, max_memory)
+        names, shape = exported.class_names(), exported.input_shape
+        x = load_image_files(paths, shape) if paths is not None else _image_array(inputs, shape)
+        return Predictions(names, exported.predict_uint8(x), paths)
+    opened = _opened(model, spec, overrides, strict, max_memory)
+    x = load_image_files(paths, opened.shape) if paths is not None else _image_array(inputs, opened.shape)
+    return Predictions(opened.class_names, predict_probabilities(opened.model, x, batch_size), paths)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export` wrote, and how the export compared with Keras in its own runtime."""
+
+    path: Path
+    runtime: str  # "TensorFlow SavedModel", "LiteRT", "ONNX Runtime"
+    label: str  # the runtime and the precision: "LiteRT int8"
+    size_bytes: int
+    checked_on: str  # "8 seeded random inputs", or "N images of DATA"
+    max_difference: float  # largest |p - p_keras| over the inputs checked
+    keras_accuracy: float | None = None  # with `check`: on its labelled images
+    export_accuracy: float | None = None
+    warnings: tuple[str, ...] = ()  # differences beyond the bounds (the file is written all the same)
+
+
+# A float32 export computes what Keras computes, op for op, in another kernel library: the
+# probabilities differ by rounding (measured ~1e-7); 1e-4 is the issue's bound, far above that.
+FLOAT32_TOLERANCE = 1e-4
+# int8 may cost at most this many points of accuracy against float32 before a warning.
+INT8_MAX_LOSS_POINTS = 1.0
+
+
+def export(model, format: str, out: str | os.PathLike | None = None, *, quantize: str | None = None,
+           calibration: str | os.PathLike | None = None, check: str | os.PathLike | None = None,
+           spec: str | os.PathLike | None = None, overrides: Iterable[str] = (), strict: bool = False,
+           max_memory: int | None = None) -> ExportResult:
+    """Write `model` (a model file's path, or a model from `load_model`; then `out` is needed) as
+    `format` (saved_model, litert, onnx; default `out`: beside the model file), then run it in its
+    own runtime against Keras on `check` (labelled images) or 8 seeded random inputs."""
+    import numpy as np
+
+    from archbuilder.export import FORMATS, QUANTIZATIONS
+
+    if format not in FORMATS:
+        raise UserError("", Remedy(f"{{format}}: unknown export format {literal(format)}; one of: {', '.join(FORMATS)}"))
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UserError("", Remedy(f"{{quantize}}: unknown quantization {literal(quantize)}; one of: {', '.join(QUANTIZATIONS)}"))
+    if quantize is not None and format != "litert":
+        raise UserError("", Remedy("{quantize} applies to {format}" + f" (received: {literal(format)})", (("format", "litert"),)))
+    if quantize == "int8" and calibration is None:
+        raise UserError("", Remedy("{quantize} needs {calibration}: a folder of photos like those the model will see",
+                                   (("quantize", "int8"),)))
+    if calibration is not None and quantize != "int8":
+        raise UserError("", Remedy("{calibration} applies to {quantize}", (("quantize", "int8"),)))
+    from archbuilder.export.calibration import calibration_inputs
+    from archbuilder.export.formats import check_out, default_out, write_export
+    from archbuilder.export.runtimes import open_exported
+    from archbuilder.keras.model_files import PREPROCESSING, read_model_metadata
+    from archbuilder.training.metrics import predict_probabilities
+
+    if isinstance(model, (str, os.PathLike)):
+        _check_path("model", model)
+        if not Path(model).exists():
+            raise UserError(f"{shown(model)}: no such model file")
+        out = Path(out) if out is not None else default_out(Path(model), format, quantize)
+    elif out is None:
+        raise UserError("", Remedy("export of a model object needs {out}, the path to write"))
+    out = Path(out)
+    check_out(out, format)
+    opened = _opened(model, spec, overrides, strict, max_memory)
+    calibration_x = calibration_inputs(Path(calibration), opened.shape) if calibration is not None else None
+    labelled = None
+    if check is not None:
+        from archbuilder.data.sources import evaluation_data
+
+        labelled = evaluation_data(os.fspath(check), opened.shape, opened.class_names)
+    stored = read_model_metadata(model) if isinstance(model, (str, os.PathLike)) else {}
+    metadata = {**stored, "class_names": list(opened.class_names), "input_shape": list(opened.shape),
+                "preprocessing": PREPROCESSING, "input": "float32 x/255, shape (batch, height, width, channels)"}
+    if quantize:
+        metadata["quantization"] = quantize
+    write_export(opened.model, format, out, metadata, quantize, calibration_x)
+    exported = open_exported(out)
+    label = exported.runtime + (f" {quantize}" if quantize else " float32")
+    if labelled is not None:  # uint8 images through the x/255 of training, on both sides
+        reference, probabilities = predict_probabilities(opened.model, labelled.x), exported.predict_uint8(labelled.x)
+        source = f"{len(labelled.x)} images of {os.fspath(check)}"
+    else:
+        x = np.random.default_rng(0).random((8, *opened.shape), dtype=np.float32)
+        reference, probabilities = np.asarray(opened.model.predict_on_batch(x)), exported.predict(x)
+        source = "8 seeded random inputs"
+    difference = float(np.max(np.abs(probabilities - reference))) if len(reference) else 0.0
+    warnings = []
+    if quantize is None and difference > FLOAT32_TOLERANCE:
+        warnings.append(f"the float32 export differs from Keras by {difference:.2e} (more than "
+                        f"{FLOAT32_TOLERANCE:g}); please report this model")
+    accuracies = (None, None)
+    if labelled is not None:
+        accuracies = tuple(float(np.mean(np.argmax(p, axis=1) == labelled.y)) for p in (reference, probabilities))
+        loss = round(100 * (accuracies[0] - accuracies[1]), 6)
+        if quantize == "int8" and loss > INT8_MAX_LOSS_POINTS:
+            warnings.append(f"int8 lost {loss:.2f} points of accuracy against float32 (more than "
+                            f"{INT8_MAX_LOSS_POINTS:g}); use float16, or calibrate with more photos like these")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
+    return ExportResult(out, exported.runtime, label, size, source, difference, *accuracies, tuple(warnings))
+
+
+def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), overrides_b: Iterable[str] = (),
+         max_memory: int | None = None):
+    """Specs `a` and `b` (files or dicts) compared fully resolved: a `plan.compare.Comparison` with
+    `.fields` (what differs), `.parts` (per-part params and MACs) and `.as_json()` (what `diff --json`
+    prints). `overrides` applies to both sides, `overrides_a` / `overrides_b` to one."""
+    from archbuilder.plan import compare
+
+    overrides = tuple(overrides)
+    return compare.compare(load_spec(a, (*overrides, *overrides_a), max_memory),
+                           load_spec(b, (*overrides, *overrides_b), max_memory))
+
+
+def plot(spec, out: str | os.PathLike | None = None, level: str = "blocks", overrides: Iterable[str] = (),
+         max_memory: int | None = None) -> Path:
+    """Draw `spec` with Graphviz into `out` (.png or .svg; default build/<name>-<level>.png): one box
+    per block, or (`level="layers"`) Keras's plot_model of every layer. Returns the file written."""
+    from archbuilder import diagrams
+    from archbuilder.output_paths import check_output_file
+
+    if out is not None:
+        diagrams.output_format(out)
+        check_output_file(out)
+    checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
+    if out is None:
+        out = check_output_file(Path("build") / f"{checked.spec.name}-{level}.png")
+    diagrams.require_graphviz()  # before building anything: a missing `dot` costs no wait
+    return diagrams.render(checked, out, level)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    model: Any  # keras.Model
+    class_names: tuple[str, ...]
+    shape: tuple[int, int, int]
+    label: str  # the file's path, as reports name the model
+
+
+# Class names of the models `load_model` returned, read from their files (the model object does not
+# carry them); weak, so a model dropped by the user is not kept alive here.
+_LOADED_CLASS_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Opened:
+    """A model file's path, or a model object (from `load_model`, `build`, or Keras), ready to run."""
+    from archbuilder.keras.model_files import model_classes, model_input_shape
+
+    if isinstance(model, (str, os.PathLike)):
+        import sys
+
+        from archbuilder.keras.model_files import open_model_file
+
+        _check_path("model", model)
+        loaded = open_model_file(model, spec, tuple(overrides), strict, max_memory=max_memory,
+                                 on_report=lambda text: print(text, file=sys.stderr, flush=True))
+        names = model_classes(loaded, model)
+        _LOADED_CLASS_NAMES[loaded] = names
+        return _Opened(loaded, names, model_input_shape(loaded, model), shown(model))
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise UserError(f"model: expected a model file's path or a keras.Model (received: {type(model).__name__})")
+    if spec is not None or tuple(overrides) or strict or max_memory is not None:
+        raise UserError("", Remedy("{spec}, {overrides}, {strict} and {max_memory} apply to a model file; "
+                                   "this model is already built"))
+    label = f"<model {model.name}>"
+    names = _LOADED_CLASS_NAMES.get(model) or tuple(str(i) for i in range(model.output_shape[-1]))
+    return _Opened(model, names, model_input_shape(model, label), label)
+
+
+def _class_list(classes) -> tuple[str, ...] | None:
+    """`classes` as given: a list of class names (a text would be read letter by letter)."""
+    if classes is None:
+        return None
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(name, str) for name in classes):
+        raise UserError(f"classes: expected a list of class names, e.g. ['0', '1'] (received: {classes!r:.60})")
+    return tuple(classes) or None
+
+
+def _check_path(argument: str, value) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{argument}: expected a path (received: {type(value).__name__})")
+
+
+def _image_paths(inputs) -> list[Path]:
+    """The image files named, a folder standing for the image files directly inside it."""
+    from archbuilder.file_kinds import is_image
+
+    arguments = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+    try:
+        arguments = list(arguments)
+    except TypeError:
+        raise UserError(f"inputs: expected image paths or a uint8 array (received: {type(inputs).__name__})") from None
+    if not arguments:
+        raise UserError("inputs: no image given")
+    paths: list[Path] = []
+    for argument in arguments:
+        _check_path("inputs", argument)
+        argument = Path(argument)
+        if argument.is_dir():
+            inside = sorted(p for p in argument.iterdir() if p.is_file() and not p.name.startswith(".") and is_image(p))
+            if not inside:
+                raise UserError(f"{shown(argument)}: is a folder with no image files in it")
+            paths.extend(inside)
+        elif not argument.is_file():
+            raise UserError(f"{shown(argument)}: no such image file")
+        else:
+            paths.append(argument)
+    return paths
+
+
+def _image_array(x, shape: tuple[int, int, int]):
+    """uint8 images at the model's input size, (N, H, W, C); one image (H, W, C) becomes a batch of one."""
+    import numpy as np
+
+    if x.dtype != np.uint8:
+        raise UserError(f"inputs: images must be uint8 (0 to 255), as decoded from files (received dtype {x.dtype}); "
+                        "training's x / 255 is applied here")
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise UserError(f"inputs: images of shape {tuple(x.shape)}; the model takes (N, {', '.join(map(str, shape))}): "
+                        "resize them first, or give image files, which are resized as in training")
+    return x
+
+
+def load_weights(model, path: str | os.PathLike, strict: bool = False) -> str:
+    """Read the weights file `path` into `model` (from `build`): a Keras 2 `.h5` by layer name, a
+    Keras 3 `.keras` / `.weights.h5` by structure. Returns the report of what matched; with
+    `strict`, any missing, extra or misshapen layer is an error and nothing is loaded."""
+    from archbuilder.keras.weights import load_weights_file
+
+    _check_path("path", path)
+    return load_weights_file(model, path, strict=strict).format()
+
+
+def save(model, path: str | os.PathLike) -> Path:
+    """Write `model` to `path`, atomically: `.keras` (naming only Keras's own objects, so plain Keras
+    loads it with safe mode on) or `.h5` (Keras's legacy HDF5; what Keras 2 cannot rebuild from it
+    is said on stderr). Returns the path."""
+    import sys
+
+    from archbuilder.file_kinds import is_h5, is_keras
+
+    _check_path("path", path)
+    path = Path(path)
+    if is_h5(path):
+        from archbuilder.keras.weights_h5 import keras2_note, save_h5
+
+        written = save_h5(model, path)
+        if note := keras2_note(model, written):
+            print(note, file=sys.stderr, flush=True)
+        return written
+    if not is_keras(path):
+        raise UserError(f"{shown(path)}: a model file ends in .keras or .h5 (received: {path.name})")
+    from archbuilder.atomic import atomic_path
+    from archbuilder.keras.initializers import make_portable
+
+    make_portable(model)  # the file names only Keras's own objects: plain Keras loads it
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras accepts only the lower-case suffix
+        model.save(tmp)
+    return path
+
+
+def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 64, channels: int = 3,
+              split: str = "train", holdout_photographers: float | None = None, seed: int = 0,
+              classes: Iterable[str] | None = None) -> dict:
+    """Write `folder` (one subfolder per class) to the HDF5 file `out` in the SIGNS layout the
+    notebook reads (`train_set_x` (N, size, size, channels) uint8, `train_set_y`, `list_classes`);
+    all images as `split`, or whole photographers held out as `test_set_*`. Returns what was
+    stored: {"shapes": {"train_set_x": (N, size, size, channels), ...}, "class_names": [...]}."""
+    from archbuilder.output_paths import check_output_file
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    _check_path("folder", folder)
+    _check_path("out", out)
+    check_output_file(out)
+    import_tensorflow_quietly()
+    from archbuilder.data.hdf5 import write_signs_h5
+    from archbuilder.data.sources import training_data
+
+    loaded = training_data(os.fspath(folder), None, (size, size, channels), holdout_photographers=holdout_photographers,
+                           seed=seed, classes=tuple(classes) if classes else None)
+    splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
+    write_signs_h5(os.fspath(out), splits)
+    return {"shapes": {f"{name}_set_x": tuple(images.x.shape) for name, images in splits.items()},
+            "class_names": list(loaded.train.class_names)}

@@ -9,10 +9,58 @@ from dataclasses import dataclass
 INTERRUPTED_EXIT_CODE = 130  # Ctrl-C: the shell's convention, 128 + SIGINT
 
 
+@dataclass(frozen=True)
+class Remedy:
+    """What to change to get past an error, in the Python API's words: `raise it with max_memory`,
+    `continue with archbuilder.train(resume='runs/x')`. Errors below the command line say what to
+    change this way, and the command line says the same with its flags (archbuilder/cli/remedies.py).
+
+    `text` names each API argument in braces (`{max_memory}`), and `{call}` stands for a call of
+    `archbuilder.CALL` with `values` (name, value pairs; those also give `{name}` its value)."""
+
+    text: str
+    values: tuple[tuple[str, object], ...] = ()
+    call: str = ""
+
+    def said(self, argument, call) -> str:
+        """`text` with each `{name}` said by `argument(name, value)` (value `...` where none is
+        given) and `{call}` by `call(function, values)`."""
+        values = dict(self.values)
+        remedy = self
+
+        class Words(dict):
+            def __missing__(self, name):
+                return call(remedy.call, remedy.values) if name == "call" else argument(name, values.get(name, ...))
+
+        return self.text.format_map(Words())
+
+    def in_python(self) -> str:
+        def call(function, values):
+            return f"archbuilder.{function}({', '.join(_python_argument(n, v) for n, v in values)})"
+
+        return self.said(_python_argument, call)
+
+
+def _python_argument(name: str, value) -> str:
+    return name if value is ... else f"{name}={value!r}"
+
+
+def literal(value) -> str:
+    """`repr(value)` for a Remedy's text, its braces kept as they are (not read as argument names)."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
 class UserError(Exception):
-    """Bad input from the user: a file, an option, a value. The CLI prints it and exits 2."""
+    """Bad input from the user: a file, an option, a value. The CLI prints it and exits 2.
+
+    `message` says what is wrong; `remedy`, where there is one, what to change (the Python API
+    shows it as arguments, the command line as flags)."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", remedy: Remedy | None = None):
+        self.message, self.remedy = message, remedy
+        super().__init__(message + remedy.in_python() if remedy else message)
 
 
 @dataclass(frozen=True)
@@ -34,11 +82,16 @@ class Problem:
     location: Location
     path: str
     message: str
+    remedy: Remedy | None = None  # what to change, shown after the message (see Remedy)
 
     def __str__(self) -> str:
+        return self.with_remedy(self.remedy.in_python() if self.remedy else "")
+
+    def with_remedy(self, remedy_text: str) -> str:
+        """The problem's line, the remedy said as `remedy_text` (the API's words, or the CLI's)."""
         # One problem, one line: control characters from the file (a key holding "\r" or "\x85",
         # which str.splitlines and terminals treat as line breaks or escapes) are shown escaped.
-        return f"{self.location}: {self.path or '<document>'}: {self.message}".translate(_ESCAPES)
+        return f"{self.location}: {self.path or '<document>'}: {self.message}{remedy_text}".translate(_ESCAPES)
 
 
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {

@@ -205,7 +205,7 @@ def test_size_guard_refuses_before_allocating_and_can_be_raised():
         load_checked_spec(REPO / "architectures" / "resnet50.yaml", [override])
     assert str(caught.value) == (
         f"{REPO / 'architectures' / 'resnet50.yaml'}:26:5: stages.3: estimated memory 27.4 GiB (weights 27.0 GiB, "
-        "activations 452.8 MiB) exceeds the limit of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY "
+        "activations 452.8 MiB) exceeds the limit of 16.0 GiB; raise it with max_memory or ARCHBUILDER_MAX_MEMORY "
         "if this machine really has the memory"
     )
     result = run_cli("validate", "architectures/resnet50.yaml", "--set", override, "--max-memory", "40GiB")

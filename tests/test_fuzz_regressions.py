@@ -30,12 +30,12 @@ CASES = {
     "input_size_beyond_float_range": (
         b"name: Net\ninput: {shape: [" + HUGE + b", 8, 3]}\nstem: [{type: conv, filters: 2, padding: same, stride: 2}]\n",
         ["{f}:1:1: <document>: estimated memory 1.12e+402 B (weights 224 B, activations 1.12e+402 B) exceeds the limit "
-         "of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
+         "of 16.0 GiB; raise it with max_memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
     ),
     "units_beyond_float_range": (
         HEAD + b"head: [{type: flatten}, {type: dense, units: " + HUGE + b"}]\n",
         ["{f}:4:25: head.1: estimated memory 5.12e+402 B (weights 5.08e+402 B, activations 4.00e+400 B) exceeds the "
-         "limit of 16.0 GiB; raise it with --max-memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
+         "limit of 16.0 GiB; raise it with max_memory or ARCHBUILDER_MAX_MEMORY if this machine really has the memory"],
     ),
     # pydantic ValidationError from inside the plan: block names longer than 128 characters.
     "stage_label_too_large_for_layer_names": (

@@ -277,4 +277,4 @@ def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_pa
     assert report["accuracy"] == pytest.approx(np.mean(np.argmax(expected, axis=1) == np.arange(6)))
 
     without_spec = run_cli("predict", str(keras2_resnet["whole"]), str(photos[0]))
-    assert without_spec.returncode == 2 and "give the architecture with --spec SPEC" in without_spec.stderr
+    assert without_spec.returncode == 2 and "give the architecture with --spec" in without_spec.stderr

@@ -98,7 +98,7 @@ def test_other_class_count_loads_all_but_the_head_unless_strict(resnet50_file):
         "  predictions (file: predictions): model expects [(2048, 10), (10,)], file has [(2048, 1000), (1000,)]",
     ]
     assert model(images[:1], training=False).shape == (1, 10)
-    with pytest.raises(UserError, match="--strict: the file does not fit the model; nothing was loaded"):
+    with pytest.raises(UserError, match="strict: the file does not fit the model; nothing was loaded"):
         load_weights_file(model, path, strict=True)
 
 

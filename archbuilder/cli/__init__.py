@@ -40,7 +40,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as error:
-            click.echo(str(error), err=True)
+            from archbuilder.cli.remedies import error_text
+
+            click.echo(error_text(error), err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:  # Ctrl-C in any command exits as `train` does
             click.echo("\ninterrupted", err=True)

@@ -32,29 +32,16 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     checked = api.load_spec(spec, overrides, max_memory)  # nothing is built unless this passes
     if strict and weights is None:
         raise UserError("--strict applies to --weights FILE, which was not given")
-    from archbuilder.atomic import atomic_path
-    from archbuilder.keras.initializers import make_portable
-    from archbuilder.keras.weights import load_weights_file
-    from archbuilder.keras.weights_h5 import keras2_note, save_h5
-
     model = api.build(checked)
     _print_summary(model)
     _check_against_plan(model, checked.plan)
     for line in report.totals_lines(checked.plan):
         click.echo(line)
     if weights is not None:
-        click.echo(load_weights_file(model, weights, strict=strict).format())
-    if formats in ("keras", "both"):
-        target = out_dir / f"{checked.spec.name}.keras"
-        make_portable(model)  # the file names only Keras's own objects: plain Keras loads it
-        with atomic_path(target) as tmp:
-            model.save(tmp)
-        click.echo(f"Saved {target}")
-    if formats in ("h5", "both"):
-        h5 = save_h5(model, out_dir / f"{checked.spec.name}.h5")
-        click.echo(f"Saved {h5}")
-        if note := keras2_note(model, h5):
-            click.echo(note, err=True)
+        click.echo(api.load_weights(model, weights, strict=strict))
+    for kind in ("keras", "h5"):
+        if formats in (kind, "both"):
+            click.echo(f"Saved {api.save(model, out_dir / f'{checked.spec.name}.{kind}')}")
 
 
 def _print_summary(model) -> None:

@@ -26,18 +26,9 @@ def command() -> None:
 def pack(folder, out, size, channels, split, holdout_photographers, seed, classes):
     """Write FOLDER (one subfolder per class) to OUT.h5 in the SIGNS layout the notebook reads:
     train_set_x (N, SIZE, SIZE, 3) uint8, train_set_y (N,) int64, list_classes (K,)."""
-    from archbuilder.output_paths import check_output_file
-    from archbuilder.runtime import import_tensorflow_quietly
+    from archbuilder import api
 
-    check_output_file(out)
-
-    import_tensorflow_quietly()
-    from archbuilder.data.hdf5 import write_signs_h5
-    from archbuilder.data.sources import training_data
-
-    shape = (size, size, int(channels))
-    loaded = training_data(folder, None, shape, holdout_photographers=holdout_photographers, seed=seed, classes=classes)
-    splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
-    write_signs_h5(out, splits)
-    described = ", ".join(f"{name}_set_x {tuple(images.x.shape)}" for name, images in splits.items())
-    click.echo(f"wrote {out}: {described}, {len(loaded.train.class_names)} classes")
+    packed = api.pack_data(folder, out, size=size, channels=int(channels), split=split,
+                           holdout_photographers=holdout_photographers, seed=seed, classes=classes)
+    described = ", ".join(f"{name} {shape}" for name, shape in packed["shapes"].items())
+    click.echo(f"wrote {out}: {described}, {len(packed['class_names'])} classes")

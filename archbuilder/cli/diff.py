@@ -7,8 +7,8 @@ import json
 import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
+from archbuilder import api
 from archbuilder.plan import compare
-from archbuilder.plan.validate import load_checked_spec
 
 
 @click.command("diff")
@@ -25,9 +25,8 @@ def command(spec_a: str, spec_b: str, overrides: tuple[str, ...], overrides_a: t
 
     --set applies to both sides (after each file's extends), --set-a / --set-b to one.
     """
-    a = load_checked_spec(spec_a, (*overrides, *overrides_a), max_memory)
-    b = load_checked_spec(spec_b, (*overrides, *overrides_b), max_memory)
-    result = compare.compare(a, b)
+    result = api.diff(spec_a, spec_b, overrides, overrides_a, overrides_b, max_memory)
+    a, b = result.a, result.b
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return

@@ -18,16 +18,12 @@ from archbuilder.cli.options import classes_option, model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def command(model_path, data, batch_size, classes, spec, max_memory, overrides, strict, as_json):
     """Evaluate MODEL (.keras, or a Keras 2 .h5 with --spec) on labelled images, preprocessed exactly as in training."""
-    from archbuilder.data.sources import evaluation_data
-    from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
-    from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
+    from archbuilder import api
+    from archbuilder.training.metrics import Evaluation
 
-    model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
-                            max_memory=max_memory)
-    names = model_classes(model, model_path)
-    images = evaluation_data(data, model_input_shape(model, model_path), names, classes=classes)
-    result = evaluate_probabilities(predict_probabilities(model, images.x, batch_size), images.y, names)
+    result = api.evaluate(model_path, data, batch_size=batch_size, classes=classes, spec=spec, overrides=overrides,
+                          strict=strict, max_memory=max_memory)
     if as_json:
-        click.echo(json.dumps({"model": model_path, "data": data, **result.to_json()}, indent=2))
+        click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"model: {model_path}\ndata:  {data}\n" + result.to_text())
+        click.echo(f"model: {result['model']}\ndata:  {result['data']}\n" + Evaluation.from_json(result).to_text())

@@ -8,7 +8,6 @@ import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder import api
-from archbuilder.output_paths import check_output_file
 
 
 @click.command("plot")
@@ -21,13 +20,4 @@ from archbuilder.output_paths import check_output_file
               help="blocks: one box per block with its shortcut; layers: every Keras layer with shapes.")
 def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out: Path | None, level: str) -> None:
     """Draw SPEC with Graphviz: one box per block, or Keras's plot_model of every layer."""
-    from archbuilder import diagrams
-
-    if out is not None:
-        diagrams.output_format(out)
-        check_output_file(out)
-    checked = api.load_spec(spec, overrides, max_memory)
-    if out is None:
-        out = check_output_file(Path("build") / f"{checked.spec.name}-{level}.png")
-    diagrams.require_graphviz()  # before building anything: a missing `dot` costs no wait
-    click.echo(f"Saved {diagrams.render(checked, out, level)}")
+    click.echo(f"Saved {api.plot(spec, out, level, overrides, max_memory)}")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from archbuilder.cli.options import model_spec_options
-from archbuilder.errors import UserError, shown
-from archbuilder.file_kinds import is_image
 
 
 @click.command("predict")
@@ -25,51 +22,17 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
     """
     import numpy as np
 
-    from archbuilder.data.images import load_image_files
-    from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
-    from archbuilder.training.metrics import predict_probabilities
+    from archbuilder import api
+    from archbuilder.errors import shown
 
-    paths = _image_paths(images)
-    from archbuilder.export.runtimes import export_kind, open_exported
-
-    if export_kind(model_path) is not None:  # run in its own runtime, with the names stored inside it
-        if spec is not None:
-            raise UserError(f"{shown(model_path)}: --spec applies to Keras 2 .h5 files; an export carries its own architecture")
-        exported = open_exported(model_path, overrides, strict, max_memory)
-        names, shape = exported.class_names(), exported.input_shape
-        probabilities = exported.predict_uint8(load_image_files(paths, shape))
-    else:
-        model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
-                                max_memory=max_memory)
-        names = model_classes(model, model_path)
-        shape = model_input_shape(model, model_path)
-        probabilities = predict_probabilities(model, load_image_files(paths, shape))
-    for path, row in zip(paths, probabilities):
-        best = int(np.argmax(row))
+    result = api.predict(model_path, list(images), spec=spec, overrides=overrides, strict=strict, max_memory=max_memory)
+    names = result.class_names
+    for path, row, facts in zip(result.inputs, result.probabilities, result.rows()):
         if as_json:
-            click.echo(json.dumps({
-                "image": shown(path), "probabilities": dict(zip(names, map(float, row))),
-                "class": names[best], "probability": float(row[best]),
-            }))
+            click.echo(json.dumps(facts))
             continue
         click.echo(shown(path))
         click.echo(f"class prediction vector [{', '.join(f'p({n})' for n in names)}] = ")
         with np.printoptions(precision=8):
             click.echo(str(row[None, :]))
-        click.echo(f"predicted class: {names[best]} (p = {row[best]:.4f})")
-
-
-def _image_paths(arguments) -> list[Path]:
-    """The image files named, a folder standing for the image files directly inside it."""
-    paths: list[Path] = []
-    for argument in map(Path, arguments):
-        if argument.is_dir():
-            inside = sorted(p for p in argument.iterdir() if p.is_file() and not p.name.startswith(".") and is_image(p))
-            if not inside:
-                raise UserError(f"{shown(argument)}: is a folder with no image files in it")
-            paths.extend(inside)
-        elif not argument.is_file():
-            raise UserError(f"{shown(argument)}: no such image file")
-        else:
-            paths.append(argument)
-    return paths
+        click.echo(f"predicted class: {facts['class']} (p = {facts['probability']:.4f})")

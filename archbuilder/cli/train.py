@@ -32,8 +32,9 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
               help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
               "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
 @click.option("--devices", type=click.IntRange(min=1), metavar="N",
-              help="Replicas of --distribute mirrored (or per worker): the first N GPUs; on a machine "
-              "without GPUs, the CPU split into N logical devices.")
+              help="Replicas per worker: the first N GPUs of this machine (mirrored: without GPUs, the CPU "
+              "split into N logical devices; multi-worker without GPUs: one per worker, more is refused). "
+              "--resume keeps the run's own.")
 @click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
               help="multi-worker: a worker that makes no progress for this long (a peer never came, a "
               "collective hangs) is ended by its watchdog; rerun with --resume.")
@@ -50,8 +51,9 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
     too, exit code 143; on any worker of a multi-worker run, every worker stops);
     --resume continues from there, even after the process was killed.
     """
+    from archbuilder import api
+    from archbuilder.cli.remedies import on_command_line
     from archbuilder.errors import INTERRUPTED_EXIT_CODE
-    from archbuilder.training.loop import TrainRequest
 
     if resume:
         given = [name for name, value in (("SPEC", spec), ("--epochs", epochs), ("--batch-size", batch_size),
@@ -59,42 +61,19 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
                  ("--holdout-photographers", holdout_photographers)) if value]
         if given:
             raise UserError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
-    else:
-        if not spec:
-            raise UserError("train needs a SPEC file (or --resume RUN_DIR)")
-        if not data:
-            raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
-        if out:
-            from archbuilder.output_paths import check_output_folder
-
-            check_output_folder(out)  # before the spec and the data are read
-    overrides = tuple(overrides)
-    if epochs:
-        overrides += (f"training.epochs={epochs}",)
-    if batch_size:
-        overrides += (f"training.batch_size={batch_size}",)
-    request = TrainRequest(
-        spec_path=spec, overrides=overrides, data=data, test=test,
-        holdout_photographers=holdout_photographers, classes=classes, out=out,
-        resume=resume, verbose=_verbosity(quiet), skip_bad_images=skip_bad_images, save_h5=save_h5,
+    elif not spec:
+        raise UserError("train needs a SPEC file (or --resume RUN_DIR)")
+    elif not data:
+        raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
+    result = api.train(
+        spec, data, test, epochs, out, overrides, resume=resume, batch_size=batch_size,
+        holdout_photographers=holdout_photographers, classes=classes, skip_bad_images=skip_bad_images,
         max_memory=max_memory, distribute=distribute, devices=devices, worker_timeout=worker_timeout,
+        save_h5=save_h5, verbose=0 if quiet else None, remedy_words=on_command_line,
     )
-    from archbuilder.training.loop import train
-
-    result = train(request)
     if result.writer:
-        click.echo(f"run folder: {result.run.root}")
+        click.echo(f"run folder: {result.path}")
     else:
         click.echo("stopped; the chief keeps the run folder" if result.interrupted else "done; the chief wrote the run folder")
     if result.interrupted:  # 128 + the signal, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
         raise SystemExit(128 + result.stop_signal if result.stop_signal else INTERRUPTED_EXIT_CODE)
-
-
-def _verbosity(quiet: bool) -> int:
-    """Keras's fit verbosity: a live progress bar on a terminal; redirected to a file or a pipe,
-    one plain line per epoch, because the bar's carriage returns and colour codes garble logs."""
-    import sys
-
-    if quiet:
-        return 0
-    return 1 if sys.stdout.isatty() else 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
+from archbuilder.cli.remedies import problem_text
 from archbuilder.errors import SpecError, UserError
 from archbuilder import api
 
@@ -20,7 +21,7 @@ def command(specs: tuple[str, ...], overrides: tuple[str, ...], max_memory: int 
         try:
             checked = api.load_spec(path, overrides, max_memory)
         except SpecError as error:
-            problems.extend(str(p) for p in error.problems)
+            problems.extend(problem_text(p) for p in error.problems)
             continue
         plan = checked.plan
         click.echo(f"ok: {path}: {checked.spec.name}, {plan.total_params:,} params, {plan.macs:,} MACs")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import Remedy, UserError, shown
 from archbuilder.file_kinds import is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
@@ -75,15 +75,14 @@ def check_metadata(metadata, path) -> None:
 
 def refuse_spec_options(path, overrides: Iterable[str] = (), strict: bool = False, max_memory: int | None = None,
                         what: str = "a .keras file") -> None:
-    """--set/--strict/--max-memory shape the model built from --spec; a model file alone has none
-    to shape: refuse them, never ignore them."""
-    given = [name for name, value in (("--set", tuple(overrides)), ("--strict", strict), ("--max-memory", max_memory))
+    """overrides/strict/max_memory (--set/--strict/--max-memory) shape the model built from a spec;
+    a model file alone has none to shape: refuse them, never ignore them."""
+    given = [name for name, value in (("overrides", tuple(overrides)), ("strict", strict), ("max_memory", max_memory))
              if value]
     if given:
-        raise UserError(
-            f"{shown(path)}: {', '.join(given)} applies with --spec SPEC (a model built from a spec, the file's weights "
-            f"read into it); {what} alone carries its own architecture"
-        )
+        raise UserError(f"{shown(path)}: ", Remedy(
+            ", ".join(f"{{{name}}}" for name in given) + " applies with {spec} (a model built from a spec, the file's "
+            f"weights read into it); {what} alone carries its own architecture"))
 
 
 def check_declared_memory(path, input_shape, declared_bytes: int) -> None:
@@ -128,7 +127,8 @@ def open_model_file(
         return _open_weights(path, spec_path, overrides, strict, on_report, max_memory)
     refuse_spec_options(path, overrides, strict, max_memory)
     if not is_keras(path):
-        raise UserError(f"{shown(path)}: unsupported model file type {path.suffix or '(none)'!r}; expected .keras, or .h5 with --spec")
+        raise UserError(f"{shown(path)}: unsupported model file type {path.suffix or '(none)'!r}",
+                        Remedy("; expected .keras, or .h5 with {spec}"))
     if not zipfile.is_zipfile(path):
         raise UserError(f"{shown(path)}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     # These import TensorFlow quietly and register the archbuilder objects older files name.
@@ -175,10 +175,8 @@ def _encodable(text: str) -> str:
 
 def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max_memory: int | None = None):
     if spec_path is None:
-        raise UserError(
-            f"{path}: an .h5 file holds weights that are read into a model built from a spec; "
-            "give the architecture with --spec SPEC (e.g. --spec architectures/resnet50.yaml)"
-        )
+        raise UserError(f"{shown(path)}: an .h5 file holds weights that are read into a model built from a spec",
+                        Remedy("; give the architecture with {spec}, e.g. the spec file architectures/resnet50.yaml"))
     from archbuilder.keras.weights import open_weights_with_spec
 
     model, report = open_weights_with_spec(path, spec_path, overrides, strict=strict, max_memory=max_memory)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.keras.weights_h5 import ShapeMismatch, WeightLoadReport, _shapes
 
 if TYPE_CHECKING:  # imported lazily: `validate` must not pay for TensorFlow
@@ -138,7 +138,7 @@ def load_keras3_weights(model: "keras.Model", path: str | os.PathLike, strict: b
     if not report.matched and report.shape_mismatches:
         raise UserError(report.format().splitlines()[0] + f"; first difference: {report.shape_mismatches[0]}")
     if strict and not report.complete:
-        raise UserError(report.format() + "\n--strict: the file does not fit the model; nothing was loaded")
+        raise UserError(report.format() + "\n", Remedy("{strict}: the file does not fit the model; nothing was loaded"))
     for variable, array in assignments:
         variable.assign(array.astype(variable.dtype, copy=False))
     return report

@@ -25,12 +25,14 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.plan.graph import Node, Plan
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_LIMIT = 16 * 2**30  # the machines this runs on have 24 GiB
 LIMIT_VARIABLE = "ARCHBUILDER_MAX_MEMORY"
+# What raises the limit, in the API's words (the command line says --max-memory).
+RAISE_THE_LIMIT = Remedy(f"; raise it with {{max_memory}} or {LIMIT_VARIABLE} if this machine really has the memory")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
           "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
 
@@ -52,9 +54,8 @@ class MemoryEstimate:
         return (
             f"estimated memory{'' if self.what == 'one image' else ' for ' + self.what} {format_bytes(self.total)} "
             f"({'weights, gradients and optimizer slots' if training else 'weights'} {format_bytes(self.weight_bytes)}, "
-            f"activations {format_bytes(self.activation_bytes)}) exceeds the limit of {format_bytes(limit)}; "
-            f"raise it with --max-memory or {LIMIT_VARIABLE} if this machine really has the memory"
-        )
+            f"activations {format_bytes(self.activation_bytes)}) exceeds the limit of {format_bytes(limit)}"
+        )  # followed by RAISE_THE_LIMIT
 
 
 def optimizer_slots(optimizer: str, momentum: float = 0.0) -> int:
@@ -76,7 +77,7 @@ def estimate(plan: Plan, batch_size: int = 1, training: bool = False, slots: int
 
 
 def memory_limit(option: str | None = None) -> int:
-    """The limit from --max-memory, else $ARCHBUILDER_MAX_MEMORY, else 16 GiB."""
+    """The limit from `option` (max_memory, --max-memory), else $ARCHBUILDER_MAX_MEMORY, else 16 GiB."""
     if option is not None:
         return parse_size(option)
     text = os.environ.get(LIMIT_VARIABLE)

@@ -87,7 +87,8 @@ def check_memory(plan: Plan, document: Document, limit: int, batch_size: int = 1
     estimate = size_guard.estimate(plan, batch_size, training, slots)
     if estimate.total > limit:
         where = estimate.largest.path
-        raise SpecError([Problem(document.location_of(where), format_path(where), estimate.describe(limit))])
+        raise SpecError([Problem(document.location_of(where), format_path(where), estimate.describe(limit),
+                                 size_guard.RAISE_THE_LIMIT)])
 
 
 def parse_spec(document: Document) -> Spec:

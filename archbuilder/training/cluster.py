@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 
 # Task types that train; MultiWorkerMirroredStrategy has no parameter servers or evaluators.
 TRAINING_TASKS = ("chief", "worker")
@@ -52,15 +53,26 @@ class Cluster:
     def describe(self) -> str:
         return f"{self.task_type} {self.task_index} of {self.workers} ({self.address})"
 
+    def lost_peers(self, error_text: str) -> list[str]:
+        """The other tasks a TensorFlow error names (`/job:worker/replica:0/task:1`, or an address),
+        described; where it names none and there is one other task, that one: it is the one lost."""
+        others = [(kind, index) for kind in TRAINING_TASKS for index in range(len(self.addresses.get(kind, ())))
+                  if (kind, index) != (self.task_type, self.task_index)]
+        named = [(kind, index) for kind, index in others
+                 if re.search(rf"/job:{kind}/replica:\d+/task:{index}(?!\d)", error_text)
+                 or self.addresses[kind][index] in error_text]
+        return [f"{kind} {index} ({self.addresses[kind][index]})"
+                for kind, index in (named or (others if len(others) == 1 else []))]
+
 
 def read_cluster(text: str | None = None) -> Cluster:
     """The cluster TF_CONFIG describes (`text`, or the environment's), checked."""
     text = os.environ.get("TF_CONFIG") if text is None else text
     if not text or not text.strip():
-        raise UserError(
-            "--distribute multi-worker needs TF_CONFIG, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
-            "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'"
-        )
+        raise UserError("", Remedy(
+            "{distribute} needs TF_CONFIG, e.g. TF_CONFIG='{{\"cluster\": {{\"worker\": "
+            "[\"host1:12345\", \"host2:12345\"]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}'",
+            (("distribute", "multi-worker"),)))
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
@@ -91,12 +103,20 @@ def read_cluster(text: str | None = None) -> Cluster:
     if kind not in addresses:
         known = ", ".join(repr(k) for k in addresses)
         raise UserError(f"TF_CONFIG: task.type: {kind!r} is not a task type of the cluster ({known})")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(addresses[kind]):
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise UserError(f"TF_CONFIG: task.index: must be an integer, the task's place in cluster.{kind} "
+                        f"(received: {json.dumps(index)[:60]}, a {_json_type(index)})")
+    if not 0 <= index < len(addresses[kind]):
         raise UserError(
             f"TF_CONFIG: task.index: {index!r} is out of range: the cluster has {len(addresses[kind])} "
             f"{kind} task(s), indexes 0 to {len(addresses[kind]) - 1}"
         )
     return Cluster(kind, index, addresses)
+
+
+def _json_type(value) -> str:
+    return {bool: "boolean", str: "string", float: "number", list: "list", dict: "object", type(None): "null"}.get(
+        type(value), type(value).__name__)
 
 
 def _check_address(where: str, host) -> None:

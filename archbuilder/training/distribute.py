@@ -21,7 +21,7 @@ import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.training.cluster import Cluster, check_port_free, read_cluster
 
 MODES = ("none", "mirrored", "multi-worker", "auto")
@@ -62,6 +62,12 @@ class Distribution:
         return f"{self.cluster.describe()}, {self.replicas} replicas in all; this worker's devices: {devices}"
 
 
+def planned_distribution(mode: str) -> Cluster | None:
+    """The cluster a `multi-worker` run joins, TF_CONFIG checked (None for other modes). Called
+    before TensorFlow is imported, so that a mistake there costs no wait."""
+    return read_cluster() if mode == "multi-worker" else None
+
+
 def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> Distribution:
     """Set up `mode`. Must run before TensorFlow runs any operation (devices are fixed then)."""
     import tensorflow as tf
@@ -71,14 +77,13 @@ def start(mode: str, devices: int | None = None, worker_timeout: float = DEFAULT
         mode = "mirrored" if (len(gpus) > 1 and devices != 1) or (devices or 1) > 1 else "none"
     if mode == "none":
         if devices and devices > 1:
-            raise UserError(f"--devices {devices} needs --distribute mirrored or multi-worker")
+            raise UserError("", Remedy("{devices} needs {distribute}", (("devices", devices), ("distribute", "mirrored"))))
         return Distribution("none", None)
-    cluster = read_cluster() if mode == "multi-worker" else None
-    if cluster is not None:
-        check_port_free(cluster)
-    local = _local_devices(tf, gpus, devices)
+    cluster = planned_distribution(mode)
     if cluster is None:
-        return Distribution("mirrored", tf.distribute.MirroredStrategy(local))
+        return Distribution("mirrored", tf.distribute.MirroredStrategy(_local_devices(tf, gpus, devices)))
+    check_port_free(cluster)
+    _worker_devices(tf, gpus, devices)
     # Creating the strategy connects to every peer; a peer that never arrives would block it forever.
     watchdog = Watchdog(worker_timeout, f"{cluster.describe()}: the other workers did not all arrive within "
                         f"{worker_timeout:g} s; check TF_CONFIG's addresses and start every worker. Nothing was written")
@@ -99,19 +104,17 @@ def check_last_batches(counts: dict[str, int], batch_size: int, replicas: int) -
     if batch_size % replicas:  # Keras builds the model from the first batch's replica slices summed
         raise UserError(
             f"the global batch of {batch_size} does not split evenly over {replicas} replicas; use a multiple "
-            f"of {replicas} (e.g. --batch-size {max(replicas, batch_size - batch_size % replicas)})"
-        )
+            f"of {replicas}", Remedy(" (e.g. {batch_size})", (("batch_size", max(replicas, batch_size - batch_size % replicas)),)))
     for name, count in counts.items():
         last = count % batch_size
         if 0 < last < replicas:
             fits = [b for b in range(max(replicas, batch_size - 8), batch_size + 9)
                     if b % replicas == 0 and all(c % b == 0 or c % b >= replicas for c in counts.values())]
-            hint = f" (e.g. --batch-size {min(fits, key=lambda b: abs(b - batch_size))})" if fits else ""
+            hint = Remedy(" (e.g. {batch_size})", (("batch_size", min(fits, key=lambda b: abs(b - batch_size))),)) if fits else None
             raise UserError(
                 f"{count} {name} images in global batches of {batch_size} leave a last batch of {last}, "
                 f"fewer than the {replicas} replicas: one would have no image. Choose a batch size that "
-                f"leaves none or at least {replicas}{hint}"
-            )
+                f"leaves none or at least {replicas}", hint)
 
 
 def inference_call(model):
@@ -124,16 +127,36 @@ def inference_call(model):
 
 def _local_devices(tf, gpus, devices: int | None) -> list[str]:
     if gpus:
-        if devices and devices > len(gpus):
-            raise UserError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
-        return [f"/gpu:{i}" for i in range(devices or len(gpus))]
+        return [f"/gpu:{i}" for i in range(len(_local_gpus(gpus, devices) if devices else gpus))]
     count = devices or 1
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:  # one physical CPU as `count` logical devices, each with its own executor
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
     except RuntimeError:
-        raise UserError("--devices must be set before TensorFlow starts; run train in a fresh process") from None
+        raise UserError("", Remedy("{devices} must be set before TensorFlow starts; train in a fresh process")) from None
     return [f"/cpu:{i}" for i in range(count)]
+
+
+def _worker_devices(tf, gpus, devices: int | None) -> None:
+    """`devices` replicas on this worker: MultiWorkerMirroredStrategy takes every GPU it sees, so the
+    first N are made the visible ones. Without GPUs it runs one replica per worker on the CPU (it
+    does not use logical CPU devices), so more is refused rather than ignored."""
+    if not devices:
+        return
+    if not gpus:
+        if devices > 1:
+            raise UserError("", Remedy(
+                "{devices} under {distribute}: without GPUs each worker trains one replica on its CPU "
+                "(TensorFlow's multi-worker strategy takes GPUs only); leave it out, or give each worker GPUs",
+                (("devices", devices), ("distribute", "multi-worker"))))
+        return
+    tf.config.set_visible_devices(_local_gpus(gpus, devices), "GPU")
+
+
+def _local_gpus(gpus, devices: int):
+    if devices > len(gpus):
+        raise UserError("", Remedy(f"{{devices}}: this machine has {len(gpus)} GPU(s)", (("devices", devices),)))
+    return gpus[:devices]
 
 
 def _MultiWorker(tf):

@@ -9,27 +9,28 @@ batches the run would have seen, because the order of epoch `e` depends only on 
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from archbuilder.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from archbuilder.errors import UserError  # noqa: E402
+from archbuilder.errors import Remedy, UserError  # noqa: E402
 from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
-from archbuilder.training.prepare import model_metadata, planned_training, resume, say, start_new, steps_per_epoch  # noqa: E402
+from archbuilder.training.prepare import (  # noqa: E402
+    model_metadata, planned_training, resume, say, start_new, steps_per_epoch, weights_fingerprint,
+)
 from archbuilder.training.run_dir import RunDir  # noqa: E402
 from archbuilder.training.run_state import PreparedRun, RunState  # noqa: E402
 
@@ -55,6 +56,8 @@ class TrainRequest:
     distribute: str | None = None  # none, mirrored, multi-worker, auto; None: the spec's
     devices: int | None = None  # replicas of `mirrored` (logical CPUs where there is no GPU)
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT
+    # How lines printed while training say what to do next (the command line passes its flags).
+    remedy_words: Callable[[Remedy], str] = Remedy.in_python
 
 
 @dataclass
@@ -78,8 +81,8 @@ def train(request: TrainRequest) -> TrainResult:
             distribution.watchdog.stop()
         raise UserError(
             f"training.batch_norm_recompute_batches: {planned.batch_norm_recompute_batches} applies to single-device "
-            f"training, and this run is distributed ({distribution.describe()}); set it to 0 or train with --distribute none"
-        )
+            f"training, and this run is distributed ({distribution.describe()})",
+            Remedy("; set it to 0 or train with {distribute}", (("distribute", "none"),)))
     with precision_policy(planned.precision):
         prepared = resume(request, distribution) if request.resume else start_new(request, distribution)
         try:
@@ -118,7 +121,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             try:
                 _fit(prepared, session, distribution, steps, request.verbose)
             except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
-                raise _write_failed(error, run, session.state) from None
+                raise _write_failed(error, run, session.state, distribution) from None
             except _cluster_errors() as error:
                 raise _worker_lost(error, distribution, run) from None
     state = session.state
@@ -130,13 +133,12 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
         last = state.epochs_done
         raise TrainingDiverged(
             f"training stopped: the loss became NaN or infinite at {where}. "
-            + (f"{run.root} keeps epoch {last}. " if last else "")
-            + "Try a lower training.learning_rate (e.g. --set training.learning_rate=0.0001)."
-        )
+            + (f"{run.root} keeps epoch {last}. " if last else ""),
+            Remedy("Try a lower training.learning_rate (e.g. {overrides}).",
+                   (("overrides", ["training.learning_rate=0.0001"]),)))
     # Ctrl-C during the last epoch's last batch interrupted nothing: every epoch is done.
     interrupted = session.stop_requested and state.epochs_done < training.epochs
-    resume_hint = f"python cli.py train --resume {run.root}" + (
-        " --distribute multi-worker, on every worker" if distribution.cluster is not None else "")
+    resume_hint = request.remedy_words(_resume_remedy(run, distribution))
     if not distribution.is_chief:
         if interrupted:
             say(f"stopped with the other workers after epoch {state.epochs_done}; the chief's run folder keeps it; "
@@ -147,7 +149,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
     try:
         metrics = _finish(prepared, state, interrupted, request.save_h5, predict)
     except OSError as error:
-        raise _write_failed(error, run, state) from None
+        raise _write_failed(error, run, state, distribution) from None
     if interrupted and state.epochs_done:
         say(f"stopped after epoch {state.epochs_done}; continue with: {resume_hint}")
     elif interrupted:
@@ -182,20 +184,20 @@ def _cluster_errors() -> tuple:
 
 
 def _worker_lost(error, distribution: Distribution, run: RunDir) -> UserError:
-    first = (str(getattr(error, "message", error)).strip().splitlines() or [type(error).__name__])[0][:300]
+    text = str(getattr(error, "message", error))
+    first = (text.strip().splitlines() or [type(error).__name__])[0][:300]
     where = distribution.cluster.describe() if distribution.cluster else distribution.describe()
+    lost = distribution.cluster.lost_peers(text) if distribution.cluster else []
     return WorkerLost(
-        f"{where}: the cluster lost a worker ({type(error).__name__}: {first}). {run.root} keeps the last "
-        f"finished epoch; rerun the same command on every worker with --resume {run.root}"
-    )
+        f"{where}: the cluster lost {', '.join(lost) or 'a worker'} ({type(error).__name__}: {first}). {run.root} keeps the last "
+        f"finished epoch", Remedy("; rerun it on every worker with {resume}", (("resume", str(run.root)),)))
 
 
-def weights_fingerprint(model) -> str:
-    """SHA-256 of every weight's bytes, in order: equal on workers that hold equal weights."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
-    return digest.hexdigest()[:16]
+def _resume_remedy(run: RunDir, distribution: Distribution) -> Remedy:
+    """How to continue the run: the run's own distribution is used again (run.json records it)."""
+    if distribution.cluster is None:
+        return Remedy("{call}", (("resume", str(run.root)),), call="train")
+    return Remedy("{call}, on every worker", (("resume", str(run.root)), ("distribute", "multi-worker")), call="train")
 
 
 def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, steps: int, verbose: int) -> None:
@@ -259,14 +261,13 @@ def _graph_preparation():
     return GraphPreparation(say)
 
 
-def _write_failed(error: OSError, run: RunDir, state: RunState) -> UserError:
+def _write_failed(error: OSError, run: RunDir, state: RunState, distribution: Distribution) -> UserError:
     """Files are written atomically, so a failed write leaves the last finished epoch intact."""
     reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
     where = f" ({error.filename})" if error.filename else ""
-    return UserError(
-        f"{run.root}: cannot write the run folder: {reason}{where}. It keeps epoch {state.epochs_done}; "
-        f"make room and continue with: python cli.py train --resume {run.root}"
-    )
+    remedy = _resume_remedy(run, distribution)
+    return UserError(f"{run.root}: cannot write the run folder: {reason}{where}. It keeps epoch {state.epochs_done}; "
+                     "make room and continue with: ", remedy)
 
 
 def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: bool, predict) -> dict:

@@ -44,6 +44,13 @@ class Evaluation:
             "confusion_matrix": self.confusion.tolist(),
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Evaluation":
+        """Back from `to_json` (precision and recall follow from the confusion matrix)."""
+        return cls(tuple(row["class"] for row in data["per_class"]), data["loss"], data["accuracy"],
+                   np.asarray(data["confusion_matrix"], dtype=np.int64).reshape(len(data["per_class"]), -1),
+                   data["images"])
+
     def to_text(self) -> str:
         width = max(5, *(len(n) for n in self.class_names))
         lines = [

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from archbuilder.data.split import stratified_split
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.keras.model_files import PREPROCESSING
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.optimizers import compile_model
@@ -62,6 +62,32 @@ def model_metadata(class_names, shape, spec_name: str) -> dict:
         "preprocessing": PREPROCESSING,
         "spec_name": spec_name,
     }
+
+
+def seeded_model(spec, seed: int):
+    """The spec's model, its initial weights fixed by training.seed: the same on one device, mirrored
+    and multi-worker. Keras gives every initializer without a seed of its own one drawn from
+    Python's generator when the layer is made; seeding it (and NumPy's and TensorFlow's, as
+    keras.utils.set_random_seed does) makes those draws the seed's."""
+    import keras
+
+    from archbuilder.keras.graph import build_model
+
+    keras.utils.set_random_seed(seed)
+    return build_model(spec)
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of every weight's bytes, in order: equal on workers that hold equal weights."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def steps_per_epoch(data: RunData, training: TrainingSpec) -> int:
@@ -132,6 +158,8 @@ def start_new(request, distribution) -> PreparedRun:
         "skip_bad_images": request.skip_bad_images,
         "training": training.model_dump(mode="json"),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        # What was asked (auto resolved): --resume continues with the same distribution.
+        "distribute": distribution.mode, "devices": request.devices,
     }
     data = RunData(run_info, shape)
     _check_replica_batches(data, training, distribution)
@@ -148,11 +176,10 @@ def start_new(request, distribution) -> PreparedRun:
         spec = checked.spec
     run_info["overrides"] = list(overrides)
     run_info["class_names"] = list(data.class_names)
-    from archbuilder.keras.graph import build_model
     from archbuilder.training.head_output import check_classifier_output
 
     with distribution.scope():
-        model = build_model(spec)
+        model = seeded_model(spec, training.seed)
         check_classifier_output(model, classes, str(request.spec_path))
         compile_model(model, training, steps_per_epoch(data, training))
     if distribution.is_chief:  # every check passed: only now is anything written
@@ -165,7 +192,8 @@ def start_new(request, distribution) -> PreparedRun:
             # run.json last: a folder without it is a start that never finished (see the check).
             for name, text in starting.items():
                 atomic_write_text(run.root / name, text)
-            run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape)})
+            run.write_json(run.run_json, {**run_info, "spec_name": spec.name, "input_shape": list(shape),
+                                          "initial_weights": weights_fingerprint(model)})
     return PreparedRun(run, model, data, training, shape, spec.name, RunState())
 
 
@@ -186,9 +214,10 @@ def _check_new_run_folder(run: RunDir, starting: dict[str, str] | None = None) -
         return
     held = [p for p in run.root.iterdir() if p.name != LOCK_NAME and not p.name.startswith(PROBE_PREFIX)]
     if run.is_run():
-        raise UserError(f"{run.root}: already exists and is not empty; use --resume {run.root} or another --out")
+        raise UserError(f"{run.root}: already exists and is not empty",
+                        Remedy("; use {resume} or another {out}", (("resume", str(run.root)),)))
     if held and not all(_left_by_a_killed_start(run, path, starting) for path in held):
-        raise UserError(f"{run.root}: already exists and is not empty; give another --out")
+        raise UserError(f"{run.root}: already exists and is not empty", Remedy("; give another {out}"))
 
 
 def _left_by_a_killed_start(run: RunDir, path: Path, starting: dict[str, str] | None) -> bool:
@@ -246,11 +275,9 @@ def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> Prepa
     training = TrainingSpec.model_validate(run_info["training"])
     data = RunData(run_info, shape)
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
-        from archbuilder.keras.graph import build_model
-
         spec = _load_spec(str(run.spec), (), request.max_memory).spec
         with distribution.scope():
-            model = build_model(spec)
+            model = seeded_model(spec, training.seed)
             check_classifier_output(model, len(data.class_names), str(run.spec))
             compile_model(model, training, steps_per_epoch(data, training))
         say(f"resuming {run.root} from the start: no epoch had finished")

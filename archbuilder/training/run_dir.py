@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
@@ -124,6 +124,9 @@ class _RunInfo(BaseModel):
     input_shape: list[Annotated[StrictInt, Field(gt=0)]] = Field(min_length=3, max_length=3)
     spec_name: StrictStr
     class_names: Optional[list[StrictStr]] = None
+    # How it was distributed (absent in runs started before this was recorded: then as asked now).
+    distribute: Optional[Literal["none", "mirrored", "multi-worker"]] = None
+    devices: Optional[Annotated[StrictInt, Field(ge=1)]] = None
 
 
 class _RunState(BaseModel):

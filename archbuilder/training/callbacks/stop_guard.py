@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
 from contextlib import contextmanager
 
 import keras
@@ -42,6 +43,9 @@ class StopGuard(keras.callbacks.Callback):
 def ctrl_c_stops_after_the_batch(session: Session, say):
     """The first Ctrl-C (SIGINT) or SIGTERM asks the StopGuard to stop after this batch; a second
     one stops at once. SIGTERM is what Kubernetes and Slurm send before they kill a job."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # archbuilder.train called from a thread: Python lets only the main thread handle signals
+        return
     watched = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.getsignal(signum) for signum in watched}
 
