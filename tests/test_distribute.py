@@ -449,7 +449,7 @@ def test_devices_under_multi_worker_without_gpus_is_refused_in_one_line(tmp_path
 
 def _initial_weights(seed: int = 0) -> str:
     """The fingerprint of the tiny spec's model as training.seed `seed` initializes it, built here."""
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.prepare import seeded_model, weights_fingerprint
 
     return weights_fingerprint(seeded_model(load_checked_spec(TINY_SPEC).spec, seed))
