@@ -25,7 +25,8 @@ def command(model_path, data, batch_size, classes, spec, max_memory, overrides, 
     model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
                             max_memory=max_memory)
     names = model_classes(model, model_path)
-    images = evaluation_data(data, model_input_shape(model, model_path), names, classes=classes)
+    # auto: a folder too large for memory is streamed (one pass, bounded memory), with the same pixels
+    images = evaluation_data(data, model_input_shape(model, model_path), names, classes=classes, cache="auto")
     result = evaluate_probabilities(predict_probabilities(model, images.x, batch_size), images.y, names)
     if as_json:
         click.echo(json.dumps({"model": model_path, "data": data, **result.to_json()}, indent=2))
