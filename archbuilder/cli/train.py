@@ -29,8 +29,8 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 @click.option("--cache", type=click.Choice(["auto", "memory", "disk", "none"]),
               help="Where decoded images of a folder live: memory (decoded once, held), disk (decoded once "
               "into a cache folder, streamed from it), none (streamed from the files, decoded every epoch), "
-              "auto (memory when they fit in a quarter of this machine's memory and under the limit, else "
-              "none; the default). Every choice gives the same batches.")
+              "auto (memory when holding them, counted as 4 copies, fits in a quarter of this machine's memory "
+              "and under the limit, else none; the default). Every choice gives the same batches.")
 @click.option("--quiet", is_flag=True, help="No progress bar (with stdout not a terminal: no per-epoch lines).")
 @max_memory_option
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
