@@ -106,8 +106,9 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
           test: str | os.PathLike | None = None, epochs: int | None = None, out: str | os.PathLike | None = None,
           overrides: Iterable[str] = (), *, resume: str | os.PathLike | None = None, batch_size: int | None = None,
           holdout_photographers: float | None = None, classes: Iterable[str] | None = None,
-          skip_bad_images: bool = False, max_memory: int | None = None, distribute: str | None = None,
-          devices: int | None = None, worker_timeout: float | None = None, save_h5: bool = False,
+          skip_bad_images: bool = False, cache: str | None = None, max_memory: int | None = None,
+          distribute: str | None = None, devices: int | None = None, worker_timeout: float | None = None,
+          save_h5: bool = False,
           verbose: int | None = None, remedy_words: Callable[[Remedy], str] | None = None) -> TrainedRun:
     """Train the spec file `spec` on `data` (a class folder or a SIGNS .h5) into the run folder `out`
     (default runs/<name>-<time>), or continue the run folder `resume` with its own settings.
@@ -115,7 +116,8 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     What `train` prints goes to stderr; `verbose` is Keras's (0 silent, 1 a progress bar, 2 a line
     per epoch; default: a bar on a terminal, else lines). A first Ctrl-C stops after the batch and
     returns the run as it is (`interrupted`). `remedy_words` says the hints printed while training
-    (the command line passes its flags; default: these arguments).
+    (the command line passes its flags; default: these arguments). `cache`: where the decoded images
+    live, "memory", "disk", "none" (streamed) or "auto" (the default; README "Large data sets").
     """
     from archbuilder.training.distribute import MODES, planned_distribution
 
@@ -164,8 +166,8 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
         data=None if data is None else os.fspath(data), test=None if test is None else os.fspath(test),
         holdout_photographers=holdout_photographers, classes=_class_list(classes),
         out=None if out is None else os.fspath(out), resume=None if resume is None else os.fspath(resume),
-        verbose=_verbosity() if verbose is None else verbose, skip_bad_images=skip_bad_images, save_h5=save_h5,
-        max_memory=max_memory, distribute=distribute, devices=devices,
+        verbose=_verbosity() if verbose is None else verbose, skip_bad_images=skip_bad_images, cache=cache,
+        save_h5=save_h5, max_memory=max_memory, distribute=distribute, devices=devices,
         worker_timeout=DEFAULT_WORKER_TIMEOUT if worker_timeout is None else worker_timeout,
         remedy_words=remedy_words or Remedy.in_python,
     ))
@@ -224,7 +226,8 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
 
     _check_path("data", data)
     opened = _opened(model, spec, overrides, strict, max_memory)
-    images = evaluation_data(os.fspath(data), opened.shape, opened.class_names, classes=_class_list(classes))
+    # auto: a folder too large for memory is streamed (one pass, bounded memory), with the same pixels
+    images = evaluation_data(os.fspath(data), opened.shape, opened.class_names, classes=_class_list(classes), cache="auto")
     result = evaluate_probabilities(predict_probabilities(opened.model, images.x, batch_size), images.y,
                                     opened.class_names)
     return {"model": opened.label, "data": os.fspath(data), **result.to_json()}
@@ -567,3 +570,29 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     write_signs_h5(os.fspath(out), splits)
     return {"shapes": {f"{name}_set_x": tuple(images.x.shape) for name, images in splits.items()},
             "class_names": list(loaded.train.class_names)}
+
+
+def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_size: int = 1024,
+                 holdout_photographers: float | None = None, classes: Iterable[str] | None = None) -> dict:
+    """Write `folder` (one subfolder per class) to the folder `out` as TFRecord shards of the encoded
+    images and their labels, with an index (data/records.py), which train, evaluate and test= read
+    as they read the class folder. A pack cut short continues where it stopped when called again.
+    Returns the index: {"images": N, "class_names": [...], "shards": [...], ...}."""
+    from archbuilder.runtime import import_tensorflow_quietly
+
+    _check_path("folder", folder)
+    _check_path("out", out)
+    if holdout_photographers:
+        raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
+                                   "every image of the folder"))
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise UserError("", Remedy("{shard_size} must be a whole number of images, 1 or more"
+                                   f" (received {shard_size!r})"))
+    import_tensorflow_quietly()
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.data.records import pack_records as write_records
+    from archbuilder.data.sources import select_classes
+
+    folder = os.fspath(folder)
+    keep = select_classes(scan_image_folder(folder).class_names, tuple(classes), folder) if classes else None
+    return write_records(folder, os.fspath(out), shard_size, keep)

@@ -26,6 +26,11 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 @click.option("--skip-bad-images", is_flag=True,
               help="Leave out image files that cannot be read or decoded, with a warning naming each "
               "(default: stop, naming them).")
+@click.option("--cache", type=click.Choice(["auto", "memory", "disk", "none"]),
+              help="Where decoded images of a folder live: memory (decoded once, held), disk (decoded once "
+              "into a cache folder, streamed from it), none (streamed from the files, decoded every epoch), "
+              "auto (memory when holding them, counted as 4 copies, fits in a quarter of this machine's memory "
+              "and under the limit, else none; the default). Every choice gives the same batches.")
 @click.option("--quiet", is_flag=True, help="No progress bar (with stdout not a terminal: no per-epoch lines).")
 @max_memory_option
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
@@ -40,7 +45,7 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
               "collective hangs) is ended by its watchdog; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")
 def command(spec, data, test, holdout_photographers, classes, epochs, batch_size, overrides, out, resume,
-            skip_bad_images, quiet, max_memory, distribute, devices, worker_timeout, save_h5):
+            skip_bad_images, cache, quiet, max_memory, distribute, devices, worker_timeout, save_h5):
     """Train SPEC on labelled images; write the best model, a checkpoint per epoch, curves and metrics.
 
     \b
@@ -67,7 +72,7 @@ def command(spec, data, test, holdout_photographers, classes, epochs, batch_size
         raise UserError("train needs --data: a folder with one subfolder per class, or a SIGNS .h5 file")
     result = api.train(
         spec, data, test, epochs, out, overrides, resume=resume, batch_size=batch_size,
-        holdout_photographers=holdout_photographers, classes=classes, skip_bad_images=skip_bad_images,
+        holdout_photographers=holdout_photographers, classes=classes, skip_bad_images=skip_bad_images, cache=cache,
         max_memory=max_memory, distribute=distribute, devices=devices, worker_timeout=worker_timeout,
         save_h5=save_h5, verbose=0 if quiet else None, remedy_words=on_command_line,
     )

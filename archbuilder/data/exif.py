@@ -15,6 +15,7 @@ import struct
 
 ORIENTATION_TAG = 0x0112
 _HEADER_BYTES = 1 << 16  # APP1 segments are at most 64 KiB; EXIF is the first or second segment
+HEADER_BYTES = _HEADER_BYTES + 1024  # what is read of each file: room for an APP0 segment before APP1
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -22,9 +23,14 @@ def exif_orientation(path: str | os.PathLike | bytes) -> int:
     """1..8 from the file's EXIF, 1 (as stored) when there is none or it cannot be read."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_HEADER_BYTES + 1024)
+            head = handle.read(HEADER_BYTES)
     except OSError:
         return 1  # the decoder reports unreadable files, naming them
+    return orientation_in_header(head)
+
+
+def orientation_in_header(head: bytes) -> int:
+    """`exif_orientation` of a file whose first HEADER_BYTES are `head`."""
     try:
         value = _orientation_in_png(head) if head.startswith(_PNG_SIGNATURE) else _orientation_in_jpeg(head)
     except (struct.error, IndexError, ValueError):

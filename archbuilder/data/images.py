@@ -82,7 +82,14 @@ def _orient(image, orientation):
 def _decode(path, height: int, width: int, channels: int, orientation=1):
     import tensorflow as tf
 
-    data = tf.io.read_file(path)
+    return decode_bytes(tf.io.read_file(path), height, width, channels, orientation)
+
+
+def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
+    """An encoded image (a file's bytes, or a record's) -> uint8 (height, width, channels): the
+    one decode of every image, turned as its EXIF `orientation` says, then resized."""
+    import tensorflow as tf
+
     image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, channels])
     image = _orient(image, orientation)
@@ -96,31 +103,37 @@ def _file_names(paths: Sequence[Path]) -> list[bytes]:
     return [os.fsencode(p) for p in paths]
 
 
-def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> np.ndarray:
+def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
+                     orientations: Sequence[int] | None = None) -> np.ndarray:
     """uint8 array (N, H, W, C) from image files, decoded in parallel with tf.data.
 
     A file TensorFlow cannot decode (not an image, truncated) is an error naming every such file.
-    A JPEG's EXIF orientation is applied before resizing (archbuilder.data.exif).
+    A JPEG's EXIF orientation is applied before resizing (archbuilder.data.exif); `orientations`
+    are the files' own, when their headers were read already (data.stream.read_headers).
+    The array is filled batch by batch: the decoded images are held once, not twice.
     """
     import tensorflow as tf
 
     height, width, channels = shape
     check_channels(channels)
     names = _file_names(paths)
-    orientations = [exif_orientation(name) for name in names]
+    if orientations is None:
+        orientations = [exif_orientation(name) for name in names]
     dataset = (
         tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string), tf.constant(orientations, tf.int32)))
         .map(lambda p, o: _decode(p, height, width, channels, o), num_parallel_calls=tf.data.AUTOTUNE,
              deterministic=True)
         .batch(256)
     )
+    out = np.empty((len(names), height, width, channels), np.uint8)
     try:
-        batches = [batch.numpy() for batch in dataset]
+        position = 0
+        for batch in dataset:
+            out[position:position + len(batch)] = batch.numpy()
+            position += len(batch)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError):
         raise UserError(_describe_bad_files(names, height, width, channels)) from None
-    if not batches:
-        return np.zeros((0, height, width, channels), np.uint8)
-    return np.concatenate(batches)
+    return out
 
 
 def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[tuple[str, str]]:

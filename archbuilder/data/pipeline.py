@@ -1,8 +1,10 @@
 """tf.data pipelines over decoded uint8 images (images.py): shuffle, batch, augment, x/255, prefetch.
 
-The decoded images are the cache: held in memory as one uint8 tensor, so every epoch after the
-first decode costs only a gather. The order of epoch `e` is a permutation drawn from
-(seed, e) alone, so a run resumed at epoch `e` sees exactly the batches it would have seen.
+`x` is either the decoded images held in memory as one uint8 array (every epoch after the first
+decode costs only a gather), or a `stream.ImageFiles`, whose batches are decoded from their files
+as they are needed (memory bounded whatever the data's size). Either way the order of epoch `e` is
+a permutation drawn from (seed, e) alone, so a run resumed at epoch `e` sees exactly the batches it
+would have seen, and the same batches whether the images are held or streamed.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def training_dataset(
     augmentation: AugmentationSpec | None = None,
 ):
     """Batches of (x/255, one-hot y) for epochs first_epoch..epochs-1, back to back."""
-    return _images_and_labels(_batch_indexes(len(y), batch_size, seed, first_epoch, epochs), x, y, classes, seed, augmentation)
+    indexes = _batch_indexes(len(y), batch_size, seed, first_epoch, epochs)
+    return _images_and_labels(indexes, x, y, classes, seed, augmentation,
+                              epochs=(first_epoch, steps_per_epoch(len(y), batch_size)))
 
 
 def replica_training_dataset(
@@ -84,7 +88,9 @@ def replica_training_dataset(
     together sees exactly the single-device batch.
     """
     indexes = _batch_indexes(len(y), batch_size, seed, first_epoch, epochs)
-    return _images_and_labels(_replica_slices(indexes, context), x, y, classes, seed, augmentation)
+    local = context.num_replicas_in_sync // context.num_input_pipelines  # slices per global batch
+    return _images_and_labels(_replica_slices(indexes, context), x, y, classes, seed, augmentation,
+                              epochs=(first_epoch, steps_per_epoch(len(y), batch_size) * local))
 
 
 def replica_inference_dataset(context, x: np.ndarray, y: np.ndarray, classes: int, batch_size: int):
@@ -122,13 +128,21 @@ def _replica_slices(indexes, context):
     return indexes.flat_map(slices)
 
 
-def _images_and_labels(indexes, x: np.ndarray, y: np.ndarray, classes: int, seed: int,
-                       augmentation: AugmentationSpec | None):
+def _images_and_labels(indexes, x, y: np.ndarray, classes: int, seed: int,
+                       augmentation: AugmentationSpec | None, epochs: tuple[int, int] | None = None):
+    """`epochs`: (first epoch, index batches per epoch) of a training dataset; None for inference."""
     import tensorflow as tf
 
-    images = tf.constant(x)
+    from archbuilder.data.stream import PREFETCH_BATCHES, ImageFiles
+
     labels = tf.one_hot(tf.constant(y), classes)
-    dataset = indexes.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
+    streamed = isinstance(x, ImageFiles)
+    if streamed:
+        first_epoch, per_epoch = epochs or (0, 0)
+        dataset = x.batches(indexes, labels, training=epochs is not None, first_epoch=first_epoch, per_epoch=per_epoch)
+    else:
+        images = tf.constant(x)
+        dataset = indexes.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
     layers = augmentation_layers(augmentation, seed) if augmentation is not None and augmentation.enabled else None
     if layers is not None:
         dataset = dataset.map(
@@ -136,10 +150,17 @@ def _images_and_labels(indexes, x: np.ndarray, y: np.ndarray, classes: int, seed
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     dataset = dataset.map(lambda im, lab: (normalize(im), lab))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Streamed: a fixed depth, so that memory stays bounded (AUTOTUNE may buffer up to half the RAM).
+    return dataset.prefetch(PREFETCH_BATCHES if streamed else tf.data.AUTOTUNE)
 
 
-def inference_dataset(x: np.ndarray, batch_size: int):
+def inference_dataset(x, batch_size: int):
+    """Batches of x/255 in order; `x` a uint8 array or a stream.ImageFiles."""
     import tensorflow as tf
 
+    from archbuilder.data.stream import PREFETCH_BATCHES, ImageFiles
+
+    if isinstance(x, ImageFiles):
+        batches = x.batches(tf.data.Dataset.range(len(x)).batch(batch_size))
+        return batches.map(normalize).prefetch(PREFETCH_BATCHES)
     return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(normalize).prefetch(tf.data.AUTOTUNE)

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archbuilder.data.cache_choice import MemoryBudget
 from archbuilder.data.folder import LabelledFiles, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
+from archbuilder.data.records import is_records
 from archbuilder.data.split import group_holdout, photographer_groups
 from archbuilder.errors import UserError, quoted_list, shown
 from archbuilder.file_kinds import is_h5
@@ -48,10 +50,33 @@ def _keep_files(files: LabelledFiles, keep: list[int]) -> tuple[LabelledFiles, n
     return kept, indices
 
 
-def _files_to_images(files: LabelledFiles, shape) -> LabelledImages:
-    from archbuilder.data.images import load_image_files
+def _files_to_images(files: LabelledFiles, shape, cache: str = "memory", orientations: np.ndarray | None = None,
+                     skip_bad_images: bool = False) -> LabelledImages:
+    """The images of `files`: decoded into memory (`cache` memory), else a stream.ImageFiles
+    (`orientations` from their headers), read through a disk cache with `cache` disk."""
+    if cache == "memory":
+        from archbuilder.data.images import load_image_files
 
-    return LabelledImages(load_image_files(files.paths, shape), files.labels, files.class_names)
+        return LabelledImages(load_image_files(files.paths, shape, orientations), files.labels, files.class_names)
+    from archbuilder.data.stream import ImageFiles
+
+    x = ImageFiles(files.paths, orientations, shape, skip_bad=skip_bad_images)
+    if cache == "disk":
+        from archbuilder.data.disk_cache import cached
+
+        x = cached(x)
+    return LabelledImages(x, files.labels, files.class_names)
+
+
+def _records(data: str, shape, skip_bad_images: bool, cache: str, memory: MemoryBudget) -> LabelledImages:
+    """Record shards (data.records), streamed; with `cache` memory (or auto, where they fit), decoded
+    into memory. They are packed already: `disk` reads them as they are."""
+    from archbuilder.data.records import read_records
+
+    images = read_records(data, shape, skip_bad_images)
+    if memory.choose(cache, len(images), shape, data) != "memory":
+        return images
+    return LabelledImages(np.asarray(images.x), images.y, images.class_names)
 
 
 def _h5_split(path: str, preferred: str, shape) -> tuple[LabelledImages, dict[str, LabelledImages]]:
@@ -86,36 +111,46 @@ def training_data(
     seed: int = 0,
     classes: tuple[str, ...] | None = None,
     skip_bad_images: bool = False,
+    cache: str = "memory",
+    memory: MemoryBudget | None = None,
 ) -> TrainingData:
     """Training images and (if any) test images, decoded at `shape`.
 
     The test set is `test` if given, else the `test_set_*` of an .h5 `data` that has one, else
     whole photographers held out of a folder `data` (`holdout_photographers` > 0), else none.
+    Images of folders are held or streamed as `cache` (data.cache_choice) says, within `memory`;
+    an .h5 file's arrays are always held (h5py reads them whole).
     """
+    memory = memory or MemoryBudget(None)
     classes_wanted = classes
-    if holdout_photographers and (test or is_h5(data)):
-        raise UserError("--holdout-photographers splits a class folder; it can't be combined with --test or an .h5 file")
+    if holdout_photographers and (test or is_h5(data) or is_records(data)):
+        raise UserError("--holdout-photographers splits a class folder; it can't be combined with --test, an .h5 file "
+                        "or record files")
     test_set, test_origin = None, None
     if is_h5(data):
         train, splits = _h5_split(data, "train", shape)
         if "test" in splits and test is None and splits["test"] is not train:
             test_set, test_origin = splits["test"], f"{data} (test_set_*)"
+    elif is_records(data):
+        train = _records(data, shape, skip_bad_images, cache, memory)
     else:
-        folder = folder_split(data, shape, classes, skip_bad_images, holdout_photographers, seed)
+        folder = folder_split(data, shape, classes, skip_bad_images, holdout_photographers, seed,
+                              lambda count: memory.choose(cache, count, shape, data))
         if folder.held is not None:
-            all_images = _files_to_images(folder.files, shape)
+            all_images = _files_to_images(folder.files, shape, folder.cache, folder.orientations, skip_bad_images)
             train, test_set = all_images.subset(folder.kept), all_images.subset(folder.held)
             test_origin = (
                 f"{_count(folder.photographers_held, 'photographer')} held out of {data} "
                 f"({len(folder.held)} images, seed {seed})"
             )
         else:
-            train = _files_to_images(folder.files, shape)
+            train = _files_to_images(folder.files, shape, folder.cache, folder.orientations, skip_bad_images)
         classes = None  # already applied
     train = _filter(train, classes, data)
     _check_classes(train, data)
     if test is not None:
-        test_set = evaluation_data(test, shape, train.class_names, keep_only_known=bool(classes_wanted))
+        test_set = evaluation_data(test, shape, train.class_names, keep_only_known=bool(classes_wanted),
+                                   cache=cache, memory=memory)
         test_origin = test
     elif test_set is not None and classes:
         test_set = _filter(test_set, classes, data)
@@ -130,28 +165,59 @@ class FolderSplit:
     kept: np.ndarray | None = None  # indices into `files`; None without a holdout
     held: np.ndarray | None = None
     photographers_held: int = 0
+    cache: str = "memory"  # data.cache_choice: how the files' images are to be read
+    orientations: np.ndarray | None = None  # EXIF orientation per file, where headers were read
 
 
 def folder_split(data: str, shape, classes: tuple[str, ...] | None, skip_bad_images: bool,
-                 holdout_photographers: float | None, seed: int) -> FolderSplit:
+                 holdout_photographers: float | None, seed: int, choose_cache=None) -> FolderSplit:
     """The files of a class folder that `train` uses, and its photographer split when asked.
 
     Photographers are found over the whole folder (shooting order across classes), before the
-    classes are narrowed, so a subset keeps the same people apart.
+    classes are narrowed, so a subset keeps the same people apart. `choose_cache` (number of
+    images -> cache choice) decides how they are read; held in memory (the default), every image
+    is decoded once now, which names every bad file (or skips it, with `skip_bad_images`);
+    streamed, only the headers are read now (stream.read_headers).
     """
     files = scan_image_folder(data)
-    if skip_bad_images:
-        files = _without_bad_images(files, shape)
     keep = select_classes(files.class_names, classes, data)
+    used = len(files.paths) if keep is None else int(np.isin(files.labels, keep).sum())
+    cache = choose_cache(used) if choose_cache else "memory"
+    orientations = None
+    if cache == "memory":
+        if skip_bad_images:
+            files = _without_bad_images(files, shape)
+    else:
+        files, orientations = _with_image_headers(files, skip_bad_images)
     groups = photographer_groups(files.paths, files.labels) if holdout_photographers else None
     if keep is not None:
         files, indices = _keep_files(files, keep)
         if groups is not None:
             groups = groups[indices]
+        if orientations is not None:
+            orientations = orientations[indices]
     if groups is None:
-        return FolderSplit(files)
+        return FolderSplit(files, cache=cache, orientations=orientations)
     kept, held = group_holdout(groups, holdout_photographers, seed)
-    return FolderSplit(files, kept, held, len(np.unique(groups[held])))
+    return FolderSplit(files, kept, held, len(np.unique(groups[held])), cache, orientations)
+
+
+def _with_image_headers(files: LabelledFiles, skip_bad_images: bool) -> tuple[LabelledFiles, np.ndarray]:
+    """`files` and their EXIF orientations, read from their headers; a file whose header is no
+    image's is an error naming it, or with `skip_bad_images` left out with a warning."""
+    import sys
+
+    from archbuilder.data.stream import bad_headers_message, read_headers
+
+    orientations, problems = read_headers(files.paths)
+    if not problems:
+        return files, orientations
+    if not skip_bad_images:
+        raise UserError(bad_headers_message(files.paths, problems))
+    for index, reason in problems:
+        print(f"warning: skipping {shown(files.paths[index])}: not a readable image ({reason})", file=sys.stderr, flush=True)
+    good = np.setdiff1d(np.arange(len(files.paths)), [index for index, _ in problems])
+    return files.subset(good), orientations[good]
 
 
 def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
@@ -168,23 +234,31 @@ def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
 
 def evaluation_data(
     data: str, shape: tuple[int, int, int], model_classes: tuple[str, ...], preferred: str = "test",
-    keep_only_known: bool = False, classes: tuple[str, ...] | None = None,
+    keep_only_known: bool = False, classes: tuple[str, ...] | None = None, cache: str = "memory",
+    memory: MemoryBudget | None = None,
 ) -> LabelledImages:
     """Images of `data` with labels renumbered into `model_classes` by class name.
 
     `data` may hold a subset of the model's classes; a class the model doesn't know is an error,
     or, with `keep_only_known` (training with --classes), left out. `classes` (evaluate
-    --classes) keeps only those classes of `data`.
+    --classes) keeps only those classes of `data`. A folder's images are held or streamed as
+    `cache` says (training_data); a bad file is always an error naming it.
     """
     if is_h5(data):
         images, _ = _h5_split(data, preferred, shape)
         images = _filter(images, classes, data)
+    elif is_records(data):
+        images = _filter(_records(data, shape, False, cache, memory or MemoryBudget(None)), classes, data)
     else:
         files = scan_image_folder(data)
         keep = select_classes(files.class_names, classes, data)
         if keep is not None:  # decode only the images that are used
             files, _ = _keep_files(files, keep)
-        images = _files_to_images(files, shape)
+        chosen = (memory or MemoryBudget(None)).choose(cache, len(files.paths), shape, data)
+        orientations = None
+        if chosen != "memory":
+            files, orientations = _with_image_headers(files, skip_bad_images=False)
+        images = _files_to_images(files, shape, chosen, orientations)
     if keep_only_known:
         images = _filter(images, tuple(n for n in images.class_names if n in model_classes), data)
     unknown = [name for name in images.class_names if name not in model_classes]

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from archbuilder.atomic import atomic_write_text
+from archbuilder.cache_folder import cache_dir
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 
 CACHE_FORMAT = 1
@@ -43,13 +44,6 @@ CACHE_FORMAT = 1
 # be a coin toss, and keeping TensorFlow's kernel is the neutral choice.
 SWITCH_BELOW = 0.9
 REPEATS = 7  # timed calls per path, interleaved; the median is kept
-
-
-def cache_dir() -> Path:
-    if os.environ.get("ARCHBUILDER_CACHE_DIR"):
-        return Path(os.environ["ARCHBUILDER_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "archbuilder"
 
 
 def onednn_enabled() -> bool:

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from archbuilder.errors import Remedy, UserError  # noqa: E402
 from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
+from archbuilder.training import streamed_data  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
@@ -51,6 +52,7 @@ class TrainRequest:
     resume: str | None = None
     verbose: int = 1
     skip_bad_images: bool = False
+    cache: str | None = None  # data.cache_choice: auto, memory, disk, none; None: run.json's, else auto
     save_h5: bool = False  # also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format)
     max_memory: int | None = None  # bytes the training estimate may reach (default: size_guard.memory_limit())
     distribute: str | None = None  # none, mirrored, multi-worker, auto; None: the spec's
@@ -103,6 +105,8 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
         + (f", testing on {len(data.test)} ({data.test_origin})" if data.test is not None else "")
         + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {run.root}"
     )
+    if (reading := streamed_data.reading_line(data)) is not None:
+        say(reading)
     if distribution.strategy is not None:
         say(f"distributed: {distribution.describe()}; the batch of {training.batch_size} is global, "
             f"about {training.batch_size / distribution.replicas:g} images per replica, learning rate "
@@ -231,12 +235,17 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
         build_before_tracing(prepared.model, dataset.element_spec)
         if data.test is not None and session.writer:  # predicted after every epoch (EpochRow)
             trace_prediction_once(prepared.model, dataset.element_spec[0])
-    prepared.model.fit(
-        dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
-        validation_data=validation, verbose=verbose,
-        callbacks=[_graph_preparation(), *callbacks(session, prepared.model, distribution, say, training)],
-        shuffle=False,
-    )
+    try:
+        prepared.model.fit(
+            dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
+            validation_data=validation, verbose=verbose,
+            callbacks=[_graph_preparation(), *streamed_data.skipped_images(data, say),
+                       *callbacks(session, prepared.model, distribution, say, training)],
+            shuffle=False,
+        )
+    except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
+        streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
+        raise
 
 
 def _use_fast_kernels(model, training) -> None:
@@ -292,6 +301,7 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         images, origin = data.validation, "validation split (no test set given)"
     else:
         images, origin = data.train, "training images (no test set or validation split given)"
+    images = streamed_data.without_skipped(images)  # files --skip-bad-images left out of training
     result = evaluate_probabilities(predict(model, images.x), images.y, data.class_names)
     history = state.history
     speeds = [row["images_per_second"] for row in history if "images_per_second" in row]

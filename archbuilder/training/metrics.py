@@ -87,7 +87,7 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, class_
 
 
 def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64, call=None) -> np.ndarray:
-    """Class probabilities for uint8 images, through the same x/255 as training; a head that
+    """Class probabilities for uint8 images (an array, or data.stream.ImageFiles), through the same x/255 as training; a head that
     outputs logits (linear) gets its softmax here, so the result is probabilities either way.
 
     `call` (a batch -> outputs) replaces `model.predict_on_batch`, which under tf.distribute
@@ -98,7 +98,13 @@ def predict_probabilities(model, x_uint8: np.ndarray, batch_size: int = 64, call
 
     logits = output_kind(model) == "logits"
     call = call or model.predict_on_batch
-    outputs = [np.asarray(call(batch)) for batch in inference_dataset(x_uint8, batch_size)]
+    try:
+        outputs = [np.asarray(call(batch)) for batch in inference_dataset(x_uint8, batch_size)]
+    except Exception:  # noqa: BLE001 - a streamed file that failed is named; anything else re-raised
+        from archbuilder.data.stream import check_stream_error, streamed_sources
+
+        check_stream_error(streamed_sources(x_uint8))
+        raise
     if not outputs:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     result = np.concatenate(outputs)

@@ -31,7 +31,8 @@ def say(message: str) -> None:
 class RunData:
     """Train / validation / test arrays of one run, as run.json describes them."""
 
-    def __init__(self, run_info: dict, shape: tuple[int, int, int]):
+    def __init__(self, run_info: dict, shape: tuple[int, int, int], memory=None):
+        """`memory`: a data.cache_choice.MemoryBudget, which the images held are counted against."""
         from archbuilder.data.sources import training_data
 
         training = TrainingSpec.model_validate(run_info["training"])
@@ -40,6 +41,7 @@ class RunData:
             holdout_photographers=run_info["holdout_photographers"],
             seed=training.seed, classes=tuple(run_info["classes_filter"]) if run_info["classes_filter"] else None,
             skip_bad_images=run_info.get("skip_bad_images", False),
+            cache=run_info.get("cache") or "auto", memory=memory,  # runs before --cache held their images
         )
         self.class_names = loaded.train.class_names
         if run_info.get("class_names") and tuple(run_info["class_names"]) != self.class_names:
@@ -124,6 +126,15 @@ def _load_spec(spec_path: str, overrides: tuple[str, ...], max_memory: int | Non
     return checked
 
 
+def _memory_budget(checked, training: TrainingSpec, max_memory: int | None):
+    """The memory limit less the model's training estimate: what the data may hold."""
+    from archbuilder.data.cache_choice import MemoryBudget
+    from archbuilder.plan.size_guard import estimate, memory_limit, optimizer_slots
+
+    model = estimate(checked.plan, training.batch_size, True, optimizer_slots(training.optimizer, training.momentum))
+    return MemoryBudget(memory_limit() if max_memory is None else max_memory, model.total, training.batch_size)
+
+
 def _absolute(path: str | None) -> str | None:
     """Data paths are recorded absolute, so `--resume` works from any folder."""
     return os.path.abspath(path) if path else None
@@ -156,12 +167,13 @@ def start_new(request, distribution) -> PreparedRun:
         "holdout_photographers": request.holdout_photographers,
         "classes_filter": list(request.classes) if request.classes else None,
         "skip_bad_images": request.skip_bad_images,
+        "cache": request.cache or "auto",
         "training": training.model_dump(mode="json"),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         # What was asked (auto resolved): --resume continues with the same distribution.
         "distribute": distribution.mode, "devices": request.devices,
     }
-    data = RunData(run_info, shape)
+    data = RunData(run_info, shape, _memory_budget(checked, training, request.max_memory))
     _check_replica_batches(data, training, distribution)
     classes = len(data.class_names)
     overrides = request.overrides
@@ -271,9 +283,12 @@ def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> Prepa
         run_info["test"] = _absolute(request.test)
     if request.skip_bad_images:  # images may have gone bad since the run started
         run_info["skip_bad_images"] = True
+    if request.cache:  # every choice gives the same batches; only memory and speed differ
+        run_info["cache"] = request.cache
     shape = tuple(run_info["input_shape"])
     training = TrainingSpec.model_validate(run_info["training"])
-    data = RunData(run_info, shape)
+    memory = _memory_budget(_load_spec(str(run.spec), (), request.max_memory), training, request.max_memory)
+    data = RunData(run_info, shape, memory)
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
         spec = _load_spec(str(run.spec), (), request.max_memory).spec
         with distribution.scope():

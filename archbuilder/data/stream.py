@@ -1,0 +1,253 @@
+"""Images streamed from their files: decoded, EXIF-turned and resized inside tf.data, batch by batch.
+
+`ImageFiles` stands where the in-memory path holds a uint8 array (N, H, W, C): it has the array's
+length and shape, and indexing it (`x[indices]`) gives another `ImageFiles`, so splits and class
+filters work on it unchanged. Its pixels exist only while a batch passes through `batches`, which
+decodes each file with `images._decode`, the decode of the in-memory path, so a streamed batch is
+bit-identical to the same batch gathered from memory.
+
+Memory stays bounded whatever the number of files: at most PARALLEL_BATCHES batches are being
+decoded and PREFETCH_BATCHES decoded batches wait for the model.
+
+A file that fails to decode while streaming (damaged after the start, deleted, a truncated body
+behind a good header) is dropped from its batch by tf.data's `ignore_errors` and noted in
+`BadFiles`: training with --skip-bad-images goes on without it (counted per epoch); otherwise,
+and always for validation and test batches, whose predictions must line up with their labels,
+the pipeline stops, and the caller turns the stop into one line naming the file (`stop_message`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from archbuilder.data.exif import HEADER_BYTES, orientation_in_header
+from archbuilder.errors import UserError, shown
+
+PARALLEL_BATCHES = 4  # batches decoded at once; each decodes its files in parallel
+PREFETCH_BATCHES = 2  # decoded batches queued ahead of the model
+PROGRESS_EVERY = 50_000  # files between two progress lines of a long header check
+
+# The first bytes of each kind of image file that TensorFlow's decode_image reads.
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"BM": "BMP"}
+
+
+class BadImageFile(Exception):
+    """Raised inside the pipeline (a tf.py_function) to stop it at a file that did not decode."""
+
+
+class BadFiles:
+    """The files of one data source that failed to decode while streaming, shared by its subsets."""
+
+    def __init__(self, cache_folder: Path | None = None):
+        self.cache_folder = cache_folder  # set when the files are a disk cache's (data.disk_cache)
+        self._lock = threading.Lock()
+        self.skipped: dict[int, list[str]] = {}  # epoch -> files skipped in it (as shown to the user)
+        self.ever_skipped: set[str] = set()  # the paths of every file skipped so far
+        self.stopped_at: str | None = None  # the path, as the file system names it
+
+    def note(self, missing: list[str], skip: bool, epoch: int) -> None:
+        """`missing`: the paths that failed in a batch (of a training batch of `epoch` when `skip`)."""
+        with self._lock:
+            if skip:
+                self.skipped.setdefault(epoch, []).extend(shown(path) for path in missing)
+                self.ever_skipped.update(missing)
+                return
+            self.stopped_at = self.stopped_at or missing[0]
+        raise BadImageFile(missing[0])
+
+    def skipped_in(self, epoch: int) -> list[str]:
+        with self._lock:
+            return self.skipped.pop(epoch, [])
+
+
+def header_problem(head: bytes) -> str | None:
+    """Why the first bytes of a file cannot start an image TensorFlow decodes; None when they can."""
+    if not head:
+        return "empty file"
+    if not any(head.startswith(signature) for signature in _SIGNATURES):
+        return "not a JPEG, PNG, GIF or BMP file (its first bytes are no image signature)"
+    return None
+
+
+def read_headers(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """(EXIF orientation of each file, [(index, problem)] of the files whose header is no image's).
+
+    Only the first HEADER_BYTES of each file are read (its EXIF and signature), not the pixels:
+    the early check of a streamed run; a file whose body is damaged is found when it is decoded.
+    """
+    orientations = np.ones(len(paths), np.int32)
+    problems: list[tuple[int, str]] = []
+    for index, path in enumerate(paths):
+        if index and index % PROGRESS_EVERY == 0:
+            print(f"checked the headers of {index} of {len(paths)} image files", file=sys.stderr, flush=True)
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(HEADER_BYTES)
+        except OSError as error:
+            problems.append((index, error.strerror or type(error).__name__))
+            continue
+        problem = header_problem(head)
+        if problem:
+            problems.append((index, problem))
+        else:
+            orientations[index] = orientation_in_header(head)
+    return orientations, problems
+
+
+class ImageFiles:
+    """A uint8 array (N, H, W, C) of image files, decoded only as batches stream through `batches`."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, paths: Sequence[Path] | np.ndarray, orientations: np.ndarray, image_shape: tuple[int, int, int],
+                 skip_bad: bool = False, bad: BadFiles | None = None):
+        self.paths = np.asarray([os.fspath(p) for p in paths] if not isinstance(paths, np.ndarray) else paths, dtype=object)
+        self.orientations = np.asarray(orientations, np.int32)
+        self.image_shape = tuple(image_shape)
+        self.skip_bad = skip_bad  # training batches skip a file that fails (--skip-bad-images)
+        self.bad = bad or BadFiles()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), *self.image_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the decoded images would take in memory."""
+        return len(self) * int(np.prod(self.image_shape))
+
+    def __getitem__(self, indices) -> "ImageFiles":
+        if isinstance(indices, (int, np.integer)):
+            indices = [indices]
+        return self._take(indices)
+
+    def _take(self, indices) -> "ImageFiles":
+        return ImageFiles(self.paths[indices], self.orientations[indices], self.image_shape, self.skip_bad, self.bad)
+
+    def failure_reason(self, path: str) -> str:
+        """Why the file `path` of these failed to decode (decoded again, alone, to say)."""
+        from archbuilder.data.images import _bad_files
+
+        found = _bad_files([os.fsencode(path)], *self.image_shape)
+        return found[0][1] if found else "it failed to decode while streaming"
+
+    def _reader(self):
+        """position (a scalar tensor) -> the encoded image's bytes (a tf.string)."""
+        import tensorflow as tf
+
+        names = tf.constant([os.fsencode(p) for p in self.paths], tf.string)
+        return lambda position: tf.io.read_file(tf.gather(names, position))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every image decoded (the whole array in memory: for small sets, e.g. BatchNorm's sample)."""
+        from archbuilder.data.images import load_image_files
+
+        array = load_image_files(list(self.paths), self.image_shape, self.orientations)
+        return array if dtype is None else array.astype(dtype)
+
+    def astype(self, dtype) -> np.ndarray:
+        return np.asarray(self).astype(dtype)
+
+    def batches(self, indexes, labels=None, *, training: bool = False, first_epoch: int = 0, per_epoch: int = 0):
+        """tf.data: for each index vector of `indexes`, the decoded images at those positions (with
+        `labels` given, a tensor of per-image labels: (images, their labels)).
+
+        Batches come in the order of `indexes`, each decoded in parallel and PARALLEL_BATCHES at a
+        time. `training` batches skip a failing file when `skip_bad` (and name the epoch it was
+        in: batch `k` is in epoch first_epoch + k // per_epoch); others always stop at it.
+        """
+        import tensorflow as tf
+
+        from archbuilder.data.images import decode_bytes
+
+        height, width, channels = self.image_shape
+        encoded = self._reader()
+        orientations = tf.constant(self.orientations)
+        skip = training and self.skip_bad
+        empty = (tf.zeros([0, height, width, channels], tf.uint8), tf.zeros([0], tf.int64))
+
+        def one(position):
+            image = decode_bytes(encoded(position), height, width, channels, tf.gather(orientations, position))
+            return tf.reshape(image, [height, width, channels]), position
+
+        def note_missing(ordinal, wanted, got):
+            missing = sorted(set(wanted.numpy().tolist()) - set(got.numpy().tolist()))
+            epoch = first_epoch + int(ordinal) // per_epoch if per_epoch else 0
+            self.bad.note([self.paths[i] for i in missing], skip, epoch)
+            return np.int64(len(missing))
+
+        def checked(ordinal, wanted, images, got):
+            complete = tf.equal(tf.size(got), tf.size(wanted))
+            noted = tf.cond(complete, lambda: tf.constant(0, tf.int64),
+                            lambda: tf.py_function(note_missing, [ordinal, wanted, got], tf.int64))
+            with tf.control_dependencies([noted]):
+                return tf.identity(images), tf.identity(got)
+
+        def one_batch(ordinal, wanted):
+            wanted = tf.cast(wanted, tf.int64)
+            decoded = (tf.data.Dataset.from_tensor_slices(wanted)
+                       .map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                       .ignore_errors()
+                       .batch(tf.maximum(tf.size(wanted, out_type=tf.int64), 1)))
+            # Exactly one element, even when every file of the batch failed, so that it is noted.
+            whole = decoded.concatenate(tf.data.Dataset.from_tensors(empty)).take(1)
+            return whole.map(lambda images, got: checked(ordinal, wanted, images, got))
+
+        dataset = indexes.enumerate().interleave(
+            one_batch, cycle_length=PARALLEL_BATCHES, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
+        if skip:  # a batch whose every file failed is no step (Keras's loss over no images is NaN)
+            dataset = dataset.filter(lambda images, got: tf.size(got) > 0)
+        if labels is None:
+            return dataset.map(lambda images, got: images)
+        return dataset.map(lambda images, got: (images, tf.gather(labels, got)))
+
+
+def streamed_sources(*arrays) -> list[ImageFiles]:
+    """The ImageFiles among `arrays` (None and in-memory arrays left out)."""
+    return [x for x in arrays if isinstance(x, ImageFiles)]
+
+
+def stop_message(sources: Sequence[ImageFiles]) -> str | None:
+    """The line that names the file a streamed pipeline stopped at, or None if none did.
+
+    A failing file of a disk cache means the cache is damaged: it is removed (it is ours, and
+    never trusted), so that the next run builds it again.
+    """
+    for source in sources:
+        name = source.bad.stopped_at
+        if name is None:
+            continue
+        reason = source.failure_reason(name)
+        folder, name = source.bad.cache_folder, shown(name)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            return (f"{name}: the decoded-image cache is damaged ({reason}); it was removed and is built "
+                    "again on the next run")
+        return f"{name}: not a readable image ({reason})"
+    return None
+
+
+def bad_headers_message(paths: Sequence[Path], problems: list[tuple[int, str]]) -> str:
+    lines = [f"{shown(paths[index])}: not a readable image ({reason})" for index, reason in problems[:10]]
+    more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    return "\n".join(lines) + more
+
+
+def check_stream_error(sources: Sequence[ImageFiles]) -> None:
+    """Raise UserError naming the file a streamed pipeline stopped at, if one did (call from an
+    `except tf.errors.OpError`)."""
+    message = stop_message(sources)
+    if message is not None:
+        raise UserError(message)
+
