@@ -227,6 +227,7 @@ def test_cli_train_says_what_it_switched(tmp_path, monkeypatch):
     assert "grouped convolutions with one group per channel run as depthwise convolutions" in result.output
     assert "3 layer(s)" in result.output
     assert "timing 3 kernels for 1 grouped convolution shape(s) on this CPU" in result.output
+    assert "after training: loading the best epoch's weights" in result.output
     # The run's model file is a plain Keras model of the spec.
     loaded = keras.saving.load_model(tmp_path / "run" / "best.keras")
     assert not any("convolution_op" in vars(layer) for layer in loaded.layers)

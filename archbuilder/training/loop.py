@@ -27,6 +27,7 @@ from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
+from archbuilder.training.end_phases import EndPhases, load_saved_weights  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from archbuilder.training.prepare import model_metadata, planned_training, resume, say, start_new, steps_per_epoch  # noqa: E402
@@ -273,12 +274,17 @@ def _write_failed(error: OSError, run: RunDir, state: RunState) -> UserError:
 
 def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: bool, predict) -> dict:
     """Evaluate the best model; write metrics.json, the confusion matrix and, if asked, best.h5."""
+    import tensorflow as tf
+
+    from archbuilder.training.first_step import trace_prediction_once
     from archbuilder.training.plots import plot_confusion
 
     if not state.history:
         return {}
     run, model, data = prepared.run, prepared.model, prepared.data
-    model.load_weights(run.best)
+    phases = EndPhases()
+    with phases("loading the best epoch's weights"):
+        load_saved_weights(model, run.best)
     if save_h5:
         from archbuilder.keras.weights_h5 import keras2_note
         from archbuilder.keras.weights_h5 import save_h5 as write_h5
@@ -293,7 +299,10 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         images, origin = data.validation, "validation split (no test set given)"
     else:
         images, origin = data.train, "training images (no test set or validation split given)"
-    result = evaluate_probabilities(predict(model, images.x), images.y, data.class_names)
+    with phases(f"predicting {len(images.y)} images"):
+        if predict is predict_probabilities:  # one trace for every batch size (a no-op if fit traced it)
+            trace_prediction_once(model, tf.TensorSpec((None, *images.x.shape[1:]), tf.float32))
+        result = evaluate_probabilities(predict(model, images.x), images.y, data.class_names)
     history = state.history
     speeds = [row["images_per_second"] for row in history if "images_per_second" in row]
     metrics = {
@@ -307,10 +316,12 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         "training_seconds": round(sum(row["seconds"] for row in history), 1),
         "median_images_per_second": float(np.median(speeds)) if speeds else None,
     }
-    run.write_json(run.metrics, metrics)
-    plot_confusion(
-        result.confusion, data.class_names, run.confusion,
-        f"{prepared.spec_name}, epoch {state.best['epoch']}: accuracy {result.accuracy:.4f}\n{origin}",
-    )
+    with phases("metrics.json and the confusion matrix"):
+        run.write_json(run.metrics, metrics)
+        plot_confusion(
+            result.confusion, data.class_names, run.confusion,
+            f"{prepared.spec_name}, epoch {state.best['epoch']}: accuracy {result.accuracy:.4f}\n{origin}",
+        )
+    say(phases.describe())
     say(f"best epoch {state.best['epoch']}: {origin}: loss {result.loss:.4f}, accuracy {result.accuracy:.4f}")
     return metrics
