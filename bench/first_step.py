@@ -32,6 +32,7 @@ Configurations (`train`'s settings unless named):
                  TensorFlow then traces the step twice
   keras-adam     Keras's own Adam update (~16 ops per weight instead of one fused op)
   keras-bn       Keras's own batch norm (~76 ops per layer instead of the fused op)
+  keras-grouped  Keras's own grouped convolutions (XLA-compiled functions; training/grouped_conv.py)
   before         all three: `train` before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
@@ -52,13 +53,18 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "architectures" / "resnet50.yaml"
+# Another network and size (--spec, --size, --batch; passed to the workers in the environment):
+# e.g. a zoo file at a smaller input than its own (issue 21, item 4).
+SPEC = Path(os.environ.get("FIRST_STEP_SPEC") or ROOT / "architectures" / "resnet50.yaml")
+SIZE = int(os.environ.get("FIRST_STEP_SIZE") or 64)
+TEST_IMAGES = int(os.environ.get("FIRST_STEP_TEST_IMAGES") or 273)
 PHOTOS = ROOT.parent / "shared" / "datasets" / "sign-language-digits" / "images"
-BATCH = 32
+BATCH = int(os.environ.get("FIRST_STEP_BATCH") or 32)
 STEPS = 6
 
 
 LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn": {"keras-bn"},
+          "keras-grouped": {"keras-grouped"},
           "before": {"lazy-build", "keras-adam", "keras-bn"}}
 
 
@@ -73,7 +79,7 @@ def _grappler_options(tf, config: str, reset: bool = False) -> None:
 
 def _batch(tf, keras, np):
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.random((BATCH, 64, 64, 3), dtype="float32"))
+    x = tf.constant(rng.random((BATCH, SIZE, SIZE, 3), dtype="float32"))
     return x, tf.constant(keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10))
 
 
@@ -88,9 +94,14 @@ def _switched_model(config: str):
     from archbuilder.training.optimizers import compile_model
 
     levers = LEVERS.get(config, set())
-    model = build_model(load_checked_spec(SPEC, ["classes=10"]).spec)
+    model = build_model(load_checked_spec(SPEC, ["classes=10", f"input.shape=[{SIZE}, {SIZE}, 3]"]).spec)
     compile_model(model, TrainingSpec(), 15)
     use_fast_kernel_gradients(model)
+    if "keras-grouped" not in levers:
+        from archbuilder.training.grouped_choice import choose_grouped_kernels
+        from archbuilder.training.grouped_conv import switch_grouped_convolutions
+
+        switch_grouped_convolutions(model, choose_grouped_kernels(model, BATCH).kernels)
     if "keras-adam" not in levers:
         use_fused_adam(model.optimizer)
     if "keras-bn" not in levers:
@@ -123,7 +134,7 @@ def worker(config: str) -> dict:
     phase("build")
     x, y = _batch(tf, keras, np)
     if "lazy-build" not in levers:
-        build_before_tracing(model, (tf.TensorSpec((None, 64, 64, 3)), tf.TensorSpec((None, 10))))
+        build_before_tracing(model, (tf.TensorSpec((None, SIZE, SIZE, 3)), tf.TensorSpec((None, 10))))
     phase("variables")
     step_function = tf.function(model.train_step, jit_compile=config == "xla")
     concrete = step_function.get_concrete_function((x, y))
@@ -148,7 +159,7 @@ def worker(config: str) -> dict:
     from archbuilder.training.metrics import predict_probabilities
 
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (1489, 64, 64, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (1489, SIZE, SIZE, 3), dtype=np.uint8)
     phase("scratch")
     del times["scratch"], times["scratch_cpu"]
     batches = iter(pipeline.training_dataset(images, rng.integers(0, 10, 1489), 10, BATCH, 0, 0, 1))
@@ -157,11 +168,11 @@ def worker(config: str) -> dict:
     for _ in range(STEPS):
         next(batches)
     phase("pipeline_later")
-    test = images[:273]  # the test set of `cli.py train --holdout-photographers 0.15`
+    test = images[:TEST_IMAGES]  # the test set of `cli.py train --holdout-photographers 0.15`
     if "lazy-build" not in levers:  # `train` traces the predict function before fit, once
         from archbuilder.training.first_step import trace_prediction_once
 
-        trace_prediction_once(model, tf.TensorSpec((None, 64, 64, 3)))
+        trace_prediction_once(model, tf.TensorSpec((None, SIZE, SIZE, 3)))
     phase("predict_trace")
     predict_probabilities(model, test)
     phase("predict_first")
@@ -216,7 +227,7 @@ def steady(configs: list[str], rounds: int) -> dict:
     steps = {}
     for config in configs:
         model = _switched_model(config)
-        build_before_tracing(model, (tf.TensorSpec((None, 64, 64, 3)), tf.TensorSpec((None, 10))))
+        build_before_tracing(model, (tf.TensorSpec((None, SIZE, SIZE, 3)), tf.TensorSpec((None, 10))))
         steps[config] = tf.function(model.train_step)
         # Grappler's options are read when a function is first run (instantiated): each
         # configuration's step is optimized with its own options, then they are reset.
@@ -282,8 +293,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="with --cli")
     parser.add_argument("--steady", type=int, metavar="ROUNDS",
                         help="instead: steady-state steps of --configs in one process, interleaved, ROUNDS each")
+    parser.add_argument("--spec", type=Path, help="another spec than the documented ResNet-50 (e.g. a zoo file)")
+    parser.add_argument("--size", type=int, help="input height and width (default 64)")
+    parser.add_argument("--batch", type=int, help="batch size (default 32)")
+    parser.add_argument("--test-images", type=int, help="images of the prediction phase (default 273)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name, value in (("SPEC", args.spec and args.spec.resolve()), ("SIZE", args.size), ("BATCH", args.batch),
+                        ("TEST_IMAGES", args.test_images)):
+        if value:  # here, and for the workers, which read them at import
+            os.environ[f"FIRST_STEP_{name}"] = str(value)
+            globals()[name] = type(globals()[name])(value)
     if args.steady:
         print(json.dumps(steady(args.configs.split(","), args.steady)), flush=True)
         return

@@ -80,7 +80,9 @@ class TrainingSpec(StrictModel):
     # On CPU, compute the kernel gradient of convolutions that oneDNN may handle slowly (a kernel
     # larger than its input) as one matrix product, where that measured faster on this machine: the
     # same math, 1.12-1.18x faster training of the documented ResNet-50 on Zen 3
-    # (training/cpu_kernels.py, kernel_choice.py). `false` keeps TensorFlow's kernels.
+    # (training/cpu_kernels.py, kernel_choice.py); and run grouped convolutions (ConvNeXt, ResNeXt)
+    # with TensorFlow's CPU kernels instead of Keras's XLA-compiled op (training/grouped_conv.py).
+    # `false` keeps Keras's and TensorFlow's own kernels.
     fast_cpu_kernels: bool = True
     # Where to train (train --distribute overrides): `auto` is `mirrored` on a machine with several
     # GPUs, else `none`; `multi-worker` joins the machines TF_CONFIG names. `batch_size` is always

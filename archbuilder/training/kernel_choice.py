@@ -87,10 +87,11 @@ def machine_key() -> dict:
     }
 
 
-def cache_path(key: dict | None = None) -> Path:
+def cache_path(key: dict | None = None, name: str = "kernel-gradients") -> Path:
+    """This machine's cache file `name`-<hash>.json (grouped_choice.py keeps its own beside it)."""
     key = key or machine_key()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / f"kernel-gradients-{digest}.json"
+    return cache_dir() / f"{name}-{digest}.json"
 
 
 def shape_key(layer, batch_size: int) -> str:

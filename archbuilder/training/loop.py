@@ -27,6 +27,7 @@ from archbuilder.training import streamed_data  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
+from archbuilder.training.end_phases import EndPhases, load_saved_weights  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from archbuilder.training.prepare import (  # noqa: E402
@@ -251,16 +252,18 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
 def _use_fast_kernels(model, training) -> None:
     """Same math, other kernels: Adam as one fused op per weight and batch norm as one fused op per
     layer (a smaller graph to trace and optimize before the first step), and where it pays on this
-    CPU, the matmul kernel gradient. All are made on the instances, so they are made again on a
-    model loaded for --resume; model files do not change."""
+    CPU, grouped convolutions without XLA and the matmul kernel gradient. All are made on the
+    instances, so they are made again on a model loaded for --resume; model files do not change."""
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.fused_batch_norm import use_fused_batch_norm
 
     use_fused_adam(model.optimizer)
     use_fused_batch_norm(model)
     if training.fast_cpu_kernels:
+        from archbuilder.training.grouped_choice import switch_grouped_where_faster
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
 
+        switch_grouped_where_faster(model, training.batch_size, say)
         switch_kernels_where_faster(model, training.batch_size, say)
 
 
@@ -281,12 +284,17 @@ def _write_failed(error: OSError, run: RunDir, state: RunState, distribution: Di
 
 def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: bool, predict) -> dict:
     """Evaluate the best model; write metrics.json, the confusion matrix and, if asked, best.h5."""
+    import tensorflow as tf
+
+    from archbuilder.training.first_step import trace_prediction_once
     from archbuilder.training.plots import plot_confusion
 
     if not state.history:
         return {}
     run, model, data = prepared.run, prepared.model, prepared.data
-    model.load_weights(run.best)
+    phases = EndPhases()
+    with phases("loading the best epoch's weights"):
+        load_saved_weights(model, run.best)
     if save_h5:
         from archbuilder.keras.weights_h5 import keras2_note
         from archbuilder.keras.weights_h5 import save_h5 as write_h5
@@ -302,7 +310,10 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
     else:
         images, origin = data.train, "training images (no test set or validation split given)"
     images = streamed_data.without_skipped(images)  # files --skip-bad-images left out of training
-    result = evaluate_probabilities(predict(model, images.x), images.y, data.class_names)
+    with phases(f"predicting {len(images.y)} images"):
+        if predict is predict_probabilities:  # one trace for every batch size (a no-op if fit traced it)
+            trace_prediction_once(model, tf.TensorSpec((None, *images.x.shape[1:]), tf.float32))
+        result = evaluate_probabilities(predict(model, images.x), images.y, data.class_names)
     history = state.history
     speeds = [row["images_per_second"] for row in history if "images_per_second" in row]
     metrics = {
@@ -316,10 +327,12 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         "training_seconds": round(sum(row["seconds"] for row in history), 1),
         "median_images_per_second": float(np.median(speeds)) if speeds else None,
     }
-    run.write_json(run.metrics, metrics)
-    plot_confusion(
-        result.confusion, data.class_names, run.confusion,
-        f"{prepared.spec_name}, epoch {state.best['epoch']}: accuracy {result.accuracy:.4f}\n{origin}",
-    )
+    with phases("metrics.json and the confusion matrix"):
+        run.write_json(run.metrics, metrics)
+        plot_confusion(
+            result.confusion, data.class_names, run.confusion,
+            f"{prepared.spec_name}, epoch {state.best['epoch']}: accuracy {result.accuracy:.4f}\n{origin}",
+        )
+    say(phases.describe())
     say(f"best epoch {state.best['epoch']}: {origin}: loss {result.loss:.4f}, accuracy {result.accuracy:.4f}")
     return metrics

@@ -1,0 +1,184 @@
+"""Which kernel each grouped convolution trains with on *this* machine: timed once, then cached.
+
+grouped_conv.py has three exact ways to run a grouped convolution whose groups are fewer than its
+input channels (`depthwise_sum`, `split`, `native`); which is fastest depends on the CPU, on
+oneDNN and on the shape (channels per group, map size, batch), and `native` runs only where
+TensorFlow's CPU kernel accepts grouped filters. So `train` times forward pass plus both
+gradients (input and kernel: what a training step needs) of each shape with the run's batch size,
+all candidates interleaved call by call, once, and keeps the fastest in the user's cache folder,
+keyed by the same machine key as the kernel-gradient switch (kernel_choice.py). A convolution
+with groups = input channels runs as `depthwise` without timing. Keras's own XLA path is not a
+candidate: it is the slow path this replaces, and timing it would compile XLA for every shape
+(bench/grouped_conv.py times it beside the others).
+
+Cache file, one per machine key (`grouped-convolutions-<hash>.json`, beside kernel_choice.py's):
+
+    {"format": 1, "machine": {...}, "shapes": {"58x58x128 k3x3 s1 valid f128 g32 b32 float32":
+        {"ms": {"depthwise_sum": 41.2, "split": 95.0, "native": null}, "kernel": "depthwise_sum"}}}
+
+`null`: that kernel failed on this machine. Editing `kernel` there forces a choice (tests do so).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from archbuilder.atomic import atomic_write_text
+from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
+from archbuilder.training.kernel_choice import cache_path, machine_key
+
+CACHE_FORMAT = 1
+CACHE_NAME = "grouped-convolutions"
+REPEATS = 5  # timed calls per kernel, interleaved; the median is kept
+
+
+def shape_key(layer, batch_size: int) -> str:
+    height, width, channels = layer.input.shape[1:4]
+    return (f"{height}x{width}x{channels} k{layer.kernel_size[0]}x{layer.kernel_size[1]} s{layer.strides[0]} "
+            f"{layer.padding} f{layer.filters} g{layer.groups} b{batch_size} {layer.compute_dtype}")
+
+
+def _valid_entry(entry) -> bool:
+    if not (isinstance(entry, dict) and isinstance(entry.get("ms"), dict) and entry.get("kernel") in TIMED):
+        return False
+    return all(k in TIMED and (v is None or isinstance(v, (int, float))) for k, v in entry["ms"].items())
+
+
+def read_cache(path: Path, key: dict) -> dict[str, dict]:
+    """The cached entries by shape key, or {} for a missing, unreadable, malformed or foreign file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    if not (isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("machine") == key
+            and isinstance(data.get("shapes"), dict) and all(map(_valid_entry, data["shapes"].values()))):
+        return {}
+    return data["shapes"]
+
+
+def write_cache(path: Path, key: dict, shapes: dict[str, dict]) -> bool:
+    """Atomically; False where the cache folder cannot be written (the run goes on, uncached)."""
+    try:
+        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "machine": key, "shapes": dict(sorted(shapes.items()))},
+                                           indent=1))
+    except OSError:
+        return False
+    return True
+
+
+def single_grouped_convolution(layer, batch_size: int, seed: int = 0):
+    """A fresh copy of grouped convolution `layer` alone (Keras's own op), with a random input
+    batch and output gradient for it."""
+    input_shape = tuple(layer.input.shape[1:])
+    inputs = keras.Input(input_shape, dtype=layer.compute_dtype)
+    conv = keras.layers.Conv2D.from_config({**layer.get_config(), "name": "conv"})
+    model = keras.Model(inputs, conv(inputs))
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(batch_size, *input_shape)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(batch_size, *model.output_shape[1:])).astype("float32"))
+    return model, conv, x, upstream
+
+
+def training_gradients_function(model, conv, x, upstream):
+    """One tf.function: the forward pass and the gradients of input and kernel."""
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(model(x) * upstream)
+        input_gradient, kernel_gradient = tape.gradient(loss, [x, conv.kernel])
+        return loss, input_gradient, kernel_gradient
+
+    return step
+
+
+def time_kernels(layer, batch_size: int, kernels=TIMED, repeats: int = REPEATS) -> dict[str, float | None]:
+    """Median milliseconds of forward + input and kernel gradients of `layer`'s shape with each of
+    `kernels` ("keras": Keras's own op), interleaved call by call so that a burst of load elsewhere
+    hits all alike; None for a kernel that fails here."""
+    functions = {}
+    for kernel in kernels:
+        model, conv, x, upstream = single_grouped_convolution(layer, batch_size)
+        try:
+            if kernel != "keras":
+                conv.convolution_op = grouped_convolution_op(conv, kernel)
+            step = training_gradients_function(model, conv, x, upstream)
+            [t.numpy() for t in step()]  # traces, compiles and warms up
+        except (tf.errors.OpError, ValueError, TypeError):  # e.g. no CPU kernel for grouped filters
+            continue
+        functions[kernel] = step
+    times: dict[str, list[float]] = {kernel: [] for kernel in functions}
+    for _ in range(repeats):
+        for kernel, step in functions.items():
+            start = time.perf_counter()
+            [t.numpy() for t in step()]
+            times[kernel].append(time.perf_counter() - start)
+    return {kernel: round(1000 * statistics.median(times[kernel]), 2) if kernel in times else None for kernel in kernels}
+
+
+@dataclass
+class GroupedChoice:
+    """Per grouped convolution: the kernel it runs with, and the timings that decided it."""
+
+    kernels: dict[str, str]  # layer name -> kernel
+    timings: dict[str, dict]  # shape key -> cache entry
+    measured: list[str]  # shape keys timed in this run (the others came from the cache)
+    cache: Path
+    cached: bool  # False where the cache could not be written
+
+
+def choose_grouped_kernels(model, batch_size: int, say=lambda message: None) -> GroupedChoice:
+    """Pick a kernel for each switchable grouped convolution of `model`: `depthwise` where groups
+    = channels, else the cached or newly timed fastest; `say` announces a timing before it starts."""
+    key = machine_key()
+    path = cache_path(key, CACHE_NAME)
+    timings = read_cache(path, key)
+    layers = [layer for layer in model._flatten_layers(include_self=False) if switchable(layer)]
+    missing = {}
+    for layer in layers:
+        if not is_depthwise(layer):
+            missing.setdefault(shape_key(layer, batch_size), layer)
+    missing = {name: layer for name, layer in missing.items() if name not in timings}
+    if missing:
+        say(f"timing {len(TIMED)} kernels for {len(missing)} grouped convolution shape(s) on this CPU, once "
+            f"(cached in {path})")
+        for name, layer in missing.items():
+            ms = time_kernels(layer, batch_size)
+            # `split` runs everywhere (plain convolutions), so some kernel always has a time.
+            timings[name] = {"ms": ms, "kernel": min((k for k in ms if ms[k] is not None), key=ms.get)}
+    cached = write_cache(path, key, timings) if missing else True
+    kernels = {layer.name: "depthwise" if is_depthwise(layer) else timings[shape_key(layer, batch_size)]["kernel"]
+               for layer in layers}
+    return GroupedChoice(kernels, timings, list(missing), path, cached)
+
+
+def switch_grouped_where_faster(model, batch_size: int, say) -> GroupedChoice | None:
+    """`train`'s step: decide (depthwise, or cache, or one-off timing), switch, and say what was
+    decided and why."""
+    if tf.config.list_logical_devices("GPU") or not any(
+            switchable(layer) for layer in model._flatten_layers(include_self=False)):
+        return None
+    choice = choose_grouped_kernels(model, batch_size, say)
+    switch_grouped_convolutions(model, choice.kernels)
+    depthwise = [name for name, kernel in choice.kernels.items() if kernel == "depthwise"]
+    if depthwise:
+        say(f"grouped convolutions with one group per channel run as depthwise convolutions "
+            f"(TensorFlow's CPU kernel, not Keras's XLA-compiled one): {len(depthwise)} layer(s)")
+    source = "timed now" if choice.measured else "timed earlier"
+    where = f"{source} on this CPU, cached in {choice.cache}" if choice.cached else f"{source}; cache not writable"
+    by_kernel: dict[str, list[str]] = {}
+    for name, kernel in choice.kernels.items():
+        if kernel != "depthwise":
+            by_kernel.setdefault(kernel, []).append(name)
+    for kernel, names in by_kernel.items():
+        say(f"grouped convolutions as `{kernel}` (the fastest here, {where}): {len(names)} layer(s)")
+    return choice

@@ -1,0 +1,107 @@
+"""Forward + backward of each distinct grouped convolution of the zoo, Keras's way and ours, on CPU.
+
+    .venv/bin/python bench/grouped_conv.py [--specs convnext_tiny,resnext50_32x4d] [--size 224]
+        [--batch 32] [--repeats 5] [--kernels keras,depthwise,depthwise_sum,split,native]
+
+For every distinct grouped convolution shape (Conv2D with groups > 1) of each architectures/imagenet
+spec at input SIZE x SIZE, in one process with oneDNN as `cli.py train` has it, milliseconds of one
+tf.function computing the forward pass and the gradients of input and kernel (what a training
+step needs), median of --repeats calls, the kernels interleaved call by call:
+
+  keras          Keras 3.15's own op: the convolution inside a function compiled by XLA
+                 (keras/src/backend/tensorflow/nn.py `conv`); `keras_first_s` is its first call
+                 (trace + XLA compile + one step), what the first training step pays per shape
+  depthwise ...  archbuilder/training/grouped_conv.py's kernels (`depthwise` only where groups =
+                 input channels); null: the kernel failed here (e.g. `native` without a CPU kernel)
+
+Each row also gives the largest difference of each kernel's loss, input gradient and kernel gradient from
+Keras's, relative to the largest magnitude of the same tensor (float32 reordering: ~1e-6).
+The first line is the machine key and `uptime`'s load: on a shared machine say it with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
+from archbuilder.spec.validate import load_checked_spec  # noqa: E402
+from archbuilder.training.grouped_choice import shape_key, single_grouped_convolution, training_gradients_function  # noqa: E402
+from archbuilder.training.grouped_conv import grouped_convolution_op, is_depthwise, switchable  # noqa: E402
+from archbuilder.training.kernel_choice import machine_key  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def measure(layer, batch: int, kernels: list[str], repeats: int) -> dict:
+    functions, first, results, weights = {}, {}, {}, None
+    for kernel in kernels:
+        if kernel == "depthwise" and not is_depthwise(layer):
+            continue
+        model, conv, x, upstream = single_grouped_convolution(layer, batch)
+        weights = weights or model.get_weights()  # every kernel on the same weights
+        model.set_weights(weights)
+        if kernel != "keras":
+            conv.convolution_op = grouped_convolution_op(conv, kernel)
+        step = training_gradients_function(model, conv, x, upstream)
+        start = time.perf_counter()
+        try:
+            results[kernel] = [t.numpy() for t in step()]
+        except Exception as error:  # noqa: BLE001  (a bench: report and go on)
+            first[kernel] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            continue
+        first[kernel] = round(time.perf_counter() - start, 2)
+        functions[kernel] = step
+    times: dict[str, list[float]] = {kernel: [] for kernel in functions}
+    for _ in range(repeats):
+        for kernel, step in functions.items():
+            start = time.perf_counter()
+            [t.numpy() for t in step()]
+            times[kernel].append(time.perf_counter() - start)
+    row = {"ms": {k: round(1000 * statistics.median(v), 2) for k, v in times.items()}, "first_call_s": first}
+    if "keras" in results:
+        reference = results["keras"]
+        # (loss, input gradient, kernel gradient) of each kernel against Keras's
+        row["max_relative_difference"] = {
+            k: [float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(r, reference)]
+            for k, r in results.items() if k != "keras"}
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specs", default="convnext_tiny,resnext50_32x4d")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--kernels", default="keras,depthwise,depthwise_sum,split,native")
+    args = parser.parse_args()
+    print(json.dumps({"machine": machine_key(), "load": os.getloadavg()}), flush=True)
+    for spec in args.specs.split(","):
+        checked = load_checked_spec(ROOT / "architectures" / "imagenet" / f"{spec}.yaml",
+                                    [f"input.shape=[{args.size}, {args.size}, 3]", "classes=10"])
+        network = build_model(checked.spec)
+        rows: dict[str, dict] = {}
+        for layer in network.layers:
+            if not switchable(layer):
+                continue
+            key = shape_key(layer, args.batch)
+            if key not in rows:
+                rows[key] = {"spec": spec, "shape": key, "first_layer": layer.name, "layers": 0,
+                             **measure(layer, args.batch, args.kernels.split(","), args.repeats)}
+                print(json.dumps(rows[key]), flush=True)
+            rows[key]["layers"] += 1
+        print(json.dumps({"spec": spec, "layers_per_shape": {k: r["layers"] for k, r in rows.items()},
+                          "load": os.getloadavg()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Training speed of every zoo network (architectures/imagenet/): `cli.py train` against timm, side by side.
+
+    .venv/bin/python bench/zoo_speed.py [--networks convnext_tiny,resnext50_32x4d] [--batch 32]
+        [--steps 6] [--size 224] [--rounds 2] [--warmup 2]
+
+For each network (default: every file in architectures/imagenet/, each beside the timm model
+bench/peers/timm_zoo.py names), alternating ours and timm's in separate processes, round after
+round (each round starts with the other one), on the same real photos (the sign-language digits,
+10 classes, batch x steps images, so each process runs `--steps` training steps of `--batch`):
+
+  ours   `python cli.py train architectures/imagenet/X.yaml --data FOLDER --epochs 1 --batch-size B`
+         (+ `--set input.shape=[S, S, 3]` with --size): images/s is the run's own figure
+         (state.json: batch / median step time over every step but the first, which traces);
+         `first_step_s`: process start to the end of the first step (train's "graph ready" line,
+         time-stamped as it arrives); `end_s`: end of the last step (fit start + the epoch's
+         seconds) to process exit; `after_training`: train's own "after training" line
+  timm   `timm.create_model(name, num_classes=10)`, channels_last, float32, Adam 1e-3,
+         cross-entropy, one training step per batch of the same photos (Pillow bilinear resize,
+         x/255): batch / median step time over the steps after --warmup; `first_step_s`: process
+         start to the end of its first step (imports and model creation included); `end_s`: end
+         of its last step to process exit
+
+`ratio` is ours / timm's images/s, the median of each round's own ratio. The first line holds the
+CPU model, its flags of interest and `uptime`'s load: figures measured while other programs run
+are noisy; say so with them. torch and timm come from the `bench` extra (`pip install -e .[bench]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.peers.timm_zoo import TIMM_NAMES  # noqa: E402
+
+ZOO = ROOT / "architectures" / "imagenet"
+IMAGES = ROOT / ".." / "shared" / "datasets" / "sign-language-digits" / "images"
+CLASSES = 10
+
+
+def make_folder(root: Path, count: int) -> Path:
+    """10 class folders of symlinks to `count` photos in all (the first of each digit, as even as
+    possible): a multiple of the batch, so that every step has a full batch (no retrace)."""
+    for index, name in enumerate(sorted(p.name for p in IMAGES.iterdir())[:CLASSES]):
+        (root / name).mkdir(parents=True)
+        for source in sorted((IMAGES / name).iterdir())[:count // CLASSES + (index < count % CLASSES)]:
+            (root / name / source.name).symlink_to(source.resolve())
+    return root
+
+
+def run_timed(command: list[str], env: dict) -> tuple[float, list[tuple[float, str]], float, float, int]:
+    """Run `command`; (start, [(time, line)] of stdout+stderr as the lines arrive, exit time,
+    peak RSS in MiB, exit code). Times are time.time() (the same clock as the children's)."""
+    lines: list[tuple[float, str]] = []
+    start = time.time()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, bufsize=1)
+
+    def read():
+        for line in process.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    ended = time.time()
+    reader.join()
+    return start, lines, ended, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def _failed(command, code, lines) -> RuntimeError:
+    tail = "\n".join(text for _, text in lines[-30:])
+    return RuntimeError(f"{' '.join(map(str, command))} failed ({code}):\n{tail}")
+
+
+def ours(network: str, folder: Path, work: Path, args) -> dict:
+    run = work / f"run-{network}-{time.monotonic_ns()}"
+    command = [sys.executable, "cli.py", "train", str(ZOO / f"{network}.yaml"), "--data", str(folder), "--epochs", "1",
+               "--batch-size", str(args.batch), "--out", str(run)]
+    if args.size:
+        command += ["--set", f"input.shape=[{args.size}, {args.size}, 3]"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start, lines, ended, peak, code = run_timed(command, env)
+    if code != 0:
+        raise _failed(command, code, lines)
+    row = json.loads((run / "state.json").read_text())["history"][0]
+
+    def when(prefix: str) -> float:
+        return next(t for t, text in lines if text.startswith(prefix))
+
+    last_step = when("preparing the graph") + row["seconds"]
+    after = next((text for _, text in lines if text.startswith("after training: ")), None)
+    return {"images_per_second": row["images_per_second"], "first_step_s": round(when("graph ready") - start, 1),
+            "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
+            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text]}
+
+
+def theirs(network: str, folder: Path, args) -> dict:
+    command = [sys.executable, __file__, "--timm-worker", TIMM_NAMES[network][0], "--folder", str(folder),
+               "--batch", str(args.batch), "--size", str(args.size or _input_size(network)), "--warmup", str(args.warmup)]
+    start, lines, ended, peak, code = run_timed(command, dict(os.environ))
+    if code != 0:
+        raise _failed(command, code, lines)
+    result = json.loads(lines[-1][1])
+    return {"images_per_second": result["images_per_second"], "first_step_s": round(result["first_step_end"] - start, 1),
+            "end_s": round(ended - result["last_step_end"], 1), "peak_rss_mib": round(peak),
+            "timm": result["timm"], "torch": result["torch"], "threads": result["threads"]}
+
+
+def _input_size(network: str) -> int:
+    """The zoo file's own input height (a square input; 224, or 240 for EfficientNet-B1)."""
+    sys.path.insert(0, str(ROOT))
+    from archbuilder.spec.validate import load_checked_spec
+
+    return int(load_checked_spec(ZOO / f"{network}.yaml").spec.input.shape[0])
+
+
+def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> None:
+    """Train timm's `name` one step per batch of the photos in `folder`; prints a JSON line."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from bench.peers.timm_zoo import create_timm_model, timm_version
+
+    classes = sorted(p.name for p in folder.iterdir())
+    paths = [(path, label) for label, c in enumerate(classes) for path in sorted((folder / c).iterdir())]
+    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p, _ in paths])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last)
+    y = torch.tensor([label for _, label in paths])
+    torch.manual_seed(0)
+    model = create_timm_model(name, len(classes)).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_function = torch.nn.CrossEntropyLoss()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    times, ends = [], []
+    for first in range(0, len(y) - batch + 1, batch):  # full batches only
+        index = order[first:first + batch]
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_function(model(x[index]), y[index])
+        loss.backward()
+        optimizer.step()
+        float(loss)
+        times.append(time.perf_counter() - start)
+        ends.append(time.time())
+    print(json.dumps({"images_per_second": round(batch / statistics.median(times[warmup:] or times), 2),
+                      "first_step_end": ends[0], "last_step_end": ends[-1], "steps": len(times),
+                      "timm": timm_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}),
+          flush=True)
+
+
+def machine() -> dict:
+    text = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return {"cpu": model, "cpus": len(os.sched_getaffinity(0)), "load": os.getloadavg(),
+            "flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default=",".join(sorted(p.stem for p in ZOO.glob("*.yaml"))),
+                        help="zoo file stems, comma-separated (default: every file in architectures/imagenet/)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per process (batch x steps photos)")
+    parser.add_argument("--size", type=int, default=0, help="input height and width (default: each file's own)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of (ours, timm) per network, alternating")
+    parser.add_argument("--warmup", type=int, default=2, help="timm steps left out of its median")
+    parser.add_argument("--timm-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.timm_worker:
+        timm_worker(args.timm_worker, args.folder, args.batch, args.size, args.warmup)
+        return
+    networks = args.networks.split(",")
+    unknown = [n for n in networks if n not in TIMM_NAMES or not (ZOO / f"{n}.yaml").exists()]
+    if unknown:
+        parser.error(f"--networks: no zoo file or timm name for {', '.join(unknown)} (bench/peers/timm_zoo.py)")
+    if args.steps <= max(1, args.warmup):
+        parser.error(f"--steps must exceed --warmup ({args.warmup}) and 1")
+    print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own"}),
+          flush=True)
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_folder(Path(tmp) / "images", args.batch * args.steps)
+        for network in networks:
+            runs = {"ours": [], "timm": []}
+            for round_ in range(args.rounds):
+                order = ("ours", "timm") if round_ % 2 == 0 else ("timm", "ours")
+                for who in order:
+                    result = ours(network, folder, Path(tmp), args) if who == "ours" else theirs(network, folder, args)
+                    runs[who].append(result)
+                    print(json.dumps({"network": network, "who": who, "round": round_ + 1, **result,
+                                      "load": os.getloadavg()}), flush=True)
+            ratios = [a["images_per_second"] / b["images_per_second"] for a, b in zip(runs["ours"], runs["timm"])]
+            summary[network] = {
+                "timm_name": TIMM_NAMES[network][0],
+                **{f"{who}_images_per_second": statistics.median(r["images_per_second"] for r in rs) for who, rs in runs.items()},
+                "ratio": round(statistics.median(ratios), 3),
+                **{f"{who}_first_step_s": statistics.median(r["first_step_s"] for r in rs) for who, rs in runs.items()},
+                **{f"{who}_end_s": statistics.median(r["end_s"] for r in rs) for who, rs in runs.items()},
+            }
+    print(json.dumps({"summary": summary, "load": os.getloadavg()}, indent=1), flush=True)
+    print("\n| network | timm model | ours, images/s | timm, images/s | ratio | ours: first step | timm: first step "
+          "| ours: last step to exit | timm: last step to exit |\n|---|---|---|---|---|---|---|---|---|")
+    for network, s in summary.items():
+        print(f"| {network} | {s['timm_name']} | {s['ours_images_per_second']:g} | {s['timm_images_per_second']:g} | "
+              f"{s['ratio']:.2f}× | {s['ours_first_step_s']:g} s | {s['timm_first_step_s']:g} s | {s['ours_end_s']:g} s | "
+              f"{s['timm_end_s']:g} s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""bench/zoo_speed.py's peers (bench/peers/timm_zoo.py): a timm name for every zoo file, and timm's
+networks built here without torchvision, with the parameter counts the zoo's references publish.
+
+timm and torch are bench-only (`pip install -e .[bench]`); without timm the last test skips."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_zoo import GOLDEN, ZOO
+from train_support import REPO
+
+from bench.peers.timm_zoo import TIMM_NAMES
+
+
+def test_every_zoo_file_has_its_timm_network():
+    assert set(TIMM_NAMES) == {path.stem for path in ZOO.glob("*.yaml")}
+    # a note says what differs wherever the timm model is not the same network
+    assert all(isinstance(note, str) for _, note in TIMM_NAMES.values())
+
+
+def test_an_unknown_network_is_refused():
+    result = subprocess.run([sys.executable, "bench/zoo_speed.py", "--networks", "resnet50,lenet"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no zoo file or timm name for lenet" in result.stderr and "Traceback" not in result.stderr
+
+
+_COUNT = """
+import json, sys
+sys.path.insert(0, ".")
+from bench.peers.timm_zoo import create_timm_model
+names = json.loads(sys.argv[1])
+counts = {name: sum(p.numel() for p in create_timm_model(name, 1000).parameters()) for name in names}
+tv = sys.modules.get("torchvision")
+print(json.dumps({"counts": counts, "torchvision_file": getattr(tv, "__file__", None)}))
+"""
+
+
+def test_timm_builds_the_same_networks_without_torchvision():
+    if importlib.util.find_spec("timm") is None:  # not `import timm`: that needs torchvision
+        pytest.skip("timm is not installed (the bench extra)")
+    # Zoo files whose timm model is the same network, with their published trainable counts
+    # (tests/test_zoo.py's GOLDEN, REPO/../shared/reference/REFERENCE.md §2): PyTorch's parameters
+    # are the trainable weights.
+    same = {TIMM_NAMES[g.file[:-5]][0]: g.trainable for g in GOLDEN
+            if not g.overrides and not TIMM_NAMES[g.file[:-5]][1]}
+    assert {"convnext_tiny", "resnext50_32x4d", "efficientnet_b0", "seresnet50"} <= set(same)
+    result = subprocess.run([sys.executable, "-c", _COUNT, json.dumps(sorted(same))], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["counts"] == same
+    assert report["torchvision_file"] is None  # the stand-in, never the installed package
