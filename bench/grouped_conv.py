@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
-from archbuilder.spec.validate import load_checked_spec  # noqa: E402
+from archbuilder.plan.validate import load_checked_spec  # noqa: E402
 from archbuilder.training.grouped_choice import shape_key, single_grouped_convolution, training_gradients_function  # noqa: E402
 from archbuilder.training.grouped_conv import grouped_convolution_op, is_depthwise, switchable  # noqa: E402
 from archbuilder.training.kernel_choice import machine_key  # noqa: E402

@@ -120,7 +120,7 @@ def theirs(network: str, folder: Path, args) -> dict:
 def _input_size(network: str) -> int:
     """The zoo file's own input height (a square input; 224, or 240 for EfficientNet-B1)."""
     sys.path.insert(0, str(ROOT))
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     return int(load_checked_spec(ZOO / f"{network}.yaml").spec.input.shape[0])
 

@@ -13,7 +13,7 @@ import pytest
 from train_support import REPO, image_folder, invoke
 
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
-from archbuilder.spec.validate import load_checked_spec
+from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.grouped_choice import (
     CACHE_NAME, choose_grouped_kernels, read_cache, shape_key, switch_grouped_where_faster, time_kernels,
 )

@@ -224,7 +224,7 @@ def test_a_file_with_no_image_header_is_named_before_training_starts(tmp_path):
 def test_the_memory_guard_counts_the_images_held_and_auto_streams_what_does_not_fit(tmp_path):
     from archbuilder.data.cache_choice import HELD_COPIES, MemoryBudget
     from archbuilder.plan.size_guard import estimate
-    from archbuilder.spec.validate import load_checked_spec
+    from archbuilder.plan.validate import load_checked_spec
 
     folder = image_folder(tmp_path / "images", per_class=150)
     model = estimate(load_checked_spec(str(TINY_SPEC)).plan, 16, training=True, slots=2).total
