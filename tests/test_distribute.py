@@ -400,6 +400,9 @@ def test_the_lost_worker_is_named_from_the_error_or_as_the_only_other():
     # TensorFlow's coordination service names the task that stopped sending heartbeats
     error = "Task /job:worker/replica:0/task:2 heartbeat timeout. This indicates that the remote task has failed"
     assert three.lost_peers(error) == ["worker 2 (h2:1)"]
+    # as TF 2.21 aborts a collective: "Error reported from /job:worker/task:1: The following tasks are unhealthy"
+    assert three.lost_peers("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks "
+                            "are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2") == ["worker 2 (h2:1)"]
     assert three.lost_peers("Failed to connect to all addresses; last error: h1:1: Connection refused") == ["worker 1 (h1:1)"]
     assert three.lost_peers("Graph execution error:") == []  # it could be either: no guess
     assert three.lost_peers("/job:worker/replica:0/task:0 is this task") == []  # never itself

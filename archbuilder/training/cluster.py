@@ -56,10 +56,12 @@ class Cluster:
     def lost_peers(self, error_text: str) -> list[str]:
         """The other tasks a TensorFlow error names (`/job:worker/replica:0/task:1`, or an address),
         described; where it names none and there is one other task, that one: it is the one lost."""
+        # "The following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1": the list
+        error_text = error_text.split("unhealthy", 1)[-1]
         others = [(kind, index) for kind in TRAINING_TASKS for index in range(len(self.addresses.get(kind, ())))
                   if (kind, index) != (self.task_type, self.task_index)]
         named = [(kind, index) for kind, index in others
-                 if re.search(rf"/job:{kind}/replica:\d+/task:{index}(?!\d)", error_text)
+                 if re.search(rf"/job:{kind}(?:/replica:\d+)?/task:{index}(?!\d)", error_text)
                  or self.addresses[kind][index] in error_text]
         return [f"{kind} {index} ({self.addresses[kind][index]})"
                 for kind, index in (named or (others if len(others) == 1 else []))]
