@@ -46,11 +46,11 @@ def test_timm_builds_the_same_networks_without_torchvision():
     if importlib.util.find_spec("timm") is None:  # not `import timm`: that needs torchvision
         pytest.skip("timm is not installed (the bench extra)")
     # Zoo files whose timm model is the same network, with their published trainable counts
-    # (tests/test_zoo.py's GOLDEN, REPO/../shared/reference/REFERENCE.md §2): PyTorch's parameters
+    # (each zoo file's reference: section, via tests/test_zoo.py's GOLDEN): PyTorch's parameters
     # are the trainable weights.
-    same = {TIMM_NAMES[g.file[:-5]][0]: g.trainable for g in GOLDEN
-            if not g.overrides and not TIMM_NAMES[g.file[:-5]][1]}
-    assert {"convnext_tiny", "resnext50_32x4d", "efficientnet_b0", "seresnet50"} <= set(same)
+    same = {TIMM_NAMES[g.path.stem][0]: g.reference.trainable_params for g in GOLDEN
+            if not g.overrides and not TIMM_NAMES[g.path.stem][1]}
+    assert {"convnext_tiny", "resnext50_32x4d", "efficientnet_b0", "seresnet50", "legacy_xception"} <= set(same)
     result = subprocess.run([sys.executable, "-c", _COUNT, json.dumps(sorted(same))], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -27,6 +27,7 @@ TIMM_NAMES: dict[str, tuple[str, str]] = {
     "resnext50_32x4d": ("resnext50_32x4d", ""),
     "seresnet50": ("seresnet50", ""),
     "wide_resnet50_2": ("wide_resnet50_2", ""),
+    "xception": ("legacy_xception", ""),  # timm's port of Keras's Xception: 22,855,952 weights = our trainable count
 }
 
 
