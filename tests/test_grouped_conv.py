@@ -187,6 +187,10 @@ def test_the_kernel_is_timed_once_per_machine_and_cached(tmp_path, monkeypatch):
     data["shapes"][first.measured[0]]["kernel"] = forced
     path.write_text(json.dumps(data))
     assert choose_grouped_kernels(_tiny_convnext(), batch_size=4).kernels["stem_grouped"] == forced
+    data["shapes"][first.measured[0]]["kernel"] = "keras"  # keep Keras's own op for that shape
+    path.write_text(json.dumps(data))
+    kept = choose_grouped_kernels(_tiny_convnext(), batch_size=4)
+    assert "stem_grouped" not in kept.kernels and len(kept.kernels) == 3 and kept.measured == []
     data["shapes"][first.measured[0]]["kernel"] = "xla"
     path.write_text(json.dumps(data))
     assert read_cache(path, machine_key()) == {}

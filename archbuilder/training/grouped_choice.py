@@ -16,7 +16,8 @@ Cache file, one per machine key (`grouped-convolutions-<hash>.json`, beside kern
     {"format": 1, "machine": {...}, "shapes": {"58x58x128 k3x3 s1 valid f128 g32 b32 float32":
         {"ms": {"depthwise_sum": 41.2, "split": 95.0, "native": null}, "kernel": "depthwise_sum"}}}
 
-`null`: that kernel failed on this machine. Editing `kernel` there forces a choice (tests do so).
+`null`: that kernel failed on this machine. Editing `kernel` there forces a choice (tests do so);
+"keras" keeps Keras's own op for that shape.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from archbuilder.training.kernel_choice import cache_path, machine_key, read_sha
 
 CACHE_FORMAT = 1
 CACHE_NAME = "grouped-convolutions"
+KEEP_KERAS = "keras"  # a cached "kernel": none of ours ran for that shape, Keras's op stays
 REPEATS = 5  # timed calls per kernel, interleaved; the median is kept
 # After the first timed round, kernels slower than this many times the fastest are not timed
 # again: they are the first run's main cost (ResNeXt-50 at 224x224, batch 32, has 7 shapes).
@@ -48,7 +50,9 @@ def shape_key(layer, batch_size: int) -> str:
 
 
 def _valid_entry(entry) -> bool:
-    if not (isinstance(entry, dict) and isinstance(entry.get("ms"), dict) and entry.get("kernel") in TIMED):
+    if not (isinstance(entry, dict) and isinstance(entry.get("ms"), dict)):
+        return False
+    if entry.get("kernel") not in (*TIMED, KEEP_KERAS):
         return False
     return all(k in TIMED and (v is None or isinstance(v, (int, float))) for k, v in entry["ms"].items())
 
@@ -149,11 +153,13 @@ def choose_grouped_kernels(model, batch_size: int, say=lambda message: None) -> 
             f"(cached in {path})")
         for name, layer in missing.items():
             ms = time_kernels(layer, batch_size)
-            # `split` runs everywhere (plain convolutions), so some kernel always has a time.
-            timings[name] = {"ms": ms, "kernel": min((k for k in ms if ms[k] is not None), key=ms.get)}
+            ran = [k for k in ms if ms[k] is not None]
+            # `split` runs wherever plain convolutions do; if nothing ran, Keras's op stays.
+            timings[name] = {"ms": ms, "kernel": min(ran, key=ms.get) if ran else KEEP_KERAS}
     cached = write_cache(path, key, timings) if missing else True
     kernels = {layer.name: "depthwise" if is_depthwise(layer) else timings[shape_key(layer, batch_size)]["kernel"]
                for layer in layers}
+    kernels = {name: kernel for name, kernel in kernels.items() if kernel != KEEP_KERAS}
     return GroupedChoice(kernels, timings, list(missing), path, cached)
 
 
