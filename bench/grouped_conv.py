@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,45 +32,24 @@ sys.path.insert(0, str(ROOT))
 
 from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec  # noqa: E402
-from archbuilder.training.grouped_choice import shape_key, single_grouped_convolution, training_gradients_function  # noqa: E402
-from archbuilder.training.grouped_conv import grouped_convolution_op, is_depthwise, switchable  # noqa: E402
+from archbuilder.training.grouped_choice import interleaved_medians, kernel_steps, shape_key  # noqa: E402
+from archbuilder.training.grouped_conv import is_depthwise, switchable  # noqa: E402
 from archbuilder.training.kernel_choice import machine_key  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def measure(layer, batch: int, kernels: list[str], repeats: int) -> dict:
-    functions, first, results, weights = {}, {}, {}, None
-    for kernel in kernels:
-        if kernel == "depthwise" and not is_depthwise(layer):
-            continue
-        model, conv, x, upstream = single_grouped_convolution(layer, batch)
-        weights = weights or model.get_weights()  # every kernel on the same weights
-        model.set_weights(weights)
-        if kernel != "keras":
-            conv.convolution_op = grouped_convolution_op(conv, kernel)
-        step = training_gradients_function(model, conv, x, upstream)
-        start = time.perf_counter()
-        try:
-            results[kernel] = [t.numpy() for t in step()]
-        except Exception as error:  # noqa: BLE001  (a bench: report and go on)
-            first[kernel] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            continue
-        first[kernel] = round(time.perf_counter() - start, 2)
-        functions[kernel] = step
-    times: dict[str, list[float]] = {kernel: [] for kernel in functions}
-    for _ in range(repeats):
-        for kernel, step in functions.items():
-            start = time.perf_counter()
-            [t.numpy() for t in step()]
-            times[kernel].append(time.perf_counter() - start)
-    row = {"ms": {k: round(1000 * statistics.median(v), 2) for k, v in times.items()}, "first_call_s": first}
-    if "keras" in results:
-        reference = results["keras"]
+    kernels = [k for k in kernels if k != "depthwise" or is_depthwise(layer)]
+    steps = kernel_steps(layer, batch, kernels)
+    row = {"ms": interleaved_medians(steps, repeats),
+           "first_call_s": {k: round(steps[k][2], 2) if k in steps else "failed" for k in kernels}}
+    if "keras" in steps:
+        reference = steps["keras"][1]
         # (loss, input gradient, kernel gradient) of each kernel against Keras's
         row["max_relative_difference"] = {
-            k: [float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(r, reference)]
-            for k, r in results.items() if k != "keras"}
+            k: [float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(results, reference)]
+            for k, (_, results, _) in steps.items() if k != "keras"}
     return row
 
 

@@ -5,6 +5,7 @@ of a network switched, the fastest kernel timed once and cached, and no trace in
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 
 import numpy as np
@@ -15,7 +16,8 @@ from train_support import REPO, image_folder, invoke
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.grouped_choice import (
-    CACHE_NAME, choose_grouped_kernels, read_cache, shape_key, switch_grouped_where_faster, time_kernels,
+    CACHE_NAME, choose_grouped_kernels, interleaved_medians, read_cache, shape_key, switch_grouped_where_faster,
+    time_kernels,
 )
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
 from archbuilder.training.kernel_choice import cache_path, machine_key
@@ -185,6 +187,10 @@ def test_the_kernel_is_timed_once_per_machine_and_cached(tmp_path, monkeypatch):
     data["shapes"][first.measured[0]]["kernel"] = forced
     path.write_text(json.dumps(data))
     assert choose_grouped_kernels(_tiny_convnext(), batch_size=4).kernels["stem_grouped"] == forced
+    data["shapes"][first.measured[0]]["kernel"] = "keras"  # keep Keras's own op for that shape
+    path.write_text(json.dumps(data))
+    kept = choose_grouped_kernels(_tiny_convnext(), batch_size=4)
+    assert "stem_grouped" not in kept.kernels and len(kept.kernels) == 3 and kept.measured == []
     data["shapes"][first.measured[0]]["kernel"] = "xla"
     path.write_text(json.dumps(data))
     assert read_cache(path, machine_key()) == {}
@@ -240,3 +246,21 @@ def test_cli_train_says_what_it_switched(tmp_path, monkeypatch):
 def test_shape_key_names_what_decides_the_kernel():
     _, conv = _layer(*SHAPES["resnext_3x3_stride2"])
     assert shape_key(conv, 32) == "10x10x128 k3x3 s2 valid f128 g32 b32 float32"
+
+
+def test_a_kernel_far_slower_after_the_first_round_is_not_timed_again():
+    calls = {"fast": 0, "slow": 0}
+
+    def step(name, seconds):
+        def call():
+            calls[name] += 1
+            time.sleep(seconds)
+            return [tf.constant(0.0)]
+        return call, None, 0.0
+
+    steps = {"fast": step("fast", 0.001), "slow": step("slow", 0.05)}
+    medians = interleaved_medians(steps, repeats=5, drop_above=2.0)
+    assert calls == {"fast": 5, "slow": 1} and medians["slow"] > medians["fast"]
+    calls.update(fast=0, slow=0)
+    interleaved_medians(steps, repeats=5)  # without drop_above: every kernel every round
+    assert calls == {"fast": 5, "slow": 5}

@@ -113,28 +113,40 @@ def _valid_entry(entry) -> bool:
             and all(isinstance(entry.get(k), (int, float)) for k in ("tensorflow_ms", "matmul_ms")))
 
 
-def read_cache(path: Path, key: dict) -> dict[str, Timing]:
-    """The cached timings, or {} for a missing, unreadable, malformed or foreign file."""
+def read_shapes(path: Path, key: dict, form: int, valid_entry) -> dict[str, dict]:
+    """The "shapes" of a machine's cache file (this module's, grouped_choice.py's) as stored, or {}
+    for a missing, unreadable or malformed file, another format or another machine key."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return {}
-    if not (isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("machine") == key
-            and isinstance(data.get("shapes"), dict) and all(map(_valid_entry, data["shapes"].values()))):
+    if not (isinstance(data, dict) and data.get("format") == form and data.get("machine") == key
+            and isinstance(data.get("shapes"), dict) and all(map(valid_entry, data["shapes"].values()))):
         return {}
+    return data["shapes"]
+
+
+def write_shapes(path: Path, key: dict, form: int, shapes: dict[str, dict]) -> bool:
+    """Atomically; False where the cache folder cannot be written (the run goes on, uncached)."""
+    try:
+        atomic_write_text(path, json.dumps({"format": form, "machine": key, "shapes": dict(sorted(shapes.items()))},
+                                           indent=1))
+    except OSError:
+        return False
+    return True
+
+
+def read_cache(path: Path, key: dict) -> dict[str, Timing]:
+    """The cached timings, or {} for a missing, unreadable, malformed or foreign file."""
     return {name: Timing(float(e["tensorflow_ms"]), float(e["matmul_ms"]), e["switch"])
-            for name, e in data["shapes"].items()}
+            for name, e in read_shapes(path, key, CACHE_FORMAT, _valid_entry).items()}
 
 
 def write_cache(path: Path, key: dict, timings: dict[str, Timing]) -> bool:
     """Atomically; False where the cache folder cannot be written (the run goes on, uncached)."""
     shapes = {name: {"tensorflow_ms": t.tensorflow_ms, "matmul_ms": t.matmul_ms, "switch": t.switch}
-              for name, t in sorted(timings.items())}
-    try:
-        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "machine": key, "shapes": shapes}, indent=1))
-    except OSError:
-        return False
-    return True
+              for name, t in timings.items()}
+    return write_shapes(path, key, CACHE_FORMAT, shapes)
 
 
 def single_convolution(layer, batch_size: int, seed: int = 0):
