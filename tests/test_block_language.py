@@ -433,3 +433,27 @@ def test_an_item_with_neither_type_nor_block_says_both(tmp_path):
     lines = spec_problem_lines(path, HEAD + "head: [{axis: -1}]\n")
     assert lines == [f"{path}:4:8: head.0: missing key 'type' (a layer: one of {', '.join(LAYER_TYPES)}) "
                      "or 'block' (a block call)"]
+
+
+WRAPPER = CONV_ACT + """\
+wrapper:
+  params: {act: {type: choice, choices: [silu, relu], default: silu}}
+  layers:
+    - {block: conv_act, filters: 4, act: act}
+"""
+
+
+def test_a_choice_parameter_is_passed_on_to_a_called_block(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(block_spec(WRAPPER, "- {block: wrapper}\n- {block: wrapper, act: relu}\n"))
+    nodes = load_checked_spec(path).plan.nodes
+    assert [n.layer.activation for n in nodes if n.kind == "activation"] == ["silu", "relu"]
+
+
+def test_a_choice_passed_on_must_fit_the_called_block(tmp_path):
+    path = tmp_path / "spec.yaml"
+    lines = spec_problem_lines(path, block_spec(WRAPPER.replace("choices: [silu, relu]", "choices: [silu, mish]"),
+                                                "- {block: wrapper}\n"))
+    assert len(lines) == 1 and lines[0].endswith(
+        "blocks.wrapper.layers.0.act: block type 'conv_act' parameter 'act' expects one of relu, silu; "
+        "the parameter 'act' passed to it may be 'mish'"), lines

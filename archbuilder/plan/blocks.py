@@ -96,8 +96,9 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
 
 
 def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem, stage: StageSpec | None = None,
-                allowed: frozenset[str] | None = None) -> None:
-    """A use of block type `name` (by a stage, or in a body where `allowed` are the caller's names)."""
+                allowed: frozenset[str] | None = None, caller_params: dict | None = None) -> None:
+    """A use of block type `name` (by a stage, or in a body where `allowed` are the caller's names
+    and `caller_params` the calling block's parameters)."""
     if allowed is None:
         allowed = spec.network | POSITION_NAMES
     if stage is not None and isinstance(stage.repeats, str):
@@ -118,7 +119,7 @@ def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem,
             problem(path + (key,), f"block type '{name}' has no parameter '{key}'{hint} "
                     f"(its parameters: {', '.join(valid) or 'none'}{reserved})", key=True)
             continue
-        _check_argument(name, key, block.params[key], value, path + (key,), problem, allowed)
+        _check_argument(name, key, block.params[key], value, path + (key,), problem, allowed, caller_params or {})
     for key, declared in block.params.items():
         given = key in arguments or (key == "stride" and stage is not None)
         if declared.required and not given:
@@ -127,8 +128,19 @@ def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem,
         problem(path + ("stride",), f"block type '{name}' has no 'stride' parameter to give the stage's stride to")
 
 
-def _check_argument(block: str, key: str, declared, value: Any, path: tuple, problem, allowed: frozenset[str]) -> None:
-    """Literal values are checked now; expressions are checked for syntax (and evaluated per block)."""
+def _check_argument(block: str, key: str, declared, value: Any, path: tuple, problem, allowed: frozenset[str],
+                    caller_params: dict) -> None:
+    """Literal values are checked now; expressions are checked for syntax (and evaluated per block).
+    A choice may be passed on from the caller's own choice parameter (`act: act`), whose every
+    choice the called block must take."""
+    if declared.type == "choice" and isinstance(value, str) and value not in declared.choices and value in caller_params:
+        outer = caller_params[value]
+        wrong = [c for c in outer.choices or () if c not in declared.choices]
+        if outer.type != "choice" or wrong:
+            what = f"may be {', '.join(map(repr, wrong))}" if outer.type == "choice" else f"is of type {outer.type}"
+            problem(path, f"block type '{block}' parameter '{key}' expects one of {', '.join(declared.choices)}; "
+                          f"the parameter '{value}' passed to it {what}")
+        return
     expressions_found = []
 
     def walk(item: Any, item_path: tuple) -> None:
@@ -205,7 +217,7 @@ def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:
                 problem(path + ("id",), f"id '{item.id}' is " + ("reserved for the block's input" if item.id == "input" else "used twice"))
             ids.add(item.id)
         if isinstance(item, BlockCall):
-            _check_call(spec, item.block, item.arguments, path, problem, allowed=allowed)
+            _check_call(spec, item.block, item.arguments, path, problem, allowed=allowed, caller_params=block.params)
 
 
 def _check_recursion(spec: _Blocks, problem) -> None:

@@ -165,6 +165,8 @@ class _Expander:
     def _argument(self, value: Any, declared, caller: Mapping, path: tuple) -> Any:
         if isinstance(value, str) and declared.type != "choice":
             return self._evaluate(value, caller, path)
+        if isinstance(value, str) and value not in declared.choices and value in caller:
+            return caller[value]  # a choice passed on from the caller's own parameter (`act: act`)
         if isinstance(value, list):
             return [self._argument(v, declared, caller, path + (i,)) for i, v in enumerate(value)]
         return value
