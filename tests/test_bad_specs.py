@@ -48,7 +48,7 @@ CASES = {
             "{f}:12:13: stages.1.block: unknown block type 'bottlenek'; did you mean 'bottleneck'? valid types: basic, bottleneck",
             "{f}:13:5: stages.2: block type 'basic' needs parameter 'filters' (int_list)",
             "{f}:13:20: stages.2.filtres: block type 'basic' has no parameter 'filtres'; did you mean 'filters'? "
-            "(its parameters: filters, kernel, shortcut, stride; stage keys: block, repeats, stride, stride_on, label)",
+            "(its parameters: filters, kernel, shortcut, stride; stage keys: block, repeats, stride, stride_on, label, id)",
             "{f}:13:45: stages.2.stride: input should be a valid integer, unable to parse string as an integer (received: 'two')",
         ],
     ),

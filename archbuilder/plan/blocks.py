@@ -21,7 +21,7 @@ from archbuilder.spec.fields import NamePatterns
 from archbuilder.spec.params import ParamError, check_value
 from archbuilder.spec.source import Document, format_path
 
-STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label")
+STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label", "id")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
         for index, item in enumerate(items):
             if isinstance(item, BlockCall):
                 _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=spec.network | SHAPE_NAMES)
+    _check_network_ids(spec, problem)
     for name, block in spec.blocks.items():
         _check_body(spec, name, block, problem)
     _check_recursion(spec, problem)
@@ -193,6 +194,31 @@ def _check_layer_expressions(layer, allowed: frozenset[str], path: tuple, proble
         for match in PLACEHOLDER.finditer(pattern):
             if not _check_expression(match.group(1), allowed | NAME_FIELDS, path + ("name",), problem):
                 break
+
+
+def _check_network_ids(spec: _Blocks, problem) -> None:
+    """The ids of the stem's and head's items and of stages name one network-wide namespace: a
+    stem or head item may take (`from:`) any earlier one, across parts; `input` is the part's input."""
+    order: list[tuple[tuple, Any]] = [(("stem", i), item) for i, item in enumerate(spec.stem)]
+    order += [(("stages", i), stage) for i, stage in enumerate(spec.stages) if stage is not None]
+    order += [(("head", i), item) for i, item in enumerate(spec.head)]
+    known: dict[str, tuple] = {}
+    for position, (path, item) in enumerate(order):
+        refs = getattr(item, "from_", None)
+        for ref in ([refs] if isinstance(refs, str) else refs or []):
+            if ref != "input" and ref not in known:
+                later = any(getattr(other, "id", None) == ref for _, other in order[position:])
+                problem(path + ("from",), f"from: '{ref}' is " + (
+                    "a later layer; a layer takes only earlier layers" if later else
+                    f"not the id of an earlier layer (ids so far: {', '.join(['input', *known])})"))
+        identifier = getattr(item, "id", None)
+        if identifier is not None:
+            if identifier == "input" or identifier in known:
+                problem(path + ("id",), f"id '{identifier}' is " + (
+                    "reserved for the input of the stem and of the head" if identifier == "input" else
+                    f"already the id of {format_path(known[identifier])}; ids name one layer in the network"))
+            else:
+                known[identifier] = path
 
 
 def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:
