@@ -10,11 +10,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from archbuilder.errors import Problem
 from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
-from archbuilder.plan.schema import BlockDef, Spec
+from archbuilder.plan.schema import BlockDef, BodyItem, Spec
 from archbuilder.spec import expressions
 from archbuilder.spec.blocks import BlockCall, StageSpec
 from archbuilder.spec.fields import NamePatterns
@@ -71,9 +71,22 @@ def check_blocks_of_invalid(document: Document) -> list[Problem]:
             stages.append(StageSpec.model_construct(**stage) if usable else None)
     variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     network = _network_names(variables, data.get("classes") is not None)
-    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network), document,
+    parts = [tuple(_valid_or_none(item) for item in (data.get(part) if isinstance(data.get(part), list) else []))
+             for part in ("stem", "head")]
+    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts), document,
                       known=set(blocks))
     return problems
+
+
+_BODY_ITEM = TypeAdapter(BodyItem)
+
+
+def _valid_or_none(item: Any):
+    """A stem or head item of an invalid document, if it validates on its own."""
+    try:
+        return _BODY_ITEM.validate_python(item)
+    except ValidationError:
+        return None
 
 
 def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> list[Problem]:
@@ -87,8 +100,14 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
             _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
     for part, items in (("stem", spec.stem), ("head", spec.head)):
         for index, item in enumerate(items):
+            # `classes` unset is the spec's own problem (said once, at `units: classes`, or by the plan)
+            allowed = spec.network | SHAPE_NAMES | {"classes"}
             if isinstance(item, BlockCall):
-                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=spec.network | SHAPE_NAMES)
+                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=allowed)
+            elif item is not None:  # a layer's expressions, with the other problems (not after them)
+                _check_layer_expressions(item, allowed, (part, index), problem)
+            if item is not None and isinstance(item.when, str):
+                _check_expression(item.when, allowed, (part, index, "when"), problem)
     _check_network_ids(spec, problem)
     for name, block in spec.blocks.items():
         _check_body(spec, name, block, problem)
