@@ -164,3 +164,14 @@ def test_a_head_that_is_no_list_beside_another_problem(tmp_path):
 
     lines = spec_problem_lines(tmp_path / "spec.yaml", "name: Net\ninput: {shape: [8, 8, 3]}\nstages: [{block: basic}]\nhead: -1\n")
     assert any("head: " in line for line in lines) and any("stages.0" in line for line in lines), lines
+
+
+def test_a_float_parameter_default_beyond_float_range(tmp_path):
+    """Found by the fuzzer (and on main): `default: 10**400` of a float parameter raised
+    OverflowError converting it to float before its magnitude was checked."""
+    from tests.conftest import spec_problem_lines
+
+    text = ("name: Net\ninput: {shape: [8, 8, 3]}\nblocks:\n  b:\n    params: {r: {type: float, default: 1"
+            + "0" * 400 + "}}\n    layers: [{type: flatten}]\n")
+    lines = spec_problem_lines(tmp_path / "spec.yaml", text)
+    assert len(lines) == 1 and "blocks.b.params.r.default: 1000" in lines[0] and "exceeds 9,007,199,254,740,992" in lines[0]
