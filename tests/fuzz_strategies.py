@@ -1,7 +1,8 @@
 """Hypothesis strategies that generate spec files three ways, and the invariant every one must keep.
 
     random_yaml()      random YAML documents: nested data dumped to YAML, and YAML-ish text/bytes
-    schema_specs()     specs drawn from the schema, valid and near-valid (wrong types and values)
+    schema_specs()     specs drawn from the schema, valid and near-valid (wrong types and values),
+                       with ids across the network (the head taking from the stem or a stage)
     shipped_mutants()  every shipped file under architectures/ with a few mutations applied
     block_specs()      specs defining their own blocks: expressions, conditions, `from:`
                        references, block calls (recursive ones too), multipliers, variables
@@ -345,6 +346,20 @@ def _valid_spec(draw) -> dict:
     spec["stem"] = [_layer(k, draw) for k in draw(st.lists(st.sampled_from(STEM_KINDS), max_size=4))]
     spec["stages"] = draw(st.lists(_stage(), max_size=3))
     spec["head"] = [_layer(k, draw) for k in draw(st.lists(st.sampled_from(HEAD_KINDS), max_size=3))]
+    if draw(st.integers(0, 3)) == 0:  # ids across the network: the head takes from the stem or a stage
+        targets = []
+        if spec["stem"]:
+            spec["stem"][0]["id"] = "e0"
+            targets.append("e0")
+        if spec["stages"]:
+            spec["stages"][0]["id"] = "s0"
+            targets.append("s0")
+        ref = draw(st.sampled_from([*targets, *targets, "input", "nowhere", "h9"]))  # h9: later, or nowhere
+        item = draw(st.sampled_from([{"type": "concat", "from": ["input", ref]}, {"type": "add", "from": ["input", ref]},
+                                     {"type": "global_average_pool", "from": ref}]))
+        spec["head"].insert(draw(st.integers(0, len(spec["head"]))), item)
+        if draw(st.booleans()):
+            spec["head"].append({"type": "flatten", "id": draw(st.sampled_from(["h9", "e0", "input"]))})
     if draw(st.integers(0, 3)) == 0:
         spec["training"] = {"optimizer": draw(st.sampled_from(["adam", "sgd"])), "batch_size": draw(st.integers(1, 64)),
                             "epochs": draw(st.integers(1, 5)), "learning_rate": draw(st.sampled_from([1e-3, 0.1]))}
@@ -519,7 +534,8 @@ def _maybe_expression(draw, literal):
     return literal
 
 
-BODY_KINDS = [*SINGLE_KINDS, "conv", "batch_norm", "activation", "conv", "activation", "batch_norm"]
+# Every primitive, and the shape-keeping ones thrice more, so that a body's merges often fit.
+BODY_KINDS = [*SINGLE_KINDS, *["conv", "batch_norm", "activation", "depthwise_conv", "layer_norm", "dropout"] * 3]
 
 
 @st.composite

@@ -48,7 +48,7 @@ CASES = {
             "{f}:12:13: stages.1.block: unknown block type 'bottlenek'; did you mean 'bottleneck'? valid types: basic, bottleneck",
             "{f}:13:5: stages.2: block type 'basic' needs parameter 'filters' (int_list)",
             "{f}:13:20: stages.2.filtres: block type 'basic' has no parameter 'filtres'; did you mean 'filters'? "
-            "(its parameters: filters, kernel, shortcut, stride; stage keys: block, repeats, stride, stride_on, label)",
+            "(its parameters: filters, kernel, shortcut, stride; stage keys: block, repeats, stride, stride_on, label, id)",
             "{f}:13:45: stages.2.stride: input should be a valid integer, unable to parse string as an integer (received: 'two')",
         ],
     ),
@@ -234,3 +234,13 @@ def test_extends_header_comes_before_the_parents_problems_whatever_the_names(tmp
     lines = str(caught.value).splitlines()
     assert lines[0] == f"{tmp_path / 'zeta.yaml'}:1:10: extends: in the extended file {tmp_path / 'base.yaml'}:"
     assert lines[1].startswith(f"{tmp_path / 'base.yaml'}:")
+
+
+def test_an_undefined_name_in_a_stem_expression_comes_with_the_other_problems(tmp_path):
+    """Issue 20: it was reported only once the schema problems were fixed (the plan found it)."""
+    text = GOOD_HEAD + "stem:\n  - {type: conv, filters: fitlers, kernel: 3}\n  - {type: conv, filters: 0, kernel: 3}\n"
+    path = tmp_path / "spec.yaml"
+    assert spec_problem_lines(path, text) == [
+        f"{path}:5:27: stem.0.filters: undefined name 'fitlers' in 'fitlers'; names: classes, depth, drop_path_rate, "
+        "in_channels, in_height, in_width, width",
+        f"{path}:6:27: stem.1.filters: input should be greater than 0 (received: 0)"]

@@ -202,7 +202,7 @@ CASES = {  # name: (blocks, stages, the expected lines)
     "unknown_and_missing_params": (
         SE, "- {block: se, ration: 0.5}\n- {block: sse}\n",
         ["{f}:13:17: stages.0.ration: block type 'se' has no parameter 'ration'; did you mean 'ratio'? "
-         "(its parameters: ratio; stage keys: block, repeats, stride, stride_on, label)",
+         "(its parameters: ratio; stage keys: block, repeats, stride, stride_on, label, id)",
          "{f}:14:13: stages.1.block: unknown block type 'sse'; did you mean 'se'? valid types: basic, bottleneck, se"]),
     "param_out_of_bounds": (
         SE, "- {block: se, ratio: 1.5}\n",
@@ -433,3 +433,61 @@ def test_an_item_with_neither_type_nor_block_says_both(tmp_path):
     lines = spec_problem_lines(path, HEAD + "head: [{axis: -1}]\n")
     assert lines == [f"{path}:4:8: head.0: missing key 'type' (a layer: one of {', '.join(LAYER_TYPES)}) "
                      "or 'block' (a block call)"]
+
+
+WRAPPER = CONV_ACT + """\
+wrapper:
+  params: {act: {type: choice, choices: [silu, relu], default: silu}}
+  layers:
+    - {block: conv_act, filters: 4, act: act}
+"""
+
+
+def test_a_choice_parameter_is_passed_on_to_a_called_block(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(block_spec(WRAPPER, "- {block: wrapper}\n- {block: wrapper, act: relu}\n"))
+    nodes = load_checked_spec(path).plan.nodes
+    assert [n.layer.activation for n in nodes if n.kind == "activation"] == ["silu", "relu"]
+
+
+def test_a_choice_passed_on_must_fit_the_called_block(tmp_path):
+    path = tmp_path / "spec.yaml"
+    lines = spec_problem_lines(path, block_spec(WRAPPER.replace("choices: [silu, relu]", "choices: [silu, mish]"),
+                                                "- {block: wrapper}\n"))
+    assert len(lines) == 1 and lines[0].endswith(
+        "blocks.wrapper.layers.0.act: block type 'conv_act' parameter 'act' expects one of relu, silu; "
+        "the parameter 'act' passed to it may be 'mish'"), lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids across the network: stem, stages and head (issue 18 item 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_head_takes_feature_maps_from_the_stem_and_a_stage():
+    plan = load_checked_spec(REPO / "tests" / "specs" / "tiny_unet.yaml").plan
+    by_index = {n.index: n for n in plan.nodes}
+    concats = [n for n in plan.nodes if n.kind == "concat"]
+    # up1 (8x8x8) with stage 2's output s1 (8x8x8); up2 (16x16x4) with the stem's e1 (16x16x4)
+    assert [[(by_index[i].group, by_index[i].out_shape) for i in n.inputs] for n in concats] == [
+        [("head", (8, 8, 8)), ("res2a", (8, 8, 8))], [("head", (16, 16, 4)), ("stem", (16, 16, 4))]]
+    assert [n.out_shape for n in concats] == [(8, 8, 16), (16, 16, 8)]
+    assert plan.output.out_shape == (16, 16, 2)
+
+
+NETWORK_ID_CASES = {
+    "unknown": ("head: [{type: flatten, from: nowhere}]\n",
+                ["{f}:6:30: head.0.from: from: 'nowhere' is not the id of an earlier layer (ids so far: input, e1)"]),
+    "later": ("head: [{type: flatten, from: last}, {type: flatten, id: last}]\n",
+              ["{f}:6:30: head.0.from: from: 'last' is a later layer; a layer takes only earlier layers"]),
+    "twice": ("head: [{type: flatten, id: e1}]\n",
+              ["{f}:6:28: head.0.id: id 'e1' is already the id of stem.0; ids name one layer in the network"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NETWORK_ID_CASES))
+def test_ids_across_the_network_are_checked(tmp_path, case):
+    head, expected = NETWORK_ID_CASES[case]
+    text = HEAD + "stem: [{type: conv, filters: 4, kernel: 3, id: e1}]\nstages: []\n" + head
+    path = tmp_path / "spec.yaml"
+    assert spec_problem_lines(path, text) == [line.format(f=path) for line in expected]

@@ -155,3 +155,23 @@ def test_layer_names_like_keras_automatic_names_build(tmp_path):
     checked = load_checked_spec(path)
     model = build_model(checked.spec, checked.plan)
     assert [layer.name for layer in model.layers] == ["input_layer_1", "activation_1", "activation", "activation_2", "input_layer"]
+
+
+def test_a_head_that_is_no_list_beside_another_problem(tmp_path):
+    """Found by the fuzzer: the stem and head items of an invalid document were iterated as lists
+    before being checked to be lists (`head: -1` with a bad stage raised TypeError)."""
+    from tests.conftest import spec_problem_lines
+
+    lines = spec_problem_lines(tmp_path / "spec.yaml", "name: Net\ninput: {shape: [8, 8, 3]}\nstages: [{block: basic}]\nhead: -1\n")
+    assert any("head: " in line for line in lines) and any("stages.0" in line for line in lines), lines
+
+
+def test_a_float_parameter_default_beyond_float_range(tmp_path):
+    """Found by the fuzzer (and on main): `default: 10**400` of a float parameter raised
+    OverflowError converting it to float before its magnitude was checked."""
+    from tests.conftest import spec_problem_lines
+
+    text = ("name: Net\ninput: {shape: [8, 8, 3]}\nblocks:\n  b:\n    params: {r: {type: float, default: 1"
+            + "0" * 400 + "}}\n    layers: [{type: flatten}]\n")
+    lines = spec_problem_lines(tmp_path / "spec.yaml", text)
+    assert len(lines) == 1 and "blocks.b.params.r.default: 1000" in lines[0] and "exceeds 9,007,199,254,740,992" in lines[0]

@@ -10,18 +10,18 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from archbuilder.errors import Problem
 from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
-from archbuilder.plan.schema import BlockDef, Spec
+from archbuilder.plan.schema import BlockDef, BodyItem, Spec
 from archbuilder.spec import expressions
 from archbuilder.spec.blocks import BlockCall, StageSpec
 from archbuilder.spec.fields import NamePatterns
 from archbuilder.spec.params import ParamError, check_value
 from archbuilder.spec.source import Document, format_path
 
-STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label")
+STAGE_KEYS = ("block", "repeats", "stride", "stride_on", "label", "id")
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,22 @@ def check_blocks_of_invalid(document: Document) -> list[Problem]:
             stages.append(StageSpec.model_construct(**stage) if usable else None)
     variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     network = _network_names(variables, data.get("classes") is not None)
-    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network), document,
+    parts = [tuple(_valid_or_none(item) for item in (data.get(part) if isinstance(data.get(part), list) else []))
+             for part in ("stem", "head")]
+    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts), document,
                       known=set(blocks))
     return problems
+
+
+_BODY_ITEM = TypeAdapter(BodyItem)
+
+
+def _valid_or_none(item: Any):
+    """A stem or head item of an invalid document, if it validates on its own."""
+    try:
+        return _BODY_ITEM.validate_python(item)
+    except ValidationError:
+        return None
 
 
 def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> list[Problem]:
@@ -87,8 +100,15 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
             _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
     for part, items in (("stem", spec.stem), ("head", spec.head)):
         for index, item in enumerate(items):
+            # `classes` unset is the spec's own problem (said once, at `units: classes`, or by the plan)
+            allowed = spec.network | SHAPE_NAMES | {"classes"}
             if isinstance(item, BlockCall):
-                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=spec.network | SHAPE_NAMES)
+                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=allowed)
+            elif item is not None:  # a layer's expressions, with the other problems (not after them)
+                _check_layer_expressions(item, allowed, (part, index), problem)
+            if item is not None and isinstance(item.when, str):
+                _check_expression(item.when, allowed, (part, index, "when"), problem)
+    _check_network_ids(spec, problem)
     for name, block in spec.blocks.items():
         _check_body(spec, name, block, problem)
     _check_recursion(spec, problem)
@@ -96,8 +116,9 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
 
 
 def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem, stage: StageSpec | None = None,
-                allowed: frozenset[str] | None = None) -> None:
-    """A use of block type `name` (by a stage, or in a body where `allowed` are the caller's names)."""
+                allowed: frozenset[str] | None = None, caller_params: dict | None = None) -> None:
+    """A use of block type `name` (by a stage, or in a body where `allowed` are the caller's names
+    and `caller_params` the calling block's parameters)."""
     if allowed is None:
         allowed = spec.network | POSITION_NAMES
     if stage is not None and isinstance(stage.repeats, str):
@@ -118,7 +139,7 @@ def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem,
             problem(path + (key,), f"block type '{name}' has no parameter '{key}'{hint} "
                     f"(its parameters: {', '.join(valid) or 'none'}{reserved})", key=True)
             continue
-        _check_argument(name, key, block.params[key], value, path + (key,), problem, allowed)
+        _check_argument(name, key, block.params[key], value, path + (key,), problem, allowed, caller_params or {})
     for key, declared in block.params.items():
         given = key in arguments or (key == "stride" and stage is not None)
         if declared.required and not given:
@@ -127,8 +148,19 @@ def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem,
         problem(path + ("stride",), f"block type '{name}' has no 'stride' parameter to give the stage's stride to")
 
 
-def _check_argument(block: str, key: str, declared, value: Any, path: tuple, problem, allowed: frozenset[str]) -> None:
-    """Literal values are checked now; expressions are checked for syntax (and evaluated per block)."""
+def _check_argument(block: str, key: str, declared, value: Any, path: tuple, problem, allowed: frozenset[str],
+                    caller_params: dict) -> None:
+    """Literal values are checked now; expressions are checked for syntax (and evaluated per block).
+    A choice may be passed on from the caller's own choice parameter (`act: act`), whose every
+    choice the called block must take."""
+    if declared.type == "choice" and isinstance(value, str) and value not in declared.choices and value in caller_params:
+        outer = caller_params[value]
+        wrong = [c for c in outer.choices or () if c not in declared.choices]
+        if outer.type != "choice" or wrong:
+            what = f"may be {', '.join(map(repr, wrong))}" if outer.type == "choice" else f"is of type {outer.type}"
+            problem(path, f"block type '{block}' parameter '{key}' expects one of {', '.join(declared.choices)}; "
+                          f"the parameter '{value}' passed to it {what}")
+        return
     expressions_found = []
 
     def walk(item: Any, item_path: tuple) -> None:
@@ -183,6 +215,31 @@ def _check_layer_expressions(layer, allowed: frozenset[str], path: tuple, proble
                 break
 
 
+def _check_network_ids(spec: _Blocks, problem) -> None:
+    """The ids of the stem's and head's items and of stages name one network-wide namespace: a
+    stem or head item may take (`from:`) any earlier one, across parts; `input` is the part's input."""
+    order: list[tuple[tuple, Any]] = [(("stem", i), item) for i, item in enumerate(spec.stem)]
+    order += [(("stages", i), stage) for i, stage in enumerate(spec.stages) if stage is not None]
+    order += [(("head", i), item) for i, item in enumerate(spec.head)]
+    known: dict[str, tuple] = {}
+    for position, (path, item) in enumerate(order):
+        refs = getattr(item, "from_", None)
+        for ref in ([refs] if isinstance(refs, str) else refs or []):
+            if ref != "input" and ref not in known:
+                later = any(getattr(other, "id", None) == ref for _, other in order[position:])
+                problem(path + ("from",), f"from: '{ref}' is " + (
+                    "a later layer; a layer takes only earlier layers" if later else
+                    f"not the id of an earlier layer (ids so far: {', '.join(['input', *known])})"))
+        identifier = getattr(item, "id", None)
+        if identifier is not None:
+            if identifier == "input" or identifier in known:
+                problem(path + ("id",), f"id '{identifier}' is " + (
+                    "reserved for the input of the stem and of the head" if identifier == "input" else
+                    f"already the id of {format_path(known[identifier])}; ids name one layer in the network"))
+            else:
+                known[identifier] = path
+
+
 def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:
     base = ("blocks", name, "layers")
     ids: set[str] = set()
@@ -205,7 +262,7 @@ def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:
                 problem(path + ("id",), f"id '{item.id}' is " + ("reserved for the block's input" if item.id == "input" else "used twice"))
             ids.add(item.id)
         if isinstance(item, BlockCall):
-            _check_call(spec, item.block, item.arguments, path, problem, allowed=allowed)
+            _check_call(spec, item.block, item.arguments, path, problem, allowed=allowed, caller_params=block.params)
 
 
 def _check_recursion(spec: _Blocks, problem) -> None:

@@ -74,6 +74,7 @@ class _Expander:
         self.network = network_names(spec)
         self.g = PlanBuilder(spec.name, context_of(spec))
         self.steps = 0
+        self.ids: dict[str, int] = {}  # the network's ids (stem, stages, head), for `from:` across parts
 
     def run(self, input_shape) -> Plan:
         spec, g = self.spec, self.g
@@ -104,6 +105,8 @@ class _Expander:
                 x = self._block(stage.block, arguments, ("stages", stage_index), x, position,
                                 name_fields(label, block_index), depth=0, chain=(), scale=True)
                 block_number += 1
+            if stage.id is not None:
+                self.ids[stage.id] = x
         self._linear_body("head", spec.head, x)
         g.check_all_used()
         return g.plan
@@ -111,13 +114,15 @@ class _Expander:
     # -- stem and head: each layer is its own group, with the names of its own input -----------
 
     def _linear_body(self, part: str, layers: list, x: int) -> int:
-        ids: dict[str, int] = {"input": x}
+        # `from:` may name any earlier id of the network; `input` is this part's input.
+        ids: dict[str, int] = {**self.ids, "input": x}
         previous = x
         for index, layer in enumerate(layers):
             self.g.enter(part, part, (part, index), f"{part} layer {index}")
             namespace = {**self.network, **self._shape_names(previous)}
             instance = Instance(namespace, namespace, (part,))
             previous = self._item(layer, index, instance, ids, previous)
+        self.ids.update((key, node) for key, node in ids.items() if key != "input")
         return previous
 
     # -- blocks ----------------------------------------------------------------------------------
@@ -165,6 +170,8 @@ class _Expander:
     def _argument(self, value: Any, declared, caller: Mapping, path: tuple) -> Any:
         if isinstance(value, str) and declared.type != "choice":
             return self._evaluate(value, caller, path)
+        if isinstance(value, str) and value not in declared.choices and value in caller:
+            return caller[value]  # a choice passed on from the caller's own parameter (`act: act`)
         if isinstance(value, list):
             return [self._argument(v, declared, caller, path + (i,)) for i, v in enumerate(value)]
         return value

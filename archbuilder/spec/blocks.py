@@ -109,6 +109,7 @@ class StageSpec(StrictModel):
     stride:   given to the stage's first block (`stride_on: last`: its last), 1 to the others;
     label:    the stage's number in layer names (`res{label}{letter}_branch2a`); default index + 2,
               since the stem is stage 1 in the notebook.
+    id:       names the stage's output, which a later stem or head item may take (`from:`).
     """
 
     model_config = {**StrictModel.model_config, "extra": "allow"}
@@ -119,6 +120,7 @@ class StageSpec(StrictModel):
     stride_on: Literal["first", "last"] = "first"
     # Bounded so that block names stay within a layer name's 128 characters.
     label: Annotated[int, Field(ge=0, le=999_999)] | None = None
+    id: LocalId | None = None
 
     @property
     def arguments(self) -> dict[str, Any]:

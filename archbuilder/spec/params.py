@@ -39,6 +39,8 @@ def _scalar(param, kind: str, value: Any) -> Any:
         raise ParamError(f"expected {'an integer' if kind == 'int' else 'a number'} (received {_show(value)})")
     if isinstance(value, float) and not math.isfinite(value):
         raise ParamError(f"expected a finite number (received {value})")
+    if abs(value) > MAX_MAGNITUDE:  # before float(): YAML's integers are unbounded, floats are not
+        raise ParamError(f"{_show(value)} exceeds {MAX_MAGNITUDE:,}")
     if kind == "int":
         if isinstance(value, float):
             if not value.is_integer():
@@ -46,8 +48,6 @@ def _scalar(param, kind: str, value: Any) -> Any:
             value = int(value)
     else:
         value = float(value)
-    if abs(value) > MAX_MAGNITUDE:
-        raise ParamError(f"{_show(value)} exceeds {MAX_MAGNITUDE:,}")
     if param.min is not None and value < param.min:
         raise ParamError(f"must be ≥ {_num(param.min)} (received {_show(value)})")
     if param.max is not None and value > param.max:
