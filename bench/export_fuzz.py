@@ -248,6 +248,16 @@ def _write(rows, args) -> None:
     for name, counts, seconds in rows:
         lines.append(f"| {name} | {sum(counts.values())} | " + " | ".join(str(counts.get(s, 0)) for s in statuses)
                      + f" | {seconds:.0f} |")
+    lines += ["", (
+        "Each mutant is an export of the tiny spec with 4-8 random bytes set (issue 20's recipe). "
+        + ("The runtimes run in this worker process, as `predict` ran them before issue 20: `crash` counts "
+           "mutants that killed it (SIGSEGV, SIGBUS, SIGABRT), `error` the runtime's own exceptions."
+           if args.raw else
+           "`ok`: predicted; `refused`: archbuilder's one-line UserError (most: `not a loadable LiteRT model "
+           "(The model is not a valid Flatbuffer buffer)`; crashes of the runtime inside its child process "
+           "are refused too); `traceback` and `crash` must stay 0. Full run: "
+           "`nice .venv/bin/python bench/export_fuzz.py --mutants 2000 --write` (~0.4 s a mutant: each "
+           "opens a child process).")), ""]
     text = RESULTS.read_text(encoding="utf-8")
     heading = lines[0] + "\n"
     section = "\n".join(lines) + "\n"
