@@ -40,7 +40,7 @@ class ChildDied(Exception):
 
 class RuntimeProcess:
     """One `.tflite` (kind "litert") or `.onnx` file loaded in a child's runtime. `details`
-    describes its inputs, outputs, metadata and the bytes its tensors declare; `run` invokes it
+    describes its inputs, outputs, metadata and (LiteRT) the bytes its tensors declare; `run` invokes it
     (after `details` was checked)."""
 
     def __init__(self, kind: str, path: Path):
@@ -193,7 +193,7 @@ class _LiteRT:
 
         declared = 0  # every tensor at its stored shape: the interpreter's arena and constants at batch 1
         for detail in self.interpreter.get_tensor_details():
-            declared += _values(detail["shape"]) * np.dtype(detail["dtype"]).itemsize
+            declared += shape_values(detail["shape"]) * np.dtype(detail["dtype"]).itemsize
         return {"inputs": [tensor(d) for d in self.interpreter.get_input_details()],
                 "outputs": [tensor(d) for d in self.interpreter.get_output_details()], "declared_bytes": declared}
 
@@ -215,7 +215,6 @@ class _OnnxRuntime:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only; it warns about unused initializers at INFO/WARNING
         self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.data = data
 
     def describe(self) -> dict:
         def tensor(value) -> dict:
@@ -226,30 +225,14 @@ class _OnnxRuntime:
         metadata = self.session.get_modelmeta().custom_metadata_map
         return {"inputs": [tensor(v) for v in self.session.get_inputs()],
                 "outputs": [tensor(v) for v in self.session.get_outputs()],
-                "declared_bytes": self._declared_bytes(), "metadata": dict(metadata)}
-
-    def _declared_bytes(self) -> int:
-        """Every tensor of the graph at batch 1, as ONNX's shape inference sees it (run on a file
-        ONNX Runtime accepted, which ran the same inference): weights and each node's output."""
-        import onnx
-
-        graph = onnx.shape_inference.infer_shapes(onnx.load_model_from_string(self.data)).graph
-        total = sum(len(t.raw_data) or 4 * _values(t.dims) for t in graph.initializer)
-        for value in (*graph.input, *graph.value_info, *graph.output):
-            kind = value.type.tensor_type
-            try:
-                size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(kind.elem_type)).itemsize
-            except (KeyError, TypeError, ValueError):
-                size = 4
-            total += size * _values(d.dim_value for d in kind.shape.dim)
-        return total
+                "metadata": dict(metadata)}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         (given,), (output,) = self.session.get_inputs(), self.session.get_outputs()
         return np.asarray(self.session.run([output.name], {given.name: x})[0])
 
 
-def _values(shape) -> int:
+def shape_values(shape) -> int:
     """Values in a tensor of `shape`, unknown sizes (0, -1) counted as 1."""
     count = 1
     for dimension in shape:

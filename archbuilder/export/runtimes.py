@@ -192,7 +192,8 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
     classes = output["shape"][-1] if output["shape"] else -1
     if classes <= 0:
         raise UserError(f"{shown(path)}: the model's output is {output['shape']}; expected (batch, classes)")
-    _declared(path, shape, int(details["declared_bytes"]))
+    declared = details["declared_bytes"] if kind == "litert" else _onnx_declared_bytes(path.read_bytes())
+    _declared(path, shape, int(declared))
     quantize_input, dequantize_output = _input_converter(path, given), _output_converter(path, output)
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -244,3 +245,24 @@ def _quantization(path: Path, tensor: dict, which: str) -> tuple[float, int]:
         raise UserError(f"{shown(path)}: the model's {which} is {tensor['dtype']} without a quantization scale "
                         f"(received: scale {scale}); cannot map probabilities to it")
     return float(scale), int(zero_point)
+
+
+def _onnx_declared_bytes(data: bytes) -> int:
+    """Every tensor of an ONNX graph at batch 1, as ONNX's shape inference sees it: weights and
+    each node's output. Run here, not in the child: `import onnx` costs the child ~2 s (ml_dtypes,
+    which TensorFlow has already loaded here), and only on a file ONNX Runtime accepted, which
+    ran the same operators' inference functions on it."""
+    import onnx
+
+    from archbuilder.export.runtime_process import shape_values
+
+    graph = onnx.shape_inference.infer_shapes(onnx.load_model_from_string(data)).graph
+    total = sum(len(t.raw_data) or 4 * shape_values(t.dims) for t in graph.initializer)
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        kind = value.type.tensor_type
+        try:
+            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(kind.elem_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            size = 4
+        total += size * shape_values(d.dim_value for d in kind.shape.dim)
+    return total
