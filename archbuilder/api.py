@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from archbuilder.errors import Remedy, UserError, literal, shown
+from archbuilder.errors import Remedy, SpecError, UserError, literal, shown
 
 from archbuilder.errors import UserError
 
@@ -389,8 +389,15 @@ def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), o
     from archbuilder.plan import compare
 
     overrides = tuple(overrides)
-    return compare.compare(load_spec(a, (*overrides, *overrides_a), max_memory),
-                           load_spec(b, (*overrides, *overrides_b), max_memory))
+    checked, problems = [], []
+    for spec, own in ((a, overrides_a), (b, overrides_b)):
+        try:  # both sides are checked, so that two bad files are reported at once
+            checked.append(load_spec(spec, (*overrides, *own), max_memory))
+        except SpecError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise SpecError(problems)
+    return compare.compare(*checked)
 
 
 def plot(spec, out: str | os.PathLike | None = None, level: str = "blocks", overrides: Iterable[str] = (),

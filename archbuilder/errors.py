@@ -91,7 +91,16 @@ class Problem:
         """The problem's line, the remedy said as `remedy_text` (the API's words, or the CLI's)."""
         # One problem, one line: control characters from the file (a key holding "\r" or "\x85",
         # which str.splitlines and terminals treat as line breaks or escapes) are shown escaped.
-        return f"{self.location}: {self.path or '<document>'}: {self.message}{remedy_text}".translate(_ESCAPES)
+        location = Location(abbreviated(self.location.file), self.location.line, self.location.column)
+        return f"{location}: {abbreviated(self.path) or '<document>'}: {self.message}{remedy_text}".translate(_ESCAPES)
+
+
+def abbreviated(text: str, limit: int = 100) -> str:
+    """`text`, or its start and length where it is longer than `limit`: a 120 KB key or `--set`
+    is named in a message, never echoed whole (a message is read by a person)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text):,} characters)"
 
 
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {

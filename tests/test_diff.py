@@ -125,3 +125,20 @@ def test_fields_are_named_as_written_and_integer_bounds_stay_integers(tmp_path):
     assert all(type(f["a"]) is type(f["b"]) for f in report["fields"])  # 1 and 2, not 1.0
     text = _diff(path, path, "--set-b", "blocks.b.params.k.min=2").output
     assert "blocks.b.params.k.min  1 -> 2" in text and "from_" not in text
+
+
+def test_two_bad_files_are_both_reported(tmp_path):
+    """Issue 20 item 13: `diff` of two bad files named only A's problems; B's were found only after
+    A was fixed. Both sides are checked, and every problem of each is listed, located in its file."""
+    head = "head: [{type: global_average_pool}, {type: dense, units: classes, activation: softmax}]\n"
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("name: a\ninput: {shape: [32, 32, 3]}\nclasses: 2\nstem: [{type: conv, filters: -1}]\n" + head)
+    b.write_text("name: b\ninput: {shape: [32, 32, 3]}\nclasses: 0\nstem: [{type: conv, filters: 8, kernal: 3}]\n" + head)
+    result = _diff(a, b)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        f"{a}:4:30: stem.0.filters: input should be greater than 0 (received: -1)",
+        f"{b}:3:10: classes: input should be greater than 0 (received: 0)",
+        f"{b}:4:33: stem.0.kernal: unknown key 'kernal'; did you mean 'kernel'?",
+    ]

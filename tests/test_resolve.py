@@ -140,3 +140,31 @@ def test_duplicate_names_are_reported_even_when_shapes_also_collapse(tmp_path):
     ))
     assert any(":6:5: stem.1:" in line and "layer name 'x' is already used" in line for line in lines), lines
     assert not any("no input size" in line for line in lines), lines
+
+
+def test_a_required_key_removed_by_set_is_blamed_on_the_set():
+    """Issue 20 item 13: `--set name=` (null removes a key) was reported at the spec's own line for
+    `name`, which the user did not touch; the problem is located at the override that removed it."""
+    lines = _override_problem_lines(["name="])
+    assert lines == ["<--set name=>:1:1: name: missing required key 'name': null here removes it, and it has no default"]
+
+
+def test_a_huge_set_key_is_named_not_echoed():
+    """Issue 20 item 13: a 120 KB `--set` key was echoed three times (location, path, message),
+    360 KB of output for one problem. Each is abbreviated to its start and its length."""
+    key = "k" * 120_000
+    lines = _override_problem_lines([f"{key}=1"])
+    assert len(lines) == 1
+    assert len(lines[0]) < 1_000
+    assert lines[0].count("(120,000 characters)") == 2 and "(120,002 characters)" in lines[0]  # key twice, `key=1` once
+    assert "unknown key" in lines[0]
+
+
+def _override_problem_lines(overrides: list[str]) -> list[str]:
+    from archbuilder.errors import SpecError
+
+    try:
+        load_checked_spec(REPO / "architectures" / "resnet50.yaml", overrides)
+    except SpecError as error:
+        return str(error).splitlines()
+    raise AssertionError("the overrides were accepted")

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from archbuilder.errors import Location, Problem, SpecError
+from archbuilder.errors import Location, Problem, SpecError, abbreviated
 from archbuilder.layers import LAYER_TYPES
 from archbuilder.plan import size_guard
 from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
@@ -170,8 +170,11 @@ def _schema_problem(error: dict, document: Document) -> Problem:
         valid = _valid_keys(path[:-1], document.data)
         close = difflib.get_close_matches(str(key), valid, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(valid)}" if valid else "")
-        return Problem(document.location_of(path, key=True), format_path(path), f"unknown key '{key}'{hint}")
+        return Problem(document.location_of(path, key=True), format_path(path), f"unknown key '{abbreviated(str(key))}'{hint}")
     if kind == "missing":
+        if path in document.keys:  # the key was there and a `null` removed it (`--set name=`, or a child spec)
+            return Problem(document.keys[path], format_path(path),
+                           f"missing required key '{path[-1]}': null here removes it, and it has no default")
         return Problem(document.location_of(path[:-1]), format_path(path), f"missing required key '{path[-1]}'")
     if kind == "union_tag_not_found":  # a body item with neither `type` nor `block`
         message = f"missing key 'type' (a layer: one of {', '.join(LAYER_TYPES)}) or 'block' (a block call)"

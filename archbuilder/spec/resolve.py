@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from archbuilder.errors import Location, Problem, SpecError
+from archbuilder.errors import Location, Problem, SpecError, abbreviated
 from archbuilder.spec.source import (
     MAX_DEPTH, Document, Path_, copy_data, format_path, load_yaml_file, load_yaml_text,
 )
@@ -206,7 +206,7 @@ def _merge(target: Document, patch: Any, path: Path_, patch_path: Path_, source:
 
 def _parse_override(text: str) -> Document:
     """`stages.2.repeats=23` -> {'stages': {2: {'repeats': 23}}}, every value located at the override."""
-    name = f"<--set {text}>"
+    name = f"<--set {abbreviated(text)}>"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as surrogates (PEP 383)
