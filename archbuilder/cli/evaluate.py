@@ -20,10 +20,12 @@ def command(model_path, data, batch_size, classes, spec, max_memory, overrides, 
     """Evaluate MODEL (.keras, or a Keras 2 .h5 with --spec) on labelled images, preprocessed exactly as in training."""
     from archbuilder.data.sources import evaluation_data
     from archbuilder.keras.model_files import model_classes, model_input_shape, open_model_file
+    from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
     model = open_model_file(model_path, spec, overrides, strict, on_report=lambda text: click.echo(text, err=True),
                             max_memory=max_memory)
+    check_one_vector_per_image(per_image_output(model), model_path)  # a classifier's, before reading data
     names = model_classes(model, model_path)
     images = evaluation_data(data, model_input_shape(model, model_path), names, classes=classes)
     result = evaluate_probabilities(predict_probabilities(model, images.x, batch_size), images.y, names)

@@ -45,6 +45,9 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
         shape = model_input_shape(model, model_path)
         probabilities = predict_probabilities(model, load_image_files(paths, shape))
     for path, row in zip(paths, probabilities):
+        if row.ndim > 1:  # a map per image (a U-Net's HxWxC): its shape and each class's share of pixels
+            _show_map(path, row, names, as_json)
+            continue
         best = int(np.argmax(row))
         if as_json:
             click.echo(json.dumps({
@@ -57,6 +60,20 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
         with np.printoptions(precision=8):
             click.echo(str(row[None, :]))
         click.echo(f"predicted class: {names[best]} (p = {row[best]:.4f})")
+
+
+def _show_map(path: Path, probabilities, names, as_json: bool) -> None:
+    import numpy as np
+
+    shape = list(probabilities.shape)
+    counts = np.bincount(np.argmax(probabilities, axis=-1).ravel(), minlength=len(names))
+    shares = {name: float(count) / counts.sum() for name, count in zip(names, counts)}
+    if as_json:
+        click.echo(json.dumps({"image": shown(path), "output_shape": shape, "pixel_share": shares}))
+        return
+    click.echo(shown(path))
+    click.echo(f"output {'x'.join(map(str, shape))} (class probabilities per pixel); share of pixels per predicted class:")
+    click.echo("  ".join(f"{name}: {share:.2%}" for name, share in shares.items()))
 
 
 def _image_paths(arguments) -> list[Path]:
