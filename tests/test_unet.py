@@ -238,3 +238,15 @@ def test_block_diagram_draws_the_skips():
     skips = [(a.tail, a.head, a.shortcut) for a in block_diagram(checked.plan, checked.spec).arrows if a.shortcut]
     assert skips == [("res4a", "head", "skip: crop"), ("res3a", "head", "skip: crop"),
                      ("res2a", "head", "skip: crop"), ("stem", "head", "skip: crop")]
+
+
+def test_the_readmes_small_unet_is_what_it_prints(tmp_path):
+    """README "Beyond classifiers": the YAML as written there gives the counts and shape shown there."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Beyond classifiers"):]
+    text = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml\n") + 8)]
+    spec = tmp_path / "small_unet.yaml"
+    spec.write_text(text)
+    plan = load_checked_spec(spec).plan
+    assert (plan.total_params, plan.macs, plan.output.out_shape) == (117_058, 100_466_688, (64, 64, 2))
+    assert "ok: small_unet.yaml: small_unet, 117,058 params, 100,466,688 MACs" in section
