@@ -226,6 +226,9 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
 
     _check_path("data", data)
     opened = _opened(model, spec, overrides, strict, max_memory)
+    from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
+
+    check_one_vector_per_image(per_image_output(opened.model), opened.label)  # a classifier's, before reading data
     # auto: a folder too large for memory is streamed (one pass, bounded memory), with the same pixels
     images = evaluation_data(os.fspath(data), opened.shape, opened.class_names, classes=_class_list(classes), cache="auto")
     result = evaluate_probabilities(predict_probabilities(opened.model, images.x, batch_size), images.y,
@@ -247,12 +250,21 @@ class Predictions:
         return [self.class_names[int(row.argmax())] for row in self.probabilities]
 
     def rows(self) -> list[dict]:
-        """What `predict --json` prints, one dict per input."""
+        """What `predict --json` prints, one dict per input. A classifier's row holds its class
+        probabilities; a map per image (a U-Net's H x W x classes) its shape and each class's share of
+        the pixels where it is the most probable."""
+        import numpy as np
+
         rows = []
         for index, row in enumerate(self.probabilities):
+            image = {"image": shown(self.inputs[index])} if self.inputs is not None else {}
+            if row.ndim > 1:
+                counts = np.bincount(np.argmax(row, axis=-1).ravel(), minlength=len(self.class_names))
+                rows.append({**image, "output_shape": list(row.shape),
+                             "pixel_share": {n: float(c) / counts.sum() for n, c in zip(self.class_names, counts)}})
+                continue
             best = int(row.argmax())
-            rows.append({**({"image": shown(self.inputs[index])} if self.inputs is not None else {}),
-                         "probabilities": dict(zip(self.class_names, map(float, row))),
+            rows.append({**image, "probabilities": dict(zip(self.class_names, map(float, row))),
                          "class": self.class_names[best], "probability": float(row[best])})
         return rows
 

@@ -231,6 +231,8 @@ def _shared_label_suffix(node: "Node", spec) -> str:
 def _shortcut_label(node: "Node") -> str:
     if node.kind == "add":
         return "identity"
+    if node.kind in ("concat", "cropping"):  # an encoder's map taken by a decoder (U-Net): no projection
+        return "skip: " + ("concat" if node.kind == "concat" else "crop")
     stride = _first(getattr(node.layer, "stride", 1) or 1)
     return "projection" + (f" /{stride}" if stride != 1 else "")
 

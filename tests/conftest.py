@@ -24,7 +24,7 @@ SHIPPED_SPECS = sorted(p for p in (REPO / "architectures").rglob("*.yaml") if "b
 # dense on feature maps, layer scale, normalization constants) in ~3 s.
 ZOO_SPECS = sorted(
     p for p in (REPO / "architectures" / "imagenet").glob("*.yaml") if not re.fullmatch(r"resnet\d+\.yaml", p.name)
-)
+) + sorted((REPO / "architectures" / "segmentation").glob("*.yaml"))  # the U-Nets: 31M weights, 150-192 GMACs
 
 
 def shipped_spec_params(paths):

@@ -1,8 +1,8 @@
-"""The model zoo (architectures/imagenet/), each file checked against the counts written in its own
+"""The model zoo (architectures/imagenet/, and the U-Nets of architectures/segmentation/), each file checked against the counts written in its own
 `reference:` section (archbuilder/spec/reference.py), so a new zoo network is one file.
 
 Counts are at 224x224x3 (EfficientNet-B1: its own 240x240; counts do not depend on it) with 1,000
-classes. `info` counts statically, without TensorFlow, in the default suite; Keras builds and, for
+classes (the U-Nets: their own input, 2 classes). `info` counts statically, without TensorFlow, in the default suite; Keras builds and, for
 the keras.applications networks, the proof of equality run with `-m slow`: the reference is built
 with `weights=None`, given seeded random weights with batch-norm statistics randomized, saved with
 `model.save`, loaded into the spec's model with `--weights` (mapped by structure), and both must

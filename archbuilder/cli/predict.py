@@ -32,6 +32,11 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
             click.echo(json.dumps(facts))
             continue
         click.echo(shown(path))
+        if "pixel_share" in facts:  # a map per image (a U-Net's H x W x classes)
+            click.echo(f"output {'x'.join(map(str, facts['output_shape']))} (class probabilities per pixel); "
+                       "share of pixels per predicted class:")
+            click.echo("  ".join(f"{name}: {share:.2%}" for name, share in facts["pixel_share"].items()))
+            continue
         click.echo(f"class prediction vector [{', '.join(f'p({n})' for n in names)}] = ")
         with np.printoptions(precision=8):
             click.echo(str(row[None, :]))

@@ -47,14 +47,32 @@ def classification_loss(model, label_smoothing: float = 0.0, where: str = ""):
     )
 
 
+def check_one_vector_per_image(shape, where: str) -> None:
+    """`train` and `evaluate` know classifiers only: per image, one vector of class scores. A map
+    (a U-Net's HxWxC) or several outputs are refused in one line, before any data is read."""
+    if isinstance(shape, list) or len(shape) != 1:
+        shown = "several outputs" if isinstance(shape, list) else "x".join(str(d) for d in shape) + " per image"
+        raise UserError(
+            f"{where}: the model outputs {shown}, not one value per class; `train` and `evaluate` handle "
+            "classifiers only (segmentation maps are not trained here yet); a classifier's head ends in "
+            "a dense layer of `units: classes` (e.g. global_average_pool, then dense)"
+        )
+
+
+def per_image_output(model):
+    """The shape of what the model outputs for one image; a list of batch shapes for several outputs."""
+    output = model.output_shape
+    if isinstance(output, dict):
+        return list(output.values())
+    if isinstance(output, list) or any(isinstance(d, (tuple, list)) for d in output):
+        return list(output)
+    return tuple(output)[1:]
+
+
 def check_classifier_output(model, classes: int, where: str) -> None:
     """The model must output one value per class, through softmax or linear: refuse before training."""
+    check_one_vector_per_image(per_image_output(model), where)
     shape = tuple(model.output_shape)
-    if len(shape) != 2:
-        raise UserError(
-            f"{where}: the model's output has shape {list(shape[1:])}, not one value per class; "
-            "end the head with a dense layer of `units: classes` (e.g. global_average_pool, then dense)"
-        )
     if shape[-1] != classes:
         raise UserError(
             f"{where}: the model outputs {shape[-1]} values but the data has {classes} classes; "
