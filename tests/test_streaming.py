@@ -67,15 +67,14 @@ def test_streamed_batches_equal_the_held_batches_with_and_without_augmentation(p
     # The same decode (images.decode_bytes) of the same file: bit-identical pixels, so batches compare exactly.
     arguments = (files.labels, 10, 16, 7, 0, 2)
     _assert_same_batches(_batches(training_dataset(held, *arguments)), _batches(training_dataset(streamed, *arguments)))
-    # Augmentation is applied to streamed batches as to held ones. Its random draws are not
-    # reproducible from run to run on either path (the Keras layers' seed state advances in the
-    # order tf.data's parallel map calls them: two held runs differ too), so here the images
-    # are compared only where no layer moves them: the labels, in order, and the shapes.
+    # Augmentation draws per example from (seed, epoch, index) (data.augment): the same augmented
+    # pixels whether held or streamed, built twice, or decoded in another order.
     augmentation = AugmentationSpec(rotation=0.05, zoom=0.1, horizontal_flip=True, contrast=0.2)
     held_augmented = _batches(training_dataset(held, *arguments, augmentation))
-    streamed_augmented = _batches(training_dataset(streamed, *arguments, augmentation))
-    assert [b[0].shape for b in held_augmented] == [b[0].shape for b in streamed_augmented]
-    _assert_same_batches([(b[1],) for b in held_augmented], [(b[1],) for b in streamed_augmented])
+    _assert_same_batches(held_augmented, _batches(training_dataset(held, *arguments, augmentation)))
+    _assert_same_batches(held_augmented, _batches(training_dataset(streamed, *arguments, augmentation)))
+    plain = _batches(training_dataset(held, *arguments))
+    assert not np.array_equal(held_augmented[0][0], plain[0][0])  # augmentation did change the images
     _assert_same_batches(_batches(inference_dataset(held, 32)), _batches(inference_dataset(streamed, 32)))
     # A subset (a validation split, a class filter) is still streamed, and still the same pixels.
     subset = np.arange(0, 121, 3)
@@ -95,6 +94,17 @@ def test_a_resumed_stream_sees_the_batches_of_the_uninterrupted_run(photos):
     _assert_same_batches(whole[2 * steps:], resumed)
     first, second = (np.concatenate([b[1].argmax(1) for b in whole[e * steps:(e + 1) * steps]]) for e in (0, 1))
     assert sorted(first) == sorted(second) and not np.array_equal(first, second)  # every image, in a new order
+
+
+def test_a_resumed_augmented_stream_sees_the_augmented_batches_of_the_uninterrupted_run(photos):
+    from archbuilder.data.pipeline import steps_per_epoch, training_dataset
+    from archbuilder.spec.training import AugmentationSpec
+
+    files, _, streamed = _held_and_streamed(photos, (32, 32, 3))
+    augmentation = AugmentationSpec(rotation=0.06, zoom=0.1, translation=0.08, contrast=0.2, horizontal_flip=True)
+    whole = _batches(training_dataset(streamed, files.labels, 10, 16, 3, 0, 3, augmentation))
+    resumed = _batches(training_dataset(streamed, files.labels, 10, 16, 3, 2, 3, augmentation))
+    _assert_same_batches(whole[2 * steps_per_epoch(len(files.labels), 16):], resumed)
 
 
 def test_the_disk_cache_gives_the_same_batches_and_is_rebuilt_when_stale_or_damaged(tmp_path, monkeypatch):

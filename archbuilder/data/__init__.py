@@ -9,6 +9,7 @@
     disk_cache.py    decoded images written once as lossless PNGs (`--cache disk`)
     cache_choice.py  `--cache`: held, streamed or disk-cached, and what each holds in memory
     pipeline.py      tf.data: shuffle, batch, augment, x/255, prefetch
+    augment.py       augmentation drawn per image from (seed, epoch, index): reproducible, resumable
     sources.py       `--data` / `--test` arguments -> labelled uint8 images (arrays or streamed)
 
 TensorFlow is imported only inside functions.

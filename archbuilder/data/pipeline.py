@@ -24,7 +24,11 @@ def normalize(x):
 
 
 def augmentation_layers(spec: AugmentationSpec, seed: int):
-    """A keras.Sequential of random layers on 0-255 float images, or None when all are off."""
+    """A keras.Sequential of random layers on 0-255 float images, or None when all are off.
+
+    Training draws their random numbers per example (data.augment), not from their seed
+    generators, whose state advances in whatever order tf.data calls them.
+    """
     import keras
 
     def seed_for(layer: int) -> int:  # one seed per layer, each a valid 32-bit seed
@@ -133,20 +137,30 @@ def _images_and_labels(indexes, x, y: np.ndarray, classes: int, seed: int,
     """`epochs`: (first epoch, index batches per epoch) of a training dataset; None for inference."""
     import tensorflow as tf
 
+    from archbuilder.data.augment import StatelessAugmentation
     from archbuilder.data.stream import PREFETCH_BATCHES, ImageFiles
 
     labels = tf.one_hot(tf.constant(y), classes)
     streamed = isinstance(x, ImageFiles)
+    augment = epochs is not None and augmentation is not None and augmentation.enabled
+    first_epoch, per_epoch = epochs or (0, 0)
     if streamed:
-        first_epoch, per_epoch = epochs or (0, 0)
-        dataset = x.batches(indexes, labels, training=epochs is not None, first_epoch=first_epoch, per_epoch=per_epoch)
+        dataset = x.batches(indexes, labels, training=epochs is not None, first_epoch=first_epoch, per_epoch=per_epoch,
+                            keyed=augment)
+    elif augment:
+        images = tf.constant(x)
+        dataset = indexes.enumerate().map(lambda k, idx: (
+            tf.gather(images, idx), tf.gather(labels, idx),
+            (tf.fill(tf.shape(idx), first_epoch + k // per_epoch), tf.cast(idx, tf.int64))))
     else:
         images = tf.constant(x)
         dataset = indexes.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
-    layers = augmentation_layers(augmentation, seed) if augmentation is not None and augmentation.enabled else None
-    if layers is not None:
+    if augment:
+        # Each example's change from (seed, epoch, its index) alone (data.augment), so parallel
+        # calls in any order, and a resumed run, give the same batches.
+        layers = StatelessAugmentation(augmentation, seed)
         dataset = dataset.map(
-            lambda im, lab: (layers(tf.cast(im, tf.float32), training=True), lab),
+            lambda im, lab, key: (layers(tf.cast(im, tf.float32), *key), lab),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     dataset = dataset.map(lambda im, lab: (normalize(im), lab))

@@ -159,9 +159,11 @@ class ImageFiles:
     def astype(self, dtype) -> np.ndarray:
         return np.asarray(self).astype(dtype)
 
-    def batches(self, indexes, labels=None, *, training: bool = False, first_epoch: int = 0, per_epoch: int = 0):
+    def batches(self, indexes, labels=None, *, training: bool = False, first_epoch: int = 0, per_epoch: int = 0,
+                keyed: bool = False):
         """tf.data: for each index vector of `indexes`, the decoded images at those positions (with
-        `labels` given, a tensor of per-image labels: (images, their labels)).
+        `labels` given, a tensor of per-image labels: (images, their labels); `keyed` adds
+        (each image's epoch, its position), which key its augmentation (data.augment)).
 
         Batches come in the order of `indexes`, each decoded in parallel and PARALLEL_BATCHES at a
         time. `training` batches skip a failing file when `skip_bad` (and name the epoch it was
@@ -181,10 +183,12 @@ class ImageFiles:
             image = decode_bytes(encoded(position), height, width, channels, tf.gather(orientations, position))
             return tf.reshape(image, [height, width, channels]), position
 
+        def epoch_of(ordinal):  # batch `ordinal` of `indexes`
+            return first_epoch + ordinal // per_epoch if per_epoch else ordinal * 0
+
         def note_missing(ordinal, wanted, got):
             missing = sorted(set(wanted.numpy().tolist()) - set(got.numpy().tolist()))
-            epoch = first_epoch + int(ordinal) // per_epoch if per_epoch else 0
-            self.bad.note([self.paths[i] for i in missing], skip, epoch)
+            self.bad.note([self.paths[i] for i in missing], skip, int(epoch_of(int(ordinal))))
             return np.int64(len(missing))
 
         def checked(ordinal, wanted, images, got):
@@ -192,7 +196,7 @@ class ImageFiles:
             noted = tf.cond(complete, lambda: tf.constant(0, tf.int64),
                             lambda: tf.py_function(note_missing, [ordinal, wanted, got], tf.int64))
             with tf.control_dependencies([noted]):
-                return tf.identity(images), tf.identity(got)
+                return tf.identity(images), tf.identity(got), tf.fill(tf.shape(got), epoch_of(ordinal))
 
         def one_batch(ordinal, wanted):
             wanted = tf.cast(wanted, tf.int64)
@@ -207,10 +211,12 @@ class ImageFiles:
         dataset = indexes.enumerate().interleave(
             one_batch, cycle_length=PARALLEL_BATCHES, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
         if skip:  # a batch whose every file failed is no step (Keras's loss over no images is NaN)
-            dataset = dataset.filter(lambda images, got: tf.size(got) > 0)
+            dataset = dataset.filter(lambda images, got, epochs: tf.size(got) > 0)
         if labels is None:
-            return dataset.map(lambda images, got: images)
-        return dataset.map(lambda images, got: (images, tf.gather(labels, got)))
+            return dataset.map(lambda images, got, epochs: images)
+        if keyed:
+            return dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got), (epochs, got)))
+        return dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got)))
 
 
 def streamed_sources(*arrays) -> list[ImageFiles]:
