@@ -38,8 +38,18 @@ def test_ctrl_c_during_build_exits_130_like_train(tmp_path):
         cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )
     time.sleep(3)  # inside the command: importing TensorFlow or building (ResNet-152 takes ~20 s)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    # Ctrl-C as a user presses it: again if the process goes on. A KeyboardInterrupt raised inside a
+    # third-party import can be swallowed there (seen once in a fresh virtual environment, whose first
+    # imports are slower: the build then ran to exit 0); the command itself must turn the next into 130.
+    for _ in range(5):  # a second apart: the whole build takes ~9 s on a fast CPU
+        process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = process.communicate(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Aborted!" not in stderr and "Traceback" not in stderr
     assert not list(tmp_path.iterdir())  # nothing half-written
