@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from archbuilder.errors import Remedy, SpecError, UserError, literal, shown
 
-from archbuilder.errors import UserError
-
 if TYPE_CHECKING:
     import keras
 

@@ -30,7 +30,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
-from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, single_convolution, write_shapes
+from archbuilder.training.kernel_choice import (
+    cache_path, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
+)
 
 CACHE_FORMAT = 1
 CACHE_NAME = "grouped-convolutions"
@@ -143,11 +145,7 @@ def choose_grouped_kernels(model, batch_size: int, say=lambda message: None) -> 
     path = cache_path(key, CACHE_NAME)
     timings = read_cache(path, key)
     layers = [layer for layer in model._flatten_layers(include_self=False) if switchable(layer)]
-    missing = {}
-    for layer in layers:
-        if not is_depthwise(layer):
-            missing.setdefault(shape_key(layer, batch_size), layer)
-    missing = {name: layer for name, layer in missing.items() if name not in timings}
+    missing = untimed_shapes([layer for layer in layers if not is_depthwise(layer)], batch_size, timings, shape_key)
     if missing:
         say(f"timing {len(TIMED)} kernels for {len(missing)} grouped convolution shape(s) on this CPU, once "
             f"(cached in {path})")

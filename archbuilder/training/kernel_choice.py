@@ -206,6 +206,15 @@ class KernelChoice:
     cached: bool  # False where the cache could not be written
 
 
+def untimed_shapes(layers, batch_size: int, timings, key_of=shape_key) -> dict:
+    """The first layer of each shape (`key_of(layer, batch_size)`) that `timings` holds no entry for:
+    what a kernel choice still has to time, once per shape."""
+    missing = {}
+    for layer in layers:
+        missing.setdefault(key_of(layer, batch_size), layer)
+    return {name: layer for name, layer in missing.items() if name not in timings}
+
+
 def choose_kernel_gradients(model, batch_size: int, say=lambda message: None) -> KernelChoice:
     """Decide for each candidate convolution of `model` (slow_kernel_gradient) from the cache, or
     by timing its shape once; `say` announces a measurement before it starts."""
@@ -213,10 +222,7 @@ def choose_kernel_gradients(model, batch_size: int, say=lambda message: None) ->
     path = cache_path(key)
     timings = read_cache(path, key)
     candidates = [layer for layer in model.layers if slow_kernel_gradient(layer)]
-    missing = {}
-    for layer in candidates:
-        missing.setdefault(shape_key(layer, batch_size), layer)
-    missing = {name: layer for name, layer in missing.items() if name not in timings}
+    missing = untimed_shapes(candidates, batch_size, timings)
     if missing:
         say(f"timing kernel gradients of {len(missing)} convolution shape(s) on this CPU, once "
             f"(cached in {path})")
