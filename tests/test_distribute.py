@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from train_support import REPO, TINY_SPEC, cli, cli_env, free_ports, image_folder
+from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, free_ports, image_folder
 
 TINY_NO_BN = REPO / "tests" / "specs" / "tiny_no_bn.yaml"
 # A worker that sees no progress for this long gives up (train --worker-timeout): short enough
@@ -43,7 +43,8 @@ class Workers:
     def __init__(self, tmp_path: Path):
         self.tmp_path, self.processes = tmp_path, []
 
-    def start(self, args, tf_config: str, index: int, native_logs: bool = False) -> subprocess.Popen:
+    def start(self, args, tf_config: str, index: int, native_logs: bool = False,
+              worker_timeout: float = WORKER_TIMEOUT) -> subprocess.Popen:
         """`native_logs`: TensorFlow's C++ log level left as the command line sets it (errors shown), as
         a user sees it, instead of the tests' silence."""
         env = {**cli_env(), "TF_CONFIG": tf_config}
@@ -54,7 +55,7 @@ class Workers:
         log = open(self.tmp_path / f"worker-{index}.log", "w")
         process = subprocess.Popen(
             [sys.executable, str(REPO / "cli.py"), "train", *map(str, args), "--quiet",
-             "--worker-timeout", str(WORKER_TIMEOUT)],
+             "--worker-timeout", str(worker_timeout)],
             cwd=REPO, env={**env, "TMPDIR": str(scratch)},
             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
@@ -294,6 +295,30 @@ def test_two_workers_train_equal_weights_and_only_the_chief_writes(tmp_path, pho
     evaluated = cli("evaluate", runs[0] / "best.keras", "--data", photos, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["images"] == 48
+
+
+@pytest.mark.slow
+def test_no_native_error_lines_while_the_chief_ends_a_run_alone(tmp_path):
+    """Issue 20 item 18: the chief evaluates the test set and saves after the last step while the
+    other worker is done. Before the workers left together, the other worker exited then, and the
+    coordination service on the chief printed "E0000 ... The tasks have crashed ... stopped
+    sending heartbeats" into a run that succeeded: its heartbeat timeout (10 s, TensorFlow's
+    default) is shorter than the chief's end of a run here (ResNet-50 at 64x64 predicting the
+    1,762 sign photos twice: ~20-40 s on two cores)."""
+    ports = free_ports(2)
+    data = image_folder(tmp_path / "small", classes=tuple(str(c) for c in range(10)), per_class=4)
+    runs = [tmp_path / "chief-run", tmp_path / "worker-run"]
+    with Workers(tmp_path) as workers:
+        for index in (0, 1):
+            workers.start([REPO / "architectures" / "resnet50.yaml", "--set", "classes=10", "--data", data,
+                           "--test", IMAGES, "--epochs", "1", "--batch-size", "8", "--out", runs[index],
+                           "--distribute", "multi-worker"], _tf_config(ports, index), index, native_logs=True,
+                          worker_timeout=240)  # ResNet-50's first trace and saves on a loaded machine
+        logs = workers.wait_all(bound=PROCESS_BOUND + 300)
+    assert [p.returncode for p in workers.processes] == [0, 0], "\n".join(logs)
+    assert "predicting 1762 images" in logs[0]  # the chief did end the run alone
+    for log in logs:
+        assert not [line for line in log.splitlines() if re.match(r"[EF]\d{4} ", line)], log
 
 
 # --- (c) SIGKILL one worker: the other ends within the bound, --resume finishes ------------------

@@ -30,6 +30,11 @@ WORKER_LOST_EXIT_CODE = 75
 DEFAULT_WORKER_TIMEOUT = 600  # seconds without progress before a worker gives the cluster up
 
 
+# How long workers wait for the chief's end of a run (evaluating a test set of any size, saving):
+# a day. The wait ends at once when the chief's process ends, as the coordination service does.
+_END_BARRIER_MS = 24 * 3600 * 1000
+
+
 class WorkerLost(UserError):
     exit_code = WORKER_LOST_EXIT_CODE
 
@@ -52,6 +57,25 @@ class Distribution:
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else nullcontext()
+
+    def leave_together(self) -> None:
+        """Wait here until every worker of the cluster has reached the end of its run.
+
+        The chief keeps working after the last training step (its test evaluation, saving, the
+        confusion matrix) while the other workers are done. A worker that exited then would stop
+        sending heartbeats to the coordination service the chief hosts, whose native error lines
+        ("The tasks have crashed", "stopped sending heartbeats") then reach the chief's terminal
+        after a run that succeeded. So every worker waits at one barrier, which the chief reaches
+        when it has finished; then all end within moments of each other. A barrier that fails (a
+        peer died meanwhile) changes nothing of a run that is over: it is ignored."""
+        if self.cluster is None:
+            return
+        from tensorflow.python.eager import context
+
+        try:
+            context.context().wait_at_barrier("archbuilder-run-end", _END_BARRIER_MS)
+        except Exception:  # noqa: BLE001  (any runtime error: the run's result is already decided)
+            pass
 
     def describe(self) -> str:
         if self.mode == "none":

@@ -129,6 +129,19 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
                 raise _write_failed(error, run, session.state, distribution) from None
             except _cluster_errors() as error:
                 raise _worker_lost(error, distribution, run) from None
+    if distribution.watchdog is not None:
+        # No collective follows: what is left is the chief's alone, and the end barrier waits for it.
+        distribution.watchdog.stop()
+    try:
+        return _end(request, prepared, distribution, session, predict)
+    finally:
+        distribution.leave_together()
+
+
+def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distribution, session: Session,
+         predict) -> TrainResult:
+    """What follows the last step: the final weights' fingerprint, the chief's evaluation and files."""
+    run, model, training = prepared.run, prepared.model, prepared.training
     state = session.state
     if distribution.cluster is not None:
         say(f"{distribution.cluster.describe()}: final weights {weights_fingerprint(model)}")
@@ -149,8 +162,6 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             say(f"stopped with the other workers after epoch {state.epochs_done}; the chief's run folder keeps it; "
                 f"continue with: {resume_hint}")
         return TrainResult(run, state.epochs_done, interrupted, {}, writer=False, stop_signal=session.stop_signal)
-    if distribution.watchdog is not None:
-        distribution.watchdog.stop()
     try:
         metrics = _finish(prepared, state, interrupted, request.save_h5, predict)
     except OSError as error:
@@ -167,7 +178,21 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
 def _predictor(distribution: Distribution):
     if distribution.strategy is None:
         return predict_probabilities
-    return lambda model, x: predict_probabilities(model, x, call=inference_call(model))
+    watchdog = distribution.watchdog
+
+    def predict(model, x):
+        forward = inference_call(model)
+        if watchdog is None:
+            return predict_probabilities(model, x, call=forward)
+
+        def call(batch):
+            # The chief predicts the test set alone (at each epoch's end, and after the last): that
+            # is progress, which its watchdog must hear of, or a test set that takes longer than
+            # --worker-timeout to predict would end the run as if a worker were lost.
+            watchdog.beat()
+            return forward(batch)
+        return predict_probabilities(model, x, call=call)
+    return predict
 
 
 @contextmanager
