@@ -7,6 +7,13 @@ processes on a shared machine). Two pairings, each with identical initializers o
   tf1-init:   the TF1-exact GlorotUniformTF1(seed=0) that resnet50.yaml uses
 
     .venv/bin/python bench/build_speed.py [--repeats 9]
+    .venv/bin/python bench/build_speed.py --zoo [--repeats 5]
+
+`--zoo` (issue 18's floor, "building any zoo network stays <= 1.1x a hand-written Keras build"):
+every zoo file whose `reference:` names a keras.applications function, built from the file (with
+the reference's `overrides`) against that function with `weights=None` (and its
+`keras_arguments`), the hand-written Keras build of the same network. Initializers are each
+side's own (the counts are equal; tests/test_zoo.py checks them).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ PAIRINGS = {
 }
 
 
-def timed(function) -> tuple[float, float]:
+def timed(function, params: int | None = 23_600_006) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one build.
 
     The previous model's garbage is collected first, on both sides alike: otherwise Python's
@@ -49,14 +56,64 @@ def timed(function) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     model = function()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert model.count_params() == 23_600_006
+    assert params is None or model.count_params() == params
     return wall, cpu
+
+
+def alternated(ours, theirs, repeats: int, params: int | None = 23_600_006) -> tuple[list, list]:
+    """(wall, CPU) pairs of `repeats` builds of each side, after one warm-up each, alternating which
+    side goes first."""
+    timed(ours, params), timed(theirs, params)  # warm-up
+    mine, others = [], []
+    for repeat in range(repeats):
+        if repeat % 2:
+            others.append(timed(theirs, params))
+            mine.append(timed(ours, params))
+        else:
+            mine.append(timed(ours, params))
+            others.append(timed(theirs, params))
+    return mine, others
+
+
+def zoo(repeats: int) -> None:
+    """Each zoo file with a keras.applications reference against that function."""
+    rows = []
+    for path in sorted((SPEC.parent / "imagenet").glob("*.yaml")):
+        checked = load_checked_spec(path, [])
+        reference = next((r for r in checked.spec.reference or () if r.keras_application), None)
+        if reference is None:
+            continue
+        function = getattr(keras.applications, reference.keras_application)
+        arguments = dict(reference.keras_arguments)
+
+        def from_spec(path=path, overrides=list(reference.overrides)):
+            checked = load_checked_spec(path, overrides)
+            return build_model(checked.spec, checked.plan)
+
+        def by_hand(function=function, arguments=arguments):
+            return function(weights=None, **arguments)
+
+        ours, theirs = alternated(from_spec, by_hand, repeats, reference.total_params)
+        wall = statistics.median(t[0] for t in ours) / statistics.median(t[0] for t in theirs)
+        cpu = statistics.median(t[1] for t in ours) / statistics.median(t[1] for t in theirs)
+        rows.append((path.name, reference.keras_application, statistics.median(t[1] for t in ours),
+                     statistics.median(t[1] for t in theirs), wall, cpu))
+        print(f"{path.name} vs keras.applications.{reference.keras_application}: CPU {rows[-1][2]:.3f}s vs "
+              f"{rows[-1][3]:.3f}s, ratio wall {wall:.3f}, CPU {cpu:.3f} (medians of {repeats})", flush=True)
+    print("\n| file | keras.applications | ours, CPU s | Keras, CPU s | ratio (wall) | ratio (CPU) |")
+    print("|---|---|---|---|---|---|")
+    for name, function, mine, others, wall, cpu in rows:
+        print(f"| {name} | {function} | {mine:.3f} | {others:.3f} | {wall:.3f} | {cpu:.3f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--zoo", action="store_true", help="every zoo file against its keras.applications function")
     args = parser.parse_args()
+    if args.zoo:
+        zoo(args.repeats)
+        return
     for name, (overrides, init) in PAIRINGS.items():
         def from_spec():
             checked = load_checked_spec(SPEC, overrides)  # the whole path: YAML, validation, plan, Keras
@@ -65,15 +122,7 @@ def main() -> None:
         def by_hand():
             return notebook_resnet50(keras, glorot_uniform=init)
 
-        timed(from_spec), timed(by_hand)  # warm-up
-        ours, theirs = [], []
-        for repeat in range(args.repeats):
-            if repeat % 2:  # alternate which side goes first
-                theirs.append(timed(by_hand))
-                ours.append(timed(from_spec))
-            else:
-                ours.append(timed(from_spec))
-                theirs.append(timed(by_hand))
+        ours, theirs = alternated(from_spec, by_hand, args.repeats)
         for index, clock in enumerate(("wall", "cpu")):
             spec_median = statistics.median(t[index] for t in ours)
             hand_median = statistics.median(t[index] for t in theirs)
