@@ -1,0 +1,131 @@
+"""architectures/imagenet/vit_b16.yaml (ViT-B/16, and ViT-S/16 and ViT-Ti/16 by `variables`) against
+its two references: timm's vit_*_patch16_224 (trainable counts) and keras-hub 0.32.0's
+ViTImageClassifier on a ViTBackbone of the same configuration (counts, and outputs with its
+weights loaded into ours). Random weights only: nothing is downloaded. Each reference skips where
+its package is absent (CI installs neither torch nor keras-hub).
+
+The default suite checks ViT-Ti/16 against keras-hub (5.7M weights) and a 2-layer ViT-B/16; the
+full B/16 runs with -m slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from archbuilder.plan.validate import load_checked_spec
+from tests.conftest import REPO
+
+VIT = REPO / "architectures" / "imagenet" / "vit_b16.yaml"
+# name: (timm model, hidden, heads, MLP units); 12 layers each, patch 16, 224x224.
+VARIANTS = {
+    "B16": ("vit_base_patch16_224", 768, 12, 3072),
+    "S16": ("vit_small_patch16_224", 384, 6, 1536),
+    "Ti16": ("vit_tiny_patch16_224", 192, 3, 768),
+}
+
+
+def _overrides(variant: str, layers: int = 12) -> list[str]:
+    _, hidden, heads, mlp = VARIANTS[variant]
+    return [f"variables.hidden={hidden}", f"variables.heads={heads}", f"variables.mlp={mlp}",
+            f"variables.encoder_layers={layers}"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trainable_count_equals_timm(variant):
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("timm") is None:  # imported without torchvision, which it needs at import
+        pytest.skip("timm is not installed")
+    from bench.peers.timm_zoo import create_timm_model
+
+    reference = create_timm_model(VARIANTS[variant][0], classes=1000)
+    expected = sum(p.numel() for p in reference.parameters() if p.requires_grad)
+    plan = load_checked_spec(VIT, _overrides(variant)).plan
+    assert (plan.trainable_params, plan.total_params) == (expected, expected)
+    if variant == "B16":
+        assert expected == 86_567_656  # issue 18's number for timm's vit_base_patch16_224
+
+
+def _keras_hub_classifier(variant: str, layers: int):
+    keras_hub = pytest.importorskip("keras_hub")
+    _, hidden, heads, mlp = VARIANTS[variant]
+    backbone = keras_hub.models.ViTBackbone(image_shape=(224, 224, 3), patch_size=16, num_layers=layers,
+                                            num_heads=heads, hidden_dim=hidden, mlp_dim=mlp)
+    # Our head ends in softmax; keras-hub's gives logits unless asked.
+    return keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=1000, activation="softmax")
+
+
+def _randomize(model, seed: int = 0) -> None:
+    """Seeded random weights of a size that makes every part matter: keras-hub initializes layer
+    norms to 1 and 0 and biases to ~1e-6, which would leave those unproven, and small kernels would
+    make attention uniform and every image's class token alike. Kernels are N(0, 1 / fan_in)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape, path = tuple(variable.shape), variable.path
+        name = path.rsplit("/", 1)[-1]
+        if name == "gamma":
+            value = 1 + 0.1 * rng.normal(size=shape)
+        elif name in ("beta", "bias"):
+            value = 0.1 * rng.normal(size=shape)
+        elif name == "kernel":
+            # query, key and value map (D) to (heads, key_dim); every other kernel ends in its outputs.
+            fan_in = shape[0] if any(f"/{p}/" in path for p in ("query", "key", "value")) else np.prod(shape[:-1])
+            value = rng.normal(size=shape) / np.sqrt(fan_in)
+        else:  # class token, position embeddings
+            value = 0.02 * rng.normal(size=shape)  # as timm initializes them
+        variable.assign(value.astype("float32"))
+
+
+def _equal_to_keras_hub(variant: str, layers: int) -> None:
+    import archbuilder.keras.graph  # noqa: F401  (TensorFlow's environment before keras-hub imports Keras)
+    from archbuilder.keras.graph import build_model
+    from archbuilder.keras.weights_nested import load_weights_from_model
+    from tests.helpers.keras_reference import assert_predicts_as_reference, sign_photos
+
+    reference = _keras_hub_classifier(variant, layers)
+    _randomize(reference)
+    checked = load_checked_spec(VIT, _overrides(variant, layers))
+    model = build_model(checked.spec, checked.plan)
+    assert reference.count_params() == model.count_params() == checked.plan.total_params
+    report = load_weights_from_model(model, reference, strict=True)
+    assert report.complete and len(report.matched) == 3 + 8 * layers + 2, report.format()
+    images = sign_photos(224) * 2 - 1  # keras-hub's ViT preprocessing: [-1, 1]
+    expected = np.asarray(reference(images, training=False))
+    # The same float32 operations in the same order on both sides (Keras's MultiHeadAttention,
+    # LayerNormalization, Dense with exact GELU, the same convolution; the class token
+    # concatenated and position embeddings added as keras-hub does): outputs agree to rounding,
+    # and 1e-5 relative is what tests/helpers/keras_reference.py allows any zoo network. A wrong
+    # pairing (query with key, one block's norm with another's) moves probabilities by far more.
+    assert_predicts_as_reference(model(images, training=False), expected)
+
+
+@pytest.mark.parametrize("variant", ["B16", "Ti16"])
+def test_two_layer_vit_equals_keras_hub(variant):
+    """12 and 3 heads, hidden 768 and 192, two encoder blocks (the blocks repeat)."""
+    _equal_to_keras_hub(variant, layers=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_vit_equals_keras_hub(variant):
+    _equal_to_keras_hub(variant, layers=12)
+
+
+def test_a_model_of_another_depth_is_refused_whole_when_strict():
+    import archbuilder.keras.graph  # noqa: F401
+    from archbuilder.errors import UserError
+    from archbuilder.keras.graph import build_model
+    from archbuilder.keras.weights_nested import load_weights_from_model
+
+    reference = _keras_hub_classifier("Ti16", layers=1)
+    checked = load_checked_spec(VIT, _overrides("Ti16", layers=2))
+    model = build_model(checked.spec, checked.plan)
+    before = [np.asarray(w) for w in model.weights]
+    with pytest.raises(UserError) as raised:
+        load_weights_from_model(model, reference, strict=True)
+    message = str(raised.value)
+    assert "loaded weights for 13 of 21 layers by order and shape" in message, message
+    assert "missing in the file (8)" in message and "self_attention_1/query" in message, message
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.weights))  # nothing assigned
