@@ -192,3 +192,19 @@ def test_tiny_vit_exports_to_every_format(tmp_path):
         write_export(model, kind, tmp_path / name, {"class_names": ["0", "1", "2"]})
         probabilities, _ = _run_in_own_runtime(kind, tmp_path / name, x)
         np.testing.assert_allclose(probabilities, reference, rtol=0, atol=FLOAT32_TOLERANCE, err_msg=kind)
+
+
+def test_a_keras_hub_file_given_to_weights_is_one_line_exit_2(tmp_path):
+    """keras-hub's `.keras` file holds its own classes, no layer graph: `--weights` says so and what to
+    use instead, without a traceback."""
+    keras_hub = pytest.importorskip("keras_hub")
+    from train_support import invoke
+
+    backbone = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+                                            hidden_dim=32, mlp_dim=64)
+    keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3).save(tmp_path / "hub.keras")
+    result = invoke("build", TINY_VIT, "--weights", tmp_path / "hub.keras", "--strict", "--out", tmp_path)
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "hub.keras: not a Keras 3 functional or sequential model (its config is a 'ViTImageClassifier')" in last
+    assert "weights_nested.load_weights_from_model" in last and "Traceback" not in result.output
