@@ -208,3 +208,21 @@ def test_a_keras_hub_file_given_to_weights_is_one_line_exit_2(tmp_path):
     last = result.output.strip().splitlines()[-1]
     assert "hub.keras: not a Keras 3 functional or sequential model (its config is a 'ViTImageClassifier')" in last
     assert "weights_nested.load_weights_from_model" in last and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("head, message", [
+    ("[{type: multi_head_attention, num_heads: 2}]",
+     "multi_head_attention 2 heads needs a sequence of tokens (tokens, channels); received shape (4, 4, 8); an image "
+     "becomes tokens by `reshape` to [-1, channels]"),
+    ("[{type: reshape, shape: [-1, 8]}, {type: multi_head_attention, num_heads: 3}]",
+     "multi_head_attention 3 heads: 3 heads do not divide the 8 channels; give key_dim"),
+    ("[{type: reshape, shape: [-1, 8]}, {type: take_token, index: 16}]",
+     "take_token index 16 is beyond the 16 tokens (input shape (16, 8))"),
+])
+def test_token_layers_on_the_wrong_input_are_located_errors(tmp_path, head, message):
+    from tests.conftest import spec_problem_lines
+
+    spec = ("name: bad\ninput: {shape: [8, 8, 3]}\nclasses: 2\n"
+            "stem: [{type: conv, filters: 8, kernel: 2, stride: 2}]\nhead: " + head + "\n")
+    lines = spec_problem_lines(tmp_path / "bad.yaml", spec)
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'bad.yaml'}:5:") and message in lines[0], lines
