@@ -69,7 +69,11 @@ class PositionEmbeddingLayer(Primitive):
 class MultiHeadAttentionLayer(Primitive):
     """Self-attention over the tokens: Keras's MultiHeadAttention with query, key and value all
     the input. `num_heads` heads of `key_dim` channels (default: D / num_heads, as ViT); the output
-    has the input's D channels. `dropout`: on the attention probabilities, in training."""
+    has the input's D channels. `dropout`: on the attention probabilities, in training.
+
+    Its kernels start from Keras's default (glorot_uniform, unseeded), not `defaults.kernel_initializer`:
+    MultiHeadAttention gives each projection a clone of its initializer, so a seeded one would start
+    the query, key and value projections equal."""
 
     type: Literal["multi_head_attention"]
     num_heads: PosInt
