@@ -12,6 +12,8 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
+import archbuilder.keras.token_layers  # noqa: E402,F401  (registers the token primitives' Keras layers)
+
 from dataclasses import replace  # noqa: E402
 
 from archbuilder.keras.initializers import make_initializer  # noqa: E402

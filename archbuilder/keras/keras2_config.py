@@ -73,6 +73,8 @@ def keras2_missing(config: dict) -> dict[str, list[str]]:
         activation = layer["config"].get("activation")  # Activation's, or a Dense's or conv's own
         name = activation.get("class_name") if isinstance(activation, dict) else activation
         what = _KERAS2_LACKS_LAYERS.get(layer["class_name"]) or _KERAS2_LACKS_ACTIVATIONS.get(name)
+        if str(layer.get("module", "")).startswith("archbuilder"):  # ours (token_layers.py): Keras 2 knows none
+            what = f"archbuilder's {layer['class_name']}"
         if what:
             missing.setdefault(what, []).append(layer["config"]["name"])
     return missing

@@ -134,6 +134,7 @@ def open_model_file(
     # These import TensorFlow quietly and register the archbuilder objects older files name.
     import archbuilder.keras.initializers  # noqa: F401
     import archbuilder.keras.legacy_layers  # noqa: F401
+    import archbuilder.keras.token_layers  # noqa: F401  (ViT's class token, position embedding, ...)
     import keras
 
     try:

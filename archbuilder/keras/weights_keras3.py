@@ -273,7 +273,9 @@ def _graph_from_config(path, config) -> dict[str, list[str]]:
     """{layer name: [names of the layers it reads from]} from a Functional or Sequential config."""
     if not isinstance(config, dict) or config.get("class_name") not in ("Functional", "Sequential", "Model"):
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise UserError(f"{path}: not a Keras 3 functional or sequential model (its config is a {kind!r})")
+        raise UserError(f"{path}: not a Keras 3 functional or sequential model (its config is a {kind!r}); a model "
+                        "class of its own (keras-hub's) shows no layer graph: load it in Python and map it with "
+                        "archbuilder.keras.weights_nested.load_weights_from_model")
     body = config.get("config")
     entries = body.get("layers") if isinstance(body, dict) else None
     if not isinstance(entries, list):

@@ -16,7 +16,7 @@ from pydantic import Field
 
 # Importing each family defines (and so registers) its primitives; the order here is the order of
 # `LAYER_TYPES` in messages and of the layer types in the JSON Schema.
-from archbuilder.layers import conv, norm, activation, pool, merge  # noqa: F401
+from archbuilder.layers import conv, norm, activation, pool, merge, tokens  # noqa: F401
 from archbuilder.layers.activation import Activation
 from archbuilder.layers.base import (
     Context, FieldError, LayerStats, Primitive, Shape, ShapeError, format_shape, pair, registered,
