@@ -11,6 +11,8 @@ full B/16 runs with -m slow.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -226,3 +228,17 @@ def test_token_layers_on_the_wrong_input_are_located_errors(tmp_path, head, mess
             "stem: [{type: conv, filters: 8, kernel: 2, stride: 2}]\nhead: " + head + "\n")
     lines = spec_problem_lines(tmp_path / "bad.yaml", spec)
     assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'bad.yaml'}:5:") and message in lines[0], lines
+
+
+def test_attention_scores_count_in_the_memory_estimate():
+    """Attention holds heads x N x N scores per image, far more than its N x D output when the
+    tokens are many: 1x1 patches of a 128x128 image are 16,385 tokens, and 2 heads' scores and
+    softmax are 2 x 2 x 16,385^2 values, 4.0 GiB in float32 per image. `validate` must refuse that
+    under a 2 GiB limit although every layer's output is small (16,385 x 32 values, 2 MiB)."""
+    command = [sys.executable, str(REPO / "cli.py"), "validate", str(REPO / "tests" / "specs" / "tiny_vit.yaml"),
+               "--set", "input.shape=[128,128,3]", "--set", "variables.patch=1", "--max-memory"]
+    refused = subprocess.run(command + ["2GiB"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "exceeds the limit of 2.0 GiB" in refused.stderr and "Traceback" not in refused.stderr
+    fine = subprocess.run(command + ["64GiB"], capture_output=True, text=True, timeout=120)
+    assert fine.returncode == 0, fine.stderr

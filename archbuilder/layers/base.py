@@ -56,6 +56,10 @@ class LayerStats:
     trainable: int = 0
     non_trainable: int = 0
     macs: int = 0
+    # Values per image the layer makes besides its output and keeps for the backward pass:
+    # attention's projections and its heads x N x N scores, which for many tokens dwarf the output
+    # (plan/size_guard.py counts them as activations).
+    working: int = 0
 
     @property
     def params(self) -> int:

@@ -101,7 +101,10 @@ class MultiHeadAttentionLayer(Primitive):
         weights = 3 * (d * width + bias * width) + width * d + bias * d
         # the four projections per token, then scores (N x N per head) and their weighted sum.
         macs = n * (3 * d * width + width * d) + 2 * n * n * width
-        return LayerStats((n, d), trainable=weights, macs=macs)
+        # query, key and value (N x width each), the scores and their softmax (heads x N x N each,
+        # and once more after dropout), the heads' weighted sum (N x width).
+        working = 4 * n * width + (3 if self.dropout else 2) * self.num_heads * n * n
+        return LayerStats((n, d), trainable=weights, macs=macs, working=working)
 
     def keras(self, ctx, name, inputs):
         (_, d), = inputs

@@ -1,7 +1,8 @@
 """Refuse networks that would not fit in memory, before anything is allocated. No TensorFlow.
 
 The estimate is float32 throughout (4 bytes a value). With P parameters, A activation values per
-image (the outputs of every layer, the input included) and a batch of B images:
+image (the outputs of every layer, the input included, and what a layer makes on the way and keeps:
+attention's N x N scores per head) and a batch of B images:
 
     inference:  4 * P                  the weights
               + 4 * A * B              every layer's output (an upper bound: Keras frees outputs
@@ -69,7 +70,8 @@ def estimate(plan: Plan, batch_size: int = 1, training: bool = False, slots: int
     activation_copies = 2 if training else 1
 
     weights = [node.params * weight_copies * BYTES_PER_VALUE for node in plan.nodes]
-    activations = [math.prod(node.out_shape) * batch_size * activation_copies * BYTES_PER_VALUE for node in plan.nodes]
+    activations = [(math.prod(node.out_shape) + node.stats.working) * batch_size * activation_copies * BYTES_PER_VALUE
+                   for node in plan.nodes]
     what = f"training with batch {batch_size}" if training else (
         "one image" if batch_size == 1 else f"a batch of {batch_size}")
     largest = max(range(len(weights)), key=lambda i: weights[i] + activations[i])  # the first, on ties
