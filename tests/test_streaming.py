@@ -222,6 +222,29 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
 
 
+@pytest.mark.parametrize("cache", ["none", "disk"])
+def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_disk_cache(tmp_path, monkeypatch,
+                                                                                         cache):
+    """The BatchNorm sample (every training image here: 3 batches of 16 of 48) and the disk cache's
+    build meet the damaged file before training does; both skip it, and each epoch counts it once."""
+    folder = _copied_folder(tmp_path / "images", per_class=16)
+    broken = sorted((folder / "2").iterdir())[3]
+    _truncate(broken)
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
+    for attempt, run in enumerate((tmp_path / "run", tmp_path / "again")):  # the second reads the cache built
+        result = cli("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", cache,
+                     "--skip-bad-images", "--set", "training.batch_norm_recompute_batches=3", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count(f"skipped 1 image that failed to decode (--skip-bad-images): {broken}") == 2, \
+            result.stderr  # once per epoch, though the sample and the epoch's batches both met it
+        if cache == "disk":
+            assert (f"warning: skipping {broken}: not a readable image" in result.stderr) == (attempt == 0), result.stderr
+            assert ("caching 48 decoded images" in result.stderr) == (attempt == 0), result.stderr
+    if cache == "disk":
+        index = json.loads(next((tmp_path / "cache" / "decoded-images").glob("*/index.json")).read_text())
+        assert index["count"] == 48 and len(index["missing"]) == 1
+
+
 def test_a_file_with_no_image_header_is_named_before_training_starts(tmp_path):
     folder = _copied_folder(tmp_path / "images", per_class=3)
     (folder / "2" / "notes.jpg").write_text("not an image")
