@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from archbuilder.data.exif import exif_orientation
+from archbuilder.data.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
 
 
@@ -90,6 +91,7 @@ def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
     one decode of every image, turned as its EXIF `orientation` says, then resized."""
     import tensorflow as tf
 
+    filter_native_stderr()  # a damaged JPEG's libjpeg lines stay off the terminal (data.native_lines)
     image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, channels])
     image = _orient(image, orientation)
@@ -161,6 +163,7 @@ def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> li
 def _reason(error) -> str:
     """TensorFlow's message without its internals: the first line, less `{{function_node ...}}`."""
     text = (error.message or type(error).__name__).splitlines()[0]
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)  # " [Op:DecodeImage] name: " of an eager op
     return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip() or type(error).__name__
 
 
