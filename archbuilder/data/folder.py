@@ -7,6 +7,13 @@
 Class names are the subfolder names, in numeric order when they are all integers ("2" before
 "10"), otherwise alphabetical. Hidden files and folders (".DS_Store") are skipped; any other
 file that is not an image is an error naming it, so nothing is silently left out.
+
+ImageNet's layout as distributed: class folders named by synset (`train/n01440764/...`) and a
+class-name map, `LOC_synset_mapping.txt` ("n01440764 tench, Tinca tinca" per line), in the class
+folder itself or in the folder above it (beside `train/` and `val/`, read by both). With a map,
+the classes keep the folders' order and each takes the map's first name for its folder ("tench"),
+or that name and the folder's where two classes would share one ("crane (n02012849)" and
+"crane (n03126707)"): the names in classes.txt, run.json, model files and `predict`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from archbuilder.errors import UserError, shown
 from archbuilder.file_kinds import IMAGE_SUFFIXES, is_image
 
 _PROGRESS_EVERY = 50_000  # files between two progress lines while a large folder is listed
+CLASS_MAP = "LOC_synset_mapping.txt"  # ImageNet's own name for its class-name map
 
 @dataclass(frozen=True)
 class LabelledFiles:
@@ -82,7 +90,52 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
                   file=sys.stderr, flush=True)
         paths.extend(found)
         labels.extend([index] * len(found))
-    return LabelledFiles(tuple(paths), np.asarray(labels, dtype=np.int64), tuple(names))
+    return LabelledFiles(tuple(paths), np.asarray(labels, dtype=np.int64), readable_class_names(root, names))
+
+
+def readable_class_names(root: Path, folders: list[str]) -> tuple[str, ...]:
+    """The class names of the class folders `folders` of `root`: the folder names, or their names
+    in a class-name map beside them (CLASS_MAP, in `root` or the folder above)."""
+    found = [folder / CLASS_MAP for folder in (root, root.parent) if (folder / CLASS_MAP).is_file()]
+    if not found:
+        return tuple(folders)
+    names = read_class_map(found[0])
+    unnamed = [folder for folder in folders if folder not in names]
+    if unnamed:
+        raise UserError(f"{shown(root / unnamed[0])}: class folder {unnamed[0]!r} is not in the class-name map "
+                        f"{shown(found[0])}" + (f" (nor are {len(unnamed) - 1} more)" if len(unnamed) > 1 else ""))
+    chosen = [names[folder] for folder in folders]
+    shared = {name for name in chosen if chosen.count(name) > 1}
+    return tuple(f"{name} ({folder})" if name in shared else name for name, folder in zip(chosen, folders))
+
+
+def read_class_map(path: Path) -> dict[str, str]:
+    """{folder name: its first readable name} from lines "n01440764 tench, Tinca tinca"; a
+    malformed line is an error naming the file, the line and what is wrong."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise UserError(f"{shown(path)}: cannot read the class-name map ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise UserError(f"{shown(path)}:{line}: not UTF-8 text") from None
+    names: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        folder, description = (line.split(None, 1) + [""])[:2]
+        name = description.split(",")[0].strip()
+        where = f"{shown(path)}:{number}"
+        if not name:
+            raise UserError(f"{where}: expected a class folder's name, a space and its readable name "
+                            f"(\"n01440764 tench, Tinca tinca\"); received {line.strip()!r}")
+        if folder in names:
+            raise UserError(f"{where}: {folder!r} is named a second time (first on line {first_line[folder]})")
+        names[folder], first_line[folder] = name, number
+    if not names:
+        raise UserError(f"{shown(path)}: the class-name map names no class")
+    return names
 
 
 def _is_utf8(name: str) -> bool:
