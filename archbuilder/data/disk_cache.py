@@ -28,7 +28,7 @@ from archbuilder.cache_folder import cache_dir
 from archbuilder.data.stream import PROGRESS_EVERY, BadFiles, ImageFiles
 from archbuilder.errors import UserError, shown
 
-FORMAT = 2  # 2: index.json lists the files that did not decode (--skip-bad-images)
+FORMAT = 2  # 2: large JPEGs decoded by DCT scaling (images.jpeg_ratio); index.json lists files that did not decode
 PER_FOLDER = 1000  # PNGs per subfolder: no folder of a million entries
 _INDEX = "index.json"
 
