@@ -202,3 +202,32 @@ def test_a_class_name_map_that_is_not_utf8_names_its_line(tmp_path):
     (root / "LOC_synset_mapping.txt").write_bytes(b"n01440764 tench\nn02012849 cr\xe9ne\n")
     with pytest.raises(UserError, match=r"LOC_synset_mapping\.txt:2: not UTF-8 text"):
         scan_image_folder(root / "train")
+
+
+def test_imagenet_download_layout_with_a_flat_validation_folder_labelled_by_its_csv(tmp_path):
+    """ImageNet's download as it unpacks: the maps at the top, `ILSVRC/Data/CLS-LOC/train/<synset>/`
+    three folders below them, and `val/` flat, labelled by LOC_val_solution.csv."""
+    root = tmp_path / "imagenet"
+    images = _imagenet_layout(root / "ILSVRC" / "Data" / "CLS-LOC", per_class=4)
+    (images / "LOC_synset_mapping.txt").rename(root / "LOC_synset_mapping.txt")
+    rows, number = ["ImageId,PredictionString"], 0
+    for synset in _SYNSETS:
+        for image in sorted((images / "val" / synset).iterdir()):
+            number += 1
+            name = f"ILSVRC2012_val_{number:08d}"
+            image.rename(images / "val" / f"{name}.JPEG")
+            rows.append(f"{name},{synset} 10 20 30 40 {synset} 1 2 3 4 ")
+        (images / "val" / synset).rmdir()
+    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+
+    val = scan_image_folder(images / "val")
+    assert val.class_names == ("tench", "crane (n02012849)", "crane (n03126707)")
+    assert val.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    result = invoke("train", TINY_SPEC, "--data", images / "train", "--test", images / "val", "--out", tmp_path / "run",
+                    "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "testing on 6" in result.output
+
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,\n")
+    broken = invoke("evaluate", tmp_path / "run" / "best.keras", "--data", images / "val")
+    assert broken.exit_code == 2 and "LOC_val_solution.csv:2: expected" in broken.output, broken.output

@@ -10,7 +10,9 @@ file that is not an image is an error naming it, so nothing is silently left out
 
 ImageNet's layout as distributed: class folders named by synset (`train/n01440764/...`) and a
 class-name map, `LOC_synset_mapping.txt` ("n01440764 tench, Tinca tinca" per line), in the class
-folder itself or in the folder above it (beside `train/` and `val/`, read by both). With a map,
+folder itself or in a folder above it (the nearest; one copy serves `train/` and `val/`); the
+validation images either in the same class folders or flat in one folder, labelled by
+`LOC_val_solution.csv` found the same way (VAL_SOLUTION, as in ImageNet's download). With a map,
 the classes keep the folders' order and each takes the map's first name for its folder ("tench"),
 or that name and the folder's where two classes would share one ("crane (n02012849)" and
 "crane (n03126707)"): the names in classes.txt, run.json, model files and `predict`.
@@ -30,6 +32,7 @@ from archbuilder.file_kinds import IMAGE_SUFFIXES, is_image
 
 _PROGRESS_EVERY = 50_000  # files between two progress lines while a large folder is listed
 CLASS_MAP = "LOC_synset_mapping.txt"  # ImageNet's own name for its class-name map
+VAL_SOLUTION = "LOC_val_solution.csv"  # ImageNet's labels of its flat validation folder
 
 @dataclass(frozen=True)
 class LabelledFiles:
@@ -54,6 +57,8 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
     if not root.is_dir():
         raise UserError(f"{root}: not a folder (expected one subfolder of images per class)")
     class_dirs = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if not class_dirs and (solution := _beside(root, VAL_SOLUTION)) is not None:
+        return _flat_validation_folder(root, solution)
     if not class_dirs:
         raise UserError(f"{root}: no class subfolders (expected one subfolder of images per class)")
     if len(class_dirs) == 1:
@@ -96,17 +101,69 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
 def readable_class_names(root: Path, folders: list[str]) -> tuple[str, ...]:
     """The class names of the class folders `folders` of `root`: the folder names, or their names
     in a class-name map beside them (CLASS_MAP, in `root` or the folder above)."""
-    found = [folder / CLASS_MAP for folder in (root, root.parent) if (folder / CLASS_MAP).is_file()]
-    if not found:
+    found = _beside(root, CLASS_MAP)
+    if found is None:
         return tuple(folders)
-    names = read_class_map(found[0])
+    names = read_class_map(found)
     unnamed = [folder for folder in folders if folder not in names]
     if unnamed:
         raise UserError(f"{shown(root / unnamed[0])}: class folder {unnamed[0]!r} is not in the class-name map "
-                        f"{shown(found[0])}" + (f" (nor are {len(unnamed) - 1} more)" if len(unnamed) > 1 else ""))
+                        f"{shown(found)}" + (f" (nor are {len(unnamed) - 1} more)" if len(unnamed) > 1 else ""))
     chosen = [names[folder] for folder in folders]
     shared = {name for name in chosen if chosen.count(name) > 1}
     return tuple(f"{name} ({folder})" if name in shared else name for name, folder in zip(chosen, folders))
+
+
+def _beside(root: Path, name: str) -> Path | None:
+    """The file `name` in `root` or the nearest folder above it (ImageNet's download keeps its maps
+    at the top, three folders above `ILSVRC/Data/CLS-LOC/train`); None if there is none."""
+    for folder in (root, *root.resolve().parents):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _flat_validation_folder(root: Path, solution: Path) -> LabelledFiles:
+    """ImageNet's validation images as distributed, in one folder (`ILSVRC2012_val_00000001.JPEG`),
+    labelled by `LOC_val_solution.csv` ("ImageId,PredictionString": the image's name without its
+    suffix, then its boxes, each "synset x0 y0 x1 y1"; the first box's synset is its class)."""
+    labels_of = _read_val_solution(solution)
+    with os.scandir(root) as entries:
+        listed = sorted(entry.name for entry in entries if not entry.name.startswith("."))
+    paths, synsets = [], []
+    for name in listed:
+        path = root / name
+        if not is_image(path):
+            raise UserError(f"{shown(path)}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        synset = labels_of.get(Path(name).stem)
+        if synset is None:
+            raise UserError(f"{shown(path)}: not in {shown(solution)}, which labels this folder's images")
+        paths.append(path)
+        synsets.append(synset)
+    folders = class_order(sorted(set(synsets)))
+    if len(folders) < 2:
+        raise UserError(f"{root}: its images are of {len(folders)} class; a classifier needs at least two")
+    index = {folder: i for i, folder in enumerate(folders)}
+    return LabelledFiles(tuple(paths), np.asarray([index[s] for s in synsets], dtype=np.int64),
+                         readable_class_names(root, folders))
+
+
+def _read_val_solution(path: Path) -> dict[str, str]:
+    """{image name without suffix: its synset} from LOC_val_solution.csv; a malformed line is an
+    error naming the file and the line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{shown(path)}: cannot read the validation labels ({error})") from None
+    labels = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (number == 1 and line.startswith("ImageId,")):
+            continue
+        image, _, boxes = line.partition(",")
+        if not image or not boxes.split():
+            raise UserError(f"{shown(path)}:{number}: expected \"ImageId,synset x0 y0 x1 y1 ...\"; received {line!r}")
+        labels[image.strip()] = boxes.split()[0]
+    return labels
 
 
 def read_class_map(path: Path) -> dict[str, str]:
