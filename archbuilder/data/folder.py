@@ -100,7 +100,7 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
 
 def readable_class_names(root: Path, folders: list[str]) -> tuple[str, ...]:
     """The class names of the class folders `folders` of `root`: the folder names, or their names
-    in a class-name map beside them (CLASS_MAP, in `root` or the folder above)."""
+    in a class-name map beside them (CLASS_MAP, in `root` or the nearest folder above it)."""
     found = _beside(root, CLASS_MAP)
     if found is None:
         return tuple(folders)
