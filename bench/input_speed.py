@@ -24,7 +24,10 @@ epoch (state.json), each in its own process.
 
 Each configuration runs REPEATS times (training: TRAIN_REPEATS), interleaved with the others, in
 its own process; the median is reported, timed after each epoch's first batch. Prints one JSON
-line per configuration and a ratio against the best peer.
+line per configuration and a ratio against the best peer. Use 640 images or more: the pipelines
+decode a few batches ahead while the first is awaited, so a short epoch overstates the deeper
+pipeline (archbuilder's streams decode 4 batches at once; with 96 images, streamed read 2.5x the
+peer on a loaded machine, far above the ~1.2x its CPU time per image says).
 """
 
 from __future__ import annotations
