@@ -10,6 +10,8 @@ resnet50_signs_fast.yaml: rotation 0.06, zoom 0.1, translation 0.08, contrast 0.
   stream        archbuilder's streamed path (`--cache none`): data.stream.ImageFiles through
                 data.pipeline.training_dataset, as `train` feeds fit
   disk-cache    the same read from the decoded-image cache (`--cache disk`), built beforehand
+  records       the same JPEGs packed as TFRecord shards (`data pack --format tfrecord`, 1024 a
+                shard, packed beforehand) and streamed from them (data.records)
   keras         keras.utils.image_dataset_from_directory (224x224, shuffle) with the same Keras
                 augmentation layers, x/255 and prefetch(AUTOTUNE)
   torch-wN      torch.utils.data.DataLoader with N worker processes: Pillow decode, EXIF turn,
@@ -22,7 +24,10 @@ epoch (state.json), each in its own process.
 
 Each configuration runs REPEATS times (training: TRAIN_REPEATS), interleaved with the others, in
 its own process; the median is reported, timed after each epoch's first batch. Prints one JSON
-line per configuration and a ratio against the best peer.
+line per configuration and a ratio against the best peer. Use 640 images or more: the pipelines
+decode a few batches ahead while the first is awaited, so a short epoch overstates the deeper
+pipeline (archbuilder's streams decode 4 batches at once; with 96 images, streamed read 2.5x the
+peer on a loaded machine, far above the ~1.2x its CPU time per image says).
 """
 
 from __future__ import annotations
@@ -80,6 +85,11 @@ def _worker(config: str, folder: Path) -> float:
                                                             shuffle=True, seed=0, verbose=False)
                    .map(lambda x, y: (normalize(layers(x, training=True)), y), num_parallel_calls=tf.data.AUTOTUNE)
                    .prefetch(tf.data.AUTOTUNE))
+    elif config == "records":
+        from archbuilder.data.records import read_records
+
+        packed = read_records(str(_records_folder(folder)), (SIZE, SIZE, 3))
+        dataset = training_dataset(packed.x, packed.y, 10, BATCH, 0, 0, 1, augmentation)
     else:
         from archbuilder.data.disk_cache import cached
         from archbuilder.data.folder import scan_image_folder
@@ -91,6 +101,17 @@ def _worker(config: str, folder: Path) -> float:
             images = cached(images)  # built by the untimed warm-up run
         dataset = training_dataset(images, files.labels, 10, BATCH, 0, 0, 1, augmentation)
     return _rate(dataset)
+
+
+def _records_folder(folder: Path) -> Path:
+    return folder.with_name(folder.name + "-records")
+
+
+def _pack(folder: Path) -> None:
+    """`folder` packed as record shards beside it, as `data pack FOLDER OUT --format tfrecord` does."""
+    subprocess.run([sys.executable, "cli.py", "data", "pack", str(folder), str(_records_folder(folder)), "--format",
+                    "tfrecord", "--shard-size", "1024"], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def _rate(batches) -> float:
@@ -163,8 +184,9 @@ def main() -> None:
         os.environ.setdefault("ARCHBUILDER_CACHE_DIR", str(work / "cache"))
         folder = work / "images"
         generate(folder, args.images)
-        configs = ["stream", "disk-cache", "keras", "torch-w0", "torch-w1", "torch-w2"]
+        configs = ["stream", "records", "disk-cache", "keras", "torch-w0", "torch-w1", "torch-w2"]
         _measure("disk-cache", folder)  # builds the cache, untimed
+        _pack(folder)  # untimed, as the cache
         times: dict[str, list[float]] = {c: [] for c in configs}
         for _ in range(args.repeats):
             for config in configs:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from archbuilder.data.folder import scan_image_folder
 from archbuilder.data.hdf5 import read_signs_h5
 from archbuilder.data.split import group_holdout, photographer_groups, stratified_split
 from archbuilder.errors import UserError
-from train_support import IMAGES, cli, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke
 
 
 def test_the_shared_folder_reads_as_ten_classes_in_numeric_order():
@@ -134,3 +137,97 @@ def test_classes_option_filters_the_test_set_too(tmp_path):
     loaded = training_data(str(folder), str(folder), (16, 16, 3), classes=("0", "2"))
     assert loaded.train.class_names == loaded.test.class_names == ("0", "2")
     assert sorted(set(loaded.test.y.tolist())) == [0, 1] and len(loaded.test) == 6
+
+
+# ImageNet as distributed: synset folders (`n01440764/n01440764_10026.JPEG`), a separate validation
+# folder, and LOC_synset_mapping.txt beside them. Two synsets share the name "crane" (the bird and
+# the machine), as in the real map.
+_SYNSET_MAP = ("n01440764 tench, Tinca tinca\n"
+               "n01443537 goldfish, Carassius auratus\n"
+               "n02012849 crane\n"
+               "n03126707 crane\n")
+_SYNSETS = {"n01440764": "0", "n02012849": "1", "n03126707": "2"}  # folder -> the sign photos it holds
+
+
+def _imagenet_layout(root, per_class=6):
+    for split, photos in (("train", slice(0, per_class)), ("val", slice(per_class, per_class + 2))):
+        for synset, digit in _SYNSETS.items():
+            (root / split / synset).mkdir(parents=True)
+            for index, source in enumerate(sorted((IMAGES / digit).iterdir())[photos]):
+                (root / split / synset / f"{synset}_{index}.JPEG").symlink_to(source.resolve())
+    (root / "LOC_synset_mapping.txt").write_text(_SYNSET_MAP)
+    return root
+
+
+def test_imagenet_layout_trains_and_evaluates_with_the_map_s_readable_names(tmp_path):
+    root = _imagenet_layout(tmp_path / "imagenet")
+    names = ("tench", "crane (n02012849)", "crane (n03126707)")
+    assert scan_image_folder(root / "val").class_names == names  # the map above val/ too
+    run = tmp_path / "run"
+    result = invoke("train", TINY_SPEC, "--data", root / "train", "--test", root / "val", "--out", run,
+                    "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (run / "classes.txt").read_text().splitlines() == list(names)
+    assert json.loads((run / "run.json").read_text())["class_names"] == list(names)
+    predicted = invoke("predict", run / "best.keras", next((root / "val" / "n01440764").iterdir()))
+    assert predicted.exit_code == 0 and "p(tench), p(crane (n02012849)), p(crane (n03126707))" in predicted.output
+    evaluated = invoke("evaluate", run / "best.keras", "--data", root / "val", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("n01440764 tench\nn02012849\n", r"LOC_synset_mapping\.txt:2: expected a class folder's name, a space "
+                                         r"and its readable name .*received 'n02012849'"),
+        ("n01440764 tench\n\nn01440764 goldfish\n", r"LOC_synset_mapping\.txt:3: 'n01440764' is named a second "
+                                                    r"time \(first on line 1\)"),
+        ("n01440764 tench\nn02012849 ,crane\n", r"LOC_synset_mapping\.txt:2: expected"),
+        ("n01440764 tench\nn02012849 crane\n", r"n03126707: class folder 'n03126707' is not in the class-name map"),
+    ],
+    ids=["no-name", "twice", "empty-name", "folder-missing"],
+)
+def test_a_malformed_class_name_map_is_one_located_line_exit_2(tmp_path, text, message):
+    root = _imagenet_layout(tmp_path / "imagenet", per_class=1)
+    (root / "LOC_synset_mapping.txt").write_text(text)
+    with pytest.raises(UserError, match=message):
+        scan_image_folder(root / "train")
+    result = invoke("train", TINY_SPEC, "--data", root / "train", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2 and re.search(message, result.output), result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_class_name_map_that_is_not_utf8_names_its_line(tmp_path):
+    root = _imagenet_layout(tmp_path / "imagenet", per_class=1)
+    (root / "LOC_synset_mapping.txt").write_bytes(b"n01440764 tench\nn02012849 cr\xe9ne\n")
+    with pytest.raises(UserError, match=r"LOC_synset_mapping\.txt:2: not UTF-8 text"):
+        scan_image_folder(root / "train")
+
+
+def test_imagenet_download_layout_with_a_flat_validation_folder_labelled_by_its_csv(tmp_path):
+    """ImageNet's download as it unpacks: the maps at the top, `ILSVRC/Data/CLS-LOC/train/<synset>/`
+    three folders below them, and `val/` flat, labelled by LOC_val_solution.csv."""
+    root = tmp_path / "imagenet"
+    images = _imagenet_layout(root / "ILSVRC" / "Data" / "CLS-LOC", per_class=4)
+    (images / "LOC_synset_mapping.txt").rename(root / "LOC_synset_mapping.txt")
+    rows, number = ["ImageId,PredictionString"], 0
+    for synset in _SYNSETS:
+        for image in sorted((images / "val" / synset).iterdir()):
+            number += 1
+            name = f"ILSVRC2012_val_{number:08d}"
+            image.rename(images / "val" / f"{name}.JPEG")
+            rows.append(f"{name},{synset} 10 20 30 40 {synset} 1 2 3 4 ")
+        (images / "val" / synset).rmdir()
+    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+
+    val = scan_image_folder(images / "val")
+    assert val.class_names == ("tench", "crane (n02012849)", "crane (n03126707)")
+    assert val.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    result = invoke("train", TINY_SPEC, "--data", images / "train", "--test", images / "val", "--out", tmp_path / "run",
+                    "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "testing on 6" in result.output
+
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,\n")
+    broken = invoke("evaluate", tmp_path / "run" / "best.keras", "--data", images / "val")
+    assert broken.exit_code == 2 and "LOC_val_solution.csv:2: expected" in broken.output, broken.output

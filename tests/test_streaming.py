@@ -222,6 +222,73 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
 
 
+@pytest.mark.parametrize("cache", ["none", "disk"])
+def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_disk_cache(tmp_path, monkeypatch,
+                                                                                         cache):
+    """The BatchNorm sample (every training image here: 3 batches of 16 of 48) and the disk cache's
+    build meet the damaged file before training does; both skip it, and each epoch counts it once."""
+    folder = _copied_folder(tmp_path / "images", per_class=16)
+    broken = sorted((folder / "2").iterdir())[3]
+    _truncate(broken)
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
+    for attempt, run in enumerate((tmp_path / "run", tmp_path / "again")):  # the second reads the cache built
+        result = cli("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", cache,
+                     "--skip-bad-images", "--set", "training.batch_norm_recompute_batches=3", "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count(f"skipped 1 image that failed to decode (--skip-bad-images): {broken}") == 2, \
+            result.stderr  # once per epoch, though the sample and the epoch's batches both met it
+        if cache == "disk":
+            assert (f"warning: skipping {broken}: not a readable image" in result.stderr) == (attempt == 0), result.stderr
+            assert ("caching 48 decoded images" in result.stderr) == (attempt == 0), result.stderr
+    if cache == "disk":
+        index = json.loads(next((tmp_path / "cache" / "decoded-images").glob("*/index.json")).read_text())
+        assert index["count"] == 48 and len(index["missing"]) == 1
+
+
+def _cut_with_end_marker(source, target):
+    """A 600x600 JPEG cut at 70% with its end-of-image marker put back: it decodes (the rest gray),
+    and libjpeg warns "Corrupt JPEG data: premature end of data segment" on the way."""
+    import io
+
+    with Image.open(source) as image:
+        buffer = io.BytesIO()
+        image.resize((600, 600)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    target.write_bytes(data[:len(data) * 7 // 10] + b"\xff\xd9")
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_libjpeg_s_own_lines_stay_off_the_terminal_and_ours_show(tmp_path, cache):
+    """libjpeg prints its messages to descriptor 2 itself (data/native_lines.py); a real `train`
+    process must show our lines and none of libjpeg's, streamed or decoded up front."""
+    from archbuilder.data.native_lines import LIBJPEG_LINE
+
+    folder = _copied_folder(tmp_path / "images")
+    broken = sorted((folder / "1").iterdir())[2]
+    _truncate(broken)  # fails to decode: "Improper call to JPEG library in state 201"
+    _cut_with_end_marker(sorted((IMAGES / "2").iterdir())[0], folder / "2" / "cut.jpg")  # decodes, with a warning
+    result = cli("train", TINY_SPEC, "--data", folder, "--out", tmp_path / "run", "--epochs", "1", "--cache", cache,
+                 "--skip-bad-images", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"{broken}: not a readable image" in result.stderr or f"skipped 1 image that failed to decode " \
+        f"(--skip-bad-images): {broken}" in result.stderr, result.stderr  # ours, named
+    assert [line for line in result.stderr.splitlines() if LIBJPEG_LINE.match(line.encode())] == [], result.stderr
+
+
+def test_the_native_line_filter_drops_libjpeg_s_messages_only():
+    import io
+
+    from archbuilder.data.native_lines import copy_lines
+
+    lines = [b"Corrupt JPEG data: premature end of data segment\n", b"F0000 check failed: x == y\n",
+             b"Improper call to JPEG library in state 201\n", b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n",
+             b"Premature end of JPEG file\n", b"Not a JPEG file: starts with 0x89 0x50\n", b"a line about JPEG data\n",
+             b"no newline at the end"]
+    out = io.BytesIO()
+    copy_lines(io.BytesIO(b"".join(lines)), out)
+    assert out.getvalue() == b"F0000 check failed: x == y\na line about JPEG data\nno newline at the end"
+
+
 def test_a_file_with_no_image_header_is_named_before_training_starts(tmp_path):
     folder = _copied_folder(tmp_path / "images", per_class=3)
     (folder / "2" / "notes.jpg").write_text("not an image")

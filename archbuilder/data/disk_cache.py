@@ -26,9 +26,9 @@ import numpy as np
 
 from archbuilder.cache_folder import cache_dir
 from archbuilder.data.stream import PROGRESS_EVERY, BadFiles, ImageFiles
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 
-FORMAT = 1
+FORMAT = 2  # 2: large JPEGs decoded by DCT scaling (images.jpeg_ratio); index.json lists files that did not decode
 PER_FOLDER = 1000  # PNGs per subfolder: no folder of a million entries
 _INDEX = "index.json"
 
@@ -45,14 +45,17 @@ def _png(folder: Path, index: int) -> Path:
     return folder / f"{index // PER_FOLDER:05d}" / f"{index}.png"
 
 
-def _complete(folder: Path, key: str, count: int) -> bool:
+def _complete(folder: Path, key: str, count: int) -> list[int] | None:
+    """The positions of the files the complete cache in `folder` lacks (they did not decode), or
+    None when it is not a complete cache of `key`."""
     try:
         index = json.loads((folder / _INDEX).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if index != {"format": FORMAT, "key": key, "count": count}:
-        return False
-    return sum(1 for _ in folder.glob("*/*.png")) == count
+        missing = [int(i) for i in index.get("missing", [])]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if index != {"format": FORMAT, "key": key, "count": count, "missing": missing}:
+        return None
+    return missing if sum(1 for _ in folder.glob("*/*.png")) == count - len(missing) else None
 
 
 def cached(files: ImageFiles) -> ImageFiles:
@@ -60,14 +63,22 @@ def cached(files: ImageFiles) -> ImageFiles:
     key = cache_key(files)
     root = cache_dir() / "decoded-images"
     folder = root / key
-    if not _complete(folder, key, len(files)):
+    missing = _complete(folder, key, len(files))
+    if missing is None:
         shutil.rmtree(folder, ignore_errors=True)  # a damaged or partial cache of ours: never trusted
-        _build(files, root, folder, key)
+        missing = _build(files, root, folder, key)
     paths = np.asarray([os.fspath(_png(folder, i)) for i in range(len(files))], dtype=object)
-    return ImageFiles(paths, np.ones(len(files), np.int32), files.image_shape, files.skip_bad, BadFiles(folder))
+    orientations = np.ones(len(files), np.int32)
+    # A file that did not decode has no PNG: its own path stands in, fails again when it is read
+    # and is skipped and counted in each epoch as streamed files are (or stops a run without
+    # --skip-bad-images, naming it).
+    paths[missing], orientations[missing] = files.paths[missing], files.orientations[missing]
+    return ImageFiles(paths, orientations, files.image_shape, files.skip_bad, BadFiles(folder))
 
 
-def _build(files: ImageFiles, root: Path, folder: Path, key: str) -> None:
+def _build(files: ImageFiles, root: Path, folder: Path, key: str) -> list[int]:
+    """Write the cache of `files` into `folder`; returns the positions of the files that did not
+    decode and were skipped (with --skip-bad-images; without it such a file stops the build)."""
     import tensorflow as tf
 
     from archbuilder.data.stream import check_stream_error
@@ -82,9 +93,11 @@ def _build(files: ImageFiles, root: Path, folder: Path, key: str) -> None:
     for sub in range(0, len(files), PER_FOLDER):
         (building / f"{sub // PER_FOLDER:05d}").mkdir()
     targets = tf.constant([os.fsencode(_png(building, i)) for i in range(len(files))], tf.string)
-    source = ImageFiles(files.paths, files.orientations, files.image_shape)  # never skips: a cache holds every file
-    batches = source.batches(tf.data.Dataset.range(len(files)).batch(256))
-    positions = tf.data.Dataset.range(len(files)).batch(256)
+    source = ImageFiles(files.paths, files.orientations, files.image_shape, files.skip_bad)
+    # Labels that are the positions themselves: each batch says which files it holds (all but
+    # those skipped); a skipped file is noted in "epoch" 0 of the build, not of a training epoch.
+    batches = source.batches(tf.data.Dataset.range(len(files)).batch(256), tf.range(len(files), dtype=tf.int64),
+                             training=True)
 
     def write(images, where):
         encoded = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
@@ -97,7 +110,7 @@ def _build(files: ImageFiles, root: Path, folder: Path, key: str) -> None:
 
     written = 0
     try:
-        for _ in tf.data.Dataset.zip(batches, positions).flat_map(write).batch(PROGRESS_EVERY):
+        for _ in batches.flat_map(write).batch(PROGRESS_EVERY):
             written = min(written + PROGRESS_EVERY, len(files))
             if written < len(files):
                 print(f"cached {written} of {len(files)} images", file=sys.stderr, flush=True)
@@ -105,8 +118,15 @@ def _build(files: ImageFiles, root: Path, folder: Path, key: str) -> None:
         shutil.rmtree(building, ignore_errors=True)
         check_stream_error([source])
         raise
-    (building / _INDEX).write_text(json.dumps({"format": FORMAT, "key": key, "count": len(files)}), encoding="utf-8")
+    position_of = {path: i for i, path in enumerate(files.paths)} if source.bad.ever_skipped else {}
+    missing = sorted(position_of[path] for path in source.bad.ever_skipped)
+    for position in missing:
+        print(f"warning: skipping {shown(files.paths[position])}: not a readable image "
+              f"({source.failure_reason(files.paths[position])})", file=sys.stderr, flush=True)
+    index = {"format": FORMAT, "key": key, "count": len(files), "missing": missing}
+    (building / _INDEX).write_text(json.dumps(index), encoding="utf-8")
     try:
         os.replace(building, folder)  # the cache appears complete, or not at all
     except OSError:  # another run built the same cache meanwhile: keep theirs
         shutil.rmtree(building, ignore_errors=True)
+    return missing

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from archbuilder.data.exif import exif_orientation
+from archbuilder.data.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
 
 
@@ -90,11 +91,54 @@ def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
     one decode of every image, turned as its EXIF `orientation` says, then resized."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+    filter_native_stderr()  # a damaged JPEG's libjpeg lines stay off the terminal (data.native_lines)
+    image = _decode_reduced(data, height, width, channels, orientation)
     image.set_shape([None, None, channels])
     image = _orient(image, orientation)
     image.set_shape([None, None, channels])
     return _resize_uint8(image, height, width)
+
+
+JPEG_RATIOS = (2, 4, 8)  # the scales libjpeg's DCT decodes a JPEG at directly (tf.io.decode_jpeg's `ratio`)
+
+
+def jpeg_ratio(data, height: int, width: int, orientation=1):
+    """The largest of 1 and JPEG_RATIOS by which a JPEG's sides, as displayed (EXIF `orientation`
+    5-8 swaps them), are still at least (height, width); 1 for every other image. Only the JPEG's
+    header is parsed (tf.io.extract_jpeg_shape), not its pixels."""
+    import tensorflow as tf
+
+    def of_jpeg():
+        shape = tf.io.extract_jpeg_shape(data)
+        swapped = tf.cast(orientation, tf.int32) >= 5
+        tall = tf.where(swapped, shape[1], shape[0])
+        wide = tf.where(swapped, shape[0], shape[1])
+        ratio = tf.constant(1, tf.int32)
+        for r in JPEG_RATIOS:
+            ratio = tf.where(tf.logical_and(tall >= r * height, wide >= r * width), r, ratio)
+        return ratio
+
+    return tf.cond(tf.io.is_jpeg(data), of_jpeg, lambda: tf.constant(1, tf.int32))
+
+
+def _decode_reduced(data, height: int, width: int, channels: int, orientation=1):
+    """The encoded image decoded, a JPEG many times larger than (height, width) at 1/2, 1/4 or 1/8
+    of its size by libjpeg's DCT scaling (jpeg_ratio): several times less decode work, and the
+    resize that follows still antialiases. Anything else, and a JPEG near the target size (the
+    sign photos, 100x100 for 64x64), is decoded whole as always."""
+    import tensorflow as tf
+
+    def whole():
+        return tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+
+    def reduced(ratio):
+        return lambda: tf.io.decode_jpeg(data, channels=channels, ratio=ratio)
+
+    ratio = jpeg_ratio(data, height, width, orientation)
+    index = tf.constant(0, tf.int32)  # the branch: 0 whole, k the k-th of JPEG_RATIOS
+    for k, r in enumerate(JPEG_RATIOS, start=1):
+        index = tf.where(tf.equal(ratio, r), k, index)
+    return tf.switch_case(index, [whole, *(reduced(r) for r in JPEG_RATIOS)])
 
 
 def _file_names(paths: Sequence[Path]) -> list[bytes]:
@@ -161,6 +205,7 @@ def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> li
 def _reason(error) -> str:
     """TensorFlow's message without its internals: the first line, less `{{function_node ...}}`."""
     text = (error.message or type(error).__name__).splitlines()[0]
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text)  # " [Op:DecodeImage] name: " of an eager op
     return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip() or type(error).__name__
 
 

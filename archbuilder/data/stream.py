@@ -48,7 +48,9 @@ class BadFiles:
     def __init__(self, cache_folder: Path | None = None):
         self.cache_folder = cache_folder  # set when the files are a disk cache's (data.disk_cache)
         self._lock = threading.Lock()
-        self.skipped: dict[int, list[str]] = {}  # epoch -> files skipped in it (as shown to the user)
+        # epoch -> files skipped in it (as shown to the user), each once: a file the BatchNorm
+        # sample skipped is skipped again by the epoch's batches and is still one skipped file
+        self.skipped: dict[int, dict[str, None]] = {}
         self.ever_skipped: set[str] = set()  # the paths of every file skipped so far
         self.stopped_at: str | None = None  # the path, as the file system names it
 
@@ -56,7 +58,7 @@ class BadFiles:
         """`missing`: the paths that failed in a batch (of a training batch of `epoch` when `skip`)."""
         with self._lock:
             if skip:
-                self.skipped.setdefault(epoch, []).extend(shown(path) for path in missing)
+                self.skipped.setdefault(epoch, {}).update(dict.fromkeys(shown(path) for path in missing))
                 self.ever_skipped.update(missing)
                 return
             self.stopped_at = self.stopped_at or missing[0]
@@ -64,7 +66,7 @@ class BadFiles:
 
     def skipped_in(self, epoch: int) -> list[str]:
         with self._lock:
-            return self.skipped.pop(epoch, [])
+            return list(self.skipped.pop(epoch, {}))
 
 
 def header_problem(head: bytes) -> str | None:
@@ -159,6 +161,31 @@ class ImageFiles:
     def astype(self, dtype) -> np.ndarray:
         return np.asarray(self).astype(dtype)
 
+    def first_decoded(self, order: np.ndarray, count: int, epoch: int) -> np.ndarray:
+        """uint8 (<= count, H, W, C): the first `count` images of positions `order` that decode.
+
+        With `skip_bad`, a file that fails is left out and counted in `epoch` as training counts
+        it, and the next positions of `order` stand in for it; otherwise it is an error naming
+        the file. Positions are decoded `count` at a time, so a sample of a million files
+        decodes only about `count` of them.
+        """
+        import tensorflow as tf
+
+        parts, found, start = [], 0, 0
+        while found < count and start < len(order):
+            chunk = np.asarray(order[start:start + count - found])
+            start += len(chunk)
+            part = self[chunk]
+            batch = tf.data.Dataset.from_tensors(tf.range(len(chunk), dtype=tf.int64))
+            try:
+                for images in part.batches(batch, training=True, first_epoch=epoch, per_epoch=1):
+                    parts.append(images.numpy())
+                    found += len(parts[-1])
+            except tf.errors.OpError:
+                check_stream_error([part])
+                raise
+        return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.uint8)
+
     def batches(self, indexes, labels=None, *, training: bool = False, first_epoch: int = 0, per_epoch: int = 0,
                 keyed: bool = False):
         """tf.data: for each index vector of `indexes`, the decoded images at those positions (with
@@ -236,7 +263,7 @@ def stop_message(sources: Sequence[ImageFiles]) -> str | None:
             continue
         reason = source.failure_reason(name)
         folder, name = source.bad.cache_folder, shown(name)
-        if folder is not None:
+        if folder is not None and Path(os.fsdecode(source.bad.stopped_at)).is_relative_to(folder):
             shutil.rmtree(folder, ignore_errors=True)
             return (f"{name}: the decoded-image cache is damaged ({reason}); it was removed and is built "
                     "again on the next run")

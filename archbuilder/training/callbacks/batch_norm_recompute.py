@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from archbuilder.data.stream import ImageFiles
 from archbuilder.training.callbacks.session import Session
 
 
@@ -37,8 +38,12 @@ class BatchNormRecompute(keras.callbacks.Callback):
         # batches only, so that every batch weighs the same (one smaller batch if that is all there is).
         size = session.batch_size
         take = max(1, min(batches, len(x) // size)) * size
-        order = np.random.default_rng(seed).permutation(len(x))[:take]
-        self.images = tf.data.Dataset.from_tensor_slices(x[order]).batch(size).map(normalize)
+        order = np.random.default_rng(seed).permutation(len(x))
+        if isinstance(x, ImageFiles):  # streamed: a file that fails is skipped as training skips it
+            sample = x.first_decoded(order, take, session.state.epochs_done)
+        else:
+            sample = x[order[:take]]
+        self.images = tf.data.Dataset.from_tensor_slices(sample).batch(size).map(normalize)
         statistics = [(layer.moving_mean, layer.moving_variance) for layer in self.layers]
 
         @tf.function
