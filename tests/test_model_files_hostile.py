@@ -149,6 +149,23 @@ def test_exports_with_a_huge_input_are_refused(made, tmp_path):
         assert len(lines) == 1 and lines[0].startswith(f"{path}: the model's input {declared} needs an estimated"), lines
 
 
+def test_preparing_the_image_counts_in_a_model_file_s_declared_memory(made, tmp_path):
+    """A damaged export (the fuzz's mutant: shape_signature [-1, 32, 14155808, 3]) declared an
+    input whose network fit the limit, 4 bytes a value; resizing one photo to it took 20 GB and the
+    OOM killer ended predict. Preparing an image holds 18 bytes per input value more
+    (keras/model_files.py, PREPROCESSING_BYTES_PER_VALUE). Scaled down: an 8,000 x 8,000 x 3 input
+    is 1.02e9 bytes for the network (input and conv output: 4 x (192e6 + 64e6)), under the 1.5 GiB
+    limit set here, and 18 x 192e6 = 3.46e9 more to prepare the photo: 4.48e9 bytes, 4.2 GiB,
+    refused before any resize."""
+    path = tmp_path / "large.keras"
+    _keras_model((8000, 8000, 3)).save(path)
+    result = _cli("predict", path, made["photo"], env={"ARCHBUILDER_MAX_MEMORY": "1.5GiB"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: the model's input [None, 8000, 8000, 3] needs an "
+                                                   "estimated 4.2 GiB"), lines
+
+
 # -- item 3: model file names that are not UTF-8 ------------------------------------------------
 
 def test_exports_and_predict_work_with_names_that_are_not_utf8(made, tmp_path):

@@ -167,7 +167,7 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
         tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string), tf.constant(orientations, tf.int32)))
         .map(lambda p, o: _decode(p, height, width, channels, o), num_parallel_calls=tf.data.AUTOTUNE,
              deterministic=True)
-        .batch(256)
+        .batch(max(1, min(256, _BATCH_BYTES // (height * width * channels))))
     )
     out = np.empty((len(names), height, width, channels), np.uint8)
     try:
@@ -177,7 +177,15 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
             position += len(batch)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError):
         raise UserError(_describe_bad_files(names, height, width, channels)) from None
+    except tf.errors.ResourceExhaustedError:
+        raise UserError(f"not enough memory to resize the images to {height}x{width}x{channels} "
+                        f"({height * width * channels:,} values each)") from None
     return out
+
+
+# Decoded images are batched in groups of at most this many bytes (and 256 images): a huge input
+# size then takes one image at a time rather than 256.
+_BATCH_BYTES = 64 * 2**20
 
 
 def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -85,6 +86,15 @@ def refuse_spec_options(path, overrides: Iterable[str] = (), strict: bool = Fals
             f"weights read into it); {what} alone carries its own architecture"))
 
 
+# Preparing an image for the model holds, per value of its input, besides what the network itself
+# declares: the resize's float32 result, its rounding and its clipping (three float32 tensors that
+# may be alive at once, 12 bytes; data/images.py), the uint8 image in the decoded batch and in the
+# array it is copied to (2), and the model's float32 x/255 (4): 18 bytes. A damaged .tflite that
+# declared a 32 x 14,155,808 x 3 input passed the check without them and took 20 GB to resize
+# one photo (the kernel's OOM killer ended it): 18 x 1.36e9 values is 22.8 GiB, now refused.
+PREPROCESSING_BYTES_PER_VALUE = 18
+
+
 def check_declared_memory(path, input_shape, declared_bytes: int) -> None:
     """Refuse a model file whose network, as the file declares it, needs more memory for one image
     than the limit (ARCHBUILDER_MAX_MEMORY, else 16 GiB), before any image is resized to its input:
@@ -92,6 +102,7 @@ def check_declared_memory(path, input_shape, declared_bytes: int) -> None:
     from archbuilder.plan.size_guard import LIMIT_VARIABLE, format_bytes, memory_limit
 
     limit = memory_limit()
+    declared_bytes += PREPROCESSING_BYTES_PER_VALUE * math.prod(d or 1 for d in input_shape)  # one image
     if declared_bytes > limit:
         raise UserError(
             f"{shown(path)}: the model's input {list(input_shape)} needs an estimated {format_bytes(declared_bytes)} "
