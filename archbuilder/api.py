@@ -236,11 +236,13 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
 
 @dataclass(frozen=True)
 class Predictions:
-    """What `predict` returns: one row of class probabilities per input."""
+    """What `predict` returns: one row of class probabilities per input; for a model with named
+    outputs (`outputs:` in its spec), `outputs` holds each one's raw array and `probabilities` is None."""
 
     class_names: tuple[str, ...]
     probabilities: Any  # numpy float32 (inputs, classes)
     inputs: list[Path] | None  # the image files, in order; None for an array
+    outputs: dict[str, Any] | None = None  # output name -> numpy (inputs, ...), as the model returns it
 
     @property
     def classes(self) -> list[str]:
@@ -253,6 +255,11 @@ class Predictions:
         the pixels where it is the most probable."""
         import numpy as np
 
+        if self.outputs is not None:  # raw arrays, as the model gives them: no meaning is assumed
+            count = len(next(iter(self.outputs.values())))
+            return [{**({"image": shown(self.inputs[index])} if self.inputs is not None else {}),
+                     "outputs": {name: values[index].tolist() for name, values in self.outputs.items()}}
+                    for index in range(count)]
         rows = []
         for index, row in enumerate(self.probabilities):
             image = {"image": shown(self.inputs[index])} if self.inputs is not None else {}
@@ -291,7 +298,24 @@ def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | No
         return Predictions(names, exported.predict_uint8(x), paths)
     opened = _opened(model, spec, overrides, strict, max_memory)
     x = load_image_files(paths, opened.shape) if paths is not None else _image_array(inputs, opened.shape)
+    from archbuilder.keras.model_files import named_output_shapes
+
+    if named_output_shapes(opened.model) is not None:
+        return Predictions(opened.class_names, None, paths, _named_outputs(opened.model, x, batch_size))
     return Predictions(opened.class_names, predict_probabilities(opened.model, x, batch_size), paths)
+
+
+def _named_outputs(model, x_uint8, batch_size: int) -> dict:
+    """Each named output's values for uint8 images, through training's x / 255, batch by batch."""
+    import numpy as np
+
+    from archbuilder.data.pipeline import inference_dataset
+
+    from archbuilder.keras.model_files import named_output_shapes
+
+    batches = [model.predict_on_batch(batch) for batch in inference_dataset(x_uint8, batch_size)]
+    return {name: np.concatenate([np.asarray(batch[name]) for batch in batches]) if batches else
+            np.zeros((0, *shape[1:]), np.float32) for name, shape in named_output_shapes(model).items()}
 
 
 @dataclass(frozen=True)
@@ -442,7 +466,7 @@ _LOADED_CLASS_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Opened:
     """A model file's path, or a model object (from `load_model`, `build`, or Keras), ready to run."""
-    from archbuilder.keras.model_files import model_classes, model_input_shape
+    from archbuilder.keras.model_files import model_classes, model_input_shape, named_output_shapes
 
     if isinstance(model, (str, os.PathLike)):
         import sys
@@ -466,7 +490,8 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
         raise UserError("", Remedy("{spec}, {overrides}, {strict} and {max_memory} apply to a model file; "
                                    "this model is already built"))
     label = f"<model {model.name}>"
-    names = _LOADED_CLASS_NAMES.get(model) or tuple(str(i) for i in range(model.output_shape[-1]))
+    names = _LOADED_CLASS_NAMES.get(model) or (() if named_output_shapes(model) is not None else
+                                                tuple(str(i) for i in range(model.output_shape[-1])))
     return _Opened(model, names, model_input_shape(model, label), label)
 
 

@@ -163,21 +163,46 @@ class UpsampleLayer(Primitive):
 
 class ResizeLayer(Primitive):
     """Resizes feature maps to `size` ([height, width], or one number for both), `bilinear` (as
-    DeepLab does) or `nearest`, without antialiasing: Keras's Resizing."""
+    DeepLab does) or `nearest`, without antialiasing: Keras's Resizing. Without `size` it takes two
+    inputs, `from: [map, like]`, and resizes the first to the height and width of the second
+    (DeepLabV3+'s upsampling to the low-level feature's size).
+
+    The second input gives only its size, which is static here, so the Keras layer is a stock
+    Resizing to that size called on the first input alone: a layer reading the second tensor's
+    shape at run time would have to be our own class, which plain Keras could not load."""
 
     type: Literal["resize"]
-    size: Size2D
+    size: Size2D | None = None
     interpolation: Literal["bilinear", "nearest"] = "bilinear"
     keras_base_name = "resizing"
 
+    def target(self, inputs) -> tuple[int, int]:
+        if self.size is not None:
+            if len(inputs) != 1:
+                raise ShapeError(f"resize to a fixed size takes one input, got {len(inputs)}; to take another "
+                                 "map's size, leave out `size` and give `from: [map, like]`")
+            return pair(self.size)
+        if len(inputs) != 2:
+            raise ShapeError(f"resize without `size` takes two inputs, `from: [map, like]` (the map is resized to "
+                             f"like's height and width), got {len(inputs)}")
+        like = inputs[1]
+        if len(like) != 3:
+            raise ShapeError(f"resize takes its size from an image-shaped input (height, width, channels); "
+                             f"received shape {like}")
+        return like[0], like[1]
+
     def infer(self, inputs, ctx):
-        channels = image(self, inputs)[2]
-        return LayerStats((*pair(self.size), channels))
+        size = self.target(inputs)
+        channels = image(self, inputs[:1])[2]
+        return LayerStats((*size, channels))
+
+    def keras_inputs(self, inputs):
+        return inputs[:1]
 
     def keras(self, ctx, name, inputs):
         import keras
 
-        height, width = pair(self.size)
+        height, width = self.target(inputs)
         return keras.layers.Resizing(height, width, interpolation=self.interpolation, name=name)
 
 
