@@ -174,3 +174,13 @@ def test_resize_to_another_maps_size_does_not_use_that_map(tmp_path):
     text = BASE + "head:\n  - {type: conv, filters: 1, kernel: 1, from: low, id: side}\n  - {type: resize, from: [bottom, side]}\n"
     lines = spec_problem_lines(path, text)
     assert len(lines) == 1 and "head.0" in lines[0] and "is never used" in lines[0], lines
+
+
+def test_the_readmes_sections_example_is_the_spec_and_prints_what_it_shows():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Sections, several outputs"):]
+    excerpt = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml\n") + 8)]
+    assert excerpt in SPEC.read_text()
+    shown = section[section.index("$ python cli.py info tests/specs/two_outputs.yaml\n"):]
+    shown = shown[shown.index("\n") + 1:shown.index("```")]
+    assert run_cli("info", "tests/specs/two_outputs.yaml").stdout == shown
