@@ -110,6 +110,34 @@ def test_predict_gives_each_outputs_raw_values(built):
     assert text.returncode == 0 and "output mask 32x32x3:" in text.stdout and "output label 3:" in text.stdout
 
 
+@pytest.mark.parametrize("fmt, name", [  # the converters take 20-40 s each here: two of them with -m slow
+    ("saved_model", "two_saved_model"),
+    pytest.param("litert", "two.tflite", marks=pytest.mark.slow),
+    pytest.param("onnx", "two.onnx", marks=pytest.mark.slow)])
+def test_export_runs_each_named_output_in_its_own_runtime(built, tmp_path, fmt, name):
+    """Each format carries both outputs by name; run in its own runtime (LiteRT and ONNX Runtime in
+    their child process), each equals Keras's output of that name."""
+    from archbuilder import api
+
+    result = api.export(str(built), fmt, tmp_path / name)
+    # the project's float32 export bound (api.FLOAT32_TOLERANCE, the issue's 1e-4); measured 0 to 1.2e-7 here
+    assert result.max_difference <= api.FLOAT32_TOLERANCE and not result.warnings
+    keras_rows = api.predict(str(built), [str(PHOTO)]).outputs
+    exported = api.predict(str(tmp_path / name), [str(PHOTO)])
+    assert exported.probabilities is None and set(exported.outputs) == {"mask", "label"}
+    for key in ("mask", "label"):
+        np.testing.assert_allclose(exported.outputs[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)
+    shown = run_cli("predict", str(tmp_path / name), str(PHOTO), "--json")
+    assert shown.returncode == 0 and set(json.loads(shown.stdout)["outputs"]) == {"mask", "label"}, shown.stderr
+
+
+def test_export_check_on_labelled_images_is_refused_for_named_outputs(built, tmp_path):
+    result = run_cli("export", str(built), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
+                     "--check", str(SIGN_DIGITS))
+    _refused(result, "two_outputs.keras", "--check measures a classifier's accuracy")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def _refused(result, *needles):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
