@@ -233,7 +233,7 @@ def _shared_label_suffix(node: "Node", spec) -> str:
 
 def _shortcut_label(node: "Node", slot: int = 0) -> str:
     """What an arrow entering `node` at its input `slot` from another box is."""
-    if node.kind == "resize" and slot == 1:  # the map whose height and width the resize takes
+    if node.kind in ("resize", "cropping") and slot == 1:  # the map whose height and width it takes
         return "size of"
     if node.kind == "add":
         return "identity"

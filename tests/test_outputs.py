@@ -212,3 +212,21 @@ def test_the_readmes_sections_example_is_the_spec_and_prints_what_it_shows():
     shown = section[section.index("$ python cli.py info tests/specs/two_outputs.yaml\n"):]
     shown = shown[shown.index("\n") + 1:shown.index("```")]
     assert run_cli("info", "tests/specs/two_outputs.yaml").stdout == shown
+
+
+def test_cropping_to_another_maps_size_is_the_unets_fixed_crops(tmp_path):
+    """unet.yaml crops each encoder map by a number of pixels (4, 16, 40, 88); `cropping` with
+    `from: [map, like]` finds the same crops from the shapes, node for node."""
+    unet = REPO / "architectures" / "segmentation" / "unet.yaml"
+    text = unet.read_text()
+    for level, pixels in ((4, 4), (3, 16), (2, 40), (1, 88)):
+        text = text.replace(f"{{type: cropping, cropping: {pixels}, from: e{level}, id: skip{level}}}",
+                            f"{{type: cropping, from: [e{level}, up{level}], id: skip{level}}}")
+    assert text.count("cropping: ") == 0
+    rewritten = tmp_path / "unet.yaml"
+    rewritten.write_text(text.replace("../blocks/unet.yaml", str(REPO / "architectures" / "blocks" / "unet.yaml")))
+    fixed, matched = load_checked_spec(unet).plan, load_checked_spec(rewritten).plan
+    assert [(n.kind, n.out_shape, n.params) for n in fixed.nodes] == [(n.kind, n.out_shape, n.params) for n in matched.nodes]
+    crops = [n for n in matched.nodes if n.kind == "cropping"]
+    assert [c.layer.sides([fixed.nodes[i].out_shape for i in c.inputs]) for c in crops] == [
+        ((p, p), (p, p)) for p in (4, 16, 40, 88)]

@@ -53,6 +53,7 @@ ROWS = [
     ({"type": "global_max_pool", "keepdims": True}, [(5, 4, 3)]),
     ({"type": "cropping", "cropping": 1}, [(9, 7, 2)]),
     ({"type": "cropping", "cropping": [[1, 2], [0, 3]]}, [(9, 7, 2)]),
+    ({"type": "cropping"}, [(9, 7, 2), (4, 4, 5)]),  # to the second input's size, about the centre
     ({"type": "upsample", "size": 2}, [(5, 4, 3)]),
     ({"type": "upsample", "size": [2, 3], "interpolation": "bilinear"}, [(5, 4, 3)]),
     ({"type": "resize", "size": [7, 9]}, [(5, 4, 3)]),
