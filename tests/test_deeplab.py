@@ -114,3 +114,51 @@ def test_output_and_skip_shapes_equal_the_pytorch_reference():
     assert last(("stages", 3)) == channels_last(deep) == (4, 4, 2048)
     assert last(("sections", "aspp")) == (4, 4, 256)
     assert plan.output.out_shape == channels_last(out) == (64, 64, 21)
+
+
+@pytest.mark.slow
+def test_outputs_equal_the_pytorch_reference_with_its_weights():
+    """The architecture, not only its counts: the PyTorch network's weights (batch-norm statistics
+    randomized) copied into the spec's Keras model in order, and both run on one random input at
+    64x64. This checks the dilation of the last stage, the padding, the ASPP's branches and image
+    pooling, and that Keras's bilinear Resizing is PyTorch's interpolate(align_corners=False)."""
+    import numpy as np
+
+    from archbuilder.keras.graph import _layer_names, build_model
+
+    torch.manual_seed(0)
+    reference = DeepLabV3PlusResNet50(21).eval()
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    # PyTorch's modules in the order the spec creates its layers: the backbone, the ASPP, then the decoder
+    parts = [reference.stem, reference.layer1, reference.rest, reference.aspp.convs, reference.aspp.pool,
+             reference.aspp.project, reference.project, reference.classifier]
+    torch_layers = [m for part in parts for m in part.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    checked = load_checked_spec(SPEC, ["input.shape=[64,64,3]", "head.0.size=64"])
+    model = build_model(checked.spec, checked.plan)
+    # in plan order (model.layers is Keras's topological order, which may put a shortcut first)
+    keras_layers = [model.get_layer(name) for name in _layer_names(checked.plan)]
+    keras_layers = [layer for layer in keras_layers if layer.weights]
+    assert len(keras_layers) == len(torch_layers)
+    for layer, module in zip(keras_layers, torch_layers):
+        if isinstance(module, nn.Conv2d):
+            assert type(layer).__name__ == "Conv2D" and layer.dilation_rate == module.dilation, layer.name
+            weights = [module.weight.detach().numpy().transpose(2, 3, 1, 0)]
+            weights += [module.bias.detach().numpy()] if module.bias is not None else []
+        else:
+            assert type(layer).__name__ == "BatchNormalization" and layer.epsilon == module.eps, layer.name
+            weights = [t.detach().numpy() for t in (module.weight, module.bias, module.running_mean, module.running_var)]
+        layer.set_weights(weights)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(reference(torch.from_numpy(x.transpose(0, 3, 1, 2))), dim=1).numpy().transpose(0, 2, 3, 1)
+    got = np.asarray(model(x, training=False))
+    # float32 through ~110 layers in two kernel libraries whose summation orders differ: measured
+    # 2.2e-8 at most on probabilities near 1/21 (7e-7 relative); 1e-6 absolute leaves room for
+    # other CPUs, while a wrong dilation, padding or resize moves them far more.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
