@@ -140,11 +140,15 @@ class Spec(StrictModel):
     # it as its `input` and `from:` any earlier id: an ASPP, a decoder, a feature pyramid. One
     # mapping rather than fixed keys (`neck:`, `decoder:`), since networks name and count their
     # parts differently; the names show in `info` and `plot`.
-    sections: Annotated[dict[SectionName, list[BodyItem]], Field(max_length=64)] = {}
+    sections: Annotated[dict[SectionName, list[BodyItem]], Field(
+        max_length=64, description="Further bodies after the stages, by name, in order (e.g. aspp, decoder); "
+                                   "each takes the part before it as `input` and `from:` any earlier id.")] = {}
     head: list[BodyItem] = []
     # The network's outputs by name, each the id of a layer, block call, stage or section item; the
     # Keras model then returns a dict. Without it the network's one output is its last layer.
-    outputs: Optional[Annotated[dict[Identifier, LocalId], Field(min_length=1, max_length=64)]] = None
+    outputs: Optional[Annotated[dict[Identifier, LocalId], Field(min_length=1, max_length=64)]] = Field(
+        None, description="The network's outputs by name, each the id of a layer, block call, stage or section "
+                          "item; the Keras model returns a dict of them.")
     training: TrainingSpec | None = None
     # The published network this file reproduces and its counts (spec/reference.py); not built.
     reference: Optional[References] = None
