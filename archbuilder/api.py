@@ -397,6 +397,8 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
                 "preprocessing": PREPROCESSING, "input": "float32 x/255, shape (batch, height, width, channels)"}
     if quantize:
         metadata["quantization"] = quantize
+    if named:  # what lets the runtimes take an export of several outputs as the spec's named ones
+        metadata["outputs"] = list(named_output_shapes(opened.model))
     write_export(opened.model, format, out, metadata, quantize, calibration_x)
     exported = open_exported(out)
     label = exported.runtime + (f" {quantize}" if quantize else " float32")

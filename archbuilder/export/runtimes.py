@@ -129,9 +129,13 @@ def _checked_metadata(path: Path, metadata: dict) -> dict:
     return metadata
 
 
-def _one_each(path: Path, inputs: int, outputs: int, names: list[str] | None = None) -> None:
-    """One input, and one output or several named ones (a spec's `outputs:`, named uniquely)."""
-    named = names is not None and outputs > 1 and len(set(names)) == outputs and all(names)
+def _one_each(path: Path, inputs: int, outputs: int, names: list[str] | None = None, metadata: dict | None = None) -> None:
+    """One input, and one output or several named ones: those of a spec's `outputs:`, which
+    archbuilder's export lists in the file's metadata (a file of several outputs it did not write
+    says nothing of what they are, and is refused as before)."""
+    declared = (metadata or {}).get("outputs")
+    named = (names is not None and outputs > 1 and isinstance(declared, list) and len(set(names)) == outputs
+             and sorted(map(str, declared)) == sorted(names))
     if inputs != 1 or (outputs != 1 and not named):
         raise UserError(f"{shown(path)}: the model has {inputs} input(s) and {outputs} output(s); expected one "
                         "input (the images) and one output (the class probabilities)")
@@ -167,10 +171,10 @@ def _open_saved_model(path: Path) -> ExportedModel:
         raise UserError(f"{shown(path)}: the SavedModel has no serving_default signature")
     function = loaded.signatures["serving_default"]
     inputs = function.structured_input_signature[1]
-    _one_each(path, len(inputs), len(function.structured_outputs), list(function.structured_outputs))
+    metadata = _checked_metadata(path, export_metadata.read_saved_model_metadata(path))
+    _one_each(path, len(inputs), len(function.structured_outputs), list(function.structured_outputs), metadata)
     (input_name, spec), = inputs.items()
     shape = _image_shape(path, [0 if d is None else d for d in spec.shape.as_list()])
-    metadata = _checked_metadata(path, export_metadata.read_saved_model_metadata(path))
     if len(function.structured_outputs) > 1:
         named = {name: _per_image(path, name, output.shape.as_list()) for name, output in function.structured_outputs.items()}
         _declared(path, shape, 4 * (int(np.prod(shape)) + sum(int(np.prod(s)) for s in named.values())))
@@ -213,13 +217,14 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
     except ChildDied as error:
         raise UserError(f"{shown(path)}: not a loadable {RUNTIME_NAMES[kind]} model ({error})") from None
     details = child.details
-    _one_each(path, len(details["inputs"]), len(details["outputs"]), [o["name"] for o in details["outputs"]])
+    metadata = _checked_metadata(path, _child_metadata(kind, path, details))
+    _one_each(path, len(details["inputs"]), len(details["outputs"]), [o["name"] for o in details["outputs"]], metadata)
     (given,), outputs = details["inputs"], details["outputs"]
     # A dynamic size (-1 in a .tflite's shape_signature, a symbolic ONNX size) would run at a
     # placeholder size (LiteRT's is 1x1): refused.
     shape = _image_shape(path, given["shape_signature"] or given["shape"])
     if len(outputs) > 1:
-        return _named_in_child(kind, path, child, shape, given, outputs, details)
+        return _named_in_child(kind, path, child, shape, given, outputs, details, metadata)
     (output,) = outputs
     classes = output["shape"][-1] if output["shape"] else -1
     if classes <= 0:
@@ -231,10 +236,11 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
     def run(x: np.ndarray) -> np.ndarray:
         return dequantize_output(child.run(quantize_input(x)))
 
-    return ExportedModel(kind, path, _checked_metadata(path, _child_metadata(kind, path, details)), shape, int(classes), run)
+    return ExportedModel(kind, path, metadata, shape, int(classes), run)
 
 
-def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: list[dict], details: dict) -> ExportedModel:
+def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: list[dict], details: dict,
+                    metadata: dict) -> ExportedModel:
     """A `.tflite` or `.onnx` of named outputs (a spec's `outputs:`): each one's values by name."""
     named = {o["name"]: _per_image(path, o["name"], o["shape"]) for o in outputs}
     declared = details["declared_bytes"] if kind == "litert" else _onnx_declared_bytes(path.read_bytes())
@@ -249,7 +255,7 @@ def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: l
                              f"not the {len(outputs)} it declares")
         return {o["name"]: convert(v) for o, convert, v in zip(outputs, dequantize, values)}
 
-    return ExportedModel(kind, path, _checked_metadata(path, _child_metadata(kind, path, details)), shape, 0, run, named)
+    return ExportedModel(kind, path, metadata, shape, 0, run, named)
 
 
 def _child_metadata(kind: str, path: Path, details: dict) -> dict:
