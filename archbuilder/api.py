@@ -236,11 +236,13 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
 
 @dataclass(frozen=True)
 class Predictions:
-    """What `predict` returns: one row of class probabilities per input."""
+    """What `predict` returns: one row of class probabilities per input; for a model with named
+    outputs (`outputs:` in its spec), `outputs` holds each one's raw array and `probabilities` is None."""
 
     class_names: tuple[str, ...]
     probabilities: Any  # numpy float32 (inputs, classes)
     inputs: list[Path] | None  # the image files, in order; None for an array
+    outputs: dict[str, Any] | None = None  # output name -> numpy (inputs, ...), as the model returns it
 
     @property
     def classes(self) -> list[str]:
@@ -253,6 +255,11 @@ class Predictions:
         the pixels where it is the most probable."""
         import numpy as np
 
+        if self.outputs is not None:  # raw arrays, as the model gives them: no meaning is assumed
+            count = len(next(iter(self.outputs.values())))
+            return [{**({"image": shown(self.inputs[index])} if self.inputs is not None else {}),
+                     "outputs": {name: values[index].tolist() for name, values in self.outputs.items()}}
+                    for index in range(count)]
         rows = []
         for index, row in enumerate(self.probabilities):
             image = {"image": shown(self.inputs[index])} if self.inputs is not None else {}
@@ -288,10 +295,29 @@ def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | No
         exported = open_exported(model, overrides, strict, max_memory)
         names, shape = exported.class_names(), exported.input_shape
         x = load_image_files(paths, shape) if paths is not None else _image_array(inputs, shape)
+        if exported.outputs is not None:
+            return Predictions(tuple(exported.metadata.get("class_names") or ()), None, paths, exported.predict_uint8(x))
         return Predictions(names, exported.predict_uint8(x), paths)
     opened = _opened(model, spec, overrides, strict, max_memory)
     x = load_image_files(paths, opened.shape) if paths is not None else _image_array(inputs, opened.shape)
+    from archbuilder.keras.model_files import named_output_shapes
+
+    if named_output_shapes(opened.model) is not None:
+        return Predictions(opened.class_names, None, paths, _named_outputs(opened.model, x, batch_size))
     return Predictions(opened.class_names, predict_probabilities(opened.model, x, batch_size), paths)
+
+
+def _named_outputs(model, x_uint8, batch_size: int) -> dict:
+    """Each named output's values for uint8 images, through training's x / 255, batch by batch."""
+    import numpy as np
+
+    from archbuilder.data.pipeline import inference_dataset
+
+    from archbuilder.keras.model_files import named_output_shapes
+
+    batches = [model.predict_on_batch(batch) for batch in inference_dataset(x_uint8, batch_size)]
+    return {name: np.concatenate([np.asarray(batch[name]) for batch in batches]) if batches else
+            np.zeros((0, *shape[1:]), np.float32) for name, shape in named_output_shapes(model).items()}
 
 
 @dataclass(frozen=True)
@@ -354,6 +380,12 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
     out = Path(out)
     check_out(out, format)
     opened = _opened(model, spec, overrides, strict, max_memory)
+    from archbuilder.keras.model_files import named_output_shapes
+
+    named = named_output_shapes(opened.model) is not None
+    if named and check is not None:
+        raise UserError(f"{opened.label}: ", Remedy("{check} measures a classifier's accuracy; this model has named "
+                                                    "outputs (it is checked on 8 seeded random inputs without it)"))
     calibration_x = calibration_inputs(Path(calibration), opened.shape) if calibration is not None else None
     labelled = None
     if check is not None:
@@ -365,6 +397,8 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
                 "preprocessing": PREPROCESSING, "input": "float32 x/255, shape (batch, height, width, channels)"}
     if quantize:
         metadata["quantization"] = quantize
+    if named:  # what lets the runtimes take an export of several outputs as the spec's named ones
+        metadata["outputs"] = list(named_output_shapes(opened.model))
     write_export(opened.model, format, out, metadata, quantize, calibration_x)
     exported = open_exported(out)
     label = exported.runtime + (f" {quantize}" if quantize else " float32")
@@ -373,9 +407,13 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
         source = f"{len(labelled.x)} images of {os.fspath(check)}"
     else:
         x = np.random.default_rng(0).random((8, *opened.shape), dtype=np.float32)
-        reference, probabilities = np.asarray(opened.model.predict_on_batch(x)), exported.predict(x)
+        reference, probabilities = opened.model.predict_on_batch(x), exported.predict(x)
         source = "8 seeded random inputs"
-    difference = float(np.max(np.abs(probabilities - reference))) if len(reference) else 0.0
+    if named:  # each output against Keras's output of that name; the largest difference of all
+        difference = max(float(np.max(np.abs(probabilities[k] - np.asarray(reference[k])))) for k in probabilities)
+    else:
+        reference = np.asarray(reference)
+        difference = float(np.max(np.abs(probabilities - reference))) if len(reference) else 0.0
     warnings = []
     if quantize is None and difference > FLOAT32_TOLERANCE:
         warnings.append(f"the float32 export differs from Keras by {difference:.2e} (more than "
@@ -442,7 +480,7 @@ _LOADED_CLASS_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Opened:
     """A model file's path, or a model object (from `load_model`, `build`, or Keras), ready to run."""
-    from archbuilder.keras.model_files import model_classes, model_input_shape
+    from archbuilder.keras.model_files import model_classes, model_input_shape, named_output_shapes
 
     if isinstance(model, (str, os.PathLike)):
         import sys
@@ -466,7 +504,8 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
         raise UserError("", Remedy("{spec}, {overrides}, {strict} and {max_memory} apply to a model file; "
                                    "this model is already built"))
     label = f"<model {model.name}>"
-    names = _LOADED_CLASS_NAMES.get(model) or tuple(str(i) for i in range(model.output_shape[-1]))
+    names = _LOADED_CLASS_NAMES.get(model) or (() if named_output_shapes(model) is not None else
+                                                tuple(str(i) for i in range(model.output_shape[-1])))
     return _Opened(model, names, model_input_shape(model, label), label)
 
 

@@ -105,7 +105,7 @@ class Box:
     """One box of the block diagram: a group of plan nodes (the stem, a block, the head)."""
 
     id: str
-    kind: str  # "input", "stem", "head" or a block type such as "bottleneck"
+    kind: str  # "input", "stem", "section", "head" or a block type such as "bottleneck"
     lines: list[str]
     stage: str | None = None  # a cluster label for blocks ("stage 3"), None outside stages
     layers: list[str] = field(default_factory=list)  # names of its named layers
@@ -137,15 +137,18 @@ def block_diagram(plan: "Plan", spec=None) -> BlockDiagram:
         box_id = group + _shared_label_suffix(nodes[0], spec)  # two stages' "res3a" stay two boxes
         for node in nodes:
             group_of[node.index] = box_id
-        diagram.boxes.append(Box(box_id, group_type, _box_lines(group, group_type, nodes, spec),
-                                 _stage_label(nodes[0], spec), [n.name for n in nodes if n.name]))
-        entries = [(i, node) for node in nodes for i in node.inputs if group_of.get(i) != box_id]
-        for position, (source, node) in enumerate(entries):
+        lines = _box_lines(group, group_type, nodes, spec)
+        # A named output (`outputs:`) is said in the box it leaves from.
+        lines += [f"⇒ output {name}" for name, index in plan.outputs.items() if group_of.get(index) == box_id]
+        diagram.boxes.append(Box(box_id, group_type, lines, _stage_label(nodes[0], spec),
+                                 [n.name for n in nodes if n.name]))
+        entries = [(i, node, slot) for node in nodes for slot, i in enumerate(node.inputs) if group_of.get(i) != box_id]
+        for position, (source, node, slot) in enumerate(entries):
             tail = group_of[source]
             if position == 0:
                 diagram.arrows.append(Arrow(tail, box_id))
             else:
-                diagram.arrows.append(Arrow(tail, box_id, _shortcut_label(node)))
+                diagram.arrows.append(Arrow(tail, box_id, _shortcut_label(node, slot)))
     return diagram
 
 
@@ -154,13 +157,13 @@ def block_dot(plan: "Plan", spec=None):
     import pydot
 
     diagram = block_diagram(plan, spec)
-    blocks = sum(box.kind not in ("input", "stem", "head") for box in diagram.boxes)
+    blocks = sum(box.kind not in ("input", "stem", "section", "head") for box in diagram.boxes)
     graph = pydot.Dot(graph_type="digraph", rankdir="TB", dpi=str(DPI), nodesep="0.3", ranksep="0.25",
                       fontname="Helvetica", label=_quote(f"{plan.name}: {blocks} blocks"),
                       labelloc="t")
     graph.set_node_defaults(shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     graph.set_edge_defaults(fontname="Helvetica", fontsize="9")
-    colours = {"input": "#eeeeee", "stem": "#dde8f5", "head": "#f5e6d3"}
+    colours = {"input": "#eeeeee", "stem": "#dde8f5", "section": "#efe3f5", "head": "#f5e6d3"}
     clusters: dict[str, object] = {}
     for box in diagram.boxes:
         # The tooltip (shown on hover in an SVG viewer) lists the box's named layers.
@@ -191,7 +194,7 @@ def _box_lines(group: str, group_type: str, nodes: list["Node"], spec) -> list[s
     params = sum(n.params for n in nodes)
     if group_type == "input":
         return [f"input {out}"]
-    if group_type in ("stem", "head"):
+    if group_type in ("stem", "section", "head"):
         steps = " → ".join(_layer_word(n) for n in nodes)
         return [group, *_wrap(steps, 48), f"→ {out}   {params:,} params"]
     facts, stride = _block_facts(nodes, spec)
@@ -228,7 +231,10 @@ def _shared_label_suffix(node: "Node", spec) -> str:
     return "" if spec is None else shared_label_suffix(node.path, spec.stage_labels())
 
 
-def _shortcut_label(node: "Node") -> str:
+def _shortcut_label(node: "Node", slot: int = 0) -> str:
+    """What an arrow entering `node` at its input `slot` from another box is."""
+    if node.kind in ("resize", "cropping") and slot == 1:  # the map whose height and width it takes
+        return "size of"
     if node.kind == "add":
         return "identity"
     if node.kind in ("concat", "cropping"):  # an encoder's map taken by a decoder (U-Net): no projection

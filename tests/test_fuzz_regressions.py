@@ -24,7 +24,14 @@ CASES = {
     "line_breaks_inside_a_key_are_escaped": (
         HEAD + b'"a\\rb\\x85\\u2028": 1\n',
         ["{f}:4:1: a\\rb\\x85\\u2028: unknown key 'a\\rb\\x85\\u2028'; valid keys: blocks, classes, defaults, "
-         "drop_path_rate, head, imports, input, multipliers, name, reference, stages, stem, training, variables"],
+         "drop_path_rate, head, imports, input, multipliers, name, outputs, reference, sections, stages, stem, training, "
+         "variables"],
+    ),
+    # OverflowError: a parameter's `min` of 10**400 was shown through float() when a value fell below it.
+    "parameter_min_beyond_float_range": (
+        HEAD + b"blocks:\n  alpha:\n    params: {q: {type: int, min: " + HUGE + b", default: 1}}\n"
+        b"    layers: [{type: conv, filters: 1, kernel: 1}]\nstages: [{block: alpha}]\n",
+        ["{f}:6:446: blocks.alpha.params.q.default: must be \u2265 " + "1" + "0" * 56 + "... (received 1)"],
     ),
     # OverflowError: `same` padding divided sizes as floats; then formatting the estimate did too.
     "input_size_beyond_float_range": (

@@ -95,7 +95,12 @@ def test_static_inference_equals_keras(path):
     plan = checked.plan
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert (model.count_params(), trainable) == (plan.total_params, plan.trainable_params)
-    assert tuple(model.output.shape[1:]) == plan.output.out_shape
+    named = plan.output_nodes()
+    if named is None:
+        assert tuple(model.output.shape[1:]) == plan.output.out_shape
+    else:  # `outputs:` gives a dict, in the spec's order
+        assert {k: tuple(t.shape[1:]) for k, t in model.output.items()} == {k: n.out_shape for k, n in named.items()}
+        assert list(model.output) == list(named)
     assert len(model.layers) == len(plan.nodes)
     for node in plan.nodes:
         if node.name and node.kind != "input":

@@ -53,10 +53,12 @@ ROWS = [
     ({"type": "global_max_pool", "keepdims": True}, [(5, 4, 3)]),
     ({"type": "cropping", "cropping": 1}, [(9, 7, 2)]),
     ({"type": "cropping", "cropping": [[1, 2], [0, 3]]}, [(9, 7, 2)]),
+    ({"type": "cropping"}, [(9, 7, 2), (4, 4, 5)]),  # to the second input's size, about the centre
     ({"type": "upsample", "size": 2}, [(5, 4, 3)]),
     ({"type": "upsample", "size": [2, 3], "interpolation": "bilinear"}, [(5, 4, 3)]),
     ({"type": "resize", "size": [7, 9]}, [(5, 4, 3)]),
     ({"type": "resize", "size": 3, "interpolation": "nearest"}, [(5, 4, 3)]),
+    ({"type": "resize"}, [(5, 4, 3), (9, 7, 2)]),  # to the second input's height and width
     ({"type": "flatten"}, [(5, 4, 3)]),
     ({"type": "reshape", "shape": [1, 1, -1]}, [(12,)]),
     ({"type": "add"}, [(4, 4, 3), (4, 4, 3), (4, 4, 3)]),
@@ -92,7 +94,7 @@ def test_static_rule_equals_keras(data, shapes):
     layer = BY_TYPE[data["type"]].model_validate(data)
     stats = layer.infer(list(shapes), CONTEXT)
     built = layer.keras(CONTEXT, "under_test", list(shapes))
-    inputs = [keras.Input(shape=s) for s in shapes]
+    inputs = layer.keras_inputs([keras.Input(shape=s) for s in shapes])
     output = built(inputs if layer.merge else inputs[0])
     trainable = sum(int(np.prod(w.shape)) for w in built.trainable_weights)
     assert tuple(output.shape[1:]) == stats.out_shape
@@ -159,7 +161,7 @@ def test_every_primitive_saves_a_file_that_plain_keras_loads(tmp_path):
         path = tmp_path / f"row{index}.keras"
         save_model_file(model, path, {"class_names": []})
         config = zipfile.ZipFile(path).read("config.json").decode()
-        x = [rng.normal(size=(2, *s)).astype("float32") for s in shapes]
+        x = _keras_inputs(data, [rng.normal(size=(2, *s)).astype("float32") for s in shapes])
         want = np.asarray(model(x if len(x) > 1 else x[0], training=False))
         if data["type"] in ARCHBUILDER_LAYERS:
             own.add(data["type"])
@@ -190,7 +192,7 @@ def test_every_primitive_saves_an_h5_that_keras2_rebuilds_or_is_named(tmp_path):
     for index, (data, shapes) in enumerate(ROWS):
         model = _one_layer_model(data, shapes)
         path = save_h5(model, tmp_path / f"row{index}.h5")
-        x = [rng.normal(size=(2, *s)).astype("float32") for s in shapes]
+        x = _keras_inputs(data, [rng.normal(size=(2, *s)).astype("float32") for s in shapes])
         x = x if len(x) > 1 else x[0]
         want = np.asarray(model(x, training=False))
         try:
@@ -213,6 +215,11 @@ def test_every_primitive_saves_an_h5_that_keras2_rebuilds_or_is_named(tmp_path):
 def _one_layer_model(data: dict, shapes: list) -> "keras.Model":
     """A model of one primitive (as written in YAML) on inputs of `shapes`, built by archbuilder."""
     layer = BY_TYPE[data["type"]].model_validate(data)
-    inputs = [keras.Input(shape=s) for s in shapes]
+    inputs = layer.keras_inputs([keras.Input(shape=s) for s in shapes])
     inputs = inputs if layer.merge else inputs[0]
     return keras.Model(inputs, layer.keras(CONTEXT, "under_test", list(shapes))(inputs))
+
+
+def _keras_inputs(data: dict, values: list) -> list:
+    """The values the row's Keras layer is called on (`resize` to another map's size reads only its shape)."""
+    return BY_TYPE[data["type"]].model_validate(data).keras_inputs(values)

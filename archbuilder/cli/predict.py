@@ -18,7 +18,8 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
     """Predict the class of each IMAGE (a folder: every image file in it) with MODEL (.keras, a Keras 2
     .h5 with --spec, or an export: .tflite, .onnx or a SavedModel folder), preprocessed exactly as in training.
 
-    Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name.
+    Prints, as the notebook does, the vector [p(0), p(1), ...] and then the predicted class name; a
+    model with named outputs prints each output's values (all of them with --json).
     """
     import numpy as np
 
@@ -27,11 +28,18 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
 
     result = api.predict(model_path, list(images), spec=spec, overrides=overrides, strict=strict, max_memory=max_memory)
     names = result.class_names
-    for path, row, facts in zip(result.inputs, result.probabilities, result.rows()):
+    rows = result.probabilities if result.outputs is None else [None] * len(result.inputs)
+    for index, (path, row, facts) in enumerate(zip(result.inputs, rows, result.rows())):
         if as_json:
             click.echo(json.dumps(facts))
             continue
         click.echo(shown(path))
+        if result.outputs is not None:  # named outputs: each one's raw values, summarized as numpy prints them
+            for name, values in result.outputs.items():
+                click.echo(f"output {name} {'x'.join(map(str, values.shape[1:]))}:")
+                with np.printoptions(precision=6, threshold=20, edgeitems=2):
+                    click.echo(str(values[index]))
+            continue
         if "pixel_share" in facts:  # a map per image (a U-Net's H x W x classes)
             click.echo(f"output {'x'.join(map(str, facts['output_shape']))} (class probabilities per pixel); "
                        "share of pixels per predicted class:")

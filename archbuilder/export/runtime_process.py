@@ -56,7 +56,8 @@ class RuntimeProcess:
             self.close()
             raise ValueError(message)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """The output for inputs `x`; a model of several outputs gives a list, in `details`' order."""
         try:
             _send(self._process.stdin, {"op": "run"}, x)
         except (BrokenPipeError, OSError):
@@ -64,7 +65,16 @@ class RuntimeProcess:
         header, array = self._receive()
         if "error" in header:
             raise ValueError(header["error"])
-        return array
+        if "count" not in header:
+            return array
+        # several outputs: one frame each follows; never more than the model declared
+        count = header["count"]
+        if type(count) is not int or not 1 < count <= len(self.details.get("outputs", ())):
+            raise self._died()
+        arrays = [self._receive()[1] for _ in range(count)]
+        if any(a is None for a in arrays):
+            raise self._died()
+        return arrays
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -167,9 +177,16 @@ def child_main() -> None:
         except EOFError:
             return
         try:
-            _send(output, {}, loaded.run(x))
+            arrays = loaded.run(x)
         except Exception as error:
             _send(output, {"error": _first_line(error)})
+            continue
+        if len(arrays) == 1:
+            _send(output, {}, arrays[0])
+        else:  # a count, then one frame per output
+            _send(output, {"count": len(arrays)})
+            for array in arrays:
+                _send(output, {}, array)
 
 
 def _tensor(name, shape, signature, dtype, scale: float = 0.0, zero_point: int = 0) -> dict:
@@ -183,11 +200,23 @@ class _LiteRT:
 
         self.interpreter = Interpreter(model_content=data)
         self.batch = None
+        # Outputs by their names in the serving signature (a model with named outputs); the
+        # tensors' own names ("StatefulPartitionedCall_1:0") say nothing. Sorted by name, in the
+        # order get_output_details lists them otherwise.
+        self.outputs = self.interpreter.get_output_details()
+        self.names = {}
+        signatures = self.interpreter.get_signature_list()
+        if len(self.outputs) > 1 and len(signatures) == 1:
+            runner = self.interpreter.get_signature_runner(next(iter(signatures)))
+            by_index = {detail["index"]: name for name, detail in runner.get_output_details().items()}
+            if set(by_index) == {d["index"] for d in self.outputs}:
+                self.outputs = sorted(self.outputs, key=lambda d: by_index[d["index"]])
+                self.names = by_index
 
     def describe(self) -> dict:
         def tensor(detail: dict) -> dict:
             scale, zero_point = detail.get("quantization", (0.0, 0))
-            return _tensor(detail.get("name", ""), [int(d) for d in detail["shape"]],
+            return _tensor(self.names.get(detail["index"], detail.get("name", "")), [int(d) for d in detail["shape"]],
                            [int(d) for d in detail.get("shape_signature", detail["shape"])],
                            np.dtype(detail["dtype"]).name, scale, zero_point)
 
@@ -195,17 +224,17 @@ class _LiteRT:
         for detail in self.interpreter.get_tensor_details():
             declared += shape_values(detail["shape"]) * np.dtype(detail["dtype"]).itemsize
         return {"inputs": [tensor(d) for d in self.interpreter.get_input_details()],
-                "outputs": [tensor(d) for d in self.interpreter.get_output_details()], "declared_bytes": declared}
+                "outputs": [tensor(d) for d in self.outputs], "declared_bytes": declared}
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        (given,), (output,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        (given,) = self.interpreter.get_input_details()
         if self.batch != x.shape[0]:  # the file is made for batch 1; resize once per batch size
             self.interpreter.resize_tensor_input(given["index"], list(x.shape))
             self.interpreter.allocate_tensors()
             self.batch = x.shape[0]
         self.interpreter.set_tensor(given["index"], x)
         self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(output["index"]))
+        return [np.array(self.interpreter.get_tensor(output["index"])) for output in self.outputs]
 
 
 class _OnnxRuntime:
@@ -227,9 +256,9 @@ class _OnnxRuntime:
                 "outputs": [tensor(v) for v in self.session.get_outputs()],
                 "metadata": dict(metadata)}
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        (given,), (output,) = self.session.get_inputs(), self.session.get_outputs()
-        return np.asarray(self.session.run([output.name], {given.name: x})[0])
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        (given,) = self.session.get_inputs()
+        return [np.asarray(y) for y in self.session.run(None, {given.name: x})]
 
 
 def shape_values(shape) -> int:

@@ -35,7 +35,10 @@ class ExportedModel:
     metadata: dict
     input_shape: tuple[int, int, int]
     classes: int
-    _run: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    _run: Callable[[np.ndarray], Any] = field(repr=False)
+    # A model with named outputs (a spec's `outputs:`): name -> per-image shape; `_run` then gives a
+    # dict and `predict` each output's raw values. None: one class-probability vector.
+    outputs: dict[str, tuple] | None = None
 
     @property
     def runtime(self) -> str:
@@ -47,27 +50,38 @@ class ExportedModel:
             return tuple(names)
         return tuple(str(i) for i in range(self.classes))
 
-    def predict(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Probabilities for float32 inputs (N, H, W, C) already divided by 255."""
+    def predict(self, x: np.ndarray, batch_size: int = 32):
+        """Probabilities for float32 inputs (N, H, W, C) already divided by 255; for named outputs
+        a dict of each one's values."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         outputs = [self._run_batch(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        if self.outputs is not None:
+            return {name: np.concatenate([batch[name] for batch in outputs]) if outputs else
+                    np.zeros((0, *shape), np.float32) for name, shape in self.outputs.items()}
         return np.concatenate(outputs) if outputs else np.zeros((0, self.classes), np.float32)
 
     def predict_uint8(self, x_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
         # Bit-identical to training's tf.cast(x, float32) / 255.0: both round one float32 division.
         return self.predict(x_uint8.astype(np.float32) / np.float32(255.0), batch_size)
 
-    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+    def _run_batch(self, x: np.ndarray):
         from archbuilder.export.runtime_process import ChildDied
 
         try:
-            output = np.asarray(self._run(x))
+            output = self._run(x)
+            output = {name: np.asarray(v) for name, v in output.items()} if self.outputs is not None else np.asarray(output)
         except UserError:
             raise
         except ChildDied as error:
             raise UserError(f"{shown(self.path)}: not a loadable {self.runtime} model ({error})") from None
         except Exception as error:  # the runtime's own error for a file it loaded but cannot run
             raise UserError(f"{shown(self.path)}: {self.runtime} could not run the model ({_first_line(error)})") from None
+        if self.outputs is not None:
+            for name, shape in self.outputs.items():
+                if output[name].shape != (len(x), *shape):
+                    raise UserError(f"{shown(self.path)}: the model's output {name} has shape {list(output[name].shape)} "
+                                    f"for {len(x)} images; expected {[len(x), *shape]}")
+            return {name: output[name].astype(np.float32, copy=False) for name in self.outputs}
         if output.shape != (len(x), self.classes):
             raise UserError(f"{shown(self.path)}: the model's output has shape {list(output.shape)} for {len(x)} "
                             f"images; expected ({len(x)}, {self.classes}), one probability per class")
@@ -115,8 +129,14 @@ def _checked_metadata(path: Path, metadata: dict) -> dict:
     return metadata
 
 
-def _one_each(path: Path, inputs: int, outputs: int) -> None:
-    if (inputs, outputs) != (1, 1):
+def _one_each(path: Path, inputs: int, outputs: int, names: list[str] | None = None, metadata: dict | None = None) -> None:
+    """One input, and one output or several named ones: those of a spec's `outputs:`, which
+    archbuilder's export lists in the file's metadata (a file of several outputs it did not write
+    says nothing of what they are, and is refused as before)."""
+    declared = (metadata or {}).get("outputs")
+    named = (names is not None and outputs > 1 and isinstance(declared, list) and len(set(names)) == outputs
+             and sorted(map(str, declared)) == sorted(names))
+    if inputs != 1 or (outputs != 1 and not named):
         raise UserError(f"{shown(path)}: the model has {inputs} input(s) and {outputs} output(s); expected one "
                         "input (the images) and one output (the class probabilities)")
 
@@ -151,10 +171,16 @@ def _open_saved_model(path: Path) -> ExportedModel:
         raise UserError(f"{shown(path)}: the SavedModel has no serving_default signature")
     function = loaded.signatures["serving_default"]
     inputs = function.structured_input_signature[1]
-    _one_each(path, len(inputs), len(function.structured_outputs))
+    metadata = _checked_metadata(path, export_metadata.read_saved_model_metadata(path))
+    _one_each(path, len(inputs), len(function.structured_outputs), list(function.structured_outputs), metadata)
     (input_name, spec), = inputs.items()
-    (output_name, output_spec), = function.structured_outputs.items()
     shape = _image_shape(path, [0 if d is None else d for d in spec.shape.as_list()])
+    if len(function.structured_outputs) > 1:
+        named = {name: _per_image(path, name, output.shape.as_list()) for name, output in function.structured_outputs.items()}
+        _declared(path, shape, 4 * (int(np.prod(shape)) + sum(int(np.prod(s)) for s in named.values())))
+        return ExportedModel("saved_model", path, metadata, shape, 0,
+                             lambda x: {k: v.numpy() for k, v in function(**{input_name: tf.constant(x)}).items()}, named)
+    (output_name, output_spec), = function.structured_outputs.items()
     classes = int(output_spec.shape[-1])
     # The signature declares only its input and output: those bound what it takes for one image.
     _declared(path, shape, 4 * (int(np.prod(shape)) + classes))
@@ -162,8 +188,15 @@ def _open_saved_model(path: Path) -> ExportedModel:
     def run(x: np.ndarray) -> np.ndarray:
         return function(**{input_name: tf.constant(x)})[output_name].numpy()
 
-    return ExportedModel("saved_model", path, _checked_metadata(path, export_metadata.read_saved_model_metadata(path)),
-                         shape, classes, run)
+    return ExportedModel("saved_model", path, metadata, shape, classes, run)
+
+
+def _per_image(path: Path, name: str, shape: list) -> tuple:
+    """A named output's shape for one image: fixed sizes after the batch axis."""
+    dims = list(shape)[1:]
+    if not dims or any(not isinstance(d, (int, np.integer)) or d <= 0 for d in dims):
+        raise UserError(f"{shown(path)}: the model's output {name} is {list(shape)}; expected fixed sizes after the batch")
+    return tuple(int(d) for d in dims)
 
 
 _QUANTIZED = ("uint8", "int8")
@@ -184,11 +217,15 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
     except ChildDied as error:
         raise UserError(f"{shown(path)}: not a loadable {RUNTIME_NAMES[kind]} model ({error})") from None
     details = child.details
-    _one_each(path, len(details["inputs"]), len(details["outputs"]))
-    (given,), (output,) = details["inputs"], details["outputs"]
+    metadata = _checked_metadata(path, _child_metadata(kind, path, details))
+    _one_each(path, len(details["inputs"]), len(details["outputs"]), [o["name"] for o in details["outputs"]], metadata)
+    (given,), outputs = details["inputs"], details["outputs"]
     # A dynamic size (-1 in a .tflite's shape_signature, a symbolic ONNX size) would run at a
     # placeholder size (LiteRT's is 1x1): refused.
     shape = _image_shape(path, given["shape_signature"] or given["shape"])
+    if len(outputs) > 1:
+        return _named_in_child(kind, path, child, shape, given, outputs, details, metadata)
+    (output,) = outputs
     classes = output["shape"][-1] if output["shape"] else -1
     if classes <= 0:
         raise UserError(f"{shown(path)}: the model's output is {output['shape']}; expected (batch, classes)")
@@ -199,11 +236,32 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
     def run(x: np.ndarray) -> np.ndarray:
         return dequantize_output(child.run(quantize_input(x)))
 
+    return ExportedModel(kind, path, metadata, shape, int(classes), run)
+
+
+def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: list[dict], details: dict,
+                    metadata: dict) -> ExportedModel:
+    """A `.tflite` or `.onnx` of named outputs (a spec's `outputs:`): each one's values by name."""
+    named = {o["name"]: _per_image(path, o["name"], o["shape"]) for o in outputs}
+    declared = details["declared_bytes"] if kind == "litert" else _onnx_declared_bytes(path.read_bytes())
+    _declared(path, shape, int(declared))
+    quantize_input = _input_converter(path, given)
+    dequantize = [_output_converter(path, o) for o in outputs]
+
+    def run(x: np.ndarray) -> dict:
+        values = child.run(quantize_input(x))
+        if not isinstance(values, list) or len(values) != len(outputs):
+            raise ValueError(f"the model gave {len(values) if isinstance(values, list) else 1} outputs, "
+                             f"not the {len(outputs)} it declares")
+        return {o["name"]: convert(v) for o, convert, v in zip(outputs, dequantize, values)}
+
+    return ExportedModel(kind, path, metadata, shape, 0, run, named)
+
+
+def _child_metadata(kind: str, path: Path, details: dict) -> dict:
     if kind == "litert":
-        metadata = export_metadata.read_tflite_metadata(path.read_bytes())
-    else:
-        metadata = export_metadata.parse_metadata(details.get("metadata", {}).get(export_metadata.METADATA_ENTRY))
-    return ExportedModel(kind, path, _checked_metadata(path, metadata), shape, int(classes), run)
+        return export_metadata.read_tflite_metadata(path.read_bytes())
+    return export_metadata.parse_metadata(details.get("metadata", {}).get(export_metadata.METADATA_ENTRY))
 
 
 def _input_converter(path: Path, tensor: dict) -> Callable[[np.ndarray], np.ndarray]:

@@ -37,8 +37,11 @@ def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
         arguments = [tensors[i] for i in node.inputs]
         # each primitive builds its own Keras layer, knowing its input shapes (batch axis aside)
         layer = node.layer.keras(context, name, [tuple(t.shape[1:]) for t in arguments])
-        tensors.append(layer(arguments if node.layer.merge else arguments[0]))
-    return keras.Model(inputs=tensors[0], outputs=tensors[-1], name=spec.name)
+        called = node.layer.keras_inputs(arguments)
+        tensors.append(layer(called if node.layer.merge else called[0]))
+    # Named outputs give a dict, so predictions and exports carry the names the spec gave them.
+    outputs = {name: tensors[index] for name, index in plan.outputs.items()} if plan.outputs else tensors[-1]
+    return keras.Model(inputs=tensors[0], outputs=outputs, name=spec.name)
 
 
 def _layer_names(plan: Plan) -> list[str]:

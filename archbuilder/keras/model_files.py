@@ -197,8 +197,20 @@ def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max
     return model
 
 
+def named_output_shapes(model) -> dict[str, tuple] | None:
+    """Each named output's shape (batch axis first) for a model whose outputs are a dict (a spec's
+    `outputs:`), in the spec's order; None for a model with one output. A loaded model reports
+    `output_shape` as a list (sorted by name), so the dict of output tensors is read instead."""
+    if not isinstance(model.output, dict):
+        return None
+    return {name: tuple(tensor.shape) for name, tensor in model.output.items()}
+
+
 def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:
-    """Class names from the file's metadata, else "0", "1", ... for each output unit."""
+    """Class names from the file's metadata, else "0", "1", ... for each output unit. A model with
+    named outputs (a dict) has no one class vector: its names only as stored, if any."""
+    if named_output_shapes(model) is not None:
+        return tuple(read_model_metadata(path).get("class_names") or ())
     units = model.output_shape[-1]
     names = read_model_metadata(path).get("class_names")
     if names and len(names) == units:

@@ -126,6 +126,11 @@ class Primitive(StrictModel):
     def keras(self, ctx: Context, name: str, inputs: list[Shape]):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def keras_inputs(self, inputs: list) -> list:
+        """The inputs its Keras layer is called on: all of them, except for a layer that only
+        reads another input's (static) shape, such as `resize` to another map's size."""
+        return inputs
+
     # -- shared ----------------------------------------------------------------------------------
 
     def describe(self) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from archbuilder.layers.base import (
-    LayerStats, NonNegInt, Padding, Primitive, ShapeError, Size2D, expr, image, pair, single, spatial,
+    LayerStats, NonNegInt, Padding, Primitive, ShapeError, Size2D, expr, format_shape, image, pair, single, spatial,
 )
 
 
@@ -120,15 +120,32 @@ class ZeroPaddingLayer(Primitive):
 
 class CroppingLayer(Primitive):
     """cropping: n (all sides) | [h, w] (top and bottom, left and right) | [[top, bottom], [left, right]]
-    rows and columns removed (a valid-padding U-Net crops the encoder's maps to the decoder's)."""
+    rows and columns removed (a valid-padding U-Net crops the encoder's maps to the decoder's).
+    Without `cropping` and with two inputs, `from: [map, like]`, the map is cropped about its
+    centre to like's height and width (an odd difference leaves the extra row at the bottom and
+    the extra column at the right, as PyTorch U-Nets' `diff // 2, diff - diff // 2`). The Keras
+    layer is a stock Cropping2D by the numbers that gives, called on the map alone."""
 
     type: Literal["cropping"]
     cropping: Sides = 1
     keras_base_name = "cropping2d"
 
+    def sides(self, inputs) -> tuple[tuple[int, int], tuple[int, int]]:
+        if len(inputs) == 1:
+            return _sides(self.cropping)
+        if len(inputs) != 2 or "cropping" in self.model_fields_set:
+            raise ShapeError(f"cropping takes one input and `cropping` (pixels), or two inputs, `from: [map, like]`, "
+                             f"and no `cropping` (the map cropped to like's size); got {len(inputs)} input(s)"
+                             + (" and `cropping`" if "cropping" in self.model_fields_set else ""))
+        (h, w, _), like = image(self, inputs[:1]), inputs[1]
+        if len(like) != 3 or like[0] > h or like[1] > w:
+            raise ShapeError(f"cropping cannot crop {format_shape(inputs[0])} to the size of {format_shape(like)}")
+        dh, dw = h - like[0], w - like[1]
+        return (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)
+
     def infer(self, inputs, ctx):
-        h, w, c = shape = image(self, inputs)
-        (top, bottom), (left, right) = _sides(self.cropping)
+        (top, bottom), (left, right) = self.sides(inputs)
+        h, w, c = shape = image(self, inputs[:1])
         oh, ow = h - top - bottom, w - left - right
         if oh < 1 or ow < 1:
             axis, size, cut = ("height", h, top + bottom) if oh < 1 else ("width", w, left + right)
@@ -136,10 +153,13 @@ class CroppingLayer(Primitive):
                              collapsed=True)
         return LayerStats((oh, ow, c))
 
+    def keras_inputs(self, inputs):
+        return inputs[:1]
+
     def keras(self, ctx, name, inputs):
         import keras
 
-        return keras.layers.Cropping2D(cropping=_sides(self.cropping), name=name)
+        return keras.layers.Cropping2D(cropping=self.sides(inputs), name=name)
 
 
 class UpsampleLayer(Primitive):
@@ -163,21 +183,46 @@ class UpsampleLayer(Primitive):
 
 class ResizeLayer(Primitive):
     """Resizes feature maps to `size` ([height, width], or one number for both), `bilinear` (as
-    DeepLab does) or `nearest`, without antialiasing: Keras's Resizing."""
+    DeepLab does) or `nearest`, without antialiasing: Keras's Resizing. Without `size` it takes two
+    inputs, `from: [map, like]`, and resizes the first to the height and width of the second
+    (DeepLabV3+'s upsampling to the low-level feature's size).
+
+    The second input gives only its size, which is static here, so the Keras layer is a stock
+    Resizing to that size called on the first input alone: a layer reading the second tensor's
+    shape at run time would have to be our own class, which plain Keras could not load."""
 
     type: Literal["resize"]
-    size: Size2D
+    size: Size2D | None = None
     interpolation: Literal["bilinear", "nearest"] = "bilinear"
     keras_base_name = "resizing"
 
+    def target(self, inputs) -> tuple[int, int]:
+        if self.size is not None:
+            if len(inputs) != 1:
+                raise ShapeError(f"resize to a fixed size takes one input, got {len(inputs)}; to take another "
+                                 "map's size, leave out `size` and give `from: [map, like]`")
+            return pair(self.size)
+        if len(inputs) != 2:
+            raise ShapeError(f"resize without `size` takes two inputs, `from: [map, like]` (the map is resized to "
+                             f"like's height and width), got {len(inputs)}")
+        like = inputs[1]
+        if len(like) != 3:
+            raise ShapeError(f"resize takes its size from an image-shaped input (height, width, channels); "
+                             f"received shape {like}")
+        return like[0], like[1]
+
     def infer(self, inputs, ctx):
-        channels = image(self, inputs)[2]
-        return LayerStats((*pair(self.size), channels))
+        size = self.target(inputs)
+        channels = image(self, inputs[:1])[2]
+        return LayerStats((*size, channels))
+
+    def keras_inputs(self, inputs):
+        return inputs[:1]
 
     def keras(self, ctx, name, inputs):
         import keras
 
-        height, width = pair(self.size)
+        height, width = self.target(inputs)
         return keras.layers.Resizing(height, width, interpolation=self.interpolation, name=name)
 
 

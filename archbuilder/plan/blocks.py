@@ -34,6 +34,8 @@ class _Blocks:
     network: frozenset[str] = frozenset()  # variables, multipliers, classes: names every expression has
     stem: tuple = ()  # the stem's and head's items, where block calls may stand too
     head: tuple = ()
+    sections: tuple = ()  # (name, items) of each section, in order
+    outputs: dict | None = None  # output name -> id
 
 
 # Names a block's expressions have besides its parameters and the network's.
@@ -49,7 +51,9 @@ def _network_names(variables, has_classes: bool) -> frozenset[str]:
 
 def check_blocks(spec: Spec, document: Document) -> list[Problem]:
     network = _network_names(spec.variables, spec.classes is not None)
-    return _check(_Blocks(spec.blocks, list(spec.stages), network, tuple(spec.stem), tuple(spec.head)), document)
+    sections = tuple((name, tuple(items)) for name, items in spec.sections.items())
+    return _check(_Blocks(spec.blocks, list(spec.stages), network, tuple(spec.stem), tuple(spec.head), sections,
+                          spec.outputs), document)
 
 
 def check_blocks_of_invalid(document: Document) -> list[Problem]:
@@ -73,8 +77,13 @@ def check_blocks_of_invalid(document: Document) -> list[Problem]:
     network = _network_names(variables, data.get("classes") is not None)
     parts = [tuple(_valid_or_none(item) for item in (data.get(part) if isinstance(data.get(part), list) else []))
              for part in ("stem", "head")]
-    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts), document,
-                      known=set(blocks))
+    raw_sections = data.get("sections") if isinstance(data.get("sections"), dict) else {}
+    sections = tuple((name, tuple(_valid_or_none(item) for item in items)) for name, items in raw_sections.items()
+                     if isinstance(name, str) and isinstance(items, list))
+    outputs = data.get("outputs") if isinstance(data.get("outputs"), dict) else None
+    outputs = {k: v for k, v in (outputs or {}).items() if isinstance(k, str) and isinstance(v, str)} or None
+    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts, sections,
+                              outputs), document, known=set(blocks))
     return problems
 
 
@@ -98,16 +107,16 @@ def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> 
     for index, stage in enumerate(spec.stages):
         if stage is not None and (known is None or stage.block in spec.blocks or stage.block not in known):
             _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
-    for part, items in (("stem", spec.stem), ("head", spec.head)):
+    for part, items in _bodies(spec):
         for index, item in enumerate(items):
             # `classes` unset is the spec's own problem (said once, at `units: classes`, or by the plan)
             allowed = spec.network | SHAPE_NAMES | {"classes"}
             if isinstance(item, BlockCall):
-                _check_call(spec, item.block, item.arguments, (part, index), problem, allowed=allowed)
+                _check_call(spec, item.block, item.arguments, (*part, index), problem, allowed=allowed)
             elif item is not None:  # a layer's expressions, with the other problems (not after them)
-                _check_layer_expressions(item, allowed, (part, index), problem)
+                _check_layer_expressions(item, allowed, (*part, index), problem)
             if item is not None and isinstance(item.when, str):
-                _check_expression(item.when, allowed, (part, index, "when"), problem)
+                _check_expression(item.when, allowed, (*part, index, "when"), problem)
     _check_network_ids(spec, problem)
     for name, block in spec.blocks.items():
         _check_body(spec, name, block, problem)
@@ -215,12 +224,20 @@ def _check_layer_expressions(layer, allowed: frozenset[str], path: tuple, proble
                 break
 
 
+def _bodies(spec: _Blocks) -> list[tuple[tuple, tuple]]:
+    """The bodies outside the stages by path, in network order: stem, each section, head."""
+    return [(("stem",), spec.stem), *((("sections", name), items) for name, items in spec.sections),
+            (("head",), spec.head)]
+
+
 def _check_network_ids(spec: _Blocks, problem) -> None:
-    """The ids of the stem's and head's items and of stages name one network-wide namespace: a
-    stem or head item may take (`from:`) any earlier one, across parts; `input` is the part's input."""
-    order: list[tuple[tuple, Any]] = [(("stem", i), item) for i, item in enumerate(spec.stem)]
+    """The ids of the stem's, sections' and head's items and of stages name one network-wide
+    namespace: a stem, section or head item may take (`from:`) any earlier one, across parts;
+    `input` is the part's input. Each of `outputs:` names one of them."""
+    bodies = _bodies(spec)
+    order: list[tuple[tuple, Any]] = [((*bodies[0][0], i), item) for i, item in enumerate(bodies[0][1])]
     order += [(("stages", i), stage) for i, stage in enumerate(spec.stages) if stage is not None]
-    order += [(("head", i), item) for i, item in enumerate(spec.head)]
+    order += [((*part, i), item) for part, items in bodies[1:] for i, item in enumerate(items)]
     known: dict[str, tuple] = {}
     for position, (path, item) in enumerate(order):
         refs = getattr(item, "from_", None)
@@ -238,6 +255,12 @@ def _check_network_ids(spec: _Blocks, problem) -> None:
                     f"already the id of {format_path(known[identifier])}; ids name one layer in the network"))
             else:
                 known[identifier] = path
+    for name, ref in (spec.outputs or {}).items():
+        if ref not in known:
+            close = difflib.get_close_matches(ref, list(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problem(("outputs", name), f"output '{name}' names '{ref}', which is not the id of a layer, block call, "
+                                       f"stage or section item; {hint}ids: {', '.join(known) or 'none'}")
 
 
 def _check_body(spec: _Blocks, name: str, block: BlockDef, problem) -> None:

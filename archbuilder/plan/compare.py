@@ -108,7 +108,7 @@ def _resolved(checked: CheckedSpec) -> dict:
     blocks = checked.spec.blocks
     for stage in data.get("stages", []):
         _fill_defaults(stage, blocks, skip=StageSpec.model_fields)
-    for items in [data.get("stem", []), data.get("head", []),
+    for items in [data.get("stem", []), data.get("head", []), *data.get("sections", {}).values(),
                   *(definition.get("layers", []) for definition in data.get("blocks", {}).values())]:
         for item in items:
             if "block" in item:

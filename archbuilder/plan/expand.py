@@ -79,7 +79,7 @@ class _Expander:
     def run(self, input_shape) -> Plan:
         spec, g = self.spec, self.g
         x = g.input(input_shape, spec.input.name)
-        x = self._linear_body("stem", spec.stem, x)
+        x = self._linear_body("stem", "stem", ("stem",), spec.stem, x)
         repeats = [self._repeats(i) for i in range(len(spec.stages))]
         num_blocks = sum(repeats)
         block_number = 0
@@ -107,20 +107,25 @@ class _Expander:
                 block_number += 1
             if stage.id is not None:
                 self.ids[stage.id] = x
-        self._linear_body("head", spec.head, x)
+        for name, items in spec.sections.items():
+            x = self._linear_body(name, "section", ("sections", name), items, x)
+        self._linear_body("head", "head", ("head",), spec.head, x)
+        if spec.outputs:
+            g.plan.outputs = {name: self.ids[ref] for name, ref in spec.outputs.items()}
         g.check_all_used()
         return g.plan
 
-    # -- stem and head: each layer is its own group, with the names of its own input -----------
+    # -- stem, sections and head: each layer is its own group, with the names of its own input ---
 
-    def _linear_body(self, part: str, layers: list, x: int) -> int:
+    def _linear_body(self, part: str, kind: str, prefix: tuple, layers: list, x: int) -> int:
         # `from:` may name any earlier id of the network; `input` is this part's input.
         ids: dict[str, int] = {**self.ids, "input": x}
         previous = x
+        where = part if kind != "section" else f"section {part}"
         for index, layer in enumerate(layers):
-            self.g.enter(part, part, (part, index), f"{part} layer {index}")
+            self.g.enter(part, kind, prefix + (index,), f"{where} layer {index}")
             namespace = {**self.network, **self._shape_names(previous)}
-            instance = Instance(namespace, namespace, (part,))
+            instance = Instance(namespace, namespace, prefix)
             previous = self._item(layer, index, instance, ids, previous)
         self.ids.update((key, node) for key, node in ids.items() if key != "input")
         return previous

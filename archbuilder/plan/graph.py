@@ -52,10 +52,17 @@ class Node:
 class Plan:
     name: str
     nodes: list[Node] = field(default_factory=list)
+    # The spec's named outputs (`outputs:`), name -> node index; empty: the last node is the output.
+    outputs: dict[str, int] = field(default_factory=dict)
 
     @property
     def output(self) -> Node:
+        """The network's one output (the last node); with named outputs, see `output_nodes`."""
         return self.nodes[-1]
+
+    def output_nodes(self) -> dict[str, Node] | None:
+        """The named outputs' nodes by name, or None for a network with one unnamed output."""
+        return {name: self.nodes[index] for name, index in self.outputs.items()} if self.outputs else None
 
     @property
     def trainable_params(self) -> int:
@@ -166,10 +173,12 @@ class PlanBuilder:
     def check_all_used(self) -> None:
         """Refuse a layer whose output reaches nothing: Keras would silently leave it out of the
         model, so the plan (and `info`) would describe layers the model does not have."""
-        used = {len(self.plan.nodes) - 1}
+        used = set(self.plan.outputs.values()) or {len(self.plan.nodes) - 1}
         for node in reversed(self.plan.nodes):
             if node.index in used:
-                used.update(node.inputs)
+                # an input read only for its shape (`resize` to another map's size) is not a use:
+                # Keras leaves out what feeds no output
+                used.update(node.layer.keras_inputs(list(node.inputs)) if node.layer else node.inputs)
         for node in self.plan.nodes:
             if node.index not in used:
                 where, path, error_path = self.origins[node.index]
@@ -178,4 +187,6 @@ class PlanBuilder:
                 if isinstance(node.layer.name, str) and node.name:
                     described = described.replace(f"'{node.layer.name}'", f"'{node.name}'")
                 raise self.error(f"the output of {described} is never used: "
-                                 "no later layer takes it (`from:`) and it is not the network's output", error_path)
+                                 "no later layer takes it (`from:`) and it is not " + (
+                                     "one of the network's `outputs:`" if self.plan.outputs else "the network's output"),
+                                 error_path)

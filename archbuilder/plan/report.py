@@ -47,7 +47,7 @@ def rows(plan: Plan, stage_labels: list[int], per_block: bool = False) -> list[R
         parts[-1][3].append(nodes)
     for _, name, kind, blocks in parts:
         nodes = [n for block in blocks for n in block]
-        result.append(Row(name, kind, len(blocks) if kind not in ("stem", "head") else 0,
+        result.append(Row(name, kind, len(blocks) if kind not in ("stem", "section", "head") else 0,
                           nodes[-1].out_shape, sum(n.params for n in nodes), sum(n.stats.macs for n in nodes)))
     return result
 
@@ -61,21 +61,36 @@ def shared_label_suffix(path, stage_labels: list[int]) -> str:
 
 
 def totals_json(plan: Plan) -> dict:
-    return {
+    """The totals; a network with named outputs gives each output's shape and layer (`outputs`)
+    in place of the one `output_shape`."""
+    totals = {
         "total_params": plan.total_params,
         "trainable_params": plan.trainable_params,
         "non_trainable_params": plan.non_trainable_params,
         "macs": plan.macs,
-        "output_shape": list(plan.output.out_shape),
     }
+    named = plan.output_nodes()
+    if named is None:
+        return {**totals, "output_shape": list(plan.output.out_shape)}
+    return {**totals, "outputs": {name: {"shape": list(node.out_shape), "part": _part_name(node)}
+                                  for name, node in named.items()}}
 
 
 def totals_lines(plan: Plan) -> list[str]:
+    named = plan.output_nodes()
+    outputs = [] if named is None else [f"Output {name}: {format_shape(node.out_shape)} ({_part_name(node)})"
+                                        for name, node in named.items()]
     return [
+        *outputs,
         f"Total params: {plan.total_params:,}",
         f"Trainable params: {plan.trainable_params:,}",
         f"Non-trainable params: {plan.non_trainable_params:,}",
     ]
+
+
+def _part_name(node: Node) -> str:
+    """Where a node is: its part ('head', a section's name) or, in a stage, its block ('res3d')."""
+    return node.group
 
 
 def table(table_rows: list[Row]) -> str:

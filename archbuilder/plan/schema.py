@@ -21,7 +21,7 @@ from archbuilder.spec.base import StrictModel
 from archbuilder.spec.blocks import (
     MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
 )
-from archbuilder.spec.fields import LayerName, PositiveInt, block_parameters
+from archbuilder.spec.fields import LayerName, LocalId, PositiveInt, block_parameters
 from archbuilder.spec.initializer import InitializerSpec
 from archbuilder.spec.reference import References
 from archbuilder.spec.training import TrainingSpec
@@ -107,6 +107,10 @@ class Multipliers(StrictModel):
     depth: Annotated[float, Field(gt=0, le=64)] = 1.0
 
 
+SectionName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+# What a section may not be called: the other parts' names, which `info` rows and `plot` boxes show.
+RESERVED_SECTIONS = frozenset({"input", "stem", "stages", "head", "outputs"})
+
 Number = Union[Annotated[int, Field(ge=-(2**53), le=2**53)], Annotated[float, Field(ge=-1e15, le=1e15)]]
 
 
@@ -132,7 +136,19 @@ class Spec(StrictModel):
     # Stem and head are bodies too: primitive layers and block calls (`{block: NAME, ...}`).
     stem: list[BodyItem] = []
     stages: list[StageSpec] = []
+    # Further bodies after the stages, expanded in the order written, each taking the part before
+    # it as its `input` and `from:` any earlier id: an ASPP, a decoder, a feature pyramid. One
+    # mapping rather than fixed keys (`neck:`, `decoder:`), since networks name and count their
+    # parts differently; the names show in `info` and `plot`.
+    sections: Annotated[dict[SectionName, list[BodyItem]], Field(
+        max_length=64, description="Further bodies after the stages, by name, in order (e.g. aspp, decoder); "
+                                   "each takes the part before it as `input` and `from:` any earlier id.")] = {}
     head: list[BodyItem] = []
+    # The network's outputs by name, each the id of a layer, block call, stage or section item; the
+    # Keras model then returns a dict. Without it the network's one output is its last layer.
+    outputs: Optional[Annotated[dict[Identifier, LocalId], Field(min_length=1, max_length=64)]] = Field(
+        None, description="The network's outputs by name, each the id of a layer, block call, stage or section "
+                          "item; the Keras model returns a dict of them.")
     training: TrainingSpec | None = None
     # The published network this file reproduces and its counts (spec/reference.py); not built.
     reference: Optional[References] = None
@@ -143,16 +159,31 @@ class Spec(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _sections_named_freely(self) -> "Spec":
+        for name in self.sections:
+            if name in RESERVED_SECTIONS:
+                raise PydanticCustomError(
+                    "spec", "section name '{name}' is reserved (it names another part of the network); "
+                    "call it something else, e.g. 'decoder'", {"name": name, "field": "sections"})
+        return self
+
+    @model_validator(mode="after")
     def _classes_given_when_used(self) -> "Spec":
         if self.classes is None:
-            for index, layer in enumerate(self.head):
-                if isinstance(layer, DenseLayer) and layer.units == "classes":
-                    raise PydanticCustomError(
-                        "spec",
-                        "head.{index} uses units: classes, but the spec sets no top-level 'classes'",
-                        {"index": index, "field": "classes"},
-                    )
+            for part, items in self.bodies():
+                for index, layer in enumerate(items):
+                    if isinstance(layer, DenseLayer) and layer.units == "classes":
+                        raise PydanticCustomError(
+                            "spec",
+                            "{part}.{index} uses units: classes, but the spec sets no top-level 'classes'",
+                            {"part": ".".join(part), "index": index, "field": "classes"},
+                        )
         return self
+
+    def bodies(self) -> list[tuple[tuple[str, ...], list]]:
+        """The network's bodies outside the stages, in order, by path: stem, each section, head."""
+        return [(("stem",), self.stem), *((("sections", name), items) for name, items in self.sections.items()),
+                (("head",), self.head)]
 
     def stage_label(self, index: int) -> int:
         label = self.stages[index].label

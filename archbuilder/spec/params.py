@@ -56,7 +56,10 @@ def _scalar(param, kind: str, value: Any) -> Any:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    # an int stays one: `min: 10**400` has no float, and would overflow float()
+    if isinstance(value, int):
+        return _show(value)
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _show(value: Any) -> str:

@@ -49,18 +49,32 @@ def classification_loss(model, label_smoothing: float = 0.0, where: str = ""):
 
 def check_one_vector_per_image(shape, where: str) -> None:
     """`train` and `evaluate` know classifiers only: per image, one vector of class scores. A map
-    (a U-Net's HxWxC) or several outputs are refused in one line, before any data is read."""
-    if isinstance(shape, list) or len(shape) != 1:
-        shown = "several outputs" if isinstance(shape, list) else "x".join(str(d) for d in shape) + " per image"
+    (a U-Net's HxWxC) or several outputs (a dict of named ones, or a list) are refused in one line,
+    before any data is read."""
+    if isinstance(shape, dict) or isinstance(shape, list) or len(shape) != 1:
+        if isinstance(shape, dict):
+            shown = f"{len(shape)} named outputs (" + ", ".join(
+                f"{name}: {'x'.join(str(d) for d in dims)}" for name, dims in shape.items()) + ")"
+        else:
+            shown = "several outputs" if isinstance(shape, list) else "x".join(str(d) for d in shape) + " per image"
         raise UserError(
             f"{where}: the model outputs {shown}, not one value per class; `train` and `evaluate` handle "
-            "classifiers only (segmentation maps are not trained here yet); a classifier's head ends in "
-            "a dense layer of `units: classes` (e.g. global_average_pool, then dense)"
+            "classifiers only (segmentation maps and several outputs are not trained here yet); a classifier's "
+            "head ends in a dense layer of `units: classes` (e.g. global_average_pool, then dense)"
         )
 
 
+def plan_output(plan):
+    """What a plan outputs per image: one shape, or each named output's shape by name."""
+    named = plan.output_nodes()
+    return plan.output.out_shape if named is None else {name: node.out_shape for name, node in named.items()}
+
+
 def per_image_output(model):
-    """The shape of what the model outputs for one image; a list of batch shapes for several outputs."""
+    """The shape of what the model outputs for one image; for named outputs a dict of them, for
+    several unnamed ones a list of batch shapes."""
+    if isinstance(model.output, dict):
+        return {name: tuple(tensor.shape[1:]) for name, tensor in model.output.items()}
     output = model.output_shape
     if isinstance(output, dict):
         return list(output.values())

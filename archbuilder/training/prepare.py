@@ -19,7 +19,7 @@ from archbuilder.data.split import stratified_split
 from archbuilder.errors import Remedy, UserError
 from archbuilder.keras.model_files import PREPROCESSING
 from archbuilder.spec.training import TrainingSpec
-from archbuilder.training.head_output import check_one_vector_per_image
+from archbuilder.training.head_output import check_one_vector_per_image, plan_output
 from archbuilder.training.optimizers import compile_model
 from archbuilder.training.run_dir import RunDir
 from archbuilder.training.run_state import PreparedRun, RunState
@@ -121,7 +121,7 @@ def _load_spec(spec_path: str, overrides: tuple[str, ...], max_memory: int | Non
 
     checked = load_checked_spec(spec_path, overrides=list(overrides), max_memory=max_memory)
     # A network that is no classifier (a U-Net's map) is refused first, before its training memory.
-    check_one_vector_per_image(checked.plan.output.out_shape, spec_path)
+    check_one_vector_per_image(plan_output(checked.plan), spec_path)
     training = checked.spec.training or TrainingSpec()
     check_memory(checked.plan, checked.document, memory_limit() if max_memory is None else max_memory,
                  batch_size=training.batch_size, training=True,
