@@ -18,14 +18,15 @@
 #   .../accuracy-*.json (not with --quick)      item 3's bf16 decision and item 5: the shipped recipe on
 #                                               the held-out photographers, float32 and mixed_bfloat16
 #
-# <kind> is avx512bf16 where /proc/cpuinfo lists avx512_bf16 (Zen 4), avx512 for other AVX-512
-# CPUs, else avx2 (Zen 3). Copy the figures into bench/RESULTS.md with the commands below.
+# <kind> is amx where /proc/cpuinfo lists amx_bf16 (an Intel Xeon with AMX), avx512bf16 where it
+# lists avx512_bf16 (Zen 4, Zen 5), avx512 for other AVX-512 CPUs, else avx2 (Zen 3). Copy the figures into bench/RESULTS.md with the commands below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 quick=${1:-}
 
-if grep -qw avx512_bf16 /proc/cpuinfo; then kind=avx512bf16
+if grep -qw amx_bf16 /proc/cpuinfo; then kind=amx  # Intel Xeon with AMX tiles (oneDNN's bf16 and int8 matmuls)
+elif grep -qw avx512_bf16 /proc/cpuinfo; then kind=avx512bf16
 elif grep -qw avx512f /proc/cpuinfo; then kind=avx512
 else kind=avx2; fi
 out=bench/cpu-$kind-$(date -u +%F)
