@@ -12,13 +12,20 @@ round (each round starts with the other one), on the same real photos (the sign-
          (+ `--set input.shape=[S, S, 3]` with --size): images/s is the run's own figure
          (state.json: batch / median step time over every step but the first, which traces);
          `first_step_s`: process start to the end of the first step (train's "graph ready" line,
-         time-stamped as it arrives); `end_s`: end of the last step (fit start + the epoch's
-         seconds) to process exit; `after_training`: train's own "after training" line
+         time-stamped as it arrives); `first_step_extra_s`: the first step's duration less the
+         median step, where the first step starts at train's "training X on N images" line (the
+         model is built and the data read; what follows is the kernel choice, building the
+         optimizer's variables, tracing and the first call); `end_s`: end of the last step (fit
+         start + the epoch's seconds) to process exit; `after_training`: train's own line
+         Each run gets a new, empty ARCHBUILDER_CACHE_DIR (the kernel timings of kernel_choice.py
+         and grouped_choice.py live there): every run is a machine's first, unless --warm-cache
+         (the user's cache folder, as later runs on a machine see it)
   timm   `timm.create_model(name, num_classes=10)`, channels_last, float32, Adam 1e-3,
          cross-entropy, one training step per batch of the same photos (Pillow bilinear resize,
          x/255): batch / median step time over the steps after --warmup; `first_step_s`: process
-         start to the end of its first step (imports and model creation included); `end_s`: end
-         of its last step to process exit
+         start to the end of its first step (imports and model creation included);
+         `first_step_extra_s`: its first step less its median step; `end_s`: end of its last step
+         to process exit
 
 `ratio` is ours / timm's images/s, the median of each round's own ratio. The first line holds the
 CPU model, its flags of interest and `uptime`'s load: figures measured while other programs run
@@ -90,6 +97,8 @@ def ours(network: str, folder: Path, work: Path, args) -> dict:
     if args.size:
         command += ["--set", f"input.shape=[{args.size}, {args.size}, 3]"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if not args.warm_cache:  # a machine's first run: every kernel choice is timed in this run
+        env["ARCHBUILDER_CACHE_DIR"] = str(run.with_name(run.name + "-cache"))
     start, lines, ended, peak, code = run_timed(command, env)
     if code != 0:
         raise _failed(command, code, lines)
@@ -100,9 +109,14 @@ def ours(network: str, folder: Path, work: Path, args) -> dict:
 
     last_step = when("preparing the graph") + row["seconds"]
     after = next((text for _, text in lines if text.startswith("after training: ")), None)
+    # train's "training <spec name> on N images, ..." line: the model is built, the data read
+    started = next(t for t, text in lines if text.startswith("training ") and " images" in text.split(";")[0])
+    first_step = when("graph ready") - started
     return {"images_per_second": row["images_per_second"], "first_step_s": round(when("graph ready") - start, 1),
+            "first_step_extra_s": round(first_step - args.batch / row["images_per_second"], 1),
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
-            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text]}
+            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text],
+            "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
 
 
 def theirs(network: str, folder: Path, args) -> dict:
@@ -113,6 +127,7 @@ def theirs(network: str, folder: Path, args) -> dict:
         raise _failed(command, code, lines)
     result = json.loads(lines[-1][1])
     return {"images_per_second": result["images_per_second"], "first_step_s": round(result["first_step_end"] - start, 1),
+            "first_step_extra_s": result["first_step_extra_s"],
             "end_s": round(ended - result["last_step_end"], 1), "peak_rss_mib": round(peak),
             "timm": result["timm"], "torch": result["torch"], "threads": result["threads"]}
 
@@ -154,7 +169,8 @@ def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> 
         float(loss)
         times.append(time.perf_counter() - start)
         ends.append(time.time())
-    print(json.dumps({"images_per_second": round(batch / statistics.median(times[warmup:] or times), 2),
+    median = statistics.median(times[warmup:] or times)
+    print(json.dumps({"images_per_second": round(batch / median, 2), "first_step_extra_s": round(times[0] - median, 1),
                       "first_step_end": ends[0], "last_step_end": ends[-1], "steps": len(times),
                       "timm": timm_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}),
           flush=True)
@@ -177,6 +193,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=0, help="input height and width (default: each file's own)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (ours, timm) per network, alternating")
     parser.add_argument("--warmup", type=int, default=2, help="timm steps left out of its median")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="ours: use the user's kernel-choice cache (default: a new empty one per run)")
     parser.add_argument("--timm-worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,8 +207,8 @@ def main() -> None:
         parser.error(f"--networks: no zoo file or timm name for {', '.join(unknown)} (bench/peers/timm_zoo.py)")
     if args.steps <= max(1, args.warmup):
         parser.error(f"--steps must exceed --warmup ({args.warmup}) and 1")
-    print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own"}),
-          flush=True)
+    print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own",
+                      "kernel_cache": "the user's" if args.warm_cache else "new and empty per run"}), flush=True)
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "images", args.batch * args.steps)
@@ -209,15 +227,18 @@ def main() -> None:
                 **{f"{who}_images_per_second": statistics.median(r["images_per_second"] for r in rs) for who, rs in runs.items()},
                 "ratio": round(statistics.median(ratios), 3),
                 **{f"{who}_first_step_s": statistics.median(r["first_step_s"] for r in rs) for who, rs in runs.items()},
+                **{f"{who}_first_step_extra_s": statistics.median(r["first_step_extra_s"] for r in rs)
+                   for who, rs in runs.items()},
                 **{f"{who}_end_s": statistics.median(r["end_s"] for r in rs) for who, rs in runs.items()},
             }
     print(json.dumps({"summary": summary, "load": os.getloadavg()}, indent=1), flush=True)
-    print("\n| network | timm model | ours, images/s | timm, images/s | ratio | ours: first step | timm: first step "
-          "| ours: last step to exit | timm: last step to exit |\n|---|---|---|---|---|---|---|---|---|")
+    print("\n| network | timm model | ours, images/s | timm, images/s | ratio | ours: first step extra | timm: first step "
+          "extra | ours: start to first step end | timm: start to first step end | ours: last step to exit "
+          "| timm: last step to exit |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for network, s in summary.items():
         print(f"| {network} | {s['timm_name']} | {s['ours_images_per_second']:g} | {s['timm_images_per_second']:g} | "
-              f"{s['ratio']:.2f}× | {s['ours_first_step_s']:g} s | {s['timm_first_step_s']:g} s | {s['ours_end_s']:g} s | "
-              f"{s['timm_end_s']:g} s |")
+              f"{s['ratio']:.2f}× | {s['ours_first_step_extra_s']:g} s | {s['timm_first_step_extra_s']:g} s | "
+              f"{s['ours_first_step_s']:g} s | {s['timm_first_step_s']:g} s | {s['ours_end_s']:g} s | {s['timm_end_s']:g} s |")
 
 
 if __name__ == "__main__":
