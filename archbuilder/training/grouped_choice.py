@@ -19,8 +19,9 @@ can cost speed, never correctness:
   order from 8 to 32 images; `split` (32 convolutions in place of one) measured relatively
   *worse* at 4 and 8 images than at 32, never better (ResNeXt-50 at 224, bench/RESULTS.md);
 - `depthwise_sum` is timed only where `native` fails: where `native` runs it lost every shape
-  measured by 4-20x (Zen 3, Zen 5, Sapphire Rapids; it writes an extra tensor channels-per-group
-  times the output's size), so timing it costs seconds for a candidate that does not win;
+  measured by 4-20x (ResNeXt-50's 7 shapes on an AVX-512 AMD EPYC at 112x112, batch 8, and on a
+  Sapphire Rapids at 224x224, batch 32; it writes an extra tensor channels-per-group times the
+  output's size), so timing it cost seconds for a candidate that does not win;
 - one copy of the layer, all candidates on the same input, REPEATS calls each (a candidate more
   than DROP_ABOVE times the fastest after two rounds is not called again), and the fastest call
   of each compared: other programs only ever add time to a call, and on a busy machine they add
