@@ -78,7 +78,8 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def run_timed(command: list[str], env: dict, cpu: list | None = None) -> tuple[float, list[tuple[float, str]], float, float, int]:
+def run_timed(command: list[str], env: dict,
+              cpu: list | None = None) -> tuple[float, list[tuple[float, str]], float, float, int]:
     """Run `command`; (start, [(time, line)] of stdout+stderr as the lines arrive, exit time,
     peak RSS in MiB, exit code). Times are time.time() (the same clock as the children's). With
     `cpu`, the process's CPU seconds as each line arrives are appended to it (on a loaded machine
@@ -128,7 +129,8 @@ def ours(network: str, folder: Path, work: Path, args) -> dict:
     last_step = when("preparing the graph") + row["seconds"]
     after = next((text for _, text in lines if text.startswith("after training: ")), None)
     # train's "training <spec name> on N images, ..." line: the model is built, the data read
-    begin = next(i for i, (_, text) in enumerate(lines) if text.startswith("training ") and " images" in text.split(";")[0])
+    begin = next(i for i, (_, text) in enumerate(lines)
+                 if text.startswith("training ") and " images" in text.split(";")[0])
     ready = next(i for i, (_, text) in enumerate(lines) if text.startswith("graph ready"))
     first_step = lines[ready][0] - lines[begin][0]
     # CPU seconds: of the first step (from `begin`), and per later step (graph ready to the first
@@ -265,11 +267,13 @@ def main() -> None:
                "timm: first step extra, s": "timm_first_step_extra_s",
                "ours: first step / later step, CPU s": ("ours_first_step_cpu_s", "ours_later_step_cpu_s"),
                "timm: first step / later step, CPU s": ("timm_first_step_cpu_s", "timm_later_step_cpu_s"),
-               "ours: start to first step end, s": "ours_first_step_s", "timm: start to first step end, s": "timm_first_step_s",
+               "ours: start to first step end, s": "ours_first_step_s",
+               "timm: start to first step end, s": "timm_first_step_s",
                "ours: last step to exit, s": "ours_end_s", "timm: last step to exit, s": "timm_end_s"}
 
     def cell(keys, row) -> str:
-        return " / ".join("—" if row[k] is None else f"{row[k]:g}" for k in ((keys,) if isinstance(keys, str) else keys))
+        keys = (keys,) if isinstance(keys, str) else keys
+        return " / ".join("—" if row[k] is None else f"{row[k]:g}" for k in keys)
 
     print("\n| network | timm model | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 2))
     for network, row in summary.items():

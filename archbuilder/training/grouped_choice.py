@@ -15,17 +15,19 @@ The timing is paid before a machine's first step (issue 21 wants that step withi
 one), so it is kept small; every candidate computes the same numbers, so a choice made cheaply
 can cost speed, never correctness:
 - at most TIMING_BATCH images per call, whatever the run's batch (the entry's key says the batch
-  timed, so runs with batches of 8 and more share it). Per image the kernels' costs keep their
-  order from 8 to 32 images; `split` (32 convolutions in place of one) measured relatively
-  *worse* at 4 and 8 images than at 32, never better (ResNeXt-50 at 224, bench/RESULTS.md);
+  timed, so runs with batches of 8 and more share it). Per image the kernels' costs kept their
+  order from 4 to 32 images: on ResNeXt-50's 7 shapes at 224x224 (a busy Sapphire Rapids,
+  2026-12-02) `split` (32 convolutions in place of one) took 1.5-2.2x `native`'s time at 8
+  images and 1.1-1.7x at 32: relatively worse at 8, never better;
 - `depthwise_sum` is timed only where `native` fails: where `native` runs it lost every shape
   measured by 4-20x (ResNeXt-50's 7 shapes on an AVX-512 AMD EPYC at 112x112, batch 8, and on a
   Sapphire Rapids at 224x224, batch 32; it writes an extra tensor channels-per-group times the
   output's size), so timing it cost seconds for a candidate that does not win;
 - one copy of the layer, all candidates on the same input, REPEATS calls each (a candidate more
   than DROP_ABOVE times the fastest after two rounds is not called again), and the fastest call
-  of each compared: other programs only ever add time to a call, and on a busy machine they add
-  2-5x to single calls (bench/RESULTS.md), which would swamp a median of three.
+  of each compared: other programs only ever add time to a call, and on a busy machine they
+  added 2-5x to single calls (the same call took 40 ms, then 202 ms), which swamps a median of
+  three.
 
 Cache file, one per machine key (`grouped-convolutions-<hash>.json`, beside kernel_choice.py's):
 
@@ -146,8 +148,8 @@ def interleaved_timings(steps: dict, repeats: int, drop_above: float | None = No
 
 def time_kernels(layer, batch_size: int, kernels=TIMED, repeats: int = REPEATS) -> dict[str, float | None]:
     """Milliseconds of the fastest call of forward + input and kernel gradients of `layer`'s shape
-    with each of `kernels`, interleaved; None for a kernel that fails here. FALLBACK, if among `kernels`, is
-    timed only where `native` is not among them or fails (not timed: left out of the answer)."""
+    with each of `kernels`, interleaved; None for a kernel that fails here. FALLBACK, if among
+    `kernels`, is timed only where `native` is not among them or fails (else left out)."""
     copy = single_convolution(layer, batch_size)
     first = [kernel for kernel in kernels if kernel != FALLBACK or "native" not in kernels]
     steps = kernel_steps(layer, batch_size, first, copy)
