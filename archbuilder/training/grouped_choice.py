@@ -16,12 +16,12 @@ one), so it is kept small; every candidate computes the same numbers, so a choic
 can cost speed, never correctness:
 - at most TIMING_BATCH images per call, whatever the run's batch (the entry's key says the batch
   timed, so runs with batches of 8 and more share it). Per image the kernels' costs kept their
-  order from 4 to 32 images: on ResNeXt-50's 7 shapes at 224x224 (a busy Sapphire Rapids,
-  2026-12-02) `split` (32 convolutions in place of one) took 1.5-2.2x `native`'s time at 8
-  images and 1.1-1.7x at 32: relatively worse at 8, never better;
+  order from 4 to 32 images: on ResNeXt-50's 7 shapes at 224x224 (a busy 2-core Intel Xeon
+  with AMX, 2026-12-02) `split` (32 convolutions in place of one) took 1.5-2.2x `native`'s time
+  at 8 images and 1.1-1.7x at 32: relatively worse at 8, never better;
 - `depthwise_sum` is timed only where `native` fails: where `native` runs it lost every shape
-  measured by 4-20x (ResNeXt-50's 7 shapes on an AVX-512 AMD EPYC at 112x112, batch 8, and on a
-  Sapphire Rapids at 224x224, batch 32; it writes an extra tensor channels-per-group times the
+  measured by 4-20x (ResNeXt-50's 7 shapes on an AVX-512 AMD EPYC at 112x112, batch 8, and on
+  that Xeon at 224x224, batch 32; it writes an extra tensor channels-per-group times the
   output's size), so timing it cost seconds for a candidate that does not win;
 - one copy of the layer, all candidates on the same input, REPEATS calls each (a candidate more
   than DROP_ABOVE times the fastest after two rounds is not called again), and the fastest call
