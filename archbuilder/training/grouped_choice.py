@@ -17,7 +17,7 @@ can cost speed, never correctness:
 - at most TIMING_BATCH images per call, whatever the run's batch (the entry's key says the batch
   timed, so runs with batches of 8 and more share it). Per image the kernels' costs kept their
   order from 4 to 32 images: on ResNeXt-50's 7 shapes at 224x224 (a busy 2-core Intel Xeon
-  with AMX, 2026-12-02) `split` (32 convolutions in place of one) took 1.5-2.2x `native`'s time
+  with AMX, 2026-12-02) `split` (32 convolutions in place of one) took 1.5-2.1x `native`'s time
   at 8 images and 1.1-1.7x at 32: relatively worse at 8, never better;
 - `depthwise_sum` is timed only where `native` fails: where `native` runs it lost every shape
   measured by 4-20x (ResNeXt-50's 7 shapes on an AVX-512 AMD EPYC at 112x112, batch 8, and on
