@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from archbuilder.keras.graph import build_model  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec  # noqa: E402
-from archbuilder.training.grouped_choice import interleaved_medians, kernel_steps, shape_key  # noqa: E402
+from archbuilder.training.grouped_choice import interleaved_timings, kernel_steps, shape_key  # noqa: E402
 from archbuilder.training.grouped_conv import is_depthwise, switchable  # noqa: E402
 from archbuilder.training.kernel_choice import machine_key  # noqa: E402
 
@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 def measure(layer, batch: int, kernels: list[str], repeats: int) -> dict:
     kernels = [k for k in kernels if k != "depthwise" or is_depthwise(layer)]
     steps = kernel_steps(layer, batch, kernels)
-    row = {"ms": interleaved_medians(steps, repeats),
+    row = {"ms": interleaved_timings(steps, repeats),
            "first_call_s": {k: round(steps[k][2], 2) if k in steps else "failed" for k in kernels}}
     if "keras" in steps:
         reference = steps["keras"][1]

@@ -12,13 +12,24 @@ round (each round starts with the other one), on the same real photos (the sign-
          (+ `--set input.shape=[S, S, 3]` with --size): images/s is the run's own figure
          (state.json: batch / median step time over every step but the first, which traces);
          `first_step_s`: process start to the end of the first step (train's "graph ready" line,
-         time-stamped as it arrives); `end_s`: end of the last step (fit start + the epoch's
-         seconds) to process exit; `after_training`: train's own "after training" line
+         time-stamped as it arrives); `first_step_extra_s`: the first step's duration less the
+         median step, where the first step starts at train's "training X on N images" line (the
+         model is built and the data read; what follows is the kernel choice, building the
+         optimizer's variables, tracing and the first call); `first_step_cpu_s`: the process's
+         CPU seconds (all threads) over that first step; `later_step_cpu_s`: CPU seconds per later
+         step (an estimate: graph ready to the first line after the last step, the epoch's end
+         included, over the steps between); `end_s`: end of the last step (fit start + the
+         epoch's seconds) to process exit; `after_training`: train's own line
+         Each run gets a new, empty ARCHBUILDER_CACHE_DIR (the kernel timings of kernel_choice.py
+         and grouped_choice.py live there): every run is a machine's first, unless --warm-cache
+         (the user's cache folder, as later runs on a machine see it)
   timm   `timm.create_model(name, num_classes=10)`, channels_last, float32, Adam 1e-3,
          cross-entropy, one training step per batch of the same photos (Pillow bilinear resize,
          x/255): batch / median step time over the steps after --warmup; `first_step_s`: process
-         start to the end of its first step (imports and model creation included); `end_s`: end
-         of its last step to process exit
+         start to the end of its first step (imports and model creation included);
+         `first_step_extra_s`: its first step less its median step; `first_step_cpu_s`,
+         `later_step_cpu_s`: CPU seconds of its first step and its median step; `end_s`: end of
+         its last step to process exit
 
 `ratio` is ours / timm's images/s, the median of each round's own ratio. The first line holds the
 CPU model, its flags of interest and `uptime`'s load: figures measured while other programs run
@@ -58,9 +69,21 @@ def make_folder(root: Path, count: int) -> Path:
     return root
 
 
-def run_timed(command: list[str], env: dict) -> tuple[float, list[tuple[float, str]], float, float, int]:
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) process `pid` has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def run_timed(command: list[str], env: dict,
+              cpu: list | None = None) -> tuple[float, list[tuple[float, str]], float, float, int]:
     """Run `command`; (start, [(time, line)] of stdout+stderr as the lines arrive, exit time,
-    peak RSS in MiB, exit code). Times are time.time() (the same clock as the children's)."""
+    peak RSS in MiB, exit code). Times are time.time() (the same clock as the children's). With
+    `cpu`, the process's CPU seconds as each line arrives are appended to it (on a loaded machine
+    wall seconds follow the load, CPU seconds far less)."""
     lines: list[tuple[float, str]] = []
     start = time.time()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -69,6 +92,8 @@ def run_timed(command: list[str], env: dict) -> tuple[float, list[tuple[float, s
     def read():
         for line in process.stdout:
             lines.append((time.time(), line.rstrip("\n")))
+            if cpu is not None:
+                cpu.append(_cpu_seconds(process.pid))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -90,7 +115,10 @@ def ours(network: str, folder: Path, work: Path, args) -> dict:
     if args.size:
         command += ["--set", f"input.shape=[{args.size}, {args.size}, 3]"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    start, lines, ended, peak, code = run_timed(command, env)
+    if not args.warm_cache:  # a machine's first run: every kernel choice is timed in this run
+        env["ARCHBUILDER_CACHE_DIR"] = str(run.with_name(run.name + "-cache"))
+    cpu: list = []
+    start, lines, ended, peak, code = run_timed(command, env, cpu)
     if code != 0:
         raise _failed(command, code, lines)
     row = json.loads((run / "state.json").read_text())["history"][0]
@@ -100,9 +128,22 @@ def ours(network: str, folder: Path, work: Path, args) -> dict:
 
     last_step = when("preparing the graph") + row["seconds"]
     after = next((text for _, text in lines if text.startswith("after training: ")), None)
+    # train's "training <spec name> on N images, ..." line: the model is built, the data read
+    begin = next(i for i, (_, text) in enumerate(lines)
+                 if text.startswith("training ") and " images" in text.split(";")[0])
+    ready = next(i for i, (_, text) in enumerate(lines) if text.startswith("graph ready"))
+    first_step = lines[ready][0] - lines[begin][0]
+    # CPU seconds: of the first step (from `begin`), and per later step (graph ready to the first
+    # line after the last step, over the steps between: an estimate, the epoch's end included)
+    following = next((i for i, (t, _) in enumerate(lines) if t >= last_step and i > ready), None)
+    cpu_step = (cpu[following] - cpu[ready]) / (args.steps - 1) if following is not None and None not in cpu else None
     return {"images_per_second": row["images_per_second"], "first_step_s": round(when("graph ready") - start, 1),
+            "first_step_extra_s": round(first_step - args.batch / row["images_per_second"], 1),
+            "first_step_cpu_s": None if None in cpu else round(cpu[ready] - cpu[begin], 1),
+            "later_step_cpu_s": None if cpu_step is None else round(cpu_step, 2),
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
-            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text]}
+            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text],
+            "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
 
 
 def theirs(network: str, folder: Path, args) -> dict:
@@ -113,6 +154,8 @@ def theirs(network: str, folder: Path, args) -> dict:
         raise _failed(command, code, lines)
     result = json.loads(lines[-1][1])
     return {"images_per_second": result["images_per_second"], "first_step_s": round(result["first_step_end"] - start, 1),
+            "first_step_extra_s": result["first_step_extra_s"], "first_step_cpu_s": result["first_step_cpu_s"],
+            "later_step_cpu_s": result["later_step_cpu_s"],
             "end_s": round(ended - result["last_step_end"], 1), "peak_rss_mib": round(peak),
             "timm": result["timm"], "torch": result["torch"], "threads": result["threads"]}
 
@@ -143,18 +186,22 @@ def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_function = torch.nn.CrossEntropyLoss()
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    times, ends = [], []
+    times, cpu_times, ends = [], [], []
     for first in range(0, len(y) - batch + 1, batch):  # full batches only
         index = order[first:first + batch]
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         loss = loss_function(model(x[index]), y[index])
         loss.backward()
         optimizer.step()
         float(loss)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - start_cpu)
         ends.append(time.time())
-    print(json.dumps({"images_per_second": round(batch / statistics.median(times[warmup:] or times), 2),
+    median = statistics.median(times[warmup:] or times)
+    median_cpu = statistics.median(cpu_times[warmup:] or cpu_times)
+    print(json.dumps({"images_per_second": round(batch / median, 2), "first_step_extra_s": round(times[0] - median, 1),
+                      "first_step_cpu_s": round(cpu_times[0], 1), "later_step_cpu_s": round(median_cpu, 2),
                       "first_step_end": ends[0], "last_step_end": ends[-1], "steps": len(times),
                       "timm": timm_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}),
           flush=True)
@@ -177,6 +224,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=0, help="input height and width (default: each file's own)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (ours, timm) per network, alternating")
     parser.add_argument("--warmup", type=int, default=2, help="timm steps left out of its median")
+    parser.add_argument("--who", default="ours,timm", help="ours, timm or both (comma-separated)")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="ours: use the user's kernel-choice cache (default: a new empty one per run)")
     parser.add_argument("--timm-worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,8 +239,8 @@ def main() -> None:
         parser.error(f"--networks: no zoo file or timm name for {', '.join(unknown)} (bench/peers/timm_zoo.py)")
     if args.steps <= max(1, args.warmup):
         parser.error(f"--steps must exceed --warmup ({args.warmup}) and 1")
-    print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own"}),
-          flush=True)
+    print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own",
+                      "kernel_cache": "the user's" if args.warm_cache else "new and empty per run"}), flush=True)
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "images", args.batch * args.steps)
@@ -198,27 +248,36 @@ def main() -> None:
             runs = {"ours": [], "timm": []}
             for round_ in range(args.rounds):
                 order = ("ours", "timm") if round_ % 2 == 0 else ("timm", "ours")
-                for who in order:
+                for who in (w for w in order if w in args.who.split(",")):
                     result = ours(network, folder, Path(tmp), args) if who == "ours" else theirs(network, folder, args)
                     runs[who].append(result)
                     print(json.dumps({"network": network, "who": who, "round": round_ + 1, **result,
                                       "load": os.getloadavg()}), flush=True)
             ratios = [a["images_per_second"] / b["images_per_second"] for a, b in zip(runs["ours"], runs["timm"])]
-            summary[network] = {
-                "timm_name": TIMM_NAMES[network][0],
-                **{f"{who}_images_per_second": statistics.median(r["images_per_second"] for r in rs) for who, rs in runs.items()},
-                "ratio": round(statistics.median(ratios), 3),
-                **{f"{who}_first_step_s": statistics.median(r["first_step_s"] for r in rs) for who, rs in runs.items()},
-                **{f"{who}_end_s": statistics.median(r["end_s"] for r in rs) for who, rs in runs.items()},
-            }
+            summary[network] = {"timm_name": TIMM_NAMES[network][0],
+                                "ratio": round(statistics.median(ratios), 3) if ratios else None}
+            for key in ("images_per_second", "first_step_extra_s", "first_step_cpu_s", "later_step_cpu_s",
+                        "first_step_s", "end_s"):
+                for who, rs in runs.items():
+                    values = [r[key] for r in rs if r.get(key) is not None]
+                    summary[network][f"{who}_{key}"] = statistics.median(values) if values else None
     print(json.dumps({"summary": summary, "load": os.getloadavg()}, indent=1), flush=True)
-    print("\n| network | timm model | ours, images/s | timm, images/s | ratio | ours: first step | timm: first step "
-          "| ours: last step to exit | timm: last step to exit |\n|---|---|---|---|---|---|---|---|---|")
-    for network, s in summary.items():
-        print(f"| {network} | {s['timm_name']} | {s['ours_images_per_second']:g} | {s['timm_images_per_second']:g} | "
-              f"{s['ratio']:.2f}× | {s['ours_first_step_s']:g} s | {s['timm_first_step_s']:g} s | {s['ours_end_s']:g} s | "
-              f"{s['timm_end_s']:g} s |")
+    columns = {"ours, images/s": "ours_images_per_second", "timm, images/s": "timm_images_per_second",
+               "ratio": "ratio", "ours: first step extra, s": "ours_first_step_extra_s",
+               "timm: first step extra, s": "timm_first_step_extra_s",
+               "ours: first step / later step, CPU s": ("ours_first_step_cpu_s", "ours_later_step_cpu_s"),
+               "timm: first step / later step, CPU s": ("timm_first_step_cpu_s", "timm_later_step_cpu_s"),
+               "ours: start to first step end, s": "ours_first_step_s",
+               "timm: start to first step end, s": "timm_first_step_s",
+               "ours: last step to exit, s": "ours_end_s", "timm: last step to exit, s": "timm_end_s"}
 
+    def cell(keys, row) -> str:
+        keys = (keys,) if isinstance(keys, str) else keys
+        return " / ".join("—" if row[k] is None else f"{row[k]:g}" for k in keys)
+
+    print("\n| network | timm model | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 2))
+    for network, row in summary.items():
+        print(f"| {network} | {row['timm_name']} | " + " | ".join(cell(k, row) for k in columns.values()) + " |")
 
 if __name__ == "__main__":
     main()
