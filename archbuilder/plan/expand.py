@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from archbuilder.layers import Context, FieldError, Primitive
+from archbuilder.layers import Context, FieldError, Primitive, format_shape
 from archbuilder.plan.graph import MAX_NODES, Plan, PlanBuilder, PlanError
 from archbuilder.plan.naming import block_group, block_letter, name_fields
 from archbuilder.plan.schema import BlockDef, Spec
@@ -31,6 +31,17 @@ MAX_STEPS = 200_000
 NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PATTERN_PARTS: dict[str, list[str]] = {}  # a name pattern split at its placeholders, once
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The first block call with a `share:` key: the layers later calls with the key run again."""
+
+    block: str
+    input_shape: tuple
+    nodes: range
+    where: str
+    path: tuple
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class _Expander:
         self.g = PlanBuilder(spec.name, context_of(spec))
         self.steps = 0
         self.ids: dict[str, int] = {}  # the network's ids (stem, stages, head), for `from:` across parts
+        self.shared: dict[str, _Shared] = {}  # `share:` key -> the first call with it
 
     def run(self, input_shape) -> Plan:
         spec, g = self.spec, self.g
@@ -199,14 +211,62 @@ class _Expander:
         if item.when is not None and not self._condition(item.when, instance.namespace, path + ("when",)):
             out = sources[0]  # a skipped layer is an identity of its (first) input
         elif isinstance(item, BlockCall):
-            out = self._block(item.block, item.arguments, path, sources[0], dict(position or self.network),
-                              dict(fields or {}), instance.depth + 1, instance.chain, scale=False,
-                              caller=instance.namespace)
+            out = self._call(item, path, sources[0], instance, position, fields)
         else:
             out = self._layer(item, instance, sources, path)
         if item.id is not None:
             ids[item.id] = out
         return out
+
+    def _call(self, item: BlockCall, path: tuple, x: int, instance: Instance, position, fields) -> int:
+        """A block call; with `share:`, the first call of its key creates the layers and a later
+        one runs them again: expanded as usual, then checked to be the same layers on an input of
+        the same channels, its nodes marked as reusing the first call's (no parameters of their own)."""
+        first = self.shared.get(item.share) if item.share is not None else None
+        if first is not None:
+            self._check_shareable(item, path, x, first)
+            self.g.reusing += 1
+        start = len(self.g.plan.nodes)
+        try:
+            out = self._block(item.block, item.arguments, path, x, dict(position or self.network), dict(fields or {}),
+                              instance.depth + 1, instance.chain, scale=False, caller=instance.namespace)
+        finally:
+            if first is not None:
+                self.g.reusing -= 1
+        nodes = range(start, len(self.g.plan.nodes))
+        if item.share is None:
+            return out
+        if first is None:
+            self.shared[item.share] = _Shared(item.block, self.g.shape(x), nodes, self.g.where, path)
+        else:
+            self._reuse(item.share, path, first, nodes)
+        return out
+
+    def _check_shareable(self, item: BlockCall, path: tuple, x: int, first: "_Shared") -> None:
+        shape = self.g.shape(x)
+        prefix = f"share: '{item.share}' reuses the layers of {first.where} (block '{first.block}')"
+        if item.block != first.block:
+            raise self.g.error(f"{prefix}; a call sharing them must call that block, not '{item.block}'", path + ("block",))
+        if len(shape) != len(first.input_shape) or shape[-1] != first.input_shape[-1]:
+            raise self.g.error(f"{prefix}, whose input was {format_shape(first.input_shape)} ({first.input_shape[-1]} "
+                               f"channels); this call's input is {format_shape(shape)}, so the weights cannot fit it",
+                               path + ("share",))
+
+    def _reuse(self, key: str, path: tuple, first: "_Shared", nodes: range) -> None:
+        plan = self.g.plan
+        if len(nodes) != len(first.nodes) or any(plan.nodes[a].layer != plan.nodes[b].layer
+                                                 for a, b in zip(nodes, first.nodes)):
+            mine = ", ".join(plan.nodes[i].layer.describe() for i in nodes) or "no layers"
+            theirs = ", ".join(plan.nodes[i].layer.describe() for i in first.nodes) or "no layers"
+            raise self.g.error(f"share: '{key}' reuses the layers of {first.where}, but this call's arguments build "
+                               f"other layers ({mine}) than that call's ({theirs}); pass the same arguments",
+                               path + ("share",))
+        for mine, theirs in zip(nodes, first.nodes):
+            original = plan.nodes[theirs]
+            source = original.shares if original.shares is not None else theirs
+            node = plan.nodes[mine]
+            plan.nodes[mine] = replace(node, name=plan.nodes[source].name, shares=source,
+                                       stats=replace(node.stats, trainable=0, non_trainable=0))
 
     def _sources(self, item, ids: dict, previous: int, path: tuple) -> list[int]:
         refs = item.from_
