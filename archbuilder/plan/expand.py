@@ -44,6 +44,20 @@ class _Shared:
     path: tuple
 
 
+def _layers_differ(mine: list, theirs: list) -> str:
+    """What differs between a sharing call's layers and the first call's ('' if nothing)."""
+    if len(mine) != len(theirs):
+        return f"{len(mine)} layers where the first call built {len(theirs)}"
+    for a, b in zip(mine, theirs):
+        if a != b:
+            ours, first = a.model_dump(), b.model_dump()
+            fields = [key for key in ours if ours[key] != first.get(key)] if type(a) is type(b) else []
+            return f"its {a.describe()} has " + (", ".join(f"{k} {ours[k]!r}" for k in fields) + " where the first "
+                                                  f"call's has " + ", ".join(f"{k} {first[k]!r}" for k in fields)
+                                                  if fields else f"the first call's {b.describe()} in its place")
+    return ""
+
+
 @dataclass(frozen=True)
 class Instance:
     """Where a body is being expanded: its expression names, its layer-name fields, and the
@@ -254,13 +268,10 @@ class _Expander:
 
     def _reuse(self, key: str, path: tuple, first: "_Shared", nodes: range) -> None:
         plan = self.g.plan
-        if len(nodes) != len(first.nodes) or any(plan.nodes[a].layer != plan.nodes[b].layer
-                                                 for a, b in zip(nodes, first.nodes)):
-            mine = ", ".join(plan.nodes[i].layer.describe() for i in nodes) or "no layers"
-            theirs = ", ".join(plan.nodes[i].layer.describe() for i in first.nodes) or "no layers"
+        difference = _layers_differ([plan.nodes[i].layer for i in nodes], [plan.nodes[i].layer for i in first.nodes])
+        if difference:
             raise self.g.error(f"share: '{key}' reuses the layers of {first.where}, but this call's arguments build "
-                               f"other layers ({mine}) than that call's ({theirs}); pass the same arguments",
-                               path + ("share",))
+                               f"other layers: {difference}; pass the same arguments", path + ("share",))
         for mine, theirs in zip(nodes, first.nodes):
             original = plan.nodes[theirs]
             source = original.shares if original.shares is not None else theirs

@@ -1,0 +1,92 @@
+"""`share:` on a block call (tests/specs/shared_heads.yaml): the first call with a key creates the
+layers, a later call runs the same Keras layers on its own input. The plan counts the weights
+once and each call's MACs; the Keras model holds one layer per shared pair; calls that cannot
+share are located errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from archbuilder.cli import main
+from archbuilder.plan.validate import load_checked_spec
+from tests.conftest import REPO, spec_problem_lines
+
+SPEC = REPO / "tests" / "specs" / "shared_heads.yaml"
+TEXT = SPEC.read_text()
+CALLS = """\
+    - {block: predict, filters: 16, from: fine, share: head, id: fine_out}      # creates the layers
+    - {block: predict, filters: 16, from: coarse, share: head, id: coarse_out}  # runs them again
+"""
+
+
+def test_the_second_call_counts_its_macs_but_no_weights():
+    plan = load_checked_spec(SPEC).plan
+    fine = [n for n in plan.nodes if n.path == ("sections", "heads", 0)]
+    coarse = [n for n in plan.nodes if n.path == ("sections", "heads", 1)]
+    assert [n.shares for n in fine] == [None] * 3 and [n.shares for n in coarse] == [n.index for n in fine]
+    assert [n.params for n in coarse] == [0, 0, 0] and [n.params for n in fine] == [9 * 8 * 16 + 16, 0, 16 * 3 + 3]
+    # its own map: 8x8 where the first call's is 16x16, so a quarter of the MACs
+    assert [n.stats.macs * 4 for n in coarse] == [n.stats.macs for n in fine]
+    assert [n.out_shape for n in coarse] == [(8, 8, 16), (8, 8, 16), (8, 8, 3)]
+    assert coarse[0].name == fine[0].name == "predict_conv"  # the same Keras layer, so its name
+    assert plan.total_params == (27 * 8 + 8) + (72 * 8 + 8) + (72 * 16 + 16) + (16 * 3 + 3)
+
+
+def test_keras_runs_the_first_calls_layers_on_the_second_input():
+    import keras
+
+    from archbuilder.keras.graph import build_model
+
+    checked = load_checked_spec(SPEC)
+    model = build_model(checked.spec, checked.plan)
+    assert len(model.layers) == 6 and model.count_params() == checked.plan.total_params
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    out = model(x)
+    coarse = keras.Model(model.input, model.get_layer("conv2d_1").output)(x)
+    by_hand = model.get_layer("conv2d_2")(model.get_layer("activation")(model.get_layer("predict_conv")(coarse)))
+    np.testing.assert_array_equal(np.asarray(out["coarse"]), np.asarray(by_hand))
+
+
+def test_info_and_the_block_diagram_say_what_is_shared():
+    from archbuilder.diagrams import block_diagram
+
+    checked = load_checked_spec(SPEC)
+    [box] = [b for b in block_diagram(checked.plan, checked.spec).boxes if b.id == "heads"]
+    assert "shares weights with section heads item 0" in box.lines
+    result = CliRunner().invoke(main, ["info", str(SPEC), "--json"])
+    assert result.exit_code == 0 and '"total_params": 2027' in result.output.replace(" ", "").replace(":", ": ")
+
+
+@pytest.mark.parametrize("second, message", [
+    ("{block: predict, filters: 16, from: wide, share: head}",
+     "heads.1.share: section heads layer 1: share: 'head' reuses the layers of section heads layer 0 (block 'predict'), "
+     "whose input was 16x16x8 (8 channels); this call's input is 8x8x16, so the weights cannot fit it"),
+    ("{block: other, filters: 16, from: coarse, share: head}",
+     "heads.1.block: section heads layer 1: share: 'head' reuses the layers of section heads layer 0 (block 'predict'); "
+     "a call sharing them must call that block, not 'other'"),
+    ("{block: predict, filters: 32, from: coarse, share: head}",
+     "heads.1.share: section heads layer 1: share: 'head' reuses the layers of section heads layer 0, but this call's "
+     "arguments build other layers: its conv 3x3 'predict_conv' has filters 32 where the first call's has filters 16; "
+     "pass the same arguments"),
+])
+def test_calls_that_cannot_share_are_located(tmp_path, second, message):
+    text = TEXT.replace("outputs: {fine: fine_out, coarse: coarse_out}", "outputs: {fine: fine_out, coarse: c}")
+    text = text.replace(CALLS, CALLS.splitlines(keepends=True)[0] + f"    - {second[:-1]}, id: c}}\n")
+    text = text.replace("sections:\n", "  - {type: conv, filters: 16, kernel: 1, from: coarse, id: wide}\n"
+                                       "  - {type: add, from: [coarse, coarse]}\nsections:\n")
+    text = text.replace("blocks:\n", "blocks:\n  other:\n    params: {filters: {type: int}}\n"
+                                     "    layers: [{type: conv, filters: filters, kernel: 1}]\n")
+    lines = spec_problem_lines(tmp_path / "bad.yaml", text)
+    assert len(lines) == 1 and lines[0].endswith(message), lines
+    line = text.splitlines().index(f"    - {second[:-1]}, id: c}}") + 1
+    assert lines[0].startswith(f"{tmp_path / 'bad.yaml'}:{line}:")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_share_is_no_block_parameter_name(tmp_path):
+    text = TEXT.replace("params: {filters: {type: int, min: 1}}", "params: {filters: {type: int, min: 1}, share: {type: int}}")
+    lines = spec_problem_lines(tmp_path / "bad.yaml", text)
+    assert any("parameter name 'share' is reserved" in line for line in lines), lines
