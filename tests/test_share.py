@@ -90,3 +90,27 @@ def test_share_is_no_block_parameter_name(tmp_path):
     text = TEXT.replace("params: {filters: {type: int, min: 1}}", "params: {filters: {type: int, min: 1}, share: {type: int}}")
     lines = spec_problem_lines(tmp_path / "bad.yaml", text)
     assert any("parameter name 'share' is reserved" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("fmt, name", [  # the converters take 20-40 s each here: two of them with -m slow
+    ("saved_model", "shared_saved_model"),
+    pytest.param("litert", "shared.tflite", marks=pytest.mark.slow),
+    pytest.param("onnx", "shared.onnx", marks=pytest.mark.slow)])
+def test_a_saved_model_keeps_one_layer_per_shared_pair_and_exports(tmp_path, fmt, name):
+    """The `.keras` file holds each shared layer once and reloads (safe mode) with the sharing; each
+    export format runs both outputs in its own runtime as Keras does."""
+    from archbuilder import api
+    from tests.conftest import SIGN_DIGITS, run_cli
+
+    result = run_cli("build", str(SPEC), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    built = tmp_path / "shared_heads.keras"
+    model = api.load_model(str(built))
+    assert len(model.layers) == 6 and model.count_params() == 2027
+    exported = api.export(str(built), fmt, tmp_path / name)
+    # the project's float32 export bound (api.FLOAT32_TOLERANCE); measured 0 to 2.5e-7 here
+    assert exported.max_difference <= api.FLOAT32_TOLERANCE and not exported.warnings
+    photo = str(SIGN_DIGITS / "3" / "IMG_1121.JPG")
+    keras_rows, rows = api.predict(str(built), [photo]).outputs, api.predict(str(tmp_path / name), [photo]).outputs
+    for key in ("fine", "coarse"):
+        np.testing.assert_allclose(rows[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)
