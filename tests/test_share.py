@@ -119,3 +119,34 @@ def test_a_saved_model_keeps_one_layer_per_shared_pair_and_exports(tmp_path, fmt
     keras_rows, rows = api.predict(str(built), [photo]).outputs, api.predict(str(tmp_path / name), [photo]).outputs
     for key in ("fine", "coarse"):
         np.testing.assert_allclose(rows[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)
+
+
+SIZED = """\
+name: sized
+input: {shape: [8, 8, 4]}
+blocks:
+  halve:                      # its resize is made for the size of its own pooled map
+    layers:
+      - {type: max_pool, pool: 2, id: half}
+      - {type: resize, from: [input, half]}
+  position:                   # its weights are one per token and channel
+    layers: [{type: position_embedding}]
+stem:
+"""
+
+
+@pytest.mark.parametrize("stem, message", [
+    (["{block: halve, share: h, id: a}", "{block: halve, share: h, id: b}"],
+     "stem.1.share: stem layer 1: share: 'h' reuses the layers of stem layer 0, but this call's arguments build other "
+     "layers: its resize is sized by other inputs than the first call's; pass the same arguments"),
+    (["{type: max_pool, pool: 2}", "{type: reshape, shape: [-1, 4], id: t16}", "{block: position, share: p, id: a}",
+      "{type: reshape, shape: [-1, 4], from: input, id: t64}", "{block: position, share: p, id: b}"],
+     "stem.4.share: stem layer 4: share: 'p' reuses the layers of stem layer 2, but this call's arguments build other "
+     "layers: its position_embedding would hold 256 weights where the first call's holds 64; pass the same arguments"),
+])
+def test_layers_made_for_their_input_sizes_cannot_share_across_sizes(tmp_path, stem, message):
+    """Same layers, same channels, but a Keras layer built for the first call's sizes would not fit
+    the second's (Keras fails there with a traceback; the plan says so first)."""
+    text = SIZED + "".join(f"  - {item}\n" for item in stem) + "outputs: {a: a, b: b}\n"
+    lines = spec_problem_lines(tmp_path / "bad.yaml", text)
+    assert len(lines) == 1 and lines[0].endswith(message), lines

@@ -41,20 +41,27 @@ class _Shared:
     input_shape: tuple
     nodes: range
     where: str
-    path: tuple
 
 
-def _layers_differ(mine: list, theirs: list) -> str:
-    """What differs between a sharing call's layers and the first call's ('' if nothing)."""
+def _layers_differ(plan: Plan, mine: range, theirs: range) -> str:
+    """What differs between a sharing call's nodes and the first call's ('' if nothing): the
+    layers, their weights' count (a position embedding's depends on its input), or the shapes a
+    layer is sized by without taking them (`resize` to another map's size)."""
     if len(mine) != len(theirs):
         return f"{len(mine)} layers where the first call built {len(theirs)}"
-    for a, b in zip(mine, theirs):
-        if a != b:
-            ours, first = a.model_dump(), b.model_dump()
-            fields = [key for key in ours if ours[key] != first.get(key)] if type(a) is type(b) else []
-            return f"its {a.describe()} has " + (", ".join(f"{k} {ours[k]!r}" for k in fields) + " where the first "
-                                                  f"call's has " + ", ".join(f"{k} {first[k]!r}" for k in fields)
-                                                  if fields else f"the first call's {b.describe()} in its place")
+    for a, b in ((plan.nodes[i], plan.nodes[j]) for i, j in zip(mine, theirs)):
+        if a.layer != b.layer:
+            ours, first = a.layer.model_dump(), b.layer.model_dump()
+            fields = [key for key in ours if ours[key] != first.get(key)] if type(a.layer) is type(b.layer) else []
+            if not fields:
+                return f"its {a.layer.describe()} has the first call's {b.layer.describe()} in its place"
+            return (f"its {a.layer.describe()} has " + ", ".join(f"{k} {ours[k]!r}" for k in fields) +
+                    " where the first call's has " + ", ".join(f"{k} {first[k]!r}" for k in fields))
+        if a.params != b.params:
+            return f"its {a.layer.describe()} would hold {a.params:,} weights where the first call's holds {b.params:,}"
+        if len(a.layer.keras_inputs(list(a.inputs))) < len(a.inputs) and \
+                [plan.nodes[i].out_shape for i in a.inputs] != [plan.nodes[i].out_shape for i in b.inputs]:
+            return f"its {a.layer.describe()} is sized by other inputs than the first call's"
     return ""
 
 
@@ -251,7 +258,7 @@ class _Expander:
         if item.share is None:
             return out
         if first is None:
-            self.shared[item.share] = _Shared(item.block, self.g.shape(x), nodes, self.g.where, path)
+            self.shared[item.share] = _Shared(item.block, self.g.shape(x), nodes, self.g.where)
         else:
             self._reuse(item.share, path, first, nodes)
         return out
@@ -268,7 +275,7 @@ class _Expander:
 
     def _reuse(self, key: str, path: tuple, first: "_Shared", nodes: range) -> None:
         plan = self.g.plan
-        difference = _layers_differ([plan.nodes[i].layer for i in nodes], [plan.nodes[i].layer for i in first.nodes])
+        difference = _layers_differ(plan, nodes, first.nodes)
         if difference:
             raise self.g.error(f"share: '{key}' reuses the layers of {first.where}, but this call's arguments build "
                                f"other layers: {difference}; pass the same arguments", path + ("share",))
