@@ -137,7 +137,7 @@ def block_diagram(plan: "Plan", spec=None) -> BlockDiagram:
         box_id = group + _shared_label_suffix(nodes[0], spec)  # two stages' "res3a" stay two boxes
         for node in nodes:
             group_of[node.index] = box_id
-        lines = _box_lines(group, group_type, nodes, spec)
+        lines = _box_lines(group, group_type, nodes, spec) + _sharing_lines(plan, nodes)
         # A named output (`outputs:`) is said in the box it leaves from.
         lines += [f"⇒ output {name}" for name, index in plan.outputs.items() if group_of.get(index) == box_id]
         diagram.boxes.append(Box(box_id, group_type, lines, _stage_label(nodes[0], spec),
@@ -203,6 +203,22 @@ def _box_lines(group: str, group_type: str, nodes: list["Node"], spec) -> list[s
         lines.append(facts + (f"  stride {stride}" if stride and stride != 1 else ""))
     lines.append(f"→ {out}   {params:,} params")
     return lines
+
+
+def _sharing_lines(plan: "Plan", nodes: list["Node"]) -> list[str]:
+    """'shares weights with section heads item 0' for each call whose layers a `share:` runs again."""
+    origins = dict.fromkeys(_origin(plan.nodes[n.shares]) for n in nodes if n.shares is not None)
+    return [f"shares weights with {origin}" for origin in origins]
+
+
+def _origin(node: "Node") -> str:
+    """Where in the spec a node was made: a stem, section or head item, or the block (`res3a`)."""
+    path = node.path
+    if path[:1] == ("sections",) and len(path) >= 3:
+        return f"section {path[1]} item {path[2]}"
+    if path[:1] in (("stem",), ("head",)) and len(path) >= 2:
+        return f"{path[0]} item {path[1]}"
+    return node.group
 
 
 def _block_facts(nodes: list["Node"], spec) -> tuple[str, int | None]:

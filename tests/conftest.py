@@ -25,6 +25,7 @@ SHIPPED_SPECS = sorted(p for p in (REPO / "architectures").rglob("*.yaml") if "b
 ZOO_SPECS = sorted(
     p for p in (REPO / "architectures" / "imagenet").glob("*.yaml") if not re.fullmatch(r"resnet\d+\.yaml", p.name)
 ) + sorted((REPO / "architectures" / "segmentation").glob("*.yaml"))  # the U-Nets: 31M weights, 150-192 GMACs
+ZOO_SPECS += sorted((REPO / "architectures" / "detection").glob("*.yaml"))  # RetinaNet: 34M weights, 62 GMACs
 
 
 def shipped_spec_params(paths):

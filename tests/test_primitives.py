@@ -63,6 +63,8 @@ ROWS = [
     ({"type": "reshape", "shape": [1, 1, -1]}, [(12,)]),
     ({"type": "add"}, [(4, 4, 3), (4, 4, 3), (4, 4, 3)]),
     ({"type": "concat"}, [(4, 4, 3), (4, 4, 5)]),
+    ({"type": "concat", "axis": 1}, [(6, 4), (9, 4), (2, 4)]),  # a detector's per-level anchors joined
+    ({"type": "concat", "axis": -2}, [(4, 5, 3), (4, 2, 3)]),
     ({"type": "multiply"}, [(4, 4, 3), (1, 1, 3)]),  # squeeze-excitation's broadcast
     ({"type": "layer_scale", "init": 1e-6}, [(4, 4, 7)]),
     ({"type": "rescaling", "scale": 0.5, "offset": -1}, [(4, 4, 3)]),

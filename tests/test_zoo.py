@@ -1,4 +1,4 @@
-"""The model zoo (architectures/imagenet/, and the U-Nets and DeepLabV3+ of architectures/segmentation/), each file checked against the counts written in its own
+"""The model zoo (architectures/imagenet/, the U-Nets and DeepLabV3+ of architectures/segmentation/, RetinaNet of architectures/detection/), each file checked against the counts written in its own
 `reference:` section (archbuilder/spec/reference.py), so a new zoo network is one file.
 
 Counts are at 224x224x3 (EfficientNet-B1: its own 240x240; counts do not depend on it) with 1,000

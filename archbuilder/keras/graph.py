@@ -30,13 +30,16 @@ def build_model(spec: Spec, plan: Plan | None = None) -> keras.Model:
         plan = expand(spec)
     context = replace(context_of(spec), make_initializer=make_initializer)
     tensors: list = []
+    layers: dict[int, keras.layers.Layer] = {}
     for node, name in zip(plan.nodes, _layer_names(plan)):
         if node.kind == "input":
             tensors.append(keras.Input(shape=node.out_shape, name=name))
             continue
         arguments = [tensors[i] for i in node.inputs]
-        # each primitive builds its own Keras layer, knowing its input shapes (batch axis aside)
-        layer = node.layer.keras(context, name, [tuple(t.shape[1:]) for t in arguments])
+        if node.shares is not None:  # `share:`: the first call's layer object again, so its weights
+            layer = layers[node.shares]
+        else:  # each primitive builds its own Keras layer, knowing its input shapes (batch axis aside)
+            layer = layers[node.index] = node.layer.keras(context, name, [tuple(t.shape[1:]) for t in arguments])
         called = node.layer.keras_inputs(arguments)
         tensors.append(layer(called if node.layer.merge else called[0]))
     # Named outputs give a dict, so predictions and exports carry the names the spec gave them.
@@ -54,6 +57,9 @@ def _layer_names(plan: Plan) -> list[str]:
     counts: dict[str, int] = {}
     names = []
     for node in plan.nodes:
+        if node.shares is not None:  # the same Keras layer as the node it shares, so its name
+            names.append(names[node.shares])
+            continue
         name = node.name
         while name is None or (name in taken and node.name is None):
             base = "input_layer" if node.layer is None else node.layer.keras_base_name

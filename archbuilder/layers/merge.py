@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from archbuilder.layers.base import LayerStats, Primitive, ShapeError, format_shape
 
@@ -36,22 +38,33 @@ class AddLayer(Primitive):
 
 
 class ConcatLayer(Primitive):
-    """Joins inputs along the channel (last) axis; the other axes must agree."""
+    """Joins inputs along one axis, the channels (last) by default; the other axes must agree.
+    `axis` counts as Keras's does, the batch axis being 0: `axis: 1` joins a detector's per-level
+    (anchors, classes) predictions into one list of anchors."""
 
     type: Literal["concat"]
+    axis: Annotated[int, Field(ge=-4, le=4)] = -1
     keras_base_name = "concatenate"
     merge = True
 
     def infer(self, inputs, ctx):
         _at_least_two(self, inputs)
-        if any(len(s) != len(inputs[0]) or s[:-1] != inputs[0][:-1] for s in inputs[1:]):
-            raise ShapeError("concat needs inputs that differ only in channels; received " + _shapes(self, inputs))
-        return LayerStats(inputs[0][:-1] + (sum(s[-1] for s in inputs),))
+        rank = len(inputs[0])
+        position = self.axis - 1 if self.axis > 0 else rank + self.axis  # in the shape without the batch axis
+        if self.axis == 0 or not 0 <= position < rank:
+            raise ShapeError(f"concat axis {self.axis} is not an axis of its {rank}-axis inputs "
+                             f"(1 to {rank}, or -1 to -{rank}; 0 is the batch)")
+        rest = lambda s: s[:position] + s[position + 1:]  # noqa: E731
+        if any(len(s) != rank or rest(s) != rest(inputs[0]) for s in inputs[1:]):
+            along = "channels" if position == rank - 1 else f"axis {self.axis}"
+            raise ShapeError(f"concat needs inputs that differ only in {along}; received " + _shapes(self, inputs))
+        joined = sum(s[position] for s in inputs)
+        return LayerStats(inputs[0][:position] + (joined,) + inputs[0][position + 1:])
 
     def keras(self, ctx, name, inputs):
         import keras
 
-        return keras.layers.Concatenate(axis=-1, name=name)
+        return keras.layers.Concatenate(axis=self.axis, name=name)
 
 
 class MultiplyLayer(Primitive):

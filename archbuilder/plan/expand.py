@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from archbuilder.layers import Context, FieldError, Primitive
+from archbuilder.layers import Context, FieldError, Primitive, format_shape
 from archbuilder.plan.graph import MAX_NODES, Plan, PlanBuilder, PlanError
 from archbuilder.plan.naming import block_group, block_letter, name_fields
 from archbuilder.plan.schema import BlockDef, Spec
@@ -31,6 +31,38 @@ MAX_STEPS = 200_000
 NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PATTERN_PARTS: dict[str, list[str]] = {}  # a name pattern split at its placeholders, once
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The first block call with a `share:` key: the layers later calls with the key run again."""
+
+    block: str
+    input_shape: tuple
+    nodes: range
+    where: str
+
+
+def _layers_differ(plan: Plan, mine: range, theirs: range) -> str:
+    """What differs between a sharing call's nodes and the first call's ('' if nothing): the
+    layers, their weights' count (a position embedding's depends on its input), or the shapes a
+    layer is sized by without taking them (`resize` to another map's size)."""
+    if len(mine) != len(theirs):
+        return f"{len(mine)} layers where the first call built {len(theirs)}"
+    for a, b in ((plan.nodes[i], plan.nodes[j]) for i, j in zip(mine, theirs)):
+        if a.layer != b.layer:
+            ours, first = a.layer.model_dump(), b.layer.model_dump()
+            fields = [key for key in ours if ours[key] != first.get(key)] if type(a.layer) is type(b.layer) else []
+            if not fields:
+                return f"its {a.layer.describe()} has the first call's {b.layer.describe()} in its place"
+            return (f"its {a.layer.describe()} has " + ", ".join(f"{k} {ours[k]!r}" for k in fields) +
+                    " where the first call's has " + ", ".join(f"{k} {first[k]!r}" for k in fields))
+        if a.params != b.params:
+            return f"its {a.layer.describe()} would hold {a.params:,} weights where the first call's holds {b.params:,}"
+        if len(a.layer.keras_inputs(list(a.inputs))) < len(a.inputs) and \
+                [plan.nodes[i].out_shape for i in a.inputs] != [plan.nodes[i].out_shape for i in b.inputs]:
+            return f"its {a.layer.describe()} is sized by other inputs than the first call's"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,7 @@ class _Expander:
         self.g = PlanBuilder(spec.name, context_of(spec))
         self.steps = 0
         self.ids: dict[str, int] = {}  # the network's ids (stem, stages, head), for `from:` across parts
+        self.shared: dict[str, _Shared] = {}  # `share:` key -> the first call with it
 
     def run(self, input_shape) -> Plan:
         spec, g = self.spec, self.g
@@ -199,14 +232,59 @@ class _Expander:
         if item.when is not None and not self._condition(item.when, instance.namespace, path + ("when",)):
             out = sources[0]  # a skipped layer is an identity of its (first) input
         elif isinstance(item, BlockCall):
-            out = self._block(item.block, item.arguments, path, sources[0], dict(position or self.network),
-                              dict(fields or {}), instance.depth + 1, instance.chain, scale=False,
-                              caller=instance.namespace)
+            out = self._call(item, path, sources[0], instance, position, fields)
         else:
             out = self._layer(item, instance, sources, path)
         if item.id is not None:
             ids[item.id] = out
         return out
+
+    def _call(self, item: BlockCall, path: tuple, x: int, instance: Instance, position, fields) -> int:
+        """A block call; with `share:`, the first call of its key creates the layers and a later
+        one runs them again: expanded as usual, then checked to be the same layers on an input of
+        the same channels, its nodes marked as reusing the first call's (no parameters of their own)."""
+        first = self.shared.get(item.share) if item.share is not None else None
+        if first is not None:
+            self._check_shareable(item, path, x, first)
+            self.g.reusing += 1
+        start = len(self.g.plan.nodes)
+        try:
+            out = self._block(item.block, item.arguments, path, x, dict(position or self.network), dict(fields or {}),
+                              instance.depth + 1, instance.chain, scale=False, caller=instance.namespace)
+        finally:
+            if first is not None:
+                self.g.reusing -= 1
+        nodes = range(start, len(self.g.plan.nodes))
+        if item.share is None:
+            return out
+        if first is None:
+            self.shared[item.share] = _Shared(item.block, self.g.shape(x), nodes, self.g.where)
+        else:
+            self._reuse(item.share, path, first, nodes)
+        return out
+
+    def _check_shareable(self, item: BlockCall, path: tuple, x: int, first: "_Shared") -> None:
+        shape = self.g.shape(x)
+        prefix = f"share: '{item.share}' reuses the layers of {first.where} (block '{first.block}')"
+        if item.block != first.block:
+            raise self.g.error(f"{prefix}; a call sharing them must call that block, not '{item.block}'", path + ("block",))
+        if len(shape) != len(first.input_shape) or shape[-1] != first.input_shape[-1]:
+            raise self.g.error(f"{prefix}, whose input was {format_shape(first.input_shape)} ({first.input_shape[-1]} "
+                               f"channels); this call's input is {format_shape(shape)}, so the weights cannot fit it",
+                               path + ("share",))
+
+    def _reuse(self, key: str, path: tuple, first: "_Shared", nodes: range) -> None:
+        plan = self.g.plan
+        difference = _layers_differ(plan, nodes, first.nodes)
+        if difference:
+            raise self.g.error(f"share: '{key}' reuses the layers of {first.where}, but this call's arguments build "
+                               f"other layers: {difference}; pass the same arguments", path + ("share",))
+        for mine, theirs in zip(nodes, first.nodes):
+            original = plan.nodes[theirs]
+            source = original.shares if original.shares is not None else theirs
+            node = plan.nodes[mine]
+            plan.nodes[mine] = replace(node, name=plan.nodes[source].name, shares=source,
+                                       stats=replace(node.stats, trainable=0, non_trainable=0))
 
     def _sources(self, item, ids: dict, previous: int, path: tuple) -> list[int]:
         refs = item.from_

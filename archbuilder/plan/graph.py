@@ -26,7 +26,9 @@ class Node:
 
     `layer` is the layer's spec (None for the input), `inputs` are indices of earlier nodes,
     `group` says which part of the network the node belongs to ("stem", "res2a", "head"), and
-    `path` is where in the spec it came from, for error messages.
+    `path` is where in the spec it came from, for error messages. `shares` is the index of the
+    earlier node whose layer (and weights) this one runs again (a block call's `share:`): its
+    parameters are counted there, so its stats count none, but its own MACs and shapes.
     """
 
     index: int
@@ -38,6 +40,7 @@ class Node:
     group: str
     group_type: str
     path: Path_
+    shares: int | None = None
 
     @property
     def out_shape(self) -> Shape:
@@ -119,6 +122,9 @@ class PlanBuilder:
         self.named: dict[str, str] = {}  # layer name -> where it was first used; Keras needs them unique
         self.origins: list[tuple] = []  # per node: (where, spec path, error path), for later checks
         self._inferred: dict[tuple, tuple] = {}  # (id(layer), input shapes) -> (layer, LayerStats)
+        # Inside a call that reuses an earlier call's layers (`share:`): its nodes take the first
+        # call's names, so names are not claimed again.
+        self.reusing = 0
 
     def enter(self, group: str, group_type: str, path: Path_, where: str) -> None:
         """Nodes added from now on belong to `group`, which came from spec `path`."""
@@ -161,7 +167,7 @@ class PlanBuilder:
         index = len(self.plan.nodes)
         if index >= MAX_NODES:
             raise self.error(f"the network would have more than {MAX_NODES:,} layers", path)
-        if name is not None:
+        if name is not None and not self.reusing:
             if name in self.named:
                 raise self.error(f"layer name '{name}' is already used by {self.named[name]}; layer names must be unique", path)
             self.named[name] = self.where or "the input"

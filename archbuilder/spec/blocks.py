@@ -32,7 +32,7 @@ BlockName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length
 RESERVED_NAMES = frozenset({
     "in_channels", "in_height", "in_width", "block_index", "repeats", "stage_index", "block_number",
     "num_blocks", "width", "depth", "drop_path_rate", "drop_path", "classes", "input", "true", "false",
-    "True", "False", "stage", "letter", "block",
+    "True", "False", "stage", "letter", "block", "share",
 })
 MAX_PARAMS = 64
 MAX_LAYERS = 256  # layers in one block body
@@ -80,7 +80,12 @@ class ParamSpec(StrictModel):
 
 
 class BlockCall(StrictModel):
-    """A block type used inside another block's body: `{block: NAME, id, from, when, PARAM: value, ...}`."""
+    """A block type used inside another block's body: `{block: NAME, id, from, when, share, PARAM: value, ...}`.
+
+    share: a key; the first call with it creates the block's layers, later calls with the same key
+           run those same layers (weights) on their own input, as a detector's heads do at every
+           pyramid level (plan/expand.py checks the calls agree).
+    """
 
     model_config = {**StrictModel.model_config, "extra": "allow", "populate_by_name": True}
 
@@ -88,6 +93,7 @@ class BlockCall(StrictModel):
     id: LocalId | None = None
     from_: Union[LocalId, None] = Field(None, alias="from")
     when: Optional[expr(bool)] = None
+    share: LocalId | None = None
 
     @property
     def arguments(self) -> dict[str, Any]:
