@@ -53,6 +53,17 @@ test_specs_drawn_from_the_schema = _fuzz("schema_specs")
 test_mutations_of_shipped_files = _fuzz("shipped_mutants")
 # Block specs cost ~4x a schema spec to check (block checks, expansion); 150 keep CI's share small.
 test_specs_defining_blocks = _fuzz("block_specs", examples=150)
+# Networks with sections, named outputs, ids across parts and token layers: ~2x a schema spec.
+test_networks_beyond_one_chain = _fuzz("network_specs", examples=150)
+
+
+def test_two_input_and_token_layers_are_found_in_the_registry():
+    """network_specs draws `from: [map, like]` layers and token layers from the registry, so a new
+    one is fuzzed without editing the fuzzer; these are the ones there now."""
+    from tests.fuzz_strategies import LIKE_KINDS, TOKEN_KINDS
+
+    assert LIKE_KINDS == ["cropping", "resize"]
+    assert TOKEN_KINDS == ["class_token", "position_embedding", "multi_head_attention", "take_token", "average_tokens"]
 
 
 def _layer_types():
