@@ -1,8 +1,8 @@
-"""Fuzz the spec language at length: 21,000 cases by default, across the four strategies of
+"""Fuzz the spec language at length: 21,000 cases by default, across the five strategies of
 tests/fuzz_strategies.py, each checked against the CLI's invariant (tests/test_fuzz_spec.py runs a
 bounded version of the same in CI).
 
-    nice .venv/bin/python bench/fuzz.py [--cases 21000] [--builds 60] [--seed 0] [--write]
+    nice .venv/bin/python bench/fuzz.py [--cases 21000] [--builds 150] [--seed 0] [--write]
 
 Cases run one at a time in a worker process, so that a hang (a case over --case-timeout) or a
 crash of the interpreter is detected, counted, and the worker replaced. Most cases are validated
@@ -127,7 +127,7 @@ class Runner:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=21_000, help="total, split evenly across the strategies")
-    parser.add_argument("--builds", type=int, default=60, help="accepted small cases to build with Keras")
+    parser.add_argument("--builds", type=int, default=150, help="accepted small cases to build with Keras")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--case-timeout", type=float, default=10.0, help="seconds before a validate-only case is a hang")
     parser.add_argument("--write", action="store_true", help="write the figures into bench/RESULTS.md")
@@ -178,7 +178,7 @@ def _run_all(args, runner: Runner, chooser: random.Random, per_strategy: int, bu
 
 def _report(args, runner: Runner, total: Counter, wall: float, stopped: str = "") -> list[str]:
     command = "nice .venv/bin/python bench/fuzz.py" + (f" --cases {args.cases}" if args.cases != 21_000 else "") + \
-        (f" --builds {args.builds}" if args.builds != 60 else "") + (f" --seed {args.seed}" if args.seed else "") + \
+        (f" --builds {args.builds}" if args.builds != 150 else "") + (f" --seed {args.seed}" if args.seed else "") + \
         (" --write" if args.write else "")
     keys = ["cases", "accepted", "rejected", "built", "crashes", "hangs", "memory blow-ups"]
     lines = [
@@ -198,7 +198,7 @@ def _report(args, runner: Runner, total: Counter, wall: float, stopped: str = ""
         f"Peak RSS of the worker process: {runner.peak_rss / 2**20:.0f} MiB (TensorFlow and Keras loaded for the builds). "
         f"Slowest validate-only case: {slowest_seconds:.2f} s (hang limit {args.case_timeout:.0f} s). "
         f"Built cases are accepted specs under {BUILD_MAX_PARAMS // 10**6}M parameters and 200 layers, built with Keras and compared with static inference "
-        f"(totals, output shape, every named layer's shape and parameters).",
+        f"(totals, the output's shape or each named output's, every named layer's shape and parameters).",
     ]
     if runner.failures:
         lines += ["", "Failures (inputs saved under bench/fuzz_failures/):", ""]

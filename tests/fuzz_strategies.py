@@ -6,6 +6,9 @@
     shipped_mutants()  every shipped file under architectures/ with a few mutations applied
     block_specs()      specs defining their own blocks: expressions, conditions, `from:`
                        references, block calls (recursive ones too), multipliers, variables
+    network_specs()    networks beyond one chain: ids across stem, stages, sections and head,
+                       `sections:`, one to three named `outputs:`, `from: [map, like]` layers,
+                       token layers on tokens and on images
 
 A case is a `Case`: the file's bytes, which shipped directory it stands in (so `extends:` finds
 its real parents) and `--set` overrides. `check_case` runs it through the same code as the CLI
@@ -17,6 +20,7 @@ Shared by tests/test_fuzz_spec.py (bounded, CI) and bench/fuzz.py (20,000+ cases
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import shutil
 import tempfile
@@ -132,10 +136,19 @@ def compare_with_keras(checked) -> None:
         raise InvariantBroken(f"build failed on an accepted spec: {error!r}\n{traceback.format_exc()}") from error
     try:
         trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-        got = (model.count_params(), trainable, tuple(model.output.shape[1:]), len(model.layers))
-        want = (plan.total_params, plan.trainable_params, plan.output.out_shape, len(plan.nodes))
+        # Named outputs (`outputs:`) make the model's output a dict; each is compared by name.
+        named = plan.output_nodes()
+        if named is None:
+            got_outputs, want_outputs = tuple(model.output.shape[1:]), plan.output.out_shape
+        elif not isinstance(model.output, dict):
+            raise InvariantBroken(f"the spec names outputs {sorted(named)}, Keras's model returns {type(model.output).__name__}")
+        else:
+            got_outputs = {name: tuple(tensor.shape[1:]) for name, tensor in model.output.items()}
+            want_outputs = {name: node.out_shape for name, node in named.items()}
+        got = (model.count_params(), trainable, got_outputs, len(model.layers))
+        want = (plan.total_params, plan.trainable_params, want_outputs, len(plan.nodes))
         if got != want:
-            raise InvariantBroken(f"Keras (params, trainable, output shape, layers) {got} != static {want}")
+            raise InvariantBroken(f"Keras (params, trainable, output shapes, layers) {got} != static {want}")
         for node in plan.nodes:
             if node.name is None:
                 continue
@@ -415,8 +428,14 @@ def mutated_data(draw, data: Any) -> Any:
     paths = _paths(data)
     path = draw(st.sampled_from(paths))
     value = _get(data, path)
-    operation = draw(st.sampled_from(["drop", "retype", "swap", "scale", "unknown_key", "null", "duplicate_item"]))
-    if operation == "drop" and path:
+    operation = draw(st.sampled_from(["drop", "retype", "swap", "scale", "unknown_key", "null", "duplicate_item", "rewire"]))
+    if operation == "rewire":  # a `from:`, `id` or output moved to another id of the file (or none)
+        wires = [p for p in paths if p and (p[-1] in ("from", "id") or (len(p) > 1 and p[-2] == "from")
+                                           or p[:1] == ("outputs",) and len(p) == 2)]
+        if wires:
+            ids = sorted({v for p in paths if p and p[-1] == "id" and isinstance(v := _get(data, p), str)})
+            data = _set(data, draw(st.sampled_from(wires)), draw(st.sampled_from([*ids, "input", "nowhere"])))
+    elif operation == "drop" and path:
         parent = _get(data, path[:-1])
         del parent[path[-1]]
     elif operation == "retype":
@@ -442,8 +461,20 @@ def mutated_data(draw, data: Any) -> Any:
     return data
 
 
+# The files written in the language beyond one chain (sections, named outputs, ids across parts,
+# resizes and crops to another map, token layers, separable convolutions), drawn three times as often.
+# (Their block libraries under blocks/ are not networks: alone, each is refused for lacking `input`.)
+BEYOND_ONE_CHAIN = ("segmentation/", "imagenet/vit_b16.yaml", "imagenet/xception.yaml")
+
+
+@functools.cache
 def _shipped_texts() -> list[tuple[str, str]]:
-    return [(str(p.parent.relative_to(ARCHITECTURES)), p.read_text(encoding="utf-8")) for p in SHIPPED]
+    texts = []
+    for path in SHIPPED:
+        relative = path.relative_to(ARCHITECTURES).as_posix()
+        copies = 3 if relative.startswith(BEYOND_ONE_CHAIN) else 1
+        texts += [(str(path.parent.relative_to(ARCHITECTURES)), path.read_text(encoding="utf-8"))] * copies
+    return texts
 
 
 @st.composite
@@ -634,5 +665,158 @@ def block_specs(draw) -> Case:
     return Case(_dump(spec, draw(st.sampled_from([None, False]))), origin="block spec")
 
 
+# ---------------------------------------------------------------------------------------------
+# (e) networks beyond one chain: ids across parts, sections, named outputs, two-input layers, tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def _registry_kinds() -> tuple[list[str], list[str]]:
+    """From the registry: layers that may take `from: [map, like]` (their Keras layer is called on
+    fewer inputs than they read: resize, cropping), and the token layers (archbuilder/layers/tokens.py)."""
+    from archbuilder.layers import BY_TYPE, Primitive
+
+    two = [t for t, c in BY_TYPE.items() if not c.merge and c.keras_inputs is not Primitive.keras_inputs]
+    token = [t for t, c in BY_TYPE.items() if c.__module__.endswith(".tokens")]
+    return two, token
+
+
+LIKE_KINDS, TOKEN_KINDS = _registry_kinds()
+# On tokens (N, D): the token layers, and those acting on the last axis of any rank, drawn more often.
+ON_TOKEN_KINDS = [*TOKEN_KINDS, *TOKEN_KINDS, "layer_norm", "dense", "dropout", "activation", "layer_scale", "drop_path"]
+# Sections and heads of image networks: every primitive, and the resizing/decoder ones more often.
+SECTION_KINDS = [*SINGLE_KINDS, "conv", "conv", "activation", "batch_norm", "upsample", "conv_transpose",
+                 "separable_conv", "resize"]
+SECTION_NAMES = ["decoder", "aspp", "neck", "fpn", "decoder", "aspp", "stem", "outputs", "2bad", "x" * 70]
+OUTPUT_NAMES = ["mask", "label", "p3", "aux", "mask", "input", "classes", "bad-name"]
+# Blocks these networks call: a strided step down, a shape-keeping pair, and a transformer-like
+# residual on whatever it is given (so it works on tokens and fails, located, on images).
+NET_BLOCKS = {
+    "down": {"params": {"filters": {"type": "int", "min": 1}},
+             "layers": [{"type": "conv", "filters": "filters", "kernel": 3, "stride": 2, "padding": "same"},
+                        {"type": "activation", "activation": "relu"}]},
+    "pair": {"params": {"filters": {"type": "int", "min": 1, "default": 4}},
+             "layers": [{"type": "conv", "filters": "filters", "kernel": 3, "padding": "same"},
+                        {"type": "batch_norm"}, {"type": "activation", "activation": "relu", "id": "out"}]},
+    "attend": {"params": {"heads": {"type": "int", "min": 1, "default": 2}},
+               "layers": [{"type": "layer_norm"}, {"type": "multi_head_attention", "num_heads": "heads", "id": "att"},
+                          {"type": "add", "from": ["input", "att"], "id": "out"}]},
+}
+BAD_REFS = ["nowhere", "out", "input", "stem", "stages", "filters", "later"]  # unknown, a block's own, reserved
+
+
+def _reference(draw, ids: list[str], wrong: bool):
+    """A `from:` target: mostly an earlier id of the network, sometimes `input`, in a `wrong` spec now and then a wrong one."""
+    roll = draw(st.integers(0, 19))
+    if (roll == 0 and wrong) or not ids:
+        return draw(st.sampled_from(BAD_REFS))
+    if roll <= 3:
+        return "input"
+    return draw(st.sampled_from(ids))
+
+
+@st.composite
+def _net_item(draw, ids: list[str], kinds: list[str], tokens: bool, wrong: bool) -> dict:
+    """One item of a stem, section or head; `ids` are the network's earlier ids (this one's is appended).
+    Only a `wrong` spec gets unknown blocks, reused ids and wrong references on purpose."""
+    roll = draw(st.integers(0, 11))
+    if roll == 0:
+        item: dict[str, Any] = {"block": draw(st.sampled_from([*NET_BLOCKS, "nonexistent"] if wrong else list(NET_BLOCKS)))}
+        if item["block"] == "down" or item["block"] == "pair" and draw(st.booleans()) or wrong and draw(st.integers(0, 5)) == 0:
+            item["filters"] = draw(st.integers(1, 8))
+    elif roll == 1 and ids:
+        item = {"type": draw(st.sampled_from(MERGES)),
+                "from": [_reference(draw, ids, wrong) for _ in range(draw(st.integers(1 if wrong else 2, 3)))]}
+    elif roll == 2 and ids and not tokens:  # to another map's size: `from: [map, like]`
+        item = _layer(draw(st.sampled_from(LIKE_KINDS)), draw)
+        # without its own size most of the time, which is what two inputs need
+        item = {k: v for k, v in item.items() if k in ("type", "name") or draw(st.integers(0, 4)) == 0}
+        item["from"] = [_reference(draw, ids, wrong) for _ in range(draw(st.sampled_from([2, 2, 2, 1, 3])))]
+    else:
+        item = _layer(draw(st.sampled_from(kinds)), draw)
+        if ids and draw(st.integers(0, 4)) == 0:
+            item["from"] = _reference(draw, ids, wrong)
+    if draw(st.integers(0, 2)) == 0 and item.get("name") is not None:
+        del item["name"]  # fewer clashing names, so that more networks are accepted
+    if draw(st.integers(0, 2)) == 0:
+        item["id"] = f"t{len(ids)}" if not wrong or draw(st.integers(0, 9)) else draw(st.sampled_from([*ids, "input", "t0"]) if ids else st.just("input"))
+        ids.append(item["id"])
+    return item
+
+
+@st.composite
+def network_specs(draw) -> Case:
+    """A network of stem, stages, sections and head whose parts take each other's ids, with one to
+    three named outputs; an image network (decoders, resizes and crops to another map's size) or a
+    token one (patches reshaped to tokens, then token layers), and now and then token layers on
+    images and image layers on tokens, which must be refused with a located message."""
+    tokens = draw(st.integers(0, 3)) == 0
+    wrong = draw(st.integers(0, 2)) == 0  # mistakes on purpose; the other two thirds are meant to be valid
+    side = draw(st.integers(2, 24))
+    spec: dict[str, Any] = {"name": "Net", "input": {"shape": [side, draw(st.integers(2, 24)), draw(st.integers(1, 4))]},
+                            "classes": draw(st.integers(1, 6)), "blocks": NET_BLOCKS}
+    ids: list[str] = []
+    stem_kinds = STEM_KINDS if not tokens else ON_TOKEN_KINDS
+    spec["stem"] = []
+    if tokens:  # the patch embedding: a strided conv, reshaped to (tokens, channels); sometimes left out
+        patch = draw(st.integers(1, 4))
+        spec["stem"].append({"type": "conv", "filters": draw(st.sampled_from([4, 6, 8])), "kernel": patch, "stride": patch})
+        if not wrong or draw(st.integers(0, 2)):
+            spec["stem"].append({"type": "reshape", "shape": [-1, spec["stem"][0]["filters"]]})
+    spec["stem"] += [draw(_net_item(ids, stem_kinds, tokens, wrong)) for _ in range(draw(st.integers(0, 3)))]
+    if draw(st.integers(0, 3)):  # a stage per size step, each with an id most of the time
+        spec["stages"] = []
+        for index in range(draw(st.integers(1, 3))):
+            stage: dict[str, Any] = {"block": draw(st.sampled_from((["attend", "attend", "pair"] if wrong else ["attend"]) if tokens else
+                                                                   ["down", "down", "pair", "attend" if wrong else "down", "basic"]))}
+            if stage["block"] in ("down", "pair"):
+                stage["filters"] = draw(st.integers(1, 8))
+            elif stage["block"] == "basic":
+                stage["filters"] = [draw(st.integers(1, 8))] * 2
+            if draw(st.integers(0, 4)) == 0:
+                stage["repeats"] = draw(st.integers(1, 3))
+            if draw(st.integers(0, 3)):
+                stage["id"] = f"s{index}" if not wrong or draw(st.integers(0, 9)) else draw(st.sampled_from([*ids, "input"]) if ids else st.just("input"))
+                ids.append(stage["id"])
+            spec["stages"].append(stage)
+    section_kinds = SECTION_KINDS if not tokens else ON_TOKEN_KINDS
+    if draw(st.integers(0, 3)):
+        spec["sections"] = {}
+        for _ in range(draw(st.integers(1, 3))):
+            odd_kinds = ON_TOKEN_KINDS if not tokens else SECTION_KINDS  # image layers on tokens and back
+            kinds = odd_kinds if wrong and draw(st.integers(0, 3)) == 0 else section_kinds
+            spec["sections"][draw(st.sampled_from(SECTION_NAMES if wrong else SECTION_NAMES[:6]))] = [
+                draw(_net_item(ids, kinds, tokens, wrong)) for _ in range(draw(st.integers(0 if draw(st.integers(0, 9)) == 0 else 1, 4)))]
+    head = []
+    if draw(st.integers(0, 2)):
+        # a classifier head: pooled (from tokens: one token or their mean), then the classes
+        pool = draw(st.sampled_from(["take_token", "average_tokens"] if tokens else ["global_average_pool", "flatten"]))
+        if wrong and draw(st.integers(0, 4)) == 0:
+            pool = draw(st.sampled_from([*TOKEN_KINDS, "global_average_pool"]))
+        head.append({"type": pool, **({"from": _reference(draw, ids, wrong)} if ids and draw(st.booleans()) else {})})
+        head.append({"type": "dense", "units": "classes", "activation": "softmax"})
+        if draw(st.booleans()):
+            head[-1]["id"] = "label"
+            ids.append("label")
+    head += [draw(_net_item(ids, section_kinds, tokens, wrong)) for _ in range(draw(st.integers(0, 2)))]
+    spec["head"] = head
+    outputs: list[tuple[str, Any]] = []
+    if ids and draw(st.integers(0, 3)):
+        # One to three, written as text so that a name may repeat (a duplicate key); two names
+        # may take the same id; now and then one is not an id at all.
+        names = draw(st.lists(st.sampled_from(OUTPUT_NAMES if wrong else OUTPUT_NAMES[:4]), min_size=1, max_size=3, unique=not wrong or draw(st.integers(0, 4)) > 0))
+        for name in names:
+            outputs.append((name, _reference(draw, ids, wrong) if wrong else draw(st.sampled_from(ids))))
+        if wrong and draw(st.integers(0, 4)) == 0:
+            outputs[-1] = (outputs[-1][0], draw(st.sampled_from([3, None, ["mask", "label"], {"id": "t0"}, ""])))
+    if wrong and draw(st.integers(0, 2)) == 0:
+        spec = draw(mutated_data(spec))
+    text = _dump(spec, draw(st.sampled_from([None, False]))).decode("utf-8")
+    if outputs and isinstance(spec, dict):
+        text += "outputs:\n" + "".join(
+            f"  {name}: {yaml.safe_dump(value, default_flow_style=True).removesuffix(chr(10)).removesuffix('...').strip()}\n"
+            for name, value in outputs)
+    return Case(text.encode("utf-8"), origin="network spec" + (" on tokens" if tokens else ""))
+
+
 STRATEGIES = {"random_yaml": random_yaml(), "schema_specs": schema_specs(), "shipped_mutants": shipped_mutants(),
-              "block_specs": block_specs()}
+              "block_specs": block_specs(), "network_specs": network_specs()}

@@ -12,7 +12,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzz_strategies import STRATEGIES, Case, Workspace, check_case
+from tests.fuzz_strategies import REPO, STRATEGIES, Case, InvariantBroken, Workspace, check_case
 
 EXAMPLES = 300
 BUILDS_PER_STRATEGY = 3  # Keras builds cost ~1.5 s each; validation of every case costs ~20 ms
@@ -53,6 +53,29 @@ test_specs_drawn_from_the_schema = _fuzz("schema_specs")
 test_mutations_of_shipped_files = _fuzz("shipped_mutants")
 # Block specs cost ~4x a schema spec to check (block checks, expansion); 150 keep CI's share small.
 test_specs_defining_blocks = _fuzz("block_specs", examples=150)
+# Networks with sections, named outputs, ids across parts and token layers: ~2x a schema spec.
+test_networks_beyond_one_chain = _fuzz("network_specs", examples=150)
+
+
+def test_named_outputs_are_compared_with_keras_one_by_one(workspace, monkeypatch):
+    """A built network with `outputs:` is compared per output name, and a wrong static shape for
+    one of them is caught (here static inference made to name the stem's 32x32x8 conv as `mask`)."""
+    from archbuilder.plan.graph import Plan
+
+    case = Case((REPO / "tests" / "specs" / "two_outputs.yaml").read_bytes())
+    assert check_case(case, workspace, build=True).built
+    monkeypatch.setattr(Plan, "output_nodes", lambda self: {"mask": self.nodes[1], "label": self.nodes[-1]})
+    with pytest.raises(InvariantBroken, match=r"'mask': \(32, 32, 8\)"):
+        check_case(case, workspace, build=True)
+
+
+def test_two_input_and_token_layers_are_found_in_the_registry():
+    """network_specs draws `from: [map, like]` layers and token layers from the registry, so a new
+    one is fuzzed without editing the fuzzer; these are the ones there now."""
+    from tests.fuzz_strategies import LIKE_KINDS, TOKEN_KINDS
+
+    assert LIKE_KINDS == ["cropping", "resize"]
+    assert TOKEN_KINDS == ["class_token", "position_embedding", "multi_head_attention", "take_token", "average_tokens"]
 
 
 def _layer_types():
