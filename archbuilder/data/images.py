@@ -91,7 +91,11 @@ def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
     one decode of every image, turned as its EXIF `orientation` says, then resized."""
     import tensorflow as tf
 
-    filter_native_stderr()  # a damaged JPEG's libjpeg lines stay off the terminal (data.native_lines)
+    # A damaged JPEG's libjpeg lines stay off the terminal (data.native_lines). Called as plain
+    # Python: this runs while tf.data traces the map function, and autograph would otherwise convert
+    # the filter's code, down to the exit handler that waits for its process, whose conversion at exit
+    # left __autograph_generated_file*.py in TMPDIR (handlers registered during exit never run).
+    tf.autograph.experimental.do_not_convert(filter_native_stderr)()
     image = _decode_reduced(data, height, width, channels, orientation)
     image.set_shape([None, None, channels])
     image = _orient(image, orientation)

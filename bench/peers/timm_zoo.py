@@ -28,6 +28,7 @@ TIMM_NAMES: dict[str, tuple[str, str]] = {
     "seresnet50": ("seresnet50", ""),
     "wide_resnet50_2": ("wide_resnet50_2", ""),
     "xception": ("legacy_xception", ""),  # timm's port of Keras's Xception: 22,855,952 weights = our trainable count
+    "vit_b16": ("vit_base_patch16_224", ""),  # 86,567,656 trainable, equal to ours (tests/test_vit.py)
 }
 
 
