@@ -723,6 +723,10 @@ def _net_item(draw, ids: list[str], kinds: list[str], tokens: bool, wrong: bool)
         item: dict[str, Any] = {"block": draw(st.sampled_from([*NET_BLOCKS, "nonexistent"] if wrong else list(NET_BLOCKS)))}
         if item["block"] == "down" or item["block"] == "pair" and draw(st.booleans()) or wrong and draw(st.integers(0, 5)) == 0:
             item["filters"] = draw(st.integers(1, 8))
+        if draw(st.integers(0, 2)) == 0:  # weights shared with an earlier call of the same key (or a wrong one)
+            item["share"] = draw(st.sampled_from(["s0", "s1"] + (["", 5, "s0 s1"] if wrong else [])))
+            if ids and draw(st.booleans()):
+                item["from"] = _reference(draw, ids, wrong)  # the same block on another tensor, as a detector's heads
     elif roll == 1 and ids:
         item = {"type": draw(st.sampled_from(MERGES)),
                 "from": [_reference(draw, ids, wrong) for _ in range(draw(st.integers(1 if wrong else 2, 3)))]}

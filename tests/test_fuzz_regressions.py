@@ -96,6 +96,15 @@ CASES = {
                b"stages: [{block: b}]\nhead: [{type: dense, units: '2 if true else 3', name: out}]\n",
         [],
     ),
+    # TypeError: unhashable type: 'dict' — a mapping written as a stage's id (a mutant of the DeepLab
+    # file) reached the network-wide id check after its schema error.
+    "a_mapping_as_a_stage_id": (
+        HEAD + b"stem: [{type: conv, filters: 2, kernel: 3}]\n"
+               b"stages: [{block: basic, filters: [2, 2], repeats: 1, id: {type: zero_padding}}]\n"
+               b"outputs: {out: {a: 1}}\n",
+        ["{f}:5:58: stages.0.id: input should be a valid string",
+         "{f}:6:16: outputs.out: input should be a valid string"],
+    ),
     # Accepted, built, and trained into NaN.
     "infinite_floats": (
         HEAD + b"defaults: {batch_norm: {epsilon: .inf}}\ntraining: {learning_rate: .inf}\n",

@@ -240,15 +240,17 @@ def _check_network_ids(spec: _Blocks, problem) -> None:
     order += [((*part, i), item) for part, items in bodies[1:] for i, item in enumerate(items)]
     known: dict[str, tuple] = {}
     for position, (path, item) in enumerate(order):
+        # An item whose schema check failed keeps what was written (a mapping where an id belongs):
+        # the schema's error says so; only strings can name anything here.
         refs = getattr(item, "from_", None)
-        for ref in ([refs] if isinstance(refs, str) else refs or []):
-            if ref != "input" and ref not in known:
+        for ref in ([refs] if isinstance(refs, str) else refs if isinstance(refs, (list, tuple)) else []):
+            if isinstance(ref, str) and ref != "input" and ref not in known:
                 later = any(getattr(other, "id", None) == ref for _, other in order[position:])
                 problem(path + ("from",), f"from: '{ref}' is " + (
                     "a later layer; a layer takes only earlier layers" if later else
                     f"not the id of an earlier layer (ids so far: {', '.join(['input', *known])})"))
         identifier = getattr(item, "id", None)
-        if identifier is not None:
+        if isinstance(identifier, str):
             if identifier == "input" or identifier in known:
                 problem(path + ("id",), f"id '{identifier}' is " + (
                     "reserved for the input of the stem and of the head" if identifier == "input" else
@@ -256,7 +258,7 @@ def _check_network_ids(spec: _Blocks, problem) -> None:
             else:
                 known[identifier] = path
     for name, ref in (spec.outputs or {}).items():
-        if ref not in known:
+        if isinstance(ref, str) and ref not in known:
             close = difflib.get_close_matches(ref, list(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             problem(("outputs", name), f"output '{name}' names '{ref}', which is not the id of a layer, block call, "
