@@ -179,6 +179,16 @@ BAD = {
         ["{f}:9:5: head.0: head layer 0: resize to a fixed size takes one input, got 2; to take another map's size, "
          "leave out `size` and give `from: [map, like]`"],
     ),
+    "a_block_beyond_its_stage": (
+        BASE.replace("stride: 2, id: bottom}", "stride: 2, repeats: 2, id: bottom}")
+        + "head:\n  - {type: global_average_pool, from: bottom.2}\n",
+        ["{f}:9:39: head.0.from: head layer 0: 'bottom.2' names block 2 of stage 'bottom', which has 2 blocks "
+         "('bottom.0' to 'bottom.1')"],
+    ),
+    "a_block_of_something_that_is_no_stage": (
+        BASE + "head:\n  - {type: global_average_pool, from: low.0}\n",
+        ["{f}:9:39: head.0.from: from: 'low.0' is not the id of an earlier layer (ids so far: input, low, bottom)"],
+    ),
     "an_output_left_unused": (
         BASE + "sections:\n  up:\n    - {type: resize, from: [input, low], id: up}\n"
                "head:\n  - {type: global_average_pool, from: bottom}\noutputs: {map: up}\n",
@@ -230,3 +240,40 @@ def test_cropping_to_another_maps_size_is_the_unets_fixed_crops(tmp_path):
     crops = [n for n in matched.nodes if n.kind == "cropping"]
     assert [c.layer.sides([fixed.nodes[i].out_shape for i in c.inputs]) for c in crops] == [
         ((p, p), (p, p)) for p in (4, 16, 40, 88)]
+
+
+def test_the_output_of_block_k_of_a_stage_is_stage_dot_k(tmp_path):
+    """Issue 18 item 1: `STAGE.K` names block K's output (0 for the first); the stage's own id its
+    last block's. An FPN takes C3-C5 this way from stages of several blocks, and a head can take an
+    early block: here block 0 of a 2-block stage (16x16x8) and the stage's end (8x8x16)."""
+    from archbuilder.keras.graph import build_model
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: Net
+        input: {shape: [16, 16, 3]}
+        classes: 3
+        stem:
+          - {type: conv, filters: 8, kernel: 3, padding: same}
+        stages:
+          - {block: basic, filters: [8, 8], repeats: 2, id: s1}
+          - {block: basic, filters: [16, 16], repeats: 2, stride: 2, id: s2}
+        head:
+          - {type: global_average_pool, from: s1.0, id: early}
+          - {type: global_average_pool, from: s2, id: late}
+          - {type: concat, from: [early, late]}
+          - {type: dense, units: classes, activation: softmax, id: out}
+        """))
+    plan = load_checked_spec(path).plan
+    pools = [n for n in plan.nodes if n.kind == "global_average_pool"]
+    assert [plan.nodes[n.inputs[0]].out_shape for n in pools] == [(16, 16, 8), (8, 8, 16)]
+    # s1.0 is the first block's last node, not the stage's: a block of s1 lies between them
+    first_block_end = plan.nodes[pools[0].inputs[0]]
+    assert first_block_end.group != plan.nodes[-1].group and first_block_end.index < plan.nodes[pools[1].inputs[0]].index
+    model = build_model(load_checked_spec(path).spec, plan)
+    assert model.count_params() == plan.total_params
+    # an output may name a block too
+    named = path.with_name("named.yaml")
+    named.write_text(path.read_text() + "outputs: {label: out, mid: 's2.0'}\n")
+    outputs = load_checked_spec(named).plan.output_nodes()
+    assert {name: node.out_shape for name, node in outputs.items()} == {"label": (3,), "mid": (8, 8, 16)}

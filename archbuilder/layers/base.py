@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from archbuilder.spec import expressions
 from archbuilder.spec.base import StrictModel
 from archbuilder.spec.fields import (  # noqa: F401  (the field types every primitive module uses)
-    Epsilon, LayerName, LocalId, NamePatterns, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
+    Epsilon, LayerName, LocalId, NamePatterns, TensorRef, NonNegativeInt, NonNegInt, PositiveInt, PosInt, Rate, Size2D, expr,
     in_block_body, parameter_values, takes_expressions,
 )
 
@@ -108,7 +108,7 @@ class Primitive(StrictModel):
     type: str
     name: Union[LayerName, NamePatterns, None] = None
     id: LocalId | None = None
-    from_: Union[LocalId, Annotated[list[LocalId], Field(min_length=1, max_length=64)], None] = Field(None, alias="from")
+    from_: Union[TensorRef, Annotated[list[TensorRef], Field(min_length=1, max_length=64)], None] = Field(None, alias="from")
     when: Optional[expr(bool)] = None
 
     # Class-level facts, not fields.

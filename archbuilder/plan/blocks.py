@@ -17,7 +17,7 @@ from archbuilder.plan.expand import MAX_BLOCK_DEPTH, PLACEHOLDER
 from archbuilder.plan.schema import BlockDef, BodyItem, Spec
 from archbuilder.spec import expressions
 from archbuilder.spec.blocks import BlockCall, StageSpec
-from archbuilder.spec.fields import NamePatterns
+from archbuilder.spec.fields import NamePatterns, stage_block
 from archbuilder.spec.params import ParamError, check_value
 from archbuilder.spec.source import Document, format_path
 
@@ -239,12 +239,18 @@ def _check_network_ids(spec: _Blocks, problem) -> None:
     order += [(("stages", i), stage) for i, stage in enumerate(spec.stages) if stage is not None]
     order += [((*part, i), item) for part, items in bodies[1:] for i, item in enumerate(items)]
     known: dict[str, tuple] = {}
+    stages = {stage.id for stage in spec.stages if stage is not None and isinstance(getattr(stage, "id", None), str)}
+
+    def unknown(ref: str) -> bool:  # `STAGE.K` is known once STAGE is (K is checked when the stage is expanded)
+        block = stage_block(ref)
+        return ref not in known if block is None else not (block[0] in known and block[0] in stages)
+
     for position, (path, item) in enumerate(order):
         # An item whose schema check failed keeps what was written (a mapping where an id belongs):
         # the schema's error says so; only strings can name anything here.
         refs = getattr(item, "from_", None)
         for ref in ([refs] if isinstance(refs, str) else refs if isinstance(refs, (list, tuple)) else []):
-            if isinstance(ref, str) and ref != "input" and ref not in known:
+            if isinstance(ref, str) and ref != "input" and unknown(ref):
                 later = any(getattr(other, "id", None) == ref for _, other in order[position:])
                 problem(path + ("from",), f"from: '{ref}' is " + (
                     "a later layer; a layer takes only earlier layers" if later else
@@ -258,7 +264,7 @@ def _check_network_ids(spec: _Blocks, problem) -> None:
             else:
                 known[identifier] = path
     for name, ref in (spec.outputs or {}).items():
-        if isinstance(ref, str) and ref not in known:
+        if isinstance(ref, str) and unknown(ref):
             close = difflib.get_close_matches(ref, list(known), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             problem(("outputs", name), f"output '{name}' names '{ref}', which is not the id of a layer, block call, "

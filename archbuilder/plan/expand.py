@@ -20,7 +20,7 @@ from archbuilder.plan.naming import block_group, block_letter, name_fields
 from archbuilder.plan.schema import BlockDef, Spec
 from archbuilder.spec import expressions
 from archbuilder.spec.blocks import BlockCall
-from archbuilder.spec.fields import NamePatterns
+from archbuilder.spec.fields import NamePatterns, stage_block
 from archbuilder.spec.params import ParamError, check_value
 
 MAX_INPUT_SEARCH = 1 << 14
@@ -108,6 +108,7 @@ class _Expander:
         self.steps = 0
         self.ids: dict[str, int] = {}  # the network's ids (stem, stages, head), for `from:` across parts
         self.shared: dict[str, _Shared] = {}  # `share:` key -> the first call with it
+        self.stage_blocks: dict[str, int] = {}  # a stage's id -> its number of blocks
 
     def run(self, input_shape) -> Plan:
         spec, g = self.spec, self.g
@@ -138,13 +139,16 @@ class _Expander:
                 x = self._block(stage.block, arguments, ("stages", stage_index), x, position,
                                 name_fields(label, block_index), depth=0, chain=(), scale=True)
                 block_number += 1
+                if stage.id is not None:
+                    self.ids[f"{stage.id}.{block_index}"] = x  # `STAGE.K`: block K's output
             if stage.id is not None:
                 self.ids[stage.id] = x
+                self.stage_blocks[stage.id] = repeats[stage_index]
         for name, items in spec.sections.items():
             x = self._linear_body(name, "section", ("sections", name), items, x)
         self._linear_body("head", "head", ("head",), spec.head, x)
         if spec.outputs:
-            g.plan.outputs = {name: self.ids[ref] for name, ref in spec.outputs.items()}
+            g.plan.outputs = {name: self._id(self.ids, ref, ("outputs", name)) for name, ref in spec.outputs.items()}
         g.check_all_used()
         return g.plan
 
@@ -291,10 +295,19 @@ class _Expander:
         if refs is None:
             return [previous]
         refs = [refs] if isinstance(refs, str) else refs
-        try:
-            return [ids[ref] for ref in refs]
-        except KeyError as missing:  # the spec checks refuse this; kept for plans built from raw models
-            raise self.g.error(f"from: '{missing.args[0]}' is not an earlier layer's id", path + ("from",)) from None
+        return [self._id(ids, ref, path + ("from",)) for ref in refs]
+
+    def _id(self, ids: dict, ref: str, path: tuple) -> int:
+        """The node `ref` names. The spec checks refuse unknown ids before; what only expansion knows
+        is how many blocks a stage has, which `STAGE.K` must fit."""
+        if ref in ids:
+            return ids[ref]
+        block = stage_block(ref)
+        if block is not None and block[0] in self.stage_blocks:
+            count = self.stage_blocks[block[0]]
+            raise self.g.error(f"'{ref}' names block {block[1]} of stage '{block[0]}', which has {count} block"
+                               f"{'s' if count > 1 else ''} ('{block[0]}.0' to '{block[0]}.{count - 1}')", path)
+        raise self.g.error(f"'{ref}' is not an earlier layer's id", path)
 
     def _condition(self, text: str, namespace: Mapping, path: tuple) -> bool:
         if isinstance(text, bool):

@@ -21,7 +21,7 @@ from archbuilder.spec.base import StrictModel
 from archbuilder.spec.blocks import (
     MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
 )
-from archbuilder.spec.fields import LayerName, LocalId, PositiveInt, block_parameters
+from archbuilder.spec.fields import LayerName, PositiveInt, TensorRef, block_parameters
 from archbuilder.spec.initializer import InitializerSpec
 from archbuilder.spec.reference import References
 from archbuilder.spec.training import TrainingSpec
@@ -146,7 +146,7 @@ class Spec(StrictModel):
     head: list[BodyItem] = []
     # The network's outputs by name, each the id of a layer, block call, stage or section item; the
     # Keras model then returns a dict. Without it the network's one output is its last layer.
-    outputs: Optional[Annotated[dict[Identifier, LocalId], Field(min_length=1, max_length=64)]] = Field(
+    outputs: Optional[Annotated[dict[Identifier, TensorRef], Field(min_length=1, max_length=64)]] = Field(
         None, description="The network's outputs by name, each the id of a layer, block call, stage or section "
                           "item; the Keras model returns a dict of them.")
     training: TrainingSpec | None = None

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from archbuilder.spec.base import StrictModel
-from archbuilder.spec.fields import LocalId, PosInt, PositiveInt, expr
+from archbuilder.spec.fields import LocalId, PosInt, PositiveInt, TensorRef, expr
 from archbuilder.spec.params import ParamError, check_value
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
@@ -91,7 +91,7 @@ class BlockCall(StrictModel):
 
     block: BlockName
     id: LocalId | None = None
-    from_: Union[LocalId, None] = Field(None, alias="from")
+    from_: Union[TensorRef, None] = Field(None, alias="from")
     when: Optional[expr(bool)] = None
     share: LocalId | None = None
 
@@ -115,7 +115,8 @@ class StageSpec(StrictModel):
     stride:   given to the stage's first block (`stride_on: last`: its last), 1 to the others;
     label:    the stage's number in layer names (`res{label}{letter}_branch2a`); default index + 2,
               since the stem is stage 1 in the notebook.
-    id:       names the stage's output, which a later stem or head item may take (`from:`).
+    id:       names the stage's output, which a later stem, section or head item may take (`from:`);
+              `ID.K` names the output of its block K (0 for the first).
     """
 
     model_config = {**StrictModel.model_config, "extra": "allow"}

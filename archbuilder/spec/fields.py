@@ -58,6 +58,15 @@ Epsilon = expr(Annotated[float, Field(gt=0, le=1)])
 # A layer name, or a pattern whose {expression} parts are filled in per block: "res{stage}{letter}_branch2a".
 LayerName = Annotated[str, Field(pattern=r"^(?:[A-Za-z0-9_.\-]|\{[^{}]{1,100}\})+$", max_length=128)]
 LocalId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+# What `from:` and `outputs:` name: an id, or `STAGE.K`, block K (0 for the first) of the stage
+# whose id is STAGE (a stage's own id names its last block's output).
+TensorRef = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[0-9]{1,6})?$", max_length=71)]
+
+
+def stage_block(ref: str) -> tuple[str, int] | None:
+    """('c4', 2) for 'c4.2'; None for a plain id."""
+    stage, dot, index = ref.partition(".")
+    return (stage, int(index)) if dot else None
 
 
 class NamePatterns(StrictModel):
