@@ -222,7 +222,8 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
 
 
-@pytest.mark.parametrize("cache", ["none", "disk"])
+# The disk-cache case is `slow` (17 s): the default suite keeps the streamed one, its twin.
+@pytest.mark.parametrize("cache", ["none", pytest.param("disk", marks=pytest.mark.slow)])
 def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_disk_cache(tmp_path, monkeypatch,
                                                                                          cache):
     """The BatchNorm sample (every training image here: 3 batches of 16 of 48) and the disk cache's
@@ -257,7 +258,7 @@ def _cut_with_end_marker(source, target):
     target.write_bytes(data[:len(data) * 7 // 10] + b"\xff\xd9")
 
 
-@pytest.mark.parametrize("cache", ["none", "memory"])
+@pytest.mark.parametrize("cache", ["none", pytest.param("memory", marks=pytest.mark.slow)])
 def test_libjpeg_s_own_lines_stay_off_the_terminal_and_ours_show(tmp_path, cache):
     """libjpeg prints its messages to descriptor 2 itself (data/native_lines.py); a real `train`
     process must show our lines and none of libjpeg's, streamed or decoded up front."""

@@ -140,6 +140,7 @@ def small_unet(tmp_path_factory):
     return out / "UNet.keras"
 
 
+@pytest.mark.slow  # 13 s: a 31M-weight predict twice; the default suite keeps the build and evaluate's refusal
 def test_build_writes_a_model_that_maps_a_real_photo(small_unet):
     result = run_cli("predict", str(small_unet), str(PHOTO), "--json")
     assert result.returncode == 0, result.stderr
