@@ -1,0 +1,105 @@
+"""Layer norm in training as one fused loop forward and one backward: the same math, fewer passes.
+
+Keras 3 writes a layer norm over the last axis as moments, rsqrt, and two multiply-adds
+(keras/src/ops/nn.py `_layer_normalization`), and the gradient tape adds about twice as many ops
+for the backward pass: each one a pass over the layer's whole input. ConvNeXt has one per block
+(at full resolution) and ViT two per encoder layer. Here the forward pass is one XLA-compiled
+function, and the input gradient another, written from the formula instead of differentiating
+the ops (x-hat = (x - mean) * r, r = 1 / sqrt(variance + epsilon), g = upstream * gamma):
+
+    dx = r * (g - mean(g) - x-hat * mean(g * x-hat))       means over the normalized (last) axis
+    d gamma = sum over the other axes of upstream * x-hat,  d beta = sum of upstream
+
+The two column sums are left to TensorFlow's reductions (faster there than in XLA's CPU code for
+these shapes). Forward plus gradients of a [32, 56, 56, 96] input (ConvNeXt-T's first stage)
+measured ~0.75x Keras's time on an Intel Xeon (bench/RESULTS.md). Only where it is Keras's
+math: a stock `LayerNormalization` over the last axis, without RMS scaling, in float32.
+Outputs and gradients agree with Keras's to float32 rounding (tests/test_fused_layer_norm.py).
+
+As in fused_batch_norm.py, the switch is made on layer *instances* (their own `call`): model files
+are those of stock layers, and a model loaded for --resume is switched again.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _normalized(x, epsilon):
+    mean = tf.reduce_mean(x, -1, keepdims=True)
+    centered = x - mean
+    reciprocal = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), -1, keepdims=True) + epsilon)
+    return centered * reciprocal, mean, reciprocal
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _forward(x, gamma, beta, epsilon):
+    normalized, mean, reciprocal = _normalized(x, epsilon)
+    return normalized * gamma + beta, mean, reciprocal
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _input_gradient(x, gamma, mean, reciprocal, upstream):
+    normalized = (x - mean) * reciprocal
+    g = upstream * gamma
+    dx = reciprocal * (g - tf.reduce_mean(g, -1, keepdims=True)
+                       - normalized * tf.reduce_mean(g * normalized, -1, keepdims=True))
+    return dx, upstream * normalized
+
+
+def fused_layer_norm(x, gamma, beta, epsilon: float):
+    """Layer norm of float32 `x` over its last axis, scaled by `gamma` and shifted by `beta`."""
+    epsilon = tf.constant(epsilon, tf.float32)
+
+    @tf.custom_gradient
+    def norm(x, gamma, beta):
+        outputs, mean, reciprocal = _forward(x, gamma, beta, epsilon)
+
+        def gradient(upstream):
+            dx, scaled = _input_gradient(x, gamma, mean, reciprocal, upstream)
+            channels = x.shape[-1]
+            return (dx, tf.reduce_sum(tf.reshape(scaled, [-1, channels]), 0),
+                    tf.reduce_sum(tf.reshape(upstream, [-1, channels]), 0))
+
+        return outputs, gradient
+
+    return norm(x, gamma, beta)
+
+
+def fusable(layer) -> bool:
+    """A stock Keras layer norm over the last axis of its input, without RMS scaling, in float32."""
+    if type(layer) is not keras.layers.LayerNormalization or layer.rms_scaling or "call" in vars(layer):
+        return False
+    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
+        return False
+    try:
+        rank = len(layer.input.shape)
+        channels = layer.input.shape[-1]
+    except (AttributeError, ValueError):  # a layer not yet called, or shared by several inputs
+        return False
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return channels is not None and [axis % rank for axis in axes] == [rank - 1]
+
+
+def use_fused_layer_norm(model) -> list[str]:
+    """Switch every fusable layer norm of `model` (see the module's docstring); their names.
+    Nothing where TensorFlow sees a GPU."""
+    if tf.config.list_logical_devices("GPU"):
+        return []
+    switched = []
+    for layer in model._flatten_layers(include_self=False):
+        if fusable(layer):
+            layer.call = _fused_call(layer)
+            switched.append(layer.name)
+    return switched
+
+
+def _fused_call(layer):
+    def call(inputs):
+        channels = inputs.shape[-1]
+        gamma = keras.ops.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
+        beta = keras.ops.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
+        return fused_layer_norm(tf.convert_to_tensor(inputs), gamma, beta, layer.epsilon)
+
+    return call
