@@ -1,0 +1,75 @@
+"""A/B of the fused GELU and layer norm (archbuilder/training/fused_gelu.py, fused_layer_norm.py):
+whole training steps of one zoo network, stock kernels against the fused ones, in one process.
+
+    .venv/bin/python bench/fused_elementwise.py convnext_tiny [--batch 16] [--steps 8]
+
+Both models are built from architectures/imagenet/NAME.yaml (10 classes) with the same weights and
+get what `train` switches on every CPU (fused Adam, fused batch norm, depthwise grouped
+convolutions); the second also gets the fused GELU and layer norm. They train on the same random
+batch, alternating (each round starts with the other one), so the machine's load hits both alike.
+Prints each model's median step (the first two dropped: tracing) and the median per-round ratio
+stock / fused. bench/RESULTS.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archbuilder.runtime import configure_tensorflow_environment  # noqa: E402
+
+configure_tensorflow_environment()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from archbuilder import api  # noqa: E402
+from archbuilder.training.fused_adam import use_fused_adam  # noqa: E402
+from archbuilder.training.fused_batch_norm import use_fused_batch_norm  # noqa: E402
+from archbuilder.training.fused_gelu import use_fused_gelu  # noqa: E402
+from archbuilder.training.fused_layer_norm import use_fused_layer_norm  # noqa: E402
+from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable  # noqa: E402
+
+
+def make(network: str, fused: bool):
+    keras.utils.set_random_seed(0)
+    model = api.build(ROOT / "architectures" / "imagenet" / f"{network}.yaml", ["classes=10"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    use_fused_adam(model.optimizer)
+    use_fused_batch_norm(model)
+    switch_grouped_convolutions(model, {layer.name: "depthwise" for layer in model._flatten_layers(include_self=False)
+                                        if switchable(layer) and is_depthwise(layer)})
+    if fused:
+        print(f"fused: {len(use_fused_gelu(model))} GELU, {len(use_fused_layer_norm(model))} layer norms")
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+    models = {"stock": make(args.network, False), "fused": make(args.network, True)}
+    x = np.random.RandomState(0).uniform(0, 255, (args.batch, *models["stock"].input_shape[1:])).astype("float32")
+    y = keras.utils.to_categorical(np.arange(args.batch) % 10, 10)
+    times = {name: [] for name in models}
+    for step in range(args.steps):
+        for name, model in (models.items() if step % 2 == 0 else reversed(models.items())):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            times[name].append(time.perf_counter() - start)
+    for name in models:
+        print(f"{name}: median step {statistics.median(times[name][2:]):.3f} s", [round(t, 2) for t in times[name]])
+    ratios = [a / b for a, b in zip(times["stock"][2:], times["fused"][2:])]
+    print(f"stock / fused, median per round: {statistics.median(ratios):.3f}", [round(r, 3) for r in ratios])
+
+
+if __name__ == "__main__":
+    main()
