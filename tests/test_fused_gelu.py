@@ -13,6 +13,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_gelu import fusable, fused_gelu, use_fused_gelu  # noqa: E402
+from tests.switched_layers import outputs_and_gradients, twin  # noqa: E402
 
 
 def _model(activation="gelu"):
@@ -26,20 +27,7 @@ def _model(activation="gelu"):
 def _pair(activation="gelu"):
     keras.utils.set_random_seed(0)
     stock = _model(activation)
-    fused = keras.models.clone_model(stock)
-    fused.set_weights(stock.get_weights())
-    return stock, fused
-
-
-def _outputs_and_gradients(model, x, upstream):
-    @tf.function
-    def run(inputs):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            loss = tf.reduce_sum(model(inputs, training=True) * upstream)
-        return [loss, *tape.gradient(loss, [inputs, *model.trainable_weights])]
-
-    return [t.numpy() for t in run(tf.constant(x))]
+    return stock, twin(stock)
 
 
 def _bound(values) -> float:
@@ -59,8 +47,8 @@ def test_fused_gelu_computes_kerass_outputs_and_gradients():
     rng = np.random.default_rng(1)
     x = rng.uniform(-4, 4, size=(16, 5, 7)).astype("float32")
     upstream = rng.normal(size=(16, 5, 6)).astype("float32")
-    names = ["loss", "input gradient", "dense_gelu kernel", "dense_gelu bias", "dense kernel", "dense bias"]
-    want, have = _outputs_and_gradients(stock, x, upstream), _outputs_and_gradients(fused, x, upstream)
+    names = ["outputs", "input gradient", "dense_gelu kernel", "dense_gelu bias", "dense kernel", "dense bias"]
+    want, have = outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream)
     for name, a, b in zip(names, want, have):
         np.testing.assert_allclose(b, a, rtol=0, atol=_bound(a), err_msg=name)
 

@@ -11,9 +11,9 @@ from archbuilder.runtime import configure_tensorflow_environment
 configure_tensorflow_environment()
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_layer_norm import fusable, use_fused_layer_norm  # noqa: E402
+from tests.switched_layers import outputs_and_gradients, twin  # noqa: E402
 
 CHANNELS = 24
 
@@ -33,21 +33,7 @@ def _pair(rank=4, **norm):
     rng = np.random.default_rng(1)
     for weight in stock.get_layer("norm").weights:
         weight.assign(rng.uniform(0.5, 2.0, CHANNELS).astype("float32"))
-    fused = keras.models.clone_model(stock)
-    fused.set_weights(stock.get_weights())
-    return stock, fused
-
-
-def _outputs_and_gradients(model, x, upstream):
-    @tf.function
-    def run(inputs):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            y = model(inputs, training=True)
-            loss = tf.reduce_sum(y * upstream)
-        return [y, *tape.gradient(loss, [inputs, *model.trainable_weights])]
-
-    return [t.numpy() for t in run(tf.constant(x))]
+    return stock, twin(stock)
 
 
 @pytest.mark.parametrize("rank, norm", [(4, {"epsilon": 1e-6}), (3, {"epsilon": 1e-3}),
@@ -59,7 +45,7 @@ def test_fused_layer_norm_computes_kerass_outputs_and_gradients(rank, norm):
     # Mean 3, spread 2: normalization has real work to do.
     x = (3.0 + 2.0 * rng.normal(size=(8, *stock.input_shape[1:]))).astype("float32")
     upstream = rng.normal(size=(8, *stock.output_shape[1:])).astype("float32")
-    want, have = _outputs_and_gradients(stock, x, upstream), _outputs_and_gradients(fused, x, upstream)
+    want, have = outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream)
     assert len(want) == len(have) == 2 + len(stock.trainable_weights)
     for index, (a, b) in enumerate(zip(want, have)):
         # Both compute in float32 over 24 channels per row and sum the weight gradients over

@@ -26,17 +26,12 @@ import keras
 import tensorflow as tf
 
 
-def _normalized(x, epsilon):
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _forward(x, gamma, beta, epsilon):
     mean = tf.reduce_mean(x, -1, keepdims=True)
     centered = x - mean
     reciprocal = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), -1, keepdims=True) + epsilon)
-    return centered * reciprocal, mean, reciprocal
-
-
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _forward(x, gamma, beta, epsilon):
-    normalized, mean, reciprocal = _normalized(x, epsilon)
-    return normalized * gamma + beta, mean, reciprocal
+    return centered * reciprocal * gamma + beta, mean, reciprocal
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
