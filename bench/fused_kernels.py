@@ -1,14 +1,16 @@
-"""A/B of the fused GELU and layer norm (archbuilder/training/fused_gelu.py, fused_layer_norm.py):
-whole training steps of one zoo network, stock kernels against the fused ones, in one process.
+"""A/B of fused training kernels (archbuilder/training/fused_layers.py: GELU, layer norm,
+self-attention, batch norm): whole training steps of one zoo network, with and without some of
+them, in one process.
 
-    .venv/bin/python bench/fused_elementwise.py convnext_tiny [--batch 16] [--steps 8]
+    .venv/bin/python bench/fused_kernels.py convnext_tiny [--kernels gelu,layer_norm] [--batch 16] [--steps 8]
 
 Both models are built from architectures/imagenet/NAME.yaml (10 classes) with the same weights and
-get what `train` switches on every CPU (fused Adam, fused batch norm, depthwise grouped
-convolutions); the second also gets the fused GELU and layer norm. They train on the same random
-batch, alternating (each round starts with the other one), so the machine's load hits both alike.
-Prints each model's median step (the first two dropped: tracing) and the median per-round ratio
-stock / fused. bench/RESULTS.md has the figures.
+get what `train` switches on every CPU (fused Adam, the fused layers of fused_layers.py, depthwise
+grouped convolutions), except that the first, "stock", leaves out the switches named by --kernels
+(default: GELU, layer norm and attention). They train on the same random batch, alternating (each
+round starts with the other one), so the machine's load hits both alike. Prints each model's median
+step (the first two dropped: tracing) and the median per-round ratio stock / fused.
+bench/RESULTS.md has the figures.
 """
 
 from __future__ import annotations
@@ -31,32 +33,34 @@ import numpy as np  # noqa: E402
 
 from archbuilder import api  # noqa: E402
 from archbuilder.training.fused_adam import use_fused_adam  # noqa: E402
-from archbuilder.training.fused_batch_norm import use_fused_batch_norm  # noqa: E402
-from archbuilder.training.fused_gelu import use_fused_gelu  # noqa: E402
-from archbuilder.training.fused_layer_norm import use_fused_layer_norm  # noqa: E402
+from archbuilder.training.fused_layers import SWITCHES, use_fused_layers  # noqa: E402
 from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable  # noqa: E402
 
 
-def make(network: str, fused: bool):
+def make(network: str, leave_out: list[str]):
     keras.utils.set_random_seed(0)
     model = api.build(ROOT / "architectures" / "imagenet" / f"{network}.yaml", ["classes=10"])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     use_fused_adam(model.optimizer)
-    use_fused_batch_norm(model)
+    switched = use_fused_layers(model, leave_out)
     switch_grouped_convolutions(model, {layer.name: "depthwise" for layer in model._flatten_layers(include_self=False)
                                         if switchable(layer) and is_depthwise(layer)})
-    if fused:
-        print(f"fused: {len(use_fused_gelu(model))} GELU, {len(use_fused_layer_norm(model))} layer norms")
+    print("fused:", ", ".join(f"{len(layers)} {name}" for name, layers in switched.items()))
     return model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network")
+    parser.add_argument("--kernels", default="gelu,layer_norm,attention",
+                        help=f"the switches the stock model leaves out, of: {', '.join(SWITCHES)}")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
-    models = {"stock": make(args.network, False), "fused": make(args.network, True)}
+    kernels = [name.strip() for name in args.kernels.split(",") if name.strip()]
+    if not kernels or set(kernels) - set(SWITCHES):
+        parser.error(f"--kernels: name one or more of {', '.join(SWITCHES)}")
+    models = {"stock": make(args.network, kernels), "fused": make(args.network, [])}
     x = np.random.RandomState(0).uniform(0, 255, (args.batch, *models["stock"].input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(args.batch) % 10, 10)
     times = {name: [] for name in models}

@@ -1,0 +1,28 @@
+"""The layer switches `train` makes on every CPU, in one place: each keeps a layer's math and its
+model file and runs it as fewer, faster kernels (their modules say how and what it measured).
+
+`leave_out` exists for bench/fused_kernels.py, which measures a step with and without some of them.
+"""
+
+from __future__ import annotations
+
+from archbuilder.training.fused_attention import use_fused_attention
+from archbuilder.training.fused_batch_norm import use_fused_batch_norm
+from archbuilder.training.fused_gelu import use_fused_gelu
+from archbuilder.training.fused_layer_norm import use_fused_layer_norm
+
+SWITCHES = {
+    "batch_norm": use_fused_batch_norm,
+    "gelu": use_fused_gelu,
+    "layer_norm": use_fused_layer_norm,
+    "attention": use_fused_attention,
+}
+
+
+def use_fused_layers(model, leave_out=()) -> dict[str, list[str]]:
+    """Make every switch of SWITCHES but those named in `leave_out` on `model`'s layers; the
+    names of the layers each one switched."""
+    unknown = set(leave_out) - set(SWITCHES)
+    if unknown:
+        raise ValueError(f"no such switch: {', '.join(sorted(unknown))} (known: {', '.join(SWITCHES)})")
+    return {name: switch(model) for name, switch in SWITCHES.items() if name not in leave_out}

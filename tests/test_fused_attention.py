@@ -1,0 +1,103 @@
+"""Self-attention in training as plain matrix products (archbuilder/training/fused_attention.py):
+Keras's MultiHeadAttention outputs and gradients to float32 rounding, model files unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archbuilder.runtime import configure_tensorflow_environment
+
+configure_tensorflow_environment()
+
+import keras  # noqa: E402
+
+from archbuilder.keras.token_layers import SelfAttention  # noqa: E402
+from archbuilder.training.fused_attention import fusable, use_fused_attention  # noqa: E402
+from tests.switched_layers import outputs_and_gradients, twin  # noqa: E402
+
+TOKENS, CHANNELS = 9, 16
+
+
+def _model(**attention):
+    inputs = keras.Input((TOKENS, 3))
+    x = keras.layers.Dense(CHANNELS, name="dense")(inputs)
+    x = SelfAttention(**{"num_heads": 2, "key_dim": 8, **attention}, name="attention")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+
+
+def _pair(**attention):
+    """The same model twice, the second switched; biases far from their initial zeros, so that a
+    bias added to the wrong projection shows."""
+    keras.utils.set_random_seed(0)
+    stock = _model(**attention)
+    rng = np.random.default_rng(1)
+    for weight in stock.get_layer("attention").weights:
+        if "bias" in weight.path:
+            weight.assign(rng.uniform(-1.0, 1.0, weight.shape).astype("float32"))
+    return stock, twin(stock)
+
+
+@pytest.mark.parametrize("attention", [{}, {"use_bias": False}, {"num_heads": 3, "key_dim": 4, "value_dim": 6}])
+def test_fused_attention_computes_kerass_outputs_and_gradients(attention):
+    stock, fused = _pair(**attention)
+    assert use_fused_attention(fused) == ["attention"]
+    rng = np.random.default_rng(2)
+    # Spread 2: logits of a few units, so that the softmax is neither flat nor one-hot.
+    x = (2.0 * rng.normal(size=(6, TOKENS, 3))).astype("float32")
+    upstream = rng.normal(size=(6, TOKENS, 4)).astype("float32")
+    want, have = outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream)
+    names = ["outputs", "inputs", *(w.path for w in stock.trainable_weights)]
+    assert len(want) == len(have) == len(names)
+    scales = dict(zip(names, (np.abs(a).max() for a in want)))
+    for name, a, b in zip(names, want, have):
+        # Both compute in float32, the same products summed in other orders (one [C, 3*H*D] matmul
+        # against three einsums; the weight gradients sum over 6*9 = 54 rows): a few ulps apart
+        # (~1e-6 relatively) times each quantity's own scale. 2e-5 of that scale leaves >10x room;
+        # a formula error is far outside (without the 1/sqrt(key_dim) scale the outputs move by
+        # ~10% of their scale, a key bias added to the query by more). The key bias's gradient is
+        # zero in exact arithmetic (it adds the same q.b to every logit of a row, which softmax
+        # ignores): what both compute is rounding, measured against the key kernel's gradient.
+        scale = scales[name.replace("key/bias", "key/kernel")]
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_path):
+    assert use_fused_attention(_model(dropout=0.1)) == []  # Keras draws its own dropout mask
+    assert use_fused_attention(_model(use_gate=True)) == []
+    assert use_fused_attention(_model(output_shape=5)) == []
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        assert use_fused_attention(_model()) == []
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert fusable(_model().get_layer("attention"))
+
+    stock, fused = _pair()
+    config = fused.get_config()
+    use_fused_attention(fused)
+    assert fused.get_config() == config  # the switch is on the instance's call, not in the config
+    assert use_fused_attention(fused) == []  # switched once
+    fused.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert "call" not in vars(loaded.get_layer("attention"))
+    x = np.random.default_rng(3).normal(size=(4, TOKENS, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=0, atol=1e-5)
+
+
+
+def test_train_switches_attention_without_dropout(tmp_path):
+    """`train` makes the switch (and says so) where attention has no dropout, and not where it has."""
+    from train_support import image_folder, invoke
+
+    data = image_folder(tmp_path / "data", per_class=6)
+    spec = Path(__file__).parent / "specs" / "tiny_vit.yaml"
+    plain = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "plain",
+                   "--set", "stages.0.attention_dropout=0")
+    assert plain.exit_code == 0, plain.output
+    assert "2 attention" in plain.output.split("fused kernels, the same math: ")[1].splitlines()[0], plain.output
+    dropped = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "dropped")
+    assert dropped.exit_code == 0, dropped.output
+    assert "attention" not in dropped.output.split("fused kernels, the same math: ")[1].splitlines()[0]
