@@ -14,12 +14,13 @@ epsilon), g = upstream * gamma):
 The backward pass's sums are matrix-vector products over the input seen as [rows, channels]
 (mean(g) and mean(g * x-hat) per row: upstream and upstream * x-hat times gamma; d gamma and
 d beta per channel: the same two times a vector of ones), which oneDNN runs on every core, where
-XLA's CPU reductions and TensorFlow's column sums are several times slower: the backward pass
-of a [32, 197, 768] input (ViT-B/16) takes 16 ms instead of 31 ms that way, of a
-[32, 56, 56, 96] one (ConvNeXt-T's first stage) 39 ms instead of 73 ms (Intel Xeon with AMX,
-bench/RESULTS.md). Only where it is Keras's math: a stock `LayerNormalization` over the last
-axis, without RMS scaling, in float32.
-Outputs and gradients agree with Keras's to float32 rounding (tests/test_fused_layer_norm.py).
+XLA's CPU reductions and TensorFlow's column sums are several times slower. Forward and
+gradients of a [32, 197, 768] input (ViT-B/16) take 27 ms that way instead of 41 (Keras's ops
+63, PyTorch 23), of a [32, 56, 56, 96] one (ConvNeXt-T's first stage) 56 ms instead of 98
+(Keras's 124, PyTorch 71) on an Intel Xeon with AMX (bench/layer_norm.py, bench/RESULTS.md).
+Only where it is Keras's math: a stock `LayerNormalization` over the last axis, without RMS
+scaling, in float32. Outputs and gradients agree with Keras's to float32 rounding
+(tests/test_fused_layer_norm.py).
 
 As in fused_batch_norm.py, the switch is made on layer *instances* (their own `call`): model files
 are those of stock layers, and a model loaded for --resume is switched again.
