@@ -89,15 +89,14 @@ def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_
 
 
 def test_train_switches_attention_without_dropout(tmp_path):
-    """`train` makes the switch (and says so) where attention has no dropout, and not where it has."""
+    """`train` makes the switch and says so (tiny_vit.yaml's attention dropout set to 0; with its
+    dropout it is left to Keras: test_only_plain_float32_self_attention_is_switched...)."""
     from train_support import image_folder, invoke
 
     data = image_folder(tmp_path / "data", per_class=6)
     spec = Path(__file__).parent / "specs" / "tiny_vit.yaml"
-    plain = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "plain",
-                   "--set", "stages.0.attention_dropout=0")
-    assert plain.exit_code == 0, plain.output
-    assert "2 attention" in plain.output.split("fused kernels, the same math: ")[1].splitlines()[0], plain.output
-    dropped = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "dropped")
-    assert dropped.exit_code == 0, dropped.output
-    assert "attention" not in dropped.output.split("fused kernels, the same math: ")[1].splitlines()[0]
+    result = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "run",
+                    "--set", "stages.0.attention_dropout=0")
+    assert result.exit_code == 0, result.output
+    switched = result.output.split("fused kernels, the same math: ")[1].splitlines()[0]
+    assert "2 attention" in switched and "5 layer norm" in switched, result.output
