@@ -7,17 +7,16 @@ batched products over (batch, heads) with transposes inside each call, and their
 same way. Here the same arithmetic runs as 2-D products (one [tokens, C] x [C, 3 * heads * dim]
 for query, key and value together, one [tokens, heads * dim] x [heads * dim, C] for the output,
 each with a fused bias add) and two batched products over (batch, heads), as PyTorch's
-`nn.MultiheadAttention` and timm's ViT compute it. On an Intel Xeon one ViT-B/16 attention layer
-at batch 16 (forward and both gradients) takes ~0.35 s instead of ~0.40 s (bench/RESULTS.md).
+`nn.MultiheadAttention` and timm's ViT compute it. On an Intel Xeon with AMX a whole ViT-B/16
+training step at batch 16 is 1.085x cheaper this way (bench/fused_kernels.py, bench/RESULTS.md).
 
 Each output is the same sums of the same products as Keras's (query and key dot products scaled
 by 1 / sqrt(key_dim) after the product, as Keras's `dot_product_attention` does; softmax over the
 keys in float32), only summed in another order: outputs and gradients agree with Keras's to
 float32 rounding (tests/test_fused_attention.py). Gradients are TensorFlow's own for these ops.
 
-As in fused_batch_norm.py, the switch is made on layer *instances* (their own `call`), never on the
-class: model files are those of stock layers, and a model loaded for --resume is switched again.
-It applies to this package's `SelfAttention` in its plain form only: float32, no dropout on the
+The switch is made on layer instances (instance_switch.py): model files are those of stock
+layers. It applies to this package's `SelfAttention` in its plain form only: float32, no dropout on the
 attention weights (with dropout Keras draws its own mask, which this path would not reproduce),
 no gate, no output shape of its own, attention over the sequence axis, no sliding window, and
 stock projections (no LoRA, not quantized).
@@ -28,6 +27,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from archbuilder.keras.token_layers import SelfAttention
+from archbuilder.training.instance_switch import switch_instances
 
 
 def fusable(layer) -> bool:
@@ -48,14 +48,7 @@ def fusable(layer) -> bool:
 def use_fused_attention(model) -> list[str]:
     """Switch every fusable self-attention layer of `model` (see the module's docstring); their
     names. Nothing where TensorFlow sees a GPU (its batched products are already fast there)."""
-    if tf.config.list_logical_devices("GPU"):
-        return []
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if fusable(layer):
-            layer.call = _attention_call(layer)
-            switched.append(layer.name)
-    return switched
+    return switch_instances(model, fusable, _attention_call)
 
 
 def _attention_call(layer):

@@ -29,6 +29,8 @@ import functools
 import keras
 import tensorflow as tf
 
+from archbuilder.training.instance_switch import switch_instances
+
 # cuDNN refuses an epsilon under CUDNN_BN_MIN_EPSILON (1e-5), and the op's float32 attribute holds
 # 1e-5 as 9.99999975e-06, just under it: so with a GPU, as TensorFlow's own wrapper does
 # (tf.nn.fused_batch_norm), 1.001e-5 at least. The CPU kernels (Eigen's, oneDNN's) take the
@@ -58,12 +60,8 @@ def fusable(layer) -> bool:
 
 def use_fused_batch_norm(model) -> list[str]:
     """Switch every fusable batch norm of `model` (see the module's docstring); their names."""
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if fusable(layer) and "call" not in vars(layer):
-            layer.call = _fused_call(layer, layer.call)
-            switched.append(layer.name)
-    return switched
+    # Also with a GPU: FusedBatchNormV3 is cuDNN's batch norm there (fusable checks its epsilon floor).
+    return switch_instances(model, fusable, lambda layer: _fused_call(layer, layer.call), cpu_only=False)
 
 
 def _fused_call(layer, keras_call):

@@ -15,7 +15,7 @@ its own float32 polynomial, not Eigen's: outputs and gradients differ from Keras
 rounding (tests/test_fused_gelu.py bounds it).
 
 Only the convolution-free part is compiled: XLA's CPU convolutions are what grouped_conv.py keeps
-away from. Like fused_batch_norm.py, the switch is made on layer *instances* (their own `call`),
+away from. The switch is made on layer *instances* (instance_switch.py: their own `call`),
 never on the class or on the `activation` attribute (which their config saves): model files stay
 those of stock layers, and a model loaded for --resume is switched again. It applies to stock
 `Activation('gelu')` and `Dense(activation='gelu')` layers computing in float32.
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from archbuilder.training.instance_switch import switch_instances
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 _INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
@@ -71,14 +73,8 @@ def fusable(layer) -> bool:
 def use_fused_gelu(model) -> list[str]:
     """Switch every fusable GELU layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU (its GELU kernels are already fused there)."""
-    if tf.config.list_logical_devices("GPU"):
-        return []
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if fusable(layer):
-            layer.call = _dense_call(layer) if type(layer) is keras.layers.Dense else _activation_call(layer)
-            switched.append(layer.name)
-    return switched
+    return switch_instances(
+        model, fusable, lambda layer: _dense_call(layer) if type(layer) is keras.layers.Dense else _activation_call(layer))
 
 
 def _activation_call(layer):

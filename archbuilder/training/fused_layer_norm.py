@@ -22,7 +22,7 @@ Only where it is Keras's math: a stock `LayerNormalization` over the last axis, 
 scaling, in float32. Outputs and gradients agree with Keras's to float32 rounding
 (tests/test_fused_layer_norm.py).
 
-As in fused_batch_norm.py, the switch is made on layer *instances* (their own `call`): model files
+The switch is made on layer *instances* (instance_switch.py: their own `call`): model files
 are those of stock layers, and a model loaded for --resume is switched again.
 """
 
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from archbuilder.training.instance_switch import switch_instances
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
@@ -94,14 +96,7 @@ def fusable(layer) -> bool:
 def use_fused_layer_norm(model) -> list[str]:
     """Switch every fusable layer norm of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU."""
-    if tf.config.list_logical_devices("GPU"):
-        return []
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if fusable(layer):
-            layer.call = _fused_call(layer)
-            switched.append(layer.name)
-    return switched
+    return switch_instances(model, fusable, _fused_call)
 
 
 def _fused_call(layer):

@@ -1,0 +1,24 @@
+"""The one way the fused training kernels are switched on: a layer *instance* gets its own `call`.
+
+Never the class: the model's config and saved files stay those of stock Keras layers, and a model
+loaded for --resume is switched again. Each fused_*.py module says which layers it takes
+(`fusable`) and what runs instead (its call).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True) -> list[str]:
+    """Give every layer of `model` that `fusable` accepts, and that has no call of its own yet,
+    the call `fused_call(layer)`; the names of those layers. With `cpu_only`, none where
+    TensorFlow sees a GPU (its kernels for these layers are already fused there)."""
+    if cpu_only and tf.config.list_logical_devices("GPU"):
+        return []
+    switched = []
+    for layer in model._flatten_layers(include_self=False):
+        if fusable(layer) and "call" not in vars(layer):
+            layer.call = fused_call(layer)
+            switched.append(layer.name)
+    return switched
