@@ -1,5 +1,6 @@
-"""For the tests of training kernels switched on layer instances (fused GELU, fused layer norm):
-a model and its switched twin compared on outputs and every gradient."""
+"""For the tests of training kernels switched on layer instances (fused GELU, layer norm,
+attention): a model and its switched twin compared on outputs and every gradient, and the switched
+model's file reloaded."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def outputs_and_gradients(model, x, upstream) -> list:
         return [outputs, *tape.gradient(loss, [inputs, *model.trainable_weights])]
 
     return [t.numpy() for t in run(tf.constant(x))]
+
+
+def switched_and_reloaded(fused, switch, path):
+    """Make `switch` on `fused`, check that it lives on the instances only (the config unchanged, a
+    second switch makes none), save `fused` to `path`; the file loaded back in safe mode."""
+    config = fused.get_config()
+    switch(fused)
+    assert fused.get_config() == config  # the switch is on the instances' call, not in the config
+    assert switch(fused) == []  # switched once
+    fused.save(path)
+    return keras.models.load_model(path, safe_mode=True)

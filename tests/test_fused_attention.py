@@ -16,7 +16,7 @@ import keras  # noqa: E402
 
 from archbuilder.keras.token_layers import SelfAttention  # noqa: E402
 from archbuilder.training.fused_attention import fusable, use_fused_attention  # noqa: E402
-from tests.switched_layers import outputs_and_gradients, twin  # noqa: E402
+from tests.switched_layers import outputs_and_gradients, switched_and_reloaded, twin  # noqa: E402
 
 TOKENS, CHANNELS = 9, 16
 
@@ -76,16 +76,10 @@ def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_
     assert fusable(_model().get_layer("attention"))
 
     stock, fused = _pair()
-    config = fused.get_config()
-    use_fused_attention(fused)
-    assert fused.get_config() == config  # the switch is on the instance's call, not in the config
-    assert use_fused_attention(fused) == []  # switched once
-    fused.save(tmp_path / "model.keras")
-    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    loaded = switched_and_reloaded(fused, use_fused_attention, tmp_path / "model.keras")
     assert "call" not in vars(loaded.get_layer("attention"))
     x = np.random.default_rng(3).normal(size=(4, TOKENS, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=0, atol=1e-5)
-
 
 
 def test_train_switches_attention_without_dropout(tmp_path):

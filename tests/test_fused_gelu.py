@@ -13,7 +13,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_gelu import fusable, fused_gelu, use_fused_gelu  # noqa: E402
-from tests.switched_layers import outputs_and_gradients, twin  # noqa: E402
+from tests.switched_layers import outputs_and_gradients, switched_and_reloaded, twin  # noqa: E402
 
 
 def _model(activation="gelu"):
@@ -82,13 +82,7 @@ def test_only_exact_gelu_in_float32_is_switched_and_files_stay_stock(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
 
     stock, fused = _pair()
-    config = fused.get_config()
-    use_fused_gelu(fused)
-    assert fused.get_config() == config  # the switch is on the instances' call, not in the config
-    assert use_fused_gelu(fused) == []  # switched once
-    path = tmp_path / "model.keras"
-    fused.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
+    loaded = switched_and_reloaded(fused, use_fused_gelu, tmp_path / "model.keras")
     assert "call" not in vars(loaded.get_layer("dense_gelu"))
     assert loaded.get_layer("activation_gelu").activation is keras.activations.gelu
     x = np.random.default_rng(2).uniform(-3, 3, size=(4, 5, 7)).astype("float32")
