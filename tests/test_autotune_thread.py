@@ -1,0 +1,96 @@
+"""Training datasets run without tf.data's autotuning thread (data/pipeline.py), whose join when Keras
+deletes the training iterator kept `train` waiting up to half a minute after its last epoch.
+
+What is checked: every training dataset (held, streamed, per replica) has autotuning off, and with
+it off a parallel map still overlaps its calls and a prefetch still runs ahead of its consumer, so
+the pipelines lose nothing. Overlap is read from when each call started and ended, not from timings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from archbuilder.data import pipeline
+from archbuilder.spec.training import AugmentationSpec
+
+
+@pytest.fixture(scope="module")
+def held():
+    x = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    return x, np.arange(12) % 3
+
+
+@pytest.mark.parametrize("augmentation", [None, AugmentationSpec(horizontal_flip=True, rotation=0.1)])
+def test_training_datasets_have_no_autotune_thread_and_inference_keeps_the_default(held, augmentation):
+    x, y = held
+    dataset = pipeline.training_dataset(x, y, 3, 4, seed=0, first_epoch=0, epochs=2, augmentation=augmentation)
+    assert dataset.options().autotune.enabled is False
+    assert len(list(dataset)) == 6  # two epochs of three batches: the options change nothing else
+    assert pipeline.inference_dataset(x, 4).options().autotune.enabled is not False
+
+
+def test_streamed_training_datasets_have_no_autotune_thread(tmp_path):
+    from PIL import Image
+
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.data.stream import ImageFiles, read_headers
+
+    for label in "ab":
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            Image.new("RGB", (10, 10), (index * 40, 0, 0)).save(tmp_path / label / f"{index}.png")
+    files = scan_image_folder(tmp_path)
+    orientations, problems = read_headers(files.paths)
+    assert problems == []
+    stream = ImageFiles(files.paths, orientations, (8, 8, 3))
+    dataset = pipeline.training_dataset(stream, np.asarray(files.labels), 2, 2, seed=0, first_epoch=0, epochs=1)
+    assert dataset.options().autotune.enabled is False
+    assert sum(len(labels) for _, labels in dataset) == 6
+
+
+def _recorded(dataset_of, calls: int):
+    """Run a dataset whose elements each sleep 0.2 s in Python, recording (start, end) of each call."""
+    import tensorflow as tf
+
+    spans, lock = [], threading.Lock()
+
+    def slow(index):
+        start = time.monotonic()
+        time.sleep(0.2)
+        with lock:
+            spans.append((start, time.monotonic()))
+        return index
+
+    def call(index):
+        return tf.py_function(slow, [index], tf.int64)
+
+    return dataset_of(tf.data.Dataset.range(calls), call), spans
+
+
+def test_without_autotuning_a_parallel_map_still_overlaps_its_calls():
+    import tensorflow as tf
+
+    dataset, spans = _recorded(lambda d, call: d.map(call, num_parallel_calls=tf.data.AUTOTUNE), 6)
+    assert len(list(pipeline._without_autotune_thread(dataset))) == 6
+    spans.sort()
+    # Some call began before the one before it had ended: two ran at once. One call at a time
+    # (no parallelism) would give every start after the previous end.
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def test_without_autotuning_prefetch_still_runs_ahead_of_its_consumer():
+    import tensorflow as tf
+
+    dataset, spans = _recorded(lambda d, call: d.map(call).prefetch(tf.data.AUTOTUNE), 4)
+    consumed = []
+    for _ in pipeline._without_autotune_thread(dataset):
+        time.sleep(0.5)  # the model's step: the next element should be produced meanwhile
+        consumed.append(time.monotonic())
+    spans.sort()
+    # Element k+1 was started before element k was done with (its step ended): the producer ran
+    # ahead. Without prefetching, each element would start only when the consumer asked for it.
+    assert all(spans[k + 1][0] < consumed[k] - 0.25 for k in range(len(consumed) - 1)), (spans, consumed)
