@@ -166,23 +166,30 @@ def _images_and_labels(indexes, x, y: np.ndarray, classes: int, seed: int,
     dataset = dataset.map(lambda im, lab: (normalize(im), lab))
     # Streamed: a fixed depth, so that memory stays bounded (AUTOTUNE may buffer up to half the RAM).
     dataset = dataset.prefetch(PREFETCH_BATCHES if streamed else tf.data.AUTOTUNE)
-    return dataset if epochs is None else _without_autotune_thread(dataset)
+    return dataset if epochs is None else _training_options(dataset)
 
 
-def _without_autotune_thread(dataset):
-    """`dataset` without tf.data's autotuning thread.
+def _training_options(dataset):
+    """`dataset` without tf.data's autotuning thread, and with one thread per op inside it.
 
-    When `fit` returns, Keras deletes its training iterator, and the deletion joins that thread;
-    after a long run (ConvNeXt-T, 6 steps of ~13 s) the join waited 27-33 s at the end of `train`
-    (TensorFlow 2.21; gdb: RootDataset::Iterator's destructor waiting on Model::OptimizeLoop),
-    and 0.00 s without the thread. Nothing is lost on these pipelines: with autotuning off, a
-    parallel map's AUTOTUNE still runs its calls in parallel and prefetch(AUTOTUNE) still fills ahead
-    of the model (tests/test_autotune_thread.py checks both).
+    The autotuning thread: when `fit` returns, Keras deletes its training iterator, and the
+    deletion joins that thread; after a long run (ConvNeXt-T, 6 steps of ~13 s) the join waited
+    27-33 s at the end of `train` (TensorFlow 2.21; gdb: RootDataset::Iterator's destructor waiting
+    on Model::OptimizeLoop), and 0.00 s without the thread. Nothing is lost on these pipelines:
+    with autotuning off, a parallel map's AUTOTUNE still runs its calls in parallel and
+    prefetch(AUTOTUNE) still fills ahead of the model (tests/test_training_options.py).
+
+    One thread per op: the pipeline already runs several batches at once (the augmentation's
+    parallel map, the streams' PARALLEL_BATCHES), so splitting each resampling or decode across
+    the cores as well only adds hand-offs. The same pixels either way (tested); against autotuning
+    off alone, the pipeline alone ran faster in 6 of 8 A/Bs, median +5% (two at -6% and -9%: this
+    machine's noise is about that size; bench/pipeline_options.py, figures in bench/RESULTS.md).
     """
     import tensorflow as tf
 
     options = tf.data.Options()
     options.autotune.enabled = False
+    options.threading.max_intra_op_parallelism = 1
     return dataset.with_options(options)
 
 

@@ -1,9 +1,11 @@
-"""Training datasets run without tf.data's autotuning thread (data/pipeline.py), whose join when Keras
-deletes the training iterator kept `train` waiting up to half a minute after its last epoch.
+"""Training datasets' tf.data options (data/pipeline.py `_training_options`): no autotuning thread,
+whose join when Keras deletes the training iterator kept `train` waiting up to half a minute after
+its last epoch, and one thread per op inside the pipeline.
 
-What is checked: every training dataset (held, streamed, per replica) has autotuning off, and with
-it off a parallel map still overlaps its calls and a prefetch still runs ahead of its consumer, so
-the pipelines lose nothing. Overlap is read from when each call started and ended, not from timings.
+What is checked: training datasets (held and streamed) carry both options and inference datasets
+neither; the augmented batches are the same pixels with the options as without; and with
+autotuning off a parallel map still overlaps its calls and a prefetch still runs ahead of its
+consumer, so the pipelines lose nothing. Overlap is read from when each call started and ended.
 """
 
 from __future__ import annotations
@@ -25,15 +27,37 @@ def held():
 
 
 @pytest.mark.parametrize("augmentation", [None, AugmentationSpec(horizontal_flip=True, rotation=0.1)])
-def test_training_datasets_have_no_autotune_thread_and_inference_keeps_the_default(held, augmentation):
+def test_training_datasets_carry_the_options_and_inference_datasets_do_not(held, augmentation):
     x, y = held
     dataset = pipeline.training_dataset(x, y, 3, 4, seed=0, first_epoch=0, epochs=2, augmentation=augmentation)
     assert dataset.options().autotune.enabled is False
-    assert len(list(dataset)) == 6  # two epochs of three batches: the options change nothing else
-    assert pipeline.inference_dataset(x, 4).options().autotune.enabled is not False
+    assert dataset.options().threading.max_intra_op_parallelism == 1
+    assert len(list(dataset)) == 6  # two epochs of three batches
+    inference = pipeline.inference_dataset(x, 4).options()
+    assert inference.autotune.enabled is not False and inference.threading.max_intra_op_parallelism != 1
 
 
-def test_streamed_training_datasets_have_no_autotune_thread(tmp_path):
+def test_the_options_leave_every_augmented_pixel_as_it_was(monkeypatch):
+    """Every augmentation on (contrast takes a per-image mean: a reduction, split across threads by
+    default), images large enough for TensorFlow to split each op."""
+    x = np.random.default_rng(1).integers(0, 256, (16, 96, 96, 3), dtype=np.uint8)
+    y = np.arange(16) % 4
+    augmentation = AugmentationSpec(rotation=0.1, zoom=0.1, translation=0.1, contrast=0.3, brightness=0.2,
+                                    horizontal_flip=True, vertical_flip=True)
+
+    def batches():
+        dataset = pipeline.training_dataset(x, y, 4, 8, seed=3, first_epoch=0, epochs=2, augmentation=augmentation)
+        return [images.numpy() for images, _ in dataset]
+
+    with_options = batches()
+    monkeypatch.setattr(pipeline, "_training_options", lambda dataset: dataset)
+    without = batches()
+    assert len(with_options) == len(without) == 4
+    for index, (a, b) in enumerate(zip(with_options, without)):
+        np.testing.assert_array_equal(a, b, err_msg=f"batch {index}")
+
+
+def test_streamed_training_datasets_carry_the_options(tmp_path):
     from PIL import Image
 
     from archbuilder.data.folder import scan_image_folder
@@ -49,6 +73,7 @@ def test_streamed_training_datasets_have_no_autotune_thread(tmp_path):
     stream = ImageFiles(files.paths, orientations, (8, 8, 3))
     dataset = pipeline.training_dataset(stream, np.asarray(files.labels), 2, 2, seed=0, first_epoch=0, epochs=1)
     assert dataset.options().autotune.enabled is False
+    assert dataset.options().threading.max_intra_op_parallelism == 1
     assert sum(len(labels) for _, labels in dataset) == 6
 
 
@@ -75,7 +100,7 @@ def test_without_autotuning_a_parallel_map_still_overlaps_its_calls():
     import tensorflow as tf
 
     dataset, spans = _recorded(lambda d, call: d.map(call, num_parallel_calls=tf.data.AUTOTUNE), 6)
-    assert len(list(pipeline._without_autotune_thread(dataset))) == 6
+    assert len(list(pipeline._training_options(dataset))) == 6
     spans.sort()
     # Some call began before the one before it had ended: two ran at once. One call at a time
     # (no parallelism) would give every start after the previous end.
@@ -87,7 +112,7 @@ def test_without_autotuning_prefetch_still_runs_ahead_of_its_consumer():
 
     dataset, spans = _recorded(lambda d, call: d.map(call).prefetch(tf.data.AUTOTUNE), 4)
     consumed = []
-    for _ in pipeline._without_autotune_thread(dataset):
+    for _ in pipeline._training_options(dataset):
         time.sleep(0.5)  # the model's step: the next element should be produced meanwhile
         consumed.append(time.monotonic())
     spans.sort()
