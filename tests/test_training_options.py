@@ -18,6 +18,7 @@ import pytest
 
 from archbuilder.data import pipeline
 from archbuilder.spec.training import AugmentationSpec
+from train_support import image_folder
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +59,10 @@ def test_the_options_leave_every_augmented_pixel_as_it_was(monkeypatch):
 
 
 def test_streamed_training_datasets_carry_the_options(tmp_path):
-    from PIL import Image
-
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.stream import ImageFiles, read_headers
 
-    for label in "ab":
-        (tmp_path / label).mkdir()
-        for index in range(3):
-            Image.new("RGB", (10, 10), (index * 40, 0, 0)).save(tmp_path / label / f"{index}.png")
-    files = scan_image_folder(tmp_path)
+    files = scan_image_folder(image_folder(tmp_path / "images", classes=("0", "1"), per_class=3))
     orientations, problems = read_headers(files.paths)
     assert problems == []
     stream = ImageFiles(files.paths, orientations, (8, 8, 3))
