@@ -13,6 +13,7 @@
     cache_choice.py  `--cache`: held, streamed or disk-cached, and what each holds in memory
     pipeline.py      tf.data: shuffle, batch, augment, x/255, prefetch
     augment.py       augmentation drawn per image from (seed, epoch, index): reproducible, resumable
+    axis_resample.py its zoom and translation in two 1-D passes: the Keras kernel's pixels, faster
     sources.py       `--data` / `--test` arguments -> labelled uint8 images (arrays or streamed)
 
 TensorFlow is imported only inside functions.

@@ -36,6 +36,19 @@ def example_draws(seed: int, epochs, positions):
     return tf.map_fn(one, (pairs, positions), fn_output_signature=tf.TensorSpec([DRAWS], tf.float32))
 
 
+def _matrix(layer, transformation):
+    """The transform rows a RandomZoom or RandomTranslation gives its kernel for `transformation`,
+    made by the layer's own code, as its `transform_images` makes them."""
+    import keras
+    import tensorflow as tf
+
+    if isinstance(layer, keras.layers.RandomZoom):
+        shape = transformation["input_shape"]
+        zooms = tf.cast(tf.concat([transformation["width_zoom"], transformation["height_zoom"]], axis=1), tf.float32)
+        return layer._get_zoom_matrix(zooms, shape[1], shape[2])
+    return layer._get_translation_matrix(transformation["translations"])
+
+
 def _between(draws, column, lower, upper):
     """Column `column` of `draws` scaled to [lower, upper), as a [batch, 1] float32 tensor."""
     return lower + draws[:, column:column + 1] * (upper - lower)
@@ -55,9 +68,15 @@ class StatelessAugmentation:
         and index in the data. The augmented images, float32 0-255."""
         import tensorflow as tf
 
+        from archbuilder.data.axis_resample import axis_aligned_transform, resamples_exactly
+
         draws = example_draws(self.seed, epochs, positions)
         for layer in self.layers:
-            images = layer.transform_images(images, self._transformation(layer, images, draws), training=True)
+            transformation = self._transformation(layer, images, draws)
+            if resamples_exactly(layer):  # the layer's own pixels, in two 1-D passes (data.axis_resample)
+                images = axis_aligned_transform(tf.cast(images, layer.compute_dtype), _matrix(layer, transformation))
+            else:
+                images = layer.transform_images(images, transformation, training=True)
         return tf.cast(images, tf.float32)
 
     @staticmethod
