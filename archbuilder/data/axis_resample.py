@@ -11,8 +11,8 @@ operations in the same order (no fused multiply-add: each product is rounded, th
 output value is bit-identical to the kernel's (tests/test_axis_resample.py compares them), so the
 training batches are the ones the Keras layers gave.
 
-Cost on a batch of 32 224x224 images, one thread (Intel Xeon with AMX, 2026-12-03): the kernel
-110-146 ms, these passes 57 ms. The x pass runs on the transposed batch, so that both passes gather
+Cost on a batch of 32 224x224 images, one thread (bench/augment_speed.py; Intel Xeon with AMX,
+2026-12-03): the kernel 116-144 ms, these passes 54-59 ms. The x pass runs on the transposed batch, so that both passes gather
 whole rows (contiguous) and weight them with a per-row factor; gathering single pixels along x, the
 straightforward form, cost 103 ms.
 
@@ -55,11 +55,11 @@ def axis_aligned_transform(images, transforms):
     right, bottom = tf.minimum(left + 1, width - 1), tf.minimum(top + 1, height - 1)
 
     columns = tf.transpose(images, [0, 2, 1, 3])  # [batch, W, H, C]: a source column is one row here
-    per_column = lambda weight: weight[:, :, None, None]  # noqa: E731
-    rows = tf.transpose(per_column(x_ceil - x) * tf.gather(columns, left, axis=1, batch_dims=1)
-                        + per_column(x - x_floor) * tf.gather(columns, right, axis=1, batch_dims=1), [0, 2, 1, 3])
-    out = (per_column(y_ceil - y) * tf.gather(rows, top, axis=1, batch_dims=1)
-           + per_column(y - y_floor) * tf.gather(rows, bottom, axis=1, batch_dims=1))
+    per_line = lambda weight: weight[:, :, None, None]  # noqa: E731  [batch, n]: one weight per gathered line
+    rows = tf.transpose(per_line(x_ceil - x) * tf.gather(columns, left, axis=1, batch_dims=1)
+                        + per_line(x - x_floor) * tf.gather(columns, right, axis=1, batch_dims=1), [0, 2, 1, 3])
+    out = (per_line(y_ceil - y) * tf.gather(rows, top, axis=1, batch_dims=1)
+           + per_line(y - y_floor) * tf.gather(rows, bottom, axis=1, batch_dims=1))
     return tf.cast(out, dtype)
 
 
