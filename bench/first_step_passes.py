@@ -1,16 +1,21 @@
-"""`cli.py train`'s first step with some of grappler's passes off, against all on, alternating.
+"""`cli.py train`'s first step as it is, against one change to it, alternating.
 
     .venv/bin/python bench/first_step_passes.py [--network convnext_tiny] [--rounds 2] \
-        [--off constant_folding,arithmetic_optimization,...]
+        [--against passes-off|no-compile-ahead] [--off constant_folding,arithmetic_optimization,...]
 
 Each run is bench/zoo_speed.py's own (`cli.py train architectures/imagenet/NETWORK.yaml` on 192
 sign photos in 10 class folders, one epoch of 6 steps of 32, an empty kernel cache), in its own
-process; the "off" arm first sets `tf.config.optimizer.set_experimental_options` to turn the
-named passes off (OFF below by default: every pass but the remapper's fusions and function
-inlining). Prints one JSON line per run: the first step's end after train's "training ..." line,
-the median step (state.json) and their difference, the first step's extra time as zoo_speed
-counts it. A pass turned off may also slow every later step, so the step's speed is printed
-beside the first step's.
+process. The other arm runs a Python prelude in that process first:
+
+  passes-off        `tf.config.optimizer.set_experimental_options` turns the grappler passes named
+                    by --off off (OFF below by default: every pass but the remapper's fusions and
+                    function inlining)
+  no-compile-ahead  the fused kernels' XLA compiles are left to the first step, as before
+                    archbuilder/training/compile_ahead.py (no traced call is sent to its thread)
+
+Prints one JSON line per run: zoo_speed's figures (the first step's extra time as it counts it,
+images per second, CPU seconds, the end). A change may also slow every later step, so the step's
+speed is printed beside the first step's.
 """
 
 from __future__ import annotations
@@ -18,64 +23,50 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.zoo_speed import make_folder, ours  # noqa: E402
+
 OFF = ("constant_folding", "arithmetic_optimization", "dependency_optimization", "loop_optimization",
        "shape_optimization", "layout_optimizer", "debug_stripper", "implementation_selector",
        "pin_to_host_optimization")
+PRELUDE = "from archbuilder.runtime import configure_tensorflow_environment\nconfigure_tensorflow_environment()\n"
 
 
-def run(network: str, off: tuple[str, ...], work: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from bench.zoo_speed import make_folder
-
-    folder = work / "images"
-    if not folder.exists():
-        make_folder(folder, 192)
-    out = work / f"run-{time.monotonic_ns()}"
-    argv = ["cli.py", "train", f"architectures/imagenet/{network}.yaml", "--data", str(folder), "--epochs", "1",
-            "--batch-size", "32", "--out", str(out)]
-    options = {name: False for name in off}
-    code = ("import sys, runpy\n"
-            "from archbuilder.runtime import configure_tensorflow_environment\n"
-            "configure_tensorflow_environment()\n"
-            "import tensorflow as tf\n"
-            f"tf.config.optimizer.set_experimental_options({options!r})\n"
-            f"sys.argv = {argv!r}\n"
-            "runpy.run_path('cli.py', run_name='__main__')\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "ARCHBUILDER_CACHE_DIR": str(out.with_name(out.name + "-cache"))}
-    start = time.time()
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    lines = [(time.time() - start, line.rstrip()) for line in process.stdout]
-    if process.wait() != 0:
-        raise RuntimeError("\n".join(text for _, text in lines[-20:]))
-    began = next(t for t, text in lines if text.startswith("training ") and " images" in text)
-    ready = next(t for t, text in lines if text.startswith("graph ready"))
-    images_per_second = json.loads((out / "state.json").read_text())["history"][0]["images_per_second"]
-    step = 32 / images_per_second
-    return {"network": network, "passes_off": list(off), "first_step_end_s": round(ready - began, 1),
-            "step_s": round(step, 2), "first_step_extra_s": round(ready - began - step, 1),
-            "images_per_second": images_per_second, "load": round(os.getloadavg()[0], 1)}
+def prelude(against: str, off: tuple[str, ...]) -> str:
+    if against == "passes-off":
+        options = {name: False for name in off}
+        return PRELUDE + f"import tensorflow as tf\ntf.config.optimizer.set_experimental_options({options!r})"
+    if against == "no-compile-ahead":
+        return PRELUDE + ("from archbuilder.training.compile_ahead import XlaKernel\n"
+                          "XlaKernel.__call__ = lambda self, *tensors: self.function(*tensors)")
+    raise ValueError(against)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="convnext_tiny")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--off", default=",".join(OFF), help="grappler option names to set False")
+    parser.add_argument("--against", choices=("passes-off", "no-compile-ahead"), default="passes-off")
+    parser.add_argument("--off", default=",".join(OFF), help="with passes-off: grappler option names to set False")
     args = parser.parse_args()
-    off = tuple(name for name in args.off.split(",") if name)
-    with tempfile.TemporaryDirectory(prefix="first-step-passes-") as work:
-        for _ in range(args.rounds):
-            for arm in ((), off):
-                print(json.dumps(run(args.network, arm, Path(work))), flush=True)
+    other = prelude(args.against, tuple(name for name in args.off.split(",") if name))
+    settings = types.SimpleNamespace(batch=32, size=0, steps=6, warm_cache=False)
+    with tempfile.TemporaryDirectory(prefix="first-step-ab-") as work:
+        folder = make_folder(Path(work) / "images", settings.batch * settings.steps)
+        for round_ in range(args.rounds):
+            arms = (("as it is", ""), (args.against, other))
+            for arm, code in arms if round_ % 2 == 0 else arms[::-1]:
+                row = ours(args.network, folder, Path(work), settings, prelude=code)
+                del row["kernel_timing"], row["switches"]
+                print(json.dumps({"network": args.network, "arm": arm, "round": round_ + 1, **row,
+                                  "load": round(os.getloadavg()[0], 1)}), flush=True)
 
 
 if __name__ == "__main__":

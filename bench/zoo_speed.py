@@ -108,12 +108,18 @@ def _failed(command, code, lines) -> RuntimeError:
     return RuntimeError(f"{' '.join(map(str, command))} failed ({code}):\n{tail}")
 
 
-def ours(network: str, folder: Path, work: Path, args) -> dict:
+def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dict:
+    """One `cli.py train` process of `network`; with `prelude`, Python run in it first (an A/B's
+    other arm: bench/first_step_passes.py)."""
     run = work / f"run-{network}-{time.monotonic_ns()}"
-    command = [sys.executable, "cli.py", "train", str(ZOO / f"{network}.yaml"), "--data", str(folder), "--epochs", "1",
-               "--batch-size", str(args.batch), "--out", str(run)]
+    argv = ["cli.py", "train", str(ZOO / f"{network}.yaml"), "--data", str(folder), "--epochs", "1",
+            "--batch-size", str(args.batch), "--out", str(run)]
     if args.size:
-        command += ["--set", f"input.shape=[{args.size}, {args.size}, 3]"]
+        argv += ["--set", f"input.shape=[{args.size}, {args.size}, 3]"]
+    command = [sys.executable, *argv]
+    if prelude:
+        command = [sys.executable, "-c", f"{prelude}\nimport runpy, sys\nsys.argv = {argv!r}\n"
+                   "runpy.run_path('cli.py', run_name='__main__')"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if not args.warm_cache:  # a machine's first run: every kernel choice is timed in this run
         env["ARCHBUILDER_CACHE_DIR"] = str(run.with_name(run.name + "-cache"))
