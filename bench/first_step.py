@@ -37,7 +37,6 @@ Configurations (`train`'s settings unless named):
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
   xla            the training step compiled by XLA (jit_compile=True)
-  no-compile-ahead  the fused kernels' XLA compiles left to the first call (training/compile_ahead.py)
 """
 
 from __future__ import annotations
@@ -141,25 +140,15 @@ def worker(config: str) -> dict:
         build_before_tracing(model, (tf.TensorSpec((None, SIZE, SIZE, 3)), tf.TensorSpec((None, 10))))
     phase("variables")
     step_function = tf.function(model.train_step, jit_compile=config == "xla")
-    from contextlib import nullcontext
-
-    from archbuilder.training.compile_ahead import CompileAhead
-
-    # `train` compiles the fused kernels ahead from the trace to the end of the first step.
-    ahead = nullcontext() if config == "no-compile-ahead" else CompileAhead(BATCH)
-    with ahead:
-        concrete = step_function.get_concrete_function((x, y))
-        phase("trace")
-        times["ops"] = len(concrete.graph.get_operations())
-        # Called through the tf.function, as fit does: a step traced twice shows up here.
-        steps = []
-        for _ in range(STEPS):
-            float(step_function((x, y))["loss"])
-            phase("call")
-            steps.append((times["call"], times["call_cpu"]))
-            if len(steps) == 1:  # as GraphPreparation does once the first step is done
-                ahead.__exit__(None, None, None)
-    times["compiled_ahead"] = getattr(ahead, "compiled", None)
+    concrete = step_function.get_concrete_function((x, y))
+    phase("trace")
+    times["ops"] = len(concrete.graph.get_operations())
+    # Called through the tf.function, as fit does: a step traced twice shows up here.
+    steps = []
+    for _ in range(STEPS):
+        float(step_function((x, y))["loss"])
+        phase("call")
+        steps.append((times["call"], times["call_cpu"]))
     del times["call"], times["call_cpu"]
     times["first"], times["first_cpu"] = steps[0]
     times["step"] = statistics.median(s[0] for s in steps[1:])

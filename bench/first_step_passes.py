@@ -1,17 +1,13 @@
-"""`cli.py train`'s first step as it is, against one change to it, alternating.
+"""`cli.py train`'s first step with some of grappler's passes off, against all on, alternating.
 
     .venv/bin/python bench/first_step_passes.py [--network convnext_tiny] [--rounds 2] \
-        [--against passes-off|no-compile-ahead] [--off constant_folding,arithmetic_optimization,...]
+        [--off constant_folding,arithmetic_optimization,...]
 
 Each run is bench/zoo_speed.py's own (`cli.py train architectures/imagenet/NETWORK.yaml` on 192
 sign photos in 10 class folders, one epoch of 6 steps of 32, an empty kernel cache), in its own
-process. The other arm runs a Python prelude in that process first:
-
-  passes-off        `tf.config.optimizer.set_experimental_options` turns the grappler passes named
-                    by --off off (OFF below by default: every pass but the remapper's fusions and
-                    function inlining)
-  no-compile-ahead  the fused kernels' XLA compiles are left to the first step, as before
-                    archbuilder/training/compile_ahead.py (no traced call is sent to its thread)
+process; the "off" arm first runs a Python prelude there (zoo_speed's `ours`) that sets
+`tf.config.optimizer.set_experimental_options` to turn the passes named by --off off (OFF below
+by default: every pass but the remapper's fusions and function inlining).
 
 Prints one JSON line per run: zoo_speed's figures (the first step's extra time as it counts it,
 images per second, CPU seconds, the end). A change may also slow every later step, so the step's
@@ -39,29 +35,23 @@ OFF = ("constant_folding", "arithmetic_optimization", "dependency_optimization",
 PRELUDE = "from archbuilder.runtime import configure_tensorflow_environment\nconfigure_tensorflow_environment()\n"
 
 
-def prelude(against: str, off: tuple[str, ...]) -> str:
-    if against == "passes-off":
-        options = {name: False for name in off}
-        return PRELUDE + f"import tensorflow as tf\ntf.config.optimizer.set_experimental_options({options!r})"
-    if against == "no-compile-ahead":
-        return PRELUDE + ("from archbuilder.training.compile_ahead import XlaKernel\n"
-                          "XlaKernel.__call__ = lambda self, *tensors: self.function(*tensors)")
-    raise ValueError(against)
+def prelude(off: tuple[str, ...]) -> str:
+    options = {name: False for name in off}
+    return PRELUDE + f"import tensorflow as tf\ntf.config.optimizer.set_experimental_options({options!r})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="convnext_tiny")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--against", choices=("passes-off", "no-compile-ahead"), default="passes-off")
-    parser.add_argument("--off", default=",".join(OFF), help="with passes-off: grappler option names to set False")
+    parser.add_argument("--off", default=",".join(OFF), help="grappler option names to set False")
     args = parser.parse_args()
-    other = prelude(args.against, tuple(name for name in args.off.split(",") if name))
+    off = tuple(name for name in args.off.split(",") if name)
     settings = types.SimpleNamespace(batch=32, size=0, steps=6, warm_cache=False)
     with tempfile.TemporaryDirectory(prefix="first-step-ab-") as work:
         folder = make_folder(Path(work) / "images", settings.batch * settings.steps)
         for round_ in range(args.rounds):
-            arms = (("as it is", ""), (args.against, other))
+            arms = (("all passes", ""), ("passes off", prelude(off)))
             for arm, code in arms if round_ % 2 == 0 else arms[::-1]:
                 row = ours(args.network, folder, Path(work), settings, prelude=code)
                 del row["kernel_timing"], row["switches"]

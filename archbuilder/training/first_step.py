@@ -54,10 +54,9 @@ def trace_prediction_once(model, element_spec) -> None:
 class GraphPreparation(keras.callbacks.Callback):
     """Says "preparing the graph" when fit starts and how long it took once the first step is done."""
 
-    def __init__(self, say, ready=None):
+    def __init__(self, say):
         super().__init__()
         self.say = say
-        self.ready = ready  # called once the first step is done (what only helped it ends there)
         self.started: float | None = None
         self.seconds: float | None = None  # fit start to the end of the first step
 
@@ -70,5 +69,3 @@ class GraphPreparation(keras.callbacks.Callback):
         if self.seconds is None and self.started is not None:
             self.seconds = round(time.perf_counter() - self.started, 1)
             self.say(f"graph ready: the first step ended {self.seconds:g} s after training started")
-            if self.ready is not None:
-                self.ready()

@@ -26,19 +26,18 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.compile_ahead import XlaKernel
 from archbuilder.training.instance_switch import switch_instances
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 _INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 
 
-@XlaKernel
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _gelu_forward(x):
     return x * (0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF)))
 
 
-@XlaKernel
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _gelu_gradient(x, upstream):
     cdf = 0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF))
     return upstream * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))

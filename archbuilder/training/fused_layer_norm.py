@@ -31,11 +31,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.compile_ahead import XlaKernel
 from archbuilder.training.instance_switch import switch_instances
 
 
-@XlaKernel
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _forward(x, gamma, beta, epsilon):
     mean = tf.reduce_mean(x, -1, keepdims=True)
     centered = x - mean
@@ -43,12 +42,12 @@ def _forward(x, gamma, beta, epsilon):
     return centered * reciprocal * gamma + beta, mean, reciprocal
 
 
-@XlaKernel
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _upstream_times_normalized(x, mean, reciprocal, upstream):
     return upstream * ((x - mean) * reciprocal)
 
 
-@XlaKernel
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _input_gradient(x, gamma, mean, reciprocal, upstream, sum_g, sum_g_normalized):
     channels = tf.cast(tf.shape(x)[-1], x.dtype)
     normalized = (x - mean) * reciprocal

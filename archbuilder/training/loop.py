@@ -10,7 +10,7 @@ batches the run would have seen, because the order of epoch `e` depends only on 
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -255,30 +255,23 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
             v = data.validation
             validation = strategy.distribute_datasets_from_function(
                 lambda context: pipeline.replica_inference_dataset(context, v.x, v.y, classes, training.batch_size))
-    from archbuilder.training.compile_ahead import CompileAhead
-    from archbuilder.training.first_step import GraphPreparation
-
-    ahead = None
     if distribution.strategy is None:  # under a strategy Keras does this itself
         from archbuilder.training.first_step import build_before_tracing, trace_prediction_once
 
         build_before_tracing(prepared.model, dataset.element_spec)
         if data.test is not None and session.writer:  # predicted after every epoch (EpochRow)
             trace_prediction_once(prepared.model, dataset.element_spec[0])
-        ahead = CompileAhead(training.batch_size)
-    with ahead or nullcontext():
-        try:
-            prepared.model.fit(
-                dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
-                validation_data=validation, verbose=verbose,
-                callbacks=[GraphPreparation(say, ready=ahead.close if ahead else None),
-                           *streamed_data.skipped_images(data, say),
-                           *callbacks(session, prepared.model, distribution, say, training)],
-                shuffle=False,
-            )
-        except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
-            streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
-            raise
+    try:
+        prepared.model.fit(
+            dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
+            validation_data=validation, verbose=verbose,
+            callbacks=[_graph_preparation(), *streamed_data.skipped_images(data, say),
+                       *callbacks(session, prepared.model, distribution, say, training)],
+            shuffle=False,
+        )
+    except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
+        streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
+        raise
 
 
 def _use_fast_kernels(model, training) -> None:
@@ -301,6 +294,12 @@ def _use_fast_kernels(model, training) -> None:
 
         switch_grouped_where_faster(model, training.batch_size, say)
         switch_kernels_where_faster(model, training.batch_size, say)
+
+
+def _graph_preparation():
+    from archbuilder.training.first_step import GraphPreparation
+
+    return GraphPreparation(say)
 
 
 def _write_failed(error: OSError, run: RunDir, state: RunState, distribution: Distribution) -> UserError:
