@@ -33,6 +33,7 @@ Configurations (`train`'s settings unless named):
   keras-adam     Keras's own Adam update (~16 ops per weight instead of one fused op)
   keras-bn       Keras's own batch norm (~76 ops per layer instead of the fused op)
   keras-grouped  Keras's own grouped convolutions (XLA-compiled functions; training/grouped_conv.py)
+  keras-dense    Keras's own Dense on inputs of rank > 2 (tf.tensordot; training/fused_dense.py)
   before         all three: `train` before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
@@ -64,7 +65,7 @@ STEPS = 6
 
 
 LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn": {"keras-bn"},
-          "keras-grouped": {"keras-grouped"},
+          "keras-grouped": {"keras-grouped"}, "keras-dense": {"keras-dense"},
           "before": {"lazy-build", "keras-adam", "keras-bn"}}
 
 
@@ -108,7 +109,8 @@ def _switched_model(config: str):
         use_fused_batch_norm(model)
     from archbuilder.training.fused_layers import use_fused_layers
 
-    use_fused_layers(model, leave_out=("batch_norm",))  # GELU, layer norm, attention: as `train`
+    # GELU, layer norm, attention and dense: as `train` (batch norm is above, with its own lever)
+    use_fused_layers(model, leave_out=("batch_norm", *(("dense",) if "keras-dense" in levers else ())))
     return model
 
 
@@ -140,7 +142,9 @@ def worker(config: str) -> dict:
         build_before_tracing(model, (tf.TensorSpec((None, SIZE, SIZE, 3)), tf.TensorSpec((None, 10))))
     phase("variables")
     step_function = tf.function(model.train_step, jit_compile=config == "xla")
-    concrete = step_function.get_concrete_function((x, y))
+    # Traced for any batch size, as fit traces it on train's dataset (whose last batch is smaller).
+    concrete = step_function.get_concrete_function(
+        (tf.TensorSpec((None, *x.shape[1:]), x.dtype), tf.TensorSpec((None, *y.shape[1:]), y.dtype)))
     phase("trace")
     times["ops"] = len(concrete.graph.get_operations())
     # Called through the tf.function, as fit does: a step traced twice shows up here.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.fused_dense import matmul_last_axis
 from archbuilder.training.instance_switch import switch_instances
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
@@ -85,9 +86,10 @@ def _activation_call(layer):
 
 
 def _dense_call(layer):
-    # keras.layers.Dense.call with its activation fused; `layer.kernel` is the same property.
+    # keras.layers.Dense.call with its activation fused, and its product as fused_dense.py's one
+    # 2-D MatMul; `layer.kernel` is the same property.
     def call(inputs, training=None):
-        x = keras.ops.matmul(inputs, layer.kernel)
+        x = matmul_last_axis(tf.convert_to_tensor(inputs), keras.ops.convert_to_tensor(layer.kernel))
         if layer.bias is not None:
             x = keras.ops.add(x, layer.bias)
         return fused_gelu(x)

@@ -1,0 +1,71 @@
+"""Dense layers on inputs of rank 3 or more as one 2-D matrix product: the same product, a smaller graph.
+
+Keras's Dense multiplies its kernel into the last axis with `keras.ops.matmul`, which the
+TensorFlow backend writes, for an input of rank > 2, as `tf.tensordot`
+(keras/src/backend/tensorflow/numpy.py `matmul`). With the batch size unknown, as in the traced
+training step, tensordot is a dozen shape ops (shape, gather, prod, concat, stack, a transpose by
+the identity permutation) around its one MatMul, and the gradient tape adds as many again; a
+profile of ConvNeXt-T's trace put ~20% of its Python time in tensordot. ConvNeXt-T has 36 such
+layers (its pointwise convolutions, on [B, H, W, C]), ViT-B/16 24 (its MLPs, on [B, 197, 768]).
+
+Here the input is reshaped to [rows, C], multiplied by the kernel in one MatMul, and reshaped back
+with the static sizes the layer knows. That is the product tensordot computes, on the same
+[rows, C] and [C, units] matrices, so outputs and gradients are Keras's bit for bit
+(tests/test_fused_dense.py), with fewer ops to trace and to optimize before the first step.
+
+The switch is made on layer *instances* (instance_switch.py: their own `call`): model files stay
+those of stock layers. A Dense with the exact GELU is fused_gelu.py's, which uses
+`matmul_last_axis` too.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from archbuilder.training.instance_switch import switch_instances
+
+
+def matmul_last_axis(x, kernel):
+    """`x`'s last axis times the 2-D `kernel`, as one MatMul over [rows, channels]."""
+    if x.shape.rank == 2:
+        return tf.matmul(x, kernel)
+    outer = x.shape[:-1].as_list()
+    product = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
+    if None in outer[1:]:  # sizes known only when the step runs (e.g. a sequence's length)
+        return tf.reshape(product, tf.concat([tf.shape(x)[:-1], tf.shape(kernel)[-1:]], 0))
+    return tf.reshape(product, [-1 if outer[0] is None else outer[0], *outer[1:], kernel.shape[-1]])
+
+
+def fusable(layer) -> bool:
+    """A stock Dense layer on an input of rank 3 or more, computing in float32."""
+    if type(layer) is not keras.layers.Dense or "call" in vars(layer):
+        return False
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None) is not None:
+        return False
+    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
+        return False
+    try:  # a shared layer's first input; every call reshapes by its own input's shape
+        shape = layer.input.shape
+    except (AttributeError, ValueError):  # a layer not yet called
+        return False
+    return len(shape) > 2 and shape[-1] is not None
+
+
+def use_fused_dense(model) -> list[str]:
+    """Switch every fusable Dense layer of `model` (see the module's docstring); their names.
+    Nothing where TensorFlow sees a GPU."""
+    return switch_instances(model, fusable, _fused_call)
+
+
+def _fused_call(layer):
+    # keras.layers.Dense.call with its product as one 2-D MatMul.
+    def call(inputs, training=None):
+        x = matmul_last_axis(tf.convert_to_tensor(inputs), keras.ops.convert_to_tensor(layer.kernel))
+        if layer.bias is not None:
+            x = keras.ops.add(x, layer.bias)
+        if layer.activation is not None:
+            x = layer.activation(x)
+        return x
+
+    return call
