@@ -38,3 +38,13 @@ def switched_and_reloaded(fused, switch, path):
     assert switch(fused) == []  # switched once
     fused.save(path)
     return keras.models.load_model(path, safe_mode=True)
+
+
+def switches_nothing_in_bfloat16(switch, make_model) -> bool:
+    """Whether `switch` leaves alone the model `make_model()` builds under mixed_bfloat16 (the
+    switches are float32 only); the global policy is float32 again afterwards."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        return switch(make_model()) == []
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
