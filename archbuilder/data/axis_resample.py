@@ -12,9 +12,9 @@ output value is bit-identical to the kernel's (tests/test_axis_resample.py compa
 training batches are the ones the Keras layers gave.
 
 Cost on a batch of 32 224x224 images, one thread (bench/augment_speed.py; Intel Xeon with AMX,
-2026-12-03): the kernel 116-144 ms, these passes 54-59 ms. The x pass runs on the transposed batch, so that both passes gather
-whole rows (contiguous) and weight them with a per-row factor; gathering single pixels along x, the
-straightforward form, cost 103 ms.
+2026-12-03): the kernel 116-144 ms, these passes 54-59 ms. The x pass runs on the transposed
+batch, so that both passes gather whole rows (contiguous) and weight them with a per-row factor;
+gathering single pixels along x, the straightforward form, cost 103 ms.
 
 Only `fill_mode="reflect"`, bilinear, fill value 0, channels last: what data.pipeline's layers use
 (`resamples_exactly` says whether a layer is such; others keep the Keras kernel).

@@ -5,7 +5,8 @@ TensorFlow backend writes, for an input of rank > 2, as `tf.tensordot`
 (keras/src/backend/tensorflow/numpy.py `matmul`). With the batch size unknown, as in the traced
 training step, tensordot is a dozen shape ops (shape, gather, prod, concat, stack, a transpose by
 the identity permutation) around its one MatMul, and the gradient tape adds as many again; a
-profile of ConvNeXt-T's trace put ~20% of its Python time in tensordot. ConvNeXt-T has 36 such
+py-spy profile of ConvNeXt-T's training-step trace put about a third of it (1.6 of 4.4 s) in
+tensordot (bench/RESULTS.md, 2026-12-03, fourth session). ConvNeXt-T has 36 such
 layers (its pointwise convolutions, on [B, H, W, C]), ViT-B/16 24 (its MLPs, on [B, 197, 768]).
 
 Here the input is reshaped to [rows, C], multiplied by the kernel in one MatMul, and reshaped back
@@ -14,8 +15,8 @@ with the static sizes the layer knows. That is the product tensordot computes, o
 (tests/test_fused_dense.py), with fewer ops to trace and to optimize before the first step.
 
 The switch is made on layer *instances* (instance_switch.py: their own `call`): model files stay
-those of stock layers. A Dense with the exact GELU is fused_gelu.py's, which uses
-`matmul_last_axis` too.
+those of stock layers. A Dense with the exact GELU is fused_gelu.py's, which uses `dense_call`
+with its fused GELU.
 """
 
 from __future__ import annotations
@@ -55,17 +56,17 @@ def fusable(layer) -> bool:
 def use_fused_dense(model) -> list[str]:
     """Switch every fusable Dense layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU."""
-    return switch_instances(model, fusable, _fused_call)
+    return switch_instances(model, fusable, dense_call)
 
 
-def _fused_call(layer):
-    # keras.layers.Dense.call with its product as one 2-D MatMul.
+def dense_call(layer, activation=None):
+    """keras.layers.Dense.call for `layer` with its product as one 2-D MatMul, then `activation`
+    (fused_gelu.py's), or else the layer's own, read at each call as Keras does."""
     def call(inputs, training=None):
         x = matmul_last_axis(tf.convert_to_tensor(inputs), keras.ops.convert_to_tensor(layer.kernel))
         if layer.bias is not None:
             x = keras.ops.add(x, layer.bias)
-        if layer.activation is not None:
-            x = layer.activation(x)
-        return x
+        then = activation or layer.activation
+        return x if then is None else then(x)
 
     return call

@@ -26,7 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_dense import matmul_last_axis
+from archbuilder.training.fused_dense import dense_call
 from archbuilder.training.instance_switch import switch_instances
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
@@ -75,7 +75,7 @@ def use_fused_gelu(model) -> list[str]:
     """Switch every fusable GELU layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU (its GELU kernels are already fused there)."""
     return switch_instances(
-        model, fusable, lambda layer: _dense_call(layer) if type(layer) is keras.layers.Dense else _activation_call(layer))
+        model, fusable, lambda layer: dense_call(layer, fused_gelu) if type(layer) is keras.layers.Dense else _activation_call(layer))
 
 
 def _activation_call(layer):
@@ -85,13 +85,3 @@ def _activation_call(layer):
     return call
 
 
-def _dense_call(layer):
-    # keras.layers.Dense.call with its activation fused, and its product as fused_dense.py's one
-    # 2-D MatMul; `layer.kernel` is the same property.
-    def call(inputs, training=None):
-        x = matmul_last_axis(tf.convert_to_tensor(inputs), keras.ops.convert_to_tensor(layer.kernel))
-        if layer.bias is not None:
-            x = keras.ops.add(x, layer.bias)
-        return fused_gelu(x)
-
-    return call
