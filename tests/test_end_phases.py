@@ -4,12 +4,14 @@ the best epoch's weights loaded from the extracted HDF5 file exactly as Keras lo
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 
-from train_support import TINY_SPEC, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, image_folder, invoke
 
-from archbuilder.training.end_phases import EndPhases, load_saved_weights  # noqa: I001
+from archbuilder.data.sources import training_data
+from archbuilder.training.end_phases import TRAINING_SAMPLE, EndPhases, evaluation_images, load_saved_weights  # noqa: I001
 
 import keras  # noqa: E402
 
@@ -62,3 +64,27 @@ def test_train_says_its_end_phases(tmp_path):
     assert re.fullmatch(r"after training: loading the best epoch's weights \d+\.\d s, predicting 18 images "
                         r"\d+\.\d s, metrics.json and the confusion matrix \d+\.\d s \(\d+\.\d s\)", line), line
     assert result.output.index("after training: ") < result.output.index("best epoch 1: ")
+
+
+def test_without_held_out_images_the_end_predicts_a_fixed_sample_of_the_training_images():
+    """Issue 21 item 3: the end of a run is bounded whatever the data's size. The 1,762 sign photos,
+    streamed (nothing decoded), stand for a large training set with no test set or split."""
+    streamed = training_data(str(IMAGES), None, (16, 16, 3), cache="none").train
+    data = SimpleNamespace(train=streamed, validation=None, test=None, test_origin=None)
+    images, origin = evaluation_images(data)
+    assert len(streamed.y) == 1762 > TRAINING_SAMPLE == len(images.y) == len(images.x)
+    assert origin == "1,000 of the 1,762 training images, drawn at random (no test set or validation split given)"
+    paths = list(streamed.x.paths)
+    picked = [paths.index(path) for path in images.x.paths]
+    assert picked == sorted(set(picked))  # distinct files, in the data's order (streamed reads go forward)
+    np.testing.assert_array_equal(images.y, streamed.y[picked])  # each file keeps its label
+    assert len(set(images.y.tolist())) == 10  # every class is in a random 1,000 of 10 classes of ~176
+    again, _ = evaluation_images(data)
+    assert list(again.x.paths) == list(images.x.paths)  # the same sample every run: runs compare on it
+    small = streamed.subset(np.arange(0, 1762, 100))
+    images, origin = evaluation_images(SimpleNamespace(train=small, validation=None, test=None, test_origin=None))
+    assert origin == "training images (no test set or validation split given)" and len(images.y) == 18
+    test = SimpleNamespace(train=streamed, validation=small, test=small, test_origin="photos/")
+    assert evaluation_images(test)[1] == "test set: photos/"  # a given test set is predicted whole, and first
+    test.test = None
+    assert evaluation_images(test)[1] == "validation split (no test set given)"

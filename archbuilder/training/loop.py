@@ -27,7 +27,7 @@ from archbuilder.training import streamed_data  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
-from archbuilder.training.end_phases import EndPhases, load_saved_weights  # noqa: E402
+from archbuilder.training.end_phases import EndPhases, evaluation_images, load_saved_weights  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from archbuilder.training.prepare import (  # noqa: E402
@@ -332,13 +332,7 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         say(f"saved {h5}")
         if note := keras2_note(model, h5):
             say(note)
-    if data.test is not None:
-        images, origin = data.test, f"test set: {data.test_origin}"
-    elif data.validation is not None:
-        images, origin = data.validation, "validation split (no test set given)"
-    else:
-        images, origin = data.train, "training images (no test set or validation split given)"
-    images = streamed_data.without_skipped(images)  # files --skip-bad-images left out of training
+    images, origin = evaluation_images(data)
     with phases(f"predicting {len(images.y)} images"):
         if predict is predict_probabilities:  # one trace for every batch size (a no-op if fit traced it)
             trace_prediction_once(model, tf.TensorSpec((None, *images.x.shape[1:]), tf.float32))
