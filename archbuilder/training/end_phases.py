@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # At most this many training images are predicted when no held-out images were given: 100 a class
-# for 10 classes, ~1 minute for ResNet-50 at 224x224 on 2 cores (~0.05 s an image). A test set is
-# predicted whole: its size is the user's choice.
+# for 10 classes; about 2 minutes for ResNet-50 at 224x224 on a slow 2-core Xeon (192 images in
+# 21.5 s, its prediction trace included; bench/RESULTS.md, 2026-12-03 fifth session), whatever the
+# data's size. A test set is predicted whole: its size is the user's choice.
 TRAINING_SAMPLE = 1000
 # The sample's seed: the same images whatever the run's seed, so that runs compare on one sample.
 SAMPLE_SEED = 0
