@@ -13,7 +13,8 @@ from archbuilder.data.folder import scan_image_folder
 from archbuilder.data.hdf5 import read_signs_h5
 from archbuilder.data.split import group_holdout, photographer_groups, stratified_split
 from archbuilder.errors import UserError
-from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke
+from tests.conftest import run_cli_in_process
+from train_support import IMAGES, TINY_SPEC, image_folder, invoke
 
 
 def test_the_shared_folder_reads_as_ten_classes_in_numeric_order():
@@ -112,7 +113,7 @@ def test_a_corrupt_image_is_named(tmp_path):
 
 
 def test_cli_exit_code_2_and_no_traceback_for_bad_data(tmp_path):
-    result = cli("data", "pack", tmp_path / "nowhere", tmp_path / "out.h5")
+    result = run_cli_in_process("data", "pack", tmp_path / "nowhere", tmp_path / "out.h5")
     assert result.returncode == 2
     assert "nowhere: no such folder" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.h5").exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli_in_process
 from train_support import REPO, TINY_SPEC, cli_env, image_folder, invoke
 
 EPOCHS = 6
@@ -196,7 +197,7 @@ def test_corrupt_latest_checkpoint_stops_naming_the_file(tmp_path, interrupted_r
     checkpoint = run / "checkpoints" / state["checkpoint"]
     data = bytearray(checkpoint.read_bytes())
     checkpoint.write_bytes(bytes(data[: len(data) // 2]))  # a torn write, as a disk that lied about fsync leaves
-    result = _resume(run)
+    result = run_cli_in_process("train", "--resume", run, "--quiet")
     assert result.returncode == 2, result.stderr
     assert str(checkpoint) in result.stderr and "Traceback" not in result.stderr
     assert json.loads((run / "state.json").read_text()) == state  # nothing was rewritten
@@ -227,7 +228,7 @@ def test_full_disk_is_a_clear_error_and_the_previous_checkpoint_survives(tmp_pat
     assert json.loads((run / "state.json").read_text())["epochs_done"] == state["epochs_done"]
     assert [p.name for p in run.rglob("*") if _temporary(p)] == []
     assert_every_file_complete(run)
-    result = _resume(run)  # space again: the run continues from the surviving checkpoint
+    result = run_cli_in_process("train", "--resume", run, "--quiet")  # space again: it continues from the checkpoint
     assert result.returncode == 0, result.stderr
     _assert_finished(run)
 
@@ -276,7 +277,7 @@ def test_a_checkpoint_carrying_a_lambda_is_refused_never_run(tmp_path, interrupt
     checkpoint = run / "checkpoints" / json.loads((run / "state.json").read_text())["checkpoint"]
     marker = tmp_path / "lambda-ran"
     _lambda_checkpoint(checkpoint, marker)
-    result = _resume(run)
+    result = run_cli_in_process("train", "--resume", run, "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(checkpoint) in result.stderr and "Lambda" in result.stderr
     assert not marker.exists()

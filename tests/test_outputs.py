@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SIGN_DIGITS, run_cli, spec_problem_lines
+from tests.conftest import REPO, SIGN_DIGITS, run_cli, run_cli_in_process, spec_problem_lines
 
 SPEC = REPO / "tests" / "specs" / "two_outputs.yaml"
 PHOTO = SIGN_DIGITS / "3" / "IMG_1121.JPG"
@@ -89,7 +89,7 @@ def test_diff_of_two_multi_output_specs(tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
-    result = run_cli("build", str(SPEC), "--out", str(out))
+    result = run_cli_in_process("build", str(SPEC), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out / "two_outputs.keras"
 
@@ -97,7 +97,7 @@ def built(tmp_path_factory):
 def test_predict_gives_each_outputs_raw_values(built):
     from archbuilder import api
 
-    result = run_cli("predict", str(built), str(PHOTO), "--json")
+    result = run_cli_in_process("predict", str(built), str(PHOTO), "--json")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert set(row["outputs"]) == {"mask", "label"}
@@ -106,7 +106,7 @@ def test_predict_gives_each_outputs_raw_values(built):
     # the same numbers through the Python API (same file, same preprocessing)
     predictions = api.predict(str(built), [str(PHOTO)])
     np.testing.assert_allclose(predictions.outputs["label"][0], label, rtol=0, atol=0)
-    text = run_cli("predict", str(built), str(PHOTO))
+    text = run_cli_in_process("predict", str(built), str(PHOTO))
     assert text.returncode == 0 and "output mask 32x32x3:" in text.stdout and "output label 3:" in text.stdout
 
 
@@ -127,13 +127,13 @@ def test_export_runs_each_named_output_in_its_own_runtime(built, tmp_path, fmt, 
     assert exported.probabilities is None and set(exported.outputs) == {"mask", "label"}
     for key in ("mask", "label"):
         np.testing.assert_allclose(exported.outputs[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)
-    shown = run_cli("predict", str(tmp_path / name), str(PHOTO), "--json")
+    shown = run_cli_in_process("predict", str(tmp_path / name), str(PHOTO), "--json")
     assert shown.returncode == 0 and set(json.loads(shown.stdout)["outputs"]) == {"mask", "label"}, shown.stderr
 
 
 def test_export_check_on_labelled_images_is_refused_for_named_outputs(built, tmp_path):
-    result = run_cli("export", str(built), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
-                     "--check", str(SIGN_DIGITS))
+    result = run_cli_in_process("export", str(built), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
+                                "--check", str(SIGN_DIGITS))
     _refused(result, "two_outputs.keras", "--check measures a classifier's accuracy")
     assert not (tmp_path / "x.onnx").exists()
 
@@ -147,10 +147,10 @@ def _refused(result, *needles):
 
 def test_train_and_evaluate_refuse_named_outputs_in_one_line(built, tmp_path):
     out = tmp_path / "run"
-    _refused(run_cli("train", str(SPEC), "--data", str(SIGN_DIGITS), "--out", str(out)),
+    _refused(run_cli_in_process("train", str(SPEC), "--data", str(SIGN_DIGITS), "--out", str(out)),
              "two_outputs.yaml", "2 named outputs (mask: 32x32x3, label: 3)", "classifiers only")
     assert not out.exists()
-    _refused(run_cli("evaluate", str(built), "--data", str(SIGN_DIGITS)),
+    _refused(run_cli_in_process("evaluate", str(built), "--data", str(SIGN_DIGITS)),
              "two_outputs.keras", "2 named outputs (mask: 32x32x3, label: 3)")
 
 

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from train_support import TINY_SPEC, cli, image_folder, invoke
+from tests.conftest import run_cli_in_process
+from train_support import TINY_SPEC, image_folder, invoke
 
 SHAPE = (32, 32, 3)
 
@@ -78,10 +79,10 @@ def test_train_evaluate_and_test_read_records_as_a_folder(tmp_path):
     out = tmp_path / "records"
     _pack(folder, out)
     run = tmp_path / "run"
-    trained = cli("train", TINY_SPEC, "--data", out, "--test", out, "--out", run, "--epochs", "1", "--quiet")
+    trained = run_cli_in_process("train", TINY_SPEC, "--data", out, "--test", out, "--out", run, "--epochs", "1", "--quiet")
     assert trained.returncode == 0, trained.stderr
-    on_records = cli("evaluate", run / "best.keras", "--data", out, "--json")
-    on_folder = cli("evaluate", run / "best.keras", "--data", folder, "--json")
+    on_records = run_cli_in_process("evaluate", run / "best.keras", "--data", out, "--json")
+    on_folder = run_cli_in_process("evaluate", run / "best.keras", "--data", folder, "--json")
     assert on_records.returncode == on_folder.returncode == 0, on_records.stderr + on_folder.stderr
     a, b = json.loads(on_records.stdout), json.loads(on_folder.stdout)
     assert a["images"] == b["images"] == 36

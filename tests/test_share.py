@@ -105,9 +105,9 @@ def test_a_saved_model_keeps_one_layer_per_shared_pair_and_exports(tmp_path, fmt
     """The `.keras` file holds each shared layer once and reloads (safe mode) with the sharing; each
     export format runs both outputs in its own runtime as Keras does."""
     from archbuilder import api
-    from tests.conftest import SIGN_DIGITS, run_cli
+    from tests.conftest import SIGN_DIGITS, run_cli_in_process
 
-    result = run_cli("build", str(SPEC), "--out", str(tmp_path))
+    result = run_cli_in_process("build", str(SPEC), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     built = tmp_path / "shared_heads.keras"
     model = api.load_model(str(built))

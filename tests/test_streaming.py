@@ -12,6 +12,7 @@ from PIL import Image
 
 from archbuilder.data.folder import scan_image_folder
 from archbuilder.errors import UserError
+from tests.conftest import run_cli_in_process
 from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke
 
 SHAPE = (64, 64, 3)
@@ -208,14 +209,15 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     broken = sorted((folder / "1").iterdir())[2]
     _truncate(broken)
     run = tmp_path / "run"
-    result = cli("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", "none", "--quiet")
+    result = run_cli_in_process("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", "none",
+                                "--quiet")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{broken}: not a readable image") and f"--resume {run}" in last, result.stderr
     assert json.loads((run / "run.json").read_text())["cache"] == "none"
 
-    resumed = cli("train", "--resume", run, "--skip-bad-images", "--quiet")
+    resumed = run_cli_in_process("train", "--resume", run, "--skip-bad-images", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("skipped 1 image that failed to decode") == 2, resumed.stderr  # once per epoch
     assert str(broken) in resumed.stderr
@@ -233,8 +235,8 @@ def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_d
     _truncate(broken)
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
     for attempt, run in enumerate((tmp_path / "run", tmp_path / "again")):  # the second reads the cache built
-        result = cli("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", cache,
-                     "--skip-bad-images", "--set", "training.batch_norm_recompute_batches=3", "--quiet")
+        result = run_cli_in_process("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", cache,
+                                    "--skip-bad-images", "--set", "training.batch_norm_recompute_batches=3", "--quiet")
         assert result.returncode == 0, result.stderr
         assert result.stderr.count(f"skipped 1 image that failed to decode (--skip-bad-images): {broken}") == 2, \
             result.stderr  # once per epoch, though the sample and the epoch's batches both met it

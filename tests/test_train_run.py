@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
+from tests.conftest import run_cli_in_process
+from train_support import IMAGES, REPO, TINY_SPEC, cli_env, image_folder, invoke
 
 RUN_FILES = {
     "best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",
@@ -134,7 +135,7 @@ def test_killed_run_resumes_from_its_last_epoch_with_optimizer_state(tmp_path, p
     killed_at = json.loads((run / "state.json").read_text())["epochs_done"]
     assert 2 <= killed_at < epochs, "the kill should land mid-run"
 
-    result = cli("train", "--resume", run, "--quiet")
+    result = run_cli_in_process("train", "--resume", run, "--quiet")
     assert result.returncode == 0, result.stderr
     assert f"resuming {run} after epoch {killed_at}" in result.stderr
     assert [int(row["epoch"]) for row in _history(run)] == list(range(1, epochs + 1))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SIGN_DIGITS, run_cli
+from tests.conftest import REPO, SIGN_DIGITS, run_cli_in_process
 
 VALID = REPO / "architectures" / "segmentation" / "unet.yaml"
 SAME = REPO / "architectures" / "segmentation" / "unet_same.yaml"
@@ -134,7 +134,7 @@ def test_output_shape_equals_pytorch(path, size, padding):
 def small_unet(tmp_path_factory):
     """The valid U-Net at 188x188x1 (31M weights as at 572; 6 GMACs a forward pass, not 150), built by the CLI."""
     out = tmp_path_factory.mktemp("unet")
-    result = run_cli("build", str(VALID), *SMALL, "--out", str(out), timeout=600)
+    result = run_cli_in_process("build", str(VALID), *SMALL, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "Total params: 31,030,658" in result.stdout
     return out / "UNet.keras"
@@ -142,12 +142,12 @@ def small_unet(tmp_path_factory):
 
 @pytest.mark.slow  # 13 s: a 31M-weight predict twice; the default suite keeps the build and evaluate's refusal
 def test_build_writes_a_model_that_maps_a_real_photo(small_unet):
-    result = run_cli("predict", str(small_unet), str(PHOTO), "--json")
+    result = run_cli_in_process("predict", str(small_unet), str(PHOTO), "--json")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["output_shape"] == [4, 4, 2]
     assert set(row["pixel_share"]) == {"0", "1"} and sum(row["pixel_share"].values()) == pytest.approx(1.0)
-    text = run_cli("predict", str(small_unet), str(PHOTO))
+    text = run_cli_in_process("predict", str(small_unet), str(PHOTO))
     assert text.returncode == 0 and "output 4x4x2 (class probabilities per pixel)" in text.stdout, text.stderr
 
 
@@ -159,13 +159,13 @@ def _refused(result, *needles):
 
 
 def test_evaluate_refuses_a_map_in_one_line(small_unet):
-    _refused(run_cli("evaluate", str(small_unet), "--data", str(SIGN_DIGITS)),
+    _refused(run_cli_in_process("evaluate", str(small_unet), "--data", str(SIGN_DIGITS)),
              "UNet.keras", "outputs 4x4x2 per image, not one value per class", "classifiers only")
 
 
 def test_train_refuses_a_map_before_reading_data_or_writing(tmp_path):
     out = tmp_path / "run"
-    _refused(run_cli("train", str(VALID), "--data", str(SIGN_DIGITS), "--out", str(out)),
+    _refused(run_cli_in_process("train", str(VALID), "--data", str(SIGN_DIGITS), "--out", str(out)),
              "unet.yaml", "outputs 388x388x2 per image, not one value per class")
     assert not out.exists()
 
@@ -173,10 +173,10 @@ def test_train_refuses_a_map_before_reading_data_or_writing(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path, shape", [(VALID, [388, 388, 2]), (SAME, [512, 512, 2])], ids=["valid", "same"])
 def test_full_size_build_maps_a_real_photo(path, shape, tmp_path):
-    result = run_cli("build", str(path), "--out", str(tmp_path), timeout=900)
+    result = run_cli_in_process("build", str(path), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     (model,) = tmp_path.glob("*.keras")
-    predicted = run_cli("predict", str(model), str(PHOTO), "--json", timeout=900)
+    predicted = run_cli_in_process("predict", str(model), str(PHOTO), "--json")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["output_shape"] == shape
 

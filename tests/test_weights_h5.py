@@ -17,7 +17,7 @@ from archbuilder.keras.graph import build_model  # sets TensorFlow's environment
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.keras.weights import open_weights_with_spec
 from archbuilder.keras.weights_h5 import load_h5_weights, read_h5_weights, save_h5
-from tests.conftest import REPO, SIGN_DIGITS, run_cli
+from tests.conftest import REPO, SIGN_DIGITS, run_cli_in_process
 from tests.helpers.notebook_resnet import notebook_resnet50, randomize_weights
 
 import keras  # noqa: E402
@@ -211,17 +211,17 @@ def test_build_h5_names_the_layers_keras2_cannot_rebuild(tmp_path):
     """ConvNeXt's layer scale and a tanh-GELU head have no Keras 2 form: `build --format h5` says
     so beside the file, and archbuilder still reads every layer's weights from it."""
     convnext = REPO / "tests" / "specs" / "tiny_convnext.yaml"
-    built = run_cli("build", str(convnext), "--format", "h5", "--out", str(tmp_path / "convnext"))
+    built = run_cli_in_process("build", str(convnext), "--format", "h5", "--out", str(tmp_path / "convnext"))
     assert built.returncode == 0, built.stderr
     note = next(line for line in built.stderr.splitlines() if line.startswith("note:"))
     assert "LayerScale (layer_scale, layer_scale_1, layer_scale_2)" in note
     assert "the tanh form of GELU (pre_logits)" in note
-    read = run_cli("build", str(convnext), "--weights", str(tmp_path / "convnext" / "tiny_convnext.h5"), "--strict",
-                   "--out", str(tmp_path / "again"))
+    read = run_cli_in_process("build", str(convnext), "--weights", str(tmp_path / "convnext" / "tiny_convnext.h5"), "--strict",
+                              "--out", str(tmp_path / "again"))
     assert read.returncode == 0, read.stderr
     assert re.search(r"loaded weights for (\d+) of \1 layers", read.stdout), read.stdout
-    plain = run_cli("build", str(REPO / "tests" / "specs" / "tiny_train.yaml"), "--format", "h5",
-                    "--out", str(tmp_path / "tiny"))
+    plain = run_cli_in_process("build", str(REPO / "tests" / "specs" / "tiny_train.yaml"), "--format", "h5",
+                               "--out", str(tmp_path / "tiny"))
     assert plain.returncode == 0 and "note:" not in plain.stderr, plain.stderr
 
 
@@ -236,12 +236,12 @@ def test_not_a_keras_file_is_a_user_error(tmp_path):
 
 @pytest.mark.slow
 def test_build_cli_reports_and_strict_exits_2(other_network_h5, tmp_path):
-    loose = run_cli("build", str(RESNET50), "--weights", str(other_network_h5), "--out", str(tmp_path))
+    loose = run_cli_in_process("build", str(RESNET50), "--weights", str(other_network_h5), "--out", str(tmp_path))
     assert loose.returncode == 0, loose.stderr
     assert "loaded weights for 0 of 107 layers" in loose.stdout
     assert "conv1: model expects" in loose.stdout
-    strict = run_cli("build", str(RESNET50), "--weights", str(other_network_h5), "--strict",
-                     "--out", str(tmp_path / "strict"))
+    strict = run_cli_in_process("build", str(RESNET50), "--weights", str(other_network_h5), "--strict",
+                                "--out", str(tmp_path / "strict"))
     assert strict.returncode == 2
     assert "--strict" in strict.stderr and "Traceback" not in strict.stderr
     assert not (tmp_path / "strict").exists()
@@ -257,7 +257,7 @@ def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_pa
     from archbuilder.data.images import load_image_files
 
     photos = [sorted((SIGN_DIGITS / str(digit)).glob("*.JPG"))[0] for digit in range(6)]
-    result = run_cli("predict", str(keras2_resnet["whole"]), *map(str, photos), "--spec", str(RESNET50), "--json")
+    result = run_cli_in_process("predict", str(keras2_resnet["whole"]), *map(str, photos), "--spec", str(RESNET50), "--json")
     assert result.returncode == 0, result.stderr
     assert "loaded weights for 107 of 107 layers by name" in result.stderr
     ours = np.array([list(json.loads(line)["probabilities"].values()) for line in result.stdout.splitlines()])
@@ -276,5 +276,5 @@ def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_pa
     report = json.loads(evaluated.stdout)
     assert report["accuracy"] == pytest.approx(np.mean(np.argmax(expected, axis=1) == np.arange(6)))
 
-    without_spec = run_cli("predict", str(keras2_resnet["whole"]), str(photos[0]))
+    without_spec = run_cli_in_process("predict", str(keras2_resnet["whole"]), str(photos[0]))
     assert without_spec.returncode == 2 and "give the architecture with --spec" in without_spec.stderr

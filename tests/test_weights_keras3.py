@@ -21,7 +21,7 @@ from archbuilder.keras.model_files import open_model_file
 from archbuilder.keras.weights import load_weights_file, open_weights_with_spec
 from archbuilder.keras.weights_keras3 import read_keras3_file
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_in_process
 from tests.helpers.keras_reference import assert_predicts_as_reference, saved_reference, sign_photos
 
 import keras  # noqa: E402
@@ -179,7 +179,7 @@ def test_files_that_are_not_keras3_models(tmp_path, content, expected):
 
 
 def test_cli_refuses_a_file_of_another_structure(resnet50_file, tmp_path):
-    bad = run_cli("build", str(RESNET18), "--weights", str(resnet50_file[0]), "--out", str(tmp_path / "bad"))
+    bad = run_cli_in_process("build", str(RESNET18), "--weights", str(resnet50_file[0]), "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "its structure differs from the spec's model" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
@@ -188,8 +188,8 @@ def test_cli_refuses_a_file_of_another_structure(resnet50_file, tmp_path):
 @pytest.mark.slow
 def test_cli_build_with_keras3_weights(resnet50_file, tmp_path):
     path, _, _ = resnet50_file
-    done = run_cli("build", str(RESNET50_KERAS), "--set", f"input.shape=[{SIZE},{SIZE},3]", "--weights", str(path),
-                   "--strict", "--out", str(tmp_path))
+    done = run_cli_in_process("build", str(RESNET50_KERAS), "--set", f"input.shape=[{SIZE},{SIZE},3]", "--weights", str(path),
+                              "--strict", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert f"{path}: loaded weights for 107 of 107 layers by structure" in done.stdout
     assert (tmp_path / "ResNet50_Keras.keras").is_file()
