@@ -1,0 +1,61 @@
+"""history.csv after every epoch; curves.png at most every CURVES_EVERY_SECONDS and when training ends."""
+
+from __future__ import annotations
+
+import csv
+
+from archbuilder.training.callbacks import history_files
+from archbuilder.training.callbacks.history_files import HistoryFiles
+from archbuilder.training.callbacks.session import Session
+from archbuilder.training.run_dir import RunDir
+from archbuilder.training.run_state import RunState
+
+
+def _callback(tmp_path) -> tuple[HistoryFiles, Session]:
+    session = Session(run=RunDir(tmp_path / "run"), state=RunState(), data=None, metadata={"spec_name": "tiny"},
+                      batch_size=16, monitor="loss", predict=None)
+    session.run.root.mkdir()
+    return HistoryFiles(session), session
+
+
+def _finish_epoch(callback: HistoryFiles, session: Session, epoch: int) -> None:
+    session.row = {"epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.3 * epoch}
+    session.state.history.append(session.row)
+    session.state.epochs_done = epoch
+    callback.on_epoch_end(epoch - 1)
+
+
+def _epochs_in_history(session: Session) -> list[int]:
+    with open(session.run.history) as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_short_epochs_write_the_history_each_time_and_the_curves_when_training_ends(tmp_path):
+    callback, session = _callback(tmp_path)
+    callback.on_train_begin()
+    for epoch in (1, 2, 3):  # each far shorter than the interval
+        _finish_epoch(callback, session, epoch)
+        assert _epochs_in_history(session) == list(range(1, epoch + 1))
+        assert not session.run.curves.exists()
+    callback.on_train_end()
+    assert session.run.curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = session.run.curves.stat().st_mtime_ns
+    callback.on_train_end()  # nothing new since: not drawn again
+    assert session.run.curves.stat().st_mtime_ns == drawn
+
+
+def test_epochs_longer_than_the_interval_are_drawn_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(history_files, "CURVES_EVERY_SECONDS", 0.0)
+    callback, session = _callback(tmp_path)
+    callback.on_train_begin()
+    _finish_epoch(callback, session, 1)
+    assert session.run.curves.exists() and not callback.undrawn
+
+
+def test_workers_that_do_not_write_draw_nothing(tmp_path):
+    callback, session = _callback(tmp_path)
+    session.writer = False  # a distributed run's workers other than the chief
+    callback.on_train_begin()
+    _finish_epoch(callback, session, 1)
+    callback.on_train_end()
+    assert list(session.run.root.iterdir()) == []
