@@ -9,7 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke
+from tests.conftest import run_cli_in_process
+from train_support import IMAGES, TINY_SPEC, image_folder, invoke
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,11 @@ def test_predict_prints_the_probability_vector_and_class_name(trained):
     assert set(line["probabilities"]) == {"0", "1", "2"} and line["class"] in "012"
 
 
-def test_predict_in_a_real_process_matches_evaluate_preprocessing(trained):
+def test_predict_matches_evaluate_preprocessing(trained):
+    # in this process: test_portable_files.py's predict runs in a real one and is compared the same way
     model, photos = trained
     image = sorted((photos / "1").iterdir())[0]
-    result = cli("predict", model, image, "--json")
+    result = run_cli_in_process("predict", model, image, "--json")
     assert result.returncode == 0, result.stderr
     from archbuilder.data.images import load_image_files
     from archbuilder.keras.model_files import open_model_file

@@ -118,8 +118,9 @@ def _assert_finished(run: Path) -> None:
     assert_every_file_complete(run)
 
 
-def _kill_and_resume(run: Path, photos: Path, moments) -> None:
-    """Kill a run at each moment in turn (each a function of the run folder), resuming after each."""
+def _kill_and_resume(run: Path, photos: Path, moments) -> str:
+    """Kill a run at each moment in turn (each a function of the run folder), resuming after each;
+    the last resume's stderr."""
     process = _train(run, photos)
     for moment in moments:
         _kill_when(process, moment(run))
@@ -129,6 +130,7 @@ def _kill_and_resume(run: Path, photos: Path, moments) -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     _assert_finished(run)
+    return stderr
 
 
 def _after_epoch_then_random(rng: random.Random, fewest: int = 0):
@@ -146,8 +148,17 @@ def _after_epoch_then_random(rng: random.Random, fewest: int = 0):
 
 
 def test_sigkill_at_a_random_moment_then_during_a_checkpoint_write_then_resume(tmp_path, photos):
+    import keras
+
     rng = random.Random(4)
-    _kill_and_resume(tmp_path / "run", photos, [_after_epoch_then_random(rng, fewest=1), _checkpoint_being_written])
+    run = tmp_path / "run"
+    stderr = _kill_and_resume(run, photos, [_after_epoch_then_random(rng, fewest=1), _checkpoint_being_written])
+    assert f"resuming {run} after epoch " in stderr
+    # The optimizer went on rather than starting over: Adam's step count is every epoch's steps
+    # (30 photos in batches of 16: 2 an epoch), its moments restored with it from the checkpoints.
+    state = json.loads((run / "state.json").read_text())
+    model = keras.saving.load_model(run / "checkpoints" / state["checkpoint"])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == EPOCHS * 2
 
 
 @pytest.mark.slow

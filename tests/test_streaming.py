@@ -234,7 +234,8 @@ def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_d
     broken = sorted((folder / "2").iterdir())[3]
     _truncate(broken)
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
-    for attempt, run in enumerate((tmp_path / "run", tmp_path / "again")):  # the second reads the cache built
+    runs = (tmp_path / "run", tmp_path / "again") if cache == "disk" else (tmp_path / "run",)
+    for attempt, run in enumerate(runs):  # the second reads the cache the first built
         result = run_cli_in_process("train", TINY_SPEC, "--data", folder, "--out", run, "--epochs", "2", "--cache", cache,
                                     "--skip-bad-images", "--set", "training.batch_norm_recompute_batches=3", "--quiet")
         assert result.returncode == 0, result.stderr

@@ -124,6 +124,9 @@ def _wait_for_epoch(process, run, epoch, timeout=120):
     pytest.fail("no epoch finished in time")
 
 
+# `slow` (~16-23 s on a slow CPU): test_faults.py's SIGKILL test kills twice (mid-epoch and during a
+# checkpoint write) and checks the same things after its resume, the optimizer's step count too.
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_epoch_with_optimizer_state(tmp_path, photos):
     import keras
 
