@@ -8,6 +8,7 @@ height, width and channels (bilinear resize with antialiasing, rounded). The mod
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -84,6 +85,21 @@ def _decode(path, height: int, width: int, channels: int, orientation=1):
     import tensorflow as tf
 
     return decode_bytes(tf.io.read_file(path), height, width, channels, orientation)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_decoder(height: int, width: int, channels: int):
+    """_decode for one output shape, traced once per process: tf.data traces the map function of
+    every dataset it builds, and this one's orientation and JPEG-scale branches take ~0.3 s to
+    trace on a slow CPU, more than decoding a few hundred small photos. A process that decodes
+    more than once (train's training and test sets; evaluate after train; the tests) saves it."""
+    import tensorflow as tf
+
+    def decode(path, orientation):
+        return _decode(path, height, width, channels, orientation)
+
+    return tf.function(decode, input_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)),
+                       autograph=False)
 
 
 def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
@@ -167,10 +183,10 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
     names = _file_names(paths)
     if orientations is None:
         orientations = [exif_orientation(name) for name in names]
+    filter_native_stderr()  # here, not only while tracing: the decoder is traced once per process
     dataset = (
         tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string), tf.constant(orientations, tf.int32)))
-        .map(lambda p, o: _decode(p, height, width, channels, o), num_parallel_calls=tf.data.AUTOTUNE,
-             deterministic=True)
+        .map(_file_decoder(height, width, channels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(max(1, min(256, _BATCH_BYTES // (height * width * channels))))
     )
     out = np.empty((len(names), height, width, channels), np.uint8)
