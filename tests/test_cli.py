@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO, SHIPPED_SPECS, run_cli
+from tests.conftest import REPO, SHIPPED_SPECS, run_cli, run_cli_in_process
 
 
 def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_path):
-    result = run_cli("build", "architectures/resnet50.yaml", "--out", str(tmp_path))
+    # In this process (a TensorFlow start saved); the fresh-clone check runs it as README's first command.
+    result = run_cli_in_process("build", REPO / "architectures" / "resnet50.yaml", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for expected in ("Total params: 23,600,006", "Trainable params: 23,546,886", "Non-trainable params: 53,120"):
@@ -22,7 +23,7 @@ def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_pat
     import keras
 
     import archbuilder.keras.initializers  # noqa: F401 - the notebook's initializer, registered as a user does
-    loaded = keras.saving.load_model(saved, safe_mode=True)  # in this process: a second TensorFlow start saved
+    loaded = keras.saving.load_model(saved, safe_mode=True)
     assert (loaded.count_params(), loaded.name) == (23600006, "ResNet50")
 
 

@@ -35,18 +35,25 @@ def _photo(path, orientation: int):
 def test_decoded_pixels_are_turned_as_exif_says(tmp_path, suffix):
     from archbuilder.data.images import load_image_files
 
+    paths, expected = [], []
     for orientation in range(1, 9):  # 1 (as stored) is the control
-        path = _photo(tmp_path / f"o{orientation}.{suffix}", orientation)
-        with Image.open(path) as image:
-            expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
-        got = load_image_files([path], expected.shape)[0].astype(np.int16)  # same size: no resize
+        paths.append(_photo(tmp_path / f"o{orientation}.{suffix}", orientation))
+        with Image.open(paths[-1]) as image:
+            expected.append(np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16))
+    # One load per displayed shape (1-4 keep 32x48, 5-8 turn it to 48x32): the same size, no resize.
+    decoded = {}
+    for shape in {e.shape for e in expected}:
+        group = [i for i, e in enumerate(expected) if e.shape == shape]
+        decoded.update(zip(group, load_image_files([paths[i] for i in group], shape).astype(np.int16)))
+    for orientation in range(1, 9):
+        got, expected_here = decoded[orientation - 1], expected[orientation - 1]
         # Both sides decode the same JPEG with libjpeg-turbo; IDCT and chroma upsampling settings
         # may differ by a few levels near the quadrants' edges, while a wrong turn moves whole
         # quadrants (a mean difference near 100).
-        assert got.shape == expected.shape, orientation
-        assert np.abs(got - expected).mean() < 4, orientation
+        assert got.shape == expected_here.shape, orientation
+        assert np.abs(got - expected_here).mean() < 4, orientation
         if suffix == "png":  # lossless: the very same pixels, turned
-            np.testing.assert_array_equal(got, expected, err_msg=str(orientation))
+            np.testing.assert_array_equal(got, expected_here, err_msg=str(orientation))
 
 
 def test_orientation_is_read_from_the_header(tmp_path):
@@ -95,6 +102,7 @@ def _decode_in_a_fresh_process(paths) -> str:
     return done.stderr
 
 
+@pytest.mark.slow  # a real process; by default test_decoded_pixels_are_turned_as_exif_says
 def test_turning_decodes_without_onednns_uint8_complaint(tmp_path):
     """A uint8 Transpose makes TensorFlow's oneDNN rewrite log "oneDNN supports DT_UINT8 only on
     platforms with AVX-512" on AVX2 CPUs (it did in every `train` of the sign-language photos, two
