@@ -28,11 +28,16 @@ ZOO_SPECS = sorted(
 ZOO_SPECS += sorted((REPO / "architectures" / "detection").glob("*.yaml"))  # RetinaNet: 34M weights, 62 GMACs
 
 
+def _heavy_build(path: Path) -> bool:
+    """The zoo's heavy builds, and ResNet-101/152 (ResNet-50's blocks, repeated: 2-3.5 s each here)."""
+    return (path in ZOO_SPECS and path.name != "convnext_tiny.yaml") or path.name in ("resnet101.yaml", "resnet152.yaml")
+
+
 def shipped_spec_params(paths):
     """pytest parameters for spec files, one id each, the zoo's heavy builds marked slow."""
     return [
         pytest.param(p, id=str(p.relative_to(REPO)),
-                     marks=[pytest.mark.slow] if p in ZOO_SPECS and p.name != "convnext_tiny.yaml" else [])
+                     marks=[pytest.mark.slow] if _heavy_build(p) else [])
         for p in paths
     ]
 

@@ -4,6 +4,7 @@ so it is the same however tf.data's parallel calls are ordered, and a resumed ru
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from archbuilder.spec.training import AugmentationSpec
 
@@ -95,6 +96,7 @@ def test_each_change_keeps_the_keras_layers_meaning_and_range():
     np.testing.assert_allclose(brightened - flat, np.broadcast_to(deltas[:, None, None, None], flat.shape), atol=1e-3)
 
 
+@pytest.mark.slow  # a mirrored run; by default test_the_same_seed_and_epoch_give_bit_identical_augmented_batches_and_a_resume_sees_them
 def test_replica_slices_are_augmented_as_the_single_device_batch():
     """Under mirrored and multi-worker each replica augments its slice as one device augments the
     whole batch (the draws follow the images, not the batch), so the replicas together see it."""

@@ -171,6 +171,7 @@ def test_a_corrupt_or_foreign_cache_is_ignored_and_rewritten(tmp_path, monkeypat
     assert read_cache(path, machine_key()) == choice.timings
 
 
+@pytest.mark.slow  # ~11 s of kernel timing; by default test_switched_layers_give_tensorflows_gradients_and_outputs and the cache tests
 def test_train_says_what_it_decided_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
     photos = image_folder(tmp_path / "images", per_class=6)

@@ -172,6 +172,7 @@ def equivalence(photos) -> dict[str, dict]:
 EQUAL_WEIGHTS = 1e-5
 
 
+@pytest.mark.slow  # a process on 2 logical CPUs, ~28 s on a slow CPU; by default test_two_workers_train_equal_weights_and_only_the_chief_writes trains under a strategy
 def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(equivalence):
     # no batch norm: no layer sees only its replica's slice (see README, Batch norm)
     assert equivalence["sgd"]["max_difference"] < EQUAL_WEIGHTS, equivalence["sgd"]
@@ -202,6 +203,7 @@ def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(equivalen
 EQUAL_WEIGHTS_FLOAT64 = 1e-12
 
 
+@pytest.mark.slow  # the mirrored run above; by default test_synchronized_batch_norm_reaches_keras
 def test_synchronized_batch_norm_equals_one_device_in_float64(equivalence):
     case = equivalence["synchronized-bn-float64"]
     assert case["dtype"] == "float64"
@@ -223,6 +225,7 @@ def test_synchronized_batch_norm_equals_one_device_in_float32(photos):
 # where a gradient is itself rounding noise (a bias before batch norm, see above), which this spec
 # without batch norm does not have; the bound is the same 1e-5, while a replica's update done
 # twice, skipped, or applied to another weight's moments moves weights by ~lr = 1e-2.
+@pytest.mark.slow  # the mirrored run above; by default test_fused_adam.py checks Keras's steps
 def test_fused_adam_mirrored_equals_one_device(equivalence):
     case = equivalence["fused-adam"]
     assert case["fused_adam"] == [True, True]  # both optimizers run the fused op
@@ -241,6 +244,7 @@ def test_synchronized_batch_norm_reaches_keras():
         assert layers and all(layer.synchronized is synchronized for layer in layers)
 
 
+@pytest.mark.slow  # a TensorFlow start for one line; by default test_a_last_batch_smaller_than_the_replicas_is_refused
 def test_a_batch_that_does_not_split_over_the_replicas_is_a_clear_error(tmp_path, photos):
     # An odd global batch on 2 replicas: Keras builds the model by summing the first batch's
     # replica slices, which fails on 23 + 24 images ("AddN ... must have the same size").
@@ -293,7 +297,7 @@ def test_two_workers_train_equal_weights_and_only_the_chief_writes(tmp_path, pho
     assert state["epochs_done"] == 3 and len(state["history"]) == 3
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["distribute"] == "multi-worker" and info["initial_weights"] == _initial_weights(0)  # the seed's
-    evaluated = cli("evaluate", runs[0] / "best.keras", "--data", photos, "--json")
+    evaluated = run_cli_in_process("evaluate", runs[0] / "best.keras", "--data", photos, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["images"] == 48
 
@@ -458,6 +462,7 @@ def test_bad_tf_config_is_refused_before_tensorflow_is_imported(tmp_path, photos
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a TensorFlow start for one line; by default test_bad_tf_config_is_a_clear_line
 def test_devices_under_multi_worker_without_gpus_is_refused_in_one_line(tmp_path, photos):
     # It was ignored: two workers with --devices 2 trained "2 replicas in all". Without GPUs
     # TensorFlow's multi-worker strategy runs one replica per worker (it takes no logical CPUs).
@@ -540,6 +545,7 @@ def test_resume_continues_with_the_run_s_own_distribution_and_says_so(tmp_path, 
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 8
 
 
+@pytest.mark.slow  # a TensorFlow start for one line; by default test_bad_tf_config_is_refused_before_tensorflow_is_imported
 def test_a_port_in_use_exits_2_before_anything_is_written(tmp_path, photos):
     with socket.socket() as taken:  # TensorFlow's gRPC server would abort the process on it
         taken.bind(("127.0.0.1", 0))

@@ -110,7 +110,9 @@ def test_float32_exports_agree_with_keras_in_their_own_runtime(trained, keras_re
     assert abs(predicted["probabilities"]["2"] - float(reference[index][2])) <= FLOAT32_TOLERANCE
 
 
-@pytest.mark.parametrize("quantize", ["float16", "int8"])
+# float16 costs ~16 s on a slow CPU (its rounding bound takes a gradient per class and image);
+# int8, the one whose accuracy rule the issue states, runs by default.
+@pytest.mark.parametrize("quantize", [pytest.param("float16", marks=pytest.mark.slow), "int8"])
 def test_quantized_litert_reports_accuracy_next_to_float32(trained, keras_reference, tmp_path, quantize):
     model_path, train, heldout = trained
     reference, data = keras_reference
@@ -264,6 +266,7 @@ def test_documented_resnet50_exports_agree_with_keras_in_their_runtimes(tmp_path
         assert metadata["class_names"] == [str(c) for c in range(6)]
 
 
+@pytest.mark.slow  # ~24 s; by default test_vit.py exports every format and test_primitives.py loads every layer in plain Keras
 def test_convnext_blocks_load_in_plain_keras_and_export_to_every_format(tmp_path):
     """ConvNeXt's block (layer scale, drop path, exact GELU, depthwise as a grouped conv), a
     ResNeXt-style grouped conv and a gelu_tanh head, as `build` writes them: the file names only

@@ -79,6 +79,7 @@ def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_
     np.testing.assert_allclose(loaded.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # a ViT train, ~8 s; by default test_only_plain_float32_self_attention_is_switched_and_files_stay_stock and test_vit.py's train
 def test_train_switches_attention_without_dropout(tmp_path):
     """`train` makes the switch and says so (tiny_vit.yaml's attention dropout set to 0; with its
     dropout it is left to Keras: test_only_plain_float32_self_attention_is_switched...)."""

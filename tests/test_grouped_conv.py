@@ -151,6 +151,7 @@ def _tiny_convnext():
     return model
 
 
+@pytest.mark.slow  # ~16 s of kernel timing; by default test_cli_train_says_what_it_switched
 def test_train_switches_every_grouped_convolution(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
     stock, model = _tiny_convnext(), _tiny_convnext()
@@ -241,6 +242,12 @@ def test_cli_train_says_what_it_switched(tmp_path, monkeypatch):
     # The run's model file is a plain Keras model of the spec.
     loaded = keras.saving.load_model(tmp_path / "run" / "best.keras")
     assert not any("convolution_op" in vars(layer) for layer in loaded.layers)
+
+
+@pytest.mark.slow  # a second train (~4 s on a slow CPU) for the switch's off position
+def test_cli_train_leaves_grouped_convolutions_alone_without_fast_kernels(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path / "cache"))
+    photos = image_folder(tmp_path / "images", per_class=4)
     result = invoke("train", TINY_CONVNEXT, "--data", photos, "--out", tmp_path / "off", "--epochs", "1",
                     "--batch-size", "4", "--quiet", "--set", "training.fast_cpu_kernels=false")
     assert result.exit_code == 0, result.output

@@ -49,6 +49,7 @@ def test_resnet152_block_diagram_stays_readable(tmp_path):
     assert width <= 1200 and height <= 8000
 
 
+@pytest.mark.slow  # ~8 s of Graphviz; by default test_block_diagram_of_resnet50
 def test_layer_diagram_of_resnet50(tmp_path):
     from archbuilder.keras.graph import build_model
 

@@ -85,6 +85,7 @@ def test_streamed_batches_equal_the_held_batches_with_and_without_augmentation(p
     assert streamed.orientations[turned] == [6]  # the EXIF turn is read from the header and applied
 
 
+@pytest.mark.slow  # by default its augmented form below
 def test_a_resumed_stream_sees_the_batches_of_the_uninterrupted_run(photos):
     from archbuilder.data.pipeline import steps_per_epoch, training_dataset
 
@@ -204,6 +205,7 @@ def test_a_file_that_fails_mid_stream_is_skipped_and_counted_or_stops_naming_it(
     assert "\n" not in message
 
 
+@pytest.mark.slow  # two trains; by default test_a_file_that_fails_mid_stream_is_skipped_and_counted_or_stops_naming_it
 def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it(tmp_path):
     folder = _copied_folder(tmp_path / "images")
     broken = sorted((folder / "1").iterdir())[2]
@@ -224,8 +226,10 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     assert json.loads((run / "state.json").read_text())["epochs_done"] == 2
 
 
-# The disk-cache case is `slow` (17 s): the default suite keeps the streamed one, its twin.
-@pytest.mark.parametrize("cache", ["none", pytest.param("disk", marks=pytest.mark.slow)])
+# A real process per case (8-17 s on a slow CPU): by default
+# test_a_file_that_fails_mid_stream_is_skipped_and_counted_or_stops_naming_it.
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", ["none", "disk"])
 def test_skip_bad_images_skips_a_damaged_file_in_the_batch_norm_sample_and_the_disk_cache(tmp_path, monkeypatch,
                                                                                          cache):
     """The BatchNorm sample (every training image here: 3 batches of 16 of 48) and the disk cache's
@@ -261,7 +265,10 @@ def _cut_with_end_marker(source, target):
     target.write_bytes(data[:len(data) * 7 // 10] + b"\xff\xd9")
 
 
-@pytest.mark.parametrize("cache", ["none", pytest.param("memory", marks=pytest.mark.slow)])
+# A real train process each (~14 s on a slow CPU): by default the filter itself is checked
+# (test_the_native_line_filter_drops_libjpeg_s_messages_only).
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", ["none", "memory"])
 def test_libjpeg_s_own_lines_stay_off_the_terminal_and_ours_show(tmp_path, cache):
     """libjpeg prints its messages to descriptor 2 itself (data/native_lines.py); a real `train`
     process must show our lines and none of libjpeg's, streamed or decoded up front."""

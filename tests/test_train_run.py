@@ -72,6 +72,7 @@ def test_a_run_folder_is_never_overwritten(tmp_path, photos):
     assert result.exit_code == 2 and "already exists and is not empty" in result.output
 
 
+@pytest.mark.slow  # a real process; by default test_faults.py's SIGKILL test
 def test_a_start_killed_before_run_json_is_started_over_by_the_same_command(tmp_path, photos):
     """train writes spec.yaml, classes.txt, then run.json; a kill in between leaves the first two
     (and maybe a temporary of the third). The same command starts the run over; other settings,
@@ -149,6 +150,7 @@ def test_killed_run_resumes_from_its_last_epoch_with_optimizer_state(tmp_path, p
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == epochs * steps  # continued, not restarted
 
 
+@pytest.mark.slow  # a real process; by default test_messages.py's Ctrl-C in the last batch
 def test_ctrl_c_stops_cleanly_keeping_the_last_finished_epoch(tmp_path, photos):
     """A real SIGINT, sent to this process (where `train` runs) once an epoch has finished."""
     run = tmp_path / "run"

@@ -121,7 +121,8 @@ def _equal_to_keras_hub(variant: str, layers: int) -> None:
     assert np.max(np.abs(wrong - expected) / expected) > 100 * TOLERANCE
 
 
-@pytest.mark.parametrize("variant", ["B16", "Ti16"])
+# B16 costs ~7 s on a slow CPU; Ti16 checks the same layers at a smaller width by default.
+@pytest.mark.parametrize("variant", [pytest.param("B16", marks=pytest.mark.slow), "Ti16"])
 def test_two_layer_vit_equals_keras_hub(variant):
     """12 and 3 heads, hidden 768 and 192, two encoder blocks (the blocks repeat)."""
     _equal_to_keras_hub(variant, layers=2)
@@ -172,6 +173,7 @@ def test_tiny_vit_trains_an_epoch(tmp_path):
     assert predicted.exit_code == 0 and '"class"' in predicted.output, predicted.output
 
 
+@pytest.mark.slow  # ~16 s; by default test_export.py runs each format and test_primitives.py saves every layer
 def test_tiny_vit_exports_to_every_format(tmp_path):
     """Each export format runs a ViT (einsum attention, exact GELU, the class token's broadcast and
     concatenation) in its own runtime as Keras does, on seeded weights large enough to matter."""

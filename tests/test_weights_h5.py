@@ -247,6 +247,7 @@ def test_build_cli_reports_and_strict_exits_2(other_network_h5, tmp_path):
     assert not (tmp_path / "strict").exists()
 
 
+@pytest.mark.slow  # ~10 s; by default test_keras2_load_model_reads_our_h5_files and test_whole_model_file_predicts_as_keras2
 def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_path):
     """The notebook's "load our trained model and evaluate it" step as single commands."""
     import json

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from test_distribute import PROCESS_BOUND, _tf_config
@@ -28,6 +29,7 @@ def _numbered_images(root):
     return root
 
 
+@pytest.mark.slow  # two worker processes, ~14 s; by default test_distribute.py's two-worker run
 def test_each_worker_reads_its_share_and_every_image_is_read_once_per_epoch(tmp_path):
     folder = _numbered_images(tmp_path / "images")
     ports = free_ports(2)
