@@ -62,15 +62,11 @@ def run_cli_in_process(*args, env: dict | None = None) -> subprocess.CompletedPr
     its process: a real process pays TensorFlow's import, 7-8 s on a slow CPU, and those imports
     were ~40% of the default suite there. Signals, crashes contained in a child, native lines on
     descriptor 2, memory that could take the machine down and the distributed workers keep real
-    processes (`run_cli`). An exception escaping the command fails the test with its traceback, as
-    a traceback on a real process's stderr would."""
-    from click.testing import CliRunner
+    processes (`run_cli`). Built on train_support.invoke (click's Result)."""
+    from train_support import invoke
 
-    from archbuilder.cli import main
-
-    argv = [str(a) for a in args]
-    result = CliRunner().invoke(main, argv, env=env, catch_exceptions=False)
-    return subprocess.CompletedProcess(["cli.py", *argv], result.exit_code, result.stdout, result.stderr)
+    result = invoke(*args, env=env)
+    return subprocess.CompletedProcess(["cli.py", *map(str, args)], result.exit_code, result.stdout, result.stderr)
 
 
 def spec_problem_lines(path: Path, content: str | bytes) -> list[str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
-from archbuilder.cli import main
 from conftest import REPO
+from train_support import invoke
 
 ARCH = REPO / "architectures"
 # REFERENCE.md §2: (total params, forward MACs).
@@ -17,8 +15,7 @@ RESNET50_IMAGENET = (25_636_712, 3_834_331_136)
 
 
 def _diff(*args):
-    result = CliRunner().invoke(main, ["diff", *map(str, args)], catch_exceptions=False)
-    return result
+    return invoke("diff", *args)
 
 
 def _json(*args) -> dict:
@@ -82,10 +79,10 @@ def test_a_spec_equal_in_other_words_shows_no_field_difference(tmp_path):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: x\ninput: {shape: [64, 64, 3]}\nclases: 3\n")
-    result = CliRunner().invoke(main, ["diff", str(ARCH / "resnet50.yaml"), str(tmp_path / "bad.yaml")])
+    result = _diff(ARCH / "resnet50.yaml", tmp_path / "bad.yaml")
     assert result.exit_code == 2
     assert "bad.yaml:3:1: clases: unknown key 'clases'" in result.output
-    missing = CliRunner().invoke(main, ["diff", str(ARCH / "resnet50.yaml"), str(tmp_path / "nope.yaml")])
+    missing = _diff(ARCH / "resnet50.yaml", tmp_path / "nope.yaml")
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1, missing.output
 
 

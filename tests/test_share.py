@@ -9,11 +9,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from archbuilder.cli import main
 from archbuilder.plan.validate import load_checked_spec
 from tests.conftest import REPO, spec_problem_lines
+from train_support import invoke
 
 SPEC = REPO / "tests" / "specs" / "shared_heads.yaml"
 TEXT = SPEC.read_text()
@@ -57,7 +55,7 @@ def test_info_and_the_block_diagram_say_what_is_shared():
     checked = load_checked_spec(SPEC)
     [box] = [b for b in block_diagram(checked.plan, checked.spec).boxes if b.id == "heads"]
     assert "shares weights with section heads item 0" in box.lines
-    result = CliRunner().invoke(main, ["info", str(SPEC), "--json"])
+    result = invoke("info", SPEC, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     # the heads' weights once (9*8*16+16 + 16*3+3), whichever call runs them
@@ -87,7 +85,7 @@ def test_calls_that_cannot_share_are_located(tmp_path, second, message):
     assert len(lines) == 1 and lines[0].endswith(message), lines
     line = text.splitlines().index(f"    - {second[:-1]}, id: c}}") + 1
     assert lines[0].startswith(f"{tmp_path / 'bad.yaml'}:{line}:")
-    result = CliRunner().invoke(main, ["validate", str(tmp_path / "bad.yaml")])
+    result = invoke("validate", tmp_path / "bad.yaml")
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 

@@ -77,10 +77,13 @@ def cli_env() -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
-def invoke(*args: str):
-    """The CLI in this process (TensorFlow is imported once for the whole test module)."""
+def invoke(*args, env: dict | None = None):
+    """The CLI in this process (TensorFlow is imported once for the whole test module): click's
+    Result (exit_code, output, stdout, stderr), with `env` set for the command only. An exception
+    escaping the command fails the test with its traceback, as one on a real stderr would.
+    tests/conftest.py's run_cli_in_process gives the same as a CompletedProcess."""
     from click.testing import CliRunner
 
     from archbuilder.cli import main
 
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
