@@ -266,7 +266,7 @@ def test_documented_resnet50_exports_agree_with_keras_in_their_runtimes(tmp_path
         assert metadata["class_names"] == [str(c) for c in range(6)]
 
 
-@pytest.mark.slow  # ~24 s; by default test_vit.py exports every format and test_primitives.py loads every layer in plain Keras
+@pytest.mark.slow  # ~24 s; by default the per-format runs above and test_primitives.py's plain-Keras load of every layer
 def test_convnext_blocks_load_in_plain_keras_and_export_to_every_format(tmp_path):
     """ConvNeXt's block (layer scale, drop path, exact GELU, depthwise as a grouped conv), a
     ResNeXt-style grouped conv and a gelu_tanh head, as `build` writes them: the file names only

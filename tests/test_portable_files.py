@@ -45,7 +45,7 @@ def test_make_portable_changes_the_config_not_the_weights():
     assert "archbuilder" not in str(model.get_config())
 
 
-@pytest.mark.slow  # a real process; by default test_export.py loads the files in plain Keras
+@pytest.mark.slow  # a real process; by default test_files_naming_archbuilders_initializer_still_load
 def test_files_naming_archbuilders_old_layers_still_load(tmp_path):
     """Files written when drop path, layer scale and gelu_tanh were archbuilder's own Keras objects
     (before they were built from Keras's) name `archbuilder>DropPath`, `archbuilder>LayerScale`
