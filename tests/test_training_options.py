@@ -2,8 +2,8 @@
 whose join when Keras deletes the training iterator kept `train` waiting up to half a minute after
 its last epoch, and one thread per op inside the pipeline.
 
-What is checked: training datasets (held and streamed) carry both options and inference datasets
-neither; the augmented batches are the same pixels with the options as without; and with
+What is checked: training datasets (held and streamed) carry both options, inference and validation
+datasets the first only (every dataset iterated: tests/test_dataset_options.py); the augmented batches are the same pixels with the options as without; and with
 autotuning off a parallel map still overlaps its calls and a prefetch still runs ahead of its
 consumer, so the pipelines lose nothing. Overlap is read from when each call started and ended.
 """
@@ -28,14 +28,16 @@ def held():
 
 
 @pytest.mark.parametrize("augmentation", [None, AugmentationSpec(horizontal_flip=True, rotation=0.1)])
-def test_training_datasets_carry_the_options_and_inference_datasets_do_not(held, augmentation):
+def test_training_datasets_carry_both_options_and_inference_datasets_the_first(held, augmentation):
     x, y = held
     dataset = pipeline.training_dataset(x, y, 3, 4, seed=0, first_epoch=0, epochs=2, augmentation=augmentation)
     assert dataset.options().autotune.enabled is False
     assert dataset.options().threading.max_intra_op_parallelism == 1
     assert len(list(dataset)) == 6  # two epochs of three batches
-    inference = pipeline.inference_dataset(x, 4).options()
-    assert inference.autotune.enabled is not False and inference.threading.max_intra_op_parallelism != 1
+    for other in (pipeline.inference_dataset(x, 4), pipeline.validation_dataset(x, y, 3, 4)):
+        assert other.options().autotune.enabled is False
+        assert other.options().threading.max_intra_op_parallelism != 1
+    assert [len(labels) for _, labels in pipeline.validation_dataset(x, y, 3, 5)] == [5, 5, 2]
 
 
 def test_the_options_leave_every_augmented_pixel_as_it_was(monkeypatch):

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from archbuilder.data.dataset_options import without_autotuning
 from archbuilder.data.exif import exif_orientation
 from archbuilder.data.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
@@ -189,6 +190,7 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
         .map(_file_decoder(height, width, channels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(max(1, min(256, _BATCH_BYTES // (height * width * channels))))
     )
+    dataset = without_autotuning(dataset)
     out = np.empty((len(names), height, width, channels), np.uint8)
     try:
         position = 0
@@ -260,5 +262,6 @@ def fit_arrays(x: np.ndarray, shape: tuple[int, int, int], origin: str) -> np.nd
             raise UserError(f"{origin}: images have {x.shape[-1]} channels; the model takes {channels}")
     if x.shape[1:3] == (height, width):
         return x.astype(np.uint8)
-    dataset = tf.data.Dataset.from_tensor_slices(x).map(lambda im: _resize_uint8(im, height, width)).batch(256)
+    dataset = without_autotuning(
+        tf.data.Dataset.from_tensor_slices(x).map(lambda im: _resize_uint8(im, height, width)).batch(256))
     return np.concatenate([b.numpy() for b in dataset])

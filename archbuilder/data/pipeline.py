@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from archbuilder.data.dataset_options import without_autotuning
 from archbuilder.spec.training import AugmentationSpec
 
 
@@ -166,18 +167,12 @@ def _images_and_labels(indexes, x, y: np.ndarray, classes: int, seed: int,
     dataset = dataset.map(lambda im, lab: (normalize(im), lab))
     # Streamed: a fixed depth, so that memory stays bounded (AUTOTUNE may buffer up to half the RAM).
     dataset = dataset.prefetch(PREFETCH_BATCHES if streamed else tf.data.AUTOTUNE)
-    return dataset if epochs is None else _training_options(dataset)
+    return without_autotuning(dataset) if epochs is None else _training_options(dataset)
 
 
 def _training_options(dataset):
-    """`dataset` without tf.data's autotuning thread, and with one thread per op inside it.
-
-    The autotuning thread: when `fit` returns, Keras deletes its training iterator, and the
-    deletion joins that thread; after a long run (ConvNeXt-T, 6 steps of ~13 s) the join waited
-    27-33 s at the end of `train` (TensorFlow 2.21; gdb: RootDataset::Iterator's destructor waiting
-    on Model::OptimizeLoop), and 0.00 s without the thread. Nothing is lost on these pipelines:
-    with autotuning off, a parallel map's AUTOTUNE still runs its calls in parallel and
-    prefetch(AUTOTUNE) still fills ahead of the model (tests/test_training_options.py).
+    """`dataset` without tf.data's autotuning thread (data/dataset_options.py: its join kept `train`
+    waiting up to half a minute after the last epoch), and with one thread per op inside it.
 
     One thread per op: the pipeline already runs several batches at once (the augmentation's
     parallel map, the streams' PARALLEL_BATCHES), so splitting each resampling or decode across
@@ -185,12 +180,7 @@ def _training_options(dataset):
     off alone, the pipeline alone ran faster in 6 of 8 A/Bs, median +5% (two at -6% and -9%: this
     machine's noise is about that size; bench/pipeline_options.py, figures in bench/RESULTS.md).
     """
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.threading.max_intra_op_parallelism = 1
-    return dataset.with_options(options)
+    return without_autotuning(dataset, one_thread_per_op=True)
 
 
 def inference_dataset(x, batch_size: int):
@@ -201,5 +191,13 @@ def inference_dataset(x, batch_size: int):
 
     if isinstance(x, ImageFiles):
         batches = x.batches(tf.data.Dataset.range(len(x)).batch(batch_size))
-        return batches.map(normalize).prefetch(PREFETCH_BATCHES)
-    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(normalize).prefetch(tf.data.AUTOTUNE)
+        return without_autotuning(batches.map(normalize).prefetch(PREFETCH_BATCHES))
+    return without_autotuning(tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(normalize).prefetch(tf.data.AUTOTUNE))
+
+
+def validation_dataset(x, y: np.ndarray, classes: int, batch_size: int):
+    """(x/255, one-hot y) batches in order: `fit`'s validation data (one iterator per epoch)."""
+    import tensorflow as tf
+
+    labels = tf.data.Dataset.from_tensor_slices(tf.one_hot(y, classes)).batch(batch_size)
+    return without_autotuning(tf.data.Dataset.zip((inference_dataset(x, batch_size), labels)))

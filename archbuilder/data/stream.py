@@ -198,6 +198,7 @@ class ImageFiles:
         """
         import tensorflow as tf
 
+        from archbuilder.data.dataset_options import without_autotuning
         from archbuilder.data.images import decode_bytes
 
         height, width, channels = self.image_shape
@@ -240,10 +241,13 @@ class ImageFiles:
         if skip:  # a batch whose every file failed is no step (Keras's loss over no images is NaN)
             dataset = dataset.filter(lambda images, got, epochs: tf.size(got) > 0)
         if labels is None:
-            return dataset.map(lambda images, got, epochs: images)
-        if keyed:
-            return dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got), (epochs, got)))
-        return dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got)))
+            dataset = dataset.map(lambda images, got, epochs: images)
+        elif keyed:
+            dataset = dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got), (epochs, got)))
+        else:
+            dataset = dataset.map(lambda images, got, epochs: (images, tf.gather(labels, got)))
+        # What is built on these batches (training, prediction, the disk cache, records) inherits it.
+        return without_autotuning(dataset)
 
 
 def streamed_sources(*arrays) -> list[ImageFiles]:

@@ -241,12 +241,7 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
     if distribution.strategy is None:
         dataset = pipeline.training_dataset(*arguments)
         if data.validation is not None:
-            import tensorflow as tf
-
-            validation = tf.data.Dataset.zip((
-                pipeline.inference_dataset(data.validation.x, training.batch_size),
-                tf.data.Dataset.from_tensor_slices(tf.one_hot(data.validation.y, classes)).batch(training.batch_size),
-            ))
+            validation = pipeline.validation_dataset(data.validation.x, data.validation.y, classes, training.batch_size)
     else:  # each worker builds its own shard; all of them run the same number of steps
         strategy = distribution.strategy
         dataset = strategy.distribute_datasets_from_function(

@@ -28,6 +28,7 @@ class BatchNormRecompute(keras.callbacks.Callback):
         super().__init__()
         import tensorflow as tf
 
+        from archbuilder.data.dataset_options import without_autotuning
         from archbuilder.data.pipeline import normalize
 
         self.session = session
@@ -43,7 +44,7 @@ class BatchNormRecompute(keras.callbacks.Callback):
             sample = x.first_decoded(order, take, session.state.epochs_done)
         else:
             sample = x[order[:take]]
-        self.images = tf.data.Dataset.from_tensor_slices(sample).batch(size).map(normalize)
+        self.images = without_autotuning(tf.data.Dataset.from_tensor_slices(sample).batch(size).map(normalize))
         statistics = [(layer.moving_mean, layer.moving_variance) for layer in self.layers]
 
         @tf.function
