@@ -14,7 +14,8 @@ what archbuilder's pipelines run), alternating arm by arm in one process:
             a join shows as wall time with the cores idle)
 
 Medians per arm at the end, and how many calls had idle cores (under 1.5 of 2) or a
-deletion over 0.05 s: the join happens only when the thread is asleep at that moment. The first line gives the CPU model and `uptime`'s load.
+deletion over 0.05 s: the join happens only when the thread is asleep at that moment. The first
+line gives the CPU model and `uptime`'s load.
 """
 
 from __future__ import annotations

@@ -192,7 +192,8 @@ def inference_dataset(x, batch_size: int):
     if isinstance(x, ImageFiles):
         batches = x.batches(tf.data.Dataset.range(len(x)).batch(batch_size))
         return without_autotuning(batches.map(normalize).prefetch(PREFETCH_BATCHES))
-    return without_autotuning(tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(normalize).prefetch(tf.data.AUTOTUNE))
+    batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    return without_autotuning(batches.map(normalize).prefetch(tf.data.AUTOTUNE))
 
 
 def validation_dataset(x, y: np.ndarray, classes: int, batch_size: int):
