@@ -47,6 +47,24 @@ _TEST_CACHE = tempfile.TemporaryDirectory(prefix="archbuilder-test-cache-")
 os.environ["ARCHBUILDER_CACHE_DIR"] = _TEST_CACHE.name
 
 
+# Worker processes for `-n auto` (pyproject.toml's addopts): one per core, at most MAX_WORKERS and
+# as many as the memory holds. TensorFlow's thread pools already spread one test's ops over every
+# core; what a second process overlaps is the single-threaded rest: Python building graphs (~0.9 ms
+# an op), grappler, the CLI processes' start-ups, decoding and file writes. On the 2-core EPYC two
+# workers ran the default suite in 349-389 s against 675 s in one process (bench/RESULTS.md,
+# 2026-12-05), each test ~1.09x its time alone. A worker peaked at 2.4 GiB, 3 with the processes
+# its tests start (5.5 GiB for both together, sampled every 0.5 s). Measured with two workers only:
+# four is a guess that stays well inside the memory of the machines we have.
+MAX_WORKERS = 4
+WORKER_PEAK_BYTES = 3 * 2**30
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(cores, MAX_WORKERS, memory // WORKER_PEAK_BYTES))
+
+
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python cli.py ARGS` as a user would, in a real subprocess."""
     full_env = {**os.environ, **(env or {})}
