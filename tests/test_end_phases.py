@@ -61,9 +61,65 @@ def test_train_says_its_end_phases(tmp_path):
     result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--epochs", "1", "--quiet")
     assert result.exit_code == 0, result.output
     line = next(text for text in result.output.splitlines() if text.startswith("after training: "))
-    assert re.fullmatch(r"after training: loading the best epoch's weights \d+\.\d s, predicting 18 images "
+    # One epoch: the best is the last one saved, whose weights the model holds; nothing to reload.
+    assert re.fullmatch(r"after training: predicting 18 images "
                         r"\d+\.\d s, metrics.json and the confusion matrix \d+\.\d s \(\d+\.\d s\)", line), line
     assert result.output.index("after training: ") < result.output.index("best epoch 1: ")
+
+
+def test_the_model_holds_the_saved_epoch_until_a_step_begins(tmp_path):
+    """Session.weights_saved_at, which lets the end of a run skip reloading the best epoch: it names
+    an epoch only while the model's weights are exactly that epoch's checkpoint. Real fit, real
+    callbacks: two whole epochs, then a third cut short by Ctrl-C after two of its three steps."""
+    import keras
+
+    from archbuilder.keras.graph import build_model
+    from archbuilder.plan.validate import load_checked_spec
+    from archbuilder.spec.training import TrainingSpec
+    from archbuilder.training.callbacks import Session, callbacks
+    from archbuilder.training.distribute import Distribution
+    from archbuilder.training.metrics import predict_probabilities
+    from archbuilder.training.optimizers import compile_model
+    from archbuilder.training.prepare import RunData
+    from archbuilder.training.run_dir import RunDir
+    from archbuilder.training.run_state import RunState
+
+    folder = image_folder(tmp_path / "images", per_class=4)
+    training = TrainingSpec(batch_size=4, epochs=3)
+    data = RunData({"data": str(folder), "test": None, "holdout_photographers": None, "classes_filter": None,
+                    "training": training.model_dump(mode="json")}, (32, 32, 3))
+    model = build_model(load_checked_spec(TINY_SPEC).spec)
+    compile_model(model, training, 3)
+    run = RunDir(tmp_path / "run")
+    session = Session(run, RunState(), data, {"class_names": list(data.class_names)}, 4, "loss",
+                      predict=predict_probabilities)
+    seen = []
+
+    class Watch(keras.callbacks.Callback):  # after the run's callbacks: what they left at each point
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(("begin", session.weights_saved_at))
+            if session.epoch_number() == 3 and batch == 1:  # what train's SIGINT handler does
+                session.stop_requested = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(("end", session.weights_saved_at))
+
+    x = data.train.x.astype("float32") / 255
+    y = keras.utils.to_categorical(data.train.y, 3)
+    fit = dict(batch_size=4, verbose=0, shuffle=False)
+    model.fit(x, y, epochs=2, callbacks=[*callbacks(session, model, Distribution("none", None)), Watch()], **fit)
+    assert seen == [("begin", None)] * 3 + [("end", 1)] + [("begin", None)] * 3 + [("end", 2)]
+    assert session.weights_saved_at == 2 == session.state.epochs_done
+    saved = keras.saving.load_model(run.checkpoints / "epoch-0002.keras", compile=False)
+    for have, want in zip(model.weights, saved.weights, strict=True):  # bit for bit: what the end uses
+        np.testing.assert_array_equal(have.numpy(), want.numpy())
+
+    seen.clear()
+    model.fit(x, y, initial_epoch=2, epochs=3, callbacks=[*callbacks(session, model, Distribution("none", None)),
+                                                           Watch()], **fit)
+    assert session.epoch_cut_short and session.state.epochs_done == 2  # the third epoch is not kept
+    assert session.weights_saved_at is None  # two steps changed the weights after epoch 2's save
+    assert any(np.any(have.numpy() != want.numpy()) for have, want in zip(model.weights, saved.weights))
 
 
 def test_without_held_out_images_the_end_predicts_a_fixed_sample_of_the_training_images():

@@ -225,6 +225,15 @@ def test_model_files_do_not_change(tmp_path):
     before = keras.saving.load_model(tmp_path / "before.keras")
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(loaded.predict_on_batch(x), before.predict_on_batch(x))
+    # A switched model takes a file's weights as it is (the end of a run reloading its best epoch).
+    from archbuilder.training.end_phases import load_saved_weights
+
+    other = build_model(load_checked_spec(TINY_CONVNEXT).spec)  # its own random weights
+    other.save(tmp_path / "other.keras")
+    assert any(np.any(a.numpy() != b.numpy()) for a, b in zip(model.weights, other.weights))
+    load_saved_weights(model, tmp_path / "other.keras")
+    for have, want in zip(model.weights, other.weights, strict=True):
+        np.testing.assert_array_equal(have.numpy(), want.numpy())
 
 
 def test_cli_train_says_what_it_switched(tmp_path, monkeypatch):
@@ -238,7 +247,7 @@ def test_cli_train_says_what_it_switched(tmp_path, monkeypatch):
     assert "timing grouped convolution kernels (depthwise_sum, split, native) for 1 shape(s) on this CPU " \
         "at batch 4" in result.output
     assert "timed grouped convolution kernels in " in result.output
-    assert "after training: loading the best epoch's weights" in result.output
+    assert "after training: predicting " in result.output  # the switched model predicts the end's images
     # The run's model file is a plain Keras model of the spec.
     loaded = keras.saving.load_model(tmp_path / "run" / "best.keras")
     assert not any("convolution_op" in vars(layer) for layer in loaded.layers)

@@ -163,7 +163,7 @@ def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distributio
                 f"continue with: {resume_hint}")
         return TrainResult(run, state.epochs_done, interrupted, {}, writer=False, stop_signal=session.stop_signal)
     try:
-        metrics = _finish(prepared, state, interrupted, request.save_h5, predict)
+        metrics = _finish(prepared, state, interrupted, request.save_h5, predict, session.weights_saved_at)
     except OSError as error:
         raise _write_failed(error, run, state, distribution) from None
     if interrupted and state.epochs_done:
@@ -306,8 +306,10 @@ def _write_failed(error: OSError, run: RunDir, state: RunState, distribution: Di
                      "make room and continue with: ", remedy)
 
 
-def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: bool, predict) -> dict:
-    """Evaluate the best model; write metrics.json, the confusion matrix and, if asked, best.h5."""
+def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: bool, predict,
+            weights_saved_at: int | None) -> dict:
+    """Evaluate the best model; write metrics.json, the confusion matrix and, if asked, best.h5.
+    `weights_saved_at`: the epoch whose checkpoint the model in memory equals (Session's)."""
     import tensorflow as tf
 
     from archbuilder.training.first_step import trace_prediction_once
@@ -317,8 +319,9 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         return {}
     run, model, data = prepared.run, prepared.model, prepared.data
     phases = EndPhases()
-    with phases("loading the best epoch's weights"):
-        load_saved_weights(model, run.best)
+    if weights_saved_at != state.best["epoch"]:  # the best epoch is the last one saved: already in memory
+        with phases("loading the best epoch's weights"):
+            load_saved_weights(model, run.best)
     if save_h5:
         from archbuilder.keras.weights_h5 import keras2_note
         from archbuilder.keras.weights_h5 import save_h5 as write_h5

@@ -18,6 +18,9 @@ class Checkpointer(keras.callbacks.Callback):
         super().__init__()
         self.session = session
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self.session.weights_saved_at = None  # this step changes the weights
+
     def on_epoch_end(self, epoch, logs=None):
         session, row = self.session, self.session.row
         if row is None:
@@ -30,6 +33,7 @@ class Checkpointer(keras.callbacks.Callback):
             scratch.unlink()
         else:
             save_model_file(self.model, checkpoint, {**session.metadata, "epoch": number})
+        session.weights_saved_at = number
         value, best = row.get(session.monitor), session.state.best
         if best is None or (value is not None and value < best["value"]):
             if session.writer:

@@ -34,6 +34,10 @@ class Session:
     stop_needs_agreement: bool = False
     diverged_at: tuple[int, int] | None = None  # (epoch, batch; 0 = at the epoch's end)
     epoch_whole: bool = False  # StopGuard: every step of the current epoch ran
+    # Checkpointer: the epoch whose checkpoint holds the weights as they are in memory; None once a
+    # step has begun since (an interrupted epoch's batches). The end of a run reloads the best
+    # epoch's weights only when they are not these.
+    weights_saved_at: int | None = None
 
     @property
     def epoch_cut_short(self) -> bool:
