@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from train_support import REPO
 
 RESNET50 = REPO / "architectures" / "resnet50.yaml"
 

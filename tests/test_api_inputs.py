@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from train_support import REPO, run_cli
 
 RESNET18 = REPO / "architectures" / "resnet18.yaml"
 SMALL = {

@@ -12,7 +12,7 @@ import pytest
 from archbuilder.layers import LAYER_TYPES
 from archbuilder.errors import SpecError
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, run_cli, spec_problem_lines
+from train_support import REPO, run_cli, spec_problem_lines
 
 GOOD_HEAD = """\
 name: Net

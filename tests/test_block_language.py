@@ -12,7 +12,7 @@ from archbuilder.layers import LAYER_TYPES
 from archbuilder.spec import expressions
 from archbuilder.spec.expressions import ExpressionError, evaluate, make_divisible
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SHIPPED_SPECS, spec_problem_lines
+from train_support import REPO, SHIPPED_SPECS, spec_problem_lines
 
 LANGUAGE = REPO / "tests" / "specs" / "block_language.yaml"
 

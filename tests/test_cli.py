@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO, SHIPPED_SPECS, run_cli, run_cli_in_process
+from train_support import REPO, SHIPPED_SPECS, run_cli, run_cli_in_process
 
 
 def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_path):

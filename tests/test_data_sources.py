@@ -13,8 +13,7 @@ from archbuilder.data.folder import scan_image_folder
 from archbuilder.data.hdf5 import read_signs_h5
 from archbuilder.data.split import group_holdout, photographer_groups, stratified_split
 from archbuilder.errors import UserError
-from tests.conftest import run_cli_in_process
-from train_support import IMAGES, TINY_SPEC, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, image_folder, invoke, run_cli_in_process
 
 
 def test_the_shared_folder_reads_as_ten_classes_in_numeric_order():

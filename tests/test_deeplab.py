@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 
 SPEC = REPO / "architectures" / "segmentation" / "deeplabv3plus_resnet50.yaml"
 torch = pytest.importorskip("torch")

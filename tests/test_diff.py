@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
+from train_support import REPO
 from train_support import invoke
 
 ARCH = REPO / "architectures"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli_in_process
-from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, free_ports, image_folder
+from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, free_ports, image_folder, run_cli_in_process
 
 TINY_NO_BN = REPO / "tests" / "specs" / "tiny_no_bn.yaml"
 # A worker that sees no progress for this long gives up (train --worker-timeout): short enough

@@ -9,8 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli_in_process
-from train_support import IMAGES, TINY_SPEC, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, image_folder, invoke, run_cli_in_process
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.train_support import image_folder  # noqa: F401  (sets TensorFlow's environment first)
+from train_support import image_folder  # noqa: F401  (sets TensorFlow's environment first)
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image, ImageOps  # noqa: E402

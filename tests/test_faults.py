@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli_in_process
-from train_support import REPO, TINY_SPEC, cli_env, image_folder, invoke
+from train_support import REPO, TINY_SPEC, cli_env, image_folder, invoke, run_cli_in_process
 
 EPOCHS = 6
 STEPS = 2  # 30 images, batch 16

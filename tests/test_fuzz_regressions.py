@@ -9,7 +9,7 @@ import pytest
 
 from archbuilder.errors import SpecError
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, spec_problem_lines
+from train_support import REPO, spec_problem_lines
 
 HEAD = b"name: Net\ninput: {shape: [9, 7, 2]}\nclasses: 3\n"
 HUGE = b"1" + b"0" * 400  # 10**400: YAML ints are unbounded, floats are not
@@ -176,7 +176,7 @@ def test_layer_names_like_keras_automatic_names_build(tmp_path):
 def test_a_head_that_is_no_list_beside_another_problem(tmp_path):
     """Found by the fuzzer: the stem and head items of an invalid document were iterated as lists
     before being checked to be lists (`head: -1` with a bad stage raised TypeError)."""
-    from tests.conftest import spec_problem_lines
+    from train_support import spec_problem_lines
 
     lines = spec_problem_lines(tmp_path / "spec.yaml", "name: Net\ninput: {shape: [8, 8, 3]}\nstages: [{block: basic}]\nhead: -1\n")
     assert any("head: " in line for line in lines) and any("stages.0" in line for line in lines), lines
@@ -185,7 +185,7 @@ def test_a_head_that_is_no_list_beside_another_problem(tmp_path):
 def test_a_float_parameter_default_beyond_float_range(tmp_path):
     """Found by the fuzzer (and on main): `default: 10**400` of a float parameter raised
     OverflowError converting it to float before its magnitude was checked."""
-    from tests.conftest import spec_problem_lines
+    from train_support import spec_problem_lines
 
     text = ("name: Net\ninput: {shape: [8, 8, 3]}\nblocks:\n  b:\n    params: {r: {type: float, default: 1"
             + "0" * 400 + "}}\n    layers: [{type: flatten}]\n")

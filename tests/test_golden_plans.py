@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden_plans.json").read_text())
 

@@ -11,7 +11,7 @@ from archbuilder.keras.initializers import GlorotUniformTF1
 from archbuilder.keras.graph import build_model
 from archbuilder.keras.philox import TF1_DEFAULT_GRAPH_SEED, philox_uint32, tf1_random_uniform, uint32_to_unit_float
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import REPO, SHIPPED_SPECS, spec_problem_lines
+from train_support import REPO, SHIPPED_SPECS, spec_problem_lines
 
 SCHEMA_FILE = REPO / "schema" / "archbuilder.schema.json"
 # Specs shipped outside architectures/: the tests' own and the benchmarks'.

@@ -10,7 +10,7 @@ import pytest
 
 from archbuilder.keras.graph import build_model
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SHIPPED_SPECS, shipped_spec_params
+from train_support import REPO, SHIPPED_SPECS, shipped_spec_params
 
 import keras  # noqa: E402  (archbuilder.keras.graph sets TF's environment first)
 

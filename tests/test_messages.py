@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.train_support import REPO, TINY_SPEC, cli_env, image_folder, interruptible
+from train_support import REPO, TINY_SPEC, cli_env, image_folder, interruptible
 
 
 def _env_without_tf_log_level() -> dict:

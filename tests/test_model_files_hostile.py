@@ -18,8 +18,7 @@ import pytest
 
 from bench.export_fuzz import run_mutants, write_mutants
 from archbuilder.errors import shown
-from tests.conftest import run_cli_in_process
-from tests.train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
+from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke, run_cli_in_process
 
 # LiteRT's interpreter is run on mutants of the float16 and int8 exports, a chunk at a time, until
 # it crashes on some: with the tiny model's 7 KB files, 9 in 10 mutants fail LiteRT's flatbuffer

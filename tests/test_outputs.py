@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SIGN_DIGITS, run_cli, run_cli_in_process, spec_problem_lines
+from train_support import REPO, IMAGES, run_cli, run_cli_in_process, spec_problem_lines
 
 SPEC = REPO / "tests" / "specs" / "two_outputs.yaml"
-PHOTO = SIGN_DIGITS / "3" / "IMG_1121.JPG"
+PHOTO = IMAGES / "3" / "IMG_1121.JPG"
 
 BASE = """\
 name: Net
@@ -133,7 +133,7 @@ def test_export_runs_each_named_output_in_its_own_runtime(built, tmp_path, fmt, 
 
 def test_export_check_on_labelled_images_is_refused_for_named_outputs(built, tmp_path):
     result = run_cli_in_process("export", str(built), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
-                                "--check", str(SIGN_DIGITS))
+                                "--check", str(IMAGES))
     _refused(result, "two_outputs.keras", "--check measures a classifier's accuracy")
     assert not (tmp_path / "x.onnx").exists()
 
@@ -147,10 +147,10 @@ def _refused(result, *needles):
 
 def test_train_and_evaluate_refuse_named_outputs_in_one_line(built, tmp_path):
     out = tmp_path / "run"
-    _refused(run_cli_in_process("train", str(SPEC), "--data", str(SIGN_DIGITS), "--out", str(out)),
+    _refused(run_cli_in_process("train", str(SPEC), "--data", str(IMAGES), "--out", str(out)),
              "two_outputs.yaml", "2 named outputs (mask: 32x32x3, label: 3)", "classifiers only")
     assert not out.exists()
-    _refused(run_cli_in_process("evaluate", str(built), "--data", str(SIGN_DIGITS)),
+    _refused(run_cli_in_process("evaluate", str(built), "--data", str(IMAGES)),
              "two_outputs.keras", "2 named outputs (mask: 32x32x3, label: 3)")
 
 

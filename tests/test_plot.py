@@ -7,7 +7,7 @@ from PIL import Image
 
 from archbuilder.diagrams import block_diagram, render
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, run_cli
+from train_support import REPO, run_cli
 
 RESNET50 = REPO / "architectures" / "resnet50.yaml"
 RESNET152 = REPO / "architectures" / "resnet152.yaml"

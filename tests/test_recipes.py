@@ -7,7 +7,7 @@ import pytest
 
 from archbuilder.plan.compare import compare
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 from tests.fixtures.make_golden_plans import rows
 from tests.test_golden_plans import GOLDEN
 

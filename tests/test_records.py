@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import run_cli_in_process
-from train_support import TINY_SPEC, image_folder, invoke
+from train_support import TINY_SPEC, image_folder, invoke, run_cli_in_process
 
 SHAPE = (32, 32, 3)
 

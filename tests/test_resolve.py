@@ -7,7 +7,7 @@ import time
 from archbuilder.spec.resolve import resolve_document
 from archbuilder.spec.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, spec_problem_lines
+from train_support import REPO, spec_problem_lines
 
 ARCH = REPO / "architectures"
 

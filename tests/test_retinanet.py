@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 
 SPEC = REPO / "architectures" / "detection" / "retinanet_resnet50.yaml"
 SMALL = ["input.shape=[128,128,3]"]  # P3 16x16 ... P7 1x1: every level, in a second

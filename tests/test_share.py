@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, spec_problem_lines
-from train_support import invoke
+from train_support import REPO, invoke, spec_problem_lines
 
 SPEC = REPO / "tests" / "specs" / "shared_heads.yaml"
 TEXT = SPEC.read_text()
@@ -103,7 +102,7 @@ def test_a_saved_model_keeps_one_layer_per_shared_pair_and_exports(tmp_path, fmt
     """The `.keras` file holds each shared layer once and reloads (safe mode) with the sharing; each
     export format runs both outputs in its own runtime as Keras does."""
     from archbuilder import api
-    from tests.conftest import SIGN_DIGITS, run_cli_in_process
+    from train_support import IMAGES, run_cli_in_process
 
     result = run_cli_in_process("build", str(SPEC), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -113,7 +112,7 @@ def test_a_saved_model_keeps_one_layer_per_shared_pair_and_exports(tmp_path, fmt
     exported = api.export(str(built), fmt, tmp_path / name)
     # the project's float32 export bound (api.FLOAT32_TOLERANCE); measured 0 to 2.5e-7 here
     assert exported.max_difference <= api.FLOAT32_TOLERANCE and not exported.warnings
-    photo = str(SIGN_DIGITS / "3" / "IMG_1121.JPG")
+    photo = str(IMAGES / "3" / "IMG_1121.JPG")
     keras_rows, rows = api.predict(str(built), [photo]).outputs, api.predict(str(tmp_path / name), [photo]).outputs
     for key in ("fine", "coarse"):
         np.testing.assert_allclose(rows[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SHIPPED_SPECS
+from train_support import REPO, SHIPPED_SPECS
 
 # shared/reference/REFERENCE.md §1-2 (notebook conventions: 64x64x3, 6 classes, conv bias):
 # (total, trainable, non-trainable, forward MACs)

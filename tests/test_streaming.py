@@ -12,8 +12,7 @@ from PIL import Image
 
 from archbuilder.data.folder import scan_image_folder
 from archbuilder.errors import UserError
-from tests.conftest import run_cli_in_process
-from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke, run_cli_in_process
 
 SHAPE = (64, 64, 3)
 ORIENTATION = 0x0112

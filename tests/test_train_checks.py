@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
+from train_support import REPO, TINY_SPEC, cli, cli_env, image_folder, invoke
 
 
 @pytest.fixture(scope="module")

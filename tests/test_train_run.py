@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_cli_in_process
-from train_support import IMAGES, REPO, TINY_SPEC, cli_env, image_folder, invoke
+from train_support import IMAGES, REPO, TINY_SPEC, cli_env, image_folder, invoke, run_cli_in_process
 
 RUN_FILES = {
     "best.keras", "checkpoints", "classes.txt", "confusion_matrix.png", "curves.png", "history.csv",

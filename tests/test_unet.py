@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, SIGN_DIGITS, run_cli_in_process
+from train_support import REPO, IMAGES, run_cli_in_process
 
 VALID = REPO / "architectures" / "segmentation" / "unet.yaml"
 SAME = REPO / "architectures" / "segmentation" / "unet_same.yaml"
-PHOTO = SIGN_DIGITS / "0" / "IMG_1118.JPG"
+PHOTO = IMAGES / "0" / "IMG_1118.JPG"
 # The smallest size of the paper's family 16k + 60 whose bottom map is 8x8 (k = 8): 188 -> 4x4x2.
 SMALL = ["--set", "input.shape=[188,188,1]"]
 
@@ -159,13 +159,13 @@ def _refused(result, *needles):
 
 
 def test_evaluate_refuses_a_map_in_one_line(small_unet):
-    _refused(run_cli_in_process("evaluate", str(small_unet), "--data", str(SIGN_DIGITS)),
+    _refused(run_cli_in_process("evaluate", str(small_unet), "--data", str(IMAGES)),
              "UNet.keras", "outputs 4x4x2 per image, not one value per class", "classifiers only")
 
 
 def test_train_refuses_a_map_before_reading_data_or_writing(tmp_path):
     out = tmp_path / "run"
-    _refused(run_cli_in_process("train", str(VALID), "--data", str(SIGN_DIGITS), "--out", str(out)),
+    _refused(run_cli_in_process("train", str(VALID), "--data", str(IMAGES), "--out", str(out)),
              "unet.yaml", "outputs 388x388x2 per image, not one value per class")
     assert not out.exists()
 
@@ -221,7 +221,7 @@ def test_outputs_equal_a_hand_written_keras_unet():
         assert type(mine) is type(other) and [w.shape for w in mine.weights] == [w.shape for w in other.weights]
         other.set_weights(mine.get_weights())
     assert theirs.count_params() == ours.count_params() == 31_030_658
-    x = load_image_files([PHOTO, SIGN_DIGITS / "5" / "IMG_1123.JPG"], (188, 188, 1)).astype("float32") / 255
+    x = load_image_files([PHOTO, IMAGES / "5" / "IMG_1123.JPG"], (188, 188, 1)).astype("float32") / 255
     a, b = np.asarray(ours(x, training=False)), np.asarray(theirs(x, training=False))
     # The same Keras layers on the same shapes run the same kernels in the same order: measured
     # here bit-identical. The bound is for a summation order that differed (another oneDNN

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train_support import TINY_SPEC, image_folder, invoke
+from train_support import TINY_SPEC, image_folder, invoke
 
 
 def _one_clean_line(result, *needles: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO
+from train_support import REPO
 
 VIT = REPO / "architectures" / "imagenet" / "vit_b16.yaml"
 # name: (timm model, hidden, heads, MLP units); 12 layers each, patch 16, 224x224.
@@ -224,7 +224,7 @@ def test_a_keras_hub_file_given_to_weights_is_one_line_exit_2(tmp_path):
      "take_token index 16 is beyond the 16 tokens (input shape (16, 8))"),
 ])
 def test_token_layers_on_the_wrong_input_are_located_errors(tmp_path, head, message):
-    from tests.conftest import spec_problem_lines
+    from train_support import spec_problem_lines
 
     spec = ("name: bad\ninput: {shape: [8, 8, 3]}\nclasses: 2\n"
             "stem: [{type: conv, filters: 8, kernel: 2, stride: 2}]\nhead: " + head + "\n")

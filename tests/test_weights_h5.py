@@ -17,7 +17,7 @@ from archbuilder.keras.graph import build_model  # sets TensorFlow's environment
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.keras.weights import open_weights_with_spec
 from archbuilder.keras.weights_h5 import load_h5_weights, read_h5_weights, save_h5
-from tests.conftest import REPO, SIGN_DIGITS, run_cli_in_process
+from train_support import REPO, IMAGES, run_cli_in_process
 from tests.helpers.notebook_resnet import notebook_resnet50, randomize_weights
 
 import keras  # noqa: E402
@@ -31,8 +31,8 @@ def sign_images(count: int = 8) -> np.ndarray:
     """`count` photos spread over the digits, as the notebook feeds them: 64x64, x / 255."""
     from PIL import Image
 
-    paths = sorted(SIGN_DIGITS.glob("*/*.JPG"))
-    assert len(paths) >= count, f"the shared dataset is missing: {SIGN_DIGITS}"
+    paths = sorted(IMAGES.glob("*/*.JPG"))
+    assert len(paths) >= count, f"the shared dataset is missing: {IMAGES}"
     chosen = paths[:: len(paths) // count][:count]
     return np.stack([
         np.asarray(Image.open(p).convert("RGB").resize((64, 64)), dtype="float32") / 255.0 for p in chosen
@@ -257,7 +257,7 @@ def test_predict_and_evaluate_read_a_keras2_file_with_spec(keras2_resnet, tmp_pa
     from archbuilder.cli import main
     from archbuilder.data.images import load_image_files
 
-    photos = [sorted((SIGN_DIGITS / str(digit)).glob("*.JPG"))[0] for digit in range(6)]
+    photos = [sorted((IMAGES / str(digit)).glob("*.JPG"))[0] for digit in range(6)]
     result = run_cli_in_process("predict", str(keras2_resnet["whole"]), *map(str, photos), "--spec", str(RESNET50), "--json")
     assert result.returncode == 0, result.stderr
     assert "loaded weights for 107 of 107 layers by name" in result.stderr

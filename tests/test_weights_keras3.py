@@ -21,7 +21,7 @@ from archbuilder.keras.model_files import open_model_file
 from archbuilder.keras.weights import load_weights_file, open_weights_with_spec
 from archbuilder.keras.weights_keras3 import read_keras3_file
 from archbuilder.plan.validate import load_checked_spec
-from tests.conftest import REPO, run_cli_in_process
+from train_support import REPO, run_cli_in_process
 from tests.helpers.keras_reference import assert_predicts_as_reference, saved_reference, sign_photos
 
 import keras  # noqa: E402

@@ -20,7 +20,7 @@ import yaml
 
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.spec.reference import ReferenceSpec
-from tests.conftest import REPO, ZOO_SPECS
+from train_support import REPO, ZOO_SPECS
 
 ZOO = REPO / "architectures" / "imagenet"
 
@@ -141,7 +141,7 @@ def test_a_reference_section_is_type_checked_and_changes_no_network(tmp_path):
     from click.testing import CliRunner
 
     from archbuilder.cli import main
-    from tests.conftest import spec_problem_lines
+    from train_support import spec_problem_lines
 
     plain, noted = tmp_path / "plain.yaml", tmp_path / "noted.yaml"
     plain.write_text(SMALL)

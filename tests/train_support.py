@@ -1,20 +1,51 @@
-"""Shared pieces of the data/train/evaluate tests: real images from the shared dataset, a tiny spec,
-the CLI run in-process (CliRunner) or as a real subprocess."""
+"""What the tests share: the repository's paths and shipped specs, real images from the shared
+dataset, a tiny spec, the CLI run in-process (CliRunner) or as a real subprocess. Imported as
+`train_support` everywhere (tests/ is on the path), so that there is one module object;
+conftest.py keeps pytest's hooks and fixtures."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from archbuilder.runtime import configure_tensorflow_environment
 
 configure_tensorflow_environment()  # before anything imports TensorFlow, as the CLI does
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = REPO / ".." / "shared" / "datasets" / "sign-language-digits" / "images"
+SHARED = REPO.parent / "shared"
+IMAGES = SHARED / "datasets" / "sign-language-digits" / "images"  # the 1,762 sign-language digit photos
 TINY_SPEC = REPO / "tests" / "specs" / "tiny_train.yaml"
+# Every spec file shipped; architectures/blocks/ holds block libraries that specs import, not specs.
+SHIPPED_SPECS = sorted(p for p in (REPO / "architectures").rglob("*.yaml") if "blocks" not in p.relative_to(REPO).parts)
+# The model zoo beyond the ResNets (tests/test_zoo.py): 224x224 networks whose Keras builds take
+# 3-13 s each here, so tests that build every shipped spec run them only with `-m slow`, except
+# ConvNeXt-Tiny, which exercises the zoo's new layer types (layer norm, grouped convolution,
+# dense on feature maps, layer scale, normalization constants) in ~3 s.
+ZOO_SPECS = sorted(
+    p for p in (REPO / "architectures" / "imagenet").glob("*.yaml") if not re.fullmatch(r"resnet\d+\.yaml", p.name)
+) + sorted((REPO / "architectures" / "segmentation").glob("*.yaml"))  # the U-Nets: 31M weights, 150-192 GMACs
+ZOO_SPECS += sorted((REPO / "architectures" / "detection").glob("*.yaml"))  # RetinaNet: 34M weights, 62 GMACs
+
+
+def _heavy_build(path: Path) -> bool:
+    """The zoo's heavy builds, and ResNet-101/152 (ResNet-50's blocks, repeated: 2-3.5 s each here)."""
+    return (path in ZOO_SPECS and path.name != "convnext_tiny.yaml") or path.name in ("resnet101.yaml", "resnet152.yaml")
+
+
+def shipped_spec_params(paths):
+    """pytest parameters for spec files, one id each, the zoo's heavy builds marked slow."""
+    return [
+        pytest.param(p, id=str(p.relative_to(REPO)),
+                     marks=[pytest.mark.slow] if _heavy_build(p) else [])
+        for p in paths
+    ]
+
 
 
 def image_folder(root: Path, classes=("0", "1", "2"), per_class: int = 20) -> Path:
@@ -81,9 +112,43 @@ def invoke(*args, env: dict | None = None):
     """The CLI in this process (TensorFlow is imported once for the whole test module): click's
     Result (exit_code, output, stdout, stderr), with `env` set for the command only. An exception
     escaping the command fails the test with its traceback, as one on a real stderr would.
-    tests/conftest.py's run_cli_in_process gives the same as a CompletedProcess."""
+    run_cli_in_process gives the same as a CompletedProcess."""
     from click.testing import CliRunner
 
     from archbuilder.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python cli.py ARGS` as a user would, in a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_cli_in_process(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` run by click's CliRunner in this process, returned as `run_cli` returns a
+    real one (returncode, stdout, stderr). For tests whose point is the command's result rather than
+    its process: a real process pays TensorFlow's import, 7-8 s on a slow CPU, and those imports
+    were ~40% of the default suite there. Signals, crashes contained in a child, native lines on
+    descriptor 2, memory that could take the machine down and the distributed workers keep real
+    processes (`run_cli`). Built on train_support.invoke (click's Result)."""
+    result = invoke(*args, env=env)
+    return subprocess.CompletedProcess(["cli.py", *map(str, args)], result.exit_code, result.stdout, result.stderr)
+
+
+def spec_problem_lines(path: Path, content: str | bytes) -> list[str]:
+    """Write `content` to `path`, validate it, and return the error's lines (it must fail)."""
+    from archbuilder.errors import SpecError
+    from archbuilder.plan.validate import load_checked_spec
+
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(SpecError) as caught:
+        load_checked_spec(path)
+    return str(caught.value).splitlines()

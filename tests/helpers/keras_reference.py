@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import SIGN_DIGITS
+from train_support import IMAGES
 from tests.helpers.notebook_resnet import randomize_weights
 
 TOLERANCE = 1e-5  # relative, elementwise; see the module docstring
@@ -32,8 +32,8 @@ def sign_photos(size: int, count: int = 8) -> np.ndarray:
     """`count` photos spread over the ten digits, resized to `size`x`size`, as float32 x / 255."""
     from PIL import Image
 
-    paths = sorted(SIGN_DIGITS.glob("*/*.JPG"))
-    assert len(paths) >= count, f"the shared dataset is missing: {SIGN_DIGITS}"
+    paths = sorted(IMAGES.glob("*/*.JPG"))
+    assert len(paths) >= count, f"the shared dataset is missing: {IMAGES}"
     chosen = paths[:: len(paths) // count][:count]
     return np.stack([
         np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR), dtype="float32") / 255.0
