@@ -24,8 +24,10 @@ os.environ["ARCHBUILDER_CACHE_DIR"] = _TEST_CACHE.name
 # an op), grappler, the CLI processes' start-ups, decoding and file writes. On the 2-core EPYC two
 # workers ran the default suite in 349-389 s against 675 s in one process (bench/RESULTS.md,
 # 2026-12-05), each test ~1.09x its time alone. A worker peaked at 2.4 GiB, 3 with the processes
-# its tests start (5.5 GiB for both together, sampled every 0.5 s). Measured with two workers only:
-# four is a guess that stays well inside the memory of the machines we have.
+# its tests start (5.5 GiB for both together, sampled every 0.5 s). Never more workers than cores:
+# four on those 2 cores passed too but took 686 s against 579 s for two in the same hour, with
+# twice the CPU time (TensorFlow's thread pools spin while they wait for a core). Four at most is
+# a guess for bigger machines that stays well inside their memory.
 MAX_WORKERS = 4
 WORKER_PEAK_BYTES = 3 * 2**30
 
