@@ -25,9 +25,9 @@ os.environ["ARCHBUILDER_CACHE_DIR"] = _TEST_CACHE.name
 # workers ran the default suite in 349-389 s against 675 s in one process (bench/RESULTS.md,
 # 2026-12-05), each test ~1.09x its time alone. A worker peaked at 2.4 GiB, 3 with the processes
 # its tests start (5.5 GiB for both together, sampled every 0.5 s). Never more workers than cores:
-# four on those 2 cores passed too but took 686 s against 579 s for two in the same hour, with
-# twice the CPU time (TensorFlow's thread pools spin while they wait for a core). Four at most is
-# a guess for bigger machines that stays well inside their memory.
+# four on those 2 cores passed too but took 686 s against 579 s for two in the same hour, using
+# twice the CPU time two had used in a faster hour (TensorFlow's thread pools spin while they
+# wait for a core). Four at most is a guess for bigger machines that stays inside their memory.
 MAX_WORKERS = 4
 WORKER_PEAK_BYTES = 3 * 2**30
 
