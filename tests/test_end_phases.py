@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from train_support import IMAGES, TINY_SPEC, image_folder, invoke
+from train_support import IMAGES, TINY_SPEC, callback_session, image_folder, invoke
 
 from archbuilder.data.sources import training_data
 from archbuilder.training.end_phases import TRAINING_SAMPLE, EndPhases, evaluation_images, load_saved_weights  # noqa: I001
@@ -73,26 +73,8 @@ def test_the_model_holds_the_saved_epoch_until_a_step_begins(tmp_path):
     callbacks: two whole epochs, then a third cut short by Ctrl-C after two of its three steps."""
     import keras
 
-    from archbuilder.keras.graph import build_model
-    from archbuilder.plan.validate import load_checked_spec
-    from archbuilder.spec.training import TrainingSpec
-    from archbuilder.training.callbacks import Session, callbacks
-    from archbuilder.training.distribute import Distribution
-    from archbuilder.training.metrics import predict_probabilities
-    from archbuilder.training.optimizers import compile_model
-    from archbuilder.training.prepare import RunData
-    from archbuilder.training.run_dir import RunDir
-    from archbuilder.training.run_state import RunState
-
-    folder = image_folder(tmp_path / "images", per_class=4)
-    training = TrainingSpec(batch_size=4, epochs=3)
-    data = RunData({"data": str(folder), "test": None, "holdout_photographers": None, "classes_filter": None,
-                    "training": training.model_dump(mode="json")}, (32, 32, 3))
-    model = build_model(load_checked_spec(TINY_SPEC).spec)
-    compile_model(model, training, 3)
-    run = RunDir(tmp_path / "run")
-    session = Session(run, RunState(), data, {"class_names": list(data.class_names)}, 4, "loss",
-                      predict=predict_probabilities)
+    session, model, x, y, run_callbacks = callback_session(tmp_path, epochs=3)
+    run = session.run
     seen = []
 
     class Watch(keras.callbacks.Callback):  # after the run's callbacks: what they left at each point
@@ -104,10 +86,8 @@ def test_the_model_holds_the_saved_epoch_until_a_step_begins(tmp_path):
         def on_epoch_end(self, epoch, logs=None):
             seen.append(("end", session.weights_saved_at))
 
-    x = data.train.x.astype("float32") / 255
-    y = keras.utils.to_categorical(data.train.y, 3)
     fit = dict(batch_size=4, verbose=0, shuffle=False)
-    model.fit(x, y, epochs=2, callbacks=[*callbacks(session, model, Distribution("none", None)), Watch()], **fit)
+    model.fit(x, y, epochs=2, callbacks=[*run_callbacks, Watch()], **fit)
     assert seen == [("begin", None)] * 3 + [("end", 1)] + [("begin", None)] * 3 + [("end", 2)]
     assert session.weights_saved_at == 2 == session.state.epochs_done
     saved = keras.saving.load_model(run.checkpoints / "epoch-0002.keras", compile=False)
@@ -115,8 +95,7 @@ def test_the_model_holds_the_saved_epoch_until_a_step_begins(tmp_path):
         np.testing.assert_array_equal(have.numpy(), want.numpy())
 
     seen.clear()
-    model.fit(x, y, initial_epoch=2, epochs=3, callbacks=[*callbacks(session, model, Distribution("none", None)),
-                                                           Watch()], **fit)
+    model.fit(x, y, initial_epoch=2, epochs=3, callbacks=[*run_callbacks, Watch()], **fit)
     assert session.epoch_cut_short and session.state.epochs_done == 2  # the third epoch is not kept
     assert session.weights_saved_at is None  # two steps changed the weights after epoch 2's save
     assert any(np.any(have.numpy() != want.numpy()) for have, want in zip(model.weights, saved.weights))

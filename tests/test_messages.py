@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from train_support import REPO, TINY_SPEC, cli_env, image_folder, interruptible
+from train_support import REPO, TINY_SPEC, callback_session, cli_env, image_folder, interruptible
 
 
 def _env_without_tf_log_level() -> dict:
@@ -95,38 +95,16 @@ def test_ctrl_c_in_the_last_batch_keeps_the_finished_epoch(tmp_path):
     and there is nothing to resume (before, it was dropped and --resume was suggested)."""
     import keras
 
-    from archbuilder.keras.graph import build_model
-    from archbuilder.spec.training import TrainingSpec
-    from archbuilder.plan.validate import load_checked_spec
-    from archbuilder.training.callbacks import Session, callbacks
-    from archbuilder.training.distribute import Distribution
-    from archbuilder.training.metrics import predict_probabilities
-    from archbuilder.training.optimizers import compile_model
-    from archbuilder.training.prepare import RunData
-    from archbuilder.training.run_dir import RunDir
-    from archbuilder.training.run_state import RunState
-
-    folder = image_folder(tmp_path / "images", per_class=4)
-    training = TrainingSpec(batch_size=4, epochs=1)
-    data = RunData({"data": str(folder), "test": None, "holdout_photographers": None, "classes_filter": None,
-                    "training": training.model_dump(mode="json")}, (32, 32, 3))
-    model = build_model(load_checked_spec(TINY_SPEC).spec)
-    compile_model(model, training, 3)
-    run = RunDir(tmp_path / "run")
-    session = Session(run, RunState(), data, {"class_names": list(data.class_names)}, 4, "loss",
-                      predict=predict_probabilities)
+    session, model, x, y, run_callbacks = callback_session(tmp_path, epochs=1)
 
     class CtrlCInLastBatch(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             if batch == 2:  # the third and last of 12 images / 4: what train's SIGINT handler does
                 session.stop_requested = True
 
-    x = data.train.x.astype("float32") / 255
-    y = keras.utils.to_categorical(data.train.y, 3)
-    model.fit(x, y, batch_size=4, epochs=1, callbacks=[CtrlCInLastBatch(), *callbacks(session, model, Distribution("none", None))],
-              verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[CtrlCInLastBatch(), *run_callbacks], verbose=0, shuffle=False)
     assert session.state.epochs_done == 1
-    assert (run.checkpoints / "epoch-0001.keras").exists()
+    assert (session.run.checkpoints / "epoch-0001.keras").exists()
 
 
 @pytest.mark.slow  # a real training process: ~30 s

@@ -58,6 +58,36 @@ def image_folder(root: Path, classes=("0", "1", "2"), per_class: int = 20) -> Pa
     return root
 
 
+def callback_session(root: Path, epochs: int):
+    """What `train` hands its callbacks, for tests that run a real `fit` with them: the tiny spec
+    built and compiled, 12 real photos of 3 classes (batch 4: three steps an epoch), a Session on
+    the run folder root/run. Returns (session, model, x, y, fit's callbacks)."""
+    import keras
+
+    from archbuilder.keras.graph import build_model
+    from archbuilder.plan.validate import load_checked_spec
+    from archbuilder.spec.training import TrainingSpec
+    from archbuilder.training.callbacks import Session, callbacks
+    from archbuilder.training.distribute import Distribution
+    from archbuilder.training.metrics import predict_probabilities
+    from archbuilder.training.optimizers import compile_model
+    from archbuilder.training.prepare import RunData
+    from archbuilder.training.run_dir import RunDir
+    from archbuilder.training.run_state import RunState
+
+    folder = image_folder(root / "images", per_class=4)
+    training = TrainingSpec(batch_size=4, epochs=epochs)
+    data = RunData({"data": str(folder), "test": None, "holdout_photographers": None, "classes_filter": None,
+                    "training": training.model_dump(mode="json")}, (32, 32, 3))
+    model = build_model(load_checked_spec(TINY_SPEC).spec)
+    compile_model(model, training, 3)
+    session = Session(RunDir(root / "run"), RunState(), data, {"class_names": list(data.class_names)}, 4, "loss",
+                      predict=predict_probabilities)
+    x = data.train.x.astype("float32") / 255
+    y = keras.utils.to_categorical(data.train.y, 3)
+    return session, model, x, y, callbacks(session, model, Distribution("none", None))
+
+
 def link_split(split, root: Path) -> tuple[Path, Path]:
     """root/train and root/heldout: class folders of symlinks to a `data.sources.FolderSplit`'s kept
     and held-out files, i.e. the photographers a `train --holdout-photographers` run trained on and
