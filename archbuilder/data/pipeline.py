@@ -191,7 +191,7 @@ def inference_dataset(x, batch_size: int):
 
     if isinstance(x, ImageFiles):
         batches = x.batches(tf.data.Dataset.range(len(x)).batch(batch_size))
-        return without_autotuning(batches.map(normalize).prefetch(PREFETCH_BATCHES))
+        return batches.map(normalize).prefetch(PREFETCH_BATCHES)  # without autotuning: ImageFiles.batches'
     batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
     return without_autotuning(batches.map(normalize).prefetch(tf.data.AUTOTUNE))
 
@@ -201,4 +201,4 @@ def validation_dataset(x, y: np.ndarray, classes: int, batch_size: int):
     import tensorflow as tf
 
     labels = tf.data.Dataset.from_tensor_slices(tf.one_hot(y, classes)).batch(batch_size)
-    return without_autotuning(tf.data.Dataset.zip((inference_dataset(x, batch_size), labels)))
+    return tf.data.Dataset.zip((inference_dataset(x, batch_size), labels))  # inherits its options
