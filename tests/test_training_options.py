@@ -3,9 +3,10 @@ whose join when Keras deletes the training iterator kept `train` waiting up to h
 its last epoch, and one thread per op inside the pipeline.
 
 What is checked: training datasets (held and streamed) carry both options, inference and validation
-datasets the first only (every dataset iterated: tests/test_dataset_options.py); the augmented batches are the same pixels with the options as without; and with
-autotuning off a parallel map still overlaps its calls and a prefetch still runs ahead of its
-consumer, so the pipelines lose nothing. Overlap is read from when each call started and ended.
+datasets the first only (every dataset iterated: tests/test_dataset_options.py); the augmented
+batches are the same pixels with the options as without; and with autotuning off a parallel map
+still overlaps its calls and a prefetch still runs ahead of its consumer, so the pipelines lose
+nothing. Overlap is read from when each call started and ended.
 """
 
 from __future__ import annotations
