@@ -75,6 +75,24 @@ def test_fused_batch_norm_computes_kerass_outputs_gradients_and_moving_statistic
         np.testing.assert_allclose(have, want, rtol=0, atol=2e-5 * scale, err_msg=name)
 
 
+def test_a_compiled_training_step_keeps_kerass_moving_statistics():
+    """The whole training step, as `fit` runs it: grappler (and oneDNN's rewrite where on) sees
+    convolution, batch norm and ReLU together. On CPU the moving variance is the kernel's reserve
+    space and the kernel averages the moving mean: both must still be Keras's."""
+    stock, fused = _pair()
+    rng = np.random.default_rng(4)
+    x = (3.0 + 2.0 * rng.normal(size=(8, 5, 5, 3))).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 4, 8), 4)
+    for model in (stock, fused):
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        model.train_on_batch(x, y)
+    for name in ("moving_mean", "moving_variance"):
+        want = getattr(stock.get_layer("bn"), name).numpy()
+        have = getattr(fused.get_layer("bn"), name).numpy()
+        # As in the test above: statistics over 200 values summed in different orders.
+        np.testing.assert_allclose(have, want, rtol=0, atol=2e-5 * np.abs(want).max(), err_msg=name)
+
+
 def test_inference_and_frozen_layers_run_kerass_own_code():
     stock, fused = _pair()
     x = np.random.default_rng(3).normal(size=(4, 5, 5, 3)).astype("float32")
@@ -92,6 +110,12 @@ def test_the_training_graph_holds_fused_ops_and_the_model_file_stock_layers(tmp_
     types = [op.type for op in graph.get_operations()]
     assert types.count("FusedBatchNormV3") == 1 and types.count("FusedBatchNormGradV3") == 1
     assert "Mean" not in types  # Keras's moments are gone (nothing else here takes a mean)
+    if not tf.config.list_logical_devices("GPU"):
+        # The layer's forward ops: its four variables' reads (8 with their captures), the fused op
+        # (which also averages the moving mean), the moving variance's average (5), two assigns.
+        # The first form of the switch took 32 (its Bessel correction and both averages in ops).
+        forward = [op for op in graph.get_operations() if "/bn" in op.name and not op.name.startswith("gradient")]
+        assert len(forward) <= 16, [op.type for op in forward]
     fused.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert "call" not in vars(loaded.get_layer("bn"))
