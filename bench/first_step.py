@@ -1,6 +1,7 @@
 """Where the time before the first training step goes: documented ResNet-50, batch 32, on this CPU.
 
     .venv/bin/python bench/first_step.py [--repeats 2] [--configs default,lazy-build,...] [--grappler-log]
+    .venv/bin/python bench/first_step.py --spec architectures/imagenet/X.yaml --size 224 --trace-only
 
 Each configuration runs in its own process (oneDNN on, as `cli.py train`), and times, in order,
 wall seconds and the process's CPU seconds (all threads: less sensitive to other programs):
@@ -20,6 +21,10 @@ wall seconds and the process's CPU seconds (all threads: less sensitive to other
   predict    the first test-set prediction (273 images, as `train --holdout-photographers 0.15`
              runs at each epoch's end), less a later one: its function is traced on first use
              (`train` now traces it once before fit: `predict_trace`, counted here too)
+
+With --trace-only a worker stops after the trace: `variables`, `trace` and `ops` only, seconds a
+network (the training graph's size, which every CPU kind shares, is what the tracing and grappler
+scale with).
 
 `first - step` (`one_off`) is the one-off cost of the first call; `extra` = variables + trace +
 one_off + pipeline + predict is what the first epoch of `cli.py train` pays on top of a later one.
@@ -59,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = Path(os.environ.get("FIRST_STEP_SPEC") or ROOT / "architectures" / "resnet50.yaml")
 SIZE = int(os.environ.get("FIRST_STEP_SIZE") or 64)
 TEST_IMAGES = int(os.environ.get("FIRST_STEP_TEST_IMAGES") or 273)
+TRACE_ONLY = bool(os.environ.get("FIRST_STEP_TRACE_ONLY"))
 PHOTOS = ROOT.parent / "shared" / "datasets" / "sign-language-digits" / "images"
 BATCH = int(os.environ.get("FIRST_STEP_BATCH") or 32)
 STEPS = 6
@@ -147,6 +153,8 @@ def worker(config: str) -> dict:
         (tf.TensorSpec((None, *x.shape[1:]), x.dtype), tf.TensorSpec((None, *y.shape[1:]), y.dtype)))
     phase("trace")
     times["ops"] = len(concrete.graph.get_operations())
+    if TRACE_ONLY:
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in times.items()}
     # Called through the tf.function, as fit does: a step traced twice shows up here.
     steps = []
     for _ in range(STEPS):
@@ -304,6 +312,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="input height and width (default 64)")
     parser.add_argument("--batch", type=int, help="batch size (default 32)")
     parser.add_argument("--test-images", type=int, help="images of the prediction phase (default 273)")
+    parser.add_argument("--trace-only", action="store_true", help="stop each worker after the trace (op counts)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name, value in (("SPEC", args.spec and args.spec.resolve()), ("SIZE", args.size), ("BATCH", args.batch),
@@ -311,6 +320,8 @@ def main() -> None:
         if value:  # here, and for the workers, which read them at import
             os.environ[f"FIRST_STEP_{name}"] = str(value)
             globals()[name] = type(globals()[name])(value)
+    if args.trace_only:
+        os.environ["FIRST_STEP_TRACE_ONLY"] = "1"
     if args.steady:
         print(json.dumps(steady(args.configs.split(","), args.steady)), flush=True)
         return
@@ -330,7 +341,8 @@ def main() -> None:
             results[config].append(result)
             print(json.dumps({"round": round_ + 1, **result}), flush=True)
     keys = [k + suffix for k in ("variables", "trace", "first", "step", "one_off", "pipeline", "predict", "extra") for suffix in ("", "_cpu")]
-    summary = {c: {k: statistics.median(r[k] for r in rs) for k in keys} for c, rs in results.items()}
+    keys += ["ops"]
+    summary = {c: {k: statistics.median(r[k] for r in rs) for k in keys if k in rs[0]} for c, rs in results.items()}
     print(json.dumps({"medians": summary}, indent=1))
 
 
