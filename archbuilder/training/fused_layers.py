@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from archbuilder.training.fused_attention import use_fused_attention
 from archbuilder.training.fused_batch_norm import use_fused_batch_norm
+from archbuilder.training.fused_conv_bias import use_fused_conv_bias
 from archbuilder.training.fused_dense import use_fused_dense
 from archbuilder.training.fused_gelu import use_fused_gelu
 from archbuilder.training.fused_layer_norm import use_fused_layer_norm
@@ -18,6 +19,7 @@ SWITCHES = {
     "layer_norm": use_fused_layer_norm,
     "attention": use_fused_attention,
     "dense": use_fused_dense,  # after gelu: a Dense with the exact GELU is gelu's (a layer is switched once)
+    "conv_bias": use_fused_conv_bias,
 }
 
 

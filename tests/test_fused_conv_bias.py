@@ -1,0 +1,100 @@
+"""A Conv2D layer's bias as one BiasAdd in training (archbuilder/training/fused_conv_bias.py):
+Keras's outputs and gradients bit for bit, a smaller traced graph, model files unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archbuilder.runtime import configure_tensorflow_environment
+
+configure_tensorflow_environment()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from archbuilder.training.fused_conv_bias import fusable, use_fused_conv_bias  # noqa: E402
+from archbuilder.training.grouped_conv import switch_grouped_convolutions  # noqa: E402
+from tests.switched_layers import (  # noqa: E402
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
+
+SWITCHED = ["biased", "grouped", "strided_relu"]
+
+
+def _model():
+    inputs = keras.Input((9, 9, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="biased")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="strided_relu")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=4, name="grouped")(x)  # ConvNeXt's, ResNeXt's
+    x = keras.layers.Conv2D(6, 1, use_bias=False, name="no_bias")(x)
+    x = keras.layers.Conv2D(1, 1, name="one_filter")(x)  # Keras adds a one-value bias with tf.add
+    return keras.Model(inputs, keras.layers.Flatten()(x))
+
+
+def _pair():
+    keras.utils.set_random_seed(0)
+    stock = _model()
+    for layer in stock.layers:  # biases far from their zero start, so that a dropped bias shows
+        if getattr(layer, "use_bias", False):
+            layer.bias.assign(np.linspace(-2, 2, layer.filters).astype("float32"))
+    return stock, twin(stock)
+
+
+def test_fused_conv_bias_computes_kerass_outputs_and_gradients_bit_for_bit():
+    stock, fused = _pair()
+    assert sorted(use_fused_conv_bias(fused)) == SWITCHED
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 9, 9, 4)).astype("float32")
+    upstream = rng.normal(size=(5, 16)).astype("float32")
+    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
+    # The same BiasAdd (and BiasAddGrad) on the same values as Keras's own path: the same bits.
+    for name, want, have in zip(names, outputs_and_gradients(stock, x, upstream),
+                                outputs_and_gradients(fused, x, upstream)):
+        np.testing.assert_array_equal(have, want, err_msg=name)
+
+
+def test_the_instances_convolution_op_still_runs():
+    """train switches grouped convolutions' kernels after this switch (grouped_conv.py): the
+    switched call must use the instance's own convolution_op, whenever it was set."""
+    stock, fused = _pair()
+    use_fused_conv_bias(fused)
+    assert switch_grouped_convolutions(fused, {"grouped": "split"}) == ["grouped"]
+    plain = twin(stock)
+    switch_grouped_convolutions(plain, {"grouped": "split"})
+    x = np.random.default_rng(2).normal(size=(3, 9, 9, 4)).astype("float32")
+    np.testing.assert_array_equal(fused(x, training=True).numpy(), plain(x, training=True).numpy())
+    assert fused.get_layer("grouped").convolution_op.kernel == "split"
+
+
+def test_the_traced_training_step_is_smaller():
+    stock, fused = _pair()
+    use_fused_conv_bias(fused)
+
+    def ops(model) -> int:
+        @tf.function
+        def step(inputs):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(inputs, training=True))
+            return tape.gradient(loss, model.trainable_weights)
+
+        return len(step.get_concrete_function(tf.TensorSpec([None, 9, 9, 4])).graph.get_operations())
+
+    # Keras's reshape (and its shape constant) and squeeze forward, and the two reshapes of the
+    # bias gradient (with their shape constants) backward, for each of the three switched layers.
+    assert ops(stock) - ops(fused) >= 3 * 5, (ops(stock), ops(fused))
+
+
+def test_only_stock_float32_channels_last_biased_conv2d_layers_are_switched_and_files_stay_stock(tmp_path):
+    stock, _ = _pair()
+    assert not fusable(stock.get_layer("no_bias")) and not fusable(stock.get_layer("one_filter"))
+    assert not fusable(keras.layers.Conv2D(4, 3, data_format="channels_first"))
+    assert not fusable(keras.layers.DepthwiseConv2D(3))  # another call of Keras's
+    lora = _model()
+    lora.get_layer("biased").enable_lora(2)
+    assert "biased" not in use_fused_conv_bias(lora)
+    assert switches_nothing_in_bfloat16(use_fused_conv_bias, _model)
+
+    stock, fused = _pair()
+    loaded = switched_and_reloaded(fused, use_fused_conv_bias, tmp_path / "model.keras")
+    assert all("call" not in vars(loaded.get_layer(name)) for name in SWITCHED)
+    x = np.random.default_rng(3).normal(size=(3, 9, 9, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), stock.predict(x, verbose=0))
