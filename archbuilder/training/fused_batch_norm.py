@@ -17,7 +17,7 @@ variance, as `reserve_space_2` (what their gradient reads; TensorFlow's op docum
 computed batch variance (inverted variance in the cuDNN case)"), and average the moving mean
 themselves with Keras's formula (`exponential_avg_factor` = 1 - momentum): without a GPU, a layer
 is 16 ops of the training graph's forward pass where the first form of this switch took 32 (the
-documented ResNet-50's training graph 18% smaller; bench/RESULTS.md). With a GPU the
+documented ResNet-50's training graph 20% smaller; bench/RESULTS.md). With a GPU the
 moving mean is averaged here and the corrected variance multiplied back by (n - 1) / n. Either
 way the moving statistics are Keras's to float rounding (tests/test_fused_batch_norm.py).
 
