@@ -29,6 +29,18 @@ def outputs_and_gradients(model, x, upstream) -> list:
     return [t.numpy() for t in run(tf.constant(x))]
 
 
+def training_graph_ops(model, input_shape) -> int:
+    """The op count of a traced step (outputs, a loss, the weights' gradients) of `model` on
+    inputs of `input_shape` with the batch size unknown, as in the traced training step."""
+    @tf.function
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(inputs, training=True))
+        return tape.gradient(loss, model.trainable_weights)
+
+    return len(step.get_concrete_function(tf.TensorSpec([None, *input_shape])).graph.get_operations())
+
+
 def switched_and_reloaded(fused, switch, path):
     """Make `switch` on `fused`, check that it lives on the instances only (the config unchanged, a
     second switch makes none), save `fused` to `path`; the file loaded back in safe mode."""

@@ -10,12 +10,11 @@ from archbuilder.runtime import configure_tensorflow_environment
 configure_tensorflow_environment()
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_conv_bias import fusable, use_fused_conv_bias  # noqa: E402
 from archbuilder.training.grouped_conv import switch_grouped_convolutions  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
 
 SWITCHED = ["biased", "grouped", "strided_relu"]
 
@@ -69,18 +68,10 @@ def test_the_traced_training_step_is_smaller():
     stock, fused = _pair()
     use_fused_conv_bias(fused)
 
-    def ops(model) -> int:
-        @tf.function
-        def step(inputs):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(model(inputs, training=True))
-            return tape.gradient(loss, model.trainable_weights)
-
-        return len(step.get_concrete_function(tf.TensorSpec([None, 9, 9, 4])).graph.get_operations())
-
+    stock_ops, fused_ops = (training_graph_ops(model, (9, 9, 4)) for model in (stock, fused))
     # Keras's reshape (and its shape constant) and squeeze forward, and the two reshapes of the
     # bias gradient (with their shape constants) backward, for each of the three switched layers.
-    assert ops(stock) - ops(fused) >= 3 * 5, (ops(stock), ops(fused))
+    assert stock_ops - fused_ops >= 3 * 5, (stock_ops, fused_ops)
 
 
 def test_only_stock_float32_channels_last_biased_conv2d_layers_are_switched_and_files_stay_stock(tmp_path):
