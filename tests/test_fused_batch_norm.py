@@ -14,6 +14,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_batch_norm import fusable, use_fused_batch_norm  # noqa: E402
+from archbuilder.training.instance_switch import gpu_present  # noqa: E402
 
 CHANNELS = 6
 
@@ -110,7 +111,7 @@ def test_the_training_graph_holds_fused_ops_and_the_model_file_stock_layers(tmp_
     types = [op.type for op in graph.get_operations()]
     assert types.count("FusedBatchNormV3") == 1 and types.count("FusedBatchNormGradV3") == 1
     assert "Mean" not in types  # Keras's moments are gone (nothing else here takes a mean)
-    if not tf.config.list_logical_devices("GPU"):
+    if not gpu_present():
         # The layer's forward ops: its four variables' reads (8 with their captures), the fused op
         # (which also averages the moving mean), the moving variance's average (5), two assigns.
         # The first form of the switch took 32 (its Bessel correction and both averages in ops).

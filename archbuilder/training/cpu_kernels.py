@@ -26,6 +26,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.instance_switch import gpu_present
+
 
 def slow_kernel_gradient(layer) -> bool:
     """True for the convolutions whose kernel gradient oneDNN computes on its slow path: plain
@@ -49,7 +51,7 @@ def use_fast_kernel_gradients(model, only: set[str] | None = None) -> list[str]:
 
     Does nothing where TensorFlow sees a GPU: cuDNN has no such slow path.
     """
-    if tf.config.list_logical_devices("GPU"):
+    if gpu_present():
         return []
     switched = []
     for layer in model.layers:

@@ -30,12 +30,10 @@ are those of stock layers, and a model loaded for --resume is switched again.
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.instance_switch import gpu_present, switch_instances
 
 # cuDNN refuses an epsilon under CUDNN_BN_MIN_EPSILON (1e-5), and the op's float32 attribute holds
 # 1e-5 as 9.99999975e-06, just under it: so with a GPU, as TensorFlow's own wrapper does
@@ -47,13 +45,8 @@ _MIN_EPSILON_GPU = 1.001e-5
 _MIN_EPSILON_CPU = 1e-5
 
 
-@functools.cache
-def _gpu_present() -> bool:
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
 def _min_epsilon() -> float:
-    return _MIN_EPSILON_GPU if _gpu_present() else _MIN_EPSILON_CPU
+    return _MIN_EPSILON_GPU if gpu_present() else _MIN_EPSILON_CPU
 
 
 def fusable(layer) -> bool:
@@ -85,7 +78,7 @@ def _fused_call(layer, keras_call):
         # Read once each (keras.ops.convert_to_tensor would hand on the tf.Variable, read at each use).
         moving_mean = tf.convert_to_tensor(layer.moving_mean)
         moving_variance = tf.convert_to_tensor(layer.moving_variance)
-        on_cpu = not _gpu_present()
+        on_cpu = not gpu_present()
         # On CPU the kernel also averages the moving mean, moving * (1 - factor) + mean * factor with
         # factor = 1 - momentum (Keras's formula); the variance it would average is the unbiased one.
         outputs, mean, variance, _, reserved_variance, _ = tf.raw_ops.FusedBatchNormV3(

@@ -48,6 +48,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
+from archbuilder.training.instance_switch import gpu_present
 from archbuilder.training.kernel_choice import (
     cache_path, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
 )
@@ -199,7 +200,7 @@ def choose_grouped_kernels(model, batch_size: int, say=lambda message: None) -> 
 def switch_grouped_where_faster(model, batch_size: int, say) -> GroupedChoice | None:
     """`train`'s step: decide (depthwise, or cache, or one-off timing), switch, and say what was
     decided and why."""
-    if tf.config.list_logical_devices("GPU") or not any(
+    if gpu_present() or not any(
             switchable(layer) for layer in model._flatten_layers(include_self=False)):
         return None
     choice = choose_grouped_kernels(model, batch_size, say)

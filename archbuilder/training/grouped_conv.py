@@ -36,6 +36,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.instance_switch import gpu_present
+
 KERNELS = ("depthwise", "depthwise_sum", "split", "native")
 TIMED = ("depthwise_sum", "split", "native")  # chosen among by timing, for groups < channels
 
@@ -108,7 +110,7 @@ def switch_grouped_convolutions(model, kernels: dict[str, str]) -> list[str]:
     """Give each switchable grouped convolution of `model` named in `kernels` (layer name ->
     kernel) that kernel; returns the names switched. Nothing where TensorFlow sees a GPU (cuDNN
     runs grouped convolutions itself)."""
-    if tf.config.list_logical_devices("GPU"):
+    if gpu_present():
         return []
     switched = []
     for layer in model._flatten_layers(include_self=False):

@@ -7,14 +7,23 @@ loaded for --resume is switched again. Each fused_*.py module says which layers 
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
+
+
+@functools.cache
+def gpu_present() -> bool:
+    """Whether TensorFlow sees a GPU: where cuDNN runs these layers, the CPU switches stay off.
+    Cached: the logical devices are fixed once TensorFlow has initialized them."""
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True) -> list[str]:
     """Give every layer of `model` that `fusable` accepts, and that has no call of its own yet,
     the call `fused_call(layer)`; the names of those layers. With `cpu_only`, none where
     TensorFlow sees a GPU (its kernels for these layers are already fused there)."""
-    if cpu_only and tf.config.list_logical_devices("GPU"):
+    if cpu_only and gpu_present():
         return []
     switched = []
     for layer in model._flatten_layers(include_self=False):

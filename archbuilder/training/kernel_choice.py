@@ -37,6 +37,7 @@ import tensorflow as tf
 from archbuilder.atomic import atomic_write_text
 from archbuilder.cache_folder import cache_dir
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
+from archbuilder.training.instance_switch import gpu_present
 
 CACHE_FORMAT = 1
 # Switch only when the matmul path takes at most this share of TensorFlow's time. Single timings
@@ -246,7 +247,7 @@ def _ms(timing: Timing) -> str:
 
 def switch_kernels_where_faster(model, batch_size: int, say) -> KernelChoice | None:
     """`train`'s step: decide (cache or one-off timing), switch, and say what was decided and why."""
-    if tf.config.list_logical_devices("GPU") or not any(slow_kernel_gradient(layer) for layer in model.layers):
+    if gpu_present() or not any(slow_kernel_gradient(layer) for layer in model.layers):
         return None
     choice = choose_kernel_gradients(model, batch_size, say)
     use_fast_kernel_gradients(model, set(choice.switched))
