@@ -12,13 +12,15 @@ from archbuilder.training.fused_conv_bias import use_fused_conv_bias
 from archbuilder.training.fused_dense import use_fused_dense
 from archbuilder.training.fused_gelu import use_fused_gelu
 from archbuilder.training.fused_layer_norm import use_fused_layer_norm
+from archbuilder.training.fused_swish import use_fused_swish
 
 SWITCHES = {
     "batch_norm": use_fused_batch_norm,
     "gelu": use_fused_gelu,
+    "swish": use_fused_swish,
     "layer_norm": use_fused_layer_norm,
     "attention": use_fused_attention,
-    "dense": use_fused_dense,  # after gelu: a Dense with the exact GELU is gelu's (a layer is switched once)
+    "dense": use_fused_dense,  # after gelu and swish: a Dense with either is theirs (a layer is switched once)
     "conv_bias": use_fused_conv_bias,
 }
 

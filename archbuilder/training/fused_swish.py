@@ -1,0 +1,76 @@
+"""Swish (SiLU) in training with its gradient written out: a third of the graph, no second sigmoid.
+
+EfficientNet's activation, x * sigmoid(x), is `tf.nn.silu` under Keras's TensorFlow backend. That
+op takes a `beta` (x * sigmoid(beta * x)) and its custom gradient differentiates for both: it
+recomputes sigmoid(beta * x) after the upstream gradient arrives (to free it in the forward pass),
+and builds beta's gradient, a reduction of dy * x^2 * s * (1 - s) that nothing uses since Keras's
+beta is the constant 1: 26 ops an activation in the traced training step, of which grappler
+later prunes the dead ones; tracing and grappler pay for all of them (~0.9 ms an op traced on a
+first-generation EPYC; bench/RESULTS.md). EfficientNet-B0 has 49 swish activations: 1,274 of the
+5,195 ops of its training graph at 224x224.
+
+Here the gradient is the derivative written from what the forward pass already holds, the sigmoid
+s and the output y = x * s:
+
+    d/dx [x * s(x)] = s + x * s * (1 - s) = s + y * (1 - s)
+
+Four elementwise ops backward, none transcendental (TensorFlow's recomputes the sigmoid: an
+exp over the tensor); 10 ops an activation in all, with tf.custom_gradient's own three. The sigmoid is kept for the backward pass instead of x, which nothing else
+needs once y exists (the next layer's gradient keeps y, batch norm's keeps its own input), so the
+memory held for it stays one tensor an activation. The forward values are TensorFlow's (beta = 1
+multiplies exactly); the gradient differs from TensorFlow's formula by float32 rounding
+(tests/test_fused_swish.py bounds it).
+
+The switch is made on layer *instances* (instance_switch.py: their own `call`), never on the
+class or on the `activation` attribute (which their config saves): model files stay those of
+stock layers, and a model loaded for --resume is switched again. It applies to stock
+`Activation('swish')` / `Activation('silu')` and `Dense(activation='swish')` layers computing in
+float32.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from archbuilder.training.fused_dense import dense_call
+from archbuilder.training.instance_switch import switch_instances
+
+
+@tf.custom_gradient
+def fused_swish(x):
+    """x * sigmoid(x) of a float32 tensor, with the gradient s + y * (1 - s) (the module's docstring)."""
+    sigmoid = tf.sigmoid(x)
+    y = x * sigmoid
+
+    def gradient(upstream):
+        return upstream * (sigmoid + y * (1.0 - sigmoid))
+
+    return y, gradient
+
+
+def fusable(layer) -> bool:
+    """A stock Activation or Dense layer with swish (SiLU), computing in float32."""
+    if layer.compute_dtype != "float32" or "call" in vars(layer):
+        return False
+    # 'swish' and 'silu' both resolve to keras.activations.silu.
+    if type(layer) is keras.layers.Activation:
+        return layer.activation is keras.activations.silu
+    if type(layer) is keras.layers.Dense:
+        return (layer.activation is keras.activations.silu and not getattr(layer, "lora_enabled", False)
+                and getattr(layer, "quantization_mode", None) is None)
+    return False
+
+
+def use_fused_swish(model) -> list[str]:
+    """Switch every fusable swish layer of `model` (see the module's docstring); their names.
+    Nothing where TensorFlow sees a GPU."""
+    return switch_instances(
+        model, fusable, lambda layer: dense_call(layer, fused_swish) if type(layer) is keras.layers.Dense else _activation_call(layer))
+
+
+def _activation_call(layer):
+    def call(inputs):
+        return fused_swish(tf.convert_to_tensor(inputs))
+
+    return call

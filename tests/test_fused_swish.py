@@ -1,0 +1,113 @@
+"""Swish (SiLU) in training with its gradient written out (archbuilder/training/fused_swish.py):
+Keras's outputs and gradients to float32 rounding, a smaller traced graph, model files unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archbuilder.runtime import configure_tensorflow_environment
+
+configure_tensorflow_environment()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from archbuilder.training.fused_swish import fusable, fused_swish, use_fused_swish  # noqa: E402
+from tests.switched_layers import (  # noqa: E402
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+
+SWITCHED = ["activation_silu", "conv_swish", "dense_swish", "flat_swish"]
+U = 2.0 ** -24  # float32's unit roundoff
+
+
+def _model(activation="swish"):
+    inputs = keras.Input((5, 7))
+    x = keras.layers.Dense(12, activation=activation, name="dense_swish")(inputs)  # rank 3: fused_dense's matmul
+    x = keras.layers.Dense(6, name="dense")(x)
+    x = keras.layers.Activation("silu" if activation == "swish" else activation, name="activation_silu")(x)
+    x = keras.layers.Reshape((5, 6, 1))(x)
+    x = keras.layers.Conv2D(3, 3, padding="same", use_bias=False, name="conv")(x)
+    x = keras.layers.Activation(activation, name="conv_swish")(x)  # EfficientNet's: after a convolution
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, activation=activation, name="flat_swish")(x))  # rank 2
+
+
+def _pair(activation="swish"):
+    keras.utils.set_random_seed(0)
+    stock = _model(activation)
+    return stock, twin(stock)
+
+
+def _bound(values) -> float:
+    # Both sides compute x * s (the same two ops on the same values) and the derivative
+    # s + x s (1 - s) in float32 with four or five ops (one rounding, 6e-8 relatively, apiece,
+    # of terms no larger than the result times 1 + |x|); the weights' gradients then sum such
+    # terms through the layers. 2e-6 (~34 ulps) of each quantity's own scale covers that with
+    # room; what a formula error costs is checked against the elementwise bound below.
+    return 2e-6 * float(np.abs(values).max())
+
+
+def test_fused_swish_computes_kerass_outputs_and_gradients():
+    stock, fused = _pair()
+    assert sorted(use_fused_swish(fused)) == SWITCHED
+    assert all(fusable(stock.get_layer(name)) for name in SWITCHED)
+    assert not fusable(stock.get_layer("dense")) and not fusable(stock.get_layer("conv"))
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-4, 4, size=(16, 5, 7)).astype("float32")
+    upstream = rng.normal(size=(16, 4)).astype("float32")
+    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
+    want, have = outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream)
+    for name, a, b in zip(names, want, have):
+        np.testing.assert_allclose(b, a, rtol=0, atol=_bound(a), err_msg=name)
+
+
+def _gradient(function, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = function(x)
+    return y.numpy(), tape.gradient(y, x).numpy()
+
+
+def test_the_gradient_is_swishs_derivative_and_a_wrong_one_fails():
+    """Elementwise against float64: forward values are Keras's bit for bit (x * sigmoid(1 * x) is
+    x * sigmoid(x)); the derivative is within a bound derived from its terms, which the nearest
+    wrong formulas exceed many times over."""
+    x = np.linspace(-12, 12, 24001, dtype="float32")
+    y, gradient = _gradient(fused_swish, tf.constant(x))
+    np.testing.assert_array_equal(y, keras.activations.silu(tf.constant(x)).numpy())
+
+    s = 1.0 / (1.0 + np.exp(-x.astype("float64")))
+    exact = s + x * s * (1.0 - s)
+    # Terms no larger than s (1 + |x|): a few ulps of the sigmoid (Eigen's float approximation)
+    # carried through 1 - s and y, and four roundings; 16 of them.
+    bound = 16 * U * s * (1.0 + np.abs(x))
+    assert np.all(np.abs(gradient - exact) <= bound)
+    # d/dx swish: 0.5 at 0, -> 1 for large x, its minimum -0.0998 near x = -2.3994.
+    assert gradient[12000] == 0.5 and abs(gradient[-1] - 1.0) < 1e-4
+    assert abs(gradient.min() + 0.09984) < 1e-4
+    for wrong in (s * (1.0 + x * s), s + x * (1.0 - s), s * (1.0 - s) * (1.0 + x)):
+        assert np.abs(wrong - exact).max() > 1000 * bound.max(), wrong
+
+
+def test_the_traced_training_step_is_smaller():
+    stock, fused = _pair()
+    use_fused_swish(fused)
+    stock_ops, fused_ops = (training_graph_ops(model, (5, 7)) for model in (stock, fused))
+    # TensorFlow's silu: beta's multiply, its sigmoid recomputed and beta's gradient (15 ops and
+    # constants) against four ops backward; fused_dense's 2-D product for the rank-3 Dense too.
+    assert stock_ops - fused_ops >= 4 * 15, (stock_ops, fused_ops)
+
+
+def test_only_stock_float32_swish_layers_are_switched_and_files_stay_stock(tmp_path):
+    for other in ("relu", "sigmoid", "hard_silu", "gelu"):
+        assert use_fused_swish(_model(other)) == [], other
+    assert not fusable(keras.layers.Activation("hard_swish"))
+    assert fusable(keras.layers.Activation("swish")) and fusable(keras.layers.Activation("silu"))
+    assert switches_nothing_in_bfloat16(use_fused_swish, _model)
+
+    stock, fused = _pair()
+    loaded = switched_and_reloaded(fused, use_fused_swish, tmp_path / "model.keras")
+    assert all("call" not in vars(loaded.get_layer(name)) for name in SWITCHED)
+    assert loaded.get_layer("conv_swish").activation is keras.activations.silu
+    x = np.random.default_rng(2).uniform(-3, 3, size=(4, 5, 7)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=0, atol=1e-6)
