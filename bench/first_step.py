@@ -40,8 +40,10 @@ Configurations (`train`'s settings unless named):
   keras-grouped  Keras's own grouped convolutions (XLA-compiled functions; training/grouped_conv.py)
   keras-dense    Keras's own Dense on inputs of rank > 2 (tf.tensordot; training/fused_dense.py)
   keras-conv-bias  Keras's own convolution bias (reshape, squeeze, BiasAdd; training/fused_conv_bias.py)
-  before         lazy-build, keras-adam, keras-bn and keras-conv-bias: `train` before issue 12's
-                 first-step work
+  keras-swish    TensorFlow's own swish gradient (beta's gradient, the sigmoid recomputed;
+                 training/fused_swish.py)
+  before         lazy-build, keras-adam, keras-bn, keras-conv-bias and keras-swish: `train`
+                 before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
   xla            the training step compiled by XLA (jit_compile=True)
@@ -74,7 +76,8 @@ STEPS = 6
 
 LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn": {"keras-bn"},
           "keras-grouped": {"keras-grouped"}, "keras-dense": {"keras-dense"},
-          "keras-conv-bias": {"keras-conv-bias"}, "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias"}}
+          "keras-conv-bias": {"keras-conv-bias"}, "keras-swish": {"keras-swish"},
+          "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish"}}
 
 
 def _grappler_options(tf, config: str, reset: bool = False) -> None:
@@ -118,8 +121,8 @@ def _switched_model(config: str):
     from archbuilder.training.fused_layers import use_fused_layers
 
     # GELU, layer norm, attention, dense and conv bias: as `train` (batch norm is above, with its own lever)
-    use_fused_layers(model, leave_out=("batch_norm", *(("dense",) if "keras-dense" in levers else ()),
-                                       *(("conv_bias",) if "keras-conv-bias" in levers else ())))
+    kept = {"keras-dense": "dense", "keras-conv-bias": "conv_bias", "keras-swish": "swish"}
+    use_fused_layers(model, leave_out=("batch_norm", *(switch for lever, switch in kept.items() if lever in levers)))
     return model
 
 
