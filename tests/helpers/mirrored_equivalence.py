@@ -9,8 +9,8 @@ can only be configured before it runs anything, so run this in a fresh process).
 
 `floatx: float64` builds both models in float64 (Keras's floatx, the softmax head included), so
 that what rounding contributes shrinks by 2^29 and what is left is any real difference between
-the two computations. `fused_adam` switches both optimizers to the fused Adam op, as `train`
-does (training/fused_adam.py).
+the two computations. `fused_adam` switches both optimizers to the fused Adam op and the direct
+updates, as `train` does (training/fused_adam.py, direct_updates.py).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     from archbuilder.keras.graph import build_model
     from archbuilder.plan.validate import load_checked_spec
     from archbuilder.training.callbacks.batch_norm_sync import BatchNormSync
+    from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.optimizers import compile_model
 
@@ -61,6 +62,8 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
         compile_model(mirrored, training, steps)
     mirrored.set_weights(start_weights)
     fused = [use_fused_adam(model.optimizer) for model in (single, mirrored)] if fused_adam else [False, False]
+    if fused_adam:  # with train's direct updates, which under the strategy leave Keras's path in place
+        assert all(use_direct_updates(model.optimizer) for model in (single, mirrored))
 
     single.fit(pipeline.training_dataset(*arguments), epochs=epochs, steps_per_epoch=steps, verbose=0)
     dataset = distribution.strategy.distribute_datasets_from_function(
