@@ -42,8 +42,10 @@ Configurations (`train`'s settings unless named):
   keras-conv-bias  Keras's own convolution bias (reshape, squeeze, BiasAdd; training/fused_conv_bias.py)
   keras-swish    TensorFlow's own swish gradient (beta's gradient, the sigmoid recomputed;
                  training/fused_swish.py)
-  before         lazy-build, keras-adam, keras-bn, keras-conv-bias and keras-swish: `train`
-                 before issue 12's first-step work
+  keras-updates  Keras's own path from gradients to updates (an all-reduce's identity per weight
+                 without a strategy; training/direct_updates.py)
+  before         lazy-build, keras-adam, keras-bn, keras-conv-bias, keras-swish and
+                 keras-updates: `train` before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
   xla            the training step compiled by XLA (jit_compile=True)
@@ -77,7 +79,8 @@ STEPS = 6
 LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn": {"keras-bn"},
           "keras-grouped": {"keras-grouped"}, "keras-dense": {"keras-dense"},
           "keras-conv-bias": {"keras-conv-bias"}, "keras-swish": {"keras-swish"},
-          "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish"}}
+          "keras-updates": {"keras-updates"},
+          "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish", "keras-updates"}}
 
 
 def _grappler_options(tf, config: str, reset: bool = False) -> None:
@@ -116,6 +119,10 @@ def _switched_model(config: str):
         switch_grouped_convolutions(model, choose_grouped_kernels(model, BATCH).kernels)
     if "keras-adam" not in levers:
         use_fused_adam(model.optimizer)
+    if "keras-updates" not in levers:
+        from archbuilder.training.direct_updates import use_direct_updates
+
+        use_direct_updates(model.optimizer)
     if "keras-bn" not in levers:
         use_fused_batch_norm(model)
     from archbuilder.training.fused_layers import use_fused_layers

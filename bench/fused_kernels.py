@@ -5,7 +5,7 @@ them, in one process.
     .venv/bin/python bench/fused_kernels.py convnext_tiny [--kernels gelu,layer_norm] [--batch 16] [--steps 8]
 
 Both models are built from architectures/imagenet/NAME.yaml (10 classes) with the same weights and
-get what `train` switches on every CPU (fused Adam, the fused layers of fused_layers.py, depthwise
+get what `train` switches on every CPU (fused Adam and its direct updates, the fused layers of fused_layers.py, depthwise
 grouped convolutions), except that the first, "stock", leaves out the switches named by --kernels
 (default: GELU, layer norm and attention). They train on the same random batch, alternating (each
 round starts with the other one), so the machine's load hits both alike. Prints each model's median
@@ -32,6 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder import api  # noqa: E402
+from archbuilder.training.direct_updates import use_direct_updates  # noqa: E402
 from archbuilder.training.fused_adam import use_fused_adam  # noqa: E402
 from archbuilder.training.fused_layers import SWITCHES, use_fused_layers  # noqa: E402
 from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable  # noqa: E402
@@ -42,6 +43,7 @@ def make(network: str, leave_out: list[str]):
     model = api.build(ROOT / "architectures" / "imagenet" / f"{network}.yaml", ["classes=10"])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
     use_fused_adam(model.optimizer)
+    use_direct_updates(model.optimizer)
     switched = use_fused_layers(model, leave_out)
     switch_grouped_convolutions(model, {layer.name: "depthwise" for layer in model._flatten_layers(include_self=False)
                                         if switchable(layer) and is_depthwise(layer)})
