@@ -117,6 +117,10 @@ def test_the_training_graph_holds_fused_ops_and_the_model_file_stock_layers(tmp_
         # The first form of the switch took 32 (its Bessel correction and both averages in ops).
         forward = [op for op in graph.get_operations() if "/bn" in op.name and not op.name.startswith("gradient")]
         assert len(forward) <= 16, [op.type for op in forward]
+    # The gradient is recorded on the tape for the layer's output alone (tape_gradient.py): no
+    # zeros for the fused op's five other outputs, which TensorFlow's tape makes for V3 (five
+    # constants and fills and a ZerosLike a layer before; nothing else here makes any).
+    assert "Fill" not in types and "ZerosLike" not in types, types
     fused.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert "call" not in vars(loaded.get_layer("bn"))

@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.instance_switch import gpu_present, switch_instances
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 # cuDNN refuses an epsilon under CUDNN_BN_MIN_EPSILON (1e-5), and the op's float32 attribute holds
 # 1e-5 as 9.99999975e-06, just under it: so with a GPU, as TensorFlow's own wrapper does
@@ -72,8 +73,9 @@ def _fused_call(layer, keras_call):
         if not (training and layer.trainable) or mask is not None or inputs.dtype != tf.float32:
             return keras_call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
-        scale = keras.ops.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
-        offset = keras.ops.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
+        # Tensors (a read each): the tape's record below takes tensors, not variables.
+        scale = tf.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
+        offset = tf.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
         momentum = layer.momentum
         # Read once each (keras.ops.convert_to_tensor would hand on the tf.Variable, read at each use).
         moving_mean = tf.convert_to_tensor(layer.moving_mean)
@@ -81,10 +83,22 @@ def _fused_call(layer, keras_call):
         on_cpu = not gpu_present()
         # On CPU the kernel also averages the moving mean, moving * (1 - factor) + mean * factor with
         # factor = 1 - momentum (Keras's formula); the variance it would average is the unbiased one.
-        outputs, mean, variance, _, reserved_variance, _ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=scale, offset=offset, mean=moving_mean, variance=moving_variance,
-            epsilon=layer.epsilon, exponential_avg_factor=1.0 - momentum if on_cpu else 1.0,
-            data_format="NHWC", is_training=True)
+        with untaped():  # the gradient is recorded below, for the one output that has one
+            outputs, mean, variance, reserve_1, reserved_variance, reserve_3 = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=scale, offset=offset, mean=moving_mean, variance=moving_variance,
+                epsilon=layer.epsilon, exponential_avg_factor=1.0 - momentum if on_cpu else 1.0,
+                data_format="NHWC", is_training=True)
+
+        def gradient(upstream):
+            # TensorFlow's registered gradient of FusedBatchNormV3 in training (nn_grad.py
+            # _BaseFusedBatchNormGrad), without the zeros the tape makes for the other outputs.
+            dx, dscale, doffset, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=upstream, x=inputs, scale=scale, reserve_space_1=reserve_1,
+                reserve_space_2=reserved_variance, reserve_space_3=reserve_3, epsilon=layer.epsilon,
+                data_format="NHWC", is_training=True)
+            return dx, dscale, doffset
+
+        record_gradient("FusedBatchNormV3", [outputs], [inputs, scale, offset], gradient)
         if on_cpu:  # the CPU kernels' reserve space: the biased batch variance
             new_mean, variance = mean, reserved_variance
         else:  # cuDNN's reserve space holds the inverted standard deviation: undo Bessel's correction
