@@ -6,6 +6,7 @@ model file and runs it as fewer, faster kernels (their modules say how and what 
 
 from __future__ import annotations
 
+from archbuilder.training.fused_add import use_fused_add
 from archbuilder.training.fused_attention import use_fused_attention
 from archbuilder.training.fused_batch_norm import use_fused_batch_norm
 from archbuilder.training.fused_conv_bias import use_fused_conv_bias
@@ -22,6 +23,7 @@ SWITCHES = {
     "attention": use_fused_attention,
     "dense": use_fused_dense,  # after gelu and swish: a Dense with either is theirs (a layer is switched once)
     "conv_bias": use_fused_conv_bias,
+    "add": use_fused_add,
 }
 
 
