@@ -12,6 +12,7 @@ from archbuilder.training.fused_batch_norm import use_fused_batch_norm
 from archbuilder.training.fused_conv_bias import use_fused_conv_bias
 from archbuilder.training.fused_dense import use_fused_dense
 from archbuilder.training.fused_gelu import use_fused_gelu
+from archbuilder.training.fused_global_pool import use_fused_global_pool
 from archbuilder.training.fused_layer_norm import use_fused_layer_norm
 from archbuilder.training.fused_swish import use_fused_swish
 
@@ -24,6 +25,7 @@ SWITCHES = {
     "dense": use_fused_dense,  # after gelu and swish: a Dense with either is theirs (a layer is switched once)
     "conv_bias": use_fused_conv_bias,
     "add": use_fused_add,
+    "global_pool": use_fused_global_pool,
 }
 
 
