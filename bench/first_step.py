@@ -44,10 +44,12 @@ Configurations (`train`'s settings unless named):
                  training/fused_swish.py)
   keras-add      Keras's own residual adds (a broadcast reduction per input in the gradient;
                  training/fused_add.py)
+  keras-global-pool  Keras's own global average pooling (the count from the runtime shape in
+                 the gradient; training/fused_global_pool.py)
   keras-updates  Keras's own path from gradients to updates (an all-reduce's identity per weight
                  without a strategy; training/direct_updates.py)
-  before         lazy-build, keras-adam, keras-bn, keras-conv-bias, keras-swish, keras-updates
-                 and keras-add: `train` before issue 12's first-step work
+  before         every keras-* lever but keras-grouped and keras-dense, and lazy-build: `train`
+                 before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
   off:P1+P2      the grappler passes P1, P2 off (tf.config.optimizer.set_experimental_options names)
   xla            the training step compiled by XLA (jit_compile=True)
@@ -82,8 +84,9 @@ LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn"
           "keras-grouped": {"keras-grouped"}, "keras-dense": {"keras-dense"},
           "keras-conv-bias": {"keras-conv-bias"}, "keras-swish": {"keras-swish"},
           "keras-updates": {"keras-updates"}, "keras-add": {"keras-add"},
+          "keras-global-pool": {"keras-global-pool"},
           "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish", "keras-updates",
-                     "keras-add"}}
+                     "keras-add", "keras-global-pool"}}
 
 
 def _grappler_options(tf, config: str, reset: bool = False) -> None:
@@ -131,7 +134,8 @@ def _switched_model(config: str):
     from archbuilder.training.fused_layers import use_fused_layers
 
     # GELU, layer norm, attention, dense and conv bias: as `train` (batch norm is above, with its own lever)
-    kept = {"keras-dense": "dense", "keras-conv-bias": "conv_bias", "keras-swish": "swish", "keras-add": "add"}
+    kept = {"keras-dense": "dense", "keras-conv-bias": "conv_bias", "keras-swish": "swish", "keras-add": "add",
+            "keras-global-pool": "global_pool"}
     use_fused_layers(model, leave_out=("batch_norm", *(switch for lever, switch in kept.items() if lever in levers)))
     return model
 
