@@ -271,12 +271,12 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
 
 def _use_fast_kernels(model, training) -> None:
     """Same math, other kernels: Adam as one fused op per weight, called directly without a
-    strategy, and batch norm as one fused op per layer (a smaller graph to trace and optimize
-    before the first step), the exact GELU and layer
-    norm as one fused loop each way (fewer passes over the widest tensors), self-attention as 2-D
-    matrix products, and where it pays on this CPU, grouped convolutions without XLA and the matmul
-    kernel gradient. All are made on the instances, so they are made again on a model loaded for
-    --resume; model files do not change."""
+    strategy, batch norm as one fused op per layer, and the gradients of swish, residual adds and
+    global pooling written out (a smaller graph to trace and optimize before the first step), the
+    exact GELU and layer norm as one fused loop each way (fewer passes over the widest tensors),
+    self-attention as 2-D matrix products, and where it pays on this CPU, grouped convolutions
+    without XLA and the matmul kernel gradient. All are made on the instances, so they are made
+    again on a model loaded for --resume; model files do not change."""
     from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.fused_layers import use_fused_layers
