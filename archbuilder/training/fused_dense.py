@@ -53,6 +53,34 @@ def fusable(layer) -> bool:
     return len(shape) > 2 and shape[-1] is not None
 
 
+def activation_layer(layer, activation) -> bool:
+    """A stock Activation layer, or a stock Dense layer (not LoRA, not quantized), whose activation
+    is `activation`, computing in float32 and not yet switched: what the fused activations take."""
+    if layer.compute_dtype != "float32" or "call" in vars(layer):
+        return False
+    if type(layer) is keras.layers.Activation:
+        return layer.activation is activation
+    if type(layer) is keras.layers.Dense:
+        return (layer.activation is activation and not getattr(layer, "lora_enabled", False)
+                and getattr(layer, "quantization_mode", None) is None)
+    return False
+
+
+def activation_layer_call(function):
+    """The switched call of an `activation_layer`: `function` (a fused activation) applied to the
+    input, or for a Dense layer to its 2-D product (`dense_call`)."""
+    def make(layer):
+        if type(layer) is keras.layers.Dense:
+            return dense_call(layer, function)
+
+        def call(inputs):
+            return function(tf.convert_to_tensor(inputs))
+
+        return call
+
+    return make
+
+
 def use_fused_dense(model) -> list[str]:
     """Switch every fusable Dense layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_dense import dense_call
+from archbuilder.training.fused_dense import activation_layer, activation_layer_call
 from archbuilder.training.instance_switch import switch_instances
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
@@ -53,35 +53,14 @@ def fused_gelu(x):
     return _gelu_forward(x), gradient
 
 
-def _exact_gelu(activation) -> bool:
-    # The name `gelu` resolves to keras.activations.gelu, whose default is the erf form; the
-    # tanh form (`gelu_tanh`) is a keras.src.ops.nn.Gelu object and is left alone.
-    return activation is keras.activations.gelu
-
-
 def fusable(layer) -> bool:
-    """A stock Activation or Dense layer with the exact GELU, computing in float32."""
-    if layer.compute_dtype != "float32" or "call" in vars(layer):
-        return False
-    if type(layer) is keras.layers.Activation:
-        return _exact_gelu(layer.activation)
-    if type(layer) is keras.layers.Dense:
-        return (_exact_gelu(layer.activation) and not getattr(layer, "lora_enabled", False)
-                and getattr(layer, "quantization_mode", None) is None)
-    return False
+    """A stock Activation or Dense layer with the exact GELU, computing in float32. The name
+    `gelu` resolves to keras.activations.gelu, whose default is the erf form; the tanh form
+    (`gelu_tanh`) is a keras.src.ops.nn.Gelu object and is left alone."""
+    return activation_layer(layer, keras.activations.gelu)
 
 
 def use_fused_gelu(model) -> list[str]:
     """Switch every fusable GELU layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU (its GELU kernels are already fused there)."""
-    return switch_instances(
-        model, fusable, lambda layer: dense_call(layer, fused_gelu) if type(layer) is keras.layers.Dense else _activation_call(layer))
-
-
-def _activation_call(layer):
-    def call(inputs):
-        return fused_gelu(tf.convert_to_tensor(inputs))
-
-    return call
-
-
+    return switch_instances(model, fusable, activation_layer_call(fused_gelu))

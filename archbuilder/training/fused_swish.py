@@ -33,7 +33,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_dense import dense_call
+from archbuilder.training.fused_dense import activation_layer, activation_layer_call
 from archbuilder.training.instance_switch import switch_instances
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
@@ -52,27 +52,12 @@ def fused_swish(x):
 
 
 def fusable(layer) -> bool:
-    """A stock Activation or Dense layer with swish (SiLU), computing in float32."""
-    if layer.compute_dtype != "float32" or "call" in vars(layer):
-        return False
-    # 'swish' and 'silu' both resolve to keras.activations.silu.
-    if type(layer) is keras.layers.Activation:
-        return layer.activation is keras.activations.silu
-    if type(layer) is keras.layers.Dense:
-        return (layer.activation is keras.activations.silu and not getattr(layer, "lora_enabled", False)
-                and getattr(layer, "quantization_mode", None) is None)
-    return False
+    """A stock Activation or Dense layer with swish (SiLU), computing in float32 ('swish' and
+    'silu' both resolve to keras.activations.silu)."""
+    return activation_layer(layer, keras.activations.silu)
 
 
 def use_fused_swish(model) -> list[str]:
     """Switch every fusable swish layer of `model` (see the module's docstring); their names.
     Nothing where TensorFlow sees a GPU."""
-    return switch_instances(
-        model, fusable, lambda layer: dense_call(layer, fused_swish) if type(layer) is keras.layers.Dense else _activation_call(layer))
-
-
-def _activation_call(layer):
-    def call(inputs):
-        return fused_swish(tf.convert_to_tensor(inputs))
-
-    return call
+    return switch_instances(model, fusable, activation_layer_call(fused_swish))
