@@ -13,7 +13,7 @@ import keras  # noqa: E402
 
 from archbuilder.training.fused_add import fusable, use_fused_add  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
 
 SWITCHED = ["residual", "three"]
 
@@ -41,12 +41,9 @@ def test_fused_add_computes_kerass_outputs_and_gradients_bit_for_bit():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5, 6, 6, 4)).astype("float32")
     upstream = rng.normal(size=(5, 144)).astype("float32")
-    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
     # The same AddV2 ops forward; backward TensorFlow's gradient sums over no axes: the upstream
     # gradient itself, here handed on as it is, so every later sum adds the same values.
-    for name, want, have in zip(names, outputs_and_gradients(stock, x, upstream),
-                                outputs_and_gradients(fused, x, upstream)):
-        np.testing.assert_array_equal(have, want, err_msg=name)
+    assert_same_outputs_and_gradients(stock, fused, x, upstream)
 
 
 def test_the_traced_training_step_is_smaller():

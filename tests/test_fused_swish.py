@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_swish import fusable, fused_swish, use_fused_swish  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
 
 SWITCHED = ["activation_silu", "conv_swish", "dense_swish", "flat_swish"]
 U = 2.0 ** -24  # float32's unit roundoff
@@ -55,10 +55,7 @@ def test_fused_swish_computes_kerass_outputs_and_gradients():
     rng = np.random.default_rng(1)
     x = rng.uniform(-4, 4, size=(16, 5, 7)).astype("float32")
     upstream = rng.normal(size=(16, 4)).astype("float32")
-    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
-    want, have = outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream)
-    for name, a, b in zip(names, want, have):
-        np.testing.assert_allclose(b, a, rtol=0, atol=_bound(a), err_msg=name)
+    assert_same_outputs_and_gradients(stock, fused, x, upstream, bound=_bound)
 
 
 def _gradient(function, x):
