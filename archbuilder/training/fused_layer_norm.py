@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
@@ -57,25 +58,24 @@ def _input_gradient(x, gamma, mean, reciprocal, upstream, sum_g, sum_g_normalize
 def fused_layer_norm(x, gamma, beta, epsilon: float):
     """Layer norm of float32 `x` over its last axis, scaled by `gamma` and shifted by `beta`."""
     epsilon = tf.constant(epsilon, tf.float32)
-
-    @tf.custom_gradient
-    def norm(x, gamma, beta):
+    # Tensors (a variable read once each, on the tape): the gradient is recorded for them below.
+    x, gamma, beta = (tf.convert_to_tensor(t) for t in (x, gamma, beta))
+    with untaped():
         outputs, mean, reciprocal = _forward(x, gamma, beta, epsilon)
 
-        def gradient(upstream):
-            # Row and column sums as matrix-vector products over [rows, channels] (see the docstring).
-            scaled = _upstream_times_normalized(x, mean, reciprocal, upstream)
-            upstream_rows, scaled_rows = (tf.reshape(t, [-1, x.shape[-1]]) for t in (upstream, scaled))
-            sum_g = tf.reshape(tf.linalg.matvec(upstream_rows, gamma), tf.shape(mean))
-            sum_g_normalized = tf.reshape(tf.linalg.matvec(scaled_rows, gamma), tf.shape(mean))
-            dx = _input_gradient(x, gamma, mean, reciprocal, upstream, sum_g, sum_g_normalized)
-            ones = tf.ones(tf.shape(upstream_rows)[:1], x.dtype)
-            return (dx, tf.linalg.matvec(scaled_rows, ones, transpose_a=True),
-                    tf.linalg.matvec(upstream_rows, ones, transpose_a=True))
+    def gradient(upstream):
+        # Row and column sums as matrix-vector products over [rows, channels] (see the docstring).
+        scaled = _upstream_times_normalized(x, mean, reciprocal, upstream)
+        upstream_rows, scaled_rows = (tf.reshape(t, [-1, x.shape[-1]]) for t in (upstream, scaled))
+        sum_g = tf.reshape(tf.linalg.matvec(upstream_rows, gamma), tf.shape(mean))
+        sum_g_normalized = tf.reshape(tf.linalg.matvec(scaled_rows, gamma), tf.shape(mean))
+        dx = _input_gradient(x, gamma, mean, reciprocal, upstream, sum_g, sum_g_normalized)
+        ones = tf.ones(tf.shape(upstream_rows)[:1], x.dtype)
+        return (dx, tf.linalg.matvec(scaled_rows, ones, transpose_a=True),
+                tf.linalg.matvec(upstream_rows, ones, transpose_a=True))
 
-        return outputs, gradient
-
-    return norm(x, gamma, beta)
+    record_gradient("LayerNorm", [outputs], [x, gamma, beta], gradient)  # tape_gradient.py
+    return outputs
 
 
 def fusable(layer) -> bool:
