@@ -15,7 +15,7 @@ configure_tensorflow_environment()
 import keras  # noqa: E402
 
 from archbuilder.keras.token_layers import SelfAttention  # noqa: E402
-from archbuilder.training.fused_attention import fusable, use_fused_attention  # noqa: E402
+from archbuilder.training.fused_attention import attention_core, fusable, use_fused_attention  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
     outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
 
@@ -63,6 +63,34 @@ def test_fused_attention_computes_kerass_outputs_and_gradients(attention):
         # ignores): what both compute is rounding, measured against the key kernel's gradient.
         scale = scales[name.replace("key/bias", "key/kernel")]
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+def test_the_attention_cores_recorded_gradient_is_tensorflows_bit_for_bit():
+    """attention_core records TensorFlow's own gradients of its ops, written out: the same values
+    as differentiating the ops, and in a traced step (batch size unknown) without the batched
+    products' broadcast reductions."""
+    import tensorflow as tf
+
+    def plain(q, k, v, scale):
+        return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * scale, axis=-1), v)
+
+    rng = np.random.default_rng(3)
+    q, k, v = (tf.constant(rng.normal(size=(2, 3, 5, 4)).astype("float32")) for _ in range(3))
+    upstream = tf.constant(rng.normal(size=(2, 3, 5, 4)).astype("float32"))
+
+    def gradients(core, q, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            attended = core(q, k, v, 0.5)
+        return [attended, *tape.gradient(attended, [q, k, v], output_gradients=upstream)]
+
+    for want, have in zip(tf.function(gradients)(plain, q, k, v), tf.function(gradients)(attention_core, q, k, v)):
+        np.testing.assert_array_equal(have.numpy(), want.numpy())
+
+    spec = tf.TensorSpec([None, 3, 5, 4])
+    ops = [len(tf.function(lambda q, k, v, core=core: gradients(core, q, k, v)).get_concrete_function(
+        spec, spec, spec).graph.get_operations()) for core in (plain, attention_core)]
+    assert ops[0] - ops[1] >= 20, ops  # two broadcast reductions of ~13 ops each
 
 
 def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_path):

@@ -13,7 +13,9 @@ training step at batch 16 is 1.085x cheaper this way (bench/fused_kernels.py, be
 Each output is the same sums of the same products as Keras's (query and key dot products scaled
 by 1 / sqrt(key_dim) after the product, as Keras's `dot_product_attention` does; softmax over the
 keys in float32), only summed in another order: outputs and gradients agree with Keras's to
-float32 rounding (tests/test_fused_attention.py). Gradients are TensorFlow's own for these ops.
+float32 rounding (tests/test_fused_attention.py). Gradients are TensorFlow's own for these ops;
+the attention core's are written out (`attention_core`) without the broadcast reductions the
+batched products' registered gradients add for an unknown batch size.
 
 The switch is made on layer instances (instance_switch.py): model files are those of stock
 layers. It applies to this package's `SelfAttention` in its plain form only: float32, no dropout on the
@@ -28,6 +30,7 @@ import tensorflow as tf
 
 from archbuilder.keras.token_layers import SelfAttention
 from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 def fusable(layer) -> bool:
@@ -70,8 +73,7 @@ def _attention_call(layer):
                 [tf.reshape(query.bias, [-1]), tf.reshape(key.bias, [-1]), tf.reshape(value.bias, [-1])], 0))
         q, k, v = tf.split(projected, [heads * key_dim, heads * key_dim, heads * value_dim], axis=1)
         q, k, v = (_heads_first(t, batch, length, heads) for t in (q, k, v))
-        logits = tf.matmul(q, k, transpose_b=True) * scale          # [batch, heads, T, T]
-        attended = tf.matmul(tf.nn.softmax(logits, axis=-1), v)     # [batch, heads, T, value_dim]
+        attended = attention_core(q, k, v, scale)                    # [batch, heads, T, value_dim]
         attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [-1, heads * value_dim])
         outputs = tf.matmul(attended, tf.reshape(output.kernel, [heads * value_dim, -1]))
         if output.bias is not None:
@@ -79,6 +81,29 @@ def _attention_call(layer):
         return tf.reshape(outputs, [batch, length, outputs.shape[-1]])
 
     return call
+
+
+def attention_core(q, k, v, scale: float):
+    """softmax(q k^T * scale) v over [batch, heads, T, dim] tensors, with TensorFlow's own
+    gradients of these ops written out and recorded on the tape (tape_gradient.py). With the batch
+    size unknown, the registered gradients of the two batched products each add a broadcast
+    reduction over the batch axes (two Shapes, two StridedSlices and their constants,
+    BroadcastGradientArgs, two Sums, two Reshapes) that sums over no axis: ~26 ops a layer that
+    change no value."""
+    with untaped():
+        weights = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * scale, axis=-1)   # [batch, heads, T, T]
+        attended = tf.matmul(weights, v)
+
+    def gradient(upstream):
+        # math_grad.py _BatchMatMulV2Grad and nn_grad.py _SoftmaxGrad, in their order of operations.
+        d_weights = tf.matmul(upstream, v, adjoint_b=True)
+        d_v = tf.matmul(weights, upstream, adjoint_a=True)
+        d_logits = (d_weights - tf.reduce_sum(d_weights * weights, -1, keepdims=True)) * weights
+        d_logits = d_logits * scale
+        return tf.matmul(d_logits, k), tf.matmul(d_logits, q, adjoint_a=True), d_v
+
+    record_gradient("AttentionCore", [attended], [q, k, v], gradient)
+    return attended
 
 
 def _heads_first(projection, batch, length, heads):
