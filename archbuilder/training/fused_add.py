@@ -26,7 +26,11 @@ from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 def _same_shapes(tensors) -> bool:
-    shapes = {tuple(tensor.shape) for tensor in tensors}
+    """Two or more tensors of one static shape, known but for the batch size."""
+    try:
+        shapes = {tuple(tensor.shape) for tensor in tensors}
+    except ValueError:  # a shape of unknown rank
+        return False
     return len(tensors) >= 2 and len(shapes) == 1 and None not in next(iter(shapes))[1:]
 
 
