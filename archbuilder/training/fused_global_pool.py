@@ -41,9 +41,9 @@ def use_fused_global_pool(model) -> list[str]:
 def _call(layer):
     def call(inputs):
         inputs = tf.convert_to_tensor(inputs)
-        height, width, channels = inputs.shape[1:]
-        if inputs.shape.rank != 4 or None in (height, width, channels):  # sizes known only at run time
+        if inputs.shape.rank != 4 or None in inputs.shape[1:]:  # sizes known only at run time
             return type(layer).call(layer, inputs)
+        height, width, channels = inputs.shape[1:]
         with untaped():
             outputs = tf.reduce_mean(inputs, axis=[1, 2], keepdims=layer.keepdims)
 
