@@ -15,11 +15,12 @@ s and the output y = x * s:
     d/dx [x * s(x)] = s + x * s * (1 - s) = s + y * (1 - s)
 
 Four elementwise ops backward, none transcendental (TensorFlow's recomputes the sigmoid: an
-exp over the tensor); 7 ops an activation in all (tape_gradient.py records the gradient). The sigmoid is kept for the backward pass instead of x, which nothing else
-needs once y exists (the next layer's gradient keeps y, batch norm's keeps its own input), so the
-memory held for it stays one tensor an activation. The forward values are TensorFlow's (beta = 1
-multiplies exactly); the gradient differs from TensorFlow's formula by float32 rounding
-(tests/test_fused_swish.py bounds it).
+exp over the tensor); 7 ops an activation in all (tape_gradient.py records the gradient). The
+sigmoid is kept for the backward pass instead of x, which nothing else needs once y exists (the
+next layer's gradient keeps y, batch norm's keeps its own input), so the memory held for it stays
+one tensor an activation (EfficientNet-B0's peak RSS over three steps at 224x224 was 1-4% higher
+in single runs). The forward values are TensorFlow's (beta = 1 multiplies exactly); the gradient
+differs from TensorFlow's formula by float32 rounding (tests/test_fused_swish.py bounds it).
 
 The switch is made on layer *instances* (instance_switch.py: their own `call`), never on the
 class or on the `activation` attribute (which their config saves): model files stay those of
