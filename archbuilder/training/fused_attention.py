@@ -29,7 +29,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from archbuilder.keras.token_layers import SelfAttention
-from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.instance_switch import plain_weights, switch_instances
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
@@ -44,8 +44,7 @@ def fusable(layer) -> bool:
     if getattr(layer, "_sliding_window", None) is not None:
         return False
     projections = (layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense)
-    return all(not getattr(p, "lora_enabled", False) and getattr(p, "quantization_mode", None) is None
-               for p in projections)
+    return all(plain_weights(p) for p in projections)
 
 
 def use_fused_attention(model) -> list[str]:

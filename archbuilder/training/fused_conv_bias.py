@@ -21,14 +21,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.instance_switch import plain_weights, switch_instances
 
 
 def fusable(layer) -> bool:
     """A stock channels-last Conv2D with a bias of more than one value, computing in float32."""
     if type(layer) is not keras.layers.Conv2D or "call" in vars(layer) or not layer.use_bias:
         return False
-    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None) is not None:
+    if not plain_weights(layer):
         return False
     return (layer.data_format == "channels_last" and layer.filters > 1
             and layer.compute_dtype == "float32" and layer.variable_dtype == "float32")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.instance_switch import plain_weights, switch_instances
 
 
 def matmul_last_axis(x, kernel):
@@ -42,7 +42,7 @@ def fusable(layer) -> bool:
     """A stock Dense layer on an input of rank 3 or more, computing in float32."""
     if type(layer) is not keras.layers.Dense or "call" in vars(layer):
         return False
-    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None) is not None:
+    if not plain_weights(layer):
         return False
     if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
         return False
@@ -61,8 +61,7 @@ def activation_layer(layer, activation) -> bool:
     if type(layer) is keras.layers.Activation:
         return layer.activation is activation
     if type(layer) is keras.layers.Dense:
-        return (layer.activation is activation and not getattr(layer, "lora_enabled", False)
-                and getattr(layer, "quantization_mode", None) is None)
+        return layer.activation is activation and plain_weights(layer)
     return False
 
 

@@ -19,6 +19,12 @@ def gpu_present() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def plain_weights(layer) -> bool:
+    """Whether `layer` multiplies by its own float kernel: no LoRA adapter, not quantized (the
+    switched calls read `layer.kernel` and would skip either)."""
+    return not getattr(layer, "lora_enabled", False) and getattr(layer, "quantization_mode", None) is None
+
+
 def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True) -> list[str]:
     """Give every layer of `model` that `fusable` accepts, and that has no call of its own yet,
     the call `fused_call(layer)`; the names of those layers. With `cpu_only`, none where
