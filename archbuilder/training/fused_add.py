@@ -11,7 +11,9 @@ ViT-B/16 24, ConvNeXt-T 18.
 
 Here the same AddV2 ops are built (the outputs are Keras's bit for bit) and the gradient is
 recorded on the tape (tape_gradient.py) as the upstream gradient for every input: the value
-TensorFlow's gradient computes (sums over no axes), with no op at all. Only where every input
+TensorFlow's gradient computes (sums over no axes), with no op at all. Gradients are Keras's to
+the order in which TensorFlow sums a tensor's gradients from its several consumers, which it
+does not fix from run to run either (tests/test_fused_add.py). Only where every input
 has the output's static shape (an unknown batch size aside), in float32; the switch is made on
 layer *instances* (instance_switch.py), so model files stay those of stock layers.
 """

@@ -12,7 +12,9 @@ EfficientNet-B0 has 17 such layers, SE-ResNet-50 17, every other classifier one.
 The height and width are known when the model is built, so here the gradient is recorded on the
 tape (tape_gradient.py) as what TensorFlow's computes: the upstream gradient broadcast to the
 input's shape, divided by height x width. The same Mean forward and the same division of the
-same values backward: Keras's outputs and gradients bit for bit. Only channels-last float32
+same values backward: Keras's outputs bit for bit, its gradients to the order of TensorFlow's
+sums of a tensor's gradients from several consumers, which it does not fix from run to run
+either. Only channels-last float32
 layers with a known height and width; the switch is made on layer *instances*
 (instance_switch.py), so model files stay those of stock layers.
 """
