@@ -48,6 +48,8 @@ Configurations (`train`'s settings unless named):
                  the gradient; training/fused_global_pool.py)
   keras-updates  Keras's own path from gradients to updates (an all-reduce's identity per weight
                  without a strategy; training/direct_updates.py)
+  keras-grappler TensorFlow's default grappler: every pass twice, then tfg (`train` runs them once,
+                 no tfg: training/grappler_rounds.py)
   before         every keras-* lever but keras-grouped and keras-dense, and lazy-build: `train`
                  before issue 12's first-step work
   no-grappler    grappler off (tf.config.optimizer: disable_meta_optimizer)
@@ -84,9 +86,9 @@ LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn"
           "keras-grouped": {"keras-grouped"}, "keras-dense": {"keras-dense"},
           "keras-conv-bias": {"keras-conv-bias"}, "keras-swish": {"keras-swish"},
           "keras-updates": {"keras-updates"}, "keras-add": {"keras-add"},
-          "keras-global-pool": {"keras-global-pool"},
+          "keras-global-pool": {"keras-global-pool"}, "keras-grappler": {"keras-grappler"},
           "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish", "keras-updates",
-                     "keras-add", "keras-global-pool"}}
+                     "keras-add", "keras-global-pool", "keras-grappler"}}
 
 
 def _grappler_options(tf, config: str, reset: bool = False) -> None:
@@ -159,6 +161,15 @@ def worker(config: str) -> dict:
 
     phase("import")
     _grappler_options(tf, config)
+    if "keras-grappler" in levers:
+        return _measure(tf, keras, np, config, levers, times, phase)
+    from archbuilder.training.grappler_rounds import one_grappler_round
+
+    with one_grappler_round():  # as `train`: the trace and every call below
+        return _measure(tf, keras, np, config, levers, times, phase)
+
+
+def _measure(tf, keras, np, config: str, levers: set, times: dict, phase) -> dict:
     from archbuilder.training.first_step import build_before_tracing
 
     model = _switched_model(config)

@@ -28,6 +28,7 @@ from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_bat
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution, WorkerLost, inference_call  # noqa: E402
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
 from archbuilder.training.end_phases import EndPhases, evaluation_images, load_saved_weights  # noqa: E402
+from archbuilder.training.grappler_rounds import one_grappler_round  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from archbuilder.training.prepare import (  # noqa: E402
@@ -114,28 +115,31 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             f"{training.learning_rate:g} as the spec says" + ("" if distribution.is_chief else "; the chief writes the run folder"))
     if training.precision != "float32":
         say(f"precision: {training.precision} (weights and the final softmax in float32)")
-    _use_fast_kernels(model, training)
-    predict = _predictor(distribution)
-    session = Session(
-        run, prepared.state, data, model_metadata(data.class_names, prepared.shape, prepared.spec_name),
-        training.batch_size, monitor="val_loss" if data.validation is not None else "loss", predict=predict,
-        writer=distribution.is_chief,
-    )
-    if prepared.state.epochs_done < training.epochs:
-        with ctrl_c_stops_after_the_batch(session, say), _scratch(session):
-            try:
-                _fit(prepared, session, distribution, steps, request.verbose)
-            except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
-                raise _write_failed(error, run, session.state, distribution) from None
-            except _cluster_errors() as error:
-                raise _worker_lost(error, distribution, run) from None
-    if distribution.watchdog is not None:
-        # No collective follows: what is left is the chief's alone, and the end barrier waits for it.
-        distribution.watchdog.stop()
-    try:
-        return _end(request, prepared, distribution, session, predict)
-    finally:
-        distribution.leave_together()
+    # Every function traced and called from here on is optimized by grappler once, not twice
+    # and again by tfg: the same computation, less of the first step (grappler_rounds.py).
+    with one_grappler_round():
+        _use_fast_kernels(model, training)
+        predict = _predictor(distribution)
+        session = Session(
+            run, prepared.state, data, model_metadata(data.class_names, prepared.shape, prepared.spec_name),
+            training.batch_size, monitor="val_loss" if data.validation is not None else "loss", predict=predict,
+            writer=distribution.is_chief,
+        )
+        if prepared.state.epochs_done < training.epochs:
+            with ctrl_c_stops_after_the_batch(session, say), _scratch(session):
+                try:
+                    _fit(prepared, session, distribution, steps, request.verbose)
+                except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
+                    raise _write_failed(error, run, session.state, distribution) from None
+                except _cluster_errors() as error:
+                    raise _worker_lost(error, distribution, run) from None
+        if distribution.watchdog is not None:
+            # No collective follows: what is left is the chief's alone, and the end barrier waits for it.
+            distribution.watchdog.stop()
+        try:
+            return _end(request, prepared, distribution, session, predict)
+        finally:
+            distribution.leave_together()
 
 
 def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distribution, session: Session,
