@@ -48,6 +48,8 @@ Configurations (`train`'s settings unless named):
                  the gradient; training/fused_global_pool.py)
   keras-updates  Keras's own path from gradients to updates (an all-reduce's identity per weight
                  without a strategy; training/direct_updates.py)
+  keras-names    the optimizer's slots created with TensorFlow names, as Keras names them (each a new
+                 eager kernel; training/first_step.py)
   keras-grappler TensorFlow's default grappler: every pass twice, then tfg (`train` runs them once,
                  no tfg: training/grappler_rounds.py)
   before         every keras-* lever but keras-grouped and keras-dense, and lazy-build: `train`
@@ -87,8 +89,9 @@ LEVERS = {"lazy-build": {"lazy-build"}, "keras-adam": {"keras-adam"}, "keras-bn"
           "keras-conv-bias": {"keras-conv-bias"}, "keras-swish": {"keras-swish"},
           "keras-updates": {"keras-updates"}, "keras-add": {"keras-add"},
           "keras-global-pool": {"keras-global-pool"}, "keras-grappler": {"keras-grappler"},
+          "keras-names": {"keras-names"},
           "before": {"lazy-build", "keras-adam", "keras-bn", "keras-conv-bias", "keras-swish", "keras-updates",
-                     "keras-add", "keras-global-pool", "keras-grappler"}}
+                     "keras-add", "keras-global-pool", "keras-grappler", "keras-names"}}
 
 
 def _grappler_options(tf, config: str, reset: bool = False) -> None:
@@ -170,8 +173,10 @@ def worker(config: str) -> dict:
 
 
 def _measure(tf, keras, np, config: str, levers: set, times: dict, phase) -> dict:
-    from archbuilder.training.first_step import build_before_tracing
+    from archbuilder.training import first_step
 
+    # keras-names: the slots named in TensorFlow too, as Keras's own build names them
+    build_before_tracing = first_step._build if "keras-names" in levers else first_step.build_before_tracing
     model = _switched_model(config)
     phase("build")
     x, y = _batch(tf, keras, np)

@@ -62,3 +62,34 @@ def test_the_image_decoder_is_traced_once_per_process_and_shape(tmp_path):
     assert (again[::-1] == first).all()
     load_image_files(paths, (20, 24, 3))
     assert decoder.experimental_get_tracing_count() == 1 and _file_decoder(20, 24, 3).experimental_get_tracing_count() == 1
+
+
+def test_optimizer_slots_are_built_without_tensorflow_names_and_with_keras_names_and_paths():
+    """build_before_tracing creates the optimizer's slots with no TensorFlow-level name (each named
+    variable's handle op is a new eager kernel: bench/RESULTS.md, 2026-12-05 fifth session); what
+    Keras names them, saves them under and restores them from is the same as Keras's own build."""
+    import tensorflow as tf
+
+    from archbuilder.keras.graph import build_model
+    from archbuilder.plan.validate import load_checked_spec
+    from archbuilder.spec.training import TrainingSpec
+    from archbuilder.training.first_step import build_before_tracing
+    from archbuilder.training.fused_adam import use_fused_adam
+    from archbuilder.training.optimizers import compile_model
+
+    def compiled():
+        model = build_model(load_checked_spec(TINY_SPEC).spec)
+        compile_model(model, TrainingSpec(), 3)
+        use_fused_adam(model.optimizer)
+        return model
+
+    ours, stock = compiled(), compiled()
+    build_before_tracing(ours, (tf.TensorSpec((None, 32, 32, 3)), tf.TensorSpec((None, 3))))
+    stock.optimizer.build(stock.trainable_variables)
+    slots = [v for v in ours.optimizer.variables if v.name not in ("iteration", "learning_rate")]
+    assert len(slots) == 2 * len(ours.trainable_variables)  # Adam's two moments
+    # (the second optimizer is "adam_1": Keras numbers each new object's name)
+    assert [(v.name, v.path.split("/", 1)[1], v.shape) for v in ours.optimizer.variables] == [
+        (v.name, v.path.split("/", 1)[1], v.shape) for v in stock.optimizer.variables]
+    assert all(v.value.name.split("/")[-1].startswith("Variable") for v in slots)
+    assert not any(v.value.name.split("/")[-1].startswith("Variable") for v in stock.optimizer.variables)
