@@ -1,7 +1,7 @@
 """Is one grappler round (training/grappler_rounds.py) the same computation as TensorFlow's default
 two rounds and tfg, and how much of grappler's time does it save? Every zoo network, one process.
 
-    .venv/bin/python bench/grappler_rounds.py [--networks resnet50,vit_b16] [--size 64] [--batch 8]
+    .venv/bin/python bench/grappler_rounds.py [--networks resnet50,vit_b16] [--size 64] [--batch 8] [--steps 0]
 
 For each network (architectures/imagenet/NAME.yaml, 10 classes, compiled and switched as `train`
 does: bench/first_step.py `_switched_model`) the training step is traced once, then:
@@ -17,6 +17,8 @@ does: bench/first_step.py `_switched_model`) the training step is traced once, t
              round merges duplicates), shows grappler's output: {} where both have the same ops.
   default_s  grappler alone over the step's graph with the default settings (tf_optimizer.OptimizeGraph,
   once_s     the same entry point TensorFlow's function runtime calls), and with one round, no tfg.
+  step_*     with --steps N: N training steps of each instantiation, alternating, medians and the
+             median ratio of each round's pair (the same ops: this shows the machine's noise).
 
 Prints one JSON line per network and exits 1 if any network differs. bench/RESULTS.md has the figures.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections import Counter
 import time
@@ -64,7 +67,7 @@ def _optimized(concrete, once: bool):
     return time.perf_counter() - started, Counter(node.op for node in optimized.node if node.op != "Const")
 
 
-def compare(network: str, size: int, batch: int) -> dict:
+def compare(network: str, size: int, batch: int, steps: int) -> dict:
     first_step.SPEC, first_step.SIZE = ROOT / "architectures" / "imagenet" / f"{network}.yaml", size
     model = first_step._switched_model("default")
     spec = (tf.TensorSpec((None, size, size, 3)), tf.TensorSpec((None, 10)))
@@ -88,12 +91,25 @@ def compare(network: str, size: int, batch: int) -> dict:
         once_loss, once_after = step()
     differing = [v.path for v, a, b in zip(variables, default_after, once_after) if a.tobytes() != b.tobytes()]
     (default_s, default_ops), (once_s, once_ops) = _optimized(concrete, False), _optimized(concrete, True)
+    times = {"default": [], "once": []}
+    for round_ in range(steps):  # both instantiations are warm: alternating steps, each round's order swapped
+        for arm in ("default", "once") if round_ % 2 == 0 else ("once", "default"):
+            started = time.perf_counter()
+            if arm == "once":
+                with one_grappler_round():
+                    concrete((x, y))["loss"].numpy()
+            else:
+                concrete((x, y))["loss"].numpy()
+            times[arm].append(time.perf_counter() - started)
+    timing = {} if not steps else {
+        "step_default_s": round(statistics.median(times["default"]), 3), "step_once_s": round(statistics.median(times["once"]), 3),
+        "step_ratio_default_over_once": round(statistics.median(a / b for a, b in zip(times["default"], times["once"])), 3)}
     return {"network": network, "ops": len(concrete.graph.get_operations()),
             "same": default_loss.tobytes() == once_loss.tobytes() and not differing,
             "loss": [float(default_loss), float(once_loss)], "variables": len(variables),
             "differing": differing[:5], "op_types_differ": {op: once_ops[op] - default_ops[op]
                                                             for op in default_ops | once_ops if once_ops[op] != default_ops[op]},
-            "default_s": round(default_s, 2), "once_s": round(once_s, 2)}
+            "default_s": round(default_s, 2), "once_s": round(once_s, 2), **timing}
 
 
 def main() -> None:
@@ -101,12 +117,14 @@ def main() -> None:
     parser.add_argument("--networks", help="comma-separated names in architectures/imagenet/ (default: all)")
     parser.add_argument("--size", type=int, default=64, help="input height and width (the graph's ops do not depend on it)")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="then time this many steps of each instantiation, alternating (the same graph: a noise check)")
     args = parser.parse_args()
     names = args.networks.split(",") if args.networks else sorted(
         path.stem for path in (ROOT / "architectures" / "imagenet").glob("*.yaml"))
     failed = False
     for name in names:
-        row = compare(name, args.size, args.batch)
+        row = compare(name, args.size, args.batch, args.steps)
         failed |= not row["same"]
         print(json.dumps(row), flush=True)
         tf.keras.backend.clear_session()
