@@ -98,7 +98,7 @@ def train(request: TrainRequest) -> TrainResult:
 
 
 def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribution) -> TrainResult:
-    run, model, data, training = prepared.run, prepared.model, prepared.data, prepared.training
+    run, data, training = prepared.run, prepared.data, prepared.training
     classes = len(data.class_names)
     steps = steps_per_epoch(data, training)
     say(
@@ -118,28 +118,33 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
     # Every function traced and called from here on is optimized by grappler once, not twice
     # and again by tfg: the same computation, less of the first step (grappler_rounds.py).
     with one_grappler_round():
-        _use_fast_kernels(model, training)
-        predict = _predictor(distribution)
-        session = Session(
-            run, prepared.state, data, model_metadata(data.class_names, prepared.shape, prepared.spec_name),
-            training.batch_size, monitor="val_loss" if data.validation is not None else "loss", predict=predict,
-            writer=distribution.is_chief,
-        )
-        if prepared.state.epochs_done < training.epochs:
-            with ctrl_c_stops_after_the_batch(session, say), _scratch(session):
-                try:
-                    _fit(prepared, session, distribution, steps, request.verbose)
-                except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
-                    raise _write_failed(error, run, session.state, distribution) from None
-                except _cluster_errors() as error:
-                    raise _worker_lost(error, distribution, run) from None
-        if distribution.watchdog is not None:
-            # No collective follows: what is left is the chief's alone, and the end barrier waits for it.
-            distribution.watchdog.stop()
-        try:
-            return _end(request, prepared, distribution, session, predict)
-        finally:
-            distribution.leave_together()
+        return _fit_and_end(request, prepared, distribution, steps)
+
+
+def _fit_and_end(request: TrainRequest, prepared: PreparedRun, distribution: Distribution, steps: int) -> TrainResult:
+    run, model, data, training = prepared.run, prepared.model, prepared.data, prepared.training
+    _use_fast_kernels(model, training)
+    predict = _predictor(distribution)
+    session = Session(
+        run, prepared.state, data, model_metadata(data.class_names, prepared.shape, prepared.spec_name),
+        training.batch_size, monitor="val_loss" if data.validation is not None else "loss", predict=predict,
+        writer=distribution.is_chief,
+    )
+    if prepared.state.epochs_done < training.epochs:
+        with ctrl_c_stops_after_the_batch(session, say), _scratch(session):
+            try:
+                _fit(prepared, session, distribution, steps, request.verbose)
+            except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
+                raise _write_failed(error, run, session.state, distribution) from None
+            except _cluster_errors() as error:
+                raise _worker_lost(error, distribution, run) from None
+    if distribution.watchdog is not None:
+        # No collective follows: what is left is the chief's alone, and the end barrier waits for it.
+        distribution.watchdog.stop()
+    try:
+        return _end(request, prepared, distribution, session, predict)
+    finally:
+        distribution.leave_together()
 
 
 def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distribution, session: Session,
