@@ -45,6 +45,19 @@ def assert_same_outputs_and_gradients(stock, fused, x, upstream, bound=None, gra
             np.testing.assert_allclose(have, want, rtol=0, atol=limit(want), err_msg=name)
 
 
+def summation_order_bound(values) -> float:
+    """A `gradient_bound` for switches whose gradients are Keras's values summed in another order.
+
+    The tape sums a tensor's gradient from each of its consumers, and TensorFlow's CPU runtime
+    does not fix the order of those sums from run to run (Keras's own model against itself
+    differs by an ulp in its input gradient): reordering k float32 terms moves a sum by at most
+    (k - 1) ulps of the terms' magnitudes, then carried through a few layers. 1e-6 (~17 ulps)
+    of each quantity's own scale covers that; a dropped or doubled path moves it by its scale."""
+    import numpy as np
+
+    return 1e-6 * float(np.abs(values).max())
+
+
 def training_graph_ops(model, input_shape) -> int:
     """The op count of a traced step (outputs, a loss, the weights' gradients) of `model` on
     inputs of `input_shape` with the batch size unknown, as in the traced training step."""

@@ -13,7 +13,8 @@ import keras  # noqa: E402
 
 from archbuilder.training.fused_add import fusable, use_fused_add  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    assert_same_outputs_and_gradients, summation_order_bound, switched_and_reloaded, switches_nothing_in_bfloat16,
+    training_graph_ops, twin)
 
 SWITCHED = ["residual", "three"]
 
@@ -35,15 +36,6 @@ def _pair():
     return stock, twin(stock)
 
 
-def _summation_order_bound(values) -> float:
-    # The tape sums a tensor's gradient from each of its consumers, and TensorFlow's CPU runtime
-    # does not fix the order of those sums from run to run (Keras's own model against itself
-    # differs by an ulp in its input gradient): reordering k float32 terms moves a sum by at most
-    # (k - 1) ulps of the terms' magnitudes, then carried through a few layers. 1e-6 (~17 ulps)
-    # of each quantity's own scale covers that; a dropped or doubled path moves it by its scale.
-    return 1e-6 * float(np.abs(values).max())
-
-
 def test_fused_add_computes_kerass_outputs_bit_for_bit_and_its_gradients():
     stock, fused = _pair()
     assert sorted(use_fused_add(fused)) == SWITCHED
@@ -53,7 +45,7 @@ def test_fused_add_computes_kerass_outputs_bit_for_bit_and_its_gradients():
     # The same AddV2 ops forward; backward TensorFlow's gradient sums over no axes: the upstream
     # gradient itself, here handed on as it is, so every later sum adds the same values (in an
     # order TensorFlow does not fix).
-    assert_same_outputs_and_gradients(stock, fused, x, upstream, gradient_bound=_summation_order_bound)
+    assert_same_outputs_and_gradients(stock, fused, x, upstream, gradient_bound=summation_order_bound)
 
 
 def test_the_traced_training_step_is_smaller():

@@ -4,11 +4,10 @@ Before a traced function's first call, TensorFlow optimizes its graph with grapp
 every pass runs two rounds (RewriterConfig.meta_optimizer_iterations: DEFAULT is TWO), then the
 graph goes through grappler's MLIR optimizer ("tfg"), whose default pipelines sort the graph,
 infer shapes and sink ops into conditional branches. On every training step of the networks in
-architectures/imagenet/ the second round and tfg change no
-computation: the optimized graphs hold the same ops (a second round only reorders the operands of
-commutative ops, merges duplicate constants and renumbers shape annotations), and the step's loss
-and every variable after it are the same bit for bit (bench/grappler_rounds.py checks each
-network). They cost about half of grappler's time: for ResNet-50's training step 2.5 s against
+architectures/imagenet/ the second round and tfg change no computation: the optimized graphs
+hold the same ops (a second round only reorders the operands of commutative ops, merges duplicate
+constants and renumbers shape annotations), and the step's loss and every variable after it are
+the same bit for bit (bench/grappler_rounds.py checks each network). They cost about half of grappler's time: for ResNet-50's training step 2.5 s against
 1.3 s, at the first step (and again at the first prediction; bench/RESULTS.md).
 
 Neither setting has a public switch (tf.config.optimizer.set_experimental_options knows neither),
