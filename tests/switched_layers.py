@@ -7,6 +7,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.precision import precision_policy
+
 
 def twin(stock):
     """A copy of `stock` with its weights, for the switch to be made on."""
@@ -23,10 +25,12 @@ def outputs_and_gradients(model, x, upstream) -> list:
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             outputs = model(inputs, training=True)
-            loss = tf.reduce_sum(outputs * upstream)
+            # In float32 (no op where the outputs are): a mixed_bfloat16 model's are bfloat16.
+            loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * upstream)
         return [outputs, *tape.gradient(loss, [inputs, *model.trainable_weights])]
 
-    return [t.numpy() for t in run(tf.constant(x))]
+    # bfloat16 values (mixed_bfloat16) as float32, which holds each exactly.
+    return [tf.cast(t, tf.float32).numpy() for t in run(tf.constant(x))]
 
 
 def assert_same_outputs_and_gradients(stock, fused, x, upstream, bound=None, gradient_bound=None) -> None:
@@ -45,17 +49,20 @@ def assert_same_outputs_and_gradients(stock, fused, x, upstream, bound=None, gra
             np.testing.assert_allclose(have, want, rtol=0, atol=limit(want), err_msg=name)
 
 
-def summation_order_bound(values) -> float:
+def summation_order_bound(values, dtype="float32") -> float:
     """A `gradient_bound` for switches whose gradients are Keras's values summed in another order.
 
     The tape sums a tensor's gradient from each of its consumers, and TensorFlow's CPU runtime
     does not fix the order of those sums from run to run (Keras's own model against itself
     differs by an ulp in its input gradient): reordering k float32 terms moves a sum by at most
     (k - 1) ulps of the terms' magnitudes, then carried through a few layers. 1e-6 (~17 ulps)
-    of each quantity's own scale covers that; a dropped or doubled path moves it by its scale."""
+    of each quantity's own scale covers that; a dropped or doubled path moves it by its scale.
+    Sums in bfloat16 (`mixed_bfloat16`): the same count of bfloat16's ulps, 2**16 times
+    float32's (7 fraction bits against 23), 0.066 of the scale."""
     import numpy as np
 
-    return 1e-6 * float(np.abs(values).max())
+    ulps_over_float32 = {"float32": 1.0, "bfloat16": 2.0 ** (23 - 7)}[dtype]
+    return 1e-6 * ulps_over_float32 * float(np.abs(values).max())
 
 
 def training_graph_ops(model, input_shape) -> int:
@@ -81,11 +88,8 @@ def switched_and_reloaded(fused, switch, path):
     return keras.models.load_model(path, safe_mode=True)
 
 
-def switches_nothing_in_bfloat16(switch, make_model) -> bool:
-    """Whether `switch` leaves alone the model `make_model()` builds under mixed_bfloat16 (the
-    switches are float32 only); the global policy is float32 again afterwards."""
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+def switches_nothing_under(policy, switch, make_model) -> bool:
+    """Whether `switch` leaves alone the model `make_model()` builds under Keras's dtype policy
+    `policy` (e.g. "mixed_bfloat16"); the process's policy is as it was afterwards."""
+    with precision_policy(policy):
         return switch(make_model()) == []
-    finally:
-        keras.mixed_precision.set_global_policy("float32")

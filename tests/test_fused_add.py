@@ -12,8 +12,9 @@ configure_tensorflow_environment()
 import keras  # noqa: E402
 
 from archbuilder.training.fused_add import fusable, use_fused_add  # noqa: E402
+from archbuilder.training.precision import precision_policy  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    assert_same_outputs_and_gradients, summation_order_bound, switched_and_reloaded, switches_nothing_in_bfloat16,
+    assert_same_outputs_and_gradients, summation_order_bound, switched_and_reloaded, switches_nothing_under,
     training_graph_ops, twin)
 
 SWITCHED = ["residual", "three"]
@@ -48,6 +49,19 @@ def test_fused_add_computes_kerass_outputs_bit_for_bit_and_its_gradients():
     assert_same_outputs_and_gradients(stock, fused, x, upstream, gradient_bound=summation_order_bound)
 
 
+def test_under_mixed_bfloat16_the_same_adds_too():
+    """`training.precision: mixed_bfloat16`: the same AddV2s on bfloat16 tensors forward, the
+    upstream gradient handed on backward, summed in bfloat16 by the tape."""
+    with precision_policy("mixed_bfloat16"):
+        stock, fused = _pair()
+        assert sorted(use_fused_add(fused)) == SWITCHED
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(5, 6, 6, 4)).astype("float32")
+        upstream = rng.normal(size=(5, 144)).astype("float32")
+        assert_same_outputs_and_gradients(stock, fused, x, upstream,
+                                          gradient_bound=lambda values: summation_order_bound(values, "bfloat16"))
+
+
 def test_the_traced_training_step_is_smaller():
     stock, fused = _pair()
     use_fused_add(fused)
@@ -57,14 +71,14 @@ def test_the_traced_training_step_is_smaller():
     assert stock_ops - fused_ops >= 2 * 7, (stock_ops, fused_ops)
 
 
-def test_only_same_shape_float32_adds_are_switched_and_files_stay_stock(tmp_path):
+def test_only_same_shape_adds_are_switched_and_files_stay_stock(tmp_path):
     stock, _ = _pair()
     assert not fusable(stock.get_layer("broadcast"))
     shared = keras.layers.Add(name="shared")
     a, b, c = keras.Input((3,)), keras.Input((3,)), keras.Input((1,))
     keras.Model([a, b, c], shared([shared([a, b]), c]))
     assert not fusable(shared)  # its second call broadcasts
-    assert switches_nothing_in_bfloat16(use_fused_add, _model)
+    assert switches_nothing_under("mixed_float16", use_fused_add, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_add, tmp_path / "model.keras")

@@ -17,7 +17,7 @@ import keras  # noqa: E402
 from archbuilder.keras.token_layers import SelfAttention  # noqa: E402
 from archbuilder.training.fused_attention import attention_core, fusable, use_fused_attention  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_under, twin)
 
 TOKENS, CHANNELS = 9, 16
 
@@ -97,7 +97,7 @@ def test_only_plain_float32_self_attention_is_switched_and_files_stay_stock(tmp_
     assert use_fused_attention(_model(dropout=0.1)) == []  # Keras draws its own dropout mask
     assert use_fused_attention(_model(use_gate=True)) == []
     assert use_fused_attention(_model(output_shape=5)) == []
-    assert switches_nothing_in_bfloat16(use_fused_attention, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_attention, _model)
     assert fusable(_model().get_layer("attention"))
 
     stock, fused = _pair()

@@ -15,6 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_batch_norm import fusable, use_fused_batch_norm  # noqa: E402
 from archbuilder.training.instance_switch import gpu_present  # noqa: E402
+from archbuilder.training.precision import precision_policy  # noqa: E402
 
 CHANNELS = 6
 
@@ -53,10 +54,12 @@ def _step(model, x, upstream, training=True):
         with tf.GradientTape() as tape:
             tape.watch(h)
             y = bn(h, training=training)
-            loss = tf.reduce_sum(y * upstream)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)  # no op in float32
         return [y, *tape.gradient(loss, [h, bn.gamma.value, bn.beta.value])]
 
-    return [t.numpy() for t in run(conv_out)] + [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+    # bfloat16 (mixed_bfloat16) as float32, which holds each value exactly.
+    return ([tf.cast(t, tf.float32).numpy() for t in run(conv_out)]
+            + [bn.moving_mean.numpy(), bn.moving_variance.numpy()])
 
 
 def test_fused_batch_norm_computes_kerass_outputs_gradients_and_moving_statistics():
@@ -74,6 +77,29 @@ def test_fused_batch_norm_computes_kerass_outputs_gradients_and_moving_statistic
         # unbiased variance in the moving statistics: 0.5%, a wrong momentum: >10%).
         scale = np.abs(want).max()
         np.testing.assert_allclose(have, want, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+def test_under_mixed_bfloat16_outputs_within_one_bfloat16_rounding():
+    """`training.precision: mixed_bfloat16` on CPU: a bfloat16 input and output, float32 weights
+    and statistics. Keras casts the input to float32, normalizes and rounds the output to
+    bfloat16; the kernel does the same inside. Their float32 values differ as in float32 (2e-5 of
+    the scale, above), and two such values can round to neighbouring bfloat16 numbers: one
+    rounding step, at most 2**-7 of the value (7 fraction bits), for the output and the input
+    gradient (bfloat16 too). The weights' gradients and the statistics stay float32 sums of the
+    same bfloat16 values: the float32 bound. A formula error is still far outside (a wrong
+    momentum: >10%; the unbiased variance: 0.5% of the moving variance, a float32 quantity)."""
+    if gpu_present():
+        pytest.skip("bfloat16 batch norm is switched on CPU only")
+    with precision_policy("mixed_bfloat16"):
+        stock, fused = _pair()
+        rng = np.random.default_rng(5)
+        x = (3.0 + 2.0 * rng.normal(size=(8, 5, 5, 3))).astype("float32")
+        upstream = rng.normal(size=(8, 5, 5, CHANNELS)).astype("float32")
+        names = ["outputs", "input gradient", "gamma gradient", "beta gradient", "moving mean", "moving variance"]
+        for index, (name, want, have) in enumerate(zip(names, _step(stock, x, upstream), _step(fused, x, upstream))):
+            scale = np.abs(want).max()
+            relative = 2.0 ** -7 if index < 2 else 0.0
+            np.testing.assert_allclose(have, want, rtol=relative, atol=2e-5 * scale, err_msg=name)
 
 
 def test_a_compiled_training_step_keeps_kerass_moving_statistics():

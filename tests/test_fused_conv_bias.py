@@ -13,8 +13,9 @@ import keras  # noqa: E402
 
 from archbuilder.training.fused_conv_bias import fusable, use_fused_conv_bias  # noqa: E402
 from archbuilder.training.grouped_conv import switch_grouped_convolutions  # noqa: E402
+from archbuilder.training.precision import precision_policy  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph_ops, twin)
 
 SWITCHED = ["biased", "grouped", "strided_relu"]
 
@@ -48,6 +49,18 @@ def test_fused_conv_bias_computes_kerass_outputs_and_gradients_bit_for_bit():
     assert_same_outputs_and_gradients(stock, fused, x, upstream)
 
 
+def test_under_mixed_bfloat16_the_same_bits_too():
+    """`training.precision: mixed_bfloat16`: Keras's convolution ends in the same BiasAdd on
+    bfloat16 tensors (its bias cast to bfloat16), and so does the switched call."""
+    with precision_policy("mixed_bfloat16"):
+        stock, fused = _pair()
+        assert sorted(use_fused_conv_bias(fused)) == SWITCHED
+        rng = np.random.default_rng(4)
+        x = rng.normal(size=(5, 9, 9, 4)).astype("float32")
+        upstream = rng.normal(size=(5, 16)).astype("float32")
+        assert_same_outputs_and_gradients(stock, fused, x, upstream)
+
+
 def test_the_instances_convolution_op_still_runs():
     """train switches grouped convolutions' kernels after this switch (grouped_conv.py): the
     switched call must use the instance's own convolution_op, whenever it was set."""
@@ -71,7 +84,7 @@ def test_the_traced_training_step_is_smaller():
     assert stock_ops - fused_ops >= 3 * 5, (stock_ops, fused_ops)
 
 
-def test_only_stock_float32_channels_last_biased_conv2d_layers_are_switched_and_files_stay_stock(tmp_path):
+def test_only_stock_channels_last_biased_conv2d_layers_are_switched_and_files_stay_stock(tmp_path):
     stock, _ = _pair()
     assert not fusable(stock.get_layer("no_bias")) and not fusable(stock.get_layer("one_filter"))
     assert not fusable(keras.layers.Conv2D(4, 3, data_format="channels_first"))
@@ -79,7 +92,7 @@ def test_only_stock_float32_channels_last_biased_conv2d_layers_are_switched_and_
     lora = _model()
     lora.get_layer("biased").enable_lora(2)
     assert "biased" not in use_fused_conv_bias(lora)
-    assert switches_nothing_in_bfloat16(use_fused_conv_bias, _model)
+    assert switches_nothing_under("mixed_float16", use_fused_conv_bias, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_conv_bias, tmp_path / "model.keras")

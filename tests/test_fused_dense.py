@@ -16,7 +16,7 @@ import tensorflow as tf  # noqa: E402
 from archbuilder.training.fused_dense import fusable, matmul_last_axis, use_fused_dense  # noqa: E402
 from archbuilder.training.fused_gelu import use_fused_gelu  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph_ops, twin)
 
 SWITCHED = ["no_bias", "on_sequence", "pointwise"]  # by use_fused_dense; gelu_dense is the GELU switch's
 
@@ -92,7 +92,7 @@ def test_only_stock_float32_dense_layers_on_rank_3_or_more_are_switched_and_file
     lora = _model()
     lora.get_layer("pointwise").enable_lora(2)
     assert "pointwise" not in use_fused_dense(lora)
-    assert switches_nothing_in_bfloat16(use_fused_dense, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_dense, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_dense, tmp_path / "model.keras")

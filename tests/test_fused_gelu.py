@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_gelu import fusable, fused_gelu, use_fused_gelu  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_under, twin)
 
 
 def _model(activation="gelu"):
@@ -76,7 +76,7 @@ def test_only_exact_gelu_in_float32_is_switched_and_files_stay_stock(tmp_path):
     for other in ("relu", Gelu(approximate=True)):
         assert use_fused_gelu(_model(other)) == []
     assert not fusable(keras.layers.Activation(Gelu(approximate=True)))
-    assert switches_nothing_in_bfloat16(use_fused_gelu, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_gelu, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_gelu, tmp_path / "model.keras")

@@ -14,7 +14,7 @@ import keras  # noqa: E402
 
 from archbuilder.training.fused_global_pool import fusable, use_fused_global_pool  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    assert_same_outputs_and_gradients, summation_order_bound, switched_and_reloaded, switches_nothing_in_bfloat16,
+    assert_same_outputs_and_gradients, summation_order_bound, switched_and_reloaded, switches_nothing_under,
     training_graph_ops, twin)
 
 SWITCHED = ["head_pool", "squeeze"]
@@ -58,7 +58,7 @@ def test_the_traced_training_step_is_smaller():
 def test_only_channels_last_float32_layers_are_switched_and_files_stay_stock(tmp_path):
     assert not fusable(keras.layers.GlobalAveragePooling2D(data_format="channels_first"))
     assert not fusable(keras.layers.GlobalMaxPooling2D())
-    assert switches_nothing_in_bfloat16(use_fused_global_pool, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_global_pool, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_global_pool, tmp_path / "model.keras")

@@ -14,7 +14,7 @@ import keras  # noqa: E402
 
 from archbuilder.training.fused_layer_norm import fusable, use_fused_layer_norm  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, twin)
+    outputs_and_gradients, switched_and_reloaded, switches_nothing_under, twin)
 
 CHANNELS = 24
 
@@ -61,7 +61,7 @@ def test_only_stock_last_axis_float32_layer_norms_are_switched_and_files_stay_st
     assert use_fused_layer_norm(_model(rms_scaling=True)) == []
     assert use_fused_layer_norm(_model(axis=[1, 2, 3])) == []
     assert fusable(_model(axis=3).get_layer("norm")) and fusable(_model(axis=[-1]).get_layer("norm"))
-    assert switches_nothing_in_bfloat16(use_fused_layer_norm, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_layer_norm, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_layer_norm, tmp_path / "model.keras")

@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_swish import fusable, fused_swish, use_fused_swish  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_in_bfloat16, training_graph_ops, twin)
+    assert_same_outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph_ops, twin)
 
 SWITCHED = ["activation_silu", "conv_swish", "dense_swish", "flat_swish"]
 U = 2.0 ** -24  # float32's unit roundoff
@@ -101,7 +101,7 @@ def test_only_stock_float32_swish_layers_are_switched_and_files_stay_stock(tmp_p
         assert use_fused_swish(_model(other)) == [], other
     assert not fusable(keras.layers.Activation("hard_swish"))
     assert fusable(keras.layers.Activation("swish")) and fusable(keras.layers.Activation("silu"))
-    assert switches_nothing_in_bfloat16(use_fused_swish, _model)
+    assert switches_nothing_under("mixed_bfloat16", use_fused_swish, _model)
 
     stock, fused = _pair()
     loaded = switched_and_reloaded(fused, use_fused_swish, tmp_path / "model.keras")

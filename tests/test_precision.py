@@ -22,12 +22,17 @@ def test_mixed_precision_trains_with_a_float32_softmax(tmp_path, photos, precisi
     import numpy as np
 
     from archbuilder.keras.model_files import open_model_file
+    from archbuilder.training.instance_switch import gpu_present
     from archbuilder.training.precision import precision_policy
 
-    result = invoke("train", TINY_SPEC, "--data", photos, "--epochs", "1", "--out", tmp_path / "run", "--quiet",
+    result = invoke("train", TINY_SPEC, "--data", photos, "--epochs", "1", "--out", tmp_path / "run",
                     "--set", f"training.precision={precision}")
     assert result.exit_code == 0, result.output
     assert f"precision: {precision}" in result.output
+    # The CPU switches for bfloat16 (batch norm, convolution biases, residual adds); none for float16.
+    fused = next((line for line in result.output.splitlines() if line.startswith("fused kernels")), "")
+    on_cpu_in_bfloat16 = compute == "bfloat16" and not gpu_present()
+    assert ("batch norm" in fused and "conv bias" in fused and "add" in fused) == on_cpu_in_bfloat16, fused
     assert keras.mixed_precision.global_policy().name == "float32"  # put back after the run
     with precision_policy(precision):  # as `train --resume` loads the checkpoint
         model = open_model_file(tmp_path / "run" / "best.keras")

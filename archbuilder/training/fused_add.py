@@ -14,7 +14,8 @@ recorded on the tape (tape_gradient.py) as the upstream gradient for every input
 TensorFlow's gradient computes (sums over no axes), with no op at all. Gradients are Keras's to
 the order in which TensorFlow sums a tensor's gradients from its several consumers, which it
 does not fix from run to run either (tests/test_fused_add.py). Only where every input
-has the output's static shape (an unknown batch size aside), in float32; the switch is made on
+has the output's static shape (an unknown batch size aside), in float32 or bfloat16
+(`mixed_bfloat16`: the same AddV2s on bfloat16 tensors); the switch is made on
 layer *instances* (instance_switch.py), so model files stay those of stock layers.
 """
 
@@ -37,9 +38,11 @@ def _same_shapes(tensors) -> bool:
 
 
 def fusable(layer) -> bool:
-    """A stock Add layer computing in float32 whose inputs have one static shape in every call
-    of the model (a shared layer's calls included)."""
-    if type(layer) is not keras.layers.Add or "call" in vars(layer) or layer.compute_dtype != "float32":
+    """A stock Add layer computing in float32 or bfloat16 whose inputs have one static shape in
+    every call of the model (a shared layer's calls included)."""
+    if type(layer) is not keras.layers.Add or "call" in vars(layer):
+        return False
+    if layer.compute_dtype not in ("float32", "bfloat16"):
         return False
     calls = [node.input_tensors for node in getattr(layer, "_inbound_nodes", [])]
     return bool(calls) and all(_same_shapes(tensors) for tensors in calls)

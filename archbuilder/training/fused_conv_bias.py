@@ -11,7 +11,9 @@ ResNets have biases before their batch norms): 371 of its 3,498 training-graph o
 Here the bias goes to `tf.nn.bias_add` as it is: the same BiasAdd on the same values, forward and
 backward (BiasAddGrad), so outputs and gradients are Keras's bit for bit
 (tests/test_fused_conv_bias.py). Only where Keras itself ends in BiasAdd: a stock channels-last
-Conv2D computing in float32 with more than one filter (one filter is a broadcast `tf.add` there).
+Conv2D computing in float32, or in bfloat16 under `mixed_bfloat16` (Keras's BiasAdd then takes
+the bias cast to bfloat16, as here), with more than one filter (one filter is a broadcast `tf.add`
+there).
 The switch is made on layer *instances* (instance_switch.py): model files stay those of stock
 layers, and the instance's own `convolution_op` (grouped_conv.py, cpu_kernels.py) still runs.
 """
@@ -25,13 +27,14 @@ from archbuilder.training.instance_switch import plain_weights, switch_instances
 
 
 def fusable(layer) -> bool:
-    """A stock channels-last Conv2D with a bias of more than one value, computing in float32."""
+    """A stock channels-last Conv2D with a bias of more than one value, computing in float32 or
+    bfloat16 (float32 weights)."""
     if type(layer) is not keras.layers.Conv2D or "call" in vars(layer) or not layer.use_bias:
         return False
     if not plain_weights(layer):
         return False
     return (layer.data_format == "channels_last" and layer.filters > 1
-            and layer.compute_dtype == "float32" and layer.variable_dtype == "float32")
+            and layer.compute_dtype in ("float32", "bfloat16") and layer.variable_dtype == "float32")
 
 
 def use_fused_conv_bias(model) -> list[str]:
