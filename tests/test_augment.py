@@ -47,6 +47,18 @@ def test_the_same_seed_and_epoch_give_bit_identical_augmented_batches_and_a_resu
     assert not _same(runs[0][:steps], _augmented(x, y, 0, 1, seed=12))  # another seed, other changes
 
 
+def test_mixed_bfloat16_training_augments_the_same_float32_images():
+    """`training.precision: mixed_bfloat16` sets Keras's global policy before the pipeline is made;
+    the augmentation stays float32 (bfloat16 would round 0-255 pixels to steps of up to 1, and its
+    contrast layer failed on a float32 factor): the same batches, bit for bit."""
+    from archbuilder.training.precision import precision_policy
+
+    x, y = _images(16), np.arange(16) % 4
+    with precision_policy("mixed_bfloat16"):
+        mixed = _augmented(x, y, 0, 1)
+    assert mixed[0][0].dtype == np.float32 and _same(mixed, _augmented(x, y, 0, 1))
+
+
 def test_an_example_is_changed_by_its_epoch_and_index_not_by_its_batch():
     from archbuilder.data.augment import StatelessAugmentation
 

@@ -28,28 +28,33 @@ def augmentation_layers(spec: AugmentationSpec, seed: int):
     """A keras.Sequential of random layers on 0-255 float images, or None when all are off.
 
     Training draws their random numbers per example (data.augment), not from their seed
-    generators, whose state advances in whatever order tf.data calls them.
+    generators, whose state advances in whatever order tf.data calls them. They compute in
+    float32 whatever `training.precision` is: they change the input pipeline's float32 images,
+    not the model. (Under a mixed_bfloat16 global policy Keras builds them in bfloat16, and
+    RandomContrast then multiplied its bfloat16 mean by a float32 factor and failed.)
     """
     import keras
 
     def seed_for(layer: int) -> int:  # one seed per layer, each a valid 32-bit seed
         return (seed + layer) % 2**31
 
+    common = {"dtype": "float32"}
     layers = []
     if spec.horizontal_flip or spec.vertical_flip:
         mode = "horizontal_and_vertical" if spec.horizontal_flip and spec.vertical_flip else (
             "horizontal" if spec.horizontal_flip else "vertical")
-        layers.append(keras.layers.RandomFlip(mode, seed=seed_for(0)))
+        layers.append(keras.layers.RandomFlip(mode, seed=seed_for(0), **common))
     if spec.rotation:
-        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect", seed=seed_for(1)))
+        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect", seed=seed_for(1), **common))
     if spec.zoom:
-        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect", seed=seed_for(2)))
+        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect", seed=seed_for(2), **common))
     if spec.translation:
-        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect", seed=seed_for(3)))
+        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect",
+                                                     seed=seed_for(3), **common))
     if spec.contrast:
-        layers.append(keras.layers.RandomContrast(spec.contrast, seed=seed_for(4)))
+        layers.append(keras.layers.RandomContrast(spec.contrast, seed=seed_for(4), **common))
     if spec.brightness:
-        layers.append(keras.layers.RandomBrightness(spec.brightness, value_range=(0, 255), seed=seed_for(5)))
+        layers.append(keras.layers.RandomBrightness(spec.brightness, value_range=(0, 255), seed=seed_for(5), **common))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
