@@ -57,3 +57,25 @@ def native_stderr_quiet() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Python loggers `names` ("tensorflow", "absl", ...) at ERROR for the block, then as they
+    were: for notes a library logs about work we chose to do (TensorFlow's "triggered
+    tf.function retracing" while we trace one function per kernel on purpose, Keras's legacy-.h5
+    note when the user asked for .h5). ARCHBUILDER_TF_LOGS=1 shows everything."""
+    import logging
+
+    if os.environ.get("ARCHBUILDER_TF_LOGS") == "1":
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

@@ -326,3 +326,20 @@ def test_depthwise_sum_is_timed_where_native_fails(monkeypatch):
     monkeypatch.setattr(grouped_choice, "grouped_convolution_op", without_native)
     ms = time_kernels(conv, batch_size=2, repeats=1)
     assert ms["native"] is None and ms["depthwise_sum"] > 0 and ms["split"] > 0
+
+
+def test_timing_many_shapes_tells_the_user_nothing_tensorflow_warns_about(tmp_path, monkeypatch, caplog):
+    """Timing traces a new function per kernel and shape, on purpose; TensorFlow's "triggered
+    tf.function retracing" warning (after 5 traces of one Python function) reached the terminal
+    of every run of ResNeXt-50, which has 7 such shapes. Here 6 shapes, two or three kernels each."""
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("ARCHBUILDER_TF_LOGS", raising=False)
+    inputs = keras.Input((6, 6, 8))
+    x = inputs
+    for index, (filters, kernel) in enumerate([(8, 3), (16, 3), (8, 1), (16, 1), (8, 2), (16, 2)]):
+        x = keras.layers.Conv2D(filters, kernel, padding="same", groups=2, name=f"grouped_{index}")(x)
+    model = keras.Model(inputs, x)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        choice = choose_grouped_kernels(model, batch_size=2)
+    assert len(choice.measured) == 6
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]

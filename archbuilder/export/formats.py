@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from archbuilder.atomic import atomic_dir, atomic_path, atomic_write_bytes
 from archbuilder.errors import UserError, shown
 from archbuilder.export import metadata as export_metadata
 from archbuilder.keras.model_files import native_path
+from archbuilder.runtime import quiet_loggers
 
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 # ONNX's standard operator set that tf2onnx targets here; 17 is read by every current runtime.
@@ -140,14 +140,6 @@ def _litert_bytes(model, quantize: str | None, calibration: np.ndarray | None) -
 def _quiet_converters() -> Iterator[None]:
     """tf2onnx and the TFLite converter log every step at INFO through Python logging and absl;
     Keras's NumPy-2 patch of tf2onnx probes `np.object`, which NumPy answers with a FutureWarning."""
-    loggers = [logging.getLogger(name) for name in ("tf2onnx", "absl", "tensorflow")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    with quiet_loggers("tf2onnx", "absl", "tensorflow"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield

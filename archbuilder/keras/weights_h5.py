@@ -25,6 +25,7 @@ from archbuilder.atomic import atomic_path
 from archbuilder.errors import UserError
 from archbuilder.file_kinds import suffix
 from archbuilder.hdf5_files import open_hdf5
+from archbuilder.runtime import quiet_loggers
 
 if TYPE_CHECKING:  # keras is imported lazily: `validate` must not pay for TensorFlow
     import keras
@@ -153,24 +154,16 @@ def save_h5(model: "keras.Model", path: str | os.PathLike) -> Path:
     Keras 3 still writes the legacy HDF5 layout for a `.h5` name, so Keras 2 tools and
     `load_h5_weights` read the file back.
     """
-    import logging
-
     path = Path(path)
     if suffix(path) != ".h5":
         raise UserError(f"{path}: an HDF5 model file must end in .h5 (received: {path.name})")
-    # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    absl_logger.setLevel(logging.ERROR)
     from archbuilder.keras.initializers import make_portable
 
     make_portable(model)  # Keras 2 readers know GlorotUniform, not archbuilder's initializer
-    try:
-        with atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
-            model.save(tmp, include_optimizer=False)
-            _store_keras2_config(tmp)
-    finally:
-        absl_logger.setLevel(level)
+    # Keras logs (through absl) that .h5 is legacy; writing it is what the user asked for.
+    with quiet_loggers("absl"), atomic_path(path, suffix=".h5") as tmp:  # Keras accepts only the lower-case suffix
+        model.save(tmp, include_optimizer=False)
+        _store_keras2_config(tmp)
     return path
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
+from archbuilder.runtime import quiet_loggers
 from archbuilder.training.instance_switch import gpu_present
 from archbuilder.training.kernel_choice import (
     cache_path, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
@@ -185,7 +186,10 @@ def choose_grouped_kernels(model, batch_size: int, say=lambda message: None) -> 
             f"at batch {timed_batch}, once (cached in {path})")
         start = time.perf_counter()
         for name, layer in missing.items():
-            ms = time_kernels(layer, timed_batch)
+            # One new tf.function per kernel and shape, on purpose: TensorFlow's retracing warning
+            # ("5 out of the last 15 calls ...") would tell the user to fix what is intended.
+            with quiet_loggers("tensorflow"):
+                ms = time_kernels(layer, timed_batch)
             ran = [k for k in ms if ms[k] is not None]
             # `split` runs wherever plain convolutions do; if nothing ran, Keras's op stays.
             timings[name] = {"ms": ms, "kernel": min(ran, key=ms.get) if ran else KEEP_KERAS}
