@@ -22,6 +22,7 @@ from archbuilder.training.grouped_choice import (
 )
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
 from archbuilder.training.kernel_choice import cache_path, machine_key
+from archbuilder.training.precision import precision_policy
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -60,9 +61,10 @@ def _forward_and_gradients(model, conv, x, upstream):
     with tf.GradientTape() as tape:
         tape.watch(x)
         outputs = model(x)
-        loss = tf.reduce_sum(outputs * upstream)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * upstream)  # no op in float32
     input_gradient, kernel_gradient = tape.gradient(loss, [x, conv.kernel])
-    return [outputs.numpy(), input_gradient.numpy(), kernel_gradient.numpy()]
+    # bfloat16 values (mixed_bfloat16) as float32, which holds each exactly.
+    return [tf.cast(t, tf.float32).numpy() for t in (outputs, input_gradient, kernel_gradient)]
 
 
 # Why this tolerance. Each output element, input-gradient element and kernel-gradient element is a
@@ -90,6 +92,24 @@ CASES = [(shape, kernel) for shape, (size, arguments) in SHAPES.items() for kern
 
 @pytest.mark.parametrize("shape, kernel", CASES)
 def test_each_kernel_gives_keras_outputs_and_gradients(shape, kernel):
+    _check_kernel_against_keras(shape, kernel)
+
+
+# Under mixed_bfloat16 both sides multiply the same bfloat16 values (input, kernel and upstream
+# gradient are cast before the convolution) and sum them in float32 (oneDNN's bfloat16 kernels and
+# XLA's CPU convolutions accumulate in float32): the float32 bound above, then each result rounded
+# to bfloat16, at most u = 2**-8 of it per side (7 fraction bits). A biased output is rounded twice,
+# after the convolution (of size at most |output| + |bias|) and after the bias.
+@pytest.mark.parametrize("shape, kernel", [("convnext_depthwise", "depthwise"), ("resnext_3x3", "native"),
+                                           ("resnext_3x3", "split"), ("resnext_3x3_stride2", "native")])
+def test_under_mixed_bfloat16_each_kernel_gives_keras_values_to_bfloat16_rounding(shape, kernel):
+    with precision_policy("mixed_bfloat16"):
+        _check_kernel_against_keras(shape, kernel, rounding=2.0**-8)
+
+
+def _check_kernel_against_keras(shape, kernel, rounding=0.0):
+    """Outputs, input and kernel gradients of `kernel` within the bound above of Keras's own
+    layer's, plus `rounding` of each result per side where they are rounded to a 16-bit type."""
     input_shape, arguments = SHAPES[shape]
     keras_model, keras_conv = _layer(input_shape, arguments)
     ours_model, ours_conv = _layer(input_shape, arguments)
@@ -107,7 +127,8 @@ def test_each_kernel_gives_keras_outputs_and_gradients(shape, kernel):
         assert kernel == "native"
         return
     # The magnitudes: the same convolution, without bias, on absolute values.
-    magnitude_model, magnitude_conv = _layer(input_shape, {**arguments, "use_bias": False})
+    with precision_policy("float32"):
+        magnitude_model, magnitude_conv = _layer(input_shape, {**arguments, "use_bias": False})
     magnitude_conv.kernel.assign(np.abs(keras_conv.kernel.numpy()))
     magnitude = _forward_and_gradients(magnitude_model, magnitude_conv, np.abs(x), np.abs(upstream))
     kh, kw = keras_conv.kernel_size
@@ -115,10 +136,12 @@ def test_each_kernel_gives_keras_outputs_and_gradients(shape, kernel):
     terms = [kh * kw * channels // groups, kh * kw * filters // groups, BATCH * int(np.prod(upstream.shape[1:3]))]
     for name, want, have, n, size in zip(("outputs", "input gradient", "kernel gradient"), expected, got, terms, magnitude):
         assert have.shape == want.shape, name
-        bound = _bound(n, size) + (2 * U * np.abs(want) if name == "outputs" else 0)
+        bound = _bound(n, size) + (2 * U * np.abs(want) if name == "outputs" else 0) + 2 * rounding * np.abs(want)
+        if name == "outputs" and keras_conv.use_bias:
+            bound = bound + 2 * rounding * (np.abs(want) + np.abs(keras_conv.bias.numpy()))
         assert np.all(np.abs(have - want) <= bound), (name, float(np.max(np.abs(have - want) - bound)))
         # the bound is far below the values themselves: the check can fail
-        assert np.median(bound) < 1e-2 * np.median(np.abs(want)), name
+        assert np.median(bound) < (1e-2 + 4 * rounding) * np.median(np.abs(want)), name
 
 
 def test_a_wrong_kernel_layout_is_caught():

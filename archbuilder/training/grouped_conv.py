@@ -44,13 +44,17 @@ TIMED = ("depthwise_sum", "split", "native")  # chosen among by timing, for grou
 
 def switchable(layer) -> bool:
     """A stock Keras Conv2D with groups > 1 that these kernels compute exactly: channels last, no
-    dilation, equal strides (TensorFlow's depthwise kernel takes only those), float32, input
-    channels known and not yet switched."""
+    dilation, equal strides (TensorFlow's depthwise kernel takes only those), float32 or bfloat16
+    (`mixed_bfloat16`: the same products of the same bfloat16 values, summed in float32 by oneDNN
+    and by Keras's XLA path alike; grouped_choice.py times each dtype apart), input channels known
+    and not yet switched."""
     if not isinstance(layer, keras.layers.Conv2D) or type(layer).convolution_op is not keras.layers.Conv2D.convolution_op:
         return False
     if "convolution_op" in vars(layer) or layer.groups <= 1 or layer.data_format != "channels_last":
         return False
-    if tuple(layer.dilation_rate) != (1, 1) or layer.strides[0] != layer.strides[1] or layer.compute_dtype != "float32":
+    if tuple(layer.dilation_rate) != (1, 1) or layer.strides[0] != layer.strides[1]:
+        return False
+    if layer.compute_dtype not in ("float32", "bfloat16"):
         return False
     try:
         channels = layer.input.shape[-1]
