@@ -4,6 +4,7 @@ Keras's outputs and gradients bit for bit, a smaller traced graph, model files u
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from archbuilder.runtime import configure_tensorflow_environment
 
@@ -37,29 +38,20 @@ def _pair():
     return stock, twin(stock)
 
 
-def test_fused_add_computes_kerass_outputs_bit_for_bit_and_its_gradients():
-    stock, fused = _pair()
-    assert sorted(use_fused_add(fused)) == SWITCHED
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(5, 6, 6, 4)).astype("float32")
-    upstream = rng.normal(size=(5, 144)).astype("float32")
-    # The same AddV2 ops forward; backward TensorFlow's gradient sums over no axes: the upstream
-    # gradient itself, here handed on as it is, so every later sum adds the same values (in an
-    # order TensorFlow does not fix).
-    assert_same_outputs_and_gradients(stock, fused, x, upstream, gradient_bound=summation_order_bound)
-
-
-def test_under_mixed_bfloat16_the_same_adds_too():
-    """`training.precision: mixed_bfloat16`: the same AddV2s on bfloat16 tensors forward, the
-    upstream gradient handed on backward, summed in bfloat16 by the tape."""
-    with precision_policy("mixed_bfloat16"):
+@pytest.mark.parametrize("precision, dtype", [("float32", "float32"), ("mixed_bfloat16", "bfloat16")])
+def test_fused_add_computes_kerass_outputs_bit_for_bit_and_its_gradients(precision, dtype):
+    with precision_policy(precision):
         stock, fused = _pair()
         assert sorted(use_fused_add(fused)) == SWITCHED
-        rng = np.random.default_rng(3)
+        rng = np.random.default_rng(1)
         x = rng.normal(size=(5, 6, 6, 4)).astype("float32")
         upstream = rng.normal(size=(5, 144)).astype("float32")
+        # The same AddV2 ops forward (on bfloat16 tensors under mixed_bfloat16); backward
+        # TensorFlow's gradient sums over no axes: the upstream gradient itself, here handed on as
+        # it is, so every later sum adds the same values (in an order TensorFlow does not fix, in
+        # the tensors' dtype).
         assert_same_outputs_and_gradients(stock, fused, x, upstream,
-                                          gradient_bound=lambda values: summation_order_bound(values, "bfloat16"))
+                                          gradient_bound=lambda values: summation_order_bound(values, dtype))
 
 
 def test_the_traced_training_step_is_smaller():

@@ -4,6 +4,7 @@ Keras's outputs and gradients bit for bit, a smaller traced graph, model files u
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from archbuilder.runtime import configure_tensorflow_environment
 
@@ -39,23 +40,14 @@ def _pair():
     return stock, twin(stock)
 
 
-def test_fused_conv_bias_computes_kerass_outputs_and_gradients_bit_for_bit():
-    stock, fused = _pair()
-    assert sorted(use_fused_conv_bias(fused)) == SWITCHED
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(5, 9, 9, 4)).astype("float32")
-    upstream = rng.normal(size=(5, 16)).astype("float32")
-    # The same BiasAdd (and BiasAddGrad) on the same values as Keras's own path: the same bits.
-    assert_same_outputs_and_gradients(stock, fused, x, upstream)
-
-
-def test_under_mixed_bfloat16_the_same_bits_too():
-    """`training.precision: mixed_bfloat16`: Keras's convolution ends in the same BiasAdd on
-    bfloat16 tensors (its bias cast to bfloat16), and so does the switched call."""
-    with precision_policy("mixed_bfloat16"):
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_fused_conv_bias_computes_kerass_outputs_and_gradients_bit_for_bit(precision):
+    """The same BiasAdd (and BiasAddGrad) on the same values as Keras's own path: the same bits;
+    under `mixed_bfloat16` (training.precision) on bfloat16 tensors, Keras's bias cast as ours."""
+    with precision_policy(precision):
         stock, fused = _pair()
         assert sorted(use_fused_conv_bias(fused)) == SWITCHED
-        rng = np.random.default_rng(4)
+        rng = np.random.default_rng(1)
         x = rng.normal(size=(5, 9, 9, 4)).astype("float32")
         upstream = rng.normal(size=(5, 16)).astype("float32")
         assert_same_outputs_and_gradients(stock, fused, x, upstream)
