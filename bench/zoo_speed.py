@@ -31,7 +31,9 @@ round (each round starts with the other one), on the same real photos (the sign-
          `later_step_cpu_s`: CPU seconds of its first step and its median step; `end_s`: end of
          its last step to process exit
 
-`ratio` is ours / timm's images/s, the median of each round's own ratio. The first line holds the
+`ratio` is ours / timm's images/s, the median of each round's own ratio. A run that fails (e.g.
+`train`'s memory guard refusing the batch: ResNet-152 at 32 on a 24 GB machine) is printed as
+`failed`; that network's later runs are skipped and the next network runs. The first line holds the
 CPU model, its flags of interest and `uptime`'s load: figures measured while other programs run
 are noisy; say so with them. torch and timm come from the `bench` extra (`pip install -e .[bench]`).
 """
@@ -252,16 +254,24 @@ def main() -> None:
         folder = make_folder(Path(tmp) / "images", args.batch * args.steps)
         for network in networks:
             runs = {"ours": [], "timm": []}
+            failed = None
             for round_ in range(args.rounds):
                 order = ("ours", "timm") if round_ % 2 == 0 else ("timm", "ours")
-                for who in (w for w in order if w in args.who.split(",")):
-                    result = ours(network, folder, Path(tmp), args) if who == "ours" else theirs(network, folder, args)
+                for who in (w for w in order if w in args.who.split(",") and not failed):
+                    try:
+                        result = ours(network, folder, Path(tmp), args) if who == "ours" else theirs(network, folder, args)
+                    except RuntimeError as error:  # e.g. `train`'s memory guard refuses the batch
+                        failed = f"{who}: {str(error).strip().splitlines()[-1]}"
+                        print(json.dumps({"network": network, "who": who, "round": round_ + 1, "failed": str(error)}),
+                              flush=True)
+                        continue  # the next network still runs; this one's pairs so far count
                     runs[who].append(result)
                     print(json.dumps({"network": network, "who": who, "round": round_ + 1, **result,
                                       "load": os.getloadavg()}), flush=True)
             ratios = [a["images_per_second"] / b["images_per_second"] for a, b in zip(runs["ours"], runs["timm"])]
             summary[network] = {"timm_name": TIMM_NAMES[network][0],
-                                "ratio": round(statistics.median(ratios), 3) if ratios else None}
+                                "ratio": round(statistics.median(ratios), 3) if ratios else None,
+                                **({"failed": failed} if failed else {})}
             for key in ("images_per_second", "first_step_extra_s", "first_step_cpu_s", "later_step_cpu_s",
                         "first_step_s", "end_s"):
                 for who, rs in runs.items():
@@ -284,6 +294,9 @@ def main() -> None:
     print("\n| network | timm model | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 2))
     for network, row in summary.items():
         print(f"| {network} | {row['timm_name']} | " + " | ".join(cell(k, row) for k in columns.values()) + " |")
+    for network, row in summary.items():
+        if "failed" in row:
+            print(f"\n{network}: a run failed, later rounds not run ({row['failed']})")
 
 if __name__ == "__main__":
     main()
