@@ -29,9 +29,9 @@ rounds the output to bfloat16; the kernel with T = bfloat16, U = float32 compute
 and rounds its output the same way, so the two differ by float32 summation order, which can move
 an output by one bfloat16 rounding step. On the Zen 5 of bench/RESULTS.md this took a
 `mixed_bfloat16` training step of the documented ResNet-50 from 0.226 to 0.172 s (Keras's batch
-norm in bfloat16 is a Cast and ~17 more ops a layer each way). Like cpu_kernels.py, the switch is made on the
-layer *instances* (their own `call`), never on the class: the model's config and its saved files
-are those of stock layers, and a model loaded for --resume is switched again.
+norm in bfloat16 is a Cast and ~17 more ops a layer each way). Like cpu_kernels.py, the switch is
+made on the layer *instances* (their own `call`), never on the class: the model's config and its
+saved files are those of stock layers, and a model loaded for --resume is switched again.
 """
 
 from __future__ import annotations

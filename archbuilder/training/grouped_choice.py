@@ -47,8 +47,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
 from archbuilder.runtime import quiet_loggers
+from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
 from archbuilder.training.instance_switch import gpu_present
 from archbuilder.training.kernel_choice import (
     cache_path, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
