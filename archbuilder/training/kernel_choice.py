@@ -57,7 +57,7 @@ def onednn_enabled() -> bool:
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") in ("1", "true", "True")
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
+def cpuinfo() -> tuple[str, list[str]]:
     """Model name and flags of the first CPU in /proc/cpuinfo (Linux); empty elsewhere."""
     model, flags = "", []
     try:
@@ -76,7 +76,7 @@ def _cpuinfo() -> tuple[str, list[str]]:
 
 def machine_key() -> dict:
     """What decides which kernels TensorFlow runs here; a cache for another key is not used."""
-    model, flags = _cpuinfo()
+    model, flags = cpuinfo()
     return {
         "cpu": model,
         "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],

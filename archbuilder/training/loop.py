@@ -29,8 +29,10 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT, Distribution
 from archbuilder.training.distribute import start as start_distribution  # noqa: E402
 from archbuilder.training.end_phases import EndPhases, evaluation_images, load_saved_weights  # noqa: E402
 from archbuilder.training.grappler_rounds import one_grappler_round  # noqa: E402
+from archbuilder.training.instance_switch import gpu_present  # noqa: E402
+from archbuilder.training.kernel_choice import cpuinfo  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
-from archbuilder.training.precision import precision_policy  # noqa: E402
+from archbuilder.training.precision import emulated_bfloat16_note, precision_policy  # noqa: E402
 from archbuilder.training.prepare import (  # noqa: E402
     model_metadata, planned_training, resume, say, start_new, steps_per_epoch, weights_fingerprint,
 )
@@ -115,6 +117,9 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
             f"{training.learning_rate:g} as the spec says" + ("" if distribution.is_chief else "; the chief writes the run folder"))
     if training.precision != "float32":
         say(f"precision: {training.precision} (weights and the final softmax in float32)")
+        note = emulated_bfloat16_note(training.precision, cpuinfo()[1], gpu_present())
+        if note:
+            say(note)
     # Every function traced and called from here on is optimized by grappler once, not twice
     # and again by tfg: the same computation, less of the first step (grappler_rounds.py).
     with one_grappler_round():
