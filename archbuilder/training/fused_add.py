@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import switch_instances
+from archbuilder.training.instance_switch import SWITCHED_DTYPES, switch_instances
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
@@ -42,7 +42,7 @@ def fusable(layer) -> bool:
     every call of the model (a shared layer's calls included)."""
     if type(layer) is not keras.layers.Add or "call" in vars(layer):
         return False
-    if layer.compute_dtype not in ("float32", "bfloat16"):
+    if layer.compute_dtype not in SWITCHED_DTYPES:
         return False
     calls = [node.input_tensors for node in getattr(layer, "_inbound_nodes", [])]
     return bool(calls) and all(_same_shapes(tensors) for tensors in calls)

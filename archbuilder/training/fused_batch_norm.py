@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import gpu_present, switch_instances
+from archbuilder.training.instance_switch import SWITCHED_DTYPES, gpu_present, switch_instances
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 # cuDNN refuses an epsilon under CUDNN_BN_MIN_EPSILON (1e-5), and the op's float32 attribute holds
@@ -65,7 +65,7 @@ def fusable(layer) -> bool:
     except (AttributeError, ValueError):  # a layer not yet called, or shared by several inputs
         return False
     # bfloat16 on CPU only: cuDNN's bfloat16 batch norm is not the kernel measured and tested here.
-    dtype_ok = layer.compute_dtype == "float32" or (layer.compute_dtype == "bfloat16" and not gpu_present())
+    dtype_ok = layer.compute_dtype in SWITCHED_DTYPES and (layer.compute_dtype == "float32" or not gpu_present())
     return (rank == 4 and layer.axis in (-1, 3) and layer.epsilon >= _min_epsilon()
             and layer.variable_dtype == "float32" and dtype_ok)
 

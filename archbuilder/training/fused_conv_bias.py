@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import plain_weights, switch_instances
+from archbuilder.training.instance_switch import SWITCHED_DTYPES, plain_weights, switch_instances
 
 
 def fusable(layer) -> bool:
@@ -34,7 +34,7 @@ def fusable(layer) -> bool:
     if not plain_weights(layer):
         return False
     return (layer.data_format == "channels_last" and layer.filters > 1
-            and layer.compute_dtype in ("float32", "bfloat16") and layer.variable_dtype == "float32")
+            and layer.compute_dtype in SWITCHED_DTYPES and layer.variable_dtype == "float32")
 
 
 def use_fused_conv_bias(model) -> list[str]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import gpu_present
+from archbuilder.training.instance_switch import SWITCHED_DTYPES, gpu_present
 
 KERNELS = ("depthwise", "depthwise_sum", "split", "native")
 TIMED = ("depthwise_sum", "split", "native")  # chosen among by timing, for groups < channels
@@ -54,7 +54,7 @@ def switchable(layer) -> bool:
         return False
     if tuple(layer.dilation_rate) != (1, 1) or layer.strides[0] != layer.strides[1]:
         return False
-    if layer.compute_dtype not in ("float32", "bfloat16"):
+    if layer.compute_dtype not in SWITCHED_DTYPES:
         return False
     try:
         channels = layer.input.shape[-1]

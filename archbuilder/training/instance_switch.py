@@ -12,6 +12,11 @@ import functools
 import tensorflow as tf
 
 
+# The compute dtypes the layer switches take: float32, and bfloat16 under `mixed_bfloat16`
+# (float32 weights; each switch's module says how its bfloat16 values compare with Keras's).
+SWITCHED_DTYPES = ("float32", "bfloat16")
+
+
 @functools.cache
 def gpu_present() -> bool:
     """Whether TensorFlow sees a GPU: where cuDNN runs these layers, the CPU switches stay off.
