@@ -23,20 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
 from bench.zoo_speed import machine  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def build(network: str, precision: str):
-    from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable
     from archbuilder.training.precision import precision_policy
 
     with precision_policy(precision):  # layers take the global policy when they are made
         model = make(network, [])
-    switch_grouped_convolutions(model, {layer.name: "native" for layer in model._flatten_layers(include_self=False)
-                                        if switchable(layer) and not is_depthwise(layer)})
+    grouped_on_native(model)
     return model
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
 
 
 def main() -> None:
@@ -37,11 +37,8 @@ def main() -> None:
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable
-
     model = make(args.network, [])
-    switch_grouped_convolutions(model, {layer.name: "native" for layer in model._flatten_layers(include_self=False)
-                                        if switchable(layer) and not is_depthwise(layer)})
+    grouped_on_native(model)
     x = np.random.RandomState(0).uniform(0, 255, (args.batch, *model.input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(args.batch) % 10, 10)
     for _ in range(2):
