@@ -8,9 +8,17 @@ gradient tape adds a reshape of the bias gradient back through both, six ops a l
 then removes. The documented ResNet-50 has 53 biased convolutions (Keras's and the notebook's
 ResNets have biases before their batch norms): 371 of its 3,498 training-graph ops at 64x64.
 
-Here the bias goes to `tf.nn.bias_add` as it is: the same BiasAdd on the same values, forward and
-backward (BiasAddGrad), so outputs and gradients are Keras's bit for bit
-(tests/test_fused_conv_bias.py). Only where Keras itself ends in BiasAdd: a stock channels-last
+Here the bias goes to `tf.nn.bias_add` as it is: the same BiasAdd on the same values, so the
+outputs are Keras's bit for bit. Its gradient is recorded on the tape (tape_gradient.py) as a
+plain sum of the upstream gradient over batch, height and width, where TensorFlow's registered
+gradient is a BiasAddGrad: with oneDNN on (runtime.py turns it on) TensorFlow's layout pass fuses
+a BiasAddGrad with the Conv2DBackpropFilter that reads the same upstream gradient into one
+`_MklNativeConv2DBackpropFilterWithBias`, and that fused kernel is slower than the two apart on
+the AVX-512 Zen 5: 28.5 against 23.3 ms for a 56x56x64 3x3 layer at batch 32, 59 against 34 ms
+for ResNet-18's 7x7 stem; whole ResNet-18/34 steps 8-9% and ResNet-50/101 steps 5-6% faster
+(bench/RESULTS.md). The sum is the same math in another order (tests/test_fused_conv_bias.py
+bounds it against a float64 sum); in bfloat16 it accumulates in float32 where an unfused bfloat16
+BiasAddGrad accumulates in bfloat16. Only where Keras itself ends in BiasAdd: a stock channels-last
 Conv2D computing in float32, or in bfloat16 under `mixed_bfloat16` (Keras's BiasAdd then takes
 the bias cast to bfloat16, as here), with more than one filter (one filter is a broadcast `tf.add`
 there).
@@ -24,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.instance_switch import SWITCHED_DTYPES, plain_weights, switch_instances
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 def fusable(layer) -> bool:
@@ -47,8 +56,22 @@ def _call(layer):
     def call(inputs):
         # The layer's convolution_op read at each call: grouped_conv.py and cpu_kernels.py may
         # give the instance its own, before or after this switch.
-        outputs = layer.convolution_op(inputs, layer.kernel)
-        outputs = tf.nn.bias_add(outputs, keras.ops.convert_to_tensor(layer.bias))
+        convolved = layer.convolution_op(inputs, layer.kernel)
+        outputs = bias_add(convolved, keras.ops.convert_to_tensor(layer.bias))
         return outputs if layer.activation is None else layer.activation(outputs)
 
     return call
+
+
+def bias_add(convolved, bias):
+    """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor, its bias gradient recorded as a
+    sum over every axis but the channels (see the module's docstring: not a BiasAddGrad, which
+    oneDNN's layout pass would fuse into the kernel gradient's slower kernel)."""
+    # A tensor, read once (keras.ops.convert_to_tensor hands on a float32 variable as it is).
+    bias = tf.convert_to_tensor(bias)
+    with untaped():
+        outputs = tf.nn.bias_add(convolved, bias)
+    axes = list(range(convolved.shape.rank - 1))
+    record_gradient("BiasAdd", [outputs], [convolved, bias],
+                    lambda upstream: [upstream, tf.reduce_sum(upstream, axis=axes)])
+    return outputs
