@@ -17,8 +17,9 @@ a BiasAddGrad with the Conv2DBackpropFilter that reads the same upstream gradien
 the AVX-512 Zen 5: 28.5 against 23.3 ms for a 56x56x64 3x3 layer at batch 32, 59 against 34 ms
 for ResNet-18's 7x7 stem; whole ResNet-18/34 steps 8-9% and ResNet-50/101 steps 5-6% faster
 (bench/RESULTS.md). The sum is the same math in another order (tests/test_fused_conv_bias.py
-bounds it against a float64 sum); in bfloat16 it accumulates in float32 where an unfused bfloat16
-BiasAddGrad accumulates in bfloat16. Only where Keras itself ends in BiasAdd: a stock channels-last
+bounds it against a float64 sum). In bfloat16 (`mixed_bfloat16`) the gradient stays BiasAddGrad:
+there the fused kernel is not the slower one, and the separate sum made a ResNet-18 step 3% slower
+(bench/RESULTS.md). Only where Keras itself ends in BiasAdd: a stock channels-last
 Conv2D computing in float32, or in bfloat16 under `mixed_bfloat16` (Keras's BiasAdd then takes
 the bias cast to bfloat16, as here), with more than one filter (one filter is a broadcast `tf.add`
 there).
@@ -64,11 +65,13 @@ def _call(layer):
 
 
 def bias_add(convolved, bias):
-    """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor, its bias gradient recorded as a
-    sum over every axis but the channels (see the module's docstring: not a BiasAddGrad, which
-    oneDNN's layout pass would fuse into the kernel gradient's slower kernel)."""
+    """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor; in float32 its bias gradient
+    recorded as a sum over every axis but the channels (see the module's docstring: not a
+    BiasAddGrad, which oneDNN's layout pass would fuse into the kernel gradient's slower kernel)."""
     # A tensor, read once (keras.ops.convert_to_tensor hands on a float32 variable as it is).
     bias = tf.convert_to_tensor(bias)
+    if convolved.dtype != tf.float32:  # bfloat16: BiasAddGrad, fused (see the module's docstring)
+        return tf.nn.bias_add(convolved, bias)
     with untaped():
         outputs = tf.nn.bias_add(convolved, bias)
     axes = list(range(convolved.shape.rank - 1))
