@@ -9,17 +9,19 @@ then removes. The documented ResNet-50 has 53 biased convolutions (Keras's and t
 ResNets have biases before their batch norms): 371 of its 3,498 training-graph ops at 64x64.
 
 Here the bias goes to `tf.nn.bias_add` as it is: the same BiasAdd on the same values, so the
-outputs are Keras's bit for bit. Its gradient is recorded on the tape (tape_gradient.py) as a
-plain sum of the upstream gradient over batch, height and width, where TensorFlow's registered
-gradient is a BiasAddGrad: with oneDNN on (runtime.py turns it on) TensorFlow's layout pass fuses
-a BiasAddGrad with the Conv2DBackpropFilter that reads the same upstream gradient into one
-`_MklNativeConv2DBackpropFilterWithBias`, and that fused kernel is slower than the two apart on
-the AVX-512 Zen 5: 28.5 against 23.3 ms for a 56x56x64 3x3 layer at batch 32, 59 against 34 ms
-for ResNet-18's 7x7 stem; whole ResNet-18/34 steps 8-9% and ResNet-50/101 steps 5-6% faster
-(bench/RESULTS.md). The sum is the same math in another order (tests/test_fused_conv_bias.py
-bounds it against a float64 sum). In bfloat16 (`mixed_bfloat16`) the gradient stays BiasAddGrad:
-there the fused kernel is not the slower one, and the separate sum made a ResNet-18 step 3% slower
-(bench/RESULTS.md). Only where Keras itself ends in BiasAdd: a stock channels-last
+outputs are Keras's bit for bit. In float32 its gradient is recorded on the tape (tape_gradient.py)
+as a plain sum of the upstream gradient over batch, height and width, where TensorFlow's
+registered gradient is a BiasAddGrad: with oneDNN on (runtime.py turns it on), TensorFlow's layout
+pass fuses a BiasAddGrad with the Conv2DBackpropFilter that reads the same upstream gradient into
+one `_MklNativeConv2DBackpropFilterWithBias`, and on the AVX-512 Zen 5 that fused kernel is slower
+than the two apart (batch 32: 24-27 against 19-21 ms for a 56x56x64 3x3 layer, 56 against 29-34
+ms for ResNet-18's 7x7 stem); whole float32 steps at 224x224 run ResNet-18 8-9%, ResNet-34 5-8%,
+ResNet-50 4-6% and ResNet-101 2-6% faster with the sum (bench/bias_gradient.py, RESULTS.md; not
+measured on the AVX2 machines, where the sum costs at most one more pass over the upstream
+gradient). The sum is the same math in another order (tests/test_fused_conv_bias.py bounds it
+against the exact sum). In bfloat16 (`mixed_bfloat16`) the gradient stays BiasAddGrad: there the
+fused kernel is not the slower one, and the sum made steps slower (ResNet-50 4%).
+Only where Keras itself ends in BiasAdd: a stock channels-last
 Conv2D computing in float32, or in bfloat16 under `mixed_bfloat16` (Keras's BiasAdd then takes
 the bias cast to bfloat16, as here), with more than one filter (one filter is a broadcast `tf.add`
 there).
