@@ -12,7 +12,8 @@ with the Conv2DBackpropFilter that reads the same upstream gradient into one
            a reduce_sum over batch, height and width (what archbuilder/training/fused_conv_bias.py
            records in float32), median milliseconds
   steps    whole training steps of each zoo network (architectures/imagenet/NAME.yaml, 10 classes,
-           the switches `train` makes; bench/fused_kernels.py `make`) in two models with the same
+           the switches `train` makes; bench/fused_kernels.py `make`, grouped convolutions
+           on `native`) in two models with the same
            weights: one whose biased Conv2D layers take BiasAdd's registered gradient
            (BiasAddGrad), one whose layers record the sum; alternating on one random batch, first
            two steps dropped; median step each and the median per-round ratio
@@ -32,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
 
 # (input size, in channels, out channels, kernel, stride): ResNet-18/34's 7x7 stem and 3x3 layers.
 SHAPES = [(224, 3, 64, 7, 2), (56, 64, 64, 3, 1), (56, 64, 128, 3, 2), (28, 128, 128, 3, 1),
@@ -110,6 +111,7 @@ def steps(network: str, batch: int, count: int, precision: str) -> None:
     with precision_policy(precision):
         models = {"BiasAddGrad": make(network, []), "sum": make(network, [])}
         for name, model in models.items():
+            grouped_on_native(model)  # not Keras's XLA path (ResNeXt's grouped convolutions)
             for layer in model._flatten_layers(include_self=False):
                 if "call" in vars(layer) and type(layer) is keras.layers.Conv2D and layer.use_bias:
                     layer.call = (_biasaddgrad_call if name == "BiasAddGrad" else _sum_call)(layer)
