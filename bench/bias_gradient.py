@@ -1,22 +1,28 @@
-"""A convolution's bias gradient in training: TensorFlow's BiasAddGrad against a separate sum.
+"""A convolution's bias gradient in training: TensorFlow's BiasAddGrad, fused or not, against a sum.
 
     .venv/bin/python bench/bias_gradient.py [--networks resnet18,resnet34] [--batch 32] [--steps 10]
         [--precision float32] [--no-shapes]
 
 With oneDNN on (archbuilder/runtime.py turns it on), TensorFlow's layout pass fuses a BiasAddGrad
 with the Conv2DBackpropFilter that reads the same upstream gradient into one
-`_MklNativeConv2DBackpropFilterWithBias`. Two measurements of whether that helps:
+`_MklNativeConv2DBackpropFilterWithBias`. Three ways to compute the bias gradient:
 
-  shapes   per convolution shape of the ResNets at --batch: kernel gradient + BiasAddGrad (fused
-           by the layout pass) against the kernel gradient alone and against the kernel gradient +
-           a reduce_sum over batch, height and width (what archbuilder/training/fused_conv_bias.py
-           records in float32), median milliseconds
+  fused    BiasAdd's registered gradient: a BiasAddGrad of the upstream gradient, which the
+           layout pass fuses with the kernel gradient
+  sum      a reduce_sum of the upstream gradient over batch, height and width
+  matrix   a BiasAddGrad of the upstream gradient reshaped to [positions, channels]: a tensor the
+           kernel gradient does not read, so not fused (what archbuilder/training/
+           fused_conv_bias.py records in float32)
+
+measured two ways:
+
+  shapes   per convolution shape of the ResNets at --batch: the kernel gradient alone, and with
+           each of the three, in one function; median milliseconds
   steps    whole training steps of each zoo network (architectures/imagenet/NAME.yaml, 10 classes,
-           the switches `train` makes; bench/fused_kernels.py `make`, grouped convolutions
-           on `native`) in two models with the same
-           weights: one whose biased Conv2D layers take BiasAdd's registered gradient
-           (BiasAddGrad), one whose layers record the sum; alternating on one random batch, first
-           two steps dropped; median step each and the median per-round ratio
+           the switches `train` makes; bench/fused_kernels.py `make`, grouped convolutions on
+           `native`) in three models with the same weights whose biased Conv2D layers take each
+           way; alternating on one random batch, first two steps dropped; median step each and
+           the median per-round ratios to `fused`
 
 bench/RESULTS.md has the figures; the CPU and `uptime`'s load are printed first.
 """
@@ -51,11 +57,26 @@ def _median_ms(function, *args, repeats=9) -> float:
     return round(statistics.median(times) * 1e3, 1)
 
 
+def _sum(upstream):
+    import tensorflow as tf
+
+    return tf.reduce_sum(upstream, axis=[0, 1, 2])
+
+
+def _matrix(upstream):
+    import tensorflow as tf
+
+    return tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(upstream, [-1, upstream.shape[-1]]))
+
+
+WAYS = {"sum": _sum, "matrix": _matrix}
+
+
 def shapes(batch: int) -> None:
     import tensorflow as tf
 
-    print("| shape (batch %d) | kernel gradient + BiasAddGrad (fused) | kernel gradient alone | kernel gradient + sum |" % batch)
-    print("|---|---|---|---|")
+    print(f"| shape (batch {batch}) | kernel gradient alone | + BiasAddGrad (fused) | + sum | + BiasAddGrad of the matrix |")
+    print("|---|---|---|---|---|")
     for size, channels, filters, kernel, stride in SHAPES:
         x = tf.random.normal([batch, size, size, channels])
         upstream = tf.random.normal([batch, size // stride, size // stride, filters])
@@ -65,27 +86,17 @@ def shapes(batch: int) -> None:
                 input=x, filter_sizes=[kernel, kernel, channels, filters], out_backprop=upstream,
                 strides=[1, stride, stride, 1], padding="SAME")
 
-        fused = tf.function(lambda x, dy: (kernel_gradient(x, dy), tf.raw_ops.BiasAddGrad(out_backprop=dy)))
-        alone = tf.function(lambda x, dy: (kernel_gradient(x, dy),))
-        summed = tf.function(lambda x, dy: (kernel_gradient(x, dy), tf.reduce_sum(dy, axis=[0, 1, 2])))
-        times = [_median_ms(f, x, upstream) for f in (fused, alone, summed)]
+        functions = [tf.function(lambda x, dy: (kernel_gradient(x, dy),)),
+                     tf.function(lambda x, dy: (kernel_gradient(x, dy), tf.raw_ops.BiasAddGrad(out_backprop=dy)))]
+        functions += [tf.function(lambda x, dy, way=way: (kernel_gradient(x, dy), way(dy))) for way in WAYS.values()]
+        times = [_median_ms(f, x, upstream) for f in functions]
         print(f"| {size}x{size}x{channels} -> {filters}, {kernel}x{kernel}/{stride} | "
               + " | ".join(f"{t} ms" for t in times) + " |", flush=True)
 
 
-def _biasaddgrad_call(layer):
-    """The switched call with BiasAdd's registered gradient (BiasAddGrad)."""
-    import keras
-    import tensorflow as tf
-
-    def call(inputs):
-        outputs = tf.nn.bias_add(layer.convolution_op(inputs, layer.kernel), keras.ops.convert_to_tensor(layer.bias))
-        return outputs if layer.activation is None else layer.activation(outputs)
-    return call
-
-
-def _sum_call(layer):
-    """The switched call with the bias gradient recorded as a sum, in any dtype."""
+def _call(layer, way):
+    """The switched call with the bias gradient computed `way` (None: BiasAdd's registered
+    gradient, fused by the layout pass)."""
     import keras
     import tensorflow as tf
 
@@ -94,10 +105,12 @@ def _sum_call(layer):
     def call(inputs):
         convolved = layer.convolution_op(inputs, layer.kernel)
         bias = tf.convert_to_tensor(keras.ops.convert_to_tensor(layer.bias))
-        with untaped():
+        if way is None:
             outputs = tf.nn.bias_add(convolved, bias)
-        record_gradient("BiasAdd", [outputs], [convolved, bias],
-                        lambda upstream: [upstream, tf.reduce_sum(upstream, axis=[0, 1, 2])])
+        else:
+            with untaped():
+                outputs = tf.nn.bias_add(convolved, bias)
+            record_gradient("BiasAdd", [outputs], [convolved, bias], lambda upstream: [upstream, way(upstream)])
         return outputs if layer.activation is None else layer.activation(outputs)
     return call
 
@@ -108,25 +121,27 @@ def steps(network: str, batch: int, count: int, precision: str) -> None:
 
     from archbuilder.training.precision import precision_policy
 
+    ways = {"fused": None, **WAYS}
     with precision_policy(precision):
-        models = {"BiasAddGrad": make(network, []), "sum": make(network, [])}
+        models = {name: make(network, []) for name in ways}
         for name, model in models.items():
             grouped_on_native(model)  # not Keras's XLA path (ResNeXt's grouped convolutions)
             for layer in model._flatten_layers(include_self=False):
                 if "call" in vars(layer) and type(layer) is keras.layers.Conv2D and layer.use_bias:
-                    layer.call = (_biasaddgrad_call if name == "BiasAddGrad" else _sum_call)(layer)
-        x = np.random.RandomState(0).uniform(0, 255, (batch, *models["sum"].input_shape[1:])).astype("float32")
+                    layer.call = _call(layer, ways[name])
+        x = np.random.RandomState(0).uniform(0, 255, (batch, *models["fused"].input_shape[1:])).astype("float32")
         y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
         times = {name: [] for name in models}
+        order = list(models)
         for step in range(count):
-            for name, model in (models.items() if step % 2 == 0 else reversed(models.items())):
+            for name in order[step % len(order):] + order[:step % len(order)]:
                 start = time.perf_counter()
-                model.train_on_batch(x, y)
+                models[name].train_on_batch(x, y)
                 times[name].append(time.perf_counter() - start)
     medians = {name: round(statistics.median(t[2:]), 3) for name, t in times.items()}
-    ratio = statistics.median(a / b for a, b in zip(times["BiasAddGrad"][2:], times["sum"][2:]))
-    print(f"| {network} | {precision} | {batch} | {medians['BiasAddGrad']} s | {medians['sum']} s | {ratio:.3f} |",
-          flush=True)
+    ratios = {name: statistics.median(a / b for a, b in zip(times["fused"][2:], times[name][2:])) for name in WAYS}
+    print(f"| {network} | {precision} | {batch} | {medians['fused']} s | {medians['sum']} s | {medians['matrix']} s | "
+          f"{ratios['sum']:.3f} | {ratios['matrix']:.3f} |", flush=True)
 
 
 def main() -> None:
@@ -143,8 +158,8 @@ def main() -> None:
     print(f"CPU {cpu}, avx512f: {'avx512f' in open('/proc/cpuinfo').read()}, load {os.getloadavg()}")
     if not args.no_shapes:
         shapes(args.batch)
-    print("\n| network | precision | batch | step, BiasAddGrad | step, sum | BiasAddGrad / sum |")
-    print("|---|---|---|---|---|---|")
+    print("\n| network | precision | batch | step, fused | step, sum | step, matrix | fused / sum | fused / matrix |")
+    print("|---|---|---|---|---|---|---|---|")
     for network in args.networks.split(","):
         steps(network, args.batch, args.steps, args.precision)
 

@@ -65,16 +65,21 @@ def summation_order_bound(values, dtype="float32") -> float:
     return 1e-6 * ulps_over_float32 * float(np.abs(values).max())
 
 
-def training_graph_ops(model, input_shape) -> int:
-    """The op count of a traced step (outputs, a loss, the weights' gradients) of `model` on
-    inputs of `input_shape` with the batch size unknown, as in the traced training step."""
+def training_graph(model, input_shape):
+    """The graph of a traced step (outputs, a loss, the weights' gradients) of `model` on inputs
+    of `input_shape` with the batch size unknown, as in the traced training step."""
     @tf.function
     def step(inputs):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(model(inputs, training=True))
         return tape.gradient(loss, model.trainable_weights)
 
-    return len(step.get_concrete_function(tf.TensorSpec([None, *input_shape])).graph.get_operations())
+    return step.get_concrete_function(tf.TensorSpec([None, *input_shape])).graph
+
+
+def training_graph_ops(model, input_shape) -> int:
+    """The op count of `training_graph`."""
+    return len(training_graph(model, input_shape).get_operations())
 
 
 def switched_and_reloaded(fused, switch, path):

@@ -10,17 +10,19 @@ ResNets have biases before their batch norms): 371 of its 3,498 training-graph o
 
 Here the bias goes to `tf.nn.bias_add` as it is: the same BiasAdd on the same values, so the
 outputs are Keras's bit for bit. In float32 its gradient is recorded on the tape (tape_gradient.py)
-as a plain sum of the upstream gradient over batch, height and width, where TensorFlow's
-registered gradient is a BiasAddGrad: with oneDNN on (runtime.py turns it on), TensorFlow's layout
-pass fuses a BiasAddGrad with the Conv2DBackpropFilter that reads the same upstream gradient into
-one `_MklNativeConv2DBackpropFilterWithBias`, and on the AVX-512 Zen 5 that fused kernel is slower
-than the two apart (batch 32: 24-27 against 19-21 ms for a 56x56x64 3x3 layer, 56 against 29-34
-ms for ResNet-18's 7x7 stem); whole float32 steps at 224x224 run ResNet-18 8-9%, ResNet-34 5-8%,
-ResNet-50 4-6% and ResNet-101 2-6% faster with the sum (bench/bias_gradient.py, RESULTS.md; not
-measured on the AVX2 machines, where the sum costs at most one more pass over the upstream
-gradient). The sum is the same math in another order (tests/test_fused_conv_bias.py bounds it
-against the exact sum). In bfloat16 (`mixed_bfloat16`) the gradient stays BiasAddGrad: there the
-fused kernel is not the slower one, and the sum made steps slower (ResNet-50 4%).
+as a BiasAddGrad of the upstream gradient reshaped to [positions, channels], where TensorFlow's
+registered gradient is a BiasAddGrad of the upstream gradient itself: with oneDNN on (runtime.py
+turns it on), TensorFlow's layout pass fuses that BiasAddGrad with the Conv2DBackpropFilter reading
+the same tensor into one `_MklNativeConv2DBackpropFilterWithBias`, and on the AVX-512 Zen 5 the
+fused kernel is slower than the two apart (batch 32: 24-27 against 19-21 ms for a 56x56x64 3x3
+layer, 56-58 against 29-34 ms for ResNet-18's 7x7 stem). The reshaped view is a tensor the kernel
+gradient does not read, so the two stay apart; whole float32 steps at 224x224 run ResNet-18 8-9%,
+ResNet-34 6%, ResNet-50 9% and ResNet-101 6% faster (bench/bias_gradient.py, bench/RESULTS.md; a
+plain reduce_sum gains less on the bottleneck ResNets). Not measured on the AVX2 machines, where the
+separate BiasAddGrad costs at most one more pass over the upstream gradient. The same sum in
+another order (tests/test_fused_conv_bias.py bounds it against the exact sum). In bfloat16
+(`mixed_bfloat16`) the gradient stays the registered one: there the fused kernel is the faster
+(ResNet-50 steps 4% slower apart), and an unfused bfloat16 BiasAddGrad accumulates in bfloat16.
 Only where Keras itself ends in BiasAdd: a stock channels-last
 Conv2D computing in float32, or in bfloat16 under `mixed_bfloat16` (Keras's BiasAdd then takes
 the bias cast to bfloat16, as here), with more than one filter (one filter is a broadcast `tf.add`
@@ -68,15 +70,18 @@ def _call(layer):
 
 def bias_add(convolved, bias):
     """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor; in float32 its bias gradient
-    recorded as a sum over every axis but the channels (see the module's docstring: not a
-    BiasAddGrad, which oneDNN's layout pass would fuse into the kernel gradient's slower kernel)."""
+    recorded as a BiasAddGrad of the upstream gradient seen as a matrix (see the module's
+    docstring: not of the tensor the kernel gradient reads, which oneDNN's layout pass would fuse
+    into the kernel gradient's slower kernel)."""
     # A tensor, read once (keras.ops.convert_to_tensor hands on a float32 variable as it is).
     bias = tf.convert_to_tensor(bias)
     if convolved.dtype != tf.float32:  # bfloat16: BiasAddGrad, fused (see the module's docstring)
         return tf.nn.bias_add(convolved, bias)
     with untaped():
         outputs = tf.nn.bias_add(convolved, bias)
-    axes = list(range(convolved.shape.rank - 1))
-    record_gradient("BiasAdd", [outputs], [convolved, bias],
-                    lambda upstream: [upstream, tf.reduce_sum(upstream, axis=axes)])
+    channels = convolved.shape[-1]
+    # The same BiasAddGrad on a [positions, channels] view of the upstream gradient: a tensor the
+    # kernel gradient does not read, so the layout pass leaves the two apart.
+    record_gradient("BiasAdd", [outputs], [convolved, bias], lambda upstream: [
+        upstream, tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(upstream, [-1, channels]))])
     return outputs
