@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
+from archbuilder.training.fused_conv_bias import bias_gradient  # noqa: E402
 
 # (input size, in channels, out channels, kernel, stride): ResNet-18/34's 7x7 stem and 3x3 layers.
 SHAPES = [(224, 3, 64, 7, 2), (56, 64, 64, 3, 1), (56, 64, 128, 3, 2), (28, 128, 128, 3, 1),
@@ -63,13 +64,7 @@ def _sum(upstream):
     return tf.reduce_sum(upstream, axis=[0, 1, 2])
 
 
-def _matrix(upstream):
-    import tensorflow as tf
-
-    return tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(upstream, [-1, upstream.shape[-1]]))
-
-
-WAYS = {"sum": _sum, "matrix": _matrix}
+WAYS = {"sum": _sum, "matrix": bias_gradient}  # matrix: what fused_conv_bias.py records in float32
 
 
 def shapes(batch: int) -> None:

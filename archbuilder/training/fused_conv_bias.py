@@ -69,19 +69,20 @@ def _call(layer):
 
 
 def bias_add(convolved, bias):
-    """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor; in float32 its bias gradient
-    recorded as a BiasAddGrad of the upstream gradient seen as a matrix (see the module's
-    docstring: not of the tensor the kernel gradient reads, which oneDNN's layout pass would fuse
-    into the kernel gradient's slower kernel)."""
+    """`tf.nn.bias_add(convolved, bias)` of a channels-last tensor; in float32 with the gradient
+    `bias_gradient` recorded for the bias (see the module's docstring)."""
     # A tensor, read once (keras.ops.convert_to_tensor hands on a float32 variable as it is).
     bias = tf.convert_to_tensor(bias)
     if convolved.dtype != tf.float32:  # bfloat16: BiasAddGrad, fused (see the module's docstring)
         return tf.nn.bias_add(convolved, bias)
     with untaped():
         outputs = tf.nn.bias_add(convolved, bias)
-    channels = convolved.shape[-1]
-    # The same BiasAddGrad on a [positions, channels] view of the upstream gradient: a tensor the
-    # kernel gradient does not read, so the layout pass leaves the two apart.
-    record_gradient("BiasAdd", [outputs], [convolved, bias], lambda upstream: [
-        upstream, tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(upstream, [-1, channels]))])
+    record_gradient("BiasAdd", [outputs], [convolved, bias], lambda upstream: [upstream, bias_gradient(upstream)])
     return outputs
+
+
+def bias_gradient(upstream):
+    """The bias gradient of a channels-last float32 BiasAdd: TensorFlow's BiasAddGrad, on a
+    [positions, channels] view of `upstream`, a tensor the kernel gradient does not read, so that
+    oneDNN's layout pass leaves the two apart (see the module's docstring)."""
+    return tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(upstream, [-1, upstream.shape[-1]]))
