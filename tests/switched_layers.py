@@ -33,15 +33,20 @@ def outputs_and_gradients(model, x, upstream) -> list:
     return [tf.cast(t, tf.float32).numpy() for t in run(tf.constant(x))]
 
 
+def named_outputs_and_gradients(stock, fused, x, upstream):
+    """(name, stock's value, fused's value) for the outputs, the input gradient and each trainable
+    weight's gradient (`outputs_and_gradients`; a weight named by its path, e.g. "conv/bias")."""
+    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
+    return zip(names, outputs_and_gradients(stock, x, upstream), outputs_and_gradients(fused, x, upstream))
+
+
 def assert_same_outputs_and_gradients(stock, fused, x, upstream, bound=None, gradient_bound=None) -> None:
     """`fused`'s training-mode outputs and gradients (`outputs_and_gradients`) equal `stock`'s:
     bit for bit, or within `bound(stock's values)` of each quantity where a bound is given
     (`gradient_bound`: for the gradients only, the outputs bit for bit)."""
     import numpy as np
 
-    names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
-    for index, (name, want, have) in enumerate(zip(names, outputs_and_gradients(stock, x, upstream),
-                                                   outputs_and_gradients(fused, x, upstream))):
+    for index, (name, want, have) in enumerate(named_outputs_and_gradients(stock, fused, x, upstream)):
         limit = bound if index == 0 or gradient_bound is None else gradient_bound
         if limit is None:
             np.testing.assert_array_equal(have, want, err_msg=name)

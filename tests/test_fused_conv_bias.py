@@ -18,7 +18,7 @@ from archbuilder.training.fused_conv_bias import fusable, use_fused_conv_bias  #
 from archbuilder.training.grouped_conv import switch_grouped_convolutions  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph, training_graph_ops, twin)
+    named_outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph, training_graph_ops, twin)
 
 SWITCHED = ["biased", "grouped", "strided_relu"]
 
@@ -81,10 +81,8 @@ def test_fused_conv_bias_computes_kerass_outputs_and_its_bias_gradients_as_sums(
         x = rng.normal(size=(5, 9, 9, 4)).astype("float32")
         upstream = rng.normal(size=(5, 16)).astype("float32")
         terms = _bias_gradient_terms(stock, x, upstream) if precision == "float32" else {}
-        names = ["outputs", "input gradient"] + [w.path for w in stock.trainable_weights]
         summed = []
-        for name, want, have in zip(names, outputs_and_gradients(stock, x, upstream),
-                                    outputs_and_gradients(fused, x, upstream)):
+        for name, want, have in named_outputs_and_gradients(stock, fused, x, upstream):
             layer, _, weight = name.partition("/")
             if weight != "bias" or layer not in SWITCHED or precision != "float32":
                 np.testing.assert_array_equal(have, want, err_msg=name)
