@@ -150,7 +150,8 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
             "first_step_cpu_s": None if None in cpu else round(cpu[ready] - cpu[begin], 1),
             "later_step_cpu_s": None if cpu_step is None else round(cpu_step, 2),
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
-            "switches": [text for _, text in lines if "grouped convolutions" in text or "kernel gradients" in text],
+            "switches": [text for _, text in lines
+                         if any(what in text for what in ("grouped convolutions", "kernel gradients", "Winograd F(2x2"))],
             "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
 
 

@@ -107,12 +107,13 @@ def training_gradients_function(model, conv, x, upstream):
     return step
 
 
-def kernel_steps(layer, batch_size: int, kernels, copy=None) -> dict:
+def kernel_steps(layer, batch_size: int, kernels, copy=None, op_for=None) -> dict:
     """For each of `kernels` ("keras": Keras's own op), a training_gradients_function of one copy
     of `layer` (`copy`: single_convolution's, to reuse; the same weights, input and output
-    gradient for all), traced with that kernel and called once (compiled, warm), with its first
-    call's results and seconds: {kernel: (step, results, seconds)}; a kernel that fails here (e.g.
-    no CPU kernel for grouped filters) is left out."""
+    gradient for all), traced with that kernel (the `convolution_op` `op_for(conv, kernel)`, by
+    default grouped_convolution_op) and called once (compiled, warm), with its first call's
+    results and seconds: {kernel: (step, results, seconds)}; a kernel that fails here (e.g. no CPU
+    kernel for grouped filters) is left out."""
     model, conv, x, upstream = copy or single_convolution(layer, batch_size)
     steps = {}
     for kernel in kernels:
@@ -122,7 +123,7 @@ def kernel_steps(layer, batch_size: int, kernels, copy=None) -> dict:
         vars(conv).pop("convolution_op", None)
         try:
             if kernel != "keras":
-                conv.convolution_op = grouped_convolution_op(conv, kernel)
+                conv.convolution_op = (op_for or grouped_convolution_op)(conv, kernel)
             step = training_gradients_function(model, conv, x, upstream)
             results = [t.numpy() for t in step()]
         except (tf.errors.OpError, ValueError, TypeError):
