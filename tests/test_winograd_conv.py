@@ -15,10 +15,10 @@ from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow'
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.kernel_choice import machine_key
 from archbuilder.training.winograd_choice import (
-    CACHE_FORMAT, CACHE_NAME, choose_winograd, shape_key, switch_winograd_where_faster,
+    CACHE_FORMAT, CACHE_NAME, MAX_LAYERS, choose_winograd, shape_key, switch_winograd_where_faster,
 )
 from archbuilder.training.kernel_choice import cache_path, read_shapes, write_shapes
-from archbuilder.training.winograd_conv import AT, BT, G, candidate, switch_winograd, winograd_convolution
+from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, switch_winograd, winograd_convolution
 from switched_layers import training_graph
 from train_support import REPO
 
@@ -136,6 +136,32 @@ def test_only_3x3_stride_1_float32_convolutions_with_wide_even_maps_are_candidat
     model = _candidates_model()
     assert [layer.name for layer in model.layers if candidate(layer)] == ["same_8x8", "valid_10x10", "valid_8x8"]
     assert not any(candidate(layer) for layer in _candidates_model("bfloat16").layers)
+    # Maps up to MAX_MAP: larger ones cost first-step seconds a layer (winograd_conv.py).
+    for size, expected in ((MAX_MAP, True), (MAX_MAP + 2, False)):
+        inputs = keras.Input((size, size, 256))
+        model = keras.Model(inputs, keras.layers.Conv2D(256, 3, padding="same")(inputs))
+        assert candidate(model.layers[-1]) is expected, size
+
+
+def _stack(count: int):
+    """`count` candidate convolutions in a row (4x4x256)."""
+    inputs = x = keras.Input((4, 4, 256))
+    for index in range(count):
+        x = keras.layers.Conv2D(256, 3, padding="same", name=f"conv{index}")(x)
+    return keras.Model(inputs, x)
+
+
+def test_at_most_max_layers_switch_the_first_in_order_and_train_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
+    model = _stack(MAX_LAYERS + 2)
+    _cache(cache_path(name=CACHE_NAME), True, model, batch_size=4)
+    messages = []
+    choice = switch_winograd_where_faster(model, 4, messages.append)
+    assert choice.switched == [f"conv{index}" for index in range(MAX_LAYERS)]
+    assert choice.kept == [f"conv{MAX_LAYERS}", f"conv{MAX_LAYERS + 1}"]
+    assert [layer.name for layer in model.layers if "convolution_op" in vars(layer)] == choice.switched
+    assert len(messages) == 1 and f"Winograd F(2x2, 3x3) for {MAX_LAYERS} convolution(s)" in messages[0]
+    assert f"2 more keep TensorFlow's: at most {MAX_LAYERS} layers switch" in messages[0]
 
 
 def test_a_switched_model_trains_with_batched_products_and_keeps_its_files(tmp_path):

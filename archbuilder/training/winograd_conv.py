@@ -40,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.instance_switch import gpu_present, plain_weights
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # input tile transform B^T, 4x4
 G = ((1, 0, 0), (.5, .5, .5), (.5, -.5, .5), (0, 0, 1))  # kernel transform, 4x3
@@ -48,6 +49,13 @@ AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # output tile transform A^T, 2x4
 # below 256 channels the shapes of the zoo lost or tied (28x28x128: 1.02-1.06x, 56x56x64: 0.69x);
 # timing them would cost first-step seconds for a switch that does not pay.
 MIN_CHANNELS = 256
+# The largest output map timed. Each switched layer costs its first training step extra seconds
+# beyond the one XLA compilation of each transform per shape (~0.85 s in all): its traced ops and
+# the first runs of its transforms over tensors 4x the layer's activations, ~0.2 s a layer at
+# 14x14x256 and ~0.5 s at Wide ResNet-50's 28x28x256 and 16x16x512, batch 32 (bench/RESULTS.md);
+# a 28x28 shape also takes ~3 s to time. Issue 21 holds a network's first step within 10 s of a
+# later one, so larger maps are left to oneDNN (the zoo's 28x28 layer, Wide ResNet-50's, gains 1.31x).
+MAX_MAP = 16
 
 
 def _combine(coefficients, terms):
@@ -150,31 +158,29 @@ def winograd_convolution(x, kernel, padding: str = "SAME"):
     if height % 2 or width % 2 or height < 2 or width < 2:
         raise ValueError(f"Winograd F(2x2, 3x3) here computes even heights and widths, not {height}x{width}")
 
-    @tf.custom_gradient
-    def convolution(x, kernel):
+    with untaped():
         u = kernel_tiles(kernel)
         y = output_tiles(tf.linalg.matmul(input_tiles(x, pad), u), height, width)
 
-        def gradient(dy):
-            dm = output_tiles_transposed(dy)
-            dx = input_tiles_transposed(tf.linalg.matmul(dm, u, adjoint_b=True), height, width, pad)
-            # V is recomputed, not kept from the forward pass: 4x the input, per layer.
-            du = tf.linalg.matmul(input_tiles(x, pad), dm, adjoint_a=True)
-            return dx, kernel_tiles_transposed(du)
+    def gradient(dy):
+        dm = output_tiles_transposed(dy)
+        dx = input_tiles_transposed(tf.linalg.matmul(dm, u, adjoint_b=True), height, width, pad)
+        # V is recomputed, not kept from the forward pass: 4x the input, per layer.
+        du = tf.linalg.matmul(input_tiles(x, pad), dm, adjoint_a=True)
+        return [dx, kernel_tiles_transposed(du)]
 
-        return y, gradient
-
-    return convolution(x, kernel)
+    record_gradient("Conv2D", [y], [x, kernel], gradient)
+    return y
 
 
 def candidate(layer) -> bool:
     """A stock channels-last Conv2D, 3x3, stride 1, SAME or VALID (PyTorch-style files pad with a
     ZeroPadding2D layer first), no dilation or groups, float32, with its own float kernel, at
-    least MIN_CHANNELS channels in and out, whose known output map has an even height and width of
-    at least 4 (smaller maps are cpu_kernels.py's). Odd maps would need a padded row and column of
-    tiles: (8/7)^2 = 1.31x the tile work at 7x7, where 7x7x512 -> 512 lost at every batch timed
-    (0.89x at 8, 0.78-0.81x at 16, 0.95x at 32 on the Zen 5), so timing them would cost
-    first-step seconds for nothing."""
+    least MIN_CHANNELS channels in and out, whose known output map has an even height and width
+    from 4 (smaller maps are cpu_kernels.py's) to MAX_MAP. Odd maps would need a padded row and
+    column of tiles: (8/7)^2 = 1.31x the tile work at 7x7, where 7x7x512 -> 512 lost at every
+    batch timed (0.89x at 8, 0.78-0.81x at 16, 0.95x at 32 on the Zen 5), so timing them would
+    cost first-step seconds for nothing."""
     if type(layer) is not keras.layers.Conv2D or "convolution_op" in vars(layer) or not plain_weights(layer):
         return False
     if (layer.data_format != "channels_last" or tuple(layer.kernel_size) != (3, 3) or tuple(layer.strides) != (1, 1)
@@ -190,7 +196,7 @@ def candidate(layer) -> bool:
         return False
     if layer.padding == "valid":
         height, width = height - 2, width - 2
-    return height % 2 == width % 2 == 0 and height >= 4 and width >= 4
+    return height % 2 == width % 2 == 0 and 4 <= height <= MAX_MAP and 4 <= width <= MAX_MAP
 
 
 def winograd_convolution_op(layer):
