@@ -30,7 +30,6 @@ bench/RESULTS.md has the figures; the CPU and `uptime`'s load are printed first.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import alternating_steps, cpu_line, grouped_on_native, make, step_medians  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.training.fused_conv_bias import bias_gradient  # noqa: E402
 
 # (input size, in channels, out channels, kernel, stride): ResNet-18/34's 7x7 stem and 3x3 layers.
@@ -112,7 +111,6 @@ def _call(layer, way):
 
 def steps(network: str, batch: int, count: int, precision: str) -> None:
     import keras
-    import numpy as np
 
     from archbuilder.training.precision import precision_policy
 
@@ -124,17 +122,8 @@ def steps(network: str, batch: int, count: int, precision: str) -> None:
             for layer in model._flatten_layers(include_self=False):
                 if "call" in vars(layer) and type(layer) is keras.layers.Conv2D and layer.use_bias:
                     layer.call = _call(layer, ways[name])
-        x = np.random.RandomState(0).uniform(0, 255, (batch, *models["fused"].input_shape[1:])).astype("float32")
-        y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
-        times = {name: [] for name in models}
-        order = list(models)
-        for step in range(count):
-            for name in order[step % len(order):] + order[:step % len(order)]:
-                start = time.perf_counter()
-                models[name].train_on_batch(x, y)
-                times[name].append(time.perf_counter() - start)
-    medians = {name: round(statistics.median(t[2:]), 3) for name, t in times.items()}
-    ratios = {name: statistics.median(a / b for a, b in zip(times["fused"][2:], times[name][2:])) for name in WAYS}
+        times = alternating_steps(models, batch, count)
+    medians, ratios = step_medians(times, "fused")
     print(f"| {network} | {precision} | {batch} | {medians['fused']} s | {medians['sum']} s | {medians['matrix']} s | "
           f"{ratios['sum']:.3f} | {ratios['matrix']:.3f} |", flush=True)
 
@@ -149,8 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps: at least 3 (the first two are dropped)")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU {cpu}, avx512f: {'avx512f' in open('/proc/cpuinfo').read()}, load {os.getloadavg()}")
+    print(cpu_line())
     if not args.no_shapes:
         shapes(args.batch)
     print("\n| network | precision | batch | step, fused | step, sum | step, matrix | fused / sum | fused / matrix |")

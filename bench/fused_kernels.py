@@ -16,6 +16,7 @@ bench/RESULTS.md has the figures.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -58,6 +59,38 @@ def grouped_on_native(model) -> None:
                                         if switchable(layer) and not is_depthwise(layer)})
 
 
+def alternating_steps(models: dict, batch: int, count: int) -> dict[str, list[float]]:
+    """Seconds of each of `count` training steps of each model on one random batch (10 classes),
+    the models taking turns and each round starting one model later, so that the machine's load
+    hits all alike."""
+    first = next(iter(models.values()))
+    x = np.random.RandomState(0).uniform(0, 255, (batch, *first.input_shape[1:])).astype("float32")
+    y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    order = list(models)
+    for step in range(count):
+        for name in order[step % len(order):] + order[:step % len(order)]:
+            start = time.perf_counter()
+            models[name].train_on_batch(x, y)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def step_medians(times: dict[str, list[float]], baseline: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Per model of alternating_steps' `times`: the median step (the first two dropped: tracing) and
+    the median per-round ratio of `baseline`'s step to its own."""
+    medians = {name: round(statistics.median(t[2:]), 3) for name, t in times.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(times[baseline][2:], t[2:])) for name, t in times.items()}
+    return medians, ratios
+
+
+def cpu_line() -> str:
+    """The CPU model, whether it has AVX-512, and the load: the first line of a bench's output."""
+    text = Path("/proc/cpuinfo").read_text()
+    cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    return f"CPU {cpu}, avx512f: {'avx512f' in text}, load {os.getloadavg()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network")
@@ -70,14 +103,7 @@ def main() -> None:
     if not kernels or set(kernels) - set(SWITCHES):
         parser.error(f"--kernels: name one or more of {', '.join(SWITCHES)}")
     models = {"stock": make(args.network, kernels), "fused": make(args.network, [])}
-    x = np.random.RandomState(0).uniform(0, 255, (args.batch, *models["stock"].input_shape[1:])).astype("float32")
-    y = keras.utils.to_categorical(np.arange(args.batch) % 10, 10)
-    times = {name: [] for name in models}
-    for step in range(args.steps):
-        for name, model in (models.items() if step % 2 == 0 else reversed(models.items())):
-            start = time.perf_counter()
-            model.train_on_batch(x, y)
-            times[name].append(time.perf_counter() - start)
+    times = alternating_steps(models, args.batch, args.steps)
     for name in models:
         print(f"{name}: median step {statistics.median(times[name][2:]):.3f} s", [round(t, 2) for t in times[name]])
     ratios = [a / b for a, b in zip(times["stock"][2:], times["fused"][2:])]

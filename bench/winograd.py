@@ -23,7 +23,6 @@ bench/RESULTS.md has the figures; the CPU and `uptime`'s load are printed first.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import alternating_steps, cpu_line, grouped_on_native, make, step_medians  # noqa: E402  (sets TensorFlow's environment first)
 from archbuilder.training.winograd_conv import candidate, switch_winograd, winograd_convolution  # noqa: E402
 
 # (map size, in channels, out channels): the zoo's stride-1 3x3 shapes (ResNet-18/34, the
@@ -81,27 +80,15 @@ def shapes(batches: list[int], repeats: int = 9) -> None:
 
 
 def steps(network: str, batch: int, count: int) -> None:
-    import keras
-    import numpy as np
-
     models = {"tensorflow": make(network, []), "winograd": make(network, [])}
     models["winograd"].set_weights(models["tensorflow"].get_weights())
     for model in models.values():
         grouped_on_native(model)  # not Keras's XLA path (ResNeXt's grouped convolutions)
     switched = switch_winograd(models["winograd"], {layer.name for layer in models["winograd"].layers if candidate(layer)})
-    x = np.random.RandomState(0).uniform(0, 255, (batch, *models["tensorflow"].input_shape[1:])).astype("float32")
-    y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
-    times = {name: [] for name in models}
-    order = list(models)
-    for step in range(count):
-        for name in order[step % 2:] + order[:step % 2]:
-            start = time.perf_counter()
-            models[name].train_on_batch(x, y)
-            times[name].append(time.perf_counter() - start)
-    medians = {name: round(statistics.median(t[2:]), 3) for name, t in times.items()}
-    ratio = statistics.median(a / b for a, b in zip(times["tensorflow"][2:], times["winograd"][2:]))
+    times = alternating_steps(models, batch, count)
+    medians, ratios = step_medians(times, "tensorflow")
     print(f"| {network} | {batch} | {len(switched)} | {medians['tensorflow']} s | {medians['winograd']} s | "
-          f"{ratio:.3f} |", flush=True)
+          f"{ratios['winograd']:.3f} |", flush=True)
 
 
 def main() -> None:
@@ -114,8 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 3:
         parser.error("--steps: at least 3 (the first two are dropped)")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU {cpu}, avx512f: {'avx512f' in open('/proc/cpuinfo').read()}, load {os.getloadavg()}")
+    print(cpu_line())
     if not args.no_shapes:
         shapes([int(b) for b in args.shape_batches.split(",")])
     print("\n| network | batch | layers switched | step, TensorFlow | step, Winograd | TensorFlow / Winograd |")
