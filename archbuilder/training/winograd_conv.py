@@ -11,9 +11,9 @@ tile), which move 4x the input through memory. Summed over the input channels, t
 products become 16 matrix products [tiles, C] x [C, F]. Where the channel counts are large (the
 products dominate) this pays: on the Zen 5 at batch 32, forward and both gradients of 14x14x256
 -> 256 run 1.39x, 28x28x256 1.31x and 14x14x512 1.49x as fast as TensorFlow's oneDNN
-convolutions, and whole training steps of ResNet-34 1.07x, ResNet-101 1.06x and Wide ResNet-50
-1.12x (bench/winograd.py, bench/RESULTS.md); at 56x56x64 (0.75x) the transforms cost more than
-they save.
+convolutions, and whole training steps of ResNet-34 1.07x and ResNet-101 1.06x (bench/winograd.py,
+bench/RESULTS.md): ResNet-34 trains 1.14x as fast as timm where it was at 1.10x. At 56x56x64
+(0.75x) the transforms cost more than they save.
 
 The gradients are the exact adjoints of the same linear maps (not Winograd's other algorithms):
 with dM = A dY A^T per tile, the input gradient is the transposed input transform of dM U^T and
@@ -46,8 +46,9 @@ BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # input tile t
 G = ((1, 0, 0), (.5, .5, .5), (.5, -.5, .5), (0, 0, 1))  # kernel transform, 4x3
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # output tile transform A^T, 2x4
 # The smallest channel counts timed (winograd_choice.py): transforms cost ~1/F of the products, and
-# below 256 channels the shapes of the zoo lost or tied (28x28x128: 1.02-1.06x, 56x56x64: 0.69x);
-# timing them would cost first-step seconds for a switch that does not pay.
+# below 256 channels the zoo's shapes lost (56x56x64: 0.75-0.85x) or gained too little to show in a
+# step (28x28x128: 1.02-1.12x a layer; ResNet-34's step 1.066x with them, 1.069x without), so
+# timing them would cost first-step seconds for nothing.
 MIN_CHANNELS = 256
 # The largest output map timed. Each switched layer costs its first training step extra seconds
 # beyond the one XLA compilation of each transform per shape (~0.85 s in all): its traced ops and
