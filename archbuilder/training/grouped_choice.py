@@ -51,7 +51,7 @@ from archbuilder.runtime import quiet_loggers
 from archbuilder.training.grouped_conv import TIMED, grouped_convolution_op, is_depthwise, switch_grouped_convolutions, switchable
 from archbuilder.training.instance_switch import gpu_present
 from archbuilder.training.kernel_choice import (
-    cache_path, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
+    cache_path, decided_where, machine_key, read_shapes, single_convolution, untimed_shapes, write_shapes,
 )
 
 CACHE_FORMAT = 1
@@ -214,8 +214,7 @@ def switch_grouped_where_faster(model, batch_size: int, say) -> GroupedChoice | 
     if depthwise:
         say(f"grouped convolutions with one group per channel run as depthwise convolutions "
             f"(TensorFlow's CPU kernel, not Keras's XLA-compiled one): {len(depthwise)} layer(s)")
-    source = "timed now" if choice.measured else "timed earlier"
-    where = f"{source} on this CPU, cached in {choice.cache}" if choice.cached else f"{source}; cache not writable"
+    where = decided_where(choice)
     by_kernel: dict[str, list[str]] = {}
     for name, kernel in choice.kernels.items():
         if kernel != "depthwise":

@@ -204,7 +204,7 @@ class KernelChoice:
 
     switched: list[str]
     kept: list[str]
-    timings: dict[str, Timing]  # by shape key
+    timings: dict  # by shape key: a Timing here, a cache entry in winograd_choice.py
     measured: list[str]  # shape keys timed in this run (the others came from the cache)
     cache: Path
     cached: bool  # False where the cache could not be written
@@ -241,6 +241,13 @@ def choose_kernel_gradients(model, batch_size: int, say=lambda message: None) ->
     return KernelChoice(switched, kept, timings, list(missing), path, cached)
 
 
+def decided_where(choice) -> str:
+    """Where a kernel choice's timings came from, for `train`'s message (this module's, and
+    grouped_choice.py's and winograd_choice.py's choices)."""
+    source = "timed now" if choice.measured else "timed earlier"
+    return f"{source} on this CPU, cached in {choice.cache}" if choice.cached else f"{source}; cache not writable"
+
+
 def _ms(timing: Timing) -> str:
     return f"{timing.matmul_ms:g} ms against TensorFlow's {timing.tensorflow_ms:g} ms"
 
@@ -251,8 +258,7 @@ def switch_kernels_where_faster(model, batch_size: int, say) -> KernelChoice | N
         return None
     choice = choose_kernel_gradients(model, batch_size, say)
     use_fast_kernel_gradients(model, set(choice.switched))
-    source = "timed now" if choice.measured else "timed earlier"
-    where = f"{source} on this CPU, cached in {choice.cache}" if choice.cached else f"{source}; cache not writable"
+    where = decided_where(choice)
     by_shape = {}
     for layer in model.layers:
         if layer.name in choice.switched or layer.name in choice.kept:

@@ -23,14 +23,12 @@ Cache file, one per machine key (`winograd-<hash>.json`, beside kernel_choice.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from archbuilder.runtime import quiet_loggers
 from archbuilder.training.grouped_choice import interleaved_timings, kernel_steps
 from archbuilder.training.instance_switch import gpu_present
 from archbuilder.training.kernel_choice import (
-    SWITCH_BELOW, cache_path, machine_key, read_shapes, untimed_shapes, write_shapes,
+    SWITCH_BELOW, KernelChoice, cache_path, decided_where, machine_key, read_shapes, untimed_shapes, write_shapes,
 )
 from archbuilder.training.winograd_conv import candidate, switch_winograd, winograd_convolution_op
 
@@ -66,19 +64,7 @@ def time_winograd(layer, batch_size: int, repeats: int = REPEATS) -> dict:
     return {"ms": ms, "switch": switch}
 
 
-@dataclass
-class WinogradChoice:
-    """The candidate convolutions switched and kept, and the timings that decided."""
-
-    switched: list[str]
-    kept: list[str]
-    timings: dict[str, dict]  # shape key -> cache entry
-    measured: list[str]  # shape keys timed in this run (the others came from the cache)
-    cache: Path
-    cached: bool  # False where the cache could not be written
-
-
-def choose_winograd(model, batch_size: int, say=lambda message: None) -> WinogradChoice:
+def choose_winograd(model, batch_size: int, say=lambda message: None) -> KernelChoice:
     """Decide for each candidate convolution of `model` from the cache, or by timing its shape once;
     `say` announces a timing before it starts."""
     key = machine_key()
@@ -97,17 +83,16 @@ def choose_winograd(model, batch_size: int, say=lambda message: None) -> Winogra
     cached = write_shapes(path, key, CACHE_FORMAT, timings) if missing else True
     switched = [layer.name for layer in candidates if timings[shape_key(layer, batch_size)]["switch"]][:MAX_LAYERS]
     kept = [layer.name for layer in candidates if layer.name not in switched]
-    return WinogradChoice(switched, kept, timings, list(missing), path, cached)
+    return KernelChoice(switched, kept, timings, list(missing), path, cached)
 
 
-def switch_winograd_where_faster(model, batch_size: int, say) -> WinogradChoice | None:
+def switch_winograd_where_faster(model, batch_size: int, say) -> KernelChoice | None:
     """`train`'s step: decide (cache or one-off timing), switch, and say what was decided and why."""
     if gpu_present() or not any(candidate(layer) for layer in model._flatten_layers(include_self=False)):
         return None
     choice = choose_winograd(model, batch_size, say)
     switch_winograd(model, set(choice.switched))
-    source = "timed now" if choice.measured else "timed earlier"
-    where = f"{source} on this CPU, cached in {choice.cache}" if choice.cached else f"{source}; cache not writable"
+    where = decided_where(choice)
     by_shape: dict[str, list[str]] = {}
     for layer in model._flatten_layers(include_self=False):
         if layer.name in choice.switched or layer.name in choice.kept:
@@ -115,14 +100,14 @@ def switch_winograd_where_faster(model, batch_size: int, say) -> WinogradChoice 
     for shape, names in by_shape.items():
         ms = choice.timings[shape]["ms"]
         timing = f"{ms['winograd']} ms against TensorFlow's {ms['keras']} ms per step"
+        what = shape.rsplit(" b", 1)[0]  # the shape without the batch
         if choice.timings[shape]["switch"]:
             switched = [name for name in names if name in choice.switched]
             capped = "" if len(switched) == len(names) else (
                 f"; {len(names) - len(switched)} more keep TensorFlow's: at most {MAX_LAYERS} layers switch, "
                 "each adds to the first step")
-            say(f"Winograd F(2x2, 3x3) for {len(switched)} convolution(s) of {shape.rsplit(' b', 1)[0]} "
-                f"({timing}, {where}{capped})")
+            say(f"Winograd F(2x2, 3x3) for {len(switched)} convolution(s) of {what} ({timing}, {where}{capped})")
         else:
-            say(f"TensorFlow's convolutions kept for {len(names)} of {shape.rsplit(' b', 1)[0]}: Winograd did not "
-                f"pay here ({timing}, {where})")
+            say(f"TensorFlow's convolutions kept for {len(names)} of {what}: Winograd did not pay here "
+                f"({timing}, {where})")
     return choice
