@@ -38,7 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import alternating_steps, cpu_line, grouped_on_native, make, step_medians  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
+    add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
+)
 from archbuilder.training.fused_conv_bias import bias_gradient  # noqa: E402
 
 # (input size, in channels, out channels, kernel, stride): ResNet-18/34's 7x7 stem and 3x3 layers.
@@ -130,14 +132,10 @@ def steps(network: str, batch: int, count: int, precision: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", default="resnet18,resnet34,resnet50,resnet101")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
+    add_step_arguments(parser, "resnet18,resnet34,resnet50,resnet101")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--no-shapes", action="store_true", help="only the whole steps")
-    args = parser.parse_args()
-    if args.steps < 3:
-        parser.error("--steps: at least 3 (the first two are dropped)")
+    args = parse_step_arguments(parser)
     print(cpu_line())
     if not args.no_shapes:
         shapes(args.batch)

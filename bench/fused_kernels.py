@@ -84,6 +84,21 @@ def step_medians(times: dict[str, list[float]], baseline: str) -> tuple[dict[str
     return medians, ratios
 
 
+def add_step_arguments(parser, networks: str) -> None:
+    """--networks (default `networks`), --batch and --steps of a whole-step A/B (alternating_steps)."""
+    parser.add_argument("--networks", default=networks)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="at least 3: step_medians drops the first two")
+
+
+def parse_step_arguments(parser):
+    """The parsed arguments, refused where --steps leaves step_medians nothing to take."""
+    args = parser.parse_args()
+    if args.steps < 3:
+        parser.error("--steps: at least 3 (the first two are dropped)")
+    return args
+
+
 def cpu_line() -> str:
     """The CPU model, whether it has AVX-512, and the load: the first line of a bench's output."""
     text = Path("/proc/cpuinfo").read_text()

@@ -31,7 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import alternating_steps, cpu_line, grouped_on_native, make, step_medians  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
+    add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
+)
 from archbuilder.training.winograd_conv import candidate, switch_winograd, winograd_convolution  # noqa: E402
 
 # (map size, in channels, out channels): the zoo's stride-1 3x3 shapes (ResNet-18/34, the
@@ -93,14 +95,10 @@ def steps(network: str, batch: int, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", default="resnet18,resnet34,resnet50,wide_resnet50_2")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
+    add_step_arguments(parser, "resnet18,resnet34,resnet50,wide_resnet50_2")
     parser.add_argument("--shape-batches", default="8,16,32")
     parser.add_argument("--no-shapes", action="store_true", help="only the whole steps")
-    args = parser.parse_args()
-    if args.steps < 3:
-        parser.error("--steps: at least 3 (the first two are dropped)")
+    args = parse_step_arguments(parser)
     print(cpu_line())
     if not args.no_shapes:
         shapes([int(b) for b in args.shape_batches.split(",")])

@@ -13,11 +13,10 @@ import tensorflow as tf
 
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
-from archbuilder.training.kernel_choice import machine_key
+from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, write_shapes
 from archbuilder.training.winograd_choice import (
     CACHE_FORMAT, CACHE_NAME, MAX_LAYERS, choose_winograd, shape_key, switch_winograd_where_faster,
 )
-from archbuilder.training.kernel_choice import cache_path, read_shapes, write_shapes
 from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, switch_winograd, winograd_convolution
 from switched_layers import training_graph
 from train_support import REPO
