@@ -189,6 +189,36 @@ def test_a_switched_model_trains_with_batched_products_and_keeps_its_files(tmp_p
     assert not any("convolution_op" in vars(layer) for layer in loaded.layers)
 
 
+def test_the_backward_pass_recomputes_v_only_once_the_upstream_gradient_exists():
+    """V, the transformed input tiles (4x the input), is recomputed for the kernel gradient rather
+    than kept. With the layer's input its only operand, TensorFlow's executor would run that
+    recomputation as soon as the input exists, in the forward pass, and hold every layer's V until
+    the backward pass: 0.3 GiB more at the peak for ResNet-152's 12 switched layers at batch 32
+    (bench/RESULTS.md, ninth session). So each layer's second input_tiles call must wait for a
+    gradient op; its first, the forward pass's, for none."""
+    model = _candidates_model()
+    switch_winograd(model, {"same_8x8", "valid_10x10"})
+    graph = training_graph(model, (8, 8, 256))
+
+    def calls(op, function: str) -> bool:
+        return op.type in ("PartitionedCall", "StatefulPartitionedCall") and function in op.get_attr("f").name
+
+    def waits_for_a_gradient(op) -> bool:
+        seen, stack = set(), list(op.control_inputs) + [t.op for t in op.inputs]
+        while stack:
+            other = stack.pop()
+            if other.name in seen:
+                continue
+            seen.add(other.name)
+            if other.name.startswith("gradient_tape/") and not calls(other, "input_tiles"):
+                return True
+            stack += list(other.control_inputs) + [t.op for t in other.inputs]
+        return False
+
+    tiles = [op for op in graph.get_operations() if calls(op, "input_tiles") and "transposed" not in op.get_attr("f").name]
+    assert sorted(waits_for_a_gradient(op) for op in tiles) == [False, False, True, True]
+
+
 def test_the_zoos_resnet34_switches_its_14x14x256_convolutions():
     model = build_model(load_checked_spec(REPO / "architectures" / "imagenet" / "resnet34.yaml").spec)
     names = [layer.name for layer in model.layers if candidate(layer)]
