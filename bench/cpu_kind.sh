@@ -8,7 +8,8 @@
 # runs (~25 minutes). It needs `./setup.sh` and the bench extra (`.venv/bin/pip install -e '.[bench]'`,
 # PyTorch's CPU build) and writes, each named after the CPU kind and the date:
 #
-#   bench/cpu-<kind>-<date>/lscpu.txt           the CPU's model and flags
+#   bench/cpu-<kind>-<date>/lscpu.txt           the CPU's model and flags (<date>b/, c/... for
+#                                               later runs the same day)
 #   .../suite.log                               the default test suite on this CPU
 #   .../kernel_gradients.log                    issue 12 item 2: TensorFlow's kernel gradient against the matmul
 #   .../first_step.log                          item 4: where the first step's time goes
@@ -29,8 +30,12 @@ if grep -qw amx_bf16 /proc/cpuinfo; then kind=amx  # Intel Xeon with AMX tiles (
 elif grep -qw avx512_bf16 /proc/cpuinfo; then kind=avx512bf16
 elif grep -qw avx512f /proc/cpuinfo; then kind=avx512
 else kind=avx2; fi
+# A second run the same day gets its own folder (-b, -c, ...): never overwrite an earlier run's logs.
 out=bench/cpu-$kind-$(date -u +%F)
-mkdir -p "$out"
+for suffix in "" b c d e f g h i j k l m n o p q r s t u v w x y z; do
+  if mkdir "$out$suffix" 2>/dev/null; then out=$out$suffix; break; fi
+  if [ "$suffix" = z ]; then echo "bench/cpu_kind.sh: $out and $out[b-z] exist; move some away" >&2; exit 2; fi
+done
 lscpu > "$out/lscpu.txt"
 echo "CPU kind: $kind ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); writing $out/"
 
