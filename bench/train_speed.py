@@ -30,7 +30,10 @@ import), one after the other, on the same 10 x PER_CLASS real photos of the sign
   matmul         (no model) numpy's float32 2048x2048 matmul, GFLOP/s: the CPU's float32 ceiling,
                  measured in the same run; one training image costs 3 x 0.616 GFLOP (REFERENCE.md §3)
 
-The torch configurations need `pip install -e .[bench]`. PyTorch peers decode the same photos with
+The torch configurations need `pip install -e .[bench]`. They run with glibc's malloc keeping
+the memory it frees (--torch-malloc keep, the default; `default`: as installed): on a VM that
+hands free memory to its host at once, PyTorch as installed pays a host page fault for every page
+of every large tensor of every step (bench/peers/malloc.py). PyTorch peers decode the same photos with
 Pillow (bilinear resize to 64x64, x/255) and time steps after TORCH_WARMUP steps (torch.compile
 compiles during the first ones; bf16 kernels settle after a few), so their figure is the steady
 state, as for the other configurations (which drop only the first step).
@@ -54,6 +57,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.peers import malloc  # noqa: E402
+
 IMAGES = ROOT / ".." / "shared" / "datasets" / "sign-language-digits" / "images"
 SPEC = ROOT / "architectures" / "resnet50.yaml"
 BATCH = 32
@@ -80,8 +87,10 @@ def run_process(command: list[str], env: dict) -> tuple[str, float]:
     return text, usage.ru_maxrss / 1024
 
 
-def measure(config: str, folder: Path, work: Path) -> dict:
+def measure(config: str, folder: Path, work: Path, torch_malloc: str = malloc.DEFAULT) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if config.startswith("torch-"):
+        env.update(malloc.SETTINGS[torch_malloc])
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if config.startswith("cli"):
         run = work / f"run-{time.monotonic_ns()}"
@@ -299,6 +308,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=80, help="Photos per digit (10 digits; 80 -> 25 steps).")
     parser.add_argument("--repeats", type=int, default=1, help="Rounds over all configurations (interleaved).")
     parser.add_argument("--configs", default="cli,cli-tf-kernels,builder-memory,builder-pipeline,notebook,keras-default")
+    parser.add_argument("--torch-malloc", choices=sorted(malloc.SETTINGS), default=malloc.DEFAULT,
+                        help="the torch configurations' glibc malloc: keep the memory it frees (default) "
+                             "or as installed (bench/peers/malloc.py)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,11 +324,11 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
         text, _ = run_process([sys.executable, __file__, "--worker", "pipeline", "--folder", str(folder)], env)
         pipeline = json.loads(text.strip().splitlines()[-1])
-        print(json.dumps({"pipeline": pipeline}), flush=True)
+        print(json.dumps({"pipeline": pipeline, "torch_malloc": malloc.described(args.torch_malloc)}), flush=True)
         for round_ in range(args.repeats):
             # Each round starts one configuration later, so no configuration always runs first.
             for config in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
-                result = measure(config, folder, Path(tmp))
+                result = measure(config, folder, Path(tmp), args.torch_malloc)
                 results[config].append(result)
                 print(json.dumps({"round": round_ + 1, **result}), flush=True)
     matmul = results.pop("matmul", [])

@@ -1,7 +1,7 @@
 """Training speed of every zoo network (architectures/imagenet/): `cli.py train` against timm, side by side.
 
     .venv/bin/python bench/zoo_speed.py [--networks convnext_tiny,resnext50_32x4d] [--batch 32]
-        [--steps 6] [--size 224] [--rounds 2] [--warmup 2]
+        [--steps 6] [--size 224] [--rounds 2] [--warmup 2] [--timm-malloc keep|default]
 
 For each network (default: every file in architectures/imagenet/, each beside the timm model
 bench/peers/timm_zoo.py names), alternating ours and timm's in separate processes, round after
@@ -31,6 +31,10 @@ round (each round starts with the other one), on the same real photos (the sign-
          `later_step_cpu_s`: CPU seconds of its first step and its median step; `end_s`: end of
          its last step to process exit
 
+timm's allocator (--timm-malloc): `keep` (the default) runs timm with glibc's malloc keeping the
+memory it frees; on a VM that hands free memory to its host at once, timm as installed (`default`)
+pays a host page fault for every page of every large tensor of every step (bench/peers/malloc.py).
+
 `ratio` is ours / timm's images/s, the median of each round's own ratio. A run that fails (e.g.
 `train`'s memory guard refusing the batch: ResNet-152 at 32 on a 24 GB machine) is printed as
 `failed`; that network's later runs are skipped and the next network runs. The first line holds the
@@ -54,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.peers import malloc  # noqa: E402
 from bench.peers.timm_zoo import TIMM_NAMES  # noqa: E402
 
 ZOO = ROOT / "architectures" / "imagenet"
@@ -158,7 +163,7 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
 def theirs(network: str, folder: Path, args) -> dict:
     command = [sys.executable, __file__, "--timm-worker", TIMM_NAMES[network][0], "--folder", str(folder),
                "--batch", str(args.batch), "--size", str(args.size or _input_size(network)), "--warmup", str(args.warmup)]
-    start, lines, ended, peak, code = run_timed(command, dict(os.environ))
+    start, lines, ended, peak, code = run_timed(command, {**os.environ, **malloc.SETTINGS[args.timm_malloc]})
     if code != 0:
         raise _failed(command, code, lines)
     result = json.loads(lines[-1][1])
@@ -234,6 +239,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (ours, timm) per network, alternating")
     parser.add_argument("--warmup", type=int, default=2, help="timm steps left out of its median")
     parser.add_argument("--who", default="ours,timm", help="ours, timm or both (comma-separated)")
+    parser.add_argument("--timm-malloc", choices=sorted(malloc.SETTINGS), default=malloc.DEFAULT,
+                        help="timm's glibc malloc: keep the memory it frees (default) or as installed "
+                             "(bench/peers/malloc.py)")
     parser.add_argument("--warm-cache", action="store_true",
                         help="ours: use the user's kernel-choice cache (default: a new empty one per run)")
     parser.add_argument("--timm-worker", help=argparse.SUPPRESS)
@@ -249,7 +257,8 @@ def main() -> None:
     if args.steps <= max(1, args.warmup):
         parser.error(f"--steps must exceed --warmup ({args.warmup}) and 1")
     print(json.dumps({"machine": machine(), "batch": args.batch, "steps": args.steps, "size": args.size or "file's own",
-                      "kernel_cache": "the user's" if args.warm_cache else "new and empty per run"}), flush=True)
+                      "kernel_cache": "the user's" if args.warm_cache else "new and empty per run",
+                      "timm_malloc": malloc.described(args.timm_malloc)}), flush=True)
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp) / "images", args.batch * args.steps)

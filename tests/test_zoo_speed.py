@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,36 @@ def test_timm_builds_the_same_networks_without_torchvision():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["counts"] == same
     assert report["torchvision_file"] is None  # the stand-in, never the installed package
+
+
+# What a second 128 MiB block costs in page faults after the first was freed, in a process run
+# with `env` added (malloc/memset/free through ctypes: Python's own allocators and numpy's huge-page
+# advice stay out of it).
+_REFAULTS = """
+import ctypes, resource
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 128 * 2**20
+block = libc.malloc(size); ctypes.memset(block, 1, size); libc.free(block)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = libc.malloc(size); ctypes.memset(block, 1, size)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_the_peers_keep_setting_makes_glibc_keep_the_memory_it_frees():
+    """bench/peers/malloc.py's `keep`: a freed 128 MiB block is used again, not mapped afresh page by
+    page (32,768 pages of 4 KiB), as glibc does by default; the PyTorch peers run with it."""
+    from bench.peers import malloc
+
+    def refaults(setting: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        result = subprocess.run([sys.executable, "-c", _REFAULTS], env={**env, **malloc.SETTINGS[setting]},
+                                capture_output=True, text=True, timeout=60, check=True)
+        return int(result.stdout)
+
+    pages = 128 * 2**20 // 4096
+    assert refaults("default") >= pages // 2
+    assert refaults("keep") < pages // 20

@@ -1,0 +1,28 @@
+"""glibc malloc settings for the PyTorch peers' processes (bench/zoo_speed.py --timm-malloc,
+bench/train_speed.py --torch-malloc).
+
+PyTorch allocates each step's tensors on the CPU with glibc's malloc, which maps every block over
+its mmap threshold (at most 32 MB) afresh and unmaps it when freed, so each step touches new
+pages. On a virtual machine whose guest hands free memory back to its host at once (virtio
+free-page reporting: on the Zen 5 of the sixth to ninth sessions
+/sys/module/page_reporting/parameters/min_free_ms is 0), every such page then costs a fault in
+the host too: ~3 s a GB there, against ~0.07 s for memory the host still backs (bench/RESULTS.md,
+ninth session). timm's ResNet-50 at batch 32 ran 7-8 images/s as installed and 14-16 with `keep`.
+TensorFlow keeps what it allocated (its BFC pool), so `cli.py train` never paid this.
+
+`keep` tells glibc to keep the memory: no block mapped on its own (MALLOC_MMAP_MAX_=0) and nothing
+handed back from the heap's top (MALLOC_TRIM_THRESHOLD_ huge), as jemalloc or tcmalloc would,
+which PyTorch's CPU performance guide recommends. The peer then runs at its best, and a ratio
+against it is the ratio of the two frameworks' kernels, not of the VM's memory handling.
+`default` runs the peer as installed.
+"""
+
+from __future__ import annotations
+
+SETTINGS = {"keep": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}, "default": {}}
+DEFAULT = "keep"
+
+
+def described(name: str) -> dict | str:
+    """What a log's header says about setting `name`."""
+    return SETTINGS[name] or "as installed"
