@@ -90,7 +90,7 @@ def run_process(command: list[str], env: dict) -> tuple[str, float]:
 def measure(config: str, folder: Path, work: Path, torch_malloc: str = malloc.DEFAULT) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if config.startswith("torch-"):
-        env.update(malloc.SETTINGS[torch_malloc])
+        env = malloc.peer_environment(torch_malloc, env)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if config.startswith("cli"):
         run = work / f"run-{time.monotonic_ns()}"

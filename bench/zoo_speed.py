@@ -163,7 +163,7 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
 def theirs(network: str, folder: Path, args) -> dict:
     command = [sys.executable, __file__, "--timm-worker", TIMM_NAMES[network][0], "--folder", str(folder),
                "--batch", str(args.batch), "--size", str(args.size or _input_size(network)), "--warmup", str(args.warmup)]
-    start, lines, ended, peak, code = run_timed(command, {**os.environ, **malloc.SETTINGS[args.timm_malloc]})
+    start, lines, ended, peak, code = run_timed(command, malloc.peer_environment(args.timm_malloc))
     if code != 0:
         raise _failed(command, code, lines)
     result = json.loads(lines[-1][1])

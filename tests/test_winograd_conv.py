@@ -215,7 +215,8 @@ def test_the_backward_pass_recomputes_v_only_once_the_upstream_gradient_exists()
             stack += list(other.control_inputs) + [t.op for t in other.inputs]
         return False
 
-    tiles = [op for op in graph.get_operations() if calls(op, "input_tiles") and "transposed" not in op.get_attr("f").name]
+    tiles = [op for op in graph.get_operations()
+             if calls(op, "input_tiles") and "transposed" not in op.get_attr("f").name]
     assert sorted(waits_for_a_gradient(op) for op in tiles) == [False, False, True, True]
 
 

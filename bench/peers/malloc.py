@@ -12,15 +12,24 @@ TensorFlow keeps what it allocated (its BFC pool), so `cli.py train` never paid 
 
 `keep` tells glibc to keep the memory: no block mapped on its own (MALLOC_MMAP_MAX_=0) and nothing
 handed back from the heap's top (MALLOC_TRIM_THRESHOLD_ huge), as jemalloc or tcmalloc would,
-which PyTorch's CPU performance guide recommends. The peer then runs at its best, and a ratio
-against it is the ratio of the two frameworks' kernels, not of the VM's memory handling.
+which PyTorch's CPU performance guide recommends. The peer then no longer pays for the VM, and
+a ratio against it is the ratio of the two frameworks' kernels, not of the VM's memory handling.
 `default` runs the peer as installed.
 """
 
 from __future__ import annotations
 
+import os
+
 SETTINGS = {"keep": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}, "default": {}}
 DEFAULT = "keep"
+
+
+def peer_environment(name: str, base: dict | None = None) -> dict:
+    """The environment of a PyTorch peer's process: `base` (default: this process's environment)
+    with setting `name` applied, and no MALLOC_ variable of the caller's left to blur it."""
+    base = dict(os.environ if base is None else base)
+    return {**{k: v for k, v in base.items() if not k.startswith("MALLOC_")}, **SETTINGS[name]}
 
 
 def described(name: str) -> dict | str:
