@@ -78,7 +78,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_the_peers_keep_setting_makes_glibc_keep_the_memory_it_frees(monkeypatch):
     """bench/peers/malloc.py's `keep`: a freed 128 MiB block is used again, not mapped afresh page by
-    page (32,768 pages of 4 KiB), as glibc does by default; the PyTorch peers run with it."""
+    page (32,768 pages of 4 KiB), as glibc does by default. Both benches build the PyTorch peers'
+    environment with this peer_environment."""
     from bench.peers import malloc
 
     def refaults(setting: str) -> int:
