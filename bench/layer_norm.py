@@ -1,7 +1,7 @@
 """Layer norm over the last axis, forward and both gradients: the fused layer norm `train` uses
 (archbuilder/training/fused_layer_norm.py) against Keras's ops, and PyTorch's if installed.
 
-    .venv/bin/python bench/layer_norm.py [--shape 32,197,768] [--repeats 9]
+    .venv/bin/python bench/layer_norm.py [--shape 32,197,768] [--repeats 9] [--torch-malloc keep|default]
 
 Each kernel runs `sum(layer_norm(x) * upstream)` and its gradients for x, gamma and beta inside a
 tf.function (PyTorch: nn.LayerNorm, backward), interleaved, median of the repeats after one
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from archbuilder.training.fused_layer_norm import fused_layer_norm  # noqa: E402
+from bench.peers import malloc  # noqa: E402
 
 EPSILON = 1e-6
 
@@ -43,7 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="32,197,768")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--torch-malloc", choices=sorted(malloc.SETTINGS), default=malloc.DEFAULT,
+                        help="glibc malloc for this process: keep the memory it frees (default) or as "
+                             "installed (bench/peers/malloc.py)")
     args = parser.parse_args()
+    malloc.restart_with(args.torch_malloc)
     shape = [int(size) for size in args.shape.split(",")]
     rng = np.random.default_rng(0)
     x_np = (3 + 2 * rng.normal(size=shape)).astype("float32")
@@ -90,7 +95,8 @@ def main() -> None:
             kernel()
             times[name].append(time.perf_counter() - start)
     for name in kernels:
-        print(f"{name}: {statistics.median(times[name]) * 1e3:.1f} ms (forward and gradients, {args.shape})")
+        print(f"{name}: {statistics.median(times[name]) * 1e3:.1f} ms (forward and gradients, {args.shape}; "
+              f"glibc malloc {malloc.described(args.torch_malloc)})")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,22 @@ def test_the_peers_keep_setting_makes_glibc_keep_the_memory_it_frees(monkeypatch
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")  # the caller's own setting does not reach `default`
     assert refaults("default") >= pages // 2
     assert refaults("keep") < pages // 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_a_bench_timing_pytorch_in_its_own_process_restarts_itself_with_the_setting(tmp_path, monkeypatch):
+    """bench/layer_norm.py and bench/grouped_conv_torch.py call restart_with after parsing their
+    arguments: the process that goes on timing has the setting asked for, whatever it began with."""
+    script = tmp_path / "bench_like.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom bench.peers import malloc\n"
+                      f"malloc.restart_with(sys.argv[1])\n{_REFAULTS}")
+
+    def refaults(setting: str) -> int:
+        result = subprocess.run([sys.executable, str(script), setting], capture_output=True, text=True,
+                                timeout=60, check=True)
+        return int(result.stdout)
+
+    pages = 128 * 2**20 // 4096
+    assert refaults("keep") < pages // 20
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")  # begun with memory kept, asked for glibc as installed
+    assert refaults("default") >= pages // 2

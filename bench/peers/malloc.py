@@ -14,12 +14,15 @@ TensorFlow keeps what it allocated (its BFC pool), so `cli.py train` never paid 
 handed back from the heap's top (MALLOC_TRIM_THRESHOLD_ huge), as jemalloc or tcmalloc would,
 which PyTorch's CPU performance guide recommends. The peer then no longer pays for the VM, and
 a ratio against it is the ratio of the two frameworks' kernels, not of the VM's memory handling.
-`default` runs the peer as installed.
+`default` runs the peer as installed. Benches that time PyTorch in their own process
+(bench/layer_norm.py, bench/grouped_conv_torch.py) start themselves again with the setting
+(`restart_with`): glibc reads the variables only when a process starts.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 SETTINGS = {"keep": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}, "default": {}}
 DEFAULT = "keep"
@@ -30,6 +33,15 @@ def peer_environment(name: str, base: dict | None = None) -> dict:
     with setting `name` applied, and no MALLOC_ variable of the caller's left to blur it."""
     base = dict(os.environ if base is None else base)
     return {**{k: v for k, v in base.items() if not k.startswith("MALLOC_")}, **SETTINGS[name]}
+
+
+def restart_with(name: str) -> None:
+    """Run this script again, same arguments, in a process with setting `name`, unless this one
+    already has exactly it (then return)."""
+    if {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} == SETTINGS[name]:
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], peer_environment(name))
 
 
 def described(name: str) -> dict | str:
