@@ -7,7 +7,7 @@ pages. On a virtual machine whose guest hands free memory back to its host at on
 free-page reporting: on the Zen 5 of the sixth to ninth sessions
 /sys/module/page_reporting/parameters/min_free_ms is 0), every such page then costs a fault in
 the host too: ~3 s a GB there, against ~0.07 s for memory the host still backs (bench/RESULTS.md,
-ninth session). timm's ResNet-50 at batch 32 ran 7-8 images/s as installed and 14-16 with `keep`.
+ninth session). timm's ResNet-50 at batch 32 ran 7-8 images/s as installed and 13.5-16 with `keep`.
 TensorFlow keeps what it allocated (its BFC pool), so `cli.py train` never paid this.
 
 `keep` tells glibc to keep the memory: no block mapped on its own (MALLOC_MMAP_MAX_=0) and nothing
