@@ -112,17 +112,18 @@ def main() -> None:
     parser.add_argument("--kernels", default="gelu,layer_norm,attention",
                         help=f"the switches the stock model leaves out, of: {', '.join(SWITCHES)}")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=8, help="at least 3: step_medians drops the first two")
+    args = parse_step_arguments(parser)
     kernels = [name.strip() for name in args.kernels.split(",") if name.strip()]
     if not kernels or set(kernels) - set(SWITCHES):
         parser.error(f"--kernels: name one or more of {', '.join(SWITCHES)}")
     models = {"stock": make(args.network, kernels), "fused": make(args.network, [])}
     times = alternating_steps(models, args.batch, args.steps)
+    medians, ratios = step_medians(times, "stock")
     for name in models:
-        print(f"{name}: median step {statistics.median(times[name][2:]):.3f} s", [round(t, 2) for t in times[name]])
-    ratios = [a / b for a, b in zip(times["stock"][2:], times["fused"][2:])]
-    print(f"stock / fused, median per round: {statistics.median(ratios):.3f}", [round(r, 3) for r in ratios])
+        print(f"{name}: median step {medians[name]:.3f} s", [round(t, 2) for t in times[name]])
+    rounds = [round(a / b, 3) for a, b in zip(times["stock"][2:], times["fused"][2:])]
+    print(f"stock / fused, median per round: {ratios['fused']:.3f}", rounds)
 
 
 if __name__ == "__main__":
