@@ -53,7 +53,9 @@ MIN_CHANNELS = 256
 # The largest output map timed. Each switched layer costs its first training step extra seconds
 # beyond the one XLA compilation of each transform per shape (~0.85 s in all): its traced ops and
 # the first runs of its transforms over tensors 4x the layer's activations, ~0.2 s a layer at
-# 14x14x256 and ~0.5 s at Wide ResNet-50's 28x28x256 and 16x16x512, batch 32 (bench/RESULTS.md);
+# 14x14x256 and ~0.5 s at Wide ResNet-50's 28x28x256 and 16x16x512, batch 32 (bench/RESULTS.md,
+# eighth session, on a VM where memory a process touches first costs ~3 s a GB: most of it was
+# that memory, more of it then since the recomputed V was still held from the forward pass);
 # a 28x28 shape also takes ~3 s to time. Issue 21 holds a network's first step within 10 s of a
 # later one, so larger maps are left to oneDNN (the zoo's 28x28 layer, Wide ResNet-50's, gains 1.31x).
 MAX_MAP = 16
