@@ -14,13 +14,22 @@ s and the output y = x * s:
 
     d/dx [x * s(x)] = s + x * s * (1 - s) = s + y * (1 - s)
 
-Four elementwise ops backward, none transcendental (TensorFlow's recomputes the sigmoid: an
-exp over the tensor); 7 ops an activation in all (tape_gradient.py records the gradient). The
+No transcendental backward (TensorFlow's recomputes the sigmoid: an exp over the tensor), and
+one pass: the formula's four elementwise ops compiled by XLA into a single loop that reads the
+upstream gradient, s and y once (as fused_gelu.py does). As four TensorFlow ops they made four
+passes over each activation, two of them writing a temporary: a [32, 112, 112, 96] float32
+gradient (EfficientNet-B0's widest) took 28.4 ms that way and 13.9 ms fused; EfficientNet-B0's
+training step at 224x224, batch 32, ran 1.026-1.040x faster (bench/RESULTS.md). The forward
+pass stays TensorFlow's Sigmoid and Mul, so its values stay Keras's bit for bit (XLA's logistic
+rounds differently). 3 ops an activation in all (tape_gradient.py records the gradient). The
 sigmoid is kept for the backward pass instead of x, which nothing else needs once y exists (the
 next layer's gradient keeps y, batch norm's keeps its own input), so the memory held for it stays
 one tensor an activation (EfficientNet-B0's peak RSS over three steps at 224x224 was 1-4% higher
-in single runs). The forward values are TensorFlow's (beta = 1 multiplies exactly); the gradient
-differs from TensorFlow's formula by float32 rounding (tests/test_fused_swish.py bounds it).
+in single runs; with the gradient compiled, peaks of 5.0 GiB in every run where the ops apart
+reached 5.0 in two runs of three and 4.0 in one: TensorFlow's executor orders a step's ops
+differently from run to run). The forward values are TensorFlow's (beta = 1 multiplies exactly);
+the gradient differs from TensorFlow's formula by float32 rounding (XLA may also contract a
+multiply and an add into one rounding; tests/test_fused_swish.py bounds it).
 
 The switch is made on layer *instances* (instance_switch.py: their own `call`), never on the
 class or on the `activation` attribute (which their config saves): model files stay those of
@@ -39,16 +48,18 @@ from archbuilder.training.instance_switch import switch_instances
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _swish_gradient(sigmoid, y, upstream):
+    return upstream * (sigmoid + y * (1.0 - sigmoid))
+
+
 def fused_swish(x):
-    """x * sigmoid(x) of a float32 tensor, with the gradient s + y * (1 - s) (the module's docstring)."""
+    """x * sigmoid(x) of a float32 tensor, with the gradient s + y * (1 - s) in one compiled loop
+    (the module's docstring)."""
     with untaped():
         sigmoid = tf.sigmoid(x)
         y = x * sigmoid
-
-    def gradient(upstream):
-        return [upstream * (sigmoid + y * (1.0 - sigmoid))]
-
-    record_gradient("Swish", [y], [x], gradient)
+    record_gradient("Swish", [y], [x], lambda upstream: [_swish_gradient(sigmoid, y, upstream)])
     return y
 
 
