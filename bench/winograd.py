@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
     add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
 )
-from archbuilder.training.winograd_conv import candidate, switch_winograd, winograd_convolution  # noqa: E402
+from archbuilder.training.winograd_choice import switch_winograd  # noqa: E402
+from archbuilder.training.winograd_conv import candidate, winograd_convolution  # noqa: E402
 
 # (map size, in channels, out channels): the zoo's stride-1 3x3 shapes (ResNet-18/34, the
 # bottleneck ResNets, Wide ResNet-50); 8 stands for the odd 7.

@@ -14,10 +14,11 @@ import tensorflow as tf
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, write_shapes
+from archbuilder.training.timed_switch import CACHE_FORMAT
 from archbuilder.training.winograd_choice import (
-    CACHE_FORMAT, CACHE_NAME, MAX_LAYERS, choose_winograd, shape_key, switch_winograd_where_faster,
+    CACHE_NAME, MAX_LAYERS, choose_winograd, shape_key, switch_winograd, switch_winograd_where_faster,
 )
-from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, switch_winograd, winograd_convolution
+from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, winograd_convolution
 from switched_layers import training_graph
 from train_support import REPO
 
@@ -277,5 +278,5 @@ def test_train_switches_what_the_cache_says_and_says_why(tmp_path, monkeypatch, 
     switched = [layer.name for layer in model.layers if "convolution_op" in vars(layer)]
     assert switched == (["same_8x8", "valid_10x10", "valid_8x8"] if switch else []) == choice.switched
     assert not any("timing" in message for message in messages)
-    said = "Winograd F(2x2, 3x3) for 1 convolution(s)" if switch else "Winograd did not pay here"
+    said = "Winograd F(2x2, 3x3) for 1 convolution(s)" if switch else "Winograd F(2x2, 3x3) did not pay here"
     assert sum(said in message and "timed earlier on this CPU" in message for message in messages) == 3

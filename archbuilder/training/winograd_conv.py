@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import gpu_present, plain_weights
+from archbuilder.training.instance_switch import plain_weights
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # input tile transform B^T, 4x4
@@ -216,15 +216,3 @@ def winograd_convolution_op(layer):
     convolution_op.kernel = "winograd"  # which one, for messages and tests
     return convolution_op
 
-
-def switch_winograd(model, names) -> list[str]:
-    """Give the candidate convolutions of `model` named in `names` the Winograd op; their names.
-    Nothing where TensorFlow sees a GPU (cuDNN chooses its own algorithms)."""
-    if gpu_present():
-        return []
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if layer.name in names and candidate(layer):
-            layer.convolution_op = winograd_convolution_op(layer)
-            switched.append(layer.name)
-    return switched

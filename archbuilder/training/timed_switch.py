@@ -1,0 +1,130 @@
+"""A convolution kernel that `train` switches on only for the shapes where it measured faster than
+Keras's on *this* machine: timed once per machine and shape, then cached.
+
+Whether another way of computing a convolution wins depends on the CPU's arithmetic rate against
+its memory bandwidth, on oneDNN's kernel for the direct convolution, on the shape and on the batch
+(winograd_choice.py and pointwise_choice.py give measured examples of each). So `train` times
+forward pass plus both gradients of each candidate shape at the run's batch, Keras's op and the
+other interleaved call by call, the fastest of REPEATS calls of each (other programs only ever add
+time to a call), once, and keeps the answer in the user's cache folder under the machine key of the
+other kernel choices (kernel_choice.py). The other kernel is switched on only where it took at most
+SWITCH_BELOW of Keras's time.
+
+Cache file, one per switch and machine key (`<cache_name>-<hash>.json`, beside kernel_choice.py's):
+
+    {"format": 1, "machine": {...}, "shapes": {"14x14x256 k3x3 s1 same f256 b32 float32":
+        {"ms": {"keras": 45.5, "winograd": 35.5}, "switch": true}}}
+
+`null`: that kernel failed on this machine. Editing `switch` there forces a decision (tests do so).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from archbuilder.runtime import quiet_loggers
+from archbuilder.training.grouped_choice import interleaved_timings, kernel_steps
+from archbuilder.training.instance_switch import gpu_present
+from archbuilder.training.kernel_choice import (
+    SWITCH_BELOW, KernelChoice, cache_path, decided_where, machine_key, read_shapes, untimed_shapes, write_shapes,
+)
+
+CACHE_FORMAT = 1
+REPEATS = 3  # timed calls per kernel, interleaved; the fastest is kept
+
+
+@dataclass(frozen=True)
+class TimedSwitch:
+    """One such kernel: which layers may take it, how its shapes are keyed, the `convolution_op` it
+    gives a layer, and how `train` names it."""
+
+    kernel: str  # its name in the cache's "ms" beside "keras" ("winograd", "matmul")
+    cache_name: str  # the cache file's stem
+    candidate: Callable  # layer -> bool
+    shape_key: Callable  # (layer, batch_size) -> str
+    convolution_op: Callable  # layer -> the op its `convolution_op` becomes
+    title: str  # what train says was switched: "Winograd F(2x2, 3x3)"
+    timed: str  # what train says it times: "Winograd 3x3 convolutions"
+    max_layers: int | None = None  # at most this many layers switch, the first in the model's order
+    cap_reason: str = ""  # why, for train's message
+
+    @property
+    def kernels(self) -> tuple[str, str]:
+        return ("keras", self.kernel)
+
+    def valid_entry(self, entry) -> bool:
+        if not (isinstance(entry, dict) and isinstance(entry.get("switch"), bool) and isinstance(entry.get("ms"), dict)):
+            return False
+        return all(k in self.kernels and (v is None or isinstance(v, (int, float))) for k, v in entry["ms"].items())
+
+    def time_shape(self, layer, batch_size: int, repeats: int = REPEATS) -> dict:
+        """The cache entry for `layer`'s shape: milliseconds of the fastest call of forward + input
+        and kernel gradients with Keras's op and with this kernel (None for one that fails), and
+        the switch."""
+        steps = kernel_steps(layer, batch_size, self.kernels, op_for=lambda conv, kernel: self.convolution_op(conv))
+        fastest = interleaved_timings(steps, repeats, summary=min)
+        ms = {kernel: fastest.get(kernel) for kernel in self.kernels}
+        switch = None not in ms.values() and ms[self.kernel] <= SWITCH_BELOW * ms["keras"]
+        return {"ms": ms, "switch": switch}
+
+    def choose(self, model, batch_size: int, say=lambda message: None) -> KernelChoice:
+        """Decide for each candidate convolution of `model` from the cache, or by timing its shape
+        once; `say` announces a timing before it starts."""
+        key = machine_key()
+        path = cache_path(key, self.cache_name)
+        timings = read_shapes(path, key, CACHE_FORMAT, self.valid_entry)
+        candidates = [layer for layer in model._flatten_layers(include_self=False) if self.candidate(layer)]
+        missing = untimed_shapes(candidates, batch_size, timings, self.shape_key)
+        if missing:
+            say(f"timing {self.timed} against TensorFlow's for {len(missing)} shape(s) on this CPU "
+                f"at batch {batch_size}, once (cached in {path})")
+            start = time.perf_counter()
+            for name, layer in missing.items():
+                with quiet_loggers("tensorflow"):  # a new tf.function per shape, on purpose
+                    timings[name] = self.time_shape(layer, batch_size)
+            say(f"timed {self.timed} in {time.perf_counter() - start:.1f} s")
+        cached = write_shapes(path, key, CACHE_FORMAT, timings) if missing else True
+        switched = [layer.name for layer in candidates if timings[self.shape_key(layer, batch_size)]["switch"]]
+        switched = switched[:self.max_layers]
+        kept = [layer.name for layer in candidates if layer.name not in switched]
+        return KernelChoice(switched, kept, timings, list(missing), path, cached)
+
+    def switch(self, model, names) -> list[str]:
+        """Give the candidate convolutions of `model` named in `names` this kernel; their names.
+        Nothing where TensorFlow sees a GPU (cuDNN chooses its own algorithms)."""
+        if gpu_present():
+            return []
+        switched = []
+        for layer in model._flatten_layers(include_self=False):
+            if layer.name in names and self.candidate(layer):
+                layer.convolution_op = self.convolution_op(layer)
+                switched.append(layer.name)
+        return switched
+
+    def switch_where_faster(self, model, batch_size: int, say) -> KernelChoice | None:
+        """`train`'s step: decide (cache or one-off timing), switch, and say what was decided and why."""
+        if gpu_present() or not any(self.candidate(layer) for layer in model._flatten_layers(include_self=False)):
+            return None
+        choice = self.choose(model, batch_size, say)
+        self.switch(model, set(choice.switched))
+        where = decided_where(choice)
+        by_shape: dict[str, list[str]] = {}
+        for layer in model._flatten_layers(include_self=False):
+            if layer.name in choice.switched or layer.name in choice.kept:
+                by_shape.setdefault(self.shape_key(layer, batch_size), []).append(layer.name)
+        for shape, names in by_shape.items():
+            ms = choice.timings[shape]["ms"]
+            timing = f"{ms[self.kernel]} ms against TensorFlow's {ms['keras']} ms per step"
+            what = shape.rsplit(" b", 1)[0]  # the shape without the batch
+            if choice.timings[shape]["switch"]:
+                switched = [name for name in names if name in choice.switched]
+                capped = "" if len(switched) == len(names) else (
+                    f"; {len(names) - len(switched)} more keep TensorFlow's: at most {self.max_layers} layers "
+                    f"switch, {self.cap_reason}")
+                say(f"{self.title} for {len(switched)} convolution(s) of {what} ({timing}, {where}{capped})")
+            else:
+                say(f"TensorFlow's convolutions kept for {len(names)} of {what}: {self.title} did not pay here "
+                    f"({timing}, {where})")
+        return choice
