@@ -156,7 +156,8 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
             "later_step_cpu_s": None if cpu_step is None else round(cpu_step, 2),
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
             "switches": [text for _, text in lines
-                         if any(what in text for what in ("grouped convolutions", "kernel gradients", "Winograd F(2x2"))],
+                         if any(what in text for what in ("grouped convolutions", "kernel gradients", "Winograd F(2x2",
+                                                          "matrix products for"))],
             "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
 
 
