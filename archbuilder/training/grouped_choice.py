@@ -107,23 +107,23 @@ def training_gradients_function(model, conv, x, upstream):
     return step
 
 
-def kernel_steps(layer, batch_size: int, kernels, copy=None, op_for=None) -> dict:
+def kernel_steps(layer, batch_size: int, kernels, copy=None, op_for=None, hook: str = "convolution_op") -> dict:
     """For each of `kernels` ("keras": Keras's own op), a training_gradients_function of one copy
     of `layer` (`copy`: single_convolution's, to reuse; the same weights, input and output
-    gradient for all), traced with that kernel (the `convolution_op` `op_for(conv, kernel)`, by
-    default grouped_convolution_op) and called once (compiled, warm), with its first call's
-    results and seconds: {kernel: (step, results, seconds)}; a kernel that fails here (e.g. no CPU
-    kernel for grouped filters) is left out."""
+    gradient for all), traced with that kernel (the instance's `hook`, its `convolution_op` or its
+    `call`, set to `op_for(conv, kernel)`, by default grouped_convolution_op) and called once
+    (compiled, warm), with its first call's results and seconds: {kernel: (step, results,
+    seconds)}; a kernel that fails here (e.g. no CPU kernel for grouped filters) is left out."""
     model, conv, x, upstream = copy or single_convolution(layer, batch_size)
     steps = {}
     for kernel in kernels:
         start = time.perf_counter()
-        # The layer calls its `convolution_op` when the function is traced (its first call), so
-        # each function keeps the kernel set here; Keras's own is the class's.
-        vars(conv).pop("convolution_op", None)
+        # The layer calls its `hook` when the function is traced (its first call), so each
+        # function keeps the kernel set here; Keras's own is the class's.
+        vars(conv).pop(hook, None)
         try:
             if kernel != "keras":
-                conv.convolution_op = (op_for or grouped_convolution_op)(conv, kernel)
+                setattr(conv, hook, (op_for or grouped_convolution_op)(conv, kernel))
             step = training_gradients_function(model, conv, x, upstream)
             results = [t.numpy() for t in step()]
         except (tf.errors.OpError, ValueError, TypeError):

@@ -13,6 +13,9 @@ from archbuilder.training.pointwise_conv import candidate, pointwise_convolution
 from archbuilder.training.timed_switch import TimedSwitch
 
 CACHE_NAME = "pointwise"
+# Seconds of timing a run (timed_switch.py): EfficientNet-B0's 19 shapes took 4.1-6.2 s at batch
+# 32 on the Zen 5, ResNet-50's 9 5.1 s.
+BUDGET_S = 3.0
 
 
 def shape_key(layer, batch_size: int) -> str:
@@ -23,7 +26,7 @@ def shape_key(layer, batch_size: int) -> str:
 POINTWISE = TimedSwitch(
     kernel="matmul", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key,
     convolution_op=pointwise_convolution_op, title="matrix products",
-    timed="1x1 convolutions as matrix products")
+    timed="1x1 convolutions as matrix products", budget_s=BUDGET_S)
 choose_pointwise = POINTWISE.choose
 switch_pointwise = POINTWISE.switch
 switch_pointwise_where_faster = POINTWISE.switch_where_faster

@@ -44,11 +44,20 @@ class TimedSwitch:
     cache_name: str  # the cache file's stem
     candidate: Callable  # layer -> bool
     shape_key: Callable  # (layer, batch_size) -> str
-    convolution_op: Callable  # layer -> the op its `convolution_op` becomes
+    convolution_op: Callable  # layer -> what the instance's `hook` becomes
     title: str  # what train says was switched: "Winograd F(2x2, 3x3)"
     timed: str  # what train says it times: "Winograd 3x3 convolutions"
     max_layers: int | None = None  # at most this many layers switch, the first in the model's order
     cap_reason: str = ""  # why, for train's message
+    # The instance attribute switched: Conv2D's `convolution_op` (the hook its call calls; another
+    # switch's call keeps calling it), or the whole `call` of a layer without such a hook.
+    hook: str = "convolution_op"
+    baseline: str = "TensorFlow's"  # whose kernel it is timed against, for train's messages
+    kept_as: str = "TensorFlow's convolutions"  # what stays where it does not pay
+    # Seconds of timing a run, at most (at least one shape is timed): the timing happens before a
+    # machine's first step, which issue 21 holds within 10 s of a later one. Shapes left untimed
+    # keep Keras's op in this run and are timed by later ones.
+    budget_s: float | None = None
 
     @property
     def kernels(self) -> tuple[str, str]:
@@ -63,7 +72,8 @@ class TimedSwitch:
         """The cache entry for `layer`'s shape: milliseconds of the fastest call of forward + input
         and kernel gradients with Keras's op and with this kernel (None for one that fails), and
         the switch."""
-        steps = kernel_steps(layer, batch_size, self.kernels, op_for=lambda conv, kernel: self.convolution_op(conv))
+        steps = kernel_steps(layer, batch_size, self.kernels, op_for=lambda conv, kernel: self.convolution_op(conv),
+                             hook=self.hook)
         fastest = interleaved_timings(steps, repeats, summary=min)
         ms = {kernel: fastest.get(kernel) for kernel in self.kernels}
         switch = None not in ms.values() and ms[self.kernel] <= SWITCH_BELOW * ms["keras"]
@@ -77,19 +87,26 @@ class TimedSwitch:
         timings = read_shapes(path, key, CACHE_FORMAT, self.valid_entry)
         candidates = [layer for layer in model._flatten_layers(include_self=False) if self.candidate(layer)]
         missing = untimed_shapes(candidates, batch_size, timings, self.shape_key)
+        measured = []
         if missing:
-            say(f"timing {self.timed} against TensorFlow's for {len(missing)} shape(s) on this CPU "
-                f"at batch {batch_size}, once (cached in {path})")
+            budget = "" if self.budget_s is None else f", at most {self.budget_s:g} s a run"
+            say(f"timing {self.timed} against {self.baseline} for {len(missing)} shape(s) on this CPU "
+                f"at batch {batch_size}, once{budget} (cached in {path})")
             start = time.perf_counter()
             for name, layer in missing.items():
+                if measured and self.budget_s is not None and time.perf_counter() - start > self.budget_s:
+                    break
                 with quiet_loggers("tensorflow"):  # a new tf.function per shape, on purpose
                     timings[name] = self.time_shape(layer, batch_size)
-            say(f"timed {self.timed} in {time.perf_counter() - start:.1f} s")
-        cached = write_shapes(path, key, CACHE_FORMAT, timings) if missing else True
-        switched = [layer.name for layer in candidates if timings[self.shape_key(layer, batch_size)]["switch"]]
-        switched = switched[:self.max_layers]
+                measured.append(name)
+            left = len(missing) - len(measured)
+            say(f"timed {self.timed} in {time.perf_counter() - start:.1f} s"
+                + (f"; {left} shape(s) left for later runs, TensorFlow's op until then" if left else ""))
+        cached = write_shapes(path, key, CACHE_FORMAT, timings) if measured else True
+        switched = [layer.name for layer in candidates
+                    if timings.get(self.shape_key(layer, batch_size), {}).get("switch")][:self.max_layers]
         kept = [layer.name for layer in candidates if layer.name not in switched]
-        return KernelChoice(switched, kept, timings, list(missing), path, cached)
+        return KernelChoice(switched, kept, timings, measured, path, cached)
 
     def switch(self, model, names) -> list[str]:
         """Give the candidate convolutions of `model` named in `names` this kernel; their names.
@@ -99,7 +116,7 @@ class TimedSwitch:
         switched = []
         for layer in model._flatten_layers(include_self=False):
             if layer.name in names and self.candidate(layer):
-                layer.convolution_op = self.convolution_op(layer)
+                setattr(layer, self.hook, self.convolution_op(layer))
                 switched.append(layer.name)
         return switched
 
@@ -115,16 +132,17 @@ class TimedSwitch:
             if layer.name in choice.switched or layer.name in choice.kept:
                 by_shape.setdefault(self.shape_key(layer, batch_size), []).append(layer.name)
         for shape, names in by_shape.items():
+            if shape not in choice.timings:  # left for a later run (the budget)
+                continue
             ms = choice.timings[shape]["ms"]
-            timing = f"{ms[self.kernel]} ms against TensorFlow's {ms['keras']} ms per step"
+            timing = f"{ms[self.kernel]} ms against {self.baseline} {ms['keras']} ms per step"
             what = shape.rsplit(" b", 1)[0]  # the shape without the batch
             if choice.timings[shape]["switch"]:
                 switched = [name for name in names if name in choice.switched]
                 capped = "" if len(switched) == len(names) else (
-                    f"; {len(names) - len(switched)} more keep TensorFlow's: at most {self.max_layers} layers "
+                    f"; {len(names) - len(switched)} more keep {self.baseline}: at most {self.max_layers} layers "
                     f"switch, {self.cap_reason}")
                 say(f"{self.title} for {len(switched)} convolution(s) of {what} ({timing}, {where}{capped})")
             else:
-                say(f"TensorFlow's convolutions kept for {len(names)} of {what}: {self.title} did not pay here "
-                    f"({timing}, {where})")
+                say(f"{self.kept_as} kept for {len(names)} of {what}: {self.title} did not pay here ({timing}, {where})")
         return choice
