@@ -94,15 +94,16 @@ def write_cache(path: Path, key: dict, shapes: dict[str, dict]) -> bool:
 
 
 def training_gradients_function(model, conv, x, upstream):
-    """One tf.function: the forward pass and the gradients of input and kernel."""
+    """One tf.function: the forward pass and the gradients of input and kernel (a separable
+    convolution's two kernels)."""
+    kernels = [conv.kernel] if hasattr(conv, "kernel") else [conv.depthwise_kernel, conv.pointwise_kernel]
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(model(x) * upstream)
-        input_gradient, kernel_gradient = tape.gradient(loss, [x, conv.kernel])
-        return loss, input_gradient, kernel_gradient
+        return loss, *tape.gradient(loss, [x, *kernels])
 
     return step
 

@@ -151,11 +151,12 @@ def write_cache(path: Path, key: dict, timings: dict[str, Timing]) -> bool:
 
 
 def single_convolution(layer, batch_size: int, seed: int = 0):
-    """A fresh copy of convolution `layer` alone (a Conv2D, or a DepthwiseConv2D), a random input
-    batch and output gradient for it."""
+    """A fresh copy of convolution `layer` alone (a Conv2D, DepthwiseConv2D or SeparableConv2D),
+    a random input batch and output gradient for it."""
     input_shape = tuple(layer.input.shape[1:])
     inputs = keras.Input(input_shape, dtype=layer.compute_dtype)
-    kind = keras.layers.DepthwiseConv2D if isinstance(layer, keras.layers.DepthwiseConv2D) else keras.layers.Conv2D
+    kind = next((kind for kind in (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D) if isinstance(layer, kind)),
+                keras.layers.Conv2D)
     conv = kind.from_config({**layer.get_config(), "name": "conv"})
     model = keras.Model(inputs, conv(inputs))
     rng = np.random.default_rng(seed)

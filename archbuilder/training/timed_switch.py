@@ -20,6 +20,7 @@ Cache file, one per switch and machine key (`<cache_name>-<hash>.json`, beside k
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -87,6 +88,10 @@ class TimedSwitch:
         timings = read_shapes(path, key, CACHE_FORMAT, self.valid_entry)
         candidates = [layer for layer in model._flatten_layers(include_self=False) if self.candidate(layer)]
         missing = untimed_shapes(candidates, batch_size, timings, self.shape_key)
+        # The shapes most layers share first (then in the model's order): where a budget stops
+        # the timing, what was timed decides the most layers.
+        sharing = collections.Counter(self.shape_key(layer, batch_size) for layer in candidates)
+        missing = dict(sorted(missing.items(), key=lambda item: -sharing[item[0]]))
         measured = []
         if missing:
             budget = "" if self.budget_s is None else f", at most {self.budget_s:g} s a run"
