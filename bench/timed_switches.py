@@ -1,9 +1,9 @@
 """Whole training steps with and without the kernels `train` switches per shape by timing: 1x1
-convolutions as matrix products (pointwise_choice.py) and TensorFlow's own depthwise kernel
-gradient (depthwise_choice.py).
+convolutions and separable convolutions' 1x1 halves as matrix products (pointwise_choice.py) and
+TensorFlow's own depthwise kernel gradient (depthwise_choice.py).
 
     .venv/bin/python bench/timed_switches.py [--networks efficientnet_b0,mobilenetv2] [--batch 32]
-        [--steps 10]
+        [--steps 10]      (xception: the separable convolutions' 1x1 halves)
 
 For each network (architectures/imagenet/NAME.yaml, 10 classes, the switches `train` makes on
 every CPU: bench/fused_kernels.py `make`, grouped convolutions on `native`), four models with the
@@ -28,10 +28,10 @@ from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment 
     add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
 )
 from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT  # noqa: E402
-from archbuilder.training.pointwise_choice import POINTWISE  # noqa: E402
+from archbuilder.training.pointwise_choice import POINTWISE, SEPARABLE  # noqa: E402
 
-VARIANTS = {"none": (), "pointwise": (POINTWISE,), "depthwise": (DEPTHWISE_GRADIENT,),
-            "both": (POINTWISE, DEPTHWISE_GRADIENT)}
+VARIANTS = {"none": (), "pointwise": (POINTWISE, SEPARABLE), "depthwise": (DEPTHWISE_GRADIENT,),
+            "both": (POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT)}
 
 
 def steps(network: str, batch: int, count: int) -> str:

@@ -15,9 +15,9 @@ from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.fused_conv_bias import use_fused_conv_bias
 from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, write_shapes
 from archbuilder.training.pointwise_choice import (
-    CACHE_NAME, choose_pointwise, shape_key, switch_pointwise, switch_pointwise_where_faster,
+    CACHE_NAME, SEPARABLE, choose_pointwise, shape_key, switch_pointwise, switch_pointwise_where_faster,
 )
-from archbuilder.training.pointwise_conv import candidate, pointwise_convolution
+from archbuilder.training.pointwise_conv import candidate, pointwise_convolution, separable_candidate
 from archbuilder.training.timed_switch import CACHE_FORMAT
 from switched_layers import training_graph, twin
 from train_support import REPO
@@ -177,3 +177,81 @@ def test_train_switches_what_the_cache_says_and_says_why(tmp_path, monkeypatch, 
     assert sum(said in message and "timed earlier on this CPU" in message for message in messages) == 3
     assert any("6x6x16 k1x1 s1 f24" in message and "(1.0 ms against TensorFlow's 2.0 ms per step" in message
                for message in messages)
+
+
+def _separable(input_shape, kernel: int, stride: int, padding: str, filters: int, multiplier=1, use_bias=False,
+               activation=None, dtype="float32"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(input_shape, dtype=dtype)
+    layer = keras.layers.SeparableConv2D(filters, kernel, stride, padding, depth_multiplier=multiplier,
+                                         use_bias=use_bias, activation=activation, name="sep", dtype=dtype)
+    return keras.Model(inputs, layer(inputs)), layer
+
+
+@pytest.mark.parametrize("input_shape, kernel, stride, padding, filters, multiplier", [
+    ((7, 7, 24), 3, 1, "same", 40, 1), ((9, 8, 8), 3, 2, "valid", 16, 2), ((6, 6, 5), 5, 1, "same", 3, 1)])
+def test_a_separable_convolution_keeps_its_depthwise_half_and_bounds_its_1x1_half(
+        input_shape, kernel, stride, padding, filters, multiplier):
+    stock, stock_layer = _separable(input_shape, kernel, stride, padding, filters, multiplier, use_bias=True)
+    fast, fast_layer = _separable(input_shape, kernel, stride, padding, filters, multiplier, use_bias=True)
+    fast.set_weights(stock.get_weights())
+    assert separable_candidate(fast_layer) and SEPARABLE.switch(fast, {"sep"}) == ["sep"]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, *input_shape)).astype("float32")
+    upstream = rng.normal(size=(2, *stock.output_shape[1:])).astype("float32")
+
+    def run(model, layer, x, upstream, dtype=tf.float32):
+        x = tf.constant(x, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x)
+        gradients = tape.gradient(y, [x, layer.depthwise_kernel, layer.pointwise_kernel],
+                                  output_gradients=tf.constant(upstream, dtype))
+        return [y.numpy(), *(t.numpy() for t in gradients)]
+
+    have, want = run(fast, fast_layer, x, upstream), run(stock, stock_layer, x, upstream)
+    # Against Keras's float32 layer: both are float32 sums of the same terms in other orders, so
+    # each is within gamma_n of the exact value and they of each other within twice that. The
+    # magnitudes: the same layer on |x|, |kernels| and |upstream| (a float32 sum of positive terms,
+    # itself within gamma_n relative: negligible here). Terms per result: an output sums
+    # k*k*C*m products through the depthwise half and C*m of them through the 1x1 half, so it
+    # carries at most k*k + C*m roundings (plus the bias's one); the input and depthwise-kernel
+    # gradients pass back through both halves (F + k*k terms; positions N*H'*W' for a kernel);
+    # the 1x1 kernel's gradient sums N*H'*W' positions of depthwise outputs (k*k each).
+    absolute = _separable(input_shape, kernel, stride, padding, filters, multiplier, use_bias=True)[0]
+    absolute.set_weights([np.abs(w) for w in stock.get_weights()])
+    magnitudes = run(absolute, absolute.get_layer("sep"), np.abs(x), np.abs(upstream))
+    channels, positions = input_shape[-1] * multiplier, upstream.shape[0] * upstream.shape[1] * upstream.shape[2]
+    terms = [kernel * kernel + channels + 1, filters + kernel * kernel, positions + filters, positions + kernel * kernel]
+    for name, a, b, magnitude, n in zip(("outputs", "input gradient", "depthwise kernel gradient",
+                                         "pointwise kernel gradient"), have, want, magnitudes, terms):
+        assert np.all(np.abs(a - b) <= 2 * gamma(n) * magnitude), name
+    # Not vacuous: a pointwise kernel of transposed layout (where it is square) or missing its
+    # last input channel is far outside the bound.
+    wrong = tf.constant(fast_layer.pointwise_kernel.numpy()[:, :, :-1], tf.float32)
+    depthwise = tf.nn.depthwise_conv2d(tf.constant(x), fast_layer.depthwise_kernel, [1, stride, stride, 1], padding.upper())
+    off = pointwise_convolution(depthwise[..., :-1], wrong).numpy() + fast_layer.bias.numpy() - want[0]
+    assert np.abs(off).max() > 1e3 * 2 * gamma(terms[0]) * magnitudes[0].max()
+
+
+def test_only_stock_float32_separable_layers_switch_and_xceptions_all_do(tmp_path):
+    assert separable_candidate(_separable((8, 8, 4), 3, 1, "same", 8)[1])
+    assert not separable_candidate(_separable((8, 8, 4), 3, 1, "same", 8, dtype="bfloat16")[1])
+    inputs = keras.Input((8, 8, 4))
+    dilated = keras.layers.SeparableConv2D(8, 3, dilation_rate=2)
+    dilated(inputs)
+    tiny = keras.layers.SeparableConv2D(8, 8)  # a 1x1 output map
+    tiny(inputs)
+    assert not separable_candidate(dilated) and not separable_candidate(tiny)
+    model = build_model(load_checked_spec(REPO / "architectures" / "imagenet" / "xception.yaml").spec)
+    assert sum(separable_candidate(layer) for layer in model.layers) == 34
+
+    stock, _ = _separable((8, 8, 4), 3, 1, "same", 8, use_bias=True, activation="relu")
+    fast = twin(stock)
+    config = fast.get_config()
+    assert SEPARABLE.switch(fast, {"sep"}) == ["sep"] and fast.get_config() == config
+    fast.save(tmp_path / "fast.keras")
+    loaded = keras.saving.load_model(tmp_path / "fast.keras")
+    assert "call" not in vars(loaded.get_layer("sep"))
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), stock.predict_on_batch(x))

@@ -289,8 +289,8 @@ def _use_fast_kernels(model, training) -> None:
     global pooling written out (a smaller graph to trace and optimize before the first step), the
     exact GELU and layer norm as one fused loop each way (fewer passes over the widest tensors),
     self-attention as 2-D matrix products, and where it pays on this CPU, grouped convolutions
-    without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions as
-    matrix products and TensorFlow's own depthwise kernel gradient. All are made on the instances,
+    without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
+    separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient. All are made on the instances,
     so they are made again on a model loaded for --resume; model files do not change."""
     from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
@@ -305,13 +305,14 @@ def _use_fast_kernels(model, training) -> None:
         from archbuilder.training.depthwise_choice import switch_depthwise_gradient_where_faster
         from archbuilder.training.grouped_choice import switch_grouped_where_faster
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
-        from archbuilder.training.pointwise_choice import switch_pointwise_where_faster
+        from archbuilder.training.pointwise_choice import switch_pointwise_where_faster, switch_separable_where_faster
         from archbuilder.training.winograd_choice import switch_winograd_where_faster
 
         switch_grouped_where_faster(model, training.batch_size, say)
         switch_kernels_where_faster(model, training.batch_size, say)
         switch_winograd_where_faster(model, training.batch_size, say)
         switch_pointwise_where_faster(model, training.batch_size, say)
+        switch_separable_where_faster(model, training.batch_size, say)
         switch_depthwise_gradient_where_faster(model, training.batch_size, say)
 
 

@@ -4,15 +4,18 @@ timed once per shape at the run's batch, then cached (timed_switch.py; cache fil
 
 On the AVX-512 Zen 5 at batch 32 the product took 0.74-1.06x of TensorFlow's time over
 EfficientNet-B0's 19 shapes and 0.87-1.06x over ResNet-50's 9; at batch 8 the order changed for
-several shapes (bench/RESULTS.md), so the choice is the batch's, not one for all batches.
+several shapes (bench/RESULTS.md), so the choice is the batch's, not one for all batches. The
+1x1 halves of separable convolutions (Xception's) are a second switch of the same kind
+(`separable-pointwise-<hash>.json`).
 """
 
 from __future__ import annotations
 
-from archbuilder.training.pointwise_conv import candidate, pointwise_convolution_op
+from archbuilder.training.pointwise_conv import candidate, pointwise_convolution_op, separable_call, separable_candidate
 from archbuilder.training.timed_switch import TimedSwitch
 
 CACHE_NAME = "pointwise"
+SEPARABLE_CACHE_NAME = "separable-pointwise"
 # Seconds of timing a run (timed_switch.py): EfficientNet-B0's 19 shapes took 4.1-6.2 s at batch
 # 32 on the Zen 5, ResNet-50's 9 5.1 s.
 BUDGET_S = 3.0
@@ -30,3 +33,17 @@ POINTWISE = TimedSwitch(
 choose_pointwise = POINTWISE.choose
 switch_pointwise = POINTWISE.switch
 switch_pointwise_where_faster = POINTWISE.switch_where_faster
+
+
+def separable_shape_key(layer, batch_size: int) -> str:
+    height, width, channels = layer.input.shape[1:4]
+    kh, kw = layer.kernel_size
+    return (f"{height}x{width}x{channels} k{kh}x{kw} s{layer.strides[0]} {layer.padding} m{layer.depth_multiplier} "
+            f"f{layer.filters} b{batch_size} {layer.compute_dtype}")
+
+
+SEPARABLE = TimedSwitch(
+    kernel="matmul", cache_name=SEPARABLE_CACHE_NAME, candidate=separable_candidate, shape_key=separable_shape_key,
+    convolution_op=separable_call, title="separable convolutions with their 1x1 half as matrix products",
+    timed="separable convolutions' 1x1 halves as matrix products", hook="call", budget_s=BUDGET_S)
+switch_separable_where_faster = SEPARABLE.switch_where_faster

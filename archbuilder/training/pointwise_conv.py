@@ -16,9 +16,17 @@ differ by float32 rounding within the dot product's own bound (tests/test_pointw
 checks it against the exact float64 sums). Only stock float32 layers switch (in bfloat16 the
 products would accumulate differently again), and only on CPU.
 
+A SeparableConv2D is a depthwise convolution then such a 1x1 convolution (`tf.nn.separable_conv2d`:
+depthwise_conv2d, then conv2d 1x1 VALID). Xception's are wide (728 channels in and out at 19x19
+in its middle flow, 24 layers), and there too the product won on the Zen 5: forward and both
+gradients of the 1x1 half 0.87x of TensorFlow's time at batch 32, 37x37x256 -> 728 0.92x,
+10x10x728 -> 1024 0.89x (bench/RESULTS.md). `separable_call` keeps the depthwise half
+TensorFlow's op (its outputs bit for bit) and computes the 1x1 half as the product.
+
 The switch is made on layer *instances*, by giving them their own `convolution_op` (the hook
-Keras's convolution layers call; fused_conv_bias.py's call keeps calling it): model files are
-those of stock layers, and a model loaded for --resume is switched again.
+Keras's convolution layers call; fused_conv_bias.py's call keeps calling it), or a separable
+layer its own `call`: model files are those of stock layers, and a model loaded for --resume is
+switched again.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.fused_conv_bias import bias_add
 from archbuilder.training.instance_switch import plain_weights
 
 
@@ -65,3 +74,37 @@ def pointwise_convolution_op(layer):
 
     convolution_op.kernel = "matmul"  # which one, for messages and tests
     return convolution_op
+
+
+def separable_candidate(layer) -> bool:
+    """A stock channels-last SeparableConv2D, no dilation, equal strides, SAME or VALID, float32,
+    whose input map is known and whose output map is larger than 1x1, not yet switched."""
+    if type(layer) is not keras.layers.SeparableConv2D or "call" in vars(layer):
+        return False
+    if (layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1)
+            or layer.strides[0] != layer.strides[1] or layer.padding not in ("same", "valid")):
+        return False
+    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
+        return False
+    try:
+        height, width, channels = layer.input.shape[1:]
+        out_height, out_width = layer.output.shape[1:3]
+    except (AttributeError, ValueError):  # not yet called, shared by several inputs, or not 4-D
+        return False
+    return None not in (height, width, channels, out_height, out_width) and out_height * out_width > 1
+
+
+def separable_call(layer):
+    """The switched `call` of separable_candidate `layer`: TensorFlow's depthwise half, the 1x1 half
+    as a matrix product, then Keras's bias and activation (see the module's docstring)."""
+    strides, padding = [1, layer.strides[0], layer.strides[0], 1], layer.padding.upper()
+
+    def call(inputs):
+        depthwise = tf.nn.depthwise_conv2d(tf.convert_to_tensor(inputs), layer.depthwise_kernel, strides, padding)
+        outputs = pointwise_convolution(depthwise, tf.convert_to_tensor(layer.pointwise_kernel))
+        if layer.use_bias:
+            outputs = bias_add(outputs, layer.bias)
+        return outputs if layer.activation is None else layer.activation(outputs)
+
+    call.kernel = "matmul"  # which one, for messages and tests
+    return call
