@@ -3,7 +3,7 @@ convolutions and separable convolutions' 1x1 halves as matrix products (pointwis
 TensorFlow's own depthwise kernel gradient (depthwise_choice.py).
 
     .venv/bin/python bench/timed_switches.py [--networks efficientnet_b0,mobilenetv2] [--batch 32]
-        [--steps 10]      (xception: the separable convolutions' 1x1 halves)
+        [--steps 10] [--variants none,pointwise,depthwise,both]
 
 For each network (architectures/imagenet/NAME.yaml, 10 classes, the switches `train` makes on
 every CPU: bench/fused_kernels.py `make`, grouped convolutions on `native`), four models with the
@@ -34,10 +34,11 @@ VARIANTS = {"none": (), "pointwise": (POINTWISE, SEPARABLE), "depthwise": (DEPTH
             "both": (POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT)}
 
 
-def steps(network: str, batch: int, count: int) -> str:
-    """The table row of `network`; prints the decisions first."""
+def steps(network: str, batch: int, count: int, variants) -> str:
+    """The table row of `network` (`variants` of VARIANTS, "none" first); prints the decisions first."""
     models, switched = {}, {}
-    for variant, switches in VARIANTS.items():
+    for variant in variants:
+        switches = VARIANTS[variant]
         model = make(network, [])
         grouped_on_native(model)
         said = []
@@ -53,16 +54,22 @@ def steps(network: str, batch: int, count: int) -> str:
     times = alternating_steps(models, batch, count)
     medians, ratios = step_medians(times, "none")
     return (f"| {network} | {batch} | {switched.get('pointwise', 0)} / {switched.get('depthwise', 0)} | "
-            + " | ".join(f"{medians[v]} s" for v in VARIANTS) + " | "
-            + " | ".join(f"{ratios[v]:.3f}" for v in VARIANTS if v != "none") + " |")
+            + " | ".join(f"{medians[v]} s" if v in medians else "" for v in VARIANTS) + " | "
+            + " | ".join(f"{ratios[v]:.3f}" if v in ratios else "" for v in VARIANTS if v != "none") + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(parser, "efficientnet_b0,efficientnet_b1,mobilenetv2")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="which of none, pointwise, depthwise, both (none is always run: the baseline)")
     args = parse_step_arguments(parser)
+    variants = ["none", *(v for v in args.variants.split(",") if v != "none")]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"no such variant: {', '.join(sorted(unknown))} (known: {', '.join(VARIANTS)})")
     print(cpu_line(), flush=True)
-    rows = [steps(network, args.batch, args.steps) for network in filter(None, args.networks.split(","))]
+    rows = [steps(network, args.batch, args.steps, variants) for network in filter(None, args.networks.split(","))]
     print("\n| network | batch | layers switched: 1x1 / depthwise | step: none | pointwise | depthwise | both | "
           "none / pointwise | none / depthwise | none / both |")
     print("|---|---|---|---|---|---|---|---|---|---|")
