@@ -1,13 +1,15 @@
 """For the tests of training kernels switched on layer instances (fused GELU, layer norm,
-attention): a model and its switched twin compared on outputs and every gradient, and the switched
-model's file reloaded."""
+attention, the timed convolution switches): a model and its switched twin compared on outputs and
+every gradient, the switched model's file reloaded, a timed switch's cache written."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from archbuilder.training.kernel_choice import cache_path, machine_key, write_shapes
 from archbuilder.training.precision import precision_policy
+from archbuilder.training.timed_switch import CACHE_FORMAT
 
 
 def twin(stock):
@@ -103,3 +105,12 @@ def switches_nothing_under(policy, switch, make_model) -> bool:
     `policy` (e.g. "mixed_bfloat16"); the process's policy is as it was afterwards."""
     with precision_policy(policy):
         return switch(make_model()) == []
+
+
+def cache_decisions(switch, decision: bool, model, batch_size: int) -> None:
+    """A valid cache of timed switch `switch` (timed_switch.py) for `model`'s candidates at
+    `batch_size`, as train writes it, without timing: every shape `decision` (the other kernel
+    timed at half Keras's time, or not switched anyway)."""
+    shapes = {switch.shape_key(layer, batch_size): {"ms": {"keras": 2.0, switch.kernel: 1.0}, "switch": decision}
+              for layer in model.layers if switch.candidate(layer)}
+    assert write_shapes(cache_path(name=switch.cache_name), machine_key(), CACHE_FORMAT, shapes)

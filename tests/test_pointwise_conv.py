@@ -13,13 +13,13 @@ import tensorflow as tf
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.fused_conv_bias import use_fused_conv_bias
-from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, write_shapes
+from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes
 from archbuilder.training.pointwise_choice import (
-    CACHE_NAME, SEPARABLE, choose_pointwise, shape_key, switch_pointwise, switch_pointwise_where_faster,
+    CACHE_NAME, POINTWISE, SEPARABLE, choose_pointwise, switch_pointwise, switch_pointwise_where_faster,
 )
 from archbuilder.training.pointwise_conv import candidate, pointwise_convolution, separable_candidate
 from archbuilder.training.timed_switch import CACHE_FORMAT
-from switched_layers import training_graph, twin
+from switched_layers import cache_decisions, training_graph, twin
 from train_support import REPO
 
 import keras  # noqa: E402
@@ -142,12 +142,6 @@ def test_a_switched_model_trains_with_matrix_products_and_keeps_its_files(tmp_pa
     np.testing.assert_array_equal(loaded.predict_on_batch(x), twin(fast).predict_on_batch(x))
 
 
-def _cache(path, switch: bool, model, batch_size: int):
-    """A valid cache for `model`'s candidates at `batch_size`, as train writes it, without timing."""
-    shapes = {shape_key(layer, batch_size): {"ms": {"keras": 2.0, "matmul": 1.0}, "switch": switch}
-              for layer in model.layers if candidate(layer)}
-    assert write_shapes(path, machine_key(), CACHE_FORMAT, shapes)
-
 
 def test_the_choice_is_timed_once_per_machine_and_shape_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
@@ -167,7 +161,7 @@ def test_the_choice_is_timed_once_per_machine_and_shape_and_cached(tmp_path, mon
 def test_train_switches_what_the_cache_says_and_says_why(tmp_path, monkeypatch, switch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
     model = _candidates_model()
-    _cache(cache_path(name=CACHE_NAME), switch, model, batch_size=4)
+    cache_decisions(POINTWISE, switch, model, batch_size=4)
     messages = []
     choice = switch_pointwise_where_faster(model, 4, messages.append)
     switched = [layer.name for layer in model.layers if "convolution_op" in vars(layer)]

@@ -13,13 +13,13 @@ import tensorflow as tf
 
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
-from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes, write_shapes
+from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes
 from archbuilder.training.timed_switch import CACHE_FORMAT
 from archbuilder.training.winograd_choice import (
-    CACHE_NAME, MAX_LAYERS, choose_winograd, shape_key, switch_winograd, switch_winograd_where_faster,
+    CACHE_NAME, MAX_LAYERS, WINOGRAD, choose_winograd, switch_winograd, switch_winograd_where_faster,
 )
 from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, winograd_convolution
-from switched_layers import training_graph
+from switched_layers import cache_decisions, training_graph
 from train_support import REPO
 
 import keras  # noqa: E402
@@ -154,7 +154,7 @@ def _stack(count: int):
 def test_at_most_max_layers_switch_the_first_in_order_and_train_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
     model = _stack(MAX_LAYERS + 2)
-    _cache(cache_path(name=CACHE_NAME), True, model, batch_size=4)
+    cache_decisions(WINOGRAD, True, model, batch_size=4)
     messages = []
     choice = switch_winograd_where_faster(model, 4, messages.append)
     assert choice.switched == [f"conv{index}" for index in range(MAX_LAYERS)]
@@ -228,12 +228,6 @@ def test_the_zoos_resnet34_switches_its_14x14x256_convolutions():
     assert {layer.input.shape[1:] for layer in model.layers if layer.name in names} == {(14, 14, 256)}
 
 
-def _cache(path, switch: bool, model, batch_size: int):
-    """A valid cache for `model`'s candidates at `batch_size`, as train writes it, without timing."""
-    shapes = {shape_key(layer, batch_size): {"ms": {"keras": 2.0, "winograd": 1.0}, "switch": switch}
-              for layer in model.layers if candidate(layer)}
-    assert write_shapes(path, machine_key(), CACHE_FORMAT, shapes)
-
 
 def test_the_choice_is_timed_once_per_machine_and_shape_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
@@ -254,7 +248,7 @@ def test_a_corrupt_or_foreign_cache_is_timed_again(tmp_path, monkeypatch, damage
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
     model = _candidates_model()
     path = cache_path(name=CACHE_NAME)
-    _cache(path, False, model, batch_size=2)
+    cache_decisions(WINOGRAD, False, model, batch_size=2)
     assert choose_winograd(model, batch_size=2).measured == []  # intact: nothing timed
     data = json.loads(path.read_text())
     if damage == "garbage":
@@ -272,7 +266,7 @@ def test_a_corrupt_or_foreign_cache_is_timed_again(tmp_path, monkeypatch, damage
 def test_train_switches_what_the_cache_says_and_says_why(tmp_path, monkeypatch, switch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
     model = _candidates_model()
-    _cache(cache_path(name=CACHE_NAME), switch, model, batch_size=4)
+    cache_decisions(WINOGRAD, switch, model, batch_size=4)
     messages = []
     choice = switch_winograd_where_faster(model, 4, messages.append)
     switched = [layer.name for layer in model.layers if "convolution_op" in vars(layer)]

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.fused_conv_bias import bias_add
-from archbuilder.training.instance_switch import plain_weights
+from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
@@ -37,13 +37,7 @@ def candidate(layer) -> bool:
     if (layer.data_format != "channels_last" or layer.depth_multiplier != 1 or tuple(layer.dilation_rate) != (1, 1)
             or layer.strides[0] != layer.strides[1] or layer.padding not in ("same", "valid")):
         return False
-    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
-        return False
-    try:
-        height, width, channels = layer.input.shape[1:]
-    except (AttributeError, ValueError):  # not yet called, shared by several inputs, or not 4-D
-        return False
-    return None not in (height, width, channels)
+    return float32_layer(layer) and known_map(layer) is not None
 
 
 def explicit_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:

@@ -24,6 +24,23 @@ def gpu_present() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def float32_layer(layer) -> bool:
+    """Computing in float32 with float32 weights: what the per-shape kernel switches take (in
+    bfloat16 their sums would round differently again)."""
+    return layer.compute_dtype == "float32" and layer.variable_dtype == "float32"
+
+
+def known_map(layer, which: str = "input") -> tuple[int, int, int] | None:
+    """(height, width, channels) of `layer`'s 4-D input (or output), where all three are known;
+    None where the layer is not yet called, is shared by several inputs, is not 4-D or a size is
+    unknown (the switches are decided per shape)."""
+    try:
+        height, width, channels = getattr(layer, which).shape[1:]
+    except (AttributeError, ValueError):
+        return None
+    return None if None in (height, width, channels) else (height, width, channels)
+
+
 def plain_weights(layer) -> bool:
     """Whether `layer` multiplies by its own float kernel: no LoRA adapter, not quantized (the
     switched calls read `layer.kernel` and would skip either)."""

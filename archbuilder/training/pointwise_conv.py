@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.fused_conv_bias import bias_add
-from archbuilder.training.instance_switch import plain_weights
+from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 
 
 def candidate(layer) -> bool:
@@ -48,13 +48,8 @@ def candidate(layer) -> bool:
     if (layer.data_format != "channels_last" or tuple(layer.kernel_size) != (1, 1) or tuple(layer.strides) != (1, 1)
             or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
         return False
-    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
-        return False
-    try:
-        height, width, channels = layer.input.shape[1:]
-    except (AttributeError, ValueError):  # not yet called, shared by several inputs, or not 4-D
-        return False
-    return None not in (height, width, channels) and height * width > 1
+    shape = known_map(layer)
+    return float32_layer(layer) and shape is not None and shape[0] * shape[1] > 1
 
 
 def pointwise_convolution(inputs, kernel):
@@ -84,14 +79,8 @@ def separable_candidate(layer) -> bool:
     if (layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1)
             or layer.strides[0] != layer.strides[1] or layer.padding not in ("same", "valid")):
         return False
-    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
-        return False
-    try:
-        height, width, channels = layer.input.shape[1:]
-        out_height, out_width = layer.output.shape[1:3]
-    except (AttributeError, ValueError):  # not yet called, shared by several inputs, or not 4-D
-        return False
-    return None not in (height, width, channels, out_height, out_width) and out_height * out_width > 1
+    output = known_map(layer, "output")
+    return float32_layer(layer) and known_map(layer) is not None and output is not None and output[0] * output[1] > 1
 
 
 def separable_call(layer):

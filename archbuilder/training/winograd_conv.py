@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import plain_weights
+from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))  # input tile transform B^T, 4x4
@@ -193,14 +193,10 @@ def candidate(layer) -> bool:
     if (layer.data_format != "channels_last" or tuple(layer.kernel_size) != (3, 3) or tuple(layer.strides) != (1, 1)
             or layer.padding not in ("same", "valid") or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
         return False
-    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32" or layer.filters < MIN_CHANNELS:
+    shape = known_map(layer)
+    if not float32_layer(layer) or layer.filters < MIN_CHANNELS or shape is None or shape[2] < MIN_CHANNELS:
         return False
-    try:
-        height, width, channels = layer.input.shape[1:]
-    except (AttributeError, ValueError):  # not yet called, shared by several inputs, or not 4-D
-        return False
-    if None in (height, width, channels) or channels < MIN_CHANNELS:
-        return False
+    height, width = shape[:2]
     if layer.padding == "valid":
         height, width = height - 2, width - 2
     return height % 2 == width % 2 == 0 and 4 <= height <= MAX_MAP and 4 <= width <= MAX_MAP
