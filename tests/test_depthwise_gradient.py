@@ -139,7 +139,9 @@ def test_the_timing_budget_leaves_shapes_to_later_runs_and_says_so(tmp_path, mon
                    for message in messages)
         # Untimed shapes keep oneDNN's kernel gradient and are not reported as decided.
         assert sum("did not pay" in message or "gradient for 1 convolution" in message for message in messages) == run + 1
-    assert timed == [shape_key(layer, 2) for layer in _three_shapes().layers[1:]]
+    # One layer each: the smallest first (c's 4x4 output), then a and b in the model's order.
+    a, b, c = _three_shapes().layers[1:]
+    assert timed == [shape_key(layer, 2) for layer in (c, a, b)]
     entries = read_shapes(cache_path(name=CACHE_NAME), machine_key(), CACHE_FORMAT, lambda entry: True)
     assert sorted(entries) == sorted(timed)
     assert tight.choose(_three_shapes(), 2).measured == []  # all cached now

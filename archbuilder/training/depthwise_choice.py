@@ -23,7 +23,7 @@ def shape_key(layer, batch_size: int) -> str:
 
 
 DEPTHWISE_GRADIENT = TimedSwitch(
-    kernel="eigen", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key, convolution_op=depthwise_call,
+    kernel="eigen", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key, replacement=depthwise_call,
     title="TensorFlow's own depthwise kernel gradient", timed="depthwise kernel gradients", hook="call",
     baseline="oneDNN's", kept_as="oneDNN's depthwise kernel gradients", budget_s=BUDGET_S)
 choose_depthwise_gradient = DEPTHWISE_GRADIENT.choose

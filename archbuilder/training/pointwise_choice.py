@@ -28,7 +28,7 @@ def shape_key(layer, batch_size: int) -> str:
 
 POINTWISE = TimedSwitch(
     kernel="matmul", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key,
-    convolution_op=pointwise_convolution_op, title="matrix products",
+    replacement=pointwise_convolution_op, title="matrix products",
     timed="1x1 convolutions as matrix products", budget_s=BUDGET_S)
 choose_pointwise = POINTWISE.choose
 switch_pointwise = POINTWISE.switch
@@ -44,6 +44,6 @@ def separable_shape_key(layer, batch_size: int) -> str:
 
 SEPARABLE = TimedSwitch(
     kernel="matmul", cache_name=SEPARABLE_CACHE_NAME, candidate=separable_candidate, shape_key=separable_shape_key,
-    convolution_op=separable_call, title="separable convolutions with their 1x1 half as matrix products",
+    replacement=separable_call, title="separable convolutions with their 1x1 half as matrix products",
     timed="separable convolutions' 1x1 halves as matrix products", hook="call", budget_s=BUDGET_S)
 switch_separable_where_faster = SEPARABLE.switch_where_faster

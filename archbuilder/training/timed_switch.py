@@ -21,6 +21,7 @@ Cache file, one per switch and machine key (`<cache_name>-<hash>.json`, beside k
 from __future__ import annotations
 
 import collections
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -38,14 +39,14 @@ REPEATS = 3  # timed calls per kernel, interleaved; the fastest is kept
 
 @dataclass(frozen=True)
 class TimedSwitch:
-    """One such kernel: which layers may take it, how its shapes are keyed, the `convolution_op` it
-    gives a layer, and how `train` names it."""
+    """One such kernel: which layers may take it, how its shapes are keyed, what it gives a layer
+    (`replacement(layer)` becomes the instance's `hook`), and how `train` names it."""
 
     kernel: str  # its name in the cache's "ms" beside "keras" ("winograd", "matmul")
     cache_name: str  # the cache file's stem
     candidate: Callable  # layer -> bool
     shape_key: Callable  # (layer, batch_size) -> str
-    convolution_op: Callable  # layer -> what the instance's `hook` becomes
+    replacement: Callable  # layer -> what the instance's `hook` becomes
     title: str  # what train says was switched: "Winograd F(2x2, 3x3)"
     timed: str  # what train says it times: "Winograd 3x3 convolutions"
     max_layers: int | None = None  # at most this many layers switch, the first in the model's order
@@ -55,9 +56,10 @@ class TimedSwitch:
     hook: str = "convolution_op"
     baseline: str = "TensorFlow's"  # whose kernel it is timed against, for train's messages
     kept_as: str = "TensorFlow's convolutions"  # what stays where it does not pay
-    # Seconds of timing a run, at most (at least one shape is timed): the timing happens before a
-    # machine's first step, which issue 21 holds within 10 s of a later one. Shapes left untimed
-    # keep Keras's op in this run and are timed by later ones.
+    # Seconds of timing a run (at least one shape is timed; no next shape is begun that would, at
+    # the mean time a shape took so far, end past it): the timing happens before a machine's first
+    # step, which issue 21 holds within 10 s of a later one. Shapes left untimed keep Keras's op
+    # in this run and are timed by later ones.
     budget_s: float | None = None
 
     @property
@@ -73,7 +75,7 @@ class TimedSwitch:
         """The cache entry for `layer`'s shape: milliseconds of the fastest call of forward + input
         and kernel gradients with Keras's op and with this kernel (None for one that fails), and
         the switch."""
-        steps = kernel_steps(layer, batch_size, self.kernels, op_for=lambda conv, kernel: self.convolution_op(conv),
+        steps = kernel_steps(layer, batch_size, self.kernels, op_for=lambda conv, kernel: self.replacement(conv),
                              hook=self.hook)
         fastest = interleaved_timings(steps, repeats, summary=min)
         ms = {kernel: fastest.get(kernel) for kernel in self.kernels}
@@ -88,10 +90,12 @@ class TimedSwitch:
         timings = read_shapes(path, key, CACHE_FORMAT, self.valid_entry)
         candidates = [layer for layer in model._flatten_layers(include_self=False) if self.candidate(layer)]
         missing = untimed_shapes(candidates, batch_size, timings, self.shape_key)
-        # The shapes most layers share first (then in the model's order): where a budget stops
-        # the timing, what was timed decides the most layers.
+        # The shapes most layers share first, and among those the smallest (the input's and
+        # output's values: what a timed call moves): where a budget stops the timing, what was
+        # timed decides the most layers for the seconds spent.
         sharing = collections.Counter(self.shape_key(layer, batch_size) for layer in candidates)
-        missing = dict(sorted(missing.items(), key=lambda item: -sharing[item[0]]))
+        missing = dict(sorted(missing.items(), key=lambda item: (
+            -sharing[item[0]], math.prod(item[1].input.shape[1:]) + math.prod(item[1].output.shape[1:]))))
         measured = []
         if missing:
             budget = "" if self.budget_s is None else f", at most {self.budget_s:g} s a run"
@@ -99,7 +103,9 @@ class TimedSwitch:
                 f"at batch {batch_size}, once{budget} (cached in {path})")
             start = time.perf_counter()
             for name, layer in missing.items():
-                if measured and self.budget_s is not None and time.perf_counter() - start > self.budget_s:
+                spent = time.perf_counter() - start
+                # Stop where the next shape, costing the mean so far, would end past the budget.
+                if measured and self.budget_s is not None and spent * (len(measured) + 1) / len(measured) > self.budget_s:
                     break
                 with quiet_loggers("tensorflow"):  # a new tf.function per shape, on purpose
                     timings[name] = self.time_shape(layer, batch_size)
@@ -121,7 +127,7 @@ class TimedSwitch:
         switched = []
         for layer in model._flatten_layers(include_self=False):
             if layer.name in names and self.candidate(layer):
-                setattr(layer, self.hook, self.convolution_op(layer))
+                setattr(layer, self.hook, self.replacement(layer))
                 switched.append(layer.name)
         return switched
 

@@ -35,7 +35,7 @@ def shape_key(layer, batch_size: int) -> str:
 
 WINOGRAD = TimedSwitch(
     kernel="winograd", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key,
-    convolution_op=winograd_convolution_op, title="Winograd F(2x2, 3x3)", timed="Winograd 3x3 convolutions",
+    replacement=winograd_convolution_op, title="Winograd F(2x2, 3x3)", timed="Winograd 3x3 convolutions",
     max_layers=MAX_LAYERS, cap_reason="each adds to the first step")
 choose_winograd = WINOGRAD.choose
 switch_winograd = WINOGRAD.switch
