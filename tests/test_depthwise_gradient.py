@@ -5,8 +5,6 @@ sums for every padding and stride, chosen by timing within a budget, and no trac
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +14,7 @@ from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.depthwise_choice import CACHE_NAME, DEPTHWISE_GRADIENT, shape_key, switch_depthwise_gradient
 from archbuilder.training.depthwise_gradient import candidate
 from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes
-from archbuilder.training.timed_switch import CACHE_FORMAT
+from archbuilder.training.timed_switch import CACHE_FORMAT, TimingBudget
 from switched_layers import training_graph, twin
 from train_support import REPO
 
@@ -126,11 +124,12 @@ def _three_shapes():
 
 def test_the_timing_budget_leaves_shapes_to_later_runs_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
-    tight = dataclasses.replace(DEPTHWISE_GRADIENT, budget_s=0.0)  # one shape a run
     timed = []
     for run in range(3):
         messages = []
-        choice = tight.switch_where_faster(_three_shapes(), 2, messages.append)
+        budget = TimingBudget(0.0)  # one shape a run
+        choice = DEPTHWISE_GRADIENT.switch_where_faster(_three_shapes(), 2, messages.append, budget)
+        assert budget.seconds < 0  # drawn on
         assert len(choice.measured) == 1
         timed += choice.measured
         left = 2 - run
@@ -144,4 +143,4 @@ def test_the_timing_budget_leaves_shapes_to_later_runs_and_says_so(tmp_path, mon
     assert timed == [shape_key(layer, 2) for layer in (c, a, b)]
     entries = read_shapes(cache_path(name=CACHE_NAME), machine_key(), CACHE_FORMAT, lambda entry: True)
     assert sorted(entries) == sorted(timed)
-    assert tight.choose(_three_shapes(), 2).measured == []  # all cached now
+    assert DEPTHWISE_GRADIENT.choose(_three_shapes(), 2).measured == []  # all cached now

@@ -14,7 +14,7 @@ import tensorflow as tf
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes
-from archbuilder.training.timed_switch import CACHE_FORMAT
+from archbuilder.training.timed_switch import CACHE_FORMAT, TimingBudget
 from archbuilder.training.winograd_choice import (
     CACHE_NAME, MAX_LAYERS, WINOGRAD, choose_winograd, switch_winograd, switch_winograd_where_faster,
 )
@@ -231,7 +231,8 @@ def test_the_zoos_resnet34_switches_its_14x14x256_convolutions():
 
 def test_the_choice_is_timed_once_per_machine_and_shape_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
-    first = choose_winograd(_candidates_model(), batch_size=2)
+    # Winograd's timing is not budgeted (its layers are capped): a spent budget times it all.
+    first = choose_winograd(_candidates_model(), batch_size=2, budget=TimingBudget(0.0))
     # Three candidates, three shapes (8x8 same, 10x10 valid, 8x8 valid), each timed both ways.
     assert sorted(first.switched + first.kept) == ["same_8x8", "valid_10x10", "valid_8x8"]
     assert len(first.measured) == 3 and first.cache == cache_path(name=CACHE_NAME) and first.cached

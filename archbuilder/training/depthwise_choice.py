@@ -11,9 +11,6 @@ from archbuilder.training.depthwise_gradient import candidate, depthwise_call
 from archbuilder.training.timed_switch import TimedSwitch
 
 CACHE_NAME = "depthwise-gradient"
-# Seconds of timing a run (timed_switch.py): EfficientNet-B0 has 16 depthwise layers of 14
-# shapes, ~0.3 s a shape at batch 32 on the Zen 5, beside its 19 1x1 shapes.
-BUDGET_S = 3.0
 
 
 def shape_key(layer, batch_size: int) -> str:
@@ -25,7 +22,7 @@ def shape_key(layer, batch_size: int) -> str:
 DEPTHWISE_GRADIENT = TimedSwitch(
     kernel="eigen", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key, replacement=depthwise_call,
     title="TensorFlow's own depthwise kernel gradient", timed="depthwise kernel gradients", hook="call",
-    baseline="oneDNN's", kept_as="oneDNN's depthwise kernel gradients", budget_s=BUDGET_S)
+    baseline="oneDNN's", kept_as="oneDNN's depthwise kernel gradients", budgeted=True)  # B0's 12 shapes: 4.5 s
 choose_depthwise_gradient = DEPTHWISE_GRADIENT.choose
 switch_depthwise_gradient = DEPTHWISE_GRADIENT.switch
 switch_depthwise_gradient_where_faster = DEPTHWISE_GRADIENT.switch_where_faster

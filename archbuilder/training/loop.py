@@ -306,14 +306,16 @@ def _use_fast_kernels(model, training) -> None:
         from archbuilder.training.grouped_choice import switch_grouped_where_faster
         from archbuilder.training.kernel_choice import switch_kernels_where_faster
         from archbuilder.training.pointwise_choice import switch_pointwise_where_faster, switch_separable_where_faster
+        from archbuilder.training.timed_switch import TimingBudget
         from archbuilder.training.winograd_choice import switch_winograd_where_faster
 
         switch_grouped_where_faster(model, training.batch_size, say)
         switch_kernels_where_faster(model, training.batch_size, say)
         switch_winograd_where_faster(model, training.batch_size, say)
-        switch_pointwise_where_faster(model, training.batch_size, say)
-        switch_separable_where_faster(model, training.batch_size, say)
-        switch_depthwise_gradient_where_faster(model, training.batch_size, say)
+        budget = TimingBudget()  # shared by the three below (timed_switch.py)
+        switch_pointwise_where_faster(model, training.batch_size, say, budget)
+        switch_separable_where_faster(model, training.batch_size, say, budget)
+        switch_depthwise_gradient_where_faster(model, training.batch_size, say, budget)
 
 
 def _graph_preparation():

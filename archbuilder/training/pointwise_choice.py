@@ -16,9 +16,6 @@ from archbuilder.training.timed_switch import TimedSwitch
 
 CACHE_NAME = "pointwise"
 SEPARABLE_CACHE_NAME = "separable-pointwise"
-# Seconds of timing a run (timed_switch.py): EfficientNet-B0's 19 shapes took 4.1-6.2 s at batch
-# 32 on the Zen 5, ResNet-50's 9 5.1 s.
-BUDGET_S = 3.0
 
 
 def shape_key(layer, batch_size: int) -> str:
@@ -29,7 +26,7 @@ def shape_key(layer, batch_size: int) -> str:
 POINTWISE = TimedSwitch(
     kernel="matmul", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key,
     replacement=pointwise_convolution_op, title="matrix products",
-    timed="1x1 convolutions as matrix products", budget_s=BUDGET_S)
+    timed="1x1 convolutions as matrix products", budgeted=True)  # B0's 19 shapes: 4.1-6.2 s on the Zen 5
 choose_pointwise = POINTWISE.choose
 switch_pointwise = POINTWISE.switch
 switch_pointwise_where_faster = POINTWISE.switch_where_faster
@@ -45,5 +42,5 @@ def separable_shape_key(layer, batch_size: int) -> str:
 SEPARABLE = TimedSwitch(
     kernel="matmul", cache_name=SEPARABLE_CACHE_NAME, candidate=separable_candidate, shape_key=separable_shape_key,
     replacement=separable_call, title="separable convolutions with their 1x1 half as matrix products",
-    timed="separable convolutions' 1x1 halves as matrix products", hook="call", budget_s=BUDGET_S)
+    timed="separable convolutions' 1x1 halves as matrix products", hook="call", budgeted=True)  # Xception's 10: 29 s
 switch_separable_where_faster = SEPARABLE.switch_where_faster

@@ -35,6 +35,19 @@ from archbuilder.training.kernel_choice import (
 
 CACHE_FORMAT = 1
 REPEATS = 3  # timed calls per kernel, interleaved; the fastest is kept
+# Seconds of timing a run for the budgeted switches together (see TimingBudget).
+TIMING_BUDGET_S = 3.0
+
+
+@dataclass
+class TimingBudget:
+    """Seconds of timing left in this run, shared by the budgeted switches. The timing happens
+    before a machine's first step, which issue 21 holds within 10 s of a later one: each switch
+    times at least one shape a run, but begins no further shape that would, at the mean time a
+    shape took it so far, end past what is left. Shapes left untimed keep Keras's op in this run
+    and are timed by later runs."""
+
+    seconds: float = TIMING_BUDGET_S
 
 
 @dataclass(frozen=True)
@@ -56,11 +69,8 @@ class TimedSwitch:
     hook: str = "convolution_op"
     baseline: str = "TensorFlow's"  # whose kernel it is timed against, for train's messages
     kept_as: str = "TensorFlow's convolutions"  # what stays where it does not pay
-    # Seconds of timing a run (at least one shape is timed; no next shape is begun that would, at
-    # the mean time a shape took so far, end past it): the timing happens before a machine's first
-    # step, which issue 21 holds within 10 s of a later one. Shapes left untimed keep Keras's op
-    # in this run and are timed by later ones.
-    budget_s: float | None = None
+    # Whether its timing draws on the run's TimingBudget, where `train` passes one.
+    budgeted: bool = False
 
     @property
     def kernels(self) -> tuple[str, str]:
@@ -82,9 +92,10 @@ class TimedSwitch:
         switch = None not in ms.values() and ms[self.kernel] <= SWITCH_BELOW * ms["keras"]
         return {"ms": ms, "switch": switch}
 
-    def choose(self, model, batch_size: int, say=lambda message: None) -> KernelChoice:
+    def choose(self, model, batch_size: int, say=lambda message: None, budget: TimingBudget | None = None) -> KernelChoice:
         """Decide for each candidate convolution of `model` from the cache, or by timing its shape
-        once; `say` announces a timing before it starts."""
+        once (within `budget` if this switch is budgeted, and then drawing on it); `say` announces
+        a timing before it starts."""
         key = machine_key()
         path = cache_path(key, self.cache_name)
         timings = read_shapes(path, key, CACHE_FORMAT, self.valid_entry)
@@ -97,20 +108,23 @@ class TimedSwitch:
         missing = dict(sorted(missing.items(), key=lambda item: (
             -sharing[item[0]], math.prod(item[1].input.shape[1:]) + math.prod(item[1].output.shape[1:]))))
         measured = []
+        budget = budget if self.budgeted else None
         if missing:
-            budget = "" if self.budget_s is None else f", at most {self.budget_s:g} s a run"
+            within = "" if budget is None else f", within {max(budget.seconds, 0):.1f} s this run"
             say(f"timing {self.timed} against {self.baseline} for {len(missing)} shape(s) on this CPU "
-                f"at batch {batch_size}, once{budget} (cached in {path})")
+                f"at batch {batch_size}, once{within} (cached in {path})")
             start = time.perf_counter()
             for name, layer in missing.items():
                 spent = time.perf_counter() - start
                 # Stop where the next shape, costing the mean so far, would end past the budget.
-                if measured and self.budget_s is not None and spent * (len(measured) + 1) / len(measured) > self.budget_s:
+                if measured and budget is not None and spent * (len(measured) + 1) / len(measured) > budget.seconds:
                     break
                 with quiet_loggers("tensorflow"):  # a new tf.function per shape, on purpose
                     timings[name] = self.time_shape(layer, batch_size)
                 measured.append(name)
             left = len(missing) - len(measured)
+            if budget is not None:
+                budget.seconds -= time.perf_counter() - start
             say(f"timed {self.timed} in {time.perf_counter() - start:.1f} s"
                 + (f"; {left} shape(s) left for later runs, TensorFlow's op until then" if left else ""))
         cached = write_shapes(path, key, CACHE_FORMAT, timings) if measured else True
@@ -131,11 +145,12 @@ class TimedSwitch:
                 switched.append(layer.name)
         return switched
 
-    def switch_where_faster(self, model, batch_size: int, say) -> KernelChoice | None:
-        """`train`'s step: decide (cache or one-off timing), switch, and say what was decided and why."""
+    def switch_where_faster(self, model, batch_size: int, say, budget: TimingBudget | None = None) -> KernelChoice | None:
+        """`train`'s step: decide (cache or one-off timing, within `budget`), switch, and say what
+        was decided and why."""
         if gpu_present() or not any(self.candidate(layer) for layer in model._flatten_layers(include_self=False)):
             return None
-        choice = self.choose(model, batch_size, say)
+        choice = self.choose(model, batch_size, say, budget)
         self.switch(model, set(choice.switched))
         where = decided_where(choice)
         by_shape: dict[str, list[str]] = {}
