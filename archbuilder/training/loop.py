@@ -290,8 +290,9 @@ def _use_fast_kernels(model, training) -> None:
     exact GELU and layer norm as one fused loop each way (fewer passes over the widest tensors),
     self-attention as 2-D matrix products, and where it pays on this CPU, grouped convolutions
     without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
-    separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient. All are made on the instances,
-    so they are made again on a model loaded for --resume; model files do not change."""
+    separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient.
+    All are made on the instances, so they are made again on a model loaded for --resume; model
+    files do not change."""
     from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.fused_layers import use_fused_layers
