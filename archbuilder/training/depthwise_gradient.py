@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_conv_bias import bias_add
+from archbuilder.training.fused_conv_bias import bias_and_activation
 from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
@@ -72,10 +72,8 @@ def depthwise_call(layer):
         return outputs
 
     def call(inputs):
-        outputs = convolution(tf.convert_to_tensor(inputs), tf.convert_to_tensor(layer.kernel))
-        if layer.use_bias:
-            outputs = bias_add(outputs, layer.bias)
-        return outputs if layer.activation is None else layer.activation(outputs)
+        convolved = convolution(tf.convert_to_tensor(inputs), tf.convert_to_tensor(layer.kernel))
+        return bias_and_activation(layer, convolved)
 
     call.kernel = "eigen"  # which one, for messages and tests
     return call

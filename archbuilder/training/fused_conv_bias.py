@@ -61,11 +61,17 @@ def _call(layer):
     def call(inputs):
         # The layer's convolution_op read at each call: grouped_conv.py and cpu_kernels.py may
         # give the instance its own, before or after this switch.
-        convolved = layer.convolution_op(inputs, layer.kernel)
-        outputs = bias_add(convolved, keras.ops.convert_to_tensor(layer.bias))
-        return outputs if layer.activation is None else layer.activation(outputs)
+        return bias_and_activation(layer, layer.convolution_op(inputs, layer.kernel))
 
     return call
+
+
+def bias_and_activation(layer, convolved):
+    """What a Keras convolution layer's call does after its convolution: the bias, if it has one
+    (as `bias_add`), then its activation. The switched calls of other convolution layers
+    (depthwise_gradient.py, pointwise_conv.py) end in it too."""
+    outputs = bias_add(convolved, keras.ops.convert_to_tensor(layer.bias)) if layer.use_bias else convolved
+    return outputs if layer.activation is None else layer.activation(outputs)
 
 
 def bias_add(convolved, bias):

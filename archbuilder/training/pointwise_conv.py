@@ -34,7 +34,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_conv_bias import bias_add
+from archbuilder.training.fused_conv_bias import bias_and_activation
 from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 
 
@@ -90,10 +90,8 @@ def separable_call(layer):
 
     def call(inputs):
         depthwise = tf.nn.depthwise_conv2d(tf.convert_to_tensor(inputs), layer.depthwise_kernel, strides, padding)
-        outputs = pointwise_convolution(depthwise, tf.convert_to_tensor(layer.pointwise_kernel))
-        if layer.use_bias:
-            outputs = bias_add(outputs, layer.bias)
-        return outputs if layer.activation is None else layer.activation(outputs)
+        convolved = pointwise_convolution(depthwise, tf.convert_to_tensor(layer.pointwise_kernel))
+        return bias_and_activation(layer, convolved)
 
     call.kernel = "matmul"  # which one, for messages and tests
     return call

@@ -122,10 +122,10 @@ class TimedSwitch:
                 with quiet_loggers("tensorflow"):  # a new tf.function per shape, on purpose
                     timings[name] = self.time_shape(layer, batch_size)
                 measured.append(name)
-            left = len(missing) - len(measured)
+            left, spent = len(missing) - len(measured), time.perf_counter() - start
             if budget is not None:
-                budget.seconds -= time.perf_counter() - start
-            say(f"timed {self.timed} in {time.perf_counter() - start:.1f} s"
+                budget.seconds -= spent
+            say(f"timed {self.timed} in {spent:.1f} s"
                 + (f"; {left} shape(s) left for later runs, TensorFlow's op until then" if left else ""))
         cached = write_shapes(path, key, CACHE_FORMAT, timings) if measured else True
         switched = [layer.name for layer in candidates
