@@ -290,7 +290,8 @@ def _use_fast_kernels(model, training) -> None:
     exact GELU and layer norm as one fused loop each way (fewer passes over the widest tensors),
     self-attention as 2-D matrix products, and where it pays on this CPU, grouped convolutions
     without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
-    separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient.
+    separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient;
+    and a zero padding that only pads for the stride-1 convolution after it, folded into it.
     All are made on the instances, so they are made again on a model loaded for --resume; model
     files do not change."""
     from archbuilder.training.direct_updates import use_direct_updates
@@ -317,6 +318,11 @@ def _use_fast_kernels(model, training) -> None:
         switch_pointwise_where_faster(model, training.batch_size, say, budget)
         switch_separable_where_faster(model, training.batch_size, say, budget)
         switch_depthwise_gradient_where_faster(model, training.batch_size, say, budget)
+    from archbuilder.training.fused_padding import use_folded_padding
+
+    folded = use_folded_padding(model)  # after the timed switches: a Winograd layer keeps its padding
+    if folded:
+        say(f"zero padding folded into {len(folded)} stride-1 convolution(s) (SAME), the same sums")
 
 
 def _graph_preparation():

@@ -1,0 +1,88 @@
+"""A ZeroPadding2D that pads only for the stride-1 convolution after it, folded into that
+convolution in training: one convolution with SAME padding in place of a padded copy of the
+tensor, a VALID convolution over the copy and, backward, an input gradient over the padded map
+that a Slice then cuts back.
+
+PyTorch pads both sides of a map alike; TensorFlow's SAME puts an odd row or column after it,
+which for stride 2 is not PyTorch's padding. So files written after PyTorch networks pad with a
+ZeroPadding2D and convolve VALID (the zoo's bottleneck_v15 blocks: SE-ResNet-50, ResNet-50D,
+ResNeXt-50, Wide ResNet-50-2; keras.applications' ResNet v2 and stems). For stride 1 and an odd
+kernel the two paddings are the same: SAME adds d (k - 1) / 2 zeros on each side (d the
+dilation), so the one convolution computes the same sums. On the AVX-512 Zen 5 at batch 32 a 3x3
+layer's forward pass and both gradients took 0.85-0.98x the padded way's time (7x7x512 the least,
+56x56x128 the most), and training steps ran 1.05-1.10x faster for SE-ResNet-50, 1.06x for Wide
+ResNet-50-2 and 1.03x for ResNet-50D (bench/RESULTS.md, eleventh session). Strided convolutions
+keep their padding layer: TensorFlow's EXPLICIT padding would express it, but its gradients are
+left to TensorFlow's own kernels there, 1.05-1.2x slower.
+
+The padded zeros only ever added exact zeros; oneDNN sums the remaining products in its own
+order for each map size, so outputs and gradients are the same sums within float32 rounding
+(tests/test_fused_padding.py bounds them against the exact float64 sums).
+
+Only where the padding layer's one output feeds only that convolution, both stock float32
+channels-last layers called once, the convolution without groups (the grouped ones are
+grouped_choice.py's) and without a convolution_op of its own: `train` folds after its timed
+switches, so a Winograd layer keeps its padding layer (winograd_conv.py takes VALID). The switch is
+made on the two *instances*: the padding's `call` returns its input unchanged, the convolution's
+`convolution_op` convolves SAME; model files are those of stock layers, and a model loaded for
+--resume is switched again.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from archbuilder.training.instance_switch import float32_layer, gpu_present
+
+
+def folding_convolution(padding_layer):
+    """The convolution `padding_layer` can fold into (see the module's docstring), or None."""
+    if type(padding_layer) is not keras.layers.ZeroPadding2D or "call" in vars(padding_layer):
+        return None
+    consumers = getattr(padding_layer, "_outbound_nodes", [])
+    if len(getattr(padding_layer, "_inbound_nodes", [])) != 1 or len(consumers) != 1:
+        return None
+    convolution = consumers[0].operation
+    if type(convolution) is not keras.layers.Conv2D or "convolution_op" in vars(convolution):
+        return None
+    if len(convolution._inbound_nodes) != 1 or convolution._inbound_nodes[0] is not consumers[0]:
+        return None
+    if (padding_layer.data_format != "channels_last" or convolution.data_format != "channels_last"
+            or convolution.padding != "valid" or tuple(convolution.strides) != (1, 1) or convolution.groups != 1
+            or not (float32_layer(padding_layer) and float32_layer(convolution))):
+        return None
+    same = tuple(((size - 1) * dilation // 2,) * 2 for size, dilation in zip(convolution.kernel_size,
+                                                                            convolution.dilation_rate))
+    if any(size % 2 == 0 for size in convolution.kernel_size) or tuple(map(tuple, padding_layer.padding)) != same:
+        return None
+    return convolution
+
+
+def use_folded_padding(model) -> list[str]:
+    """Fold every padding layer of `model` that can be into its convolution (see the module's
+    docstring); the names of those convolutions. Nothing where TensorFlow sees a GPU."""
+    if gpu_present():
+        return []
+    folded = []
+    for layer in model._flatten_layers(include_self=False):
+        convolution = folding_convolution(layer)
+        if convolution is not None:
+            layer.call = _unpadded
+            convolution.convolution_op = _same_convolution_op(convolution)
+            folded.append(convolution.name)
+    return folded
+
+
+def _unpadded(inputs):
+    return inputs
+
+
+def _same_convolution_op(layer):
+    """Keras's own convolution (Conv.convolution_op) with SAME padding."""
+
+    def convolution_op(inputs, kernel):
+        return keras.ops.conv(inputs, kernel, strides=1, padding="same", dilation_rate=layer.dilation_rate,
+                              data_format="channels_last")
+
+    convolution_op.kernel = "same"  # which one, for messages and tests
+    return convolution_op

@@ -1,0 +1,127 @@
+"""A zero padding folded into the stride-1 convolution after it (archbuilder/training/fused_padding.py):
+outputs and gradients within the dot product's rounding bound of the exact sums, only where the
+padding is the convolution's SAME padding and feeds nothing else, no Pad op left in the step, and
+no trace in model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
+from archbuilder.plan.validate import load_checked_spec
+from archbuilder.training.fused_padding import folding_convolution, use_folded_padding
+from switched_layers import outputs_and_gradients, switched_and_reloaded, training_graph, twin
+from test_pointwise_conv import gamma
+from train_support import REPO
+
+import keras  # noqa: E402
+
+
+def _padded(input_shape, padding, kernel, dilation=1, stride=1, groups=1, filters=6, dtype="float32"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(input_shape, dtype=dtype)
+    padded = keras.layers.ZeroPadding2D(padding, name="pad", dtype=dtype)(inputs)
+    convolution = keras.layers.Conv2D(filters, kernel, stride, dilation_rate=dilation, groups=groups, use_bias=False,
+                                      name="conv", dtype=dtype)
+    return keras.Model(inputs, convolution(padded))
+
+
+def _exact(x, kernel, upstream, dilation):
+    """Output, input and kernel gradients of TensorFlow's float64 SAME convolution (the padded
+    VALID one's sums exactly, ~1e-16 off); with absolute values, the sums of the terms' magnitudes.
+    Dilation as a kernel with zeros between its taps (TensorFlow's CPU kernels have no dilated
+    float64 gradient): the same sums, each zero tap adding an exact zero."""
+    kh, kw, channels, filters = kernel.shape
+    spread = np.zeros(((kh - 1) * dilation + 1, (kw - 1) * dilation + 1, channels, filters))
+    spread[::dilation, ::dilation] = kernel
+    x64, kernel64 = tf.constant(x, tf.float64), tf.constant(spread, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch([x64, kernel64])
+        y = tf.nn.conv2d(x64, kernel64, 1, "SAME")
+    dx, dkernel = tape.gradient(y, [x64, kernel64], output_gradients=tf.constant(upstream, tf.float64))
+    return [y.numpy(), dx.numpy(), dkernel.numpy()[::dilation, ::dilation]]
+
+
+@pytest.mark.parametrize("input_shape, padding, kernel, dilation", [
+    ((7, 6, 5), 1, 3, 1), ((6, 6, 4), 2, 5, 1), ((9, 9, 3), 2, 3, 2), ((5, 8, 4), ((0, 0), (1, 1)), (1, 3), 1)])
+def test_outputs_and_gradients_within_the_dot_products_bound_of_the_exact_sums(input_shape, padding, kernel, dilation):
+    stock = _padded(input_shape, padding, kernel, dilation)
+    folded = twin(stock)
+    assert use_folded_padding(folded) == ["conv"]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, *input_shape)).astype("float32")
+    upstream = rng.normal(size=(2, *input_shape[:2], 6)).astype("float32")
+    have = outputs_and_gradients(folded, x, upstream)  # outputs, input gradient, kernel gradient
+    weights = folded.get_layer("conv").kernel.numpy()
+    exact = _exact(x, weights, upstream, dilation)
+    magnitudes = _exact(np.abs(x), np.abs(weights), np.abs(upstream), dilation)
+    taps = np.prod(weights.shape[:2])
+    # Terms per result: an output sums taps * C products, an input gradient taps * F, a kernel
+    # gradient one per output position, N * H * W (Higham (3.5): gamma_n of the magnitudes).
+    terms = [taps * input_shape[-1], taps * 6, 2 * input_shape[0] * input_shape[1]]
+    for name, value, want, magnitude, n in zip(("outputs", "input gradient", "kernel gradient"), have, exact,
+                                               magnitudes, terms):
+        assert value.shape == want.shape, name
+        excess = np.abs(value - want) - gamma(n) * magnitude
+        assert excess.max() <= 0, f"{name}: {excess.max():.3g} over the dot product's bound"
+    # Not vacuous: the padding on one side only (the map shifted by a row) is far outside it.
+    shifted = _exact(np.roll(x, 1, axis=1), weights, upstream, dilation)[0]
+    assert np.abs(shifted - exact[0]).max() > 1e3 * (gamma(terms[0]) * magnitudes[0]).max()
+
+
+def test_the_step_has_no_pad_and_convolves_same():
+    stock = _padded((8, 8, 4), 1, 3)
+    folded = twin(stock)
+    use_folded_padding(folded)
+
+    def ops(model):
+        return [op for op in training_graph(model, (8, 8, 4)).get_operations() if op.type in ("Pad", "Conv2D", "Slice")]
+
+    assert [op.type for op in ops(stock)].count("Pad") == 1
+    convolutions = ops(folded)
+    assert [op.type for op in convolutions] == ["Conv2D"]  # no Pad, and no Slice cutting its gradient back
+    assert convolutions[0].get_attr("padding") == b"SAME"
+
+
+def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_path):
+    assert folding_convolution(_padded((8, 8, 4), 1, 3).get_layer("pad")).name == "conv"
+    for model in (_padded((8, 8, 4), 1, 3, stride=2),            # PyTorch's padding, not SAME's, for stride 2
+                  _padded((8, 8, 4), ((1, 0), (1, 0)), 3),     # not on both sides alike
+                  _padded((8, 8, 4), 1, 5),                    # less than SAME's for 5x5
+                  _padded((8, 8, 4), 1, 3, dilation=2),        # less than SAME's for dilation 2
+                  _padded((8, 8, 4), 1, 2),                    # an even kernel
+                  _padded((8, 8, 4), 1, 3, groups=2),          # grouped: grouped_choice.py's
+                  _padded((8, 8, 4), 1, 3, dtype="bfloat16")):
+        assert use_folded_padding(model) == [], model.layers
+    inputs = keras.Input((8, 8, 4))
+    padded = keras.layers.ZeroPadding2D(1)(inputs)  # also read by the add: the padded tensor is needed
+    shared = keras.Model(inputs, keras.layers.Add()([keras.layers.Conv2D(4, 3)(padded),
+                                                      keras.layers.Cropping2D(1)(padded)]))
+    assert use_folded_padding(shared) == []
+    switched = _padded((8, 8, 4), 1, 3)
+    switched.get_layer("conv").convolution_op = switched.get_layer("conv").convolution_op  # e.g. Winograd's
+    assert use_folded_padding(switched) == []
+    # SE-ResNet-50: the 3x3 convolutions of its 13 stride-1 bottlenecks (not the strided three,
+    # the 7x7 stem or the max pool's padding).
+    model = build_model(load_checked_spec(REPO / "architectures" / "imagenet" / "seresnet50.yaml").spec)
+    assert sum(folding_convolution(layer) is not None for layer in model.layers) == 13
+
+    stock = _padded((8, 8, 4), 1, 3)
+    loaded = switched_and_reloaded(twin(stock), use_folded_padding, tmp_path / "folded.keras")
+    assert "call" not in vars(loaded.get_layer("pad")) and "convolution_op" not in vars(loaded.get_layer("conv"))
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), stock.predict_on_batch(x))
+
+
+def test_train_folds_the_padding_and_says_so(tmp_path):
+    from train_support import image_folder, invoke
+
+    data = image_folder(tmp_path / "data", per_class=6)
+    spec = Path(__file__).parent / "specs" / "tiny_padded.yaml"
+    result = invoke("train", spec, "--data", data, "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "zero padding folded into 1 stride-1 convolution(s) (SAME)" in result.output, result.output
