@@ -14,6 +14,8 @@ import tensorflow as tf
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.fused_padding import folding_convolution, use_folded_padding
+from archbuilder.training.grouped_conv import switch_grouped_convolutions
+from archbuilder.training.winograd_choice import WINOGRAD
 from switched_layers import outputs_and_gradients, switched_and_reloaded, training_graph, twin
 from test_pointwise_conv import gamma
 from train_support import REPO
@@ -30,18 +32,21 @@ def _padded(input_shape, padding, kernel, dilation=1, stride=1, groups=1, filter
     return keras.Model(inputs, convolution(padded))
 
 
-def _exact(x, kernel, upstream, dilation):
+def _exact(x, kernel, upstream, dilation, groups=1):
     """Output, input and kernel gradients of TensorFlow's float64 SAME convolution (the padded
     VALID one's sums exactly, ~1e-16 off); with absolute values, the sums of the terms' magnitudes.
     Dilation as a kernel with zeros between its taps (TensorFlow's CPU kernels have no dilated
-    float64 gradient): the same sums, each zero tap adding an exact zero."""
+    float64 gradient): the same sums, each zero tap adding an exact zero. `groups`: channels and
+    filters in that many groups, each group's filters reading only its channels."""
     kh, kw, channels, filters = kernel.shape
     spread = np.zeros(((kh - 1) * dilation + 1, (kw - 1) * dilation + 1, channels, filters))
     spread[::dilation, ::dilation] = kernel
     x64, kernel64 = tf.constant(x, tf.float64), tf.constant(spread, tf.float64)
     with tf.GradientTape() as tape:
         tape.watch([x64, kernel64])
-        y = tf.nn.conv2d(x64, kernel64, 1, "SAME")
+        # Groups one convolution each (a grouped float64 convolution has no CPU kernel).
+        y = tf.concat([tf.nn.conv2d(part, weights, 1, "SAME") for part, weights in
+                       zip(tf.split(x64, groups, axis=-1), tf.split(kernel64, groups, axis=-1))], axis=-1)
     dx, dkernel = tape.gradient(y, [x64, kernel64], output_gradients=tf.constant(upstream, tf.float64))
     return [y.numpy(), dx.numpy(), dkernel.numpy()[::dilation, ::dilation]]
 
@@ -94,7 +99,7 @@ def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_p
                   _padded((8, 8, 4), 1, 5),                    # less than SAME's for 5x5
                   _padded((8, 8, 4), 1, 3, dilation=2),        # less than SAME's for dilation 2
                   _padded((8, 8, 4), 1, 2),                    # an even kernel
-                  _padded((8, 8, 4), 1, 3, groups=2),          # grouped: grouped_choice.py's
+                  _padded((8, 8, 4), 1, 3, groups=2),          # grouped on Keras's XLA op (grouped_conv.py's kernels fold)
                   _padded((8, 8, 4), 1, 3, dtype="bfloat16")):
         assert use_folded_padding(model) == [], model.layers
     inputs = keras.Input((8, 8, 4))
@@ -103,7 +108,7 @@ def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_p
                                                       keras.layers.Cropping2D(1)(padded)]))
     assert use_folded_padding(shared) == []
     switched = _padded((8, 8, 4), 1, 3)
-    switched.get_layer("conv").convolution_op = switched.get_layer("conv").convolution_op  # e.g. Winograd's
+    switched.get_layer("conv").convolution_op = switched.get_layer("conv").convolution_op  # a kernel of its own
     assert use_folded_padding(switched) == []
     # SE-ResNet-50: the 3x3 convolutions of its 13 stride-1 bottlenecks (not the strided three,
     # the 7x7 stem or the max pool's padding).
@@ -115,6 +120,37 @@ def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_p
     assert "call" not in vars(loaded.get_layer("pad")) and "convolution_op" not in vars(loaded.get_layer("conv"))
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 4)).astype("float32")
     np.testing.assert_array_equal(loaded.predict_on_batch(x), stock.predict_on_batch(x))
+
+
+def _pads(model, input_shape) -> int:
+    return [op.type for op in training_graph(model, input_shape).get_operations()].count("Pad")
+
+
+def test_a_winograd_layer_keeps_its_padding_layer():
+    """Winograd's transform takes the padded map as it comes (fused_padding.py's REFOLDED)."""
+    model = _padded((6, 6, 256), 1, 3, filters=256)  # a Winograd candidate: 256 channels, 6x6 out
+    assert WINOGRAD.switch(model, {"conv"}) == ["conv"]
+    assert use_folded_padding(model) == [] and _pads(model, (6, 6, 256)) == 1
+
+
+@pytest.mark.parametrize("kernel", ["native", "split"])
+def test_a_grouped_layer_keeps_its_kernel_computing_same(kernel):
+    stock = _padded((7, 5, 8), 1, 3, groups=4, filters=8)
+    folded = twin(stock)
+    switch_grouped_convolutions(folded, {"conv": kernel})
+    assert use_folded_padding(folded) == ["conv"] and folded.get_layer("conv").convolution_op.kernel == kernel
+    assert _pads(folded, (7, 5, 8)) == 0
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 7, 5, 8)).astype("float32")
+    upstream = rng.normal(size=(2, 7, 5, 8)).astype("float32")
+    have = outputs_and_gradients(folded, x, upstream)
+    weights = folded.get_layer("conv").kernel.numpy()
+    exact, magnitudes = (_exact(a, w, u, 1, groups=4) for a, w, u in
+                         ((x, weights, upstream), (np.abs(x), np.abs(weights), np.abs(upstream))))
+    # Per result: 9 taps x 2 channels of its group (output and input gradient alike), or N*H*W.
+    for name, value, want, magnitude, n in zip(("outputs", "input gradient", "kernel gradient"), have, exact,
+                                               magnitudes, (18, 18, 70)):
+        assert np.all(np.abs(value - want) <= gamma(n) * magnitude), name
 
 
 def test_train_folds_the_padding_and_says_so(tmp_path):

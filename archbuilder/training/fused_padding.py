@@ -20,10 +20,11 @@ order for each map size, so outputs and gradients are the same sums within float
 (tests/test_fused_padding.py bounds them against the exact float64 sums).
 
 Only where the padding layer's one output feeds only that convolution, both stock float32
-channels-last layers called once, the convolution without groups (the grouped ones are
-grouped_choice.py's) and without a convolution_op of its own: `train` folds after its timed
-switches, so a Winograd layer keeps its padding layer (winograd_conv.py takes VALID). The switch is
-made on the two *instances*: the padding's `call` returns its input unchanged, the convolution's
+channels-last layers called once. `train` folds after its timed switches: a grouped convolution
+(grouped_conv.py's kernels: ResNeXt-50's) gets the same kernel computing SAME; one with any other
+kernel of its own (Winograd's) keeps its padding layer, and so does a grouped convolution left on
+Keras's XLA-compiled op. The switch is made
+on the two *instances*: the padding's `call` returns its input unchanged, the convolution's
 `convolution_op` convolves SAME; model files are those of stock layers, and a model loaded for
 --resume is switched again.
 """
@@ -32,7 +33,12 @@ from __future__ import annotations
 
 import keras
 
+from archbuilder.training.grouped_conv import KERNELS as GROUPED_KERNELS, grouped_convolution_op
 from archbuilder.training.instance_switch import float32_layer, gpu_present
+
+# The switched kernels that compute SAME as well (grouped_conv.py's; Winograd's F(2x2, 3x3) takes
+# the padded map as it comes: folded into its transform it timed the same, 0.997-1.015x a layer).
+REFOLDED = GROUPED_KERNELS
 
 
 def folding_convolution(padding_layer):
@@ -43,12 +49,15 @@ def folding_convolution(padding_layer):
     if len(getattr(padding_layer, "_inbound_nodes", [])) != 1 or len(consumers) != 1:
         return None
     convolution = consumers[0].operation
-    if type(convolution) is not keras.layers.Conv2D or "convolution_op" in vars(convolution):
+    if type(convolution) is not keras.layers.Conv2D:
+        return None
+    own = vars(convolution).get("convolution_op")  # a switched kernel's, or None: Keras's
+    if (own is None and convolution.groups != 1) or (own is not None and getattr(own, "kernel", None) not in REFOLDED):
         return None
     if len(convolution._inbound_nodes) != 1 or convolution._inbound_nodes[0] is not consumers[0]:
         return None
     if (padding_layer.data_format != "channels_last" or convolution.data_format != "channels_last"
-            or convolution.padding != "valid" or tuple(convolution.strides) != (1, 1) or convolution.groups != 1
+            or convolution.padding != "valid" or tuple(convolution.strides) != (1, 1)
             or not (float32_layer(padding_layer) and float32_layer(convolution))):
         return None
     same = tuple(((size - 1) * dilation // 2,) * 2 for size, dilation in zip(convolution.kernel_size,
@@ -68,7 +77,7 @@ def use_folded_padding(model) -> list[str]:
         convolution = folding_convolution(layer)
         if convolution is not None:
             layer.call = _unpadded
-            convolution.convolution_op = _same_convolution_op(convolution)
+            convolution.convolution_op = _same_padding_op(convolution)
             folded.append(convolution.name)
     return folded
 
@@ -77,8 +86,12 @@ def _unpadded(inputs):
     return inputs
 
 
-def _same_convolution_op(layer):
-    """Keras's own convolution (Conv.convolution_op) with SAME padding."""
+def _same_padding_op(layer):
+    """`layer`'s convolution with SAME padding: its grouped kernel's, or Keras's own
+    (Conv.convolution_op)."""
+    kernel = getattr(vars(layer).get("convolution_op"), "kernel", None)
+    if kernel is not None:
+        return grouped_convolution_op(layer, kernel, "same")
 
     def convolution_op(inputs, kernel):
         return keras.ops.conv(inputs, kernel, strides=1, padding="same", dilation_rate=layer.dilation_rate,

@@ -68,11 +68,12 @@ def is_depthwise(layer) -> bool:
     return layer.groups == layer.input.shape[-1]
 
 
-def grouped_convolution_op(layer, kernel: str):
-    """A `convolution_op` for grouped Conv2D `layer` computed with `kernel` (one of KERNELS)."""
+def grouped_convolution_op(layer, kernel: str, padding: str | None = None):
+    """A `convolution_op` for grouped Conv2D `layer` computed with `kernel` (one of KERNELS), with
+    the layer's padding or `padding` ('same' where fused_padding.py folded a padding layer in)."""
     groups = layer.groups
     strides = [1, *layer.strides, 1]
-    padding = layer.padding.upper()  # Keras's 'same' / 'valid' are TensorFlow's SAME / VALID
+    padding = (padding or layer.padding).upper()  # Keras's 'same' / 'valid' are TensorFlow's SAME / VALID
     if kernel == "depthwise" and not is_depthwise(layer):
         raise ValueError(f"{layer.name}: depthwise needs groups ({groups}) = input channels")
 
