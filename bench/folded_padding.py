@@ -20,16 +20,15 @@ bench/RESULTS.md has the figures; the CPU and `uptime`'s load are printed first.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
-    add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
+    add_step_arguments, alternating_calls, alternating_steps, convolution_training_step, cpu_line, grouped_on_native,
+    make, parse_step_arguments, step_medians,
 )
 from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT  # noqa: E402
 from archbuilder.training.fused_padding import use_folded_padding  # noqa: E402
@@ -45,17 +44,8 @@ PAD = [[0, 0], [1, 1], [1, 1], [0, 0]]
 def shapes(batch: int, repeats: int = 9) -> None:
     import tensorflow as tf
 
-    def step_of(convolve):
-        @tf.function
-        def step(x, kernel, upstream):
-            with tf.GradientTape() as tape:
-                tape.watch([x, kernel])
-                y = convolve(x, kernel)
-            return (y, *tape.gradient(y, [x, kernel], output_gradients=upstream))
-        return step
-
-    functions = {"padded": step_of(lambda x, k: tf.nn.conv2d(tf.pad(x, PAD), k, 1, "VALID")),
-                 "folded": step_of(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))}
+    functions = {"padded": convolution_training_step(lambda x, k: tf.nn.conv2d(tf.pad(x, PAD), k, 1, "VALID")),
+                 "folded": convolution_training_step(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))}
     print("| shape | batch | padding layer + VALID, ms | SAME, ms | SAME / padded |")
     print("|---|---|---|---|---|")
     for size, channels in SHAPES:
@@ -64,14 +54,7 @@ def shapes(batch: int, repeats: int = 9) -> None:
         upstream = tf.random.normal([batch, size, size, channels])
         for function in functions.values():
             function(x, kernel, upstream)  # traced, warm
-        times = {name: [] for name in functions}
-        for _ in range(repeats):
-            for name, function in functions.items():
-                start = time.perf_counter()
-                for tensor in function(x, kernel, upstream):
-                    tensor.numpy()
-                times[name].append(time.perf_counter() - start)
-        ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        ms = alternating_calls(functions, (x, kernel, upstream), repeats)
         print(f"| {size}x{size}x{channels} -> {channels} | {batch} | {ms['padded']:.1f} | {ms['folded']:.1f} | "
               f"{ms['folded'] / ms['padded']:.3f} |", flush=True)
 

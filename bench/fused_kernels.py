@@ -76,6 +76,35 @@ def alternating_steps(models: dict, batch: int, count: int) -> dict[str, list[fl
     return times
 
 
+def convolution_training_step(convolve):
+    """A tf.function of (x, kernel, upstream): `convolve(x, kernel)` and its gradients for x and
+    kernel given the upstream gradient: one layer's forward pass and both gradients."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x, kernel, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = convolve(x, kernel)
+        return (y, *tape.gradient(y, [x, kernel], output_gradients=upstream))
+
+    return step
+
+
+def alternating_calls(functions: dict, arguments, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each of `functions` called on `arguments` (every output read back),
+    the functions taking turns call by call, `repeats` calls each (the first calls, tracing, are
+    the caller's)."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for tensor in function(*arguments):
+                tensor.numpy()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
 def step_medians(times: dict[str, list[float]], baseline: str) -> tuple[dict[str, float], dict[str, float]]:
     """Per model of alternating_steps' `times`: the median step (the first two dropped: tracing) and
     the median per-round ratio of `baseline`'s step to its own."""

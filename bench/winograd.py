@@ -23,16 +23,15 @@ bench/RESULTS.md has the figures; the CPU and `uptime`'s load are printed first.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
-    add_step_arguments, alternating_steps, cpu_line, grouped_on_native, make, parse_step_arguments, step_medians,
+    add_step_arguments, alternating_calls, alternating_steps, convolution_training_step, cpu_line, grouped_on_native,
+    make, parse_step_arguments, step_medians,
 )
 from archbuilder.training.winograd_choice import switch_winograd  # noqa: E402
 from archbuilder.training.winograd_conv import candidate, winograd_convolution  # noqa: E402
@@ -42,24 +41,11 @@ from archbuilder.training.winograd_conv import candidate, winograd_convolution  
 SHAPES = [(56, 64, 64), (28, 128, 128), (28, 256, 256), (14, 256, 256), (14, 512, 512), (8, 512, 512)]
 
 
-def _training_function(convolve):
-    import tensorflow as tf
-
-    @tf.function
-    def step(x, kernel, upstream):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kernel])
-            y = convolve(x, kernel)
-        return (y, *tape.gradient(y, [x, kernel], output_gradients=upstream))
-
-    return step
-
-
 def shapes(batches: list[int], repeats: int = 9) -> None:
     import tensorflow as tf
 
-    functions = {"tensorflow": _training_function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")),
-                 "winograd": _training_function(winograd_convolution)}
+    functions = {"tensorflow": convolution_training_step(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")),
+                 "winograd": convolution_training_step(winograd_convolution)}
     print("| shape | batch | TensorFlow, ms | Winograd, ms | TensorFlow / Winograd | largest difference / largest value |")
     print("|---|---|---|---|---|---|")
     for size, channels, filters in SHAPES:
@@ -70,14 +56,7 @@ def shapes(batches: list[int], repeats: int = 9) -> None:
             results = {name: f(x, kernel, upstream) for name, f in functions.items()}  # traced, warm
             difference = max(float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(a)))
                              for a, b in zip(*results.values()))
-            times = {name: [] for name in functions}
-            for _ in range(repeats):
-                for name, function in functions.items():
-                    start = time.perf_counter()
-                    for tensor in function(x, kernel, upstream):
-                        tensor.numpy()
-                    times[name].append(time.perf_counter() - start)
-            ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+            ms = alternating_calls(functions, (x, kernel, upstream), repeats)
             print(f"| {size}x{size}x{channels} -> {filters} | {batch} | {ms['tensorflow']:.1f} | {ms['winograd']:.1f} | "
                   f"{ms['tensorflow'] / ms['winograd']:.2f} | {difference:.1e} |", flush=True)
 

@@ -157,7 +157,8 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
             "switches": [text for _, text in lines
                          if any(what in text for what in ("grouped convolutions", "kernel gradients", "Winograd F(2x2",
-                                                          "matrix products for", "depthwise kernel gradient for"))],
+                                                          "matrix products for", "depthwise kernel gradient for",
+                                                          "zero padding folded"))],
             "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
 
 
