@@ -9,11 +9,11 @@ ZeroPadding2D and convolve VALID (the zoo's bottleneck_v15 blocks: SE-ResNet-50,
 ResNeXt-50, Wide ResNet-50-2; keras.applications' ResNet v2 and stems). For stride 1 and an odd
 kernel the two paddings are the same: SAME adds d (k - 1) / 2 zeros on each side (d the
 dilation), so the one convolution computes the same sums. On the AVX-512 Zen 5 at batch 32 a 3x3
-layer's forward pass and both gradients took 0.85-0.98x the padded way's time (7x7x512 the least,
-56x56x128 the most), and training steps ran 1.05-1.10x faster for SE-ResNet-50, 1.06x for Wide
-ResNet-50-2 and 1.03x for ResNet-50D (bench/RESULTS.md, eleventh session). Strided convolutions
-keep their padding layer: TensorFlow's EXPLICIT padding would express it, but its gradients are
-left to TensorFlow's own kernels there, 1.05-1.2x slower.
+layer's forward pass and both gradients took 0.85-0.99x the padded way's time (7x7x512 the least),
+and training steps ran 1.05-1.08x faster for SE-ResNet-50, 1.05x for ResNeXt-50 and Wide
+ResNet-50-2, 1.02x for ResNet-50D (bench/folded_padding.py; bench/RESULTS.md, eleventh session).
+Strided convolutions keep their padding layer: TensorFlow's EXPLICIT padding would express it, but
+its gradients are left to TensorFlow's own kernels there, 1.05-1.2x slower.
 
 The padded zeros only ever added exact zeros; oneDNN sums the remaining products in its own
 order for each map size, so outputs and gradients are the same sums within float32 rounding
@@ -23,10 +23,9 @@ Only where the padding layer's one output feeds only that convolution, both stoc
 channels-last layers called once. `train` folds after its timed switches: a grouped convolution
 (grouped_conv.py's kernels: ResNeXt-50's) gets the same kernel computing SAME; one with any other
 kernel of its own (Winograd's) keeps its padding layer, and so does a grouped convolution left on
-Keras's XLA-compiled op. The switch is made
-on the two *instances*: the padding's `call` returns its input unchanged, the convolution's
-`convolution_op` convolves SAME; model files are those of stock layers, and a model loaded for
---resume is switched again.
+Keras's XLA-compiled op. The switch is made on the two *instances*: the padding's `call` returns
+its input unchanged, the convolution's `convolution_op` convolves SAME; model files are those of
+stock layers, and a model loaded for --resume is switched again.
 """
 
 from __future__ import annotations
@@ -89,9 +88,9 @@ def _unpadded(inputs):
 def _same_padding_op(layer):
     """`layer`'s convolution with SAME padding: its grouped kernel's, or Keras's own
     (Conv.convolution_op)."""
-    kernel = getattr(vars(layer).get("convolution_op"), "kernel", None)
-    if kernel is not None:
-        return grouped_convolution_op(layer, kernel, "same")
+    switched = getattr(vars(layer).get("convolution_op"), "kernel", None)
+    if switched is not None:
+        return grouped_convolution_op(layer, switched, "same")
 
     def convolution_op(inputs, kernel):
         return keras.ops.conv(inputs, kernel, strides=1, padding="same", dilation_rate=layer.dilation_rate,
