@@ -4,21 +4,23 @@
 
 TensorFlow (with oneDNN on, as runtime.py sets it) and PyTorch both hand their convolutions to
 oneDNN, which logs every primitive it runs under ONEDNN_VERBOSE=1: the implementation it chose
-(brg_conv_fwd:avx512_core, jit_1x1:...) and its milliseconds. One step of
-architectures/imagenet/NETWORK.yaml (10 classes, the switches `train` makes: bench/fused_kernels.py
-`make`, grouped convolutions on `native`, and the timed kernel switches as the user's cache
-decided them) and one of timm's same network (bench/peers/timm_zoo.py, channels-last, Adam, its
-memory kept: bench/peers/malloc.py) run in two processes under the log, after three warm-up
-steps each (then --steps logged steps; medians per call). Ours runs with one inter-op thread, so no two primitives share the cores and each
-primitive's time is its own, as in PyTorch, which runs one op at a time (the step itself is ~3%
-faster with two; bench/RESULTS.md, eleventh session).
+(brg_conv_fwd:avx512_core, jit_1x1:...) and its milliseconds. Training steps of
+architectures/imagenet/NETWORK.yaml (10 classes, the switches `train` makes:
+bench/fused_kernels.py `make`, grouped convolutions on `native`, the timed kernel switches as the
+user's cache decided them, paddings folded: training/fused_padding.py) and of timm's same network
+(bench/peers/timm_zoo.py, channels-last, Adam, its memory kept: bench/peers/malloc.py) run in two
+processes under the log, after three warm-up steps each (then --steps logged steps; medians per call). Ours runs with one inter-op thread, so
+no two primitives share the cores and each primitive's time is its own, as in PyTorch, which runs
+one op at a time (the step itself is ~3% faster with two; bench/RESULTS.md, eleventh session).
 
 Printed: each framework's total per primitive kind, then the convolutions by pass and shape
-(oneDNN's problem descriptor without its padding: a ZeroPadding2D then VALID and PyTorch's
-implicit padding are one convolution): the shapes both networks have first, timm's costliest
-first, with ours / timm per call, and what ours would take at timm's call counts. A shape only one side has is a difference of the two networks (the zoo's
-ResNet-50 pools to 55x55 as the notebook's does, timm's to 56x56) or of a layer ours runs outside
-oneDNN (Winograd's, the 1x1 matrix products). bench/RESULTS.md has the figures.
+(oneDNN's problem descriptor without its padding: TensorFlow's SAME, the odd row after the map,
+and PyTorch's padding on both sides cost the same): the shapes both networks have first, timm's
+costliest first, with ours / timm per call, and what ours would take at timm's call counts. A
+shape only one side has is a difference of the two networks (the zoo's ResNet-50 pools to 55x55
+as the notebook's does, timm's to 56x56), a layer ours runs outside oneDNN (Winograd's, the 1x1
+matrix products), or a convolution over a padded copy (a ZeroPadding2D before a strided VALID
+convolution: ih58oh28 against ih56oh28). bench/RESULTS.md has the figures.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def ours_worker(network: str, batch: int, steps: int) -> None:
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT
+    from archbuilder.training.fused_padding import use_folded_padding
     from archbuilder.training.pointwise_choice import POINTWISE, SEPARABLE
     from archbuilder.training.winograd_choice import WINOGRAD
 
@@ -70,6 +73,7 @@ def ours_worker(network: str, batch: int, steps: int) -> None:
     grouped_on_native(model)
     for switch in (WINOGRAD, POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT):  # loop.py's order
         switch.switch_where_faster(model, batch, lambda message: print(message, file=sys.stderr))
+    use_folded_padding(model)  # after them, as loop.py
     x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
     _marked_steps(lambda: model.train_on_batch(x, y), steps)
@@ -144,6 +148,8 @@ def main() -> None:
     parser.add_argument("--worker", choices=["ours", "timm"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps: at least 1")
     if args.worker == "ours":
         return ours_worker(args.network, args.batch, args.steps)
     if args.worker == "timm":
@@ -155,26 +161,40 @@ def main() -> None:
 
     print(machine())
     common = [args.network, "--batch", str(args.batch), "--steps", str(args.steps)]
+    timm = [*common, "--worker", "timm", "--size", str(_input_size(args.network))]
     logs = {"ours": _run([*common, "--worker", "ours"], dict(os.environ)),
-            f"timm {TIMM_NAMES[args.network][0]}": _run([*common, "--worker", "timm", "--size", str(_input_size(args.network))],
-                                                        malloc.peer_environment(malloc.DEFAULT))}
+            f"timm {TIMM_NAMES[args.network][0]}": _run(timm, malloc.peer_environment(malloc.DEFAULT))}
     ours, theirs = (primitive_times(log, args.steps) for log in logs.values())
     for (name, log), (kinds, _) in zip(logs.items(), (ours, theirs)):
-        print(f"{name} ({onednn_build(log)}), a step: " + ", ".join(f"{kind} {ms:.0f} ms" for kind, ms in kinds.most_common()))
+        print(f"{name} ({onednn_build(log)}), a step: "
+              + ", ".join(f"{kind} {ms:.0f} ms" for kind, ms in kinds.most_common()))
+    compare(ours[1], theirs[1], args.top)
+
+
+def compare(ours: dict, theirs: dict, top: int) -> None:
+    """Print the convolutions of primitive_times, ours against timm's: the shapes both have first."""
     empty = [0.0, 0, set()]
-    both = sorted(set(ours[1]) & set(theirs[1]), key=lambda k: -theirs[1][k][0] * theirs[1][k][1])
+
+    def per_step(side, key):
+        median, calls, _ = side.get(key, empty)
+        return median * calls
+
+    both = sorted(set(ours) & set(theirs), key=lambda k: -per_step(theirs, k))
     # Ours at timm's counts: what the shapes both networks have would cost us, call for call.
-    at_their_counts = sum(ours[1][k][0] * theirs[1][k][1] for k in both)
-    their_total = sum(theirs[1][k][0] * theirs[1][k][1] for k in both)
-    alone = [sum(a[0] * a[1] for k, a in side.items() if k not in other) for side, other in ((ours[1], theirs[1]), (theirs[1], ours[1]))]
+    at_their_counts = sum(ours[k][0] * theirs[k][1] for k in both)
+    their_total = sum(per_step(theirs, k) for k in both)
+    ratio = f"{at_their_counts / their_total:.3f}" if their_total else "-"
+    only_ours = sum(per_step(ours, k) for k in ours if k not in theirs)
+    only_theirs = sum(per_step(theirs, k) for k in theirs if k not in ours)
     print(f"convolution shapes both have: {len(both)}; at timm's calls a step ours {at_their_counts:.0f} ms, "
-          f"timm {their_total:.0f} ms (ours / timm {at_their_counts / their_total:.3f}); "
-          f"shapes only ours has {alone[0]:.0f} ms a step, only timm {alone[1]:.0f} ms")
-    print("\n| pass | shape | ours: ms a call (calls a step) | timm: ms a call (calls) | ours / timm | implementations (ours / timm) |")
+          f"timm {their_total:.0f} ms (ours / timm {ratio}); shapes only ours has {only_ours:.0f} ms a step, "
+          f"only timm {only_theirs:.0f} ms")
+    print("\n| pass | shape | ours: ms a call (calls a step) | timm: ms a call (calls) | ours / timm "
+          "| implementations (ours / timm) |")
     print("|---|---|---|---|---|---|")
-    only = sorted(set(ours[1]) ^ set(theirs[1]), key=lambda k: -max(side.get(k, empty)[0] * side.get(k, empty)[1] for side in (ours[1], theirs[1])))
-    for key in (both + only)[:args.top]:
-        a, b = ours[1].get(key, empty), theirs[1].get(key, empty)
+    only = sorted(set(ours) ^ set(theirs), key=lambda k: -max(per_step(ours, k), per_step(theirs, k)))
+    for key in (both + only)[:top]:
+        a, b = ours.get(key, empty), theirs.get(key, empty)
         ratio = f"{a[0] / b[0]:.2f}" if a[1] and b[1] else "-"
         print(f"| {key[0]} | {key[1]} | {a[0]:.2f} ({a[1]:g}) | {b[0]:.2f} ({b[1]:g}) | {ratio} | "
               f"{' '.join(sorted(a[2])) or '-'} / {' '.join(sorted(b[2])) or '-'} |")

@@ -99,7 +99,7 @@ def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_p
                   _padded((8, 8, 4), 1, 5),                    # less than SAME's for 5x5
                   _padded((8, 8, 4), 1, 3, dilation=2),        # less than SAME's for dilation 2
                   _padded((8, 8, 4), 1, 2),                    # an even kernel
-                  _padded((8, 8, 4), 1, 3, groups=2),          # grouped on Keras's XLA op (grouped_conv.py's kernels fold)
+                  _padded((8, 8, 4), 1, 3, groups=2),          # grouped, on Keras's XLA op
                   _padded((8, 8, 4), 1, 3, dtype="bfloat16")):
         assert use_folded_padding(model) == [], model.layers
     inputs = keras.Input((8, 8, 4))
