@@ -9,9 +9,10 @@ architectures/imagenet/NETWORK.yaml (10 classes, the switches `train` makes:
 bench/fused_kernels.py `make`, grouped convolutions on `native`, the timed kernel switches as the
 user's cache decided them, paddings folded: training/fused_padding.py) and of timm's same network
 (bench/peers/timm_zoo.py, channels-last, Adam, its memory kept: bench/peers/malloc.py) run in two
-processes under the log, after three warm-up steps each (then --steps logged steps; medians per call). Ours runs with one inter-op thread, so
-no two primitives share the cores and each primitive's time is its own, as in PyTorch, which runs
-one op at a time (the step itself is ~3% faster with two; bench/RESULTS.md, eleventh session).
+processes under the log, after three warm-up steps each (then --steps logged steps; medians per
+call). Ours runs with one inter-op thread, so no two primitives share the cores and each
+primitive's time is its own, as in PyTorch, which runs one op at a time (the step itself is ~3%
+faster with two; bench/RESULTS.md, eleventh session).
 
 Printed: each framework's total per primitive kind, then the convolutions by pass and shape
 (oneDNN's problem descriptor without its padding: TensorFlow's SAME, the odd row after the map,
