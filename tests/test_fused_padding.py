@@ -44,7 +44,7 @@ def _exact(x, kernel, upstream, dilation, groups=1):
     x64, kernel64 = tf.constant(x, tf.float64), tf.constant(spread, tf.float64)
     with tf.GradientTape() as tape:
         tape.watch([x64, kernel64])
-        # Groups one convolution each (a grouped float64 convolution has no CPU kernel).
+        # Each group its own convolution (a grouped float64 convolution has no CPU kernel).
         y = tf.concat([tf.nn.conv2d(part, weights, 1, "SAME") for part, weights in
                        zip(tf.split(x64, groups, axis=-1), tf.split(kernel64, groups, axis=-1))], axis=-1)
     dx, dkernel = tape.gradient(y, [x64, kernel64], output_gradients=tf.constant(upstream, tf.float64))
