@@ -158,11 +158,11 @@ def main() -> None:
     if args.network not in TIMM_NAMES:
         parser.error(f"{args.network}: no timm name in bench/peers/timm_zoo.py (known: {', '.join(TIMM_NAMES)})")
 
-    from bench.zoo_speed import _input_size, machine
+    from bench.zoo_speed import zoo_input_size, machine
 
     print(machine())
     common = [args.network, "--batch", str(args.batch), "--steps", str(args.steps)]
-    timm = [*common, "--worker", "timm", "--size", str(_input_size(args.network))]
+    timm = [*common, "--worker", "timm", "--size", str(zoo_input_size(args.network))]
     logs = {"ours": _run([*common, "--worker", "ours"], dict(os.environ)),
             f"timm {TIMM_NAMES[args.network][0]}": _run(timm, malloc.peer_environment(malloc.DEFAULT))}
     ours, theirs = (primitive_times(log, args.steps) for log in logs.values())

@@ -164,7 +164,7 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
 
 def theirs(network: str, folder: Path, args) -> dict:
     command = [sys.executable, __file__, "--timm-worker", TIMM_NAMES[network][0], "--folder", str(folder),
-               "--batch", str(args.batch), "--size", str(args.size or _input_size(network)), "--warmup", str(args.warmup)]
+               "--batch", str(args.batch), "--size", str(args.size or zoo_input_size(network)), "--warmup", str(args.warmup)]
     start, lines, ended, peak, code = run_timed(command, malloc.peer_environment(args.timm_malloc))
     if code != 0:
         raise _failed(command, code, lines)
@@ -176,7 +176,7 @@ def theirs(network: str, folder: Path, args) -> dict:
             "timm": result["timm"], "torch": result["torch"], "threads": result["threads"]}
 
 
-def _input_size(network: str) -> int:
+def zoo_input_size(network: str) -> int:
     """The zoo file's own input height (a square input; 224, or 240 for EfficientNet-B1)."""
     sys.path.insert(0, str(ROOT))
     from archbuilder.plan.validate import load_checked_spec
