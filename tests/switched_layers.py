@@ -12,6 +12,18 @@ from archbuilder.training.precision import precision_policy
 from archbuilder.training.timed_switch import CACHE_FORMAT
 
 
+# float32's unit roundoff.
+UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def gamma(n: int) -> float:
+    """Higham's gamma_n = n u / (1 - n u) ("Accuracy and Stability of Numerical Algorithms", (3.5),
+    4.2): a float32 result whose every term went through at most n roundings (a dot product of n
+    terms, or n + 1 terms summed in any order) differs from the exact sum by at most gamma_n times
+    the sum of the terms' magnitudes."""
+    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+
+
 def twin(stock):
     """A copy of `stock` with its weights, for the switch to be made on."""
     copy = keras.models.clone_model(stock)

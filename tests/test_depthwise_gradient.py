@@ -15,12 +15,10 @@ from archbuilder.training.depthwise_choice import CACHE_NAME, DEPTHWISE_GRADIENT
 from archbuilder.training.depthwise_gradient import candidate
 from archbuilder.training.kernel_choice import cache_path, machine_key, read_shapes
 from archbuilder.training.timed_switch import CACHE_FORMAT, TimingBudget
-from switched_layers import training_graph, twin
+from switched_layers import gamma, training_graph, twin
 from train_support import REPO
 
 import keras  # noqa: E402
-
-UNIT_ROUNDOFF = 2.0 ** -24  # float32
 
 
 def _layer_model(input_shape, kernel: int, stride: int, padding: str, use_bias=False, activation=None, dtype="float32"):
@@ -71,7 +69,7 @@ def test_outputs_and_input_gradients_are_keras_and_the_kernel_gradient_is_within
         return tape.gradient(y, kernel, output_gradients=tf.constant(upstream, tf.float64)).numpy()
 
     n = upstream.shape[0] * upstream.shape[1] * upstream.shape[2]
-    bound = n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF) * exact(np.abs(x), np.abs(upstream), tf.abs(kernel64))
+    bound = gamma(n) * exact(np.abs(x), np.abs(upstream), tf.abs(kernel64))
     assert np.all(np.abs(have[2] - exact(x, upstream, kernel64)) <= bound)
     # Not vacuous: the kernel gradient of a one-pixel shifted padding is far outside it.
     shifted = exact(np.roll(x, 1, axis=1), upstream, kernel64)

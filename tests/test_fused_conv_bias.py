@@ -18,7 +18,9 @@ from archbuilder.training.fused_conv_bias import fusable, use_fused_conv_bias  #
 from archbuilder.training.grouped_conv import switch_grouped_convolutions  # noqa: E402
 from archbuilder.training.precision import precision_policy  # noqa: E402
 from tests.switched_layers import (  # noqa: E402
-    named_outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph, training_graph_ops, twin)
+    gamma, named_outputs_and_gradients, switched_and_reloaded, switches_nothing_under, training_graph, training_graph_ops,
+    twin,
+)
 
 SWITCHED = ["biased", "grouped", "strided_relu"]
 
@@ -88,8 +90,7 @@ def test_fused_conv_bias_computes_kerass_outputs_and_its_bias_gradients_as_sums(
                 np.testing.assert_array_equal(have, want, err_msg=name)
                 continue
             t = terms[layer]
-            k_u = (len(t) - 1) * 2.0 ** -24
-            exact, bound = t.sum(axis=0), k_u / (1 - k_u) * np.abs(t).sum(axis=0)
+            exact, bound = t.sum(axis=0), gamma(len(t) - 1) * np.abs(t).sum(axis=0)
             assert np.all(np.abs(have - exact) <= bound), (name, have - exact, bound)
             summed.append(layer)
         assert sorted(summed) == (SWITCHED if precision == "float32" else [])

@@ -16,8 +16,7 @@ from archbuilder.plan.validate import load_checked_spec
 from archbuilder.training.fused_padding import folding_convolution, use_folded_padding
 from archbuilder.training.grouped_conv import switch_grouped_convolutions
 from archbuilder.training.winograd_choice import WINOGRAD
-from switched_layers import outputs_and_gradients, switched_and_reloaded, training_graph, twin
-from test_pointwise_conv import gamma
+from switched_layers import gamma, outputs_and_gradients, switched_and_reloaded, training_graph, twin
 from train_support import REPO
 
 import keras  # noqa: E402

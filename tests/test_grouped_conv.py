@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from switched_layers import UNIT_ROUNDOFF, gamma
 from train_support import REPO, image_folder, invoke
 
 from archbuilder.keras.graph import build_model  # noqa: I001  (sets TensorFlow's environment first)
@@ -78,11 +79,8 @@ def _forward_and_gradients(model, conv, x, upstream):
 # gamma_n relative, negligible). The outputs add the bias after, one rounding each side: u |output|
 # more per side. A kernel that used a wrong weight or dropped a term would be off by ~|a_i * b_i|,
 # far above this bound (test_a_wrong_kernel_layout_is_caught).
-U = 2.0**-24
-
-
 def _bound(n: int, magnitude: np.ndarray) -> np.ndarray:
-    return 2 * n * U / (1 - n * U) * magnitude
+    return 2 * gamma(n) * magnitude
 
 
 # `depthwise` applies where groups = input channels; the others to every grouped convolution.
@@ -136,7 +134,7 @@ def _check_kernel_against_keras(shape, kernel, rounding=0.0):
     terms = [kh * kw * channels // groups, kh * kw * filters // groups, BATCH * int(np.prod(upstream.shape[1:3]))]
     for name, want, have, n, size in zip(("outputs", "input gradient", "kernel gradient"), expected, got, terms, magnitude):
         assert have.shape == want.shape, name
-        bound = _bound(n, size) + (2 * U * np.abs(want) if name == "outputs" else 0) + 2 * rounding * np.abs(want)
+        bound = _bound(n, size) + (2 * UNIT_ROUNDOFF * np.abs(want) if name == "outputs" else 0) + 2 * rounding * np.abs(want)
         if name == "outputs" and keras_conv.use_bias:
             bound = bound + 2 * rounding * (np.abs(want) + np.abs(keras_conv.bias.numpy()))
         assert np.all(np.abs(have - want) <= bound), (name, float(np.max(np.abs(have - want) - bound)))

@@ -19,19 +19,10 @@ from archbuilder.training.pointwise_choice import (
 )
 from archbuilder.training.pointwise_conv import candidate, pointwise_convolution, separable_candidate
 from archbuilder.training.timed_switch import CACHE_FORMAT
-from switched_layers import cache_decisions, training_graph, twin
+from switched_layers import cache_decisions, gamma, training_graph, twin
 from train_support import REPO
 
 import keras  # noqa: E402
-
-UNIT_ROUNDOFF = 2.0 ** -24  # float32
-
-
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u) ("Accuracy and Stability of Numerical Algorithms", (3.5)):
-    a float32 dot product of n terms, summed in any order, differs from the exact sum by at most
-    gamma_n times the sum of the terms' magnitudes."""
-    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
 
 
 def _exact(x, kernel, upstream):

@@ -19,18 +19,10 @@ from archbuilder.training.winograd_choice import (
     CACHE_NAME, MAX_LAYERS, WINOGRAD, choose_winograd, switch_winograd, switch_winograd_where_faster,
 )
 from archbuilder.training.winograd_conv import AT, BT, G, MAX_MAP, candidate, winograd_convolution
-from switched_layers import cache_decisions, training_graph
+from switched_layers import cache_decisions, gamma, training_graph
 from train_support import REPO
 
 import keras  # noqa: E402
-
-UNIT_ROUNDOFF = 2.0 ** -24  # float32
-
-
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u): a result whose every term went through at most n
-    roundings differs from the exact sum by at most gamma_n times the sum of the terms' magnitudes."""
-    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
 
 
 def _tiles(x, pad):
