@@ -28,12 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fused_kernels import (  # noqa: E402  (sets TensorFlow's environment first)
     add_step_arguments, alternating_calls, alternating_steps, convolution_training_step, cpu_line, grouped_on_native,
-    make, parse_step_arguments, step_medians,
+    make, parse_step_arguments, step_medians, switch_timed_kernels,
 )
-from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT  # noqa: E402
 from archbuilder.training.fused_padding import use_folded_padding  # noqa: E402
-from archbuilder.training.pointwise_choice import POINTWISE, SEPARABLE  # noqa: E402
-from archbuilder.training.winograd_choice import WINOGRAD  # noqa: E402
 
 # (map size, channels in and out): the padded stride-1 3x3 convolutions of the zoo's
 # bottleneck_v15 files (SE-ResNet-50, ResNet-50D; Wide ResNet-50-2's are twice as wide).
@@ -64,8 +61,7 @@ def steps(network: str, batch: int, count: int) -> str:
     for variant in ("padded", "folded"):
         model = make(network, [])
         grouped_on_native(model)
-        for switch in (WINOGRAD, POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT):  # loop.py's, before the fold
-            switch.switch_where_faster(model, batch, lambda message: None)
+        switch_timed_kernels(model, batch)  # before the fold, as loop.py
         if variant == "folded":
             folded = len(use_folded_padding(model))
             model.set_weights(models["padded"].get_weights())

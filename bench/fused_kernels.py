@@ -33,10 +33,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from archbuilder import api  # noqa: E402
+from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT  # noqa: E402
 from archbuilder.training.direct_updates import use_direct_updates  # noqa: E402
 from archbuilder.training.fused_adam import use_fused_adam  # noqa: E402
 from archbuilder.training.fused_layers import SWITCHES, use_fused_layers  # noqa: E402
 from archbuilder.training.grouped_conv import is_depthwise, switch_grouped_convolutions, switchable  # noqa: E402
+from archbuilder.training.pointwise_choice import POINTWISE, SEPARABLE  # noqa: E402
+from archbuilder.training.winograd_choice import WINOGRAD  # noqa: E402
 
 
 def make(network: str, leave_out: list[str]):
@@ -57,6 +60,14 @@ def grouped_on_native(model) -> None:
     the kernel `train`'s timing picks for ResNeXt-50 on the CPUs measured so far."""
     switch_grouped_convolutions(model, {layer.name: "native" for layer in model._flatten_layers(include_self=False)
                                         if switchable(layer) and not is_depthwise(layer)})
+
+
+def switch_timed_kernels(model, batch: int, say=lambda message: None) -> None:
+    """The per-shape timed switches `train` makes after the grouped ones, in loop.py's order
+    (Winograd, 1x1 products, separable 1x1 halves, depthwise kernel gradients), each decided from
+    the user's cache or timed now, without train's per-run budget."""
+    for switch in (WINOGRAD, POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT):
+        switch.switch_where_faster(model, batch, say)
 
 
 def alternating_steps(models: dict, batch: int, count: int) -> dict[str, list[float]]:

@@ -58,22 +58,18 @@ def _marked_steps(step, count: int) -> None:
 
 
 def ours_worker(network: str, batch: int, steps: int) -> None:
-    from bench.fused_kernels import grouped_on_native, make  # sets TensorFlow's environment first
+    from bench.fused_kernels import grouped_on_native, make, switch_timed_kernels  # sets TensorFlow's environment first
 
     import keras
     import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from archbuilder.training.depthwise_choice import DEPTHWISE_GRADIENT
     from archbuilder.training.fused_padding import use_folded_padding
-    from archbuilder.training.pointwise_choice import POINTWISE, SEPARABLE
-    from archbuilder.training.winograd_choice import WINOGRAD
 
     model = make(network, [])
     grouped_on_native(model)
-    for switch in (WINOGRAD, POINTWISE, SEPARABLE, DEPTHWISE_GRADIENT):  # loop.py's order
-        switch.switch_where_faster(model, batch, lambda message: print(message, file=sys.stderr))
+    switch_timed_kernels(model, batch, lambda message: print(message, file=sys.stderr))
     use_folded_padding(model)  # after them, as loop.py
     x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
