@@ -14,6 +14,7 @@ from archbuilder.training.fused_dense import use_fused_dense
 from archbuilder.training.fused_gelu import use_fused_gelu
 from archbuilder.training.fused_global_pool import use_fused_global_pool
 from archbuilder.training.fused_layer_norm import use_fused_layer_norm
+from archbuilder.training.fused_squeeze_excite import use_fused_squeeze_excite
 from archbuilder.training.fused_swish import use_fused_swish
 
 SWITCHES = {
@@ -25,6 +26,8 @@ SWITCHES = {
     "dense": use_fused_dense,  # after gelu and swish: a Dense with either is theirs (a layer is switched once)
     "conv_bias": use_fused_conv_bias,
     "add": use_fused_add,
+    # before global_pool: a squeeze-and-excitation block's pool is this switch's (a layer is switched once)
+    "squeeze_excite": use_fused_squeeze_excite,
     "global_pool": use_fused_global_pool,
 }
 
