@@ -2,12 +2,14 @@
 self-attention, batch norm): whole training steps of one zoo network, with and without some of
 them, in one process.
 
-    .venv/bin/python bench/fused_kernels.py convnext_tiny [--kernels gelu,layer_norm] [--batch 16] [--steps 8]
+    .venv/bin/python bench/fused_kernels.py convnext_tiny [--kernels gelu,layer_norm] [--batch 16] [--steps 8] [--as-train]
 
 Both models are built from architectures/imagenet/NAME.yaml (10 classes) with the same weights and
 get what `train` switches on every CPU (fused Adam and its direct updates, the fused layers of fused_layers.py, depthwise
 grouped convolutions), except that the first, "stock", leaves out the switches named by --kernels
-(default: GELU, layer norm and attention). They train on the same random batch, alternating (each
+(default: GELU, layer norm and attention). With --as-train both also get the per-shape switches
+`train` makes after them (from the user's kernel cache, timed now where it has none) and the
+folded paddings, so the ratio is the one a `cli.py train` step sees. They train on the same random batch, alternating (each
 round starts with the other one), so the machine's load hits both alike. Prints each model's median
 step (the first two dropped: tracing) and the median per-round ratio stock / fused.
 bench/RESULTS.md has the figures.
@@ -153,11 +155,21 @@ def main() -> None:
                         help=f"the switches the stock model leaves out, of: {', '.join(SWITCHES)}")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8, help="at least 3: step_medians drops the first two")
+    parser.add_argument("--as-train", action="store_true",
+                        help="both models also get train's per-shape switches (grouped kernels on native, "
+                             "switch_timed_kernels from the user's cache) and folded paddings, as loop.py makes them")
     args = parse_step_arguments(parser)
     kernels = [name.strip() for name in args.kernels.split(",") if name.strip()]
     if not kernels or set(kernels) - set(SWITCHES):
         parser.error(f"--kernels: name one or more of {', '.join(SWITCHES)}")
     models = {"stock": make(args.network, kernels), "fused": make(args.network, [])}
+    if args.as_train:
+        from archbuilder.training.fused_padding import use_folded_padding
+
+        for model in models.values():
+            grouped_on_native(model)
+            switch_timed_kernels(model, args.batch)
+            use_folded_padding(model)
     times = alternating_steps(models, args.batch, args.steps)
     medians, ratios = step_medians(times, "stock")
     for name in models:
