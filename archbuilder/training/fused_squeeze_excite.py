@@ -10,8 +10,9 @@ which returns dy * g + dp / (H * W), the division before the broadcast and the b
 the add: the same two terms, each the same float32 values as TensorFlow's (the division is the
 same one, per channel instead of per position), added once, so the same sums bit for bit (float
 addition of two terms is commutative). Whole training steps on the AVX-512 Zen 5 at batch 32,
-with `train`'s other switches on both sides: SE-ResNet-50 1.034x, EfficientNet-B0 1.020x
-(bench/RESULTS.md): 16 blocks each, most of the gain at the largest maps.
+with `train`'s other switches on both sides (`bench/fused_kernels.py NAME --kernels
+squeeze_excite --as-train`, bench/RESULTS.md): EfficientNet-B0 1.02x, EfficientNet-B1 1.024x,
+SE-ResNet-50 1.013-1.034x over three A/Bs; most of the gain is at the largest maps.
 
 The hand-over relies on the order in which a gradient tape differentiates: the pool's gradient
 needs the gate's, which needs the multiply's, so the multiply's runs first. And TensorFlow's tape
