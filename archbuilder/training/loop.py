@@ -286,9 +286,10 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
 def _use_fast_kernels(model, training) -> None:
     """Same math, other kernels: Adam as one fused op per weight, called directly without a
     strategy, batch norm as one fused op per layer, and the gradients of swish, residual adds,
-    global pooling and squeeze-and-excitation blocks written out (a smaller graph to trace and optimize before the first step), the
-    exact GELU and layer norm as one fused loop each way (fewer passes over the widest tensors),
-    self-attention as 2-D matrix products, and where it pays on this CPU, grouped convolutions
+    global pooling and squeeze-and-excitation blocks written out (a smaller graph to trace and
+    optimize before the first step, fewer passes over an SE block's input), the exact GELU and
+    layer norm as one fused loop each way (fewer passes over the widest tensors), self-attention
+    as 2-D matrix products, and where it pays on this CPU, grouped convolutions
     without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
     separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient;
     and a zero padding that only pads for the stride-1 convolution after it, folded into it.
