@@ -108,6 +108,31 @@ def test_each_gradient_of_a_persistent_tape_hands_over_its_own_upstream_gradient
             np.testing.assert_array_equal(b.numpy(), a.numpy())
 
 
+def test_a_pool_called_in_one_thread_hands_nothing_to_a_multiply_in_another():
+    # MirroredStrategy over logical CPUs (`--distribute mirrored --devices N`) calls the model from
+    # one thread per replica: a hand-over taken by another replica's multiply would give it the
+    # other's dy. Here a pool runs in one thread and a multiply of the same x in this one: the
+    # multiply keeps its own gradient of x, dy * g.
+    import threading
+
+    stock, fused = _pair()
+    use_fused_squeeze_excite(fused)
+    pool, multiply = fused.get_layer("se1_squeeze"), fused.get_layer("se1_excite")
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(4, *SHAPE)).astype("float32"))
+    gate = tf.constant(rng.uniform(size=(4, 1, 1, SHAPE[2])).astype("float32"))
+    upstream = rng.normal(size=(4, *SHAPE)).astype("float32")
+    other = threading.Thread(target=pool.call, args=(x,))
+    other.start()
+    other.join()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = multiply.call([x, gate])
+    gradient = tape.gradient(outputs, x, output_gradients=tf.constant(upstream))
+    assert gradient is not None
+    np.testing.assert_array_equal(gradient.numpy(), upstream * gate.numpy())
+
+
 def test_only_blocks_whose_gate_comes_from_the_pool_alone_are_switched():
     def shared_pool():  # the pooled values also feed the head: the pool's gradient is not the gate's alone
         inputs = keras.Input(SHAPE)

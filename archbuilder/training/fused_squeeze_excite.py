@@ -20,7 +20,7 @@ runs the gradient of every recorded op that the target's gradient reaches, so th
 in the same computation, where the gate is computed from p alone through a chain of single-input
 layers whose gradients always reach their input (GATE_PATH), each with one consumer:
 `squeeze_excite_pairs` takes only such blocks. Each forward call has its own hand-over (a model
-called twice pairs each pool with its own multiply), and each gradient computation puts its own
+called twice pairs each pool with its own multiply, in its own thread: a strategy's replicas), and each gradient computation puts its own
 dy there (two gradients of a persistent tape); where the multiply has no hand-over, its gradient
 of x is TensorFlow's dy * g and the pool's its broadcast. Only channels-last float32 blocks with
 the map's size known; the switch is made on layer *instances* (instance_switch.py), so model
@@ -28,6 +28,8 @@ files stay those of stock layers.
 """
 
 from __future__ import annotations
+
+import threading
 
 import keras
 import tensorflow as tf
@@ -89,7 +91,9 @@ def use_fused_squeeze_excite(model) -> list[str]:
         return []
     names = []
     for pool, multiply, x_first in squeeze_excite_pairs(model):
-        pending: list = []  # (x, hand-over) of the pool's latest call, for the multiply's next call
+        # (x, hand-over) of the pool's latest call in this thread, for the multiply's next call
+        # (a strategy with several replicas in one process calls the model from a thread each).
+        pending = threading.local()
         pool.call = _pool_call(pool, pending)
         multiply.call = _multiply_call(x_first, pending)
         names += [pool.name, multiply.name]
@@ -103,7 +107,7 @@ def _pool_call(layer, pending):
         with untaped():
             outputs = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
         handed: list = []  # the multiply's (dy, g), put there by its gradient
-        pending[:] = [(inputs, handed)]
+        pending.last = (inputs, handed)
 
         def gradient(upstream):
             scaled = upstream / tf.constant(height * width, inputs.dtype)  # [N, 1, 1, C]
@@ -122,7 +126,8 @@ def _multiply_call(x_first, pending):
     def call(inputs):
         x, gate = (tf.convert_to_tensor(t) for t in (inputs if x_first else inputs[::-1]))
         # The hand-over of the pool call on this very x (a model called twice pairs each with its own).
-        handed = pending.pop()[1] if pending and pending[-1][0] is x else None
+        last, pending.last = getattr(pending, "last", None), None
+        handed = last[1] if last is not None and last[0] is x else None
         with untaped():
             outputs = x * gate
 
