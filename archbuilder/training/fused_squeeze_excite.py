@@ -20,9 +20,10 @@ runs the gradient of every recorded op that the target's gradient reaches, so th
 in the same computation, where the gate is computed from p alone through a chain of single-input
 layers whose gradients always reach their input (GATE_PATH), each with one consumer:
 `squeeze_excite_pairs` takes only such blocks. Each forward call has its own hand-over (a model
-called twice pairs each pool with its own multiply, in its own thread: a strategy's replicas), and each gradient computation puts its own
-dy there (two gradients of a persistent tape); where the multiply has no hand-over, its gradient
-of x is TensorFlow's dy * g and the pool's its broadcast. Only channels-last float32 blocks with
+called twice pairs each pool with its own multiply, each thread its own: a strategy's replicas),
+and each gradient computation puts its own dy there (two gradients of a persistent tape); where
+the multiply has no hand-over, its gradient of x is TensorFlow's dy * g and the pool's its
+broadcast. Only channels-last float32 blocks with
 the map's size known; the switch is made on layer *instances* (instance_switch.py), so model
 files stay those of stock layers.
 """
