@@ -9,8 +9,9 @@ get what `train` switches on every CPU (fused Adam and its direct updates, the f
 grouped convolutions), except that the first, "stock", leaves out the switches named by --kernels
 (default: GELU, layer norm and attention). With --as-train both also get the per-shape switches
 `train` makes after them (from the user's kernel cache, timed now where it has none) and the
-folded paddings, so the ratio is the one a `cli.py train` step sees. They train on the same random batch, alternating (each
-round starts with the other one), so the machine's load hits both alike. Prints each model's median
+folded paddings, so the ratio is the one a `cli.py train` step sees. They train on the same
+random batch, alternating (each round starts with the other one), so the machine's load hits
+both alike. Prints each model's median
 step (the first two dropped: tracing) and the median per-round ratio stock / fused.
 bench/RESULTS.md has the figures.
 """

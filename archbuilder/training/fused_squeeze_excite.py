@@ -23,9 +23,8 @@ layers whose gradients always reach their input (GATE_PATH), each with one consu
 called twice pairs each pool with its own multiply, each thread its own: a strategy's replicas),
 and each gradient computation puts its own dy there (two gradients of a persistent tape); where
 the multiply has no hand-over, its gradient of x is TensorFlow's dy * g and the pool's its
-broadcast. Only channels-last float32 blocks with
-the map's size known; the switch is made on layer *instances* (instance_switch.py), so model
-files stay those of stock layers.
+broadcast. Only channels-last float32 blocks with the map's size known; the switch is made on
+layer *instances* (instance_switch.py), so model files stay those of stock layers.
 """
 
 from __future__ import annotations
