@@ -73,6 +73,16 @@ def switch_timed_kernels(model, batch: int, say=lambda message: None) -> None:
         switch.switch_where_faster(model, batch, say)
 
 
+def switch_as_train(model, batch: int, say=lambda message: None) -> None:
+    """Everything `train` switches after `make`'s switches, in loop.py's order: grouped convolutions
+    on `native`, the timed per-shape switches, then the folded paddings."""
+    from archbuilder.training.fused_padding import use_folded_padding
+
+    grouped_on_native(model)
+    switch_timed_kernels(model, batch, say)
+    use_folded_padding(model)
+
+
 def alternating_steps(models: dict, batch: int, count: int) -> dict[str, list[float]]:
     """Seconds of each of `count` training steps of each model on one random batch (10 classes),
     the models taking turns and each round starting one model later, so that the machine's load
@@ -165,12 +175,8 @@ def main() -> None:
         parser.error(f"--kernels: name one or more of {', '.join(SWITCHES)}")
     models = {"stock": make(args.network, kernels), "fused": make(args.network, [])}
     if args.as_train:
-        from archbuilder.training.fused_padding import use_folded_padding
-
         for model in models.values():
-            grouped_on_native(model)
-            switch_timed_kernels(model, args.batch)
-            use_folded_padding(model)
+            switch_as_train(model, args.batch)
     times = alternating_steps(models, args.batch, args.steps)
     medians, ratios = step_medians(times, "stock")
     for name in models:

@@ -58,19 +58,15 @@ def _marked_steps(step, count: int) -> None:
 
 
 def ours_worker(network: str, batch: int, steps: int) -> None:
-    from bench.fused_kernels import grouped_on_native, make, switch_timed_kernels  # sets TensorFlow's environment first
+    from bench.fused_kernels import make, switch_as_train  # sets TensorFlow's environment first
 
     import keras
     import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from archbuilder.training.fused_padding import use_folded_padding
-
     model = make(network, [])
-    grouped_on_native(model)
-    switch_timed_kernels(model, batch, lambda message: print(message, file=sys.stderr))
-    use_folded_padding(model)  # after them, as loop.py
+    switch_as_train(model, batch, lambda message: print(message, file=sys.stderr))
     x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
     _marked_steps(lambda: model.train_on_batch(x, y), steps)

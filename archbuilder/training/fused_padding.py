@@ -33,7 +33,7 @@ from __future__ import annotations
 import keras
 
 from archbuilder.training.grouped_conv import KERNELS as GROUPED_KERNELS, grouped_convolution_op
-from archbuilder.training.instance_switch import float32_layer, gpu_present
+from archbuilder.training.instance_switch import float32_layer, gpu_present, sole_consumer
 
 # The switched kernels that compute SAME as well (grouped_conv.py's; Winograd's F(2x2, 3x3) takes
 # the padded map as it comes: folded into its transform it timed the same, 0.997-1.015x a layer).
@@ -44,16 +44,13 @@ def folding_convolution(padding_layer):
     """The convolution `padding_layer` can fold into (see the module's docstring), or None."""
     if type(padding_layer) is not keras.layers.ZeroPadding2D or "call" in vars(padding_layer):
         return None
-    consumers = getattr(padding_layer, "_outbound_nodes", [])
-    if len(getattr(padding_layer, "_inbound_nodes", [])) != 1 or len(consumers) != 1:
-        return None
-    convolution = consumers[0].operation
+    convolution = sole_consumer(padding_layer)
     if type(convolution) is not keras.layers.Conv2D:
         return None
     own = vars(convolution).get("convolution_op")  # a switched kernel's, or None: Keras's
     if (own is None and convolution.groups != 1) or (own is not None and getattr(own, "kernel", None) not in REFOLDED):
         return None
-    if len(convolution._inbound_nodes) != 1 or convolution._inbound_nodes[0] is not consumers[0]:
+    if len(convolution._inbound_nodes) != 1:  # called once: on the padding's output alone
         return None
     if (padding_layer.data_format != "channels_last" or convolution.data_format != "channels_last"
             or convolution.padding != "valid" or tuple(convolution.strides) != (1, 1)

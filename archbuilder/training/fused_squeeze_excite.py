@@ -34,20 +34,12 @@ import threading
 import keras
 import tensorflow as tf
 
-from archbuilder.training.instance_switch import gpu_present
+from archbuilder.training.instance_switch import gpu_present, sole_consumer
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 # Single-input layers whose gradient always reaches their input (no integer casts, no stop).
 GATE_PATH = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.Activation, keras.layers.ReLU,
              keras.layers.Reshape)
-
-
-def _consumers(layer) -> list:
-    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
-
-
-def _single_use(layer) -> bool:
-    return len(getattr(layer, "_inbound_nodes", [])) == 1 and len(_consumers(layer)) == 1
 
 
 def _producer(tensor):
@@ -58,7 +50,7 @@ def _producer(tensor):
 def _gate_source(gate):
     """The layer at the start of the gate's chain of GATE_PATH layers: the pool, if it is one."""
     layer = _producer(gate)
-    while type(layer) in GATE_PATH and _single_use(layer):
+    while type(layer) in GATE_PATH and sole_consumer(layer) is not None:
         layer = _producer(layer.input)
     return layer
 
@@ -77,8 +69,8 @@ def squeeze_excite_pairs(model) -> list[tuple]:
             pool = _gate_source(gate)
             if (type(pool) is keras.layers.GlobalAveragePooling2D and "call" not in vars(pool) and pool.keepdims
                     and pool.data_format == "channels_last" and pool.compute_dtype == "float32"
-                    and _single_use(pool) and pool.input is x and len(x.shape) == 4 and None not in x.shape[1:]
-                    and tuple(gate.shape[1:]) == (1, 1, x.shape[3])):
+                    and sole_consumer(pool) is not None and pool.input is x
+                    and len(x.shape) == 4 and None not in x.shape[1:] and tuple(gate.shape[1:]) == (1, 1, x.shape[3])):
                 pairs.append((pool, multiply, x_first))
                 break
     return pairs

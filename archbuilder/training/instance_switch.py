@@ -47,6 +47,16 @@ def plain_weights(layer) -> bool:
     return not getattr(layer, "lora_enabled", False) and getattr(layer, "quantization_mode", None) is None
 
 
+def sole_consumer(layer):
+    """The layer that `layer`'s output feeds, where `layer` is called once and that output feeds one
+    layer call only; else None. A switch that rewrites a pair of layers together (fused_padding.py,
+    fused_squeeze_excite.py) needs each to be only the other's."""
+    consumers = getattr(layer, "_outbound_nodes", [])
+    if len(getattr(layer, "_inbound_nodes", [])) != 1 or len(consumers) != 1:
+        return None
+    return consumers[0].operation
+
+
 def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True) -> list[str]:
     """Give every layer of `model` that `fusable` accepts, and that has no call of its own yet,
     the call `fused_call(layer)`; the names of those layers. With `cpu_only`, none where
