@@ -1,4 +1,4 @@
-"""Swish (SiLU) in training with its gradient written out: a quarter of the ops, no second sigmoid.
+"""Swish (SiLU) in training as one compiled loop each way, its gradient written out: a tenth of the ops.
 
 EfficientNet's activation, x * sigmoid(x), is `tf.nn.silu` under Keras's TensorFlow backend. That
 op takes a `beta` (x * sigmoid(beta * x)) and its custom gradient differentiates for both: it
@@ -9,27 +9,27 @@ later prunes the dead ones; tracing and grappler pay for all of them (~0.9 ms an
 first-generation EPYC; bench/RESULTS.md). EfficientNet-B0 has 49 swish activations: 1,274 of the
 5,195 ops of its training graph at 224x224.
 
-Here the gradient is the derivative written from what the forward pass already holds, the sigmoid
-s and the output y = x * s:
+Here each direction is one XLA-compiled loop (as fused_gelu.py's), and the gradient is the
+derivative written out, from x, with the sigmoid recomputed inside the loop:
 
-    d/dx [x * s(x)] = s + x * s * (1 - s) = s + y * (1 - s)
+    y = x * s,  s = sigmoid(x);   d/dx [x * s] = s + x * s * (1 - s)
 
-No transcendental backward (TensorFlow's recomputes the sigmoid: an exp over the tensor), and
-one pass: the formula's four elementwise ops compiled by XLA into a single loop that reads the
-upstream gradient, s and y once (as fused_gelu.py does). As four TensorFlow ops they made four
-passes over each activation, two of them writing a temporary: a [32, 112, 112, 96] float32
-gradient (EfficientNet-B0's widest) took 28.4 ms that way and 13.9 ms fused; EfficientNet-B0's
-training step at 224x224, batch 32, ran 1.026-1.040x faster (bench/RESULTS.md). The forward
-pass stays TensorFlow's Sigmoid and Mul, so its values stay Keras's bit for bit (XLA's logistic
-rounds differently). 3 ops an activation in all (tape_gradient.py records the gradient). The
-sigmoid is kept for the backward pass instead of x, which nothing else needs once y exists (the
-next layer's gradient keeps y, batch norm's keeps its own input), so the memory held for it stays
-one tensor an activation (EfficientNet-B0's peak RSS over three steps at 224x224 was 1-4% higher
-in single runs; with the gradient compiled, peaks of 5.0 GiB in every run where the ops apart
-reached 5.0 in two runs of three and 4.0 in one: TensorFlow's executor orders a step's ops
-differently from run to run). The forward values are TensorFlow's (beta = 1 multiplies exactly);
-the gradient differs from TensorFlow's formula by float32 rounding (XLA may also contract a
-multiply and an add into one rounding; tests/test_fused_swish.py bounds it).
+TensorFlow's Sigmoid and Mul made two passes forward (the sigmoid written out, then read back with
+x); the gradient, as four TensorFlow ops, four passes, two of them writing a temporary. On the
+AVX-512 Zen 5, one [32, 112, 112, 96] float32 activation (EfficientNet-B0's widest): forward 18.7
+ms as TensorFlow's two ops, 7.0 ms compiled; the gradient 28.4 ms as four ops, 12.9 ms compiled
+from s and y (this switch's previous form), 10.6 ms compiled from x (one tensor fewer read; the
+exp costs less than the read on this memory; PyTorch's silu 4.8 ms, silu_backward 6.7 ms). The
+pass's x is kept for the gradient in place of s: one tensor an activation either way (the next
+layer's gradient keeps y, batch norm's keeps its own input, not this x). Whole training steps of
+EfficientNet-B0 at batch 32 ran 1.05x faster than with the forward as TensorFlow's ops and the
+gradient from s and y, -B1's 1.08x (bench/RESULTS.md, thirteenth session).
+
+XLA's sigmoid is its own float32 approximation (within 2.5 ulps of the exact value over
+[-100, 100] on the Zen 5, where Eigen's, Keras's, came within 8.2): outputs and gradients differ from
+Keras's by float32 rounding (tests/test_fused_swish.py bounds both against the exact float64
+values), as fused_gelu.py's do. 2 ops an activation in the traced step (the two compiled calls;
+tape_gradient.py records the gradient).
 
 The switch is made on layer *instances* (instance_switch.py: their own `call`), never on the
 class or on the `activation` attribute (which their config saves): model files stay those of
@@ -49,17 +49,21 @@ from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _swish_gradient(sigmoid, y, upstream):
-    return upstream * (sigmoid + y * (1.0 - sigmoid))
+def _swish_forward(x):
+    return x * tf.sigmoid(x)
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _swish_gradient(x, upstream):
+    sigmoid = tf.sigmoid(x)
+    return upstream * (sigmoid + x * sigmoid * (1.0 - sigmoid))
 
 
 def fused_swish(x):
-    """x * sigmoid(x) of a float32 tensor, with the gradient s + y * (1 - s) in one compiled loop
-    (the module's docstring)."""
+    """x * sigmoid(x) of a float32 tensor, one compiled loop each way (the module's docstring)."""
     with untaped():
-        sigmoid = tf.sigmoid(x)
-        y = x * sigmoid
-    record_gradient("Swish", [y], [x], lambda upstream: [_swish_gradient(sigmoid, y, upstream)])
+        y = _swish_forward(x)
+    record_gradient("Swish", [y], [x], lambda upstream: [_swish_gradient(x, upstream)])
     return y
 
 
