@@ -1,5 +1,5 @@
-"""Zero padding folded into the stride-1 convolution after it (training/fused_padding.py), against
-the padding layer and a VALID convolution: per layer and in whole training steps.
+"""Zero padding folded into the convolution after it where it is SAME's (training/fused_padding.py),
+against the padding layer and a VALID convolution: per layer and in whole training steps.
 
     .venv/bin/python bench/folded_padding.py [--networks seresnet50,wide_resnet50_2,resnet50d]
         [--batch 32] [--steps 10] [--no-shapes]

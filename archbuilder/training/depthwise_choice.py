@@ -7,7 +7,7 @@ oneDNN's, so it is timed.
 
 from __future__ import annotations
 
-from archbuilder.training.depthwise_gradient import candidate, depthwise_call
+from archbuilder.training.depthwise_gradient import KERNEL, candidate, depthwise_call
 from archbuilder.training.timed_switch import TimedSwitch
 
 CACHE_NAME = "depthwise-gradient"
@@ -20,7 +20,7 @@ def shape_key(layer, batch_size: int) -> str:
 
 
 DEPTHWISE_GRADIENT = TimedSwitch(
-    kernel="eigen", cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key, replacement=depthwise_call,
+    kernel=KERNEL, cache_name=CACHE_NAME, candidate=candidate, shape_key=shape_key, replacement=depthwise_call,
     title="TensorFlow's own depthwise kernel gradient", timed="depthwise kernel gradients", hook="call",
     baseline="oneDNN's", kept_as="oneDNN's depthwise kernel gradients", budgeted=True)  # B0's 12 shapes: 4.5 s
 choose_depthwise_gradient = DEPTHWISE_GRADIENT.choose

@@ -28,6 +28,8 @@ from archbuilder.training.fused_conv_bias import bias_and_activation
 from archbuilder.training.instance_switch import float32_layer, known_map, plain_weights
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
+KERNEL = "eigen"  # the switched call's name, for messages, tests and fused_padding.py
+
 
 def candidate(layer) -> bool:
     """A stock channels-last DepthwiseConv2D, depth multiplier 1, no dilation, equal strides,
@@ -49,13 +51,16 @@ def explicit_padding(size: int, kernel: int, stride: int, padding: str) -> tuple
     return total // 2, total - total // 2
 
 
-def depthwise_call(layer):
-    """The switched `call` of candidate `layer` (see the module's docstring)."""
-    height, width = layer.input.shape[1:3]
+def depthwise_call(layer, padding: str | None = None, input_map: tuple[int, int] | None = None):
+    """The switched `call` of candidate `layer` (see the module's docstring), with the layer's
+    padding or `padding` ('same' over an input of `input_map`, height and width, where
+    fused_padding.py folded a padding layer in)."""
+    height, width = input_map or layer.input.shape[1:3]
+    padding = padding or layer.padding
     (kh, kw), stride = layer.kernel_size, layer.strides[0]
-    top, bottom = explicit_padding(height, kh, stride, layer.padding)
-    left, right = explicit_padding(width, kw, stride, layer.padding)
-    strides, padding = [1, stride, stride, 1], layer.padding.upper()
+    top, bottom = explicit_padding(height, kh, stride, padding)
+    left, right = explicit_padding(width, kw, stride, padding)
+    strides, padding = [1, stride, stride, 1], padding.upper()
 
     def convolution(inputs, kernel):
         with untaped():
@@ -75,5 +80,5 @@ def depthwise_call(layer):
         convolved = convolution(tf.convert_to_tensor(inputs), tf.convert_to_tensor(layer.kernel))
         return bias_and_activation(layer, convolved)
 
-    call.kernel = "eigen"  # which one, for messages and tests
+    call.kernel = KERNEL  # which one, for messages and tests
     return call

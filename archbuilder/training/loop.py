@@ -292,7 +292,7 @@ def _use_fast_kernels(model, training) -> None:
     as 2-D matrix products, and where it pays on this CPU, grouped convolutions
     without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
     separable ones' 1x1 halves) as matrix products and TensorFlow's own depthwise kernel gradient;
-    and a zero padding that only pads for the stride-1 convolution after it, folded into it.
+    and a zero padding that pads as SAME would for the convolution after it, folded into it.
     All are made on the instances, so they are made again on a model loaded for --resume; model
     files do not change."""
     from archbuilder.training.direct_updates import use_direct_updates
@@ -323,7 +323,7 @@ def _use_fast_kernels(model, training) -> None:
 
     folded = use_folded_padding(model)  # after the timed switches: a Winograd layer keeps its padding
     if folded:
-        say(f"zero padding folded into {len(folded)} stride-1 convolution(s) (SAME), the same sums")
+        say(f"zero padding folded into {len(folded)} convolution(s) (SAME), the same sums")
 
 
 def _graph_preparation():
