@@ -18,9 +18,9 @@ same padding:
   gradients are left to TensorFlow's own kernels there, 1.05-1.2x slower.
 - keras.applications' EfficientNet and MobileNetV2 (and the zoo's files after them) pad before a
   stride-2 convolution with `correct_pad`, ((k//2 - 1 + h % 2, k//2), ...): SAME's padding for
-  every map size. Folding their stems and stride-2 depthwise layers ran training steps 1.055x
-  faster for EfficientNet-B0, 1.07x for -B1 and 1.04x for MobileNetV2 (bench/folded_padding.py;
-  bench/RESULTS.md, thirteenth session).
+  every map size. Folding their stems and stride-2 depthwise layers ran training steps 1.02-1.055x
+  faster for EfficientNet-B0, 1.00-1.07x for -B1 (three runs each) and 1.03-1.04x for
+  MobileNetV2 (two; bench/folded_padding.py; bench/RESULTS.md, thirteenth session).
 
 The padded zeros only ever added exact zeros; oneDNN sums the remaining products in its own
 order for each map size, so outputs and gradients are the same sums within float32 rounding

@@ -23,7 +23,8 @@ exp costs less than the read on this memory; PyTorch's silu 4.8 ms, silu_backwar
 pass's x is kept for the gradient in place of s: one tensor an activation either way (the next
 layer's gradient keeps y, batch norm's keeps its own input, not this x). Whole training steps of
 EfficientNet-B0 at batch 32 ran 1.05x faster than with the forward as TensorFlow's ops and the
-gradient from s and y, -B1's 1.08x (bench/RESULTS.md, thirteenth session).
+gradient from s and y (1.046-1.053 in three A/Bs), -B1's 1.05-1.08x (bench/RESULTS.md, thirteenth
+session).
 
 XLA's sigmoid is its own float32 approximation (within 2.5 ulps of the exact value over
 [-100, 100] on the Zen 5, where Eigen's, Keras's, came within 8.2): outputs and gradients differ from
