@@ -22,8 +22,8 @@ from s and y (this switch's previous form), 10.6 ms compiled from x (one tensor 
 exp costs less than the read on this memory; PyTorch's silu 4.8 ms, silu_backward 6.7 ms). The
 pass's x is kept for the gradient in place of s: one tensor an activation either way (the next
 layer's gradient keeps y, batch norm's keeps its own input, not this x); `train`'s peak RSS for
-EfficientNet-B0 at batch 32 was 4.05-4.22 GiB in five runs after this change and the strided
-folds (fused_padding.py), 5.12 GiB in two before (bench/RESULTS.md, thirteenth session). Whole training steps of
+EfficientNet-B0 at batch 32 was 3.96-4.12 GiB in five runs after this change and the strided
+folds (fused_padding.py), 5.00 GiB in two before (bench/RESULTS.md, thirteenth session). Whole training steps of
 EfficientNet-B0 at batch 32 ran 1.05x faster than with the forward as TensorFlow's ops and the
 gradient from s and y (1.046-1.053 in three A/Bs), -B1's 1.05-1.08x (bench/RESULTS.md, thirteenth
 session).
