@@ -18,15 +18,15 @@ TensorFlow's Sigmoid and Mul made two passes forward (the sigmoid written out, t
 x); the gradient, as four TensorFlow ops, four passes, two of them writing a temporary. On the
 AVX-512 Zen 5, one [32, 112, 112, 96] float32 activation (EfficientNet-B0's widest): forward 18.7
 ms as TensorFlow's two ops, 7.0 ms compiled; the gradient 28.4 ms as four ops, 12.9 ms compiled
-from s and y (this switch's previous form), 10.6 ms compiled from x (one tensor fewer read; the
-exp costs less than the read on this memory; PyTorch's silu 4.8 ms, silu_backward 6.7 ms). The
-pass's x is kept for the gradient in place of s: one tensor an activation either way (the next
-layer's gradient keeps y, batch norm's keeps its own input, not this x); `train`'s peak RSS for
-EfficientNet-B0 at batch 32 was 3.96-4.12 GiB in five runs after this change and the strided
-folds (fused_padding.py), 5.00 GiB in two before (bench/RESULTS.md, thirteenth session). Whole training steps of
-EfficientNet-B0 at batch 32 ran 1.05x faster than with the forward as TensorFlow's ops and the
-gradient from s and y (1.046-1.053 in three A/Bs), -B1's 1.05-1.08x (bench/RESULTS.md, thirteenth
-session).
+from s and y (this switch's previous form), 10.6 ms compiled from x (one tensor fewer read; the exp
+costs less than the read on this memory; PyTorch's silu 4.8 ms, silu_backward 6.7 ms). The pass's x
+is kept for the gradient in place of s: one tensor an activation either way (the next layer's
+gradient keeps y, batch norm's keeps its own input, not this x); `train`'s peak RSS for
+EfficientNet-B0 at batch 32 was 3.96-4.12 GiB in five runs after this change and the strided folds
+(fused_padding.py), 5.00 GiB in two before (bench/RESULTS.md, thirteenth session). Whole training
+steps of EfficientNet-B0 at batch 32 ran 1.05x faster than with the forward as TensorFlow's ops and
+the gradient from s and y (1.046-1.053 in three A/Bs), -B1's 1.05-1.08x (bench/RESULTS.md,
+thirteenth session).
 
 XLA's sigmoid is its own float32 approximation (within 2.5 ulps of the exact value over
 [-100, 100] on the Zen 5, where Eigen's, Keras's, came within 8.2): outputs and gradients differ from
