@@ -161,6 +161,10 @@ def test_only_the_convolutions_same_padding_feeding_nothing_else_is_folded(tmp_p
                   _padded((8, 8, 4), 1, 3, dtype="bfloat16"),
                   _padded_depthwise((8, 8, 4), 1, 3)):         # PyTorch's padding again, depthwise
         assert use_folded_padding(model) == [], model.layers
+    adapted = _padded_depthwise((8, 8, 4), ((0, 1), (0, 1)), 3)
+    assert folding_convolution(adapted.get_layer("pad")).name == "dw"
+    adapted.get_layer("dw").lora_enabled = True  # as Keras marks a layer with a LoRA adapter
+    assert use_folded_padding(adapted) == []  # the folded call would read the bare kernel
     inputs = keras.Input((8, 8, 4))
     padded = keras.layers.ZeroPadding2D(1)(inputs)  # also read by the add: the padded tensor is needed
     shared = keras.Model(inputs, keras.layers.Add()([keras.layers.Conv2D(4, 3)(padded),

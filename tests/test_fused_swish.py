@@ -42,8 +42,9 @@ def _bound(values) -> float:
     # Both sides compute x * s, each with its own float32 sigmoid (Eigen's, XLA's: a few ulps
     # apiece) and one rounding, and the derivative s + x s (1 - s) with four or five ops (one
     # rounding, 6e-8 relatively, apiece, of terms no larger than the result times 1 + |x|); the
-    # weights' gradients then sum such terms through the layers. 2e-6 (~34 ulps) of each quantity's own scale covers that with
-    # room; what a formula error costs is checked against the elementwise bound below.
+    # weights' gradients then sum such terms through the layers. 2e-6 (~34 ulps) of each
+    # quantity's own scale covers that with room; what a formula error costs is checked against
+    # the elementwise bound below.
     return 2e-6 * float(np.abs(values).max())
 
 

@@ -44,7 +44,7 @@ import keras
 from archbuilder.training.depthwise_gradient import KERNEL as DEPTHWISE_GRADIENT_KERNEL, depthwise_call, explicit_padding
 from archbuilder.training.fused_conv_bias import bias_and_activation
 from archbuilder.training.grouped_conv import KERNELS as GROUPED_KERNELS, grouped_convolution_op
-from archbuilder.training.instance_switch import float32_layer, gpu_present, known_map, sole_consumer
+from archbuilder.training.instance_switch import float32_layer, gpu_present, known_map, plain_weights, sole_consumer
 
 # The switched kernels that compute SAME as well (grouped_conv.py's; Winograd's F(2x2, 3x3) takes
 # the padded map as it comes: folded into its transform it timed the same, 0.997-1.015x a layer).
@@ -62,7 +62,9 @@ def folding_convolution(padding_layer):
             return None
     elif type(convolution) is keras.layers.DepthwiseConv2D:
         own = vars(convolution).get("call")  # depthwise_gradient.py's, or None: Keras's
-        if own is not None and getattr(own, "kernel", None) != DEPTHWISE_GRADIENT_KERNEL:
+        # The folded call reads the layer's kernel itself: not past a LoRA adapter or a quantized one.
+        if not plain_weights(convolution) or (own is not None
+                                               and getattr(own, "kernel", None) != DEPTHWISE_GRADIENT_KERNEL):
             return None
     else:
         return None
