@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from archbuilder.training.instance_switch import plain_weights, switch_instances
+from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 def matmul_last_axis(x, kernel):
@@ -63,6 +64,19 @@ def activation_layer(layer, activation) -> bool:
     if type(layer) is keras.layers.Dense:
         return layer.activation is activation and plain_weights(layer)
     return False
+
+
+def recorded_activation(name: str, forward, gradient):
+    """An elementwise activation of a float32 tensor: `forward(x)` (a compiled loop), with
+    `gradient(x, upstream)` recorded on the tape as its gradient (tape_gradient.py), what the fused
+    GELU and swish compute."""
+    def activation(x):
+        with untaped():
+            outputs = forward(x)
+        record_gradient(name, [outputs], [x], lambda upstream: [gradient(x, upstream)])
+        return outputs
+
+    return activation
 
 
 def activation_layer_call(function):

@@ -26,9 +26,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_dense import activation_layer, activation_layer_call
+from archbuilder.training.fused_dense import activation_layer, activation_layer_call, recorded_activation
 from archbuilder.training.instance_switch import switch_instances
-from archbuilder.training.tape_gradient import record_gradient, untaped
 
 _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 _INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
@@ -45,12 +44,8 @@ def _gelu_gradient(x, upstream):
     return upstream * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))
 
 
-def fused_gelu(x):
-    """Exact GELU of a float32 tensor, one fused loop each way (see the module's docstring)."""
-    with untaped():
-        outputs = _gelu_forward(x)
-    record_gradient("Gelu", [outputs], [x], lambda upstream: [_gelu_gradient(x, upstream)])  # tape_gradient.py
-    return outputs
+# Exact GELU of a float32 tensor, one fused loop each way (see the module's docstring).
+fused_gelu = recorded_activation("Gelu", _gelu_forward, _gelu_gradient)
 
 
 def fusable(layer) -> bool:

@@ -46,9 +46,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from archbuilder.training.fused_dense import activation_layer, activation_layer_call
+from archbuilder.training.fused_dense import activation_layer, activation_layer_call, recorded_activation
 from archbuilder.training.instance_switch import switch_instances
-from archbuilder.training.tape_gradient import record_gradient, untaped
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
@@ -62,12 +61,8 @@ def _swish_gradient(x, upstream):
     return upstream * (sigmoid + x * sigmoid * (1.0 - sigmoid))
 
 
-def fused_swish(x):
-    """x * sigmoid(x) of a float32 tensor, one compiled loop each way (the module's docstring)."""
-    with untaped():
-        y = _swish_forward(x)
-    record_gradient("Swish", [y], [x], lambda upstream: [_swish_gradient(x, upstream)])
-    return y
+# x * sigmoid(x) of a float32 tensor, one compiled loop each way (the module's docstring).
+fused_swish = recorded_activation("Swish", _swish_forward, _swish_gradient)
 
 
 def fusable(layer) -> bool:
