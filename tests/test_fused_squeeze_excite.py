@@ -71,7 +71,8 @@ def test_each_compiled_pass_is_within_float32s_bounds_of_the_exact_values_as_ker
     # The mean: n terms summed in any order (gamma_{n-1} of their magnitudes), then one division.
     exact = x64.mean(axis=(1, 2), keepdims=True)
     bound = gamma(n) * np.abs(x64).mean(axis=(1, 2), keepdims=True) + UNIT_ROUNDOFF * np.abs(exact)
-    for mean in (fused_squeeze_excite._map_mean(x), tf.reduce_mean(x, axis=[1, 2], keepdims=True)):
+    pool = fused_squeeze_excite._map_sum(x) / np.float32(n)  # the switched pool's
+    for mean in (pool, tf.reduce_mean(x, axis=[1, 2], keepdims=True)):
         assert np.all(np.abs(mean.numpy() - exact) <= bound)
     # The gate's gradient: n rounded products summed (gamma_n of the products' magnitudes).
     exact = (dy64 * x64).sum(axis=(1, 2), keepdims=True)

@@ -9,16 +9,16 @@ input size where one does. Here the multiply's gradient hands dy and g to the po
 which returns dy * g + dp / (H * W), the division before the broadcast and the broadcast inside
 the add, as one XLA-compiled loop.
 
-Two other passes over a tensor of x's size are compiled too, where XLA's loop beat TensorFlow's
-kernel on the AVX-512 Zen 5 (batch 32, float32; bench/RESULTS.md, fourteenth session): the mean
-over the map (5.2 against 1.4 ms at 56x56x256: Eigen reduces over the inner axes, XLA along the
-channels) and the sum of the gate's gradient over the map, sum(dy * x), whose product stays
-TensorFlow's Mul (XLA's loop fusing the product into the sum ran 3 to 6 times slower than the two
+The block's two sums over the map are compiled too, one loop for both: where XLA's loop beat
+TensorFlow's kernel on the AVX-512 Zen 5 (batch 32, float32; bench/RESULTS.md, fourteenth
+session): the pool's (5.2 against 1.4 ms at 56x56x256: Eigen reduces over the inner axes, XLA
+along the channels), divided by H * W after, and the gate gradient's, sum(dy * x), whose product
+stays TensorFlow's Mul (XLA's loop fusing the product into the sum ran 3 to 6 times slower than the two
 apart: 22.7 against 8.4 ms at 56x56x256). The forward product x * g stays TensorFlow's: XLA's
 alone was faster (4.7 against 4.0 ms at 56x56x256), whole steps with it were not (SE-ResNet-50
 0.99-1.00x against the same switch with TensorFlow's, 1.02x, in the steps below).
 
-Values: the sums (the mean's, the gate's gradient's) add the same terms in XLA's order instead of
+Values: the sums (the pool's, the gate's gradient's) add the same terms in XLA's order instead of
 Eigen's, and dy * g + dp / (H * W) may round once (a fused multiply-add) where TensorFlow rounds
 twice: within float32's summation and rounding bounds of the exact values, as
 tests/test_fused_squeeze_excite.py checks against float64, no longer Keras's bit for bit. Whole
@@ -52,12 +52,9 @@ from archbuilder.training.instance_switch import gpu_present, sole_consumer
 from archbuilder.training.tape_gradient import record_gradient, untaped
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _map_mean(x):
-    return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-
-
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _map_sum(x):
+    """Sum over the map, [N, H, W, C] -> [N, 1, 1, C]: the pool's (then divided) and the gate
+    gradient's, one compiled loop per shape for both (each compilation costs the first step)."""
     return tf.reduce_sum(x, axis=[1, 2], keepdims=True)
 
 
@@ -127,16 +124,17 @@ def use_fused_squeeze_excite(model) -> list[str]:
 def _pool_call(layer, pending):
     def call(inputs):
         inputs = tf.convert_to_tensor(inputs)
+        height, width = inputs.shape[1:3]
+        map_size = tf.constant(height * width, inputs.dtype)
         with untaped():
-            outputs = _map_mean(inputs)
+            outputs = _map_sum(inputs) / map_size
         handed: list = []  # the multiply's (dy, g), put there by its gradient
         pending.last = (inputs, handed)
 
         def gradient(upstream):  # upstream: [N, 1, 1, C]
             if handed:
                 return [_input_gradient(*handed.pop(), upstream)]
-            height, width = inputs.shape[1:3]
-            return [tf.broadcast_to(upstream / tf.constant(height * width, inputs.dtype), tf.shape(inputs))]
+            return [tf.broadcast_to(upstream / map_size, tf.shape(inputs))]
 
         record_gradient("SqueezeExcitePool", [outputs], [inputs], gradient)
         return outputs
