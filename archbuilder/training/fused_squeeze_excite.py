@@ -1,32 +1,18 @@
-"""A squeeze-and-excitation block in training: its input gradient as one compiled expression, dy * g + dp / (H * W).
+"""A squeeze-and-excitation block's input gradient as one expression: dy * g + dp / (H * W).
 
 A squeeze-and-excitation block (SE-ResNet's, EfficientNet's) averages its input x over the map
 (GlobalAveragePooling2D with keepdims: p), computes a per-channel gate g from p (1x1 convolutions
 and activations), and multiplies x by g. So x has two gradients: the multiply's, dy * g, and the
 pool's, dp broadcast over the map and divided by H * W. TensorFlow writes the broadcast out
 (BroadcastTo), divides it, and adds the two with an AddN: four passes over a tensor of the block's
-input size where one does. Here the multiply's gradient hands dy and g to the pool's gradient,
+input size where two do. Here the multiply's gradient hands dy and g to the pool's gradient,
 which returns dy * g + dp / (H * W), the division before the broadcast and the broadcast inside
-the add, as one XLA-compiled loop.
-
-The block's two sums over the map are compiled too, one loop for both: where XLA's loop beat
-TensorFlow's kernel on the AVX-512 Zen 5 (batch 32, float32; bench/RESULTS.md, fourteenth
-session): the pool's (5.2 against 1.4 ms at 56x56x256: Eigen reduces over the inner axes, XLA
-along the channels), divided by H * W after, and the gate gradient's, sum(dy * x), whose product
-stays TensorFlow's Mul (XLA's loop fusing the product into the sum ran 3 to 6 times slower than the two
-apart: 22.7 against 8.4 ms at 56x56x256). The forward product x * g stays TensorFlow's: XLA's
-alone was faster (4.7 against 4.0 ms at 56x56x256), whole steps with it were not (SE-ResNet-50
-0.99-1.00x against the same switch with TensorFlow's, 1.02x, in the steps below).
-
-Values: the sums (the pool's, the gate's gradient's) add the same terms in XLA's order instead of
-Eigen's, and dy * g + dp / (H * W) may round once (a fused multiply-add) where TensorFlow rounds
-twice: within float32's summation and rounding bounds of the exact values, as
-tests/test_fused_squeeze_excite.py checks against float64, no longer Keras's bit for bit. Whole
-training steps ran 1.01-1.03x faster with the input gradient alone as one expression
-(`bench/fused_kernels.py NAME --kernels squeeze_excite --as-train`: EfficientNet-B0 1.02x, -B1
-1.024x, SE-ResNet-50 1.013-1.034x) and 1.01-1.02x faster again with these passes compiled
-(SE-ResNet-50 1.021 / 1.022, EfficientNet-B0 1.014, -B1 1.013; bench/RESULTS.md, fourteenth
-session).
+the add: the same two terms, each the same float32 values as TensorFlow's (the division is the
+same one, per channel instead of per position), added once, so the same sums bit for bit (float
+addition of two terms is commutative). Whole training steps on the AVX-512 Zen 5 at batch 32,
+with `train`'s other switches on both sides (`bench/fused_kernels.py NAME --kernels
+squeeze_excite --as-train`, bench/RESULTS.md): EfficientNet-B0 1.02x, EfficientNet-B1 1.024x,
+SE-ResNet-50 1.013-1.034x over three A/Bs; most of the gain is at the largest maps.
 
 The hand-over relies on the order in which a gradient tape differentiates: the pool's gradient
 needs the gate's, which needs the multiply's, so the multiply's runs first. And TensorFlow's tape
@@ -36,9 +22,9 @@ layers whose gradients always reach their input (GATE_PATH), each with one consu
 `squeeze_excite_pairs` takes only such blocks. Each forward call has its own hand-over (a model
 called twice pairs each pool with its own multiply, each thread its own: a strategy's replicas),
 and each gradient computation puts its own dy there (two gradients of a persistent tape); where
-the multiply has no hand-over, its gradient of x is dy * g and the pool's its broadcast. Only
-channels-last float32 blocks with the map's size known; the switch is made on layer *instances*
-(instance_switch.py), so model files stay those of stock layers.
+the multiply has no hand-over, its gradient of x is TensorFlow's dy * g and the pool's its
+broadcast. Only channels-last float32 blocks with the map's size known; the switch is made on
+layer *instances* (instance_switch.py), so model files stay those of stock layers.
 """
 
 from __future__ import annotations
@@ -50,21 +36,6 @@ import tensorflow as tf
 
 from archbuilder.training.instance_switch import gpu_present, sole_consumer
 from archbuilder.training.tape_gradient import record_gradient, untaped
-
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _map_sum(x):
-    """Sum over the map, [N, H, W, C] -> [N, 1, 1, C]: the pool's (then divided) and the gate
-    gradient's, one compiled loop per shape for both (each compilation costs the first step)."""
-    return tf.reduce_sum(x, axis=[1, 2], keepdims=True)
-
-
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _input_gradient(upstream, gate, pooled_upstream):
-    """x's two gradients in one pass: the multiply's, upstream * gate, and the pool's, its
-    upstream divided by H * W (per channel, before the broadcast) and broadcast in the add."""
-    map_size = tf.cast(tf.shape(upstream)[1] * tf.shape(upstream)[2], upstream.dtype)
-    return upstream * gate + pooled_upstream / map_size
-
 
 # Single-input layers whose gradient always reaches their input (no integer casts, no stop).
 GATE_PATH = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.Activation, keras.layers.ReLU,
@@ -125,16 +96,17 @@ def _pool_call(layer, pending):
     def call(inputs):
         inputs = tf.convert_to_tensor(inputs)
         height, width = inputs.shape[1:3]
-        map_size = tf.constant(height * width, inputs.dtype)
         with untaped():
-            outputs = _map_sum(inputs) / map_size
+            outputs = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
         handed: list = []  # the multiply's (dy, g), put there by its gradient
         pending.last = (inputs, handed)
 
-        def gradient(upstream):  # upstream: [N, 1, 1, C]
+        def gradient(upstream):
+            scaled = upstream / tf.constant(height * width, inputs.dtype)  # [N, 1, 1, C]
             if handed:
-                return [_input_gradient(*handed.pop(), upstream)]
-            return [tf.broadcast_to(upstream / map_size, tf.shape(inputs))]
+                upstream_of_multiply, gate = handed.pop()
+                return [upstream_of_multiply * gate + scaled]
+            return [tf.broadcast_to(scaled, tf.shape(inputs))]
 
         record_gradient("SqueezeExcitePool", [outputs], [inputs], gradient)
         return outputs
@@ -152,7 +124,7 @@ def _multiply_call(x_first, pending):
             outputs = x * gate
 
         def gradient(upstream):
-            gate_gradient = _map_sum(upstream * x)  # the product TensorFlow's (the module's docstring)
+            gate_gradient = tf.reduce_sum(upstream * x, axis=[1, 2], keepdims=True)
             if handed is None:
                 x_gradient = upstream * gate
             else:

@@ -35,10 +35,9 @@ from archbuilder.training.kernel_choice import (
 
 CACHE_FORMAT = 1
 REPEATS = 3  # timed calls per kernel, interleaved; the fastest is kept
-# Seconds of timing a run for the budgeted switches together (see TimingBudget). 2.5: with 3.0 and
-# the compiled squeeze-and-excitation sums (fused_squeeze_excite.py, ~0.6 s of XLA compilations),
-# EfficientNet-B1's first run on a machine came to 9.4-9.9 s extra on the Zen 5 (bench/RESULTS.md,
-# fourteenth session), too near the 10 s.
+# Seconds of timing a run for the budgeted switches together (see TimingBudget). 2.5: with 3.0,
+# EfficientNet-B1's first run on a machine came to 8.8-9.5 s extra on the Zen 5 (bench/RESULTS.md,
+# thirteenth and fourteenth sessions), too near the 10 s for a noisier machine.
 TIMING_BUDGET_S = 2.5
 
 
