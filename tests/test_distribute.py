@@ -174,7 +174,7 @@ EQUAL_WEIGHTS = 1e-5
 @pytest.mark.slow  # a process on 2 logical CPUs, ~28 s on a slow CPU; by default test_two_workers_train_equal_weights_and_only_the_chief_writes trains under a strategy
 def test_mirrored_on_two_logical_cpus_trains_the_single_device_weights(equivalence):
     # no batch norm: no layer sees only its replica's slice (see README, Batch norm)
-    assert equivalence["sgd"]["max_difference"] < EQUAL_WEIGHTS, equivalence["sgd"]
+    assert equivalence["sgd"]["max_difference"] < EQUAL_WEIGHTS, json.dumps(equivalence["sgd"])
 
 
 # Synchronized batch norm computes the same statistics as one device, by another formula: Keras
@@ -207,14 +207,17 @@ def test_synchronized_batch_norm_equals_one_device_in_float64(equivalence):
     case = equivalence["synchronized-bn-float64"]
     assert case["dtype"] == "float64"
     assert case["max_change_statistics"] > 1e-3  # the moving statistics were updated, and are compared
-    assert case["max_difference"] < EQUAL_WEIGHTS_FLOAT64, case
+    assert case["max_difference"] < EQUAL_WEIGHTS_FLOAT64, json.dumps(case)
 
 
 @pytest.mark.slow
 def test_synchronized_batch_norm_equals_one_device_in_float32(photos):
     case = _compare(photos, ["synchronized-bn"])["synchronized-bn"]
     assert case["max_change_statistics"] > 1e-3
-    assert case["max_difference"] < EQUAL_WEIGHTS, case
+    # The whole case in the message (pytest cuts a dict's repr): under the full slow suite this
+    # failed at 9.87e-4 (2026-12-06; once before, its value not kept) where it passes at 2e-7 to
+    # 2e-6, alone or in its file; which weight moved (`worst_weight`) is the first clue, still open.
+    assert case["max_difference"] < EQUAL_WEIGHTS, json.dumps(case)
 
 
 # Fused Adam (training/fused_adam.py) under MirroredStrategy: each replica's variable copy gets the
@@ -228,7 +231,7 @@ def test_synchronized_batch_norm_equals_one_device_in_float32(photos):
 def test_fused_adam_mirrored_equals_one_device(equivalence):
     case = equivalence["fused-adam"]
     assert case["fused_adam"] == [True, True]  # both optimizers run the fused op
-    assert case["max_difference"] < EQUAL_WEIGHTS, case
+    assert case["max_difference"] < EQUAL_WEIGHTS, json.dumps(case)
 
 
 def test_synchronized_batch_norm_reaches_keras():
