@@ -128,6 +128,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
 
 def _fit_and_end(request: TrainRequest, prepared: PreparedRun, distribution: Distribution, steps: int) -> TrainResult:
     run, model, data, training = prepared.run, prepared.model, prepared.data, prepared.training
+    _use_exact_statistics(model, distribution)
     _use_fast_kernels(model, training)
     predict = _predictor(distribution)
     session = Session(
@@ -281,6 +282,17 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
     except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
         streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
         raise
+
+
+def _use_exact_statistics(model, distribution: Distribution) -> None:
+    """Synchronized batch norm's statistics in two passes over all replicas, not Keras's
+    E[x^2] - E[x]^2 (which loses float32 precision where a channel's mean dwarfs its spread)."""
+    from archbuilder.training.synchronized_moments import use_exact_synchronized_moments
+
+    layers = use_exact_synchronized_moments(model)
+    if layers and distribution.replicas > 1:
+        say(f"synchronized batch norm: {len(layers)} layer(s), statistics over the {distribution.replicas} "
+            "replicas combined exactly (two passes, one all-reduce)")
 
 
 def _use_fast_kernels(model, training) -> None:

@@ -36,6 +36,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.optimizers import compile_model
+    from archbuilder.training.synchronized_moments import use_exact_synchronized_moments
 
     # Keras fixes its global dtype policy from floatx the first time any layer is made, so a
     # second case in this process must set the policy too.
@@ -50,6 +51,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
 
     def build():
         model = build_model(checked)
+        use_exact_synchronized_moments(model)  # as `train` does, on every model it trains
         dtypes = {layer.name: layer.compute_dtype for layer in model.layers}
         assert set(dtypes.values()) == {floatx}, dtypes  # the softmax head included
         return model
