@@ -56,6 +56,10 @@ def test_two_replicas_compute_the_whole_batch_s_statistics(two_replicas):
     assert max(ratios) > 5e3
     bounds = [variance_bound(128, ratio) for ratio in ratios]  # 1.1e-5 where the mean is 0; 0.05 at 1e4
     assert all(error < bound for error, bound in zip(figures["variance_error"], bounds)), (bounds, figures)
+    # A layer as `train` switches it (fused and two-pass) takes them too: the fused op on each
+    # replica's half would be off by ~1/sqrt(128) where the mean is 0.
+    assert figures["layer_switched"] == [["bn"], ["bn"]]
+    assert all(error < bound for error, bound in zip(figures["layer_variance_error"], bounds)), (bounds, figures)
     # The test has teeth: Keras's one-pass form on the same tensors is off by far more than the
     # bound (measured: the whole variance, 1.0, where E[x^2] - E[x]^2 rounds to 0 or below).
     assert figures["keras_variance_error"][-1] > 10 * bounds[-1], (bounds, figures)

@@ -22,7 +22,9 @@ moving mean is averaged here and the corrected variance multiplied back by (n - 
 way the moving statistics are Keras's to float rounding (tests/test_fused_batch_norm.py).
 
 Only where it is the same math: a stock `BatchNormalization` on a 4-D channels-last input, in
-training, without renorm, synchronization or a mask; every other call (inference, frozen layers,
+training, without renorm or a mask, and synchronized only where one replica runs (statistics over
+one device's batch are what synchronization computes there; over several replicas Keras's call
+runs with synchronized_moments.py's statistics); every other call (inference, frozen layers,
 other dtypes) runs Keras's own code. The input is float32, or bfloat16 under `mixed_bfloat16` on
 CPU (float32 weights and statistics): Keras casts a bfloat16 input to float32, normalizes there and
 rounds the output to bfloat16; the kernel with T = bfloat16, U = float32 computes in float32 inside
@@ -58,7 +60,7 @@ def _min_epsilon() -> float:
 
 def fusable(layer) -> bool:
     """A stock Keras batch norm over the last axis of a 4-D input, with float32 weights."""
-    if type(layer) is not keras.layers.BatchNormalization or layer.renorm or layer.synchronized:
+    if type(layer) is not keras.layers.BatchNormalization or layer.renorm:
         return False
     try:
         rank = len(layer.input.shape)
@@ -70,6 +72,13 @@ def fusable(layer) -> bool:
             and layer.variable_dtype == "float32" and dtype_ok)
 
 
+def _one_replica() -> bool:
+    """Whether this call runs on one replica: no strategy (TensorFlow's default replica context) or
+    a strategy of one. None is a strategy's cross-replica context: not a training step's."""
+    context = tf.distribute.get_replica_context()
+    return context is not None and context.num_replicas_in_sync == 1
+
+
 def use_fused_batch_norm(model) -> list[str]:
     """Switch every fusable batch norm of `model` (see the module's docstring); their names."""
     # Also with a GPU: FusedBatchNormV3 is cuDNN's batch norm there (fusable checks its epsilon floor).
@@ -78,7 +87,8 @@ def use_fused_batch_norm(model) -> list[str]:
 
 def _fused_call(layer, keras_call):
     def call(inputs, training=None, mask=None):
-        if not (training and layer.trainable) or mask is not None or inputs.dtype.name != layer.compute_dtype:
+        if (not (training and layer.trainable) or mask is not None or inputs.dtype.name != layer.compute_dtype
+                or layer.synchronized and not _one_replica()):
             return keras_call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         # Tensors (a read each): the tape's record below takes tensors, not variables.

@@ -5,7 +5,7 @@ JSON line. Run in a fresh process: logical devices can only be set before Tensor
 
 The batch: 16 images of 4x4 and 4 channels, 8 per replica; channel c has mean MEANS[c] and a spread
 of about SPREADS[c], so mean^2 / var runs from 1 (well conditioned) to ~1e8. Reported: each form's
-relative error of each channel's variance, ours' means' largest error relative to |mean| + std, and
+relative error of each channel's variance (ours also through a layer as `train` switches it), ours' means' largest error relative to |mean| + std, and
 ours' gradient of sum(var * w) against the exact 2 w (x - mean) / N, per channel relative to its
 largest value.
 """
@@ -28,7 +28,8 @@ def main() -> None:
     import keras
 
     from archbuilder.training.distribute import start
-    from archbuilder.training.synchronized_moments import replica_moments
+    from archbuilder.training.fused_batch_norm import use_fused_batch_norm
+    from archbuilder.training.synchronized_moments import replica_moments, use_exact_synchronized_moments
 
     strategy = start("mirrored", 2).strategy
     rng = np.random.default_rng(7)
@@ -50,6 +51,22 @@ def main() -> None:
         return mean, variance, tape.gradient(objective, x), keras_mean, keras_variance
 
     per_replica = tf.function(lambda: strategy.run(replica_step))()
+
+    # A synchronized layer as `train` switches it (fused batch norm and the two-pass statistics):
+    # under 2 replicas it must keep Keras's call with the statistics above, not run the fused
+    # op on its replica's half. Momentum 0: its moving variance becomes the batch variance.
+    with strategy.scope():
+        inputs = keras.Input((4, 4, 4))
+        model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.0, synchronized=True, name="bn")(inputs))
+    switched = [use_fused_batch_norm(model), use_exact_synchronized_moments(model)]
+    layer = model.get_layer("bn")
+
+    def layer_step():
+        context = tf.distribute.get_replica_context()
+        return layer(tf.gather(tf.stack(halves), context.replica_id_in_sync_group), training=True)
+
+    tf.function(lambda: strategy.run(layer_step))()
+    layer_variances = [np.asarray(v) for v in strategy.experimental_local_results(layer.moving_variance.value)]
     local = [[np.asarray(t) for t in strategy.experimental_local_results(value)] for value in per_replica]
     mean, variance, gradient, keras_mean, keras_variance = local
 
@@ -66,6 +83,8 @@ def main() -> None:
         "replicas_agree": all(np.array_equal(a[0], a[1]) for a in (mean, variance)),
         "variance_error": relative(variance, true_variance),
         "keras_variance_error": relative(keras_variance, true_variance),
+        "layer_switched": switched,
+        "layer_variance_error": relative(layer_variances, true_variance),
         # relative to |mean| + std: the first channel's mean is ~0
         "mean_error": float(max(np.max(np.abs(m - true_mean) / (np.abs(true_mean) + np.sqrt(true_variance)))
                                 for m in mean)),
