@@ -4,18 +4,20 @@ MirroredStrategy over N logical CPUs, through archbuilder's own pipeline; print 
     python tests/helpers/mirrored_equivalence.py PHOTOS REPLICAS EPOCHS CASES_JSON
 
 CASES_JSON is a list of cases, each {"spec": PATH, "overrides": ["P=V", ...], "floatx": "float32",
-"fused_adam": false}. One process runs them all (TensorFlow starts once, and logical devices
+"fused_adam": false, "seed": null}. One process runs them all (TensorFlow starts once, and logical devices
 can only be configured before it runs anything, so run this in a fresh process).
 
 `floatx: float64` builds both models in float64 (Keras's floatx, the softmax head included), so
 that what rounding contributes shrinks by 2^29 and what is left is any real difference between
-the two computations. `fused_adam` switches both optimizers to the fused Adam op and the direct
+the two computations. `seed` fixes the initial weights (tests leave them to chance, so that
+every run tries others; the output names the seed drawn). `fused_adam` switches both optimizers to the fused Adam op and the direct
 updates, as `train` does (training/fused_adam.py, direct_updates.py).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 
 from archbuilder.runtime import import_tensorflow_quietly
@@ -24,7 +26,7 @@ tf = import_tensorflow_quietly()
 
 
 def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), floatx: str = "float32",
-            fused_adam: bool = False) -> dict:
+            fused_adam: bool = False, seed: int | None = None) -> dict:
     import keras
     import numpy as np
 
@@ -56,6 +58,10 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
         assert set(dtypes.values()) == {floatx}, dtypes  # the softmax head included
         return model
 
+    # The initial weights: drawn anew by each run unless a seed is given, and reported either way
+    # (so that a run that fails can be repeated).
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    keras.utils.set_random_seed(seed)
     single = build()
     compile_model(single, training, steps)
     start_weights = single.get_weights()
@@ -83,6 +89,7 @@ def compare(distribution, photos: str, epochs: int, spec: str, overrides=(), flo
     copies = [[np.asarray(v) for v in distribution.strategy.experimental_local_results(w.value)]
               for w in mirrored.weights]
     return {
+        "seed": seed,
         "replicas": distribution.replicas,
         "steps": steps * epochs,
         "dtype": str(single.weights[0].dtype),
