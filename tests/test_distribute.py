@@ -323,6 +323,22 @@ def test_two_workers_train_equal_weights_and_only_the_chief_writes(tmp_path, pho
     assert json.loads(evaluated.stdout)["images"] == 48
 
 
+@pytest.mark.slow  # two TensorFlow processes, ~25 s; the statistics' all-reduce across processes
+def test_two_workers_with_synchronized_batch_norm_train_equal_weights(tmp_path, photos):
+    # Each worker's replica sends its row of the [replicas, 3, channels] statistics table through
+    # the collective all-reduce (synchronized_moments.py): global replica ids, one table per layer.
+    ports = free_ports(2)
+    with Workers(tmp_path) as workers:
+        for index in (0, 1):
+            workers.start([TINY_SPEC, "--data", photos, "--epochs", "1", "--out", tmp_path / f"run-{index}",
+                           "--distribute", "multi-worker", "--set", "defaults.batch_norm.synchronized=true"],
+                          _tf_config(ports, index), index)
+        logs = workers.wait_all()
+    assert [p.returncode for p in workers.processes] == [0, 0], "\n".join(logs)
+    chief, worker = (_fingerprints(log) for log in logs)
+    assert len(chief) == 1 and chief == worker, logs
+
+
 @pytest.mark.slow
 def test_no_native_error_lines_while_the_chief_ends_a_run_alone(tmp_path):
     """Issue 20 item 18: the chief evaluates the test set and saves after the last step while the
