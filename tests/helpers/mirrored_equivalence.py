@@ -4,7 +4,7 @@ MirroredStrategy over N logical CPUs, through archbuilder's own pipeline; print 
     python tests/helpers/mirrored_equivalence.py PHOTOS REPLICAS EPOCHS CASES_JSON
 
 CASES_JSON is a list of cases, each {"spec": PATH, "overrides": ["P=V", ...], "floatx": "float32",
-"fused_adam": false, "seed": null}. One process runs them all (TensorFlow starts once, and logical devices
+"fused_adam": false, "seed": null} ("seeds": N instead of "seed": seeds 0 to N-1). One process runs them all (TensorFlow starts once, and logical devices
 can only be configured before it runs anything, so run this in a fresh process).
 
 `floatx: float64` builds both models in float64 (Keras's floatx, the softmax head included), so
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from pathlib import Path
 
 from archbuilder.runtime import import_tensorflow_quietly
 
@@ -109,7 +110,10 @@ def main(photos: str, replicas: int, epochs: int, cases: list[dict]) -> None:
 
     distribution = start("mirrored", replicas)  # the same set-up as `train --devices N`
     for case in cases:
-        print(json.dumps(compare(distribution, photos, epochs, **case)), flush=True)
+        # "seeds": N runs the case from seeds 0 .. N-1 (how bench/RESULTS.md's spreads were measured)
+        for seed in range(case.pop("seeds")) if "seeds" in case else [case.pop("seed", None)]:
+            figures = compare(distribution, photos, epochs, **case, seed=seed)
+            print(json.dumps({"spec": Path(case["spec"]).name, **figures}), flush=True)
 
 
 if __name__ == "__main__":
