@@ -4,8 +4,8 @@ Keras's synchronized batch norm (keras/src/backend/tensorflow/nn.py `_compute_mo
 all-reduces sum(x) and sum(x^2) and takes var = E[x^2] - E[x]^2. In floating point that
 difference cancels: the variance keeps a relative precision of only u * (1 + mean^2 / var)
 (u = 2^-24 in float32). A layer right after the first convolution sees photos scaled to [0, 1],
-all positive, so a channel's mean can be many times its spread: at mean / spread 840 Keras's
-variance came out 8% off, at 1e4 all of it was lost (tests/test_synchronized_moments.py).
+all positive, so a channel's mean can be many times its spread: at mean / spread 843 Keras's
+variance came out 7.8% off, at 10,183 all of it was lost (tests/helpers/replica_moments.py).
 Keras takes that form under *any* replica context, TensorFlow's default one included, so a
 synchronized layer trained on one device computed it too.
 
