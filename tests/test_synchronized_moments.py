@@ -60,6 +60,10 @@ def test_two_replicas_compute_the_whole_batch_s_statistics(two_replicas):
     # replica's half would be off by ~1/sqrt(128) where the mean is 0.
     assert figures["layer_switched"] == [["bn"], ["bn"]]
     assert all(error < bound for error, bound in zip(figures["layer_variance_error"], bounds)), (bounds, figures)
+    # Channels first and a 2-D input (the statistics broadcast against the input on any axis)
+    assert [(layout["shape"], layout["axis"]) for layout in figures["layouts"]] == [([16, 3, 4, 4], 1), ([16, 5], -1)]
+    for layout in figures["layouts"]:
+        assert layout["variance_error"] < variance_bound(layout["per_replica"], layout["mean_over_spread"] + 1), layout
     # The test has teeth: Keras's one-pass form on the same tensors is off by far more than the
     # bound (measured: the whole variance, 1.0, where E[x^2] - E[x]^2 rounds to 0 or below).
     assert figures["keras_variance_error"][-1] > 10 * bounds[-1], (bounds, figures)

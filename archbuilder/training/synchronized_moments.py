@@ -62,10 +62,11 @@ def replica_moments(x, axes):
     replicas = context.num_replicas_in_sync
     shape = tf.shape(x)
     count = tf.cast(tf.reduce_prod(tf.gather(shape, axes)), x.dtype)  # 0 for an empty slice
-    local_mean = tf.math.divide_no_nan(tf.reduce_sum(x, axes), count)
+    kept = tf.math.divide_no_nan(tf.reduce_sum(x, axes, keepdims=True), count)  # broadcasts on any axis
     # The deviations from this replica's own mean: the second pass. stop_gradient as tf.nn.moments
     # has it (sum(x - m_i) is zero); m_i's gradient comes through the pairwise term below.
-    squares = tf.reduce_sum(tf.math.squared_difference(x, tf.stop_gradient(local_mean)), axes)
+    squares = tf.reduce_sum(tf.math.squared_difference(x, tf.stop_gradient(kept)), axes)
+    local_mean = tf.squeeze(kept, axes)  # [C]
     rows = tf.stack([tf.fill(tf.shape(local_mean), count), local_mean, squares])  # [3, C]
     slot = tf.one_hot(context.replica_id_in_sync_group, replicas, dtype=x.dtype)  # [R]
     table = context.all_reduce(tf.distribute.ReduceOp.SUM, slot[:, None, None] * rows[None])  # [R, 3, C]

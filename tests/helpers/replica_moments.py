@@ -67,6 +67,27 @@ def main() -> None:
 
     tf.function(lambda: strategy.run(layer_step))()
     layer_variances = [np.asarray(v) for v in strategy.experimental_local_results(layer.moving_variance.value)]
+
+    # Other layouts: channels first (axis 1) and a 2-D input (a batch norm after a Dense layer).
+    layouts = []
+    for shape, axis in (((16, 3, 4, 4), 1), ((16, 5), -1)):
+        values = (50.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        with strategy.scope():
+            inputs = keras.Input(shape[1:])
+            other = keras.Model(inputs, keras.layers.BatchNormalization(axis=axis, momentum=0.0, synchronized=True)(inputs))
+        use_exact_synchronized_moments(other)
+        norm = other.layers[-1]
+        parts = [tf.constant(values[:8]), tf.constant(values[8:])]
+        tf.function(lambda: strategy.run(
+            lambda: norm(tf.gather(tf.stack(parts), tf.distribute.get_replica_context().replica_id_in_sync_group),
+                         training=True)))()
+        reduced = tuple(i for i in range(len(shape)) if i != axis % len(shape))
+        exact_values = values.astype(np.float64)
+        truth = exact_values.var(axis=reduced)
+        copies = [np.asarray(v) for v in strategy.experimental_local_results(norm.moving_variance.value)]
+        layouts.append({"shape": list(shape), "axis": axis, "per_replica": int(np.prod(shape) // shape[axis] // 2),
+                        "mean_over_spread": float(np.max(np.abs(exact_values.mean(axis=reduced)) / np.sqrt(truth))),
+                        "variance_error": float(max(np.max(np.abs(c - truth) / truth) for c in copies))})
     local = [[np.asarray(t) for t in strategy.experimental_local_results(value)] for value in per_replica]
     mean, variance, gradient, keras_mean, keras_variance = local
 
@@ -85,6 +106,7 @@ def main() -> None:
         "keras_variance_error": relative(keras_variance, true_variance),
         "layer_switched": switched,
         "layer_variance_error": relative(layer_variances, true_variance),
+        "layouts": layouts,
         # relative to |mean| + std: the first channel's mean is ~0
         "mean_error": float(max(np.max(np.abs(m - true_mean) / (np.abs(true_mean) + np.sqrt(true_variance)))
                                 for m in mean)),
