@@ -22,10 +22,10 @@ moving mean is averaged here and the corrected variance multiplied back by (n - 
 way the moving statistics are Keras's to float rounding (tests/test_fused_batch_norm.py).
 
 Only where it is the same math: a stock `BatchNormalization` on a 4-D channels-last input, in
-training, without renorm or a mask, and synchronized only where one replica runs (statistics over
-one device's batch are what synchronization computes there; over several replicas Keras's call
-runs with synchronized_moments.py's statistics); every other call (inference, frozen layers,
-other dtypes) runs Keras's own code. The input is float32, or bfloat16 under `mixed_bfloat16` on
+training, without renorm or a mask, and synchronized only where its variables belong to one
+replica (statistics over one device's batch are what synchronization computes there; under
+several replicas Keras's call runs, with synchronized_moments.py's statistics); every other call
+(inference, frozen layers, other dtypes) runs Keras's own code. The input is float32, or bfloat16 under `mixed_bfloat16` on
 CPU (float32 weights and statistics): Keras casts a bfloat16 input to float32, normalizes there and
 rounds the output to bfloat16; the kernel with T = bfloat16, U = float32 computes in float32 inside
 and rounds its output the same way, so the two differ by float32 summation order, which can move
@@ -62,6 +62,8 @@ def fusable(layer) -> bool:
     """A stock Keras batch norm over the last axis of a 4-D input, with float32 weights."""
     if type(layer) is not keras.layers.BatchNormalization or layer.renorm:
         return False
+    if layer.synchronized and _replicas_of(layer) > 1:  # Keras's call, with synchronized_moments.py's statistics
+        return False
     try:
         rank = len(layer.input.shape)
     except (AttributeError, ValueError):  # a layer not yet called, or shared by several inputs
@@ -72,11 +74,11 @@ def fusable(layer) -> bool:
             and layer.variable_dtype == "float32" and dtype_ok)
 
 
-def _one_replica() -> bool:
-    """Whether this call runs on one replica: no strategy (TensorFlow's default replica context) or
-    a strategy of one. None is a strategy's cross-replica context: not a training step's."""
-    context = tf.distribute.get_replica_context()
-    return context is not None and context.num_replicas_in_sync == 1
+def _replicas_of(layer) -> int:
+    """The replicas of the strategy `layer`'s variables were made under (1 without one): where it
+    trains, as `train` builds its model in the strategy's scope."""
+    strategy = getattr(layer.moving_mean.value, "distribute_strategy", None)
+    return strategy.num_replicas_in_sync if strategy is not None else 1
 
 
 def use_fused_batch_norm(model) -> list[str]:
@@ -87,8 +89,7 @@ def use_fused_batch_norm(model) -> list[str]:
 
 def _fused_call(layer, keras_call):
     def call(inputs, training=None, mask=None):
-        if (not (training and layer.trainable) or mask is not None or inputs.dtype.name != layer.compute_dtype
-                or layer.synchronized and not _one_replica()):
+        if not (training and layer.trainable) or mask is not None or inputs.dtype.name != layer.compute_dtype:
             return keras_call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         # Tensors (a read each): the tape's record below takes tensors, not variables.

@@ -54,7 +54,8 @@ def main() -> None:
 
     # A synchronized layer as `train` switches it (fused batch norm and the two-pass statistics):
     # under 2 replicas it must keep Keras's call with the statistics above, not run the fused
-    # op on its replica's half. Momentum 0: its moving variance becomes the batch variance.
+    # op on its replica's half (nor be counted as fused). Momentum 0: its moving variance becomes
+    # the batch variance.
     with strategy.scope():
         inputs = keras.Input((4, 4, 4))
         model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.0, synchronized=True, name="bn")(inputs))
