@@ -117,9 +117,22 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     (the command line passes its flags; default: these arguments). `cache`: where the decoded images
     live, "memory", "disk", "none" (streamed) or "auto" (the default; README "Large data sets").
     """
+    from archbuilder.api_inputs import choice_argument, flag_argument, number_argument, overrides_argument
+    from archbuilder.data.cache_choice import CACHE_CHOICES
     from archbuilder.training.distribute import MODES, planned_distribution
 
-    overrides = tuple(overrides)
+    overrides = overrides_argument(overrides)  # one string is one override, never its characters
+    for name, value in (("data", data), ("test", test), ("out", out), ("resume", resume)):
+        if value is not None:
+            _check_path(name, value)
+    number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
+    number_argument("worker_timeout", worker_timeout, 1.0)  # as --worker-timeout
+    choice_argument("cache", cache, CACHE_CHOICES)
+    choice_argument("verbose", verbose, (0, 1, 2))
+    flag_argument("skip_bad_images", skip_bad_images)
+    flag_argument("save_h5", save_h5)
+    if remedy_words is not None and not callable(remedy_words):
+        raise UserError(f"remedy_words: expected a function of a Remedy (received: {type(remedy_words).__name__})")
     given = [name for name, value in (("spec", spec), ("epochs", epochs), ("batch_size", batch_size),
              ("overrides", overrides), ("out", out), ("classes", classes),
              ("holdout_photographers", holdout_photographers)) if value]

@@ -62,6 +62,31 @@ def max_memory_argument(max_memory: Any) -> int | None:
     return max_memory
 
 
+def choice_argument(name: str, value: Any, choices: tuple) -> Any:
+    """`value` if it is one of `choices` (None passes: the default)."""
+    if value is not None and (isinstance(value, bool) or value not in choices):
+        raise UserError(f"{name}: expected one of {', '.join(map(repr, choices))} (received: {_kind(value)} {value!r:.40})")
+    return value
+
+
+def flag_argument(name: str, value: Any) -> bool:
+    """True or False itself: a string such as "no" is truthy, and would mean yes."""
+    if not isinstance(value, bool):
+        raise UserError(f"{name}: expected True or False (received: {_kind(value)} {value!r:.40})")
+    return value
+
+
+def number_argument(name: str, value: Any, low: float, high: float | None = None) -> float | None:
+    """A real number from `low` (inclusive) up to `high` (exclusive), or None for the default."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            low <= value and (high is None or value < high)):
+        bounds = f"at least {low:g}" if high is None else f"from {low:g} up to {high:g}"
+        raise UserError(f"{name}: expected a number {bounds} (received: {_kind(value)} {value!r:.40})")
+    return value
+
+
 def check_plain_data(data: Mapping) -> None:
     """Refuse a dict deeper, larger or with more values than a spec file may be; without recursion,
     so a dict nested 100,000 deep or one that contains itself gets the file's own message."""

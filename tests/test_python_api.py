@@ -138,8 +138,26 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.train(resume=photos, epochs=3), "resume continues a run with its own settings; drop epochs"),
     (lambda api, model, photos: api.export(model, "tflite"), "format: unknown export format 'tflite'"),
     (lambda api, model, photos: api.load_model(str(photos / "model.onnx")), "an export runs in its own runtime"),
+    # train's other arguments, refused before anything runs (each was a TypeError or silently
+    # accepted: "ram" streamed, skip_bad_images="no" skipped, a string of overrides split into letters)
+    (lambda api, model, photos: api.train(TINY_SPEC, data=5), "data: expected a path (received: int)"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, out=5), "out: expected a path (received: int)"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, test=5), "test: expected a path (received: int)"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, holdout_photographers="x"),
+     "holdout_photographers: expected a number from 0 up to 1 (received: str 'x')"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, cache="ram"),
+     "cache: expected one of 'auto', 'memory', 'disk', 'none' (received: str 'ram')"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, verbose=7), "verbose: expected one of 0, 1, 2"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, skip_bad_images="no"),
+     "skip_bad_images: expected True or False (received: str 'no')"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, worker_timeout=-1), "worker_timeout: expected a number at least 1"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, remedy_words=3), "remedy_words: expected a function"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, overrides="training.epochs=x"),
+     "training.epochs"),
 ], ids=["inputs-int", "array-size", "array-dtype", "model-int", "data-none", "spec-dict", "epochs-text",
-        "distribute-mode", "resume-and-settings", "export-format", "load-model-export"])
+        "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "train-data-int",
+        "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
+        "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string"])
 def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
     import archbuilder
 
