@@ -53,8 +53,10 @@ def load_spec(spec: str | os.PathLike | Mapping[str, Any], overrides: Iterable[s
 
 def info(spec, overrides: Iterable[str] = (), max_memory: int | str | None = None, per_block: bool = False) -> dict:
     """What `info --json` prints: name, input shape, totals, MACs and one row per stage (or block)."""
+    from archbuilder.api_inputs import flag_argument
     from archbuilder.plan import report
 
+    flag_argument("per_block", per_block)
     checked = load_spec(spec, overrides, max_memory)
     labels = checked.spec.stage_labels()
     return {
@@ -235,7 +237,10 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
     from archbuilder.data.sources import evaluation_data
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
+    from archbuilder.api_inputs import count_argument
+
     _check_path("data", data)
+    count_argument("batch_size", batch_size)
     opened = _opened(model, spec, overrides, strict, max_memory)
     from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
 
@@ -301,6 +306,9 @@ def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | No
     from archbuilder.export.runtimes import export_kind, open_exported
     from archbuilder.training.metrics import predict_probabilities
 
+    from archbuilder.api_inputs import count_argument
+
+    count_argument("batch_size", batch_size)
     paths = None if isinstance(inputs, np.ndarray) else _image_paths(inputs)
     if isinstance(model, (str, os.PathLike)) and export_kind(model) is not None:
         if spec is not None:
@@ -366,6 +374,9 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
 
     from archbuilder.export import FORMATS, QUANTIZATIONS
 
+    for name, value in (("out", out), ("calibration", calibration), ("check", check)):
+        if value is not None:
+            _check_path(name, value)
     if format not in FORMATS:
         raise UserError("", Remedy(f"{{format}}: unknown export format {literal(format)}; one of: {', '.join(FORMATS)}"))
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -447,11 +458,12 @@ def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), o
     """Specs `a` and `b` (files or dicts) compared fully resolved: a `plan.compare.Comparison` with
     `.fields` (what differs), `.parts` (per-part params and MACs) and `.as_json()` (what `diff --json`
     prints). `overrides` applies to both sides, `overrides_a` / `overrides_b` to one."""
+    from archbuilder.api_inputs import overrides_argument
     from archbuilder.plan import compare
 
-    overrides = tuple(overrides)
+    overrides = overrides_argument(overrides)
     checked, problems = [], []
-    for spec, own in ((a, overrides_a), (b, overrides_b)):
+    for spec, own in ((a, overrides_argument(overrides_a)), (b, overrides_argument(overrides_b))):
         try:  # both sides are checked, so that two bad files are reported at once
             checked.append(load_spec(spec, (*overrides, *own), max_memory))
         except SpecError as error:
@@ -469,6 +481,7 @@ def plot(spec, out: str | os.PathLike | None = None, level: str = "blocks", over
     from archbuilder.output_paths import check_output_file
 
     if out is not None:
+        _check_path("out", out)
         diagrams.output_format(out)
         check_output_file(out)
     checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
@@ -493,7 +506,13 @@ _LOADED_CLASS_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Opened:
     """A model file's path, or a model object (from `load_model`, `build`, or Keras), ready to run."""
+    from archbuilder.api_inputs import flag_argument, max_memory_argument, overrides_argument
     from archbuilder.keras.model_files import model_classes, model_input_shape, named_output_shapes
+
+    if spec is not None:
+        _check_path("spec", spec)
+    flag_argument("strict", strict)
+    overrides, max_memory = overrides_argument(overrides), max_memory_argument(max_memory)
 
     if isinstance(model, (str, os.PathLike)):
         import sys
@@ -501,7 +520,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
         from archbuilder.keras.model_files import open_model_file
 
         _check_path("model", model)
-        loaded = open_model_file(model, spec, tuple(overrides), strict, max_memory=max_memory,
+        loaded = open_model_file(model, spec, overrides, strict, max_memory=max_memory,
                                  on_report=lambda text: print(text, file=sys.stderr, flush=True))
         names = model_classes(loaded, model)
         _LOADED_CLASS_NAMES[loaded] = names
@@ -513,7 +532,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
 
     if not isinstance(model, keras.Model):
         raise UserError(f"model: expected a model file's path or a keras.Model (received: {type(model).__name__})")
-    if spec is not None or tuple(overrides) or strict or max_memory is not None:
+    if spec is not None or overrides or strict or max_memory is not None:
         raise UserError("", Remedy("{spec}, {overrides}, {strict} and {max_memory} apply to a model file; "
                                    "this model is already built"))
     label = f"<model {model.name}>"
@@ -582,9 +601,11 @@ def load_weights(model, path: str | os.PathLike, strict: bool = False) -> str:
     """Read the weights file `path` into `model` (from `build`): a Keras 2 `.h5` by layer name, a
     Keras 3 `.keras` / `.weights.h5` by structure. Returns the report of what matched; with
     `strict`, any missing, extra or misshapen layer is an error and nothing is loaded."""
+    from archbuilder.api_inputs import flag_argument
     from archbuilder.keras.weights import load_weights_file
 
     _check_path("path", path)
+    flag_argument("strict", strict)
     return load_weights_file(model, path, strict=strict).format()
 
 
@@ -626,15 +647,23 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     from archbuilder.output_paths import check_output_file
     from archbuilder.runtime import import_tensorflow_quietly
 
+    from archbuilder.api_inputs import choice_argument, count_argument, number_argument
+
     _check_path("folder", folder)
     _check_path("out", out)
+    count_argument("size", size)
+    choice_argument("split", split, ("train", "test"))
+    number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"seed: expected a whole number (received: {type(seed).__name__})")
+    classes = _class_list(classes)
     check_output_file(out)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
 
     loaded = training_data(os.fspath(folder), None, (size, size, channels), holdout_photographers=holdout_photographers,
-                           seed=seed, classes=tuple(classes) if classes else None)
+                           seed=seed, classes=classes)
     splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
     write_signs_h5(os.fspath(out), splits)
     return {"shapes": {f"{name}_set_x": tuple(images.x.shape) for name, images in splits.items()},
@@ -662,6 +691,6 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
     from archbuilder.data.records import pack_records as write_records
     from archbuilder.data.sources import select_classes
 
-    folder = os.fspath(folder)
-    keep = select_classes(scan_image_folder(folder).class_names, tuple(classes), folder) if classes else None
+    folder, classes = os.fspath(folder), _class_list(classes)
+    keep = select_classes(scan_image_folder(folder).class_names, classes, folder) if classes else None
     return write_records(folder, os.fspath(out), shard_size, keep)

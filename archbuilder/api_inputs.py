@@ -76,6 +76,13 @@ def flag_argument(name: str, value: Any) -> bool:
     return value
 
 
+def count_argument(name: str, value: Any) -> int:
+    """A whole number, 1 or more (a batch size, an image size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name}: expected a whole number, 1 or more (received: {_kind(value)} {value!r:.40})")
+    return value
+
+
 def number_argument(name: str, value: Any, low: float, high: float | None = None) -> float | None:
     """A real number from `low` (inclusive) up to `high` (exclusive), or None for the default."""
     if value is None:

@@ -154,10 +154,23 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.train(TINY_SPEC, data=photos, remedy_words=3), "remedy_words: expected a function"),
     (lambda api, model, photos: api.train(TINY_SPEC, data=photos, overrides="training.epochs=x"),
      "training.epochs"),
+    # the other calls' arguments (TypeErrors, TensorFlow's InvalidArgumentError, or "no" taken as yes before)
+    (lambda api, model, photos: api.evaluate(model, photos, batch_size=0), "batch_size: expected a whole number, 1 or more"),
+    (lambda api, model, photos: api.predict(model, photos / "0", batch_size=1.5), "batch_size: expected a whole number"),
+    (lambda api, model, photos: api.evaluate(model, photos, strict="no"), "strict: expected True or False (received: str 'no')"),
+    (lambda api, model, photos: api.load_model(model, spec=5), "spec: expected a path (received: int)"),
+    (lambda api, model, photos: api.export(model, "onnx", check=5), "check: expected a path (received: int)"),
+    (lambda api, model, photos: api.info(TINY_SPEC, per_block="yes"), "per_block: expected True or False"),
+    (lambda api, model, photos: api.plot(TINY_SPEC, out=5), "out: expected a path (received: int)"),
+    (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", size=0), "size: expected a whole number, 1 or more"),
+    (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", split="val"), "split: expected one of 'train', 'test'"),
+    (lambda api, model, photos: api.api.load_weights(api.build(TINY_SPEC), model, strict="no"), "strict: expected True or False"),
 ], ids=["inputs-int", "array-size", "array-dtype", "model-int", "data-none", "spec-dict", "epochs-text",
         "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "train-data-int",
         "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
-        "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string"])
+        "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string",
+        "evaluate-batch-0", "predict-batch-float", "evaluate-strict-text", "load-model-spec-int", "export-check-int",
+        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "load-weights-strict-text"])
 def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
     import archbuilder
 
