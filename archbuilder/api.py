@@ -234,13 +234,12 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
     """What `evaluate --json` prints: loss, accuracy, per-class precision and recall, the confusion
     matrix, of `model` (a model file's path, or a model from `load_model`) on the labelled images
     `data` (a class folder or a SIGNS .h5), preprocessed exactly as in training."""
+    from archbuilder.api_inputs import count_argument
     from archbuilder.data.sources import evaluation_data
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
-    from archbuilder.api_inputs import count_argument
-
     _check_path("data", data)
-    count_argument("batch_size", batch_size)
+    batch_size = count_argument("batch_size", batch_size)
     opened = _opened(model, spec, overrides, strict, max_memory)
     from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
 
@@ -302,13 +301,12 @@ def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | No
     as in training; every input goes through training's x / 255."""
     import numpy as np
 
+    from archbuilder.api_inputs import count_argument
     from archbuilder.data.images import load_image_files
     from archbuilder.export.runtimes import export_kind, open_exported
     from archbuilder.training.metrics import predict_probabilities
 
-    from archbuilder.api_inputs import count_argument
-
-    count_argument("batch_size", batch_size)
+    batch_size = count_argument("batch_size", batch_size)
     paths = None if isinstance(inputs, np.ndarray) else _image_paths(inputs)
     if isinstance(model, (str, os.PathLike)) and export_kind(model) is not None:
         if spec is not None:
@@ -644,14 +642,13 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     notebook reads (`train_set_x` (N, size, size, channels) uint8, `train_set_y`, `list_classes`);
     all images as `split`, or whole photographers held out as `test_set_*`. Returns what was
     stored: {"shapes": {"train_set_x": (N, size, size, channels), ...}, "class_names": [...]}."""
+    from archbuilder.api_inputs import choice_argument, count_argument, number_argument
     from archbuilder.output_paths import check_output_file
     from archbuilder.runtime import import_tensorflow_quietly
 
-    from archbuilder.api_inputs import choice_argument, count_argument, number_argument
-
     _check_path("folder", folder)
     _check_path("out", out)
-    count_argument("size", size)
+    size = count_argument("size", size)
     choice_argument("split", split, ("train", "test"))
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
     if isinstance(seed, bool) or not isinstance(seed, int):

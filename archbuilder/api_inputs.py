@@ -6,6 +6,7 @@ out as YAML, so a dict of a million values or a 50 MB name is refused as fast as
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -77,17 +78,18 @@ def flag_argument(name: str, value: Any) -> bool:
 
 
 def count_argument(name: str, value: Any) -> int:
-    """A whole number, 1 or more (a batch size, an image size)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """A whole number, 1 or more (a batch size, an image size; NumPy's integers too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise UserError(f"{name}: expected a whole number, 1 or more (received: {_kind(value)} {value!r:.40})")
-    return value
+    return int(value)
 
 
 def number_argument(name: str, value: Any, low: float, high: float | None = None) -> float | None:
-    """A real number from `low` (inclusive) up to `high` (exclusive), or None for the default."""
+    """A real number from `low` (inclusive) up to `high` (exclusive), or None for the default (NaN
+    is refused: no comparison holds for it)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
             low <= value and (high is None or value < high)):
         bounds = f"at least {low:g}" if high is None else f"from {low:g} up to {high:g}"
         raise UserError(f"{name}: expected a number {bounds} (received: {_kind(value)} {value!r:.40})")
