@@ -23,7 +23,7 @@ from pathlib import Path
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 from archbuilder.atomic import atomic_write_text
 from archbuilder.errors import UserError, shown
@@ -138,6 +138,20 @@ class _RunState(BaseModel):
     best: Optional[dict]
     history: list[dict]
 
+    @model_validator(mode="after")
+    def _one_story(self):
+        """What train writes agrees with itself (checkpointer.py: after epoch N, history rows 1..N
+        and epoch-N's file); a file edited to say otherwise would resume from one epoch's weights
+        labelled as another's (its learning-rate schedule, its epoch count)."""
+        epochs = [row.get("epoch") for row in self.history]
+        if epochs != list(range(1, self.epochs_done + 1)):
+            raise ValueError(f"epochs_done is {self.epochs_done} but the history holds epochs {epochs[:8]}"
+                             f"{' ...' if len(epochs) > 8 else ''}; the file was not written by train")
+        if self.checkpoint is not None and int(self.checkpoint[len("epoch-"):-len(".keras")]) != self.epochs_done:
+            raise ValueError(f"epochs_done is {self.epochs_done} but the checkpoint is {self.checkpoint}; "
+                             "the file was not written by train")
+        return self
+
 
 def _checked(data, model: type[BaseModel], path: Path) -> dict:
     """`data` unchanged if it fits `model`, else a UserError with one line per problem."""
@@ -147,6 +161,9 @@ def _checked(data, model: type[BaseModel], path: Path) -> dict:
         lines = []
         for problem in error.errors():
             where = ".".join(str(part) for part in problem["loc"]) or "<document>"
+            if problem["type"] == "value_error" and not problem["loc"]:  # a whole-file check: its own words
+                lines.append(f"{shown(path)}: {problem['ctx']['error']}")
+                continue
             received = json.dumps(problem.get("input"), default=str)
             received = received if len(received) <= 60 else received[:57] + "..."
             lines.append(f"{shown(path)}: {where}: {problem['msg'][:1].lower()}{problem['msg'][1:]} (received: {received})")
