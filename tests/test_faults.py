@@ -270,6 +270,33 @@ def test_bad_images_are_named_or_skipped_with_a_warning_when_asked(tmp_path, pho
     assert "training tiny on 30 images" in result.output  # 32 listed, 2 skipped
 
 
+def test_hostile_file_names_and_a_symlink_loop_are_one_line_each_and_skip_only_themselves(tmp_path, photos):
+    # A symlink loop made the listing raise OSError (a traceback, exit 1); a name with a newline or a
+    # terminal escape split the message or drove the terminal; and skipping matched files by shown
+    # name, so a good file shown like a bad one ("a\\nb" beside "a<newline>b") was dropped too.
+    data = tmp_path / "images"
+    shutil.copytree(photos, data, symlinks=True)
+    (data / "0" / "loop-a.jpg").symlink_to(data / "0" / "loop-b.jpg")
+    (data / "0" / "loop-b.jpg").symlink_to(data / "0" / "loop-a.jpg")
+    (data / "1" / "new\nline.jpg").write_bytes(b"not an image")
+    (data / "1" / "esc\x1b[2J.png").write_bytes(b"")
+    good = next(p for p in sorted((data / "1").iterdir()) if p.suffix.lower() == ".jpg" and "line" not in p.name)
+    (data / "1" / "new\\nline.jpg").symlink_to(good.resolve())  # a good file, shown as the bad one is
+    result = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert [line for line in lines if "not a readable image" in line] == lines and len(lines) == 4, lines
+    assert f"{data}/1/new\\nline.jpg: not a readable image" in result.output
+    assert f"{data}/1/esc\\x1b[2J.png: not a readable image" in result.output
+    assert "\x1b" not in result.output and not (tmp_path / "run").exists()
+
+    result = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run", "--quiet",
+                    "--skip-bad-images")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: skipping") == 4
+    assert "training tiny on 31 images" in result.output  # 30 photos and the good look-alike; 4 skipped
+
+
 def _lambda_checkpoint(path: Path, marker: Path) -> None:
     import keras
 

@@ -81,7 +81,7 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
             if entry.name.startswith("."):
                 continue
             path = class_dirs[name] / entry.name
-            if entry.is_dir():
+            if _is_folder(entry):
                 raise UserError(f"{shown(path)}: unexpected folder inside class folder {name!r}")
             if not is_image(path):
                 raise UserError(
@@ -96,6 +96,15 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
         paths.extend(found)
         labels.extend([index] * len(found))
     return LabelledFiles(tuple(paths), np.asarray(labels, dtype=np.int64), readable_class_names(root, names))
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Whether a listed entry is a folder; a symlink loop (ELOOP) is not one, as pathlib says of it:
+    it is listed as a file and its read fails with the reading's own message (or is skipped)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def readable_class_names(root: Path, folders: list[str]) -> tuple[str, ...]:

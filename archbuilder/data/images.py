@@ -210,8 +210,9 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
 _BATCH_BYTES = 64 * 2**20
 
 
-def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[tuple[str, str]]:
-    """(file, reason) for each file that cannot be read and decoded; [] when all can (one batch load)."""
+def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[tuple[int, str, str]]:
+    """(position in `paths`, file, reason) for each file that cannot be read and decoded; [] when
+    all can (one batch load). By position: two names can be shown alike (shown() escapes)."""
     try:
         load_image_files(paths, shape)
         return []
@@ -219,16 +220,16 @@ def bad_image_files(paths: Sequence[Path], shape: tuple[int, int, int]) -> list[
         return _bad_files(_file_names(paths), *shape)
 
 
-def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> list[tuple[str, str]]:
-    """(file as the user sees it, reason) for each file that does not decode."""
+def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> list[tuple[int, str, str]]:
+    """(position, file as the user sees it, reason) for each file that does not decode."""
     import tensorflow as tf
 
     bad = []
-    for name in names:
+    for position, name in enumerate(names):
         try:
             _decode(tf.constant(name), height, width, channels, exif_orientation(name))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
-            bad.append((shown(name), _reason(error)))
+            bad.append((position, shown(name), _reason(error)))
     return bad
 
 
@@ -240,7 +241,7 @@ def _reason(error) -> str:
 
 
 def _describe_bad_files(names: list[bytes], height: int, width: int, channels: int) -> str:
-    bad = [f"{name}: not a readable image ({reason})" for name, reason in _bad_files(names, height, width, channels)]
+    bad = [f"{name}: not a readable image ({reason})" for _, name, reason in _bad_files(names, height, width, channels)]
     if not bad:  # pragma: no cover - the batch failed but no single file does
         return "could not decode the images"
     more = f"\n... and {len(bad) - 10} more" if len(bad) > 10 else ""

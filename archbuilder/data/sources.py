@@ -226,10 +226,11 @@ def _without_bad_images(files: LabelledFiles, shape) -> LabelledFiles:
 
     from archbuilder.data.images import bad_image_files
 
-    bad = dict(bad_image_files(files.paths, shape))
-    for name, reason in bad.items():
+    bad = bad_image_files(files.paths, shape)
+    for _, name, reason in bad:
         print(f"warning: skipping {name}: not a readable image ({reason})", file=sys.stderr, flush=True)
-    return files.subset(np.asarray([i for i, p in enumerate(files.paths) if shown(p) not in bad], dtype=np.int64))
+    skipped = {position for position, _, _ in bad}
+    return files.subset(np.asarray([i for i in range(len(files.paths)) if i not in skipped], dtype=np.int64))
 
 
 def evaluation_data(

@@ -142,7 +142,7 @@ class ImageFiles:
         from archbuilder.data.images import _bad_files
 
         found = _bad_files([os.fsencode(path)], *self.image_shape)
-        return found[0][1] if found else "it failed to decode while streaming"
+        return found[0][2] if found else "it failed to decode while streaming"
 
     def _reader(self):
         """position (a scalar tensor) -> the encoded image's bytes (a tf.string)."""
