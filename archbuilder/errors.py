@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 
@@ -112,15 +111,10 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80,
 def shown(path) -> str:
     """A path as the user should see it: bytes that are not UTF-8 (which reach Python as
     surrogates, PEP 383) shown as `\\xff` escapes, so printing it never fails; and control
-    characters too (`\\n`, `\\x1b`), so that a file named with a newline or a terminal escape
-    leaves a message on its one line and cannot drive the terminal."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return text.translate(_CONTROL_ESCAPES) if _CONTROL.search(text) else text
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_ESCAPES = {code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}")
-                    for code in (*range(32), 127)}
+    characters and line separators escaped as in a problem's line (`_ESCAPES`: `\\n`, `\\x1b`), so
+    that a file named with a newline or a terminal escape leaves a message on its one line and
+    cannot drive the terminal."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace").translate(_ESCAPES)
 
 
 def quoted_list(names) -> str:
