@@ -57,15 +57,17 @@ def sole_consumer(layer):
     return consumers[0].operation
 
 
-def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True) -> list[str]:
+def switch_instances(model, fusable, fused_call, *, cpu_only: bool = True, attribute: str = "call") -> list[str]:
     """Give every layer of `model` that `fusable` accepts, and that has no call of its own yet,
     the call `fused_call(layer)`; the names of those layers. With `cpu_only`, none where
-    TensorFlow sees a GPU (its kernels for these layers are already fused there)."""
+    TensorFlow sees a GPU (its kernels for these layers are already fused there). `attribute`:
+    the method replaced, `call` or a part Keras's call asks for (synchronized_moments.py's
+    `_moments`)."""
     if cpu_only and gpu_present():
         return []
     switched = []
     for layer in model._flatten_layers(include_self=False):
-        if fusable(layer) and "call" not in vars(layer):
-            layer.call = fused_call(layer)
+        if fusable(layer) and attribute not in vars(layer):
+            setattr(layer, attribute, fused_call(layer))
             switched.append(layer.name)
     return switched

@@ -33,15 +33,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from archbuilder.training.instance_switch import switch_instances
+
 
 def use_exact_synchronized_moments(model) -> list[str]:
-    """Give every stock synchronized batch norm of `model` the two-pass statistics above; their names."""
-    switched = []
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer) is keras.layers.BatchNormalization and layer.synchronized and "_moments" not in vars(layer):
-            layer._moments = _exact_moments(layer, layer._moments)
-            switched.append(layer.name)
-    return switched
+    """Give every stock synchronized batch norm of `model` the two-pass statistics above (with a GPU
+    too: it is precision, not speed); their names."""
+    return switch_instances(
+        model, lambda layer: type(layer) is keras.layers.BatchNormalization and layer.synchronized,
+        lambda layer: _exact_moments(layer, layer._moments), cpu_only=False, attribute="_moments")
 
 
 def _exact_moments(layer, keras_moments):
