@@ -124,9 +124,7 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     from archbuilder.training.distribute import MODES, planned_distribution
 
     overrides = overrides_argument(overrides)  # one string is one override, never its characters
-    for name, value in (("data", data), ("test", test), ("out", out), ("resume", resume)):
-        if value is not None:
-            _check_path(name, value)
+    _check_given_paths(data=data, test=test, out=out, resume=resume)
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
     number_argument("worker_timeout", worker_timeout, 1.0)  # as --worker-timeout
     choice_argument("cache", cache, CACHE_CHOICES)
@@ -372,9 +370,7 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
 
     from archbuilder.export import FORMATS, QUANTIZATIONS
 
-    for name, value in (("out", out), ("calibration", calibration), ("check", check)):
-        if value is not None:
-            _check_path(name, value)
+    _check_given_paths(out=out, calibration=calibration, check=check)
     if format not in FORMATS:
         raise UserError("", Remedy(f"{{format}}: unknown export format {literal(format)}; one of: {', '.join(FORMATS)}"))
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -507,8 +503,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
     from archbuilder.api_inputs import flag_argument, max_memory_argument, overrides_argument
     from archbuilder.keras.model_files import model_classes, model_input_shape, named_output_shapes
 
-    if spec is not None:
-        _check_path("spec", spec)
+    _check_given_paths(spec=spec)
     flag_argument("strict", strict)
     overrides, max_memory = overrides_argument(overrides), max_memory_argument(max_memory)
 
@@ -551,6 +546,13 @@ def _class_list(classes) -> tuple[str, ...] | None:
 def _check_path(argument: str, value) -> None:
     if not isinstance(value, (str, os.PathLike)):
         raise UserError(f"{argument}: expected a path (received: {type(value).__name__})")
+
+
+def _check_given_paths(**paths) -> None:
+    """`_check_path` for each optional path argument given (None: left out)."""
+    for argument, value in paths.items():
+        if value is not None:
+            _check_path(argument, value)
 
 
 def _image_paths(inputs) -> list[Path]:
