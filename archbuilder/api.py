@@ -119,7 +119,8 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     (the command line passes its flags; default: these arguments). `cache`: where the decoded images
     live, "memory", "disk", "none" (streamed) or "auto" (the default; README "Large data sets").
     """
-    from archbuilder.api_inputs import choice_argument, flag_argument, number_argument, overrides_argument
+    from archbuilder.api_inputs import (choice_argument, count_argument, flag_argument, number_argument,
+                                        overrides_argument)
     from archbuilder.data.cache_choice import CACHE_CHOICES
     from archbuilder.training.distribute import MODES, planned_distribution
 
@@ -129,6 +130,10 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     number_argument("worker_timeout", worker_timeout, 1.0)  # as --worker-timeout
     choice_argument("cache", cache, CACHE_CHOICES)
     choice_argument("verbose", verbose, (0, 1, 2))
+    choice_argument("distribute", distribute, MODES)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("devices", devices)):
+        if value is not None:  # None: the spec's (or, resumed, the run's) own
+            count_argument(name, value)
     flag_argument("skip_bad_images", skip_bad_images)
     flag_argument("save_h5", save_h5)
     if remedy_words is not None and not callable(remedy_words):
@@ -150,17 +155,10 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
         if not isinstance(spec, (str, os.PathLike)):
             raise UserError(f"train takes a spec file's path (received: {type(spec).__name__}); "
                             "write a dict with yaml.safe_dump to a file first")
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UserError("", Remedy(f"{{{name}}} must be a positive integer (received: {literal(value)})"))
         overrides += tuple(f"training.{name}={value}" for name, value in (("epochs", epochs), ("batch_size", batch_size))
                            if value is not None)
         planned = (load_spec(spec, overrides, max_memory).spec.training or _training_settings({})).distribute
         run_info = None
-    if distribute is not None and distribute not in MODES:
-        raise UserError("", Remedy(f"{{distribute}}: unknown mode {literal(distribute)}; one of: {', '.join(MODES)}"))
-    if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
-        raise UserError("", Remedy(f"{{devices}} must be a positive integer (received: {literal(devices)})"))
     if run_info is not None and distribute is None and devices is None:
         distribute, devices = _resumed_distribution(run_info, remedy_words or Remedy.in_python)
     # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
@@ -675,6 +673,7 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
     images and their labels, with an index (data/records.py), which train, evaluate and test= read
     as they read the class folder. A pack cut short continues where it stopped when called again.
     Returns the index: {"images": N, "class_names": [...], "shards": [...], ...}."""
+    from archbuilder.api_inputs import count_argument
     from archbuilder.runtime import import_tensorflow_quietly
 
     _check_path("folder", folder)
@@ -682,9 +681,7 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
     if holdout_photographers:
         raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
                                    "every image of the folder"))
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise UserError("", Remedy("{shard_size} must be a whole number of images, 1 or more"
-                                   f" (received {shard_size!r})"))
+    count_argument("shard_size", shard_size)
     import_tensorflow_quietly()
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.records import pack_records as write_records

@@ -133,8 +133,11 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.evaluate(5, photos), "model: expected a model file's path or a keras.Model"),
     (lambda api, model, photos: api.evaluate(model, None), "data: expected a path (received: NoneType)"),
     (lambda api, model, photos: api.train({"name": "x"}, data=photos), "train takes a spec file's path (received: dict)"),
-    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, epochs="2"), "epochs must be a positive integer"),
-    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, distribute="gpus"), "distribute: unknown mode 'gpus'"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, epochs="2"),
+     "epochs: expected a whole number, 1 or more (received: str '2')"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, devices=0), "devices: expected a whole number, 1 or more"),
+    (lambda api, model, photos: api.train(TINY_SPEC, data=photos, distribute="gpus"),
+     "distribute: expected one of 'none', 'mirrored', 'multi-worker', 'auto' (received: str 'gpus')"),
     (lambda api, model, photos: api.train(resume=photos, epochs=3), "resume continues a run with its own settings; drop epochs"),
     (lambda api, model, photos: api.export(model, "tflite"), "format: unknown export format 'tflite'"),
     (lambda api, model, photos: api.load_model(str(photos / "model.onnx")), "an export runs in its own runtime"),
@@ -164,13 +167,15 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.plot(TINY_SPEC, out=5), "out: expected a path (received: int)"),
     (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", size=0), "size: expected a whole number, 1 or more"),
     (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", split="val"), "split: expected one of 'train', 'test'"),
+    (lambda api, model, photos: api.api.pack_records(photos, photos.parent / "records", shard_size=0),
+     "shard_size: expected a whole number, 1 or more (received: int 0)"),
     (lambda api, model, photos: api.api.load_weights(api.build(TINY_SPEC), model, strict="no"), "strict: expected True or False"),
 ], ids=["inputs-int", "array-size", "array-dtype", "model-int", "data-none", "spec-dict", "epochs-text",
-        "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "train-data-int",
+        "train-devices-0", "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "train-data-int",
         "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
         "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string",
         "evaluate-batch-0", "predict-batch-float", "evaluate-strict-text", "load-model-spec-int", "export-check-int",
-        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "load-weights-strict-text"])
+        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "pack-records-shard-0", "load-weights-strict-text"])
 def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
     import archbuilder
 
