@@ -131,9 +131,9 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     choice_argument("cache", cache, CACHE_CHOICES)
     choice_argument("verbose", verbose, (0, 1, 2))
     choice_argument("distribute", distribute, MODES)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("devices", devices)):
-        if value is not None:  # None: the spec's (or, resumed, the run's) own
-            count_argument(name, value)
+    # None: the spec's own (or, resumed, the run's); a NumPy integer becomes an int
+    epochs, batch_size, devices = (None if value is None else count_argument(name, value)
+                                   for name, value in (("epochs", epochs), ("batch_size", batch_size), ("devices", devices)))
     flag_argument("skip_bad_images", skip_bad_images)
     flag_argument("save_h5", save_h5)
     if remedy_words is not None and not callable(remedy_words):
@@ -681,7 +681,7 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
     if holdout_photographers:
         raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
                                    "every image of the folder"))
-    count_argument("shard_size", shard_size)
+    shard_size = count_argument("shard_size", shard_size)  # a NumPy integer becomes an int
     import_tensorflow_quietly()
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.records import pack_records as write_records
