@@ -642,17 +642,17 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     notebook reads (`train_set_x` (N, size, size, channels) uint8, `train_set_y`, `list_classes`);
     all images as `split`, or whole photographers held out as `test_set_*`. Returns what was
     stored: {"shapes": {"train_set_x": (N, size, size, channels), ...}, "class_names": [...]}."""
-    from archbuilder.api_inputs import choice_argument, count_argument, number_argument
+    from archbuilder.api_inputs import choice_argument, count_argument, number_argument, whole_number_argument
     from archbuilder.output_paths import check_output_file
     from archbuilder.runtime import import_tensorflow_quietly
+    from archbuilder.spec.training import MAX_SEED
 
     _check_path("folder", folder)
     _check_path("out", out)
     size = count_argument("size", size)
     choice_argument("split", split, ("train", "test"))
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UserError(f"seed: expected a whole number (received: {type(seed).__name__})")
+    seed = whole_number_argument("seed", seed, 0, MAX_SEED)  # as training.seed
     classes = _class_list(classes)
     check_output_file(out)
     import_tensorflow_quietly()

@@ -79,8 +79,15 @@ def flag_argument(name: str, value: Any) -> bool:
 
 def count_argument(name: str, value: Any) -> int:
     """A whole number, 1 or more (a batch size, an image size; NumPy's integers too)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise UserError(f"{name}: expected a whole number, 1 or more (received: {_kind(value)} {value!r:.40})")
+    return whole_number_argument(name, value, 1)
+
+
+def whole_number_argument(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """A whole number from `low` up to `high` (both inclusive; NumPy's integers too), as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
+            low <= value and (high is None or value <= high)):
+        bounds = f"{low} or more" if high is None else f"from {low} to {high}"
+        raise UserError(f"{name}: expected a whole number, {bounds} (received: {_kind(value)} {value!r:.40})")
     return int(value)
 
 

@@ -140,13 +140,15 @@ def test_overrides_with_a_checked_spec_are_refused_not_ignored():
 def test_counts_and_numbers_take_numpy_scalars_and_refuse_bools_nan_and_text():
     import numpy as np
 
-    from archbuilder.api_inputs import count_argument, flag_argument, number_argument
+    from archbuilder.api_inputs import count_argument, flag_argument, number_argument, whole_number_argument
     from archbuilder.errors import UserError
 
     assert count_argument("batch_size", np.int64(32)) == 32 and type(count_argument("batch_size", np.int32(8))) is int
+    assert whole_number_argument("seed", 0, 0, 7) == 0 and whole_number_argument("seed", np.int64(7), 0, 7) == 7
     assert number_argument("holdout_photographers", np.float32(0.25), 0.0, 1.0) == np.float32(0.25)
     for call in (lambda: count_argument("batch_size", True), lambda: count_argument("batch_size", 0),
                  lambda: count_argument("batch_size", "32"), lambda: count_argument("batch_size", 2.0),
+                 lambda: whole_number_argument("seed", -1, 0, 7), lambda: whole_number_argument("seed", 8, 0, 7),
                  lambda: number_argument("holdout_photographers", float("nan"), 0.0, 1.0),
                  lambda: number_argument("holdout_photographers", 1.0, 0.0, 1.0),
                  lambda: flag_argument("strict", "no"), lambda: flag_argument("strict", 0)):

@@ -167,6 +167,8 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.plot(TINY_SPEC, out=5), "out: expected a path (received: int)"),
     (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", size=0), "size: expected a whole number, 1 or more"),
     (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", split="val"), "split: expected one of 'train', 'test'"),
+    (lambda api, model, photos: api.api.pack_data(photos, f"{photos}.h5", holdout_photographers=0.5, seed=-1),
+     "seed: expected a whole number, from 0 to 2147483647 (received: int -1)"),
     (lambda api, model, photos: api.api.pack_records(photos, photos.parent / "records", shard_size=0),
      "shard_size: expected a whole number, 1 or more (received: int 0)"),
     (lambda api, model, photos: api.api.load_weights(api.build(TINY_SPEC), model, strict="no"), "strict: expected True or False"),
@@ -175,7 +177,7 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
         "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
         "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string",
         "evaluate-batch-0", "predict-batch-float", "evaluate-strict-text", "load-model-spec-int", "export-check-int",
-        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "pack-records-shard-0", "load-weights-strict-text"])
+        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "pack-seed-negative", "pack-records-shard-0", "load-weights-strict-text"])
 def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
     import archbuilder
 

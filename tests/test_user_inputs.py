@@ -149,6 +149,13 @@ def test_empty_classes_option_is_refused(photos, tmp_path):
     _one_clean_line(invoke("data", "pack", photos, tmp_path / "x.h5", "--classes", ""), "--classes")
 
 
+def test_a_negative_pack_seed_is_refused_before_any_work(photos, tmp_path):
+    # NumPy's generator takes no seed below 0: it was a ValueError traceback after the scan.
+    result = invoke("data", "pack", photos, tmp_path / "x.h5", "--holdout-photographers", "0.5", "--seed", "-1")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "--seed" in result.output and not (tmp_path / "x.h5").exists()
+
+
 # -- item 2: file and folder names that are not UTF-8 --------------------------------------------
 
 def _not_utf8(name: str) -> str:

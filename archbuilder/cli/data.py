@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from archbuilder.cli.options import classes_option
+from archbuilder.spec.training import MAX_SEED
 
 
 @click.group("data")
@@ -28,7 +29,7 @@ def command() -> None:
               help="Store all images as train_set_* or as test_set_*.")
 @click.option("--holdout-photographers", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
               help="Store whole photographers as test_set_* and the rest as train_set_*.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --holdout-photographers.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of --holdout-photographers.")
 @classes_option("Only these classes, e.g. 0,1,2,3,4,5.")
 def pack(folder, out, kind, shard_size, size, channels, split, holdout_photographers, seed, classes):
     """Write FOLDER (one subfolder per class) to OUT.h5 in the SIGNS layout the notebook reads:

@@ -27,6 +27,10 @@ from pydantic_core import PydanticCustomError
 
 from archbuilder.spec.base import StrictModel
 
+# The largest seed: Keras's random layers keep their seeds in 32-bit integers (and NumPy takes
+# none below 0). `training.seed` and `data pack --seed` are held to it.
+MAX_SEED = 2**31 - 1
+
 
 class AugmentationSpec(StrictModel):
     """Random changes applied to training images only; every one is off (0 / false) by default.
@@ -65,9 +69,8 @@ class TrainingSpec(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     batch_size: int = Field(32, gt=0)
     epochs: int = Field(2, gt=0)
-    # Seeds NumPy's splits, TensorFlow's stateless shuffles and Keras's random layers; the
-    # last keep their seeds in 32-bit integers.
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    # Seeds NumPy's splits, TensorFlow's stateless shuffles and Keras's random layers (MAX_SEED).
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
     validation_split: float = Field(0.0, ge=0, lt=1)
     augmentation: AugmentationSpec = AugmentationSpec()
