@@ -1,13 +1,18 @@
 """Where one training step's time goes, by TensorFlow op: the profiler on one `train_on_batch`.
 
-    .venv/bin/python bench/step_profile.py resnext50_32x4d [--batch 16] [--top 30]
+    .venv/bin/python bench/step_profile.py resnext50_32x4d [--batch 16] [--top 30] [--as-train]
 
 The network is architectures/imagenet/NAME.yaml (10 classes) with the kernels `train` switches on
 (bench/fused_kernels.py `make`: fused Adam and layers, depthwise grouped convolutions) and the other
 grouped convolutions on `native`, the kernel `train`'s timing picks for ResNeXt-50 on the CPUs
-measured so far. Two steps warm up (tracing), two are timed, one is profiled; prints the timed
-steps and the op names with the most time, summed over TensorFlow's compute threads (a thread-
-second each; on 2 cores about twice the wall time). bench/RESULTS.md has the figures.
+measured so far; with --as-train also the per-shape timed switches, from the user's cache or timed
+now (`switch_as_train`), so the step is the one `train` runs on this machine. Two steps warm up
+(tracing), two are timed, one is profiled; prints the timed steps and the op names with the most
+time, summed over TensorFlow's compute threads (a thread-second each; on 2 cores about twice the
+wall time). Each event's own time: where events nest on a thread (an XLA call's `Start` around its
+fusions), the inner ones' time is taken out of the outer one, so nothing counts twice (before
+2026-12-06's seventeenth session this bench summed whole events: `Start` and
+`ExecuteAsyncOnStream` then held their fusions' time again). bench/RESULTS.md has the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +28,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fused_kernels import grouped_on_native, make  # noqa: E402  (sets TensorFlow's environment first)
+from bench.fused_kernels import grouped_on_native, make, switch_as_train  # noqa: E402  (sets TensorFlow's environment first)
+
+
+def own_times(events) -> collections.Counter:
+    """Milliseconds of each name's own time among one thread's `events` ((start, end, name), in
+    picoseconds): an event's duration less that of the events nested in it."""
+    own: collections.Counter = collections.Counter()
+    open_events: list[list] = []  # [end, name, nested time], outermost first
+
+    def close() -> None:
+        end, name, nested, duration = open_events.pop()
+        own[name] += (duration - nested) / 1e9
+
+    for start, end, name in sorted(events, key=lambda event: (event[0], -event[1])):
+        while open_events and open_events[-1][0] <= start:
+            close()
+        if open_events:
+            open_events[-1][2] += end - start
+        open_events.append([end, name, 0, end - start])
+    while open_events:
+        close()
+    return own
 
 
 def main() -> None:
@@ -31,6 +57,7 @@ def main() -> None:
     parser.add_argument("network")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--as-train", action="store_true", help="also train's per-shape timed switches")
     args = parser.parse_args()
     import keras
     import numpy as np
@@ -38,7 +65,10 @@ def main() -> None:
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     model = make(args.network, [])
-    grouped_on_native(model)
+    if args.as_train:
+        switch_as_train(model, args.batch, print)
+    else:
+        grouped_on_native(model)
     x = np.random.RandomState(0).uniform(0, 255, (args.batch, *model.input_shape[1:])).astype("float32")
     y = keras.utils.to_categorical(np.arange(args.batch) % 10, 10)
     for _ in range(2):
@@ -59,11 +89,11 @@ def main() -> None:
     for plane in space.planes:
         for line in plane.lines:
             if line.name.startswith("tf_Compute"):
-                for event in line.events:
-                    name = plane.event_metadata[event.metadata_id].name.split(":")[-1]
-                    if name != "Process":  # the thread's whole run, around its ops
-                        by_op[name] += event.duration_ps / 1e9
-    print(f"op time on TensorFlow's compute threads: {sum(by_op.values()):.0f} ms")
+                events = [(event.offset_ps, event.offset_ps + event.duration_ps,
+                           plane.event_metadata[event.metadata_id].name.split(":")[-1]) for event in line.events]
+                by_op.update(own_times(events))
+    between = by_op.pop("Process", 0.0)  # the thread's whole run around its ops: its own time is between them
+    print(f"op time on TensorFlow's compute threads: {sum(by_op.values()):.0f} ms ({between:.0f} ms between ops)")
     for name, ms in by_op.most_common(args.top):
         print(f"  {ms:8.1f} ms  {name}")
 
