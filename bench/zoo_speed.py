@@ -35,11 +35,12 @@ timm's allocator (--timm-malloc): `keep` (the default) runs timm with glibc's ma
 memory it frees; on a VM that hands free memory to its host at once, timm as installed (`default`)
 pays a host page fault for every page of every large tensor of every step (bench/peers/malloc.py).
 
-`ratio` is ours / timm's images/s, the median of each round's own ratio. A run that fails (e.g.
-`train`'s memory guard refusing the batch: ResNet-152 at 32 on a 24 GB machine) is printed as
-`failed`; that network's later runs are skipped and the next network runs. The first line holds the
-CPU model, its flags of interest and `uptime`'s load: figures measured while other programs run
-are noisy; say so with them. torch and timm come from the `bench` extra (`pip install -e .[bench]`).
+`ratio` is ours / timm's images/s, the median of each round's own ratio. `GFLOP/s`: images/s
+times 6x the file's forward multiply-adds (`training_gflop`), the arithmetic rate each side
+reached. A run that fails (e.g. `train`'s memory guard refusing the batch: ResNet-152 at 32 on a
+24 GB machine) is printed as `failed`; that network's later runs are skipped and the next network
+runs. The first line holds the CPU model, its flags of interest and `uptime`'s load: figures
+measured while other programs run are noisy; say so with them. torch and timm come from the `bench` extra (`pip install -e .[bench]`).
 """
 
 from __future__ import annotations
@@ -178,10 +179,21 @@ def theirs(network: str, folder: Path, args) -> dict:
 
 def zoo_input_size(network: str) -> int:
     """The zoo file's own input height (a square input; 224, or 240 for EfficientNet-B1)."""
-    sys.path.insert(0, str(ROOT))
     from archbuilder.plan.validate import load_checked_spec
 
     return int(load_checked_spec(ZOO / f"{network}.yaml").spec.input.shape[0])
+
+
+def training_gflop(network: str, size: int | None) -> float:
+    """GFLOP of one image's training step, estimated as 6x the forward multiply-adds of the file
+    at CLASSES classes (and `size`): forward 2 FLOP a multiply-add, the two gradients as much again
+    each. Images/s times this is the arithmetic rate a run reached, to set against the CPU's (a
+    2048x2048 float32 product: bench/cpu-avx512bf16-2026-12-06r/mm.py); timm's network is the
+    same one (bench/peers/timm_zoo.py notes where it differs), so the same figure serves both."""
+    from archbuilder.plan.validate import load_checked_spec
+
+    overrides = [f"classes={CLASSES}"] + ([f"input.shape=[{size}, {size}, 3]"] if size else [])
+    return 6 * load_checked_spec(ZOO / f"{network}.yaml", overrides).plan.macs / 1e9
 
 
 def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> None:
@@ -289,9 +301,14 @@ def main() -> None:
                 for who, rs in runs.items():
                     values = [r[key] for r in rs if r.get(key) is not None]
                     summary[network][f"{who}_{key}"] = statistics.median(values) if values else None
+            gflop = training_gflop(network, args.size)
+            for who in runs:
+                speed = summary[network][f"{who}_images_per_second"]
+                summary[network][f"{who}_gflop_per_s"] = None if speed is None else round(gflop * speed, 1)
     print(json.dumps({"summary": summary, "load": os.getloadavg()}, indent=1), flush=True)
     columns = {"ours, images/s": "ours_images_per_second", "timm, images/s": "timm_images_per_second",
-               "ratio": "ratio", "ours: first step extra, s": "ours_first_step_extra_s",
+               "ratio": "ratio", "ours / timm, GFLOP/s (6 x MACs)": ("ours_gflop_per_s", "timm_gflop_per_s"),
+               "ours: first step extra, s": "ours_first_step_extra_s",
                "timm: first step extra, s": "timm_first_step_extra_s",
                "ours: first step / later step, CPU s": ("ours_first_step_cpu_s", "ours_later_step_cpu_s"),
                "timm: first step / later step, CPU s": ("timm_first_step_cpu_s", "timm_later_step_cpu_s"),
