@@ -1,0 +1,41 @@
+"""One-off (seventeenth session, Zen 4): TensorFlow's profiler over the *first* training call of a zoo
+network as `train` makes it (switches from the user's cache, variables built before the trace);
+prints the first and two later calls' seconds, each thread kind's own event time, and the events
+with the most own time (bench/step_profile.py `own_times`).
+
+    .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/first_call_profile.py resnet101 32
+    ONEDNN_VERBOSE=profile_create .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/first_call_profile.py resnet101 32 | grep -c create
+"""
+import sys, time, glob, tempfile, collections
+from pathlib import Path
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+from bench.fused_kernels import make, switch_as_train
+import keras, numpy as np, tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+from archbuilder.training.first_step import build_before_tracing
+from bench.step_profile import own_times
+net, batch = sys.argv[1], int(sys.argv[2])
+model = make(net, []); switch_as_train(model, batch)
+x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
+y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+t = time.perf_counter(); build_before_tracing(model, ds.element_spec); print("variables", round(time.perf_counter() - t, 2))
+with tempfile.TemporaryDirectory() as d:
+    tf.profiler.experimental.start(d)
+    t = time.perf_counter(); model.train_on_batch(x, y); first = time.perf_counter() - t
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace(); space.ParseFromString(Path(sorted(glob.glob(f"{d}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
+t = time.perf_counter(); model.train_on_batch(x, y); second = time.perf_counter() - t
+t = time.perf_counter(); model.train_on_batch(x, y); third = time.perf_counter() - t
+print(f"first {first:.2f} s, then {second:.2f}, {third:.2f}")
+by_line = collections.Counter(); own = collections.Counter()
+for plane in space.planes:
+    for line in plane.lines:
+        events = [(e.offset_ps, e.offset_ps + e.duration_ps, plane.event_metadata[e.metadata_id].name) for e in line.events]
+        if not events: continue
+        lname = line.name.split("/")[0][:24]
+        o = own_times(events)
+        for k, v in o.items(): own[(lname, k[:70])] += v
+        by_line[lname] += sum(o.values())
+print("per thread kind (own ms):", [(k, round(v)) for k, v in by_line.most_common(10)])
+for (l, k), v in own.most_common(40): print(f"{v:9.1f} {l:24s} {k}")
