@@ -26,8 +26,14 @@ def import_tensorflow_quietly():
     That chatter is written by C++ straight to file descriptor 2 before TensorFlow's own log
     level applies, so stderr is pointed at /dev/null for the import and the first device scan
     only; Python errors still propagate normally. ARCHBUILDER_TF_LOGS=1 shows everything.
+    XLA's compilations are kept between runs (xla_cache.py), set up here, before TensorFlow reads
+    its flags.
     """
     configure_tensorflow_environment()
+    if "tensorflow" not in sys.modules:
+        from archbuilder.xla_cache import use_persistent_xla_cache
+
+        use_persistent_xla_cache()  # read when TensorFlow sets up its devices
     if "tensorflow" in sys.modules or os.environ.get("ARCHBUILDER_TF_LOGS") == "1":
         import tensorflow
 

@@ -6,7 +6,8 @@ a lower one:
 
 `bottom` is the package's top-level helper modules, which know nothing of networks: errors.py,
 atomic.py, file_kinds.py, runtime.py, output_paths.py (checks of output paths) and hdf5_files.py
-(opening HDF5 files safely), cache_folder.py (where caches live). diagrams.py draws a built model, as export writes one, so it sits
+(opening HDF5 files safely), cache_folder.py (where caches live), cpu_info.py (the CPU's name and
+flags) and xla_cache.py (XLA's compilations kept, set up before TensorFlow is imported). diagrams.py draws a built model, as export writes one, so it sits
 with training and export; archbuilder/__init__.py re-exports the API, so it is the api's tier.
 
 Also: spec/, layers/ and plan/ never import TensorFlow or Keras when imported (`validate` and
@@ -24,7 +25,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "archbuilder"
 TIERS = [
-    ("bottom", ("errors", "atomic", "file_kinds", "runtime", "output_paths", "hdf5_files", "cache_folder")),
+    ("bottom", ("errors", "atomic", "file_kinds", "runtime", "output_paths", "hdf5_files", "cache_folder", "cpu_info",
+                "xla_cache")),
     ("spec", ("spec",)),
     ("layers", ("layers",)),
     ("plan", ("plan",)),

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from archbuilder.atomic import atomic_write_text
+from archbuilder.cpu_info import cpuinfo  # noqa: F401  (kernel_choice.cpuinfo: the machine key's, used by others too)
 from archbuilder.cache_folder import cache_dir
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 from archbuilder.training.instance_switch import gpu_present
@@ -55,23 +56,6 @@ def onednn_enabled() -> bool:
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):  # a TensorFlow without the probe: the variable decides
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") in ("1", "true", "True")
-
-
-def cpuinfo() -> tuple[str, list[str]]:
-    """Model name and flags of the first CPU in /proc/cpuinfo (Linux); empty elsewhere."""
-    model, flags = "", []
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return model, flags
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        name = name.strip()
-        if name == "model name" and not model:
-            model = value.strip()
-        elif name == "flags" and not flags:
-            flags = sorted(value.split())
-    return model, flags
 
 
 def machine_key() -> dict:

@@ -1,0 +1,149 @@
+"""TensorFlow's persistent XLA cache for `train`, shared between runs without ever failing one.
+
+The fused kernels (swish, GELU, layer norm) and Winograd's transforms are XLA-compiled functions,
+compiled afresh in each run's first step: six of them took 1.8 s of ResNet-101's first call on
+the Zen 4 (bench/RESULTS.md, seventeenth session), and with TensorFlow's persistent cache
+(`--tf_xla_persistent_cache_directory`) filled by an earlier run its first call took 1.1-2.8 s
+less. Used as it is, that cache can fail a run: TensorFlow 2.21 fails the compilation, and so the
+training step, when it cannot write an entry, and it writes entries in place, so a run killed
+while writing one, or two runs writing the same one, leave a torn file that fails every later
+run's compile.
+
+So each run gets a folder of its own inside the shared one (`xla-<machine key hash>` in the
+user's cache folder: an executable compiled here uses this CPU's instructions), holding links to
+the shared entries; TensorFlow reads and writes only there. When the process ends, the entries
+it wrote, complete by then, are copied into the shared folder under a temporary name and renamed
+into place (a rename is atomic), and its folder is removed. A folder left by a killed run on this
+host is removed by the next run. Where the cache folder cannot be written, or the user set
+TF_XLA_FLAGS' cache themselves, or ARCHBUILDER_XLA_CACHE=0, nothing is set and XLA compiles as
+before. A child process inherits the variable; one that trains takes a folder of its own.
+
+TensorFlow reads TF_XLA_FLAGS when it first sets up its devices, so this runs before TensorFlow is
+imported (runtime.import_tensorflow_quietly); once set, a process keeps its folder. The machine
+key names the CPU and TensorFlow's version (an XLA executable holds this CPU's instructions);
+TensorFlow's own key of an entry holds the function's fingerprint and the device type.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from archbuilder.cache_folder import cache_dir
+from archbuilder.cpu_info import cpuinfo
+
+FLAG = "--tf_xla_persistent_cache_directory"
+SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off
+ENTRIES = "*.pb"  # what TensorFlow writes: xla_compile_cache__<fingerprints>__XLA_CPU_JIT.pb
+_RUN_PREFIX = "run-"  # run-<host>-<pid>-<random>: one process's folder
+
+
+def machine_key() -> dict:
+    """What an XLA executable compiled here depends on, known before TensorFlow is imported."""
+    model, flags = cpuinfo()
+    try:
+        version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"cpu": model, "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+            "tensorflow": version, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+
+
+def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
+    """Point TensorFlow's persistent XLA cache at a folder of this process's own, inside the shared
+    folder of machine `key` (default: machine_key()), filled with links to the shared entries;
+    publish what it adds when the process ends. The folder, or None where the cache stays off."""
+    if os.environ.get(SWITCH) == "0":
+        return None
+    tokens = os.environ.get("TF_XLA_FLAGS", "").split()
+    given = [token for token in tokens if token.startswith(f"{FLAG}=")]
+    if given:
+        folder = Path(given[-1].split("=", 1)[1])
+        if not (folder.parent.name.startswith("xla-") and folder.name.startswith(_RUN_PREFIX)):
+            return None  # the user's own cache folder: theirs to manage
+        if folder.name.startswith(f"{_RUN_PREFIX}{_host()}-{os.getpid()}-"):
+            return folder  # this process's, set by an earlier call
+        # A parent process's folder, inherited with the environment: this process takes its own.
+    flags = " ".join(token for token in tokens if not token.startswith(f"{FLAG}="))
+    digest = hashlib.sha256(json.dumps(key or machine_key(), sort_keys=True).encode()).hexdigest()[:16]
+    shared = cache_dir() / f"xla-{digest}"
+    try:
+        shared.mkdir(parents=True, exist_ok=True)
+        _remove_dead_runs(shared)
+        own = Path(tempfile.mkdtemp(prefix=f"{_RUN_PREFIX}{_host()}-{os.getpid()}-", dir=shared))
+        for entry in shared.glob(ENTRIES):
+            _link_or_copy(entry, own / entry.name)
+    except OSError:
+        if given:  # not the parent's folder either: XLA compiles as before
+            os.environ["TF_XLA_FLAGS"] = flags
+        return None
+    os.environ["TF_XLA_FLAGS"] = f"{flags} {FLAG}={own}".strip()
+    atexit.register(publish, own, shared, os.getpid())
+    return own
+
+
+def publish(own: Path, shared: Path, owner_pid: int) -> None:
+    """Copy the entries `own` has and `shared` lacks into `shared` (each under a temporary name,
+    then renamed into place), then remove `own`. Only in the process that made `own` (a forked
+    child inherits the exit hook). Never raises: the cache is an optimization."""
+    if os.getpid() != owner_pid:
+        return
+    try:
+        for entry in own.glob(ENTRIES):
+            target = shared / entry.name
+            if target.exists():
+                continue
+            partial = shared / f".{entry.name}.{os.getpid()}.partial"
+            shutil.copyfile(entry, partial)
+            os.replace(partial, target)
+    except OSError:
+        pass
+    shutil.rmtree(own, ignore_errors=True)
+
+
+def _remove_dead_runs(shared: Path) -> None:
+    """Remove the run folders (and partial copies) that processes of this host left when killed."""
+    host = _host()
+    for path in shared.iterdir():
+        name = path.name
+        if name.startswith(f"{_RUN_PREFIX}{host}-"):
+            pid = name[len(f"{_RUN_PREFIX}{host}-"):].split("-", 1)[0]
+        elif name.startswith(".") and name.endswith(".partial"):
+            pid = name.rsplit(".", 2)[-2]
+        else:
+            continue
+        if pid.isdigit() and not _alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _host() -> str:
+    """This host's name in folder names: letters, digits and underscores only."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system has them (TensorFlow only reads existing entries), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
