@@ -3,6 +3,7 @@ the XLA cache's folder, train's notes on bfloat16 emulation)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 
@@ -21,3 +22,8 @@ def cpuinfo() -> tuple[str, list[str]]:
         elif name == "flags" and not flags:
             flags = sorted(value.split())
     return model, flags
+
+
+def flags_digest(flags: list[str]) -> str:
+    """A short digest of the CPU's flags: what the machine keys of the caches compare."""
+    return hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16]

@@ -1,10 +1,10 @@
-"""TensorFlow's persistent XLA cache for `train`, shared between runs without ever failing one.
+"""TensorFlow's persistent XLA cache, shared between runs without a failed or torn write failing one.
 
 The fused kernels (swish, GELU, layer norm) and Winograd's transforms are XLA-compiled functions,
-compiled afresh in each run's first step: six of them took 1.8 s of ResNet-101's first call on
-the Zen 4 (bench/RESULTS.md, seventeenth session), and with TensorFlow's persistent cache
-(`--tf_xla_persistent_cache_directory`) filled by an earlier run its first call took 1.1-2.8 s
-less. Used as it is, that cache can fail a run: TensorFlow 2.21 fails the compilation, and so the
+compiled afresh in each run's first step: ResNet-101's took 1.8 s of its first call's threads on
+the Zen 4, and with TensorFlow's persistent cache (`--tf_xla_persistent_cache_directory`) filled by
+an earlier run, EfficientNet-B1's first step in `train` came ~1 s sooner (bench/RESULTS.md,
+seventeenth session). Used as it is, that cache can fail a run: TensorFlow 2.21 fails the compilation, and so the
 training step, when it cannot write an entry, and it writes entries in place, so a run killed
 while writing one, or two runs writing the same one, leave a torn file that fails every later
 run's compile.
@@ -16,7 +16,9 @@ it wrote, complete by then, are copied into the shared folder under a temporary 
 into place (a rename is atomic), and its folder is removed. A folder left by a killed run on this
 host is removed by the next run. Where the cache folder cannot be written, or the user set
 TF_XLA_FLAGS' cache themselves, or ARCHBUILDER_XLA_CACHE=0, nothing is set and XLA compiles as
-before. A child process inherits the variable; one that trains takes a folder of its own.
+before. A child process inherits the variable; one that imports TensorFlow through archbuilder
+takes a folder of its own. An entry damaged on disk after it was published (a disk fault) fails
+the compile as TensorFlow's own cache would: delete the folder.
 
 TensorFlow reads TF_XLA_FLAGS when it first sets up its devices, so this runs before TensorFlow is
 imported (runtime.import_tensorflow_quietly); once set, a process keeps its folder. The machine
@@ -27,17 +29,15 @@ TensorFlow's own key of an entry holds the function's fingerprint and the device
 from __future__ import annotations
 
 import atexit
-import hashlib
 import importlib.metadata
-import json
 import os
 import shutil
 import socket
 import tempfile
 from pathlib import Path
 
-from archbuilder.cache_folder import cache_dir
-from archbuilder.cpu_info import cpuinfo
+from archbuilder.cache_folder import cache_dir, key_digest
+from archbuilder.cpu_info import cpuinfo, flags_digest
 
 FLAG = "--tf_xla_persistent_cache_directory"
 SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off
@@ -52,7 +52,7 @@ def machine_key() -> dict:
         version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return {"cpu": model, "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+    return {"cpu": model, "flags_sha256": flags_digest(flags),
             "tensorflow": version, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
@@ -72,8 +72,7 @@ def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
             return folder  # this process's, set by an earlier call
         # A parent process's folder, inherited with the environment: this process takes its own.
     flags = " ".join(token for token in tokens if not token.startswith(f"{FLAG}="))
-    digest = hashlib.sha256(json.dumps(key or machine_key(), sort_keys=True).encode()).hexdigest()[:16]
-    shared = cache_dir() / f"xla-{digest}"
+    shared = cache_dir() / f"xla-{key_digest(key or machine_key())}"
     try:
         shared.mkdir(parents=True, exist_ok=True)
         _remove_dead_runs(shared)

@@ -22,7 +22,6 @@ Editing `switch` there forces a decision (tests do so).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
@@ -35,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from archbuilder.atomic import atomic_write_text
-from archbuilder.cpu_info import cpuinfo  # noqa: F401  (kernel_choice.cpuinfo: the machine key's, used by others too)
-from archbuilder.cache_folder import cache_dir
+from archbuilder.cpu_info import cpuinfo, flags_digest  # kernel_choice.cpuinfo: also loop.py's
+from archbuilder.cache_folder import cache_dir, key_digest
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 from archbuilder.training.instance_switch import gpu_present
 
@@ -63,7 +62,7 @@ def machine_key() -> dict:
     model, flags = cpuinfo()
     return {
         "cpu": model,
-        "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+        "flags_sha256": flags_digest(flags),
         "avx512": any(flag.startswith("avx512") for flag in flags),
         "tensorflow": tf.__version__,
         "onednn": onednn_enabled(),
@@ -75,8 +74,7 @@ def machine_key() -> dict:
 def cache_path(key: dict | None = None, name: str = "kernel-gradients") -> Path:
     """This machine's cache file `name`-<hash>.json (grouped_choice.py keeps its own beside it)."""
     key = key or machine_key()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / f"{name}-{digest}.json"
+    return cache_dir() / f"{name}-{key_digest(key)}.json"
 
 
 def shape_key(layer, batch_size: int) -> str:
