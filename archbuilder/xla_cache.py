@@ -17,8 +17,10 @@ into place (a rename is atomic), and its folder is removed. A folder left by a k
 host is removed by the next run. Where the cache folder cannot be written, or the user set
 TF_XLA_FLAGS' cache themselves, or ARCHBUILDER_XLA_CACHE=0, nothing is set and XLA compiles as
 before. A child process inherits the variable; one that imports TensorFlow through archbuilder
-takes a folder of its own. An entry damaged on disk after it was published (a disk fault) fails
-the compile as TensorFlow's own cache would: delete the folder.
+takes a folder of its own. With under MIN_FREE_BYTES free on the cache folder's disk the cache
+stays off (a disk that fills up while TensorFlow writes an entry would fail that step). An entry
+damaged on disk after it was published (a disk fault) fails the compile, as TensorFlow's own
+cache would ("Read less bytes than requested"): delete the folder.
 
 TensorFlow reads TF_XLA_FLAGS when it first sets up its devices, so this runs before TensorFlow is
 imported (runtime.import_tensorflow_quietly); once set, a process keeps its folder. The machine
@@ -43,6 +45,9 @@ FLAG = "--tf_xla_persistent_cache_directory"
 SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off
 ENTRIES = "*.pb"  # what TensorFlow writes: xla_compile_cache__<fingerprints>__XLA_CPU_JIT.pb
 _RUN_PREFIX = "run-"  # run-<host>-<pid>-<random>: one process's folder
+# Free space the cache folder's disk must have for the cache to be used: TensorFlow fails the step
+# whose entry it cannot write (a run writes at most a few MB: 74 entries of two networks, 1.3 MB).
+MIN_FREE_BYTES = 2**30
 
 
 def machine_key() -> dict:
@@ -75,6 +80,8 @@ def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
     shared = cache_dir() / f"xla-{key_digest(key or machine_key())}"
     try:
         shared.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(shared).free < MIN_FREE_BYTES:
+            raise OSError("too little free space for XLA's cache")
         _remove_dead_runs(shared)
         own = Path(tempfile.mkdtemp(prefix=f"{_RUN_PREFIX}{_host()}-{os.getpid()}-", dir=shared))
         for entry in shared.glob(ENTRIES):

@@ -117,3 +117,16 @@ def test_publish_adds_only_new_entries_and_only_in_the_owner(tmp_path):
     assert (shared / "new.pb").read_text() == "compiled by this run"
     assert (shared / "old.pb").read_text() == "published before"
     assert sorted(p.name for p in shared.iterdir()) == ["new.pb", "old.pb"]
+
+
+def test_a_nearly_full_disk_leaves_xla_as_before(tmp_path, monkeypatch):
+    # A full disk cannot be made here; shutil.disk_usage reporting one is what the check reads.
+    monkeypatch.delenv("TF_XLA_FLAGS", raising=False)
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(tmp_path))
+    real = xla_cache.shutil.disk_usage
+    monkeypatch.setattr(xla_cache.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=xla_cache.MIN_FREE_BYTES - 1))
+    assert xla_cache.use_persistent_xla_cache({"cpu": "test"}) is None
+    assert "TF_XLA_FLAGS" not in os.environ
+    (shared,) = tmp_path.glob("xla-*")
+    assert list(shared.iterdir()) == []  # no run folder made
