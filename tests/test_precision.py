@@ -23,7 +23,7 @@ def test_mixed_precision_trains_with_a_float32_softmax(tmp_path, photos, precisi
 
     from archbuilder.keras.model_files import open_model_file
     from archbuilder.training.instance_switch import gpu_present
-    from archbuilder.training.kernel_choice import cpuinfo
+    from archbuilder.cpu_info import cpuinfo
     from archbuilder.training.precision import NATIVE_BFLOAT16_FLAGS
     from archbuilder.training.precision import precision_policy
 
@@ -53,7 +53,7 @@ def test_mixed_precision_trains_with_a_float32_softmax(tmp_path, photos, precisi
 def test_training_in_bfloat16_on_a_cpu_without_it_says_so():
     """TensorFlow emulates bfloat16 on CPUs without AVX512_BF16 or AMX, where mixed_bfloat16
     trains slower than float32 (bench/RESULTS.md); the note says so there and nowhere else."""
-    from archbuilder.training.kernel_choice import cpuinfo
+    from archbuilder.cpu_info import cpuinfo
     from archbuilder.training.precision import emulated_bfloat16_note
 
     zen3 = ["avx", "avx2", "fma", "sse4_2"]  # an AVX2-only CPU's flags, as /proc/cpuinfo lists them

@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from archbuilder.atomic import atomic_write_text
-from archbuilder.cpu_info import cpuinfo, flags_digest  # kernel_choice.cpuinfo: also loop.py's
 from archbuilder.cache_folder import cache_dir, key_digest
+from archbuilder.cpu_info import cpuinfo, flags_digest
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 from archbuilder.training.instance_switch import gpu_present
 

@@ -21,6 +21,7 @@ import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
 
+from archbuilder.cpu_info import cpuinfo  # noqa: E402
 from archbuilder.errors import Remedy, UserError  # noqa: E402
 from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
 from archbuilder.training import streamed_data  # noqa: E402
@@ -30,7 +31,6 @@ from archbuilder.training.distribute import start as start_distribution  # noqa:
 from archbuilder.training.end_phases import EndPhases, evaluation_images, load_saved_weights  # noqa: E402
 from archbuilder.training.grappler_rounds import one_grappler_round  # noqa: E402
 from archbuilder.training.instance_switch import gpu_present  # noqa: E402
-from archbuilder.training.kernel_choice import cpuinfo  # noqa: E402
 from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities  # noqa: E402
 from archbuilder.training.precision import emulated_bfloat16_note, precision_policy  # noqa: E402
 from archbuilder.training.prepare import (  # noqa: E402
