@@ -35,7 +35,7 @@ def own_times(events) -> collections.Counter:
     """Milliseconds of each name's own time among one thread's `events` ((start, end, name), in
     picoseconds): an event's duration less that of the events nested in it."""
     own: collections.Counter = collections.Counter()
-    open_events: list[list] = []  # [end, name, nested time], outermost first
+    open_events: list[list] = []  # [end, name, nested time, duration], outermost first
 
     def close() -> None:
         end, name, nested, duration = open_events.pop()
