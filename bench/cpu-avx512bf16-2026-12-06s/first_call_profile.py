@@ -6,20 +6,23 @@ with the most own time (bench/step_profile.py `own_times`).
     .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/first_call_profile.py resnet101 32
     ONEDNN_VERBOSE=profile_create .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/first_call_profile.py resnet101 32 | grep -c create
 """
-import sys, time, glob, tempfile, collections
+import collections
+import glob
+import sys
+import tempfile
+import time
 from pathlib import Path
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from bench.fused_kernels import make, switch_as_train
-import keras, numpy as np, tensorflow as tf
+
+from first_call_setup import model_as_train  # this script's folder
+
+import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
-from archbuilder.training.first_step import build_before_tracing
+
 from bench.step_profile import own_times
+
 net, batch = sys.argv[1], int(sys.argv[2])
-model = make(net, []); switch_as_train(model, batch)
-x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
-y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-t = time.perf_counter(); build_before_tracing(model, ds.element_spec); print("variables", round(time.perf_counter() - t, 2))
+model, x, y, variables = model_as_train(net, batch)
+print("variables", round(variables, 2))
 with tempfile.TemporaryDirectory() as d:
     tf.profiler.experimental.start(d)
     t = time.perf_counter(); model.train_on_batch(x, y); first = time.perf_counter() - t

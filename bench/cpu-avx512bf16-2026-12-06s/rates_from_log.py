@@ -19,8 +19,9 @@ start = text.index('{\n "summary"')
 summary = json.JSONDecoder().raw_decode(text[start:])[0]["summary"]
 print(f"| network | GFLOP an image | ours, GFLOP/s | timm, GFLOP/s | ours / {peak:g} | timm / {peak:g} |")
 print("|---|---|---|---|---|---|")
-for network, row in sorted(summary.items(), key=lambda item: -(item[1].get("timm_images_per_second") or 0) * training_gflop(item[0], None)):
-    gflop = training_gflop(network, None)
+gflops = {network: training_gflop(network, None) for network in summary}  # each file read once
+for network, row in sorted(summary.items(), key=lambda item: -(item[1].get("timm_images_per_second") or 0) * gflops[item[0]]):
+    gflop = gflops[network]
     ours, timm = (row.get(f"{who}_images_per_second") for who in ("ours", "timm"))
     cells = [f"{gflop * v:.0f}" if v else "—" for v in (ours, timm)]
     shares = [f"{gflop * v / peak:.2f}" if v else "—" for v in (ours, timm)]

@@ -7,17 +7,13 @@ what the cached compiles of the fused kernels save:
     rm -rf /tmp/xlac1; for i in 1 2; do TF_XLA_FLAGS=--tf_xla_persistent_cache_directory=/tmp/xlac1 \
         .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/xla_cache_first_call.py resnet101 32; done
 """
-import sys, time
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from bench.fused_kernels import make, switch_as_train
-import keras, numpy as np, tensorflow as tf
-from archbuilder.training.first_step import build_before_tracing
+import sys
+import time
+
+from first_call_setup import model_as_train  # this script's folder
+
 net, batch = sys.argv[1], int(sys.argv[2])
-model = make(net, []); switch_as_train(model, batch)
-x = np.random.RandomState(0).uniform(0, 255, (batch, *model.input_shape[1:])).astype("float32")
-y = keras.utils.to_categorical(np.arange(batch) % 10, 10)
-ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
-build_before_tracing(model, ds.element_spec)
+model, x, y, _ = model_as_train(net, batch)
 times = []
 for i in range(3):
     t = time.perf_counter(); model.train_on_batch(x, y); times.append(time.perf_counter() - t)
