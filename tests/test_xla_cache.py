@@ -1,13 +1,14 @@
 """archbuilder/xla_cache.py: TensorFlow's persistent XLA cache shared between runs through a folder of
-each process's own, published atomically at exit, and never a reason for a run to fail.
+each process's own, published atomically at exit, and off where it could fail a run (an unwritable
+or nearly full cache folder).
 
-Each case runs real TensorFlow in a subprocess (TF_XLA_FLAGS is read at a process's first XLA
-compilation), compiling one small function as the fused kernels are compiled."""
+The cases through `_compile` run real TensorFlow in a subprocess (TensorFlow reads TF_XLA_FLAGS
+once, when it sets up its devices), compiling one small function as the fused kernels are
+compiled; the others call the folder bookkeeping directly."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
