@@ -72,10 +72,9 @@ def trace_prediction_once(model, element_spec) -> None:
 class GraphPreparation(keras.callbacks.Callback):
     """Says "preparing the graph" when fit starts and how long it took once the first step is done."""
 
-    def __init__(self, say, memory=None):
+    def __init__(self, say):
         super().__init__()
         self.say = say
-        self.memory = memory  # first_step_memory.FirstStepMemory: what it touched is said too
         self.started: float | None = None
         self.seconds: float | None = None  # fit start to the end of the first step
 
@@ -87,5 +86,4 @@ class GraphPreparation(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.seconds is None and self.started is not None:
             self.seconds = round(time.perf_counter() - self.started, 1)
-            self.say(f"graph ready: the first step ended {self.seconds:g} s after training started"
-                     + (self.memory.describe() if self.memory is not None else ""))
+            self.say(f"graph ready: the first step ended {self.seconds:g} s after training started")

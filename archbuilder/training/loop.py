@@ -265,28 +265,23 @@ def _fit(prepared: PreparedRun, session: Session, distribution: Distribution, st
             v = data.validation
             validation = strategy.distribute_datasets_from_function(
                 lambda context: pipeline.replica_inference_dataset(context, v.x, v.y, classes, training.batch_size))
-    from archbuilder.training.first_step_memory import FirstStepMemory
-
     if distribution.strategy is None:  # under a strategy Keras does this itself
         from archbuilder.training.first_step import build_before_tracing, trace_prediction_once
 
         build_before_tracing(prepared.model, dataset.element_spec)
-    # Its thread starts after the variables are made (eager ops that would compete with its own),
-    # to overlap the traces; it ends with fit, however fit ends.
-    with FirstStepMemory(prepared.model, training.batch_size, distribution.replicas) as memory:
-        if distribution.strategy is None and data.test is not None and session.writer:
-            trace_prediction_once(prepared.model, dataset.element_spec[0])  # predicted after every epoch (EpochRow)
-        try:
-            prepared.model.fit(
-                dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
-                validation_data=validation, verbose=verbose,
-                callbacks=[memory, _graph_preparation(memory), *streamed_data.skipped_images(data, say),
-                           *callbacks(session, prepared.model, distribution, say, training)],
-                shuffle=False,
-            )
-        except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
-            streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
-            raise
+        if data.test is not None and session.writer:  # predicted after every epoch (EpochRow)
+            trace_prediction_once(prepared.model, dataset.element_spec[0])
+    try:
+        prepared.model.fit(
+            dataset, epochs=training.epochs, initial_epoch=prepared.state.epochs_done, steps_per_epoch=steps,
+            validation_data=validation, verbose=verbose,
+            callbacks=[_graph_preparation(), *streamed_data.skipped_images(data, say),
+                       *callbacks(session, prepared.model, distribution, say, training)],
+            shuffle=False,
+        )
+    except Exception as error:  # noqa: BLE001 - only a streamed file's failure is turned into a message here
+        streamed_data.stop_at_bad_file(error, data, prepared.run, session.state)
+        raise
 
 
 def _use_exact_statistics(model, distribution: Distribution) -> None:
@@ -343,10 +338,10 @@ def _use_fast_kernels(model, training) -> None:
         say(f"zero padding folded into {len(folded)} convolution(s) (SAME), the same sums")
 
 
-def _graph_preparation(memory):
+def _graph_preparation():
     from archbuilder.training.first_step import GraphPreparation
 
-    return GraphPreparation(say, memory)
+    return GraphPreparation(say)
 
 
 def _write_failed(error: OSError, run: RunDir, state: RunState, distribution: Distribution) -> UserError:
