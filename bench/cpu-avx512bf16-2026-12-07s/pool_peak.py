@@ -7,7 +7,7 @@ from first_call_setup import model_as_train, tf
 from archbuilder.plan.validate import load_checked_spec
 from archbuilder.plan.size_guard import estimate
 net, batch = sys.argv[1], int(sys.argv[2])
-checked = load_checked_spec(fstr(Path(__file__).resolve().parents[2] / "architectures" / "imagenet" / f"{net}.yaml"), overrides=["classes=10"])
+checked = load_checked_spec(str(Path(__file__).resolve().parents[2] / "architectures" / "imagenet" / f"{net}.yaml"), overrides=["classes=10"])
 est = estimate(checked.plan, batch, True, 2)
 model, x, y, _ = model_as_train(net, batch)
 before = tf.config.experimental.get_memory_info('CPU:0')
