@@ -24,6 +24,7 @@ def cpuinfo() -> tuple[str, list[str]]:
     return model, flags
 
 
-def flags_digest(flags: list[str]) -> str:
-    """A short digest of the CPU's flags: what the machine keys of the caches compare."""
-    return hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16]
+def cpu_key(model: str, flags: list[str]) -> dict:
+    """The CPU as every cache's machine key names it (kernel timings, XLA's compilations): its model
+    name and a short digest of its flags (`cpuinfo()`'s two values)."""
+    return {"cpu": model, "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16]}

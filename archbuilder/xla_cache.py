@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 
 from archbuilder.cache_folder import cache_dir, key_digest
-from archbuilder.cpu_info import cpuinfo, flags_digest
+from archbuilder.cpu_info import cpu_key, cpuinfo
 
 FLAG = "--tf_xla_persistent_cache_directory"
 SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off
@@ -52,13 +52,11 @@ MIN_FREE_BYTES = 2**30
 
 def machine_key() -> dict:
     """What an XLA executable compiled here depends on, known before TensorFlow is imported."""
-    model, flags = cpuinfo()
     try:
         version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return {"cpu": model, "flags_sha256": flags_digest(flags),
-            "tensorflow": version, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+    return {**cpu_key(*cpuinfo()), "tensorflow": version, "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
 def use_persistent_xla_cache(key: dict | None = None) -> Path | None:

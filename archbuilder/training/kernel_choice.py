@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from archbuilder.atomic import atomic_write_text
 from archbuilder.cache_folder import cache_dir, key_digest
-from archbuilder.cpu_info import cpuinfo, flags_digest
+from archbuilder.cpu_info import cpu_key, cpuinfo
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 from archbuilder.training.instance_switch import gpu_present
 
@@ -61,8 +61,7 @@ def machine_key() -> dict:
     """What decides which kernels TensorFlow runs here; a cache for another key is not used."""
     model, flags = cpuinfo()
     return {
-        "cpu": model,
-        "flags_sha256": flags_digest(flags),
+        **cpu_key(model, flags),
         "avx512": any(flag.startswith("avx512") for flag in flags),
         "tensorflow": tf.__version__,
         "onednn": onednn_enabled(),
