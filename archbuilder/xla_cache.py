@@ -16,7 +16,11 @@ it wrote, complete by then, are copied into the shared folder under a temporary 
 into place (a rename is atomic), and its folder is removed. A folder left by a killed run on this
 host is removed by the next run. Where the cache folder cannot be written, or the user set
 TF_XLA_FLAGS' cache themselves, or ARCHBUILDER_XLA_CACHE=0, nothing is set and XLA compiles as
-before. A child process inherits the variable; one that imports TensorFlow through archbuilder
+before. TensorFlow 2.21 logs three false alarms at ERROR level for each entry it loads (a failed
+text-format parse before the binary one, and on some CPUs "could lead to execution errors such
+as SIGILL" for two tuning features; native_lines.py): so the cache is on in a command's process
+(`cli.py`), whose descriptor 2 is filtered of them, and in other processes (a notebook, a script
+using the API) only with ARCHBUILDER_XLA_CACHE=1. A child process inherits the variable; one that imports TensorFlow through archbuilder
 takes a folder of its own. With under MIN_FREE_BYTES free on the cache folder's disk the cache
 stays off (a disk that fills up while TensorFlow writes an entry would fail that step). An entry
 damaged on disk after it was published (a disk fault) fails the compile, as TensorFlow's own
@@ -38,11 +42,12 @@ import socket
 import tempfile
 from pathlib import Path
 
+from archbuilder import native_lines
 from archbuilder.cache_folder import cache_dir, key_digest
 from archbuilder.cpu_info import cpu_key, cpuinfo
 
 FLAG = "--tf_xla_persistent_cache_directory"
-SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off
+SWITCH = "ARCHBUILDER_XLA_CACHE"  # "0": leave XLA's cache off; "1": on outside a command too
 ENTRIES = "*.pb"  # what TensorFlow writes: xla_compile_cache__<fingerprints>__XLA_CPU_JIT.pb
 _RUN_PREFIX = "run-"  # run-<host>-<pid>-<random>: one process's folder
 # Free space the cache folder's disk must have for the cache to be used: TensorFlow fails the step
@@ -63,8 +68,6 @@ def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
     """Point TensorFlow's persistent XLA cache at a folder of this process's own, inside the shared
     folder of machine `key` (default: machine_key()), filled with links to the shared entries;
     publish what it adds when the process ends. The folder, or None where the cache stays off."""
-    if os.environ.get(SWITCH) == "0":
-        return None
     tokens = os.environ.get("TF_XLA_FLAGS", "").split()
     given = [token for token in tokens if token.startswith(f"{FLAG}=")]
     if given:
@@ -73,8 +76,15 @@ def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
             return None  # the user's own cache folder: theirs to manage
         if folder.name.startswith(f"{_RUN_PREFIX}{_host()}-{os.getpid()}-"):
             return folder  # this process's, set by an earlier call
-        # A parent process's folder, inherited with the environment: this process takes its own.
+        # A parent process's folder, inherited with the environment: this process takes its own, or none.
     flags = " ".join(token for token in tokens if not token.startswith(f"{FLAG}="))
+    switch = os.environ.get(SWITCH)
+    # On in a command's process, where TensorFlow's false alarms on each entry it loads are kept off
+    # the terminal (native_lines.py); elsewhere (a notebook, a script) only when asked for.
+    if switch == "0" or (switch != "1" and not native_lines.in_command()):
+        if given:
+            os.environ["TF_XLA_FLAGS"] = flags
+        return None
     shared = cache_dir() / f"xla-{key_digest(key or machine_key())}"
     try:
         shared.mkdir(parents=True, exist_ok=True)
@@ -90,6 +100,7 @@ def use_persistent_xla_cache(key: dict | None = None) -> Path | None:
         return None
     os.environ["TF_XLA_FLAGS"] = f"{flags} {FLAG}={own}".strip()
     atexit.register(publish, own, shared, os.getpid())
+    native_lines.filter_native_stderr()  # before TensorFlow loads an entry
     return own
 
 

@@ -7,7 +7,8 @@ a lower one:
 `bottom` is the package's top-level helper modules, which know nothing of networks: errors.py,
 atomic.py, file_kinds.py, runtime.py, output_paths.py (checks of output paths) and hdf5_files.py
 (opening HDF5 files safely), cache_folder.py (where caches live), cpu_info.py (the CPU's name and
-flags) and xla_cache.py (XLA's compilations kept, set up before TensorFlow is imported). diagrams.py draws a built model, as export writes one, so it sits
+flags), xla_cache.py (XLA's compilations kept, set up before TensorFlow is imported) and native_lines.py
+(native libraries' false alarms kept off a command's terminal). diagrams.py draws a built model, as export writes one, so it sits
 with training and export; archbuilder/__init__.py re-exports the API, so it is the api's tier.
 
 Also: spec/, layers/ and plan/ never import TensorFlow or Keras when imported (`validate` and
@@ -26,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "archbuilder"
 TIERS = [
     ("bottom", ("errors", "atomic", "file_kinds", "runtime", "output_paths", "hdf5_files", "cache_folder", "cpu_info",
-                "xla_cache")),
+                "xla_cache", "native_lines")),
     ("spec", ("spec",)),
     ("layers", ("layers",)),
     ("plan", ("plan",)),

@@ -269,9 +269,9 @@ def _cut_with_end_marker(source, target):
 @pytest.mark.slow
 @pytest.mark.parametrize("cache", ["none", "memory"])
 def test_libjpeg_s_own_lines_stay_off_the_terminal_and_ours_show(tmp_path, cache):
-    """libjpeg prints its messages to descriptor 2 itself (data/native_lines.py); a real `train`
+    """libjpeg prints its messages to descriptor 2 itself (native_lines.py); a real `train`
     process must show our lines and none of libjpeg's, streamed or decoded up front."""
-    from archbuilder.data.native_lines import LIBJPEG_LINE
+    from archbuilder.native_lines import LIBJPEG_LINE
 
     folder = _copied_folder(tmp_path / "images")
     broken = sorted((folder / "1").iterdir())[2]
@@ -288,7 +288,7 @@ def test_libjpeg_s_own_lines_stay_off_the_terminal_and_ours_show(tmp_path, cache
 def test_the_native_line_filter_drops_libjpeg_s_messages_only():
     import io
 
-    from archbuilder.data.native_lines import copy_lines
+    from archbuilder.native_lines import copy_lines
 
     lines = [b"Corrupt JPEG data: premature end of data segment\n", b"F0000 check failed: x == y\n",
              b"Improper call to JPEG library in state 201\n", b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n",

@@ -58,7 +58,7 @@ def main() -> None:
 
 def run() -> None:
     """Entry point for `python cli.py` (the group's callback sets TensorFlow's environment)."""
-    from archbuilder.data.native_lines import enable
+    from archbuilder.native_lines import enable
 
-    enable()  # this process's descriptor 2 is ours: libjpeg's own lines may be filtered from it
+    enable()  # this process's descriptor 2 is ours: native false alarms may be filtered from it (native_lines.py)
     sys.exit(main(standalone_mode=True))

@@ -7,7 +7,6 @@
     split.py         seeded validation split; photographer-disjoint split of the sign-language digits
     images.py        decode + resize into uint8 arrays, the one preprocessing used everywhere
                      (a large JPEG decoded at 1/2, 1/4 or 1/8 by libjpeg's DCT scaling first)
-    native_lines.py  libjpeg's own lines about damaged JPEGs kept off a command's terminal
     stream.py        the same decode inside tf.data, batch by batch: images that are never all in memory
     disk_cache.py    decoded images written once as lossless PNGs (`--cache disk`)
     cache_choice.py  `--cache`: held, streamed or disk-cached, and what each holds in memory

@@ -18,7 +18,7 @@ import numpy as np
 
 from archbuilder.data.dataset_options import without_autotuning
 from archbuilder.data.exif import exif_orientation
-from archbuilder.data.native_lines import filter_native_stderr
+from archbuilder.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
 
 
@@ -108,7 +108,7 @@ def decode_bytes(data, height: int, width: int, channels: int, orientation=1):
     one decode of every image, turned as its EXIF `orientation` says, then resized."""
     import tensorflow as tf
 
-    # A damaged JPEG's libjpeg lines stay off the terminal (data.native_lines). Called as plain
+    # A damaged JPEG's libjpeg lines stay off the terminal (native_lines.py). Called as plain
     # Python: this runs while tf.data traces the map function, and autograph would otherwise convert
     # the filter's code, down to the exit handler that waits for its process, whose conversion at exit
     # left __autograph_generated_file*.py in TMPDIR (handlers registered during exit never run).
