@@ -297,8 +297,8 @@ def _use_exact_statistics(model, distribution: Distribution) -> None:
 
 def _use_fast_kernels(model, training) -> None:
     """Same math, other kernels: Adam as one fused op per weight, called directly without a
-    strategy, batch norm as one fused op per layer, and the gradients of swish, residual adds,
-    global pooling and squeeze-and-excitation blocks written out (a smaller graph to trace and
+    strategy, the training and test steps traced as one tf.function each (not Keras's two), batch
+    norm as one fused op per layer, and the gradients of swish, residual adds, global pooling and squeeze-and-excitation blocks written out (a smaller graph to trace and
     optimize before the first step, fewer passes over an SE block's input), the exact GELU and
     layer norm as one fused loop each way (fewer passes over the widest tensors), self-attention
     as 2-D matrix products, and where it pays on this CPU, grouped convolutions
@@ -310,9 +310,11 @@ def _use_fast_kernels(model, training) -> None:
     from archbuilder.training.direct_updates import use_direct_updates
     from archbuilder.training.fused_adam import use_fused_adam
     from archbuilder.training.fused_layers import use_fused_layers
+    from archbuilder.training.unnested_step_functions import use_unnested_step_functions
 
     use_fused_adam(model.optimizer)
     use_direct_updates(model.optimizer)
+    use_unnested_step_functions(model)
     fused = {name.replace("_", " "): len(layers) for name, layers in use_fused_layers(model).items() if layers}
     if fused:
         say("fused kernels, the same math: " + ", ".join(f"{count} {name}" for name, count in fused.items()))
