@@ -41,11 +41,11 @@ from archbuilder.runtime import import_tensorflow_quietly  # noqa: E402
 tf = import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
-from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: E402
+from tensorflow.core.protobuf import config_pb2  # noqa: E402
 from tensorflow.python.grappler import tf_optimizer  # noqa: E402
 
 from archbuilder.training.first_step import build_before_tracing  # noqa: E402
-from archbuilder.training.grappler_rounds import one_grappler_round  # noqa: E402
+from archbuilder.training.grappler_rounds import one_grappler_round, set_train_rewrites  # noqa: E402
 from bench import first_step  # noqa: E402
 
 
@@ -60,8 +60,7 @@ def _optimized(concrete, once: bool):
     fetch.extend(op.name for op in graph.get_operations() if op.type.startswith(("ResourceApply", "Assign")))
     config = config_pb2.ConfigProto()
     if once:
-        config.graph_options.rewrite_options.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
-        config.graph_options.rewrite_options.disable_tfg_optimizer = True
+        set_train_rewrites(config.graph_options.rewrite_options)
     started = time.perf_counter()
     optimized = tf_optimizer.OptimizeGraph(config, meta, verbose=False, graph_id=b"step")
     return time.perf_counter() - started, Counter(node.op for node in optimized.node if node.op != "Const")
