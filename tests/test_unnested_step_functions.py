@@ -128,3 +128,22 @@ def test_kerass_own_function_under_a_strategy_and_the_switch_made_once():
     model.make_train_function(force=True)
     assert model.train_function is not first
     assert "make_test_function" in vars(model)
+
+
+def test_train_traces_its_step_inside_the_one_function(tmp_path, monkeypatch):
+    """`train` switches its model: the step is traced in the graph of `step_on_iterator` itself,
+    not in a `one_step_on_data` function of its own (Keras's)."""
+    from train_support import TINY_SPEC, image_folder, invoke
+
+    photos = image_folder(tmp_path / "images", per_class=5)
+    graphs = []
+    stock = keras.Model.train_step
+
+    def recorded(self, data):  # runs while TensorFlow traces the step
+        graphs.append(tf.compat.v1.get_default_graph().name)
+        return stock(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", recorded)
+    result = invoke("train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run", "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(graphs) == 1 and "step_on_iterator" in graphs[0] and "one_step_on_data" not in graphs[0], graphs

@@ -298,8 +298,9 @@ def _use_exact_statistics(model, distribution: Distribution) -> None:
 def _use_fast_kernels(model, training) -> None:
     """Same math, other kernels: Adam as one fused op per weight, called directly without a
     strategy, the training and test steps traced as one tf.function each (not Keras's two), batch
-    norm as one fused op per layer, and the gradients of swish, residual adds, global pooling and squeeze-and-excitation blocks written out (a smaller graph to trace and
-    optimize before the first step, fewer passes over an SE block's input), the exact GELU and
+    norm as one fused op per layer, and the gradients of swish, residual adds, global pooling and
+    squeeze-and-excitation blocks written out (a smaller graph to trace and optimize before the
+    first step, fewer passes over an SE block's input), the exact GELU and
     layer norm as one fused loop each way (fewer passes over the widest tensors), self-attention
     as 2-D matrix products, and where it pays on this CPU, grouped convolutions
     without XLA, the matmul kernel gradient, Winograd's 3x3 convolutions, 1x1 convolutions (and
