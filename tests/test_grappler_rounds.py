@@ -80,9 +80,6 @@ def test_the_scope_leaves_the_threads_options_as_they_were():
         inside = config_pb2.ConfigProto.FromString(context.context().function_call_options.config_proto_serialized)
     assert inside.graph_options.rewrite_options.meta_optimizer_iterations == rewriter_config_pb2.RewriterConfig.ONE
     assert inside.graph_options.rewrite_options.disable_tfg_optimizer
-    # no GPU here: the memory optimizer at its scheduling level (no swapping pass's memory estimate)
-    assert inside.graph_options.rewrite_options.memory_optimization == \
-        rewriter_config_pb2.RewriterConfig.SCHEDULING_HEURISTICS
     assert context.context().function_call_options.config_proto_serialized == before
 
 
@@ -137,38 +134,6 @@ def test_one_round_trains_the_same_step_bit_for_bit():
         assert a.tobytes() == b.tobytes(), variable.path
     # The steps did train: a state that did not change would make the comparison empty.
     assert any(a.tobytes() != s.tobytes() for a, s in zip(default_after, start))
-
-
-def test_the_memory_optimizers_scheduling_level_gives_the_same_graph_on_a_cpu():
-    """Grappler over a training step (with a sum of three gradients, an AddN the scheduling pass
-    looks at) with the memory optimizer at its default level and at `train`'s: the same optimized
-    graph, node for node, on this machine without a GPU (the default's swapping pass only estimates)."""
-    from tensorflow.python.grappler import tf_optimizer
-
-    from archbuilder.training.grappler_rounds import set_train_rewrites
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    shared = keras.layers.Conv2D(4, 3, padding="same")
-    x = keras.layers.Add()([shared(inputs), shared(inputs * 2.0), shared(inputs * 3.0)])  # kernel gradient: 3 terms
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x)))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
-    model.optimizer.build(model.trainable_variables)
-    step = tf.function(model.train_step).get_concrete_function((tf.TensorSpec((None, 8, 8, 3)), tf.TensorSpec((None, 2))))
-    meta = tf.compat.v1.train.export_meta_graph(graph_def=step.graph.as_graph_def(), graph=step.graph)
-    meta.collection_def["train_op"].node_list.value.extend(
-        [t.op.name for t in step.outputs] + [op.name for op in step.graph.get_operations() if op.type.startswith(("ResourceApply", "Assign"))])
-    assert any(op.type == "AddN" and len(op.inputs) > 2 for op in step.graph.get_operations())
-
-    def optimized(scheduling: bool):
-        config = config_pb2.ConfigProto()
-        set_train_rewrites(config.graph_options.rewrite_options)
-        if not scheduling:
-            config.graph_options.rewrite_options.memory_optimization = rewriter_config_pb2.RewriterConfig.DEFAULT_MEM_OPT
-        graph = tf_optimizer.OptimizeGraph(config, meta, verbose=False, graph_id=b"step")
-        return sorted((node.name, node.op, tuple(node.input)) for node in graph.node)
-
-    assert optimized(scheduling=True) == optimized(scheduling=False)
 
 
 def test_train_traces_its_step_under_one_round_and_gives_the_options_back(tmp_path, monkeypatch):

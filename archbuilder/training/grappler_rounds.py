@@ -10,18 +10,8 @@ constants and renumbers shape annotations), and the step's loss and every variab
 the same bit for bit (bench/grappler_rounds.py checks each network). They cost about half of grappler's time: for ResNet-50's training step 2.5 s against
 1.3 s, at the first step (and again at the first prediction; bench/RESULTS.md).
 
-And on a machine without a GPU, the memory optimizer at its scheduling level
-(RewriterConfig.SCHEDULING_HEURISTICS) instead of its default. The default level also runs its
-swapping pass, which estimates the whole graph's memory statically (grappler's GraphMemory) and
-then looks at GPU devices only: without one the estimate is thrown away, 0.29 s of ResNet-152's
-1.7 s of grappler at its first step (bench/RESULTS.md, nineteenth session). The scheduling level
-keeps the one rewrite this optimizer can make on a CPU (a sum of more than two large tensors, AddN,
-turned into accumulations when the estimated peak nears the device's memory; it estimates only
-where such a sum exists) and leaves out swapping and recomputation, which act on a GPU's tensors
-or on annotations nothing here sets: the same optimized graph on a CPU.
-
-None of these settings has a public switch (tf.config.optimizer.set_experimental_options has none of
-them), but all are fields of the ConfigProto that a thread's tf.function calls carry, read when a
+Neither setting has a public switch (tf.config.optimizer.set_experimental_options knows neither),
+but both are fields of the ConfigProto that a thread's tf.function calls carry, read when a
 function is instantiated (its `config_proto` attribute, also baked into the calls traced inside
 another function). `one_grappler_round` sets them for the calls made in its scope, from the
 current settings, and puts the thread's options back after: enter it before anything is traced
@@ -37,22 +27,18 @@ from typing import Iterator
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
 
-from archbuilder.training.instance_switch import gpu_present
-
 
 def set_train_rewrites(rewrite: rewriter_config_pb2.RewriterConfig) -> None:
-    """Grappler's options as `train` runs it (above): one round, no tfg, and without a GPU the
-    memory optimizer's scheduling level."""
+    """Grappler's options as `train` runs it (above): one round, no tfg. (The memory optimizer at its
+    scheduling level without a GPU was tried: its pass 0.37 s shorter for ResNet-152, but whole runs
+    slower, unexplained; bench/RESULTS.md, nineteenth session.)"""
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rewrite.disable_tfg_optimizer = True
-    if not gpu_present():
-        rewrite.memory_optimization = rewriter_config_pb2.RewriterConfig.SCHEDULING_HEURISTICS
 
 
 @contextlib.contextmanager
 def one_grappler_round() -> Iterator[None]:
-    """Grappler's passes once and no tfg round (and the settings above) for this thread's
-    tf.function calls in the scope."""
+    """Grappler's passes once and no tfg round for this thread's tf.function calls in the scope."""
     eager = context.context()
     saved = eager.function_call_options
     config = config_pb2.ConfigProto()

@@ -1,4 +1,5 @@
-"""ResNet-152's training step (train's switches), its first call under one_grappler_round, grappler's log on:
+"""Needs commit 4f98c14 or 0cc6f81 (set_train_rewrites with the scheduling level; reverted after).
+ResNet-152's training step (train's switches), its first call under one_grappler_round, grappler's log on:
 MEMOPT=default keeps the memory optimizer's default level (gpu_present patched to True for the rewrite only)."""
 import os, sys, time
 os.environ.setdefault("FIRST_STEP_SPEC", "architectures/imagenet/resnet152.yaml")

@@ -1,4 +1,5 @@
-"""cli.py with grappler's memory optimizer at TensorFlow's default level when MEMOPT=default (the
+"""Needs commit 4f98c14 or 0cc6f81 (set_train_rewrites with the scheduling level; reverted after).
+cli.py with grappler's memory optimizer at TensorFlow's default level when MEMOPT=default (the
 A/B of memopt_ab.sh; otherwise train's scheduling level, 4f98c14)."""
 import os
 import sys
