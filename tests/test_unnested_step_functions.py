@@ -62,7 +62,10 @@ def _traced_graph(model, kind="train"):
     returns). The variables are made first, as `train` makes them (otherwise the first trace makes
     them and TensorFlow traces again)."""
     build_before_tracing(model, _dataset().element_spec)
-    model.fit(_dataset(), epochs=1, verbose=0, shuffle=False) if kind == "train" else model.evaluate(_dataset(), verbose=0)
+    if kind == "train":
+        model.fit(_dataset(), epochs=1, verbose=0, shuffle=False)
+    else:
+        model.evaluate(_dataset(), verbose=0)
     traced = getattr(model, f"{kind}_function")
     function = getattr(traced, "step_on_iterator", None)
     if function is None:

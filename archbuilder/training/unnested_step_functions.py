@@ -41,7 +41,8 @@ def use_unnested_step_functions(model) -> bool:
         return False
     if model.steps_per_execution != 1 or model.jit_compile or model.run_eagerly:
         return False
-    if model._distribute_strategy is not None or tf.distribute.has_strategy():  # built or switched in a strategy's scope
+    # built or switched in a strategy's scope
+    if model._distribute_strategy is not None or tf.distribute.has_strategy():
         return False
     for kind in KINDS:
         setattr(model, f"{kind}_function", None)  # made again, as the model's next fit would
