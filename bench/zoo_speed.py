@@ -16,7 +16,10 @@ round (each round starts with the other one), on the same real photos (the sign-
          median step, where the first step starts at train's "training X on N images" line (the
          model is built and the data read; what follows is the kernel choice, building the
          optimizer's variables, tracing and the first call); `first_step_cpu_s`: the process's
-         CPU seconds (all threads) over that first step; `later_step_cpu_s`: CPU seconds per later
+         CPU seconds (all threads) over that first step, `first_step_system_s` and
+         `first_step_faults_m` the kernel's share of them and the minor page faults (millions):
+         the first step takes the step's memory from the system, and on a VM whose host reclaims
+         freed memory each new page costs a host fault too; `later_step_cpu_s`: CPU seconds per later
          step (an estimate: graph ready to the first line after the last step, the epoch's end
          included, over the steps between); `end_s`: end of the last step (fit start + the
          epoch's seconds) to process exit; `after_training`: train's own line
@@ -28,7 +31,8 @@ round (each round starts with the other one), on the same real photos (the sign-
          x/255): batch / median step time over the steps after --warmup; `first_step_s`: process
          start to the end of its first step (imports and model creation included);
          `first_step_extra_s`: its first step less its median step; `first_step_cpu_s`,
-         `later_step_cpu_s`: CPU seconds of its first step and its median step; `end_s`: end of
+         `later_step_cpu_s`: CPU seconds of its first step and its median step; the first step's
+         `first_step_system_s` and `first_step_faults_m` as ours'; `end_s`: end of
          its last step to process exit
 
 timm's allocator (--timm-malloc): `keep` (the default) runs timm with glibc's malloc keeping the
@@ -48,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,6 +60,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,21 +83,34 @@ def make_folder(root: Path, count: int) -> Path:
     return root
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) process `pid` has used so far; None off Linux."""
+class Usage(NamedTuple):
+    cpu_s: float  # user + system, all threads
+    system_s: float  # of it in the kernel: on a VM whose host reclaims freed memory, mostly page faults
+    minor_faults: int  # pages the process touched for the first time (or again after they were freed)
+
+
+def _usage(pid: int) -> Usage | None:
+    """What process `pid` has used so far; None off Linux."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    tick = os.sysconf("SC_CLK_TCK")  # fields 10, 14, 15 of proc(5): minflt, utime, stime
+    return Usage((int(fields[11]) + int(fields[12])) / tick, int(fields[12]) / tick, int(fields[7]))
+
+
+def _self_usage() -> Usage:
+    """This process's Usage (the timm worker's own, step by step)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return Usage(usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt)
 
 
 def run_timed(command: list[str], env: dict,
               cpu: list | None = None) -> tuple[float, list[tuple[float, str]], float, float, int]:
     """Run `command`; (start, [(time, line)] of stdout+stderr as the lines arrive, exit time,
     peak RSS in MiB, exit code). Times are time.time() (the same clock as the children's). With
-    `cpu`, the process's CPU seconds as each line arrives are appended to it (on a loaded machine
-    wall seconds follow the load, CPU seconds far less)."""
+    `cpu`, the process's Usage as each line arrives is appended to it (on a loaded machine wall
+    seconds follow the load, CPU seconds far less)."""
     lines: list[tuple[float, str]] = []
     start = time.time()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -101,7 +120,7 @@ def run_timed(command: list[str], env: dict,
         for line in process.stdout:
             lines.append((time.time(), line.rstrip("\n")))
             if cpu is not None:
-                cpu.append(_cpu_seconds(process.pid))
+                cpu.append(_usage(process.pid))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -150,10 +169,12 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
     # CPU seconds: of the first step (from `begin`), and per later step (graph ready to the first
     # line after the last step, over the steps between: an estimate, the epoch's end included)
     following = next((i for i, (t, _) in enumerate(lines) if t >= last_step and i > ready), None)
-    cpu_step = (cpu[following] - cpu[ready]) / (args.steps - 1) if following is not None and None not in cpu else None
+    known = None not in cpu
+    cpu_step = (cpu[following].cpu_s - cpu[ready].cpu_s) / (args.steps - 1) if following is not None and known else None
     return {"images_per_second": row["images_per_second"], "first_step_s": round(when("graph ready") - start, 1),
             "first_step_extra_s": round(first_step - args.batch / row["images_per_second"], 1),
-            "first_step_cpu_s": None if None in cpu else round(cpu[ready] - cpu[begin], 1),
+            "first_step_cpu_s": round(cpu[ready].cpu_s - cpu[begin].cpu_s, 1) if known else None,
+            **(_first_step_memory(cpu[begin], cpu[ready]) if known else {}),
             "later_step_cpu_s": None if cpu_step is None else round(cpu_step, 2),
             "end_s": round(ended - last_step, 1), "after_training": after, "peak_rss_mib": round(peak),
             "switches": [text for _, text in lines
@@ -161,6 +182,12 @@ def ours(network: str, folder: Path, work: Path, args, prelude: str = "") -> dic
                                                           "matrix products for", "depthwise kernel gradient for",
                                                           "zero padding folded"))],
             "kernel_timing": [text for _, text in lines if text.startswith("timed ")]}
+
+
+def _first_step_memory(before: Usage, after: Usage) -> dict:
+    """The first step's system CPU seconds and minor page faults (millions): what fresh memory cost it."""
+    return {"first_step_system_s": round(after.system_s - before.system_s, 1),
+            "first_step_faults_m": round((after.minor_faults - before.minor_faults) / 1e6, 2)}
 
 
 def theirs(network: str, folder: Path, args) -> dict:
@@ -172,6 +199,7 @@ def theirs(network: str, folder: Path, args) -> dict:
     result = json.loads(lines[-1][1])
     return {"images_per_second": result["images_per_second"], "first_step_s": round(result["first_step_end"] - start, 1),
             "first_step_extra_s": result["first_step_extra_s"], "first_step_cpu_s": result["first_step_cpu_s"],
+            "first_step_system_s": result["first_step_system_s"], "first_step_faults_m": result["first_step_faults_m"],
             "later_step_cpu_s": result["later_step_cpu_s"],
             "end_s": round(ended - result["last_step_end"], 1), "peak_rss_mib": round(peak),
             "timm": result["timm"], "torch": result["torch"], "threads": result["threads"]}
@@ -215,9 +243,10 @@ def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> 
     loss_function = torch.nn.CrossEntropyLoss()
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     times, cpu_times, ends = [], [], []
+    first_step_memory = None
     for first in range(0, len(y) - batch + 1, batch):  # full batches only
         index = order[first:first + batch]
-        start, start_cpu = time.perf_counter(), time.process_time()
+        start, start_cpu, start_usage = time.perf_counter(), time.process_time(), _self_usage()
         optimizer.zero_grad(set_to_none=True)
         loss = loss_function(model(x[index]), y[index])
         loss.backward()
@@ -225,11 +254,12 @@ def timm_worker(name: str, folder: Path, batch: int, size: int, warmup: int) -> 
         float(loss)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - start_cpu)
+        first_step_memory = first_step_memory or _first_step_memory(start_usage, _self_usage())
         ends.append(time.time())
     median = statistics.median(times[warmup:] or times)
     median_cpu = statistics.median(cpu_times[warmup:] or cpu_times)
     print(json.dumps({"images_per_second": round(batch / median, 2), "first_step_extra_s": round(times[0] - median, 1),
-                      "first_step_cpu_s": round(cpu_times[0], 1), "later_step_cpu_s": round(median_cpu, 2),
+                      "first_step_cpu_s": round(cpu_times[0], 1), **first_step_memory, "later_step_cpu_s": round(median_cpu, 2),
                       "first_step_end": ends[0], "last_step_end": ends[-1], "steps": len(times),
                       "timm": timm_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}),
           flush=True)
@@ -297,7 +327,7 @@ def main() -> None:
                                 "ratio": round(statistics.median(ratios), 3) if ratios else None,
                                 **({"failed": failed} if failed else {})}
             for key in ("images_per_second", "first_step_extra_s", "first_step_cpu_s", "later_step_cpu_s",
-                        "first_step_s", "end_s"):
+                        "first_step_system_s", "first_step_faults_m", "first_step_s", "end_s"):
                 for who, rs in runs.items():
                     values = [r[key] for r in rs if r.get(key) is not None]
                     summary[network][f"{who}_{key}"] = statistics.median(values) if values else None
@@ -312,6 +342,8 @@ def main() -> None:
                "timm: first step extra, s": "timm_first_step_extra_s",
                "ours: first step / later step, CPU s": ("ours_first_step_cpu_s", "ours_later_step_cpu_s"),
                "timm: first step / later step, CPU s": ("timm_first_step_cpu_s", "timm_later_step_cpu_s"),
+               "first step's system CPU s, ours / timm": ("ours_first_step_system_s", "timm_first_step_system_s"),
+               "first step's minor page faults (millions), ours / timm": ("ours_first_step_faults_m", "timm_first_step_faults_m"),
                "ours: start to first step end, s": "ours_first_step_s",
                "timm: start to first step end, s": "timm_first_step_s",
                "ours: last step to exit, s": "ours_end_s", "timm: last step to exit, s": "timm_end_s"}

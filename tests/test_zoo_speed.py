@@ -110,3 +110,43 @@ def test_a_bench_timing_pytorch_in_its_own_process_restarts_itself_with_the_sett
     assert refaults("keep") < pages // 20
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")  # begun with memory kept, asked for glibc as installed
     assert refaults("default") >= pages // 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and getrusage's minor faults")
+def test_the_first_steps_page_faults_are_counted_for_both_sides():
+    """The columns that show what fresh memory costs a first step: a child process that touches 64
+    MiB of new memory (16,384 pages of 4 KiB; fewer faults only with huge pages, which numpy asks
+    for on large arrays, hence a bytearray) shows at least that many minor faults, by /proc (ours,
+    read from outside) and by getrusage (timm's worker, read from inside), the two in agreement."""
+    from bench import zoo_speed
+
+    child = subprocess.Popen([sys.executable, "-c", _TOUCH], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        before = zoo_speed.Usage(*map(float, child.stdout.readline().split()))
+        outside_before = zoo_speed._usage(child.pid)
+        child.stdin.write("touch\n")
+        child.stdin.flush()
+        after = zoo_speed.Usage(*map(float, child.stdout.readline().split()))
+        outside_after = zoo_speed._usage(child.pid)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    pages = 64 * 2**20 // 4096
+    inside = zoo_speed._first_step_memory(before, after)
+    outside = zoo_speed._first_step_memory(outside_before, outside_after)
+    assert inside["first_step_faults_m"] >= pages / 1e6 * 0.99
+    assert abs(inside["first_step_faults_m"] - outside["first_step_faults_m"]) <= 0.01  # the same counter
+    assert outside_after.cpu_s >= outside_after.system_s >= 0
+
+
+_TOUCH = """
+import sys
+from bench import zoo_speed
+print(*zoo_speed._self_usage(), flush=True)
+sys.stdin.readline()
+block = bytearray(64 * 2**20)  # calloc'd: its pages are faulted in when written
+block[::4096] = b"x" * (len(block) // 4096)
+print(*zoo_speed._self_usage(), flush=True)
+sys.stdin.readline()
+"""
