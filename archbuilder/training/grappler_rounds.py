@@ -30,8 +30,10 @@ from tensorflow.python.eager import context
 
 def set_train_rewrites(rewrite: rewriter_config_pb2.RewriterConfig) -> None:
     """Grappler's options as `train` runs it (above): one round, no tfg. (The memory optimizer at its
-    scheduling level without a GPU was tried: its pass 0.37 s shorter for ResNet-152, but whole runs
-    slower, unexplained; bench/RESULTS.md, nineteenth session.)"""
+    scheduling level was tried: 0.1-0.4 s less grappler for ResNet-152 and the zoo's optimized graphs
+    the same bytes, so its slower whole runs were the VM's swing; not kept, since that level's
+    scheduling pass rewrites sums of more than two tensors (AddN) in other networks' graphs.
+    bench/RESULTS.md, nineteenth and twentieth sessions.)"""
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rewrite.disable_tfg_optimizer = True
 
