@@ -49,15 +49,22 @@ from archbuilder.training.grappler_rounds import one_grappler_round, set_train_r
 from bench import first_step  # noqa: E402
 
 
-def _optimized(concrete, once: bool):
-    """Grappler over the traced step's graph, as the function runtime runs it before the first
-    call: its seconds and the optimized graph's op types (constants left out: a second round
-    merges duplicates)."""
+def step_meta_graph(concrete):
+    """The traced step's graph as grappler's entry point takes it: every output and every variable
+    update fetched, so nothing the step does is pruned."""
     graph = concrete.graph
     meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
     fetch = meta.collection_def["train_op"].node_list.value
     fetch.extend(t.op.name for t in concrete.outputs)
     fetch.extend(op.name for op in graph.get_operations() if op.type.startswith(("ResourceApply", "Assign")))
+    return meta
+
+
+def _optimized(concrete, once: bool):
+    """Grappler over the traced step's graph, as the function runtime runs it before the first
+    call: its seconds and the optimized graph's op types (constants left out: a second round
+    merges duplicates)."""
+    meta = step_meta_graph(concrete)
     config = config_pb2.ConfigProto()
     if once:
         set_train_rewrites(config.graph_options.rewrite_options)

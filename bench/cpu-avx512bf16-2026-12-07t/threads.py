@@ -1,9 +1,15 @@
 """  .venv/bin/python bench/cpu-avx512bf16-2026-12-07t/threads.py .venv/bin/python cli.py train ...   # threads_r152.log
+  COUNTER=system|faults ... (twentieth session: ../cpu-avx512bf16-2026-12-07u/threads_r152_system_faults.log)
 
-Run a command; sample its threads' CPU (utime+stime) every 0.2 s; time-stamp its output lines;
+Run a command; sample its threads' CPU (or system seconds, or page faults: COUNTER) every 0.2 s; time-stamp its output lines;
 print per-thread-name CPU seconds between marker lines."""
 import subprocess, sys, time, os, threading, collections
 TCK = os.sysconf("SC_CLK_TCK")
+# COUNTER=cpu (user + system seconds, the default), system (seconds in the kernel) or faults (minor
+# page faults, in units of 100,000: "1.5" is 150,000). proc(5) stat fields 10, 14, 15.
+COUNTERS = {"cpu": lambda f: (int(f[11]) + int(f[12])) / TCK, "system": lambda f: int(f[12]) / TCK,
+            "faults": lambda f: int(f[7]) / 1e5}
+COUNTER = os.environ.get("COUNTER", "cpu")
 t0 = time.perf_counter()
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
 samples = []  # (t, {tid: (name, cpu)})
@@ -16,7 +22,7 @@ def sample():
                     s = open(f"/proc/{p.pid}/task/{tid}/stat").read()
                     name = s[s.index("(") + 1:s.rindex(")")]
                     f = s[s.rindex(")") + 2:].split()
-                    snap[tid] = (name, (int(f[11]) + int(f[12])) / TCK)
+                    snap[tid] = (name, COUNTERS[COUNTER](f))
                 except OSError: pass
         except OSError: break
         samples.append((time.perf_counter() - t0, snap))

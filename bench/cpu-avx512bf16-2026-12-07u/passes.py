@@ -9,6 +9,7 @@ from tensorflow.python.grappler import tf_optimizer
 from archbuilder.training.first_step import build_before_tracing
 from archbuilder.training.grappler_rounds import set_train_rewrites
 from bench import first_step
+from bench.grappler_rounds import step_meta_graph
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OFF = rc.RewriterConfig.OFF
@@ -28,11 +29,7 @@ VARIANTS = {
 import os
 if os.environ.get("ONLY"): VARIANTS = {k: VARIANTS[k] for k in os.environ["ONLY"].split(",")}
 def optimized(concrete, variant):
-    graph = concrete.graph
-    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
-    fetch = meta.collection_def["train_op"].node_list.value
-    fetch.extend(t.op.name for t in concrete.outputs)
-    fetch.extend(op.name for op in graph.get_operations() if op.type.startswith(("ResourceApply", "Assign")))
+    meta = step_meta_graph(concrete)  # as bench/grappler_rounds.py hands the step to grappler
     config = config_pb2.ConfigProto()
     set_train_rewrites(config.graph_options.rewrite_options)
     VARIANTS[variant](config.graph_options.rewrite_options)
