@@ -14,10 +14,11 @@ def show(what):
     print(f"MEM {what}: RSS {int(r[1])/2**20:.2f} GiB (HWM {int(r[0])/2**20:.2f}), pool current {m['current']/2**30:.2f} peak {m['peak']/2**30:.2f} GiB, minflt {minflt/1e6:.2f} M", flush=True)
 def patched():
     cb = original()
-    b, e = cb.on_train_begin, cb.on_train_batch_end
+    b, e, t = cb.on_train_begin, cb.on_train_batch_end, cb.on_train_end
     def on_train_begin(logs=None): show("fit start"); return b(logs)
     def on_train_batch_end(batch, logs=None): r = e(batch, logs); show(f"batch {batch} end"); return r
-    cb.on_train_begin, cb.on_train_batch_end = on_train_begin, on_train_batch_end
+    def on_train_end(logs=None): show("fit end (the epoch's checkpoint saved)"); return t(logs)
+    cb.on_train_begin, cb.on_train_batch_end, cb.on_train_end = on_train_begin, on_train_batch_end, on_train_end
     return cb
 loop._graph_preparation = patched
 import atexit; atexit.register(lambda: show("exit"))
