@@ -30,10 +30,11 @@ from tensorflow.python.eager import context
 
 def set_train_rewrites(rewrite: rewriter_config_pb2.RewriterConfig) -> None:
     """Grappler's options as `train` runs it (above): one round, no tfg. (The memory optimizer at its
-    scheduling level was tried: 0.1-0.4 s less grappler for ResNet-152 and the zoo's optimized graphs
-    the same bytes, so its slower whole runs were the VM's swing; not kept, since that level's
-    scheduling pass rewrites sums of more than two tensors (AddN) in other networks' graphs.
-    bench/RESULTS.md, nineteenth and twentieth sessions.)"""
+    scheduling level was tried: 0.1-0.4 s less grappler for ResNet-152, its optimized graph the same
+    bytes as the default's (EfficientNet-B0's too; every zoo file's the same ops and numbers), so its
+    slower whole runs were the VM's swing; not kept, since that level's scheduling pass rewrites
+    sums of more than two tensors (AddN) in other networks' graphs. bench/RESULTS.md, nineteenth
+    and twentieth sessions.)"""
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     rewrite.disable_tfg_optimizer = True
 
