@@ -52,6 +52,28 @@ def own_times(events) -> collections.Counter:
     return own
 
 
+def profiled(call):
+    """TensorFlow's profiler over `call()`: (its seconds, the XSpace the profiler wrote)."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(Path(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
+    return seconds, space
+
+
+def line_events(plane, line, rename=lambda name: name) -> list:
+    """One profiler line's events as own_times takes them: (start, end, renamed event name)."""
+    return [(event.offset_ps, event.offset_ps + event.duration_ps, rename(plane.event_metadata[event.metadata_id].name))
+            for event in line.events]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network")
@@ -61,8 +83,6 @@ def main() -> None:
     args = parser.parse_args()
     import keras
     import numpy as np
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     model = make(args.network, [])
     if args.as_train:
@@ -79,19 +99,12 @@ def main() -> None:
         model.train_on_batch(x, y)
         steps.append(round(time.perf_counter() - start, 2))
     print(f"{args.network}, batch {args.batch}: steps of {steps} s")
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        model.train_on_batch(x, y)
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        space.ParseFromString(Path(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
+    _, space = profiled(lambda: model.train_on_batch(x, y))
     by_op = collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
             if line.name.startswith("tf_Compute"):
-                events = [(event.offset_ps, event.offset_ps + event.duration_ps,
-                           plane.event_metadata[event.metadata_id].name.split(":")[-1]) for event in line.events]
-                by_op.update(own_times(events))
+                by_op.update(own_times(line_events(plane, line, lambda name: name.split(":")[-1])))
     between = by_op.pop("Process", 0.0)  # the thread's whole run around its ops: its own time is between them
     print(f"op time on TensorFlow's compute threads: {sum(by_op.values()):.0f} ms ({between:.0f} ms between ops)")
     for name, ms in by_op.most_common(args.top):

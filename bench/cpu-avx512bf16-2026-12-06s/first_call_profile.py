@@ -7,34 +7,24 @@ with the most own time (bench/step_profile.py `own_times`).
     ONEDNN_VERBOSE=profile_create .venv/bin/python bench/cpu-avx512bf16-2026-12-06s/first_call_profile.py resnet101 32 | grep -c create
 """
 import collections
-import glob
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from first_call_setup import model_as_train  # this script's folder
 
-import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-from bench.step_profile import own_times
+from bench.step_profile import line_events, own_times, profiled
 
 net, batch = sys.argv[1], int(sys.argv[2])
 model, x, y, variables = model_as_train(net, batch)
 print("variables", round(variables, 2))
-with tempfile.TemporaryDirectory() as d:
-    tf.profiler.experimental.start(d)
-    t = time.perf_counter(); model.train_on_batch(x, y); first = time.perf_counter() - t
-    tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace(); space.ParseFromString(Path(sorted(glob.glob(f"{d}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
+first, space = profiled(lambda: model.train_on_batch(x, y))
 t = time.perf_counter(); model.train_on_batch(x, y); second = time.perf_counter() - t
 t = time.perf_counter(); model.train_on_batch(x, y); third = time.perf_counter() - t
 print(f"first {first:.2f} s, then {second:.2f}, {third:.2f}")
 by_line = collections.Counter(); own = collections.Counter()
 for plane in space.planes:
     for line in plane.lines:
-        events = [(e.offset_ps, e.offset_ps + e.duration_ps, plane.event_metadata[e.metadata_id].name) for e in line.events]
+        events = line_events(plane, line)
         if not events: continue
         lname = line.name.split("/")[0][:24]
         o = own_times(events)

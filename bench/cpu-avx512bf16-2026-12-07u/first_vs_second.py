@@ -7,10 +7,8 @@ thread; prints the names whose own time grew the most from the second call to th
     TOUCH_GIB=6 .venv/bin/python bench/cpu-avx512bf16-2026-12-07u/first_vs_second.py resnet152 32
 """
 import collections
-import glob
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,25 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu-avx512bf16-202
 from first_call_setup import model_as_train  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
-from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from bench.step_profile import own_times  # noqa: E402
+from bench.step_profile import line_events, own_times, profiled  # noqa: E402
 
 
-def profiled(call):
-    with tempfile.TemporaryDirectory() as folder:
-        tf.profiler.experimental.start(folder)
-        started = time.perf_counter()
-        call()
-        seconds = time.perf_counter() - started
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        space.ParseFromString(Path(sorted(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True))[-1]).read_bytes())
+def profiled_own_times(call):
+    seconds, space = profiled(call)
     own = collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
-            events = [(e.offset_ps, e.offset_ps + e.duration_ps, plane.event_metadata[e.metadata_id].name) for e in line.events]
-            for name, ms in own_times(events).items():
+            for name, ms in own_times(line_events(plane, line)).items():
                 own[(line.name.split("/")[0][:20], name.split(":")[0][:60])] += ms
     return seconds, own
 
@@ -49,8 +38,8 @@ if gib:
     held = [tf.fill([2**28 // 4], 1.0) for _ in range(int(gib * 4))]  # 256 MiB each
     del held
     print(f"touched {gib} GiB of the pool in {time.perf_counter() - started:.2f} s")
-first, own1 = profiled(lambda: model.train_on_batch(x, y))
-second, own2 = profiled(lambda: model.train_on_batch(x, y))
+first, own1 = profiled_own_times(lambda: model.train_on_batch(x, y))
+second, own2 = profiled_own_times(lambda: model.train_on_batch(x, y))
 print(f"first call {first:.2f} s, second {second:.2f} s; own ms in all: {sum(own1.values()):.0f} / {sum(own2.values()):.0f}")
 growth = collections.Counter({k: own1[k] - own2.get(k, 0.0) for k in own1})
 for (line, name), ms in growth.most_common(30):
