@@ -21,10 +21,10 @@ text-format parse before the binary one, and on some CPUs "could lead to executi
 as SIGILL" for two tuning features; native_lines.py): so the cache is on in a command's process
 (`cli.py`), whose descriptor 2 is filtered of them, and in other processes (a notebook, a script
 using the API) only with ARCHBUILDER_XLA_CACHE=1. A child process inherits the variable; one that
-imports TensorFlow through archbuilder takes a folder of its own. With under MIN_FREE_BYTES free on the cache folder's disk the cache
-stays off (a disk that fills up while TensorFlow writes an entry would fail that step). An entry
-damaged on disk after it was published (a disk fault) fails the compile, as TensorFlow's own
-cache would ("Read less bytes than requested"): delete the folder.
+imports TensorFlow through archbuilder takes a folder of its own. With under MIN_FREE_BYTES free
+on the cache folder's disk the cache stays off (a disk that fills up while TensorFlow writes an
+entry would fail that step). An entry damaged on disk after it was published (a disk fault) fails
+the compile, as TensorFlow's own cache would ("Read less bytes than requested"): delete the folder.
 
 TensorFlow reads TF_XLA_FLAGS when it first sets up its devices, so this runs before TensorFlow is
 imported (runtime.import_tensorflow_quietly); once set, a process keeps its folder. The machine

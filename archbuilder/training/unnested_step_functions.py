@@ -75,7 +75,8 @@ def _one_function(model, step_function):
         return tf.experimental.Optional.from_value(one_step(iterator.get_next()))
 
     step_on_iterator = tf.function(step_on_iterator, reduce_retracing=True)
-    step_on_data = []  # traced only if called with data (train_on_batch, test_on_batch)
+    # traced only if called with data (train_on_batch, test_on_batch)
+    step_on_data = tf.function(tf.autograph.experimental.do_not_convert(one_step), reduce_retracing=True)
 
     def function(iterator):
         if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
@@ -83,13 +84,9 @@ def _one_function(model, step_function):
             if not outputs.has_value():
                 raise StopIteration
             return outputs.get_value()
-        if not step_on_data:
-            step_on_data.append(tf.function(tf.autograph.experimental.do_not_convert(one_step), reduce_retracing=True))
-        outputs = None
         for data in iterator:  # one batch per call: steps_per_execution is 1
-            outputs = step_on_data[0](data)
-            break
-        return outputs
+            return step_on_data(data)
+        return None
 
     function.step_on_iterator = step_on_iterator  # its traced graph, for inspection (tests)
     return function
