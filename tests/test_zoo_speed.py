@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import mmap
 import subprocess
 import sys
 
@@ -114,10 +115,10 @@ def test_a_bench_timing_pytorch_in_its_own_process_restarts_itself_with_the_sett
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and getrusage's minor faults")
 def test_the_first_steps_page_faults_are_counted_for_both_sides():
-    """The columns that show what fresh memory costs a first step: a child process that touches 64
-    MiB of new memory (16,384 pages of 4 KiB; fewer faults only with huge pages, which numpy asks
-    for on large arrays, hence a bytearray) shows at least that many minor faults, by /proc (ours,
-    read from outside) and by getrusage (timm's worker, read from inside), the two in agreement."""
+    """The columns that show what fresh memory costs a first step: a child process that writes 64
+    MiB of new memory, page by page, with huge pages refused for it (where the system gives them
+    unasked, one fault maps 2 MiB), shows at least a fault per page, by /proc (ours, read from
+    outside) and by getrusage (timm's worker, read from inside), the two in agreement."""
     from bench import zoo_speed
 
     child = subprocess.Popen([sys.executable, "-c", _TOUCH], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -132,7 +133,7 @@ def test_the_first_steps_page_faults_are_counted_for_both_sides():
     finally:
         child.stdin.close()
         child.wait(timeout=60)
-    pages = 64 * 2**20 // 4096
+    pages = 64 * 2**20 // mmap.PAGESIZE
     inside = after.minor_faults - before.minor_faults
     outside = outside_after.minor_faults - outside_before.minor_faults
     assert inside >= pages
@@ -146,8 +147,11 @@ import sys
 from bench import zoo_speed
 print(*zoo_speed._self_usage(), flush=True)
 sys.stdin.readline()
-block = bytearray(64 * 2**20)  # calloc'd: its pages are faulted in when written
-block[::4096] = b"x" * (len(block) // 4096)
+import mmap
+block = mmap.mmap(-1, 64 * 2**20)  # anonymous: each page is faulted in when first written
+block.madvise(mmap.MADV_NOHUGEPAGE)
+for offset in range(0, len(block), mmap.PAGESIZE):
+    block[offset] = 1
 print(*zoo_speed._self_usage(), flush=True)
 sys.stdin.readline()
 """
