@@ -246,17 +246,62 @@ def test_blocks_nesting_beyond_the_bound_is_refused(tmp_path):
     assert all("blocks nest deeper than 8" in line for line in lines)
 
 
+def test_blocks_calling_blocks_many_times_are_checked_in_linear_time(tmp_path):
+    # Each of b1..b7 calls the one below it twenty times: 20**7 chains of calls, seven blocks deep.
+    # The check walked every chain (a 2 KB file kept `validate` busy for minutes); it now visits
+    # each call once. A cycle and a chain nine deep in the same spec are still found.
+    body = "[" + ", ".join(["{block: b%d}"] * 20) + "]"
+    chain = "b0: {layers: [{type: flatten}]}\n" + "".join(
+        f"b{i}: {{layers: {body % ((i - 1,) * 20)}}}\n" for i in range(1, 8))
+    start = time.process_time()  # CPU time: the work's cost, however loaded the machine
+    (tmp_path / "fan.yaml").write_text(block_spec(chain, "- {block: b0}\n"))
+    assert [node.kind for node in load_checked_spec(tmp_path / "fan.yaml").plan.nodes] == ["input", "flatten"]
+    deep = "".join(f"c{i}: {{layers: [{{block: c{i + 1}}}]}}\n" for i in range(9)) + "c9: {layers: [{type: flatten}]}\n"
+    loop = "x: {layers: [{block: y}]}\ny: {layers: [{block: b0}, {block: x}]}\n"
+    lines = spec_problem_lines(tmp_path / "mixed.yaml", block_spec(chain + deep + loop, "- {block: b0}\n"))
+    assert time.process_time() - start < 5  # seconds; each spec takes ~0.1 s, the old walk minutes
+    assert [line.split(": ", 2)[1:] for line in lines] == [
+        ["blocks.c7.layers.0.block", "blocks nest deeper than 8: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> c8"],
+        ["blocks.c8.layers.0.block", "blocks nest deeper than 8: c1 -> c2 -> c3 -> c4 -> c5 -> c6 -> c7 -> c8 -> c9"],
+        ["blocks.x.layers.0.block", "block type 'y' uses itself: y -> x -> y"],
+        ["blocks.y.layers.1.block", "block type 'x' uses itself: x -> y -> x"],
+    ]
+
+
+def test_a_library_reached_through_two_imports_adds_its_blocks_once(tmp_path):
+    # A diamond (the spec imports `conv` and `stack`, `stack` imports `conv` too) is how libraries
+    # share blocks; it was refused as "defined twice", naming one place twice. And twenty imports
+    # of twenty imports ... six deep (20**5 reads before) read each file once.
+    (tmp_path / "conv.yaml").write_text("blocks:\n  cb: {layers: [{type: conv, filters: 4, kernel: 3}]}\n")
+    (tmp_path / "stack.yaml").write_text("imports: [conv.yaml]\nblocks:\n  twice: {layers: [{block: cb}, {block: cb}]}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(HEAD + "imports: [conv.yaml, stack.yaml]\nstages: [{block: twice}, {block: cb}]\n")
+    checked = load_checked_spec(spec)
+    assert [node.kind for node in checked.plan.nodes].count("conv") == 3
+    (tmp_path / "L0_0.yaml").write_text("blocks:\n  z: {layers: [{type: flatten}]}\n")
+    for level in range(1, 7):  # twenty files a level, each importing every file of the level below
+        below = ", ".join(f"L{level - 1}_{k}.yaml" for k in range(20 if level > 1 else 1))
+        for k in range(20):
+            (tmp_path / f"L{level}_{k}.yaml").write_text(f"imports: [{below}]\n")
+    spec.write_text(HEAD + "imports: [L6_0.yaml]\nstages: [{block: z}]\n")
+    start = time.process_time()
+    assert "flatten" in [node.kind for node in load_checked_spec(spec).plan.nodes]
+    assert time.process_time() - start < 5  # seconds; ~0.1 s, the old reads over three million files
+
+
 def test_import_problems(tmp_path):
     (tmp_path / "a.yaml").write_text("imports: [b.yaml]\nblocks: {}\n")
     (tmp_path / "b.yaml").write_text("imports: [a.yaml]\n")
     (tmp_path / "c.yaml").write_text("name: not a library\nblocks: {}\n")
     (tmp_path / "d.yaml").write_text("blocks:\n  basic2: {layers: [{type: flatten}]}\n")
+    (tmp_path / "e.yaml").write_text("blocks:\n  basic2: {layers: [{type: flatten}]}\n")
     spec = tmp_path / "spec.yaml"
     for imports, message in [
         ("[a.yaml]", "import cycle"),
         ("[missing.yaml]", "file not found"),
         ("[c.yaml]", "a block library holds only 'blocks:' and 'imports:' (received key 'name')"),
-        ("[d.yaml, d.yaml]", "block type 'basic2' is defined twice"),
+        ("[d.yaml, d.yaml]", "'d.yaml' is imported twice in this list (first as imports.0)"),
+        ("[d.yaml, e.yaml]", "block type 'basic2' is defined twice (first at"),
         ("lib.yaml", "must be a list of file names"),
     ]:
         lines = spec_problem_lines(spec, HEAD + f"imports: {imports}\nstages: []\n")

@@ -88,17 +88,27 @@ def _with_parents(document: Document, path: Path, chain: tuple[Path, ...]) -> Do
     return parent
 
 
-def _merge_imports(document: Document, path: Path, chain: tuple[Path, ...]) -> None:
-    """Replace the file's `imports:` by the imported libraries' blocks (recursively)."""
+def _merge_imports(document: Document, path: Path, chain: tuple[Path, ...],
+                   loaded: dict[tuple[Path, int], Document] | None = None) -> None:
+    """Replace the file's `imports:` by the imported libraries' blocks (recursively).
+
+    A library reached again (a diamond: two libraries importing a third) is read once per depth
+    (`loaded`, so twenty imports of twenty imports of ... stay linear) and adds its blocks once."""
+    loaded = {} if loaded is None else loaded
     imports = document.data.pop("imports", None)
     if imports is None:
         return
     where = document.location_of(("imports",))
     if not isinstance(imports, list) or not all(isinstance(i, str) and i for i in imports):
         raise SpecError([Problem(where, "imports", f"must be a list of file names (received: {imports!r})")])
+    listed: dict[Path, int] = {}
     for index, name in enumerate(imports):
         here = document.location_of(("imports", index))
         library_path = (path.parent / name).resolve()
+        if library_path in listed:
+            raise SpecError([Problem(here, f"imports.{index}",
+                                     f"{name!r} is imported twice in this list (first as imports.{listed[library_path]})")])
+        listed[library_path] = index
         names = " -> ".join(str(p) for p in (*chain, library_path))
         if library_path in chain:
             raise SpecError([Problem(here, f"imports.{index}", f"import cycle: {names}")])
@@ -106,17 +116,21 @@ def _merge_imports(document: Document, path: Path, chain: tuple[Path, ...]) -> N
             raise SpecError([Problem(here, f"imports.{index}", f"imports nest deeper than {MAX_IMPORT_DEPTH} files: {names}")])
         if not library_path.is_file():
             raise SpecError([Problem(here, f"imports.{index}", f"file not found: {library_path}")])
-        try:
-            library = _load_library(library_path, str(path.parent / name), chain + (library_path,))
-        except SpecError as error:
-            if any(p.location.file == str(path.parent / name) for p in error.problems):
-                header = Problem(here, f"imports.{index}", f"in the imported file {library_path}:")
-                raise SpecError([header, *error.problems], in_order=True) from None
-            raise
+        library = loaded.get((library_path, len(chain)))
+        if library is None:
+            try:
+                library = _load_library(library_path, str(path.parent / name), chain + (library_path,), loaded)
+            except SpecError as error:
+                if any(p.location.file == str(path.parent / name) for p in error.problems):
+                    header = Problem(here, f"imports.{index}", f"in the imported file {library_path}:")
+                    raise SpecError([header, *error.problems], in_order=True) from None
+                raise
+            loaded[(library_path, len(chain))] = library
         _add_blocks(document, library, fill_only=False)
 
 
-def _load_library(path: Path, display_name: str, chain: tuple[Path, ...]) -> Document:
+def _load_library(path: Path, display_name: str, chain: tuple[Path, ...],
+                  loaded: dict[tuple[Path, int], Document]) -> Document:
     library = load_yaml_file(path, display_name=display_name)
     if not isinstance(library.data, dict) or set(library.data) - set(LIBRARY_KEYS):
         extra = sorted(set(library.data) - set(LIBRARY_KEYS)) if isinstance(library.data, dict) else []
@@ -124,8 +138,14 @@ def _load_library(path: Path, display_name: str, chain: tuple[Path, ...]) -> Doc
         raise SpecError([Problem(where, extra[0] if extra else "",
                                  "a block library holds only 'blocks:' and 'imports:'" +
                                  (f" (received key '{extra[0]}')" if extra else ""))])
-    _merge_imports(library, path, chain)
+    _merge_imports(library, path, chain, loaded)
     return library
+
+
+def _same_definition(first: Location, again: Location) -> bool:
+    """Both at one line and column of one file (named relative to the current folder or not)."""
+    return ((first.line, first.column) == (again.line, again.column)
+            and Path(first.file).resolve() == Path(again.file).resolve())
 
 
 def _add_blocks(document: Document, library: Document, fill_only: bool) -> None:
@@ -148,6 +168,8 @@ def _add_blocks(document: Document, library: Document, fill_only: bool) -> None:
                 continue
             first = document.location_of(("blocks", name), key=True)
             again = library.location_of(("blocks", name), key=True)
+            if _same_definition(first, again):
+                continue  # one library's block reached through two imports
             raise SpecError([Problem(again, f"blocks.{name}", f"block type '{name}' is defined twice (first at {first})")])
         own[name] = copy_data(definition)
         added.add(name)
