@@ -614,9 +614,13 @@ def save(model, path: str | os.PathLike) -> Path:
     import sys
 
     from archbuilder.file_kinds import is_h5, is_keras
+    from archbuilder.output_paths import check_output_file
 
     _check_path("path", path)
     path = Path(path)
+    if not (is_h5(path) or is_keras(path)):
+        raise UserError(f"{shown(path)}: a model file ends in .keras or .h5 (received: {path.name})")
+    check_output_file(path)
     if is_h5(path):
         from archbuilder.keras.weights_h5 import keras2_note, save_h5
 
@@ -624,8 +628,6 @@ def save(model, path: str | os.PathLike) -> Path:
         if note := keras2_note(model, written):
             print(note, file=sys.stderr, flush=True)
         return written
-    if not is_keras(path):
-        raise UserError(f"{shown(path)}: a model file ends in .keras or .h5 (received: {path.name})")
     from archbuilder.atomic import atomic_path
     from archbuilder.keras.initializers import make_portable
 

@@ -40,6 +40,8 @@ def check_output_file(path: str | os.PathLike) -> Path:
 def _check_writable(path: Path, folder: Path) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # mkdir would fail on it with "File exists"
+            raise UserError(f"{shown(path)}: cannot write: {shown(existing)} is a link to nothing (dangling, or a loop)")
         existing = existing.parent
     existing = existing if str(existing) else Path(".")
     if not existing.is_dir():

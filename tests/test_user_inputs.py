@@ -57,7 +57,18 @@ def _unwritable_cases(tmp: Path, photos: Path) -> list[tuple[list[str], str]]:
     a_file = tmp / "a_file"
     a_file.write_text("x")
     spec = str(TINY_SPEC)
+    dangling, loop = tmp / "dangling", tmp / "loop"
+    dangling.symlink_to(tmp / "nowhere" / "dir")
+    loop.symlink_to(tmp / "loop_back")
+    (tmp / "loop_back").symlink_to(loop)
+    taken = tmp / "taken"
+    (taken / "tiny.keras").mkdir(parents=True)  # the file build would write is a folder
+    (taken / "tiny.h5").mkdir()
     return [
+        (["build", spec, "--out", str(dangling)], "is a link to nothing"),
+        (["plot", spec, "--out", str(loop / "x.svg")], "is a link to nothing"),
+        (["build", spec, "--out", str(taken)], "tiny.keras: is a folder"),
+        (["build", spec, "--out", str(taken), "--format", "h5"], "tiny.h5: is a folder"),
         (["build", spec, "--out", "/proc/foo"], "/proc/foo"),
         (["build", spec, "--out", str(a_file / "sub")], str(a_file / "sub")),
         (["train", spec, "--data", str(photos), "--out", "/proc/foo"], "/proc/foo"),
@@ -70,7 +81,8 @@ def _unwritable_cases(tmp: Path, photos: Path) -> list[tuple[list[str], str]]:
 def test_output_paths_that_cannot_be_written_are_refused_before_any_work(tmp_path, photos):
     for args, named in _unwritable_cases(tmp_path, photos):
         line = _one_clean_line(invoke(*args), named)
-        assert "cannot write" in line or "not a folder" in line, line
+        assert "cannot write" in line or "not a folder" in line or "is a folder" in line, line
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["tiny.h5", "tiny.keras"]
 
 
 # -- item 4: upper-case diagram extensions ------------------------------------------------------

@@ -10,7 +10,7 @@ import click
 from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder.errors import UserError
-from archbuilder.output_paths import check_output_folder
+from archbuilder.output_paths import check_output_file, check_output_folder
 from archbuilder import api
 
 
@@ -32,6 +32,9 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     checked = api.load_spec(spec, overrides, max_memory)  # nothing is built unless this passes
     if strict and weights is None:
         raise UserError("--strict applies to --weights FILE, which was not given")
+    outputs = [out_dir / f"{checked.spec.name}.{kind}" for kind in ("keras", "h5") if formats in (kind, "both")]
+    for output in outputs:
+        check_output_file(output)  # a folder of that name, say, before the build's seconds
     model = api.build(checked)
     _print_summary(model)
     _check_against_plan(model, checked.plan)
@@ -39,9 +42,8 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
         click.echo(line)
     if weights is not None:
         click.echo(api.load_weights(model, weights, strict=strict))
-    for kind in ("keras", "h5"):
-        if formats in (kind, "both"):
-            click.echo(f"Saved {api.save(model, out_dir / f'{checked.spec.name}.{kind}')}")
+    for output in outputs:
+        click.echo(f"Saved {api.save(model, output)}")
 
 
 def _print_summary(model) -> None:
