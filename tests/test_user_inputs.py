@@ -207,3 +207,22 @@ def test_predict_and_evaluate_with_spec_have_the_memory_flag_their_refusal_names
     result = invoke("evaluate", h5, "--data", photos, "--spec", TINY_SPEC, "--max-memory", "1GiB")
     assert result.exit_code == 0, result.output
     _one_clean_line(invoke("predict", tiny_model, image, "--max-memory", "1GiB"), "--max-memory", "--spec")
+
+
+def test_success_lines_show_file_names_escaped(tmp_path):
+    # A spec (or output) named with a newline and a terminal escape: validate's `ok:` line, diff's
+    # headers and plot's and build's `Saved` lines printed the name raw, splitting the line and
+    # sending the escape to the terminal; error lines escaped it already.
+    strange = tmp_path / "n\nl\x1b[31m.yaml"
+    shutil.copy(TINY_SPEC, strange)
+    escaped = "n\\nl\\x1b[31m"
+    results = [invoke("validate", strange), invoke("diff", strange, TINY_SPEC),
+               invoke("build", strange, "--out", tmp_path / "out\x1b[2J")]
+    if shutil.which("dot") is not None:
+        results.append(invoke("plot", strange, "--out", tmp_path / "p\x1b[31m.svg"))
+    for result in results:
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output, result.output
+    assert f"ok: {tmp_path}/{escaped}.yaml: tiny," in results[0].output
+    assert f"A: {tmp_path}/{escaped}.yaml (tiny)" in results[1].output
+    assert f"Saved {tmp_path}/out\\x1b[2J/tiny.keras" in results[2].output

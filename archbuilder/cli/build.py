@@ -9,7 +9,7 @@ import click
 
 from archbuilder.plan import report
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 from archbuilder.output_paths import check_output_file, check_output_folder
 from archbuilder import api
 
@@ -43,7 +43,7 @@ def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out_d
     if weights is not None:
         click.echo(api.load_weights(model, weights, strict=strict))
     for output in outputs:
-        click.echo(f"Saved {api.save(model, output)}")
+        click.echo(f"Saved {shown(api.save(model, output))}")
 
 
 def _print_summary(model) -> None:

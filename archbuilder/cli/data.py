@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from archbuilder.errors import shown
 from archbuilder.cli.options import classes_option
 from archbuilder.spec.training import MAX_SEED
 
@@ -41,10 +42,10 @@ def pack(folder, out, kind, shard_size, size, channels, split, holdout_photograp
     if kind == "tfrecord":
         index = api.pack_records(folder, out, shard_size=shard_size, holdout_photographers=holdout_photographers,
                                  classes=classes)
-        click.echo(f"wrote {out}: {index['images']} images of {len(index['class_names'])} classes in "
+        click.echo(f"wrote {shown(out)}: {index['images']} images of {len(index['class_names'])} classes in "
                    f"{len(index['shards'])} shards")
         return
     packed = api.pack_data(folder, out, size=size, channels=int(channels), split=split,
                            holdout_photographers=holdout_photographers, seed=seed, classes=classes)
     described = ", ".join(f"{name} {shape}" for name, shape in packed["shapes"].items())
-    click.echo(f"wrote {out}: {described}, {len(packed['class_names'])} classes")
+    click.echo(f"wrote {shown(out)}: {described}, {len(packed['class_names'])} classes")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from archbuilder.errors import shown
 from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder import api
 from archbuilder.plan import compare
@@ -30,8 +31,8 @@ def command(spec_a: str, spec_b: str, overrides: tuple[str, ...], overrides_a: t
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
-    click.echo(f"A: {spec_a} ({a.spec.name})")
-    click.echo(f"B: {spec_b} ({b.spec.name})")
+    click.echo(f"A: {shown(spec_a)} ({a.spec.name})")
+    click.echo(f"B: {shown(spec_b)} ({b.spec.name})")
     click.echo("")
     if result.fields:
         click.echo(f"Fields that differ ({len(result.fields)}):")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from archbuilder.errors import shown
 from archbuilder.cli.options import classes_option, model_spec_options
 
 
@@ -26,4 +27,4 @@ def command(model_path, data, batch_size, classes, spec, max_memory, overrides, 
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"model: {result['model']}\ndata:  {result['data']}\n" + Evaluation.from_json(result).to_text())
+        click.echo(f"model: {shown(result['model'])}\ndata:  {shown(result['data'])}\n" + Evaluation.from_json(result).to_text())

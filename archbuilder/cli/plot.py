@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from archbuilder.errors import shown
 from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
 from archbuilder import api
 
@@ -20,4 +21,4 @@ from archbuilder import api
               help="blocks: one box per block with its shortcut; layers: every Keras layer with shapes.")
 def command(spec: str, overrides: tuple[str, ...], max_memory: int | None, out: Path | None, level: str) -> None:
     """Draw SPEC with Graphviz: one box per block, or Keras's plot_model of every layer."""
-    click.echo(f"Saved {api.plot(spec, out, level, overrides, max_memory)}")
+    click.echo(f"Saved {shown(api.plot(spec, out, level, overrides, max_memory))}")

@@ -6,7 +6,7 @@ import click
 
 from archbuilder.cli.options import max_memory_option, overrides_option
 from archbuilder.cli.remedies import problem_text
-from archbuilder.errors import SpecError, UserError
+from archbuilder.errors import SpecError, UserError, shown
 from archbuilder import api
 
 
@@ -24,6 +24,6 @@ def command(specs: tuple[str, ...], overrides: tuple[str, ...], max_memory: int 
             problems.extend(problem_text(p) for p in error.problems)
             continue
         plan = checked.plan
-        click.echo(f"ok: {path}: {checked.spec.name}, {plan.total_params:,} params, {plan.macs:,} MACs")
+        click.echo(f"ok: {shown(path)}: {checked.spec.name}, {plan.total_params:,} params, {plan.macs:,} MACs")
     if problems:
         raise UserError("\n".join(problems))

@@ -22,7 +22,7 @@ import_tensorflow_quietly()
 import numpy as np  # noqa: E402
 
 from archbuilder.cpu_info import cpuinfo  # noqa: E402
-from archbuilder.errors import Remedy, UserError  # noqa: E402
+from archbuilder.errors import Remedy, UserError, shown  # noqa: E402
 from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
 from archbuilder.training import streamed_data  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
@@ -107,7 +107,7 @@ def _train(request: TrainRequest, prepared: PreparedRun, distribution: Distribut
         f"training {prepared.spec_name} on {len(data.train)} images, {classes} classes"
         + (f", validating on {len(data.validation)}" if data.validation is not None else "")
         + (f", testing on {len(data.test)} ({data.test_origin})" if data.test is not None else "")
-        + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {run.root}"
+        + f"; {training.epochs} epochs of {steps} steps, batch {training.batch_size}; run folder {shown(run.root)}"
     )
     if (reading := streamed_data.reading_line(data)) is not None:
         say(reading)
@@ -377,7 +377,7 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
         from archbuilder.keras.weights_h5 import save_h5 as write_h5
 
         h5 = write_h5(model, run.root / "best.h5")
-        say(f"saved {h5}")
+        say(f"saved {shown(h5)}")
         if note := keras2_note(model, h5):
             say(note)
     images, origin = evaluation_images(data)
