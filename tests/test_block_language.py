@@ -221,6 +221,14 @@ CASES = {  # name: (blocks, stages, the expected lines)
     "reserved_parameter_name": (
         "b:\n  params: {in_channels: {type: int}}\n  layers:\n    - {type: flatten}\n", "- {block: b}\n",
         ["{f}:6:13: blocks.b.params: parameter name 'in_channels' is reserved (the network provides it)"]),
+    "parameter_named_like_a_call_key": (  # `label: 5` set the stage's label; the parameter never got it
+        "b:\n  params: {label: {type: int, default: 2}}\n  layers:\n    - {type: flatten}\n", "- {block: b, label: 5}\n",
+        ["{f}:6:13: blocks.b.params: parameter name 'label' is a key of a stage or block call "
+         "(from, id, label, stride_on, when), so no call could give it; choose another"]),
+    "parameter_named_like_a_python_keyword": (
+        "b:\n  params: {lambda: {type: int, default: 2}}\n  layers:\n    - {type: flatten}\n", "- {block: b}\n",
+        ["{f}:6:13: blocks.b.params: parameter name 'lambda' is a Python keyword, which an expression cannot name; "
+         "choose another"]),
     "bad_default": (
         "b:\n  params: {k: {type: int, default: 0, min: 1}}\n  layers:\n    - {type: flatten}\n", "- {block: b}\n",
         ["{f}:6:38: blocks.b.params.k.default: must be ≥ 1 (received 0)"]),

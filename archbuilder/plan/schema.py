@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 from archbuilder.layers import DenseLayer, Layer
 from archbuilder.spec.base import StrictModel
 from archbuilder.spec.blocks import (
-    MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
+    CALL_KEYS, MAX_LAYERS, MAX_PARAMS, BlockCall, BlockName, Identifier, ParamSpec, StageSpec, refuse_reserved,
 )
 from archbuilder.spec.fields import LayerName, PositiveInt, TensorRef, block_parameters
 from archbuilder.spec.initializer import InitializerSpec
@@ -66,7 +66,7 @@ class BlockDef(StrictModel):
 
     @model_validator(mode="after")
     def _names_free(self) -> "BlockDef":
-        refuse_reserved(self.params, "parameter", "params")
+        refuse_reserved(self.params, "parameter", "params", CALL_KEYS)
         return self
 
 

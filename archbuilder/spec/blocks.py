@@ -16,6 +16,7 @@ recursion are checked against the whole spec by `archbuilder.plan.blocks`. Impor
 
 from __future__ import annotations
 
+import keyword
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, model_validator
@@ -34,6 +35,10 @@ RESERVED_NAMES = frozenset({
     "num_blocks", "width", "depth", "drop_path_rate", "drop_path", "classes", "input", "true", "false",
     "True", "False", "stage", "letter", "block", "share",
 })
+# Keys a stage or a block call reads itself (beside `block`, `repeats`, `share`, reserved above), so a
+# parameter of that name could never be given: `label: 5` would set the stage's label. (`stride` is a
+# stage key too, but it is passed on to the block's own `stride` parameter.)
+CALL_KEYS = frozenset({"stride_on", "label", "id", "from", "when"})
 MAX_PARAMS = 64
 MAX_LAYERS = 256  # layers in one block body
 MAX_LIST = 64  # items of a list parameter
@@ -100,12 +105,20 @@ class BlockCall(StrictModel):
         return dict(self.model_extra or {})
 
 
-def refuse_reserved(names, what: str, field: str) -> None:
-    """Parameters and variables may not take a name the network provides (`in_channels`, ...)."""
+def refuse_reserved(names, what: str, field: str, keys: frozenset[str] = frozenset()) -> None:
+    """Parameters and variables may not take a name the network provides (`in_channels`, ...), a
+    Python keyword (an expression could not name it), or one of `keys` (a call's own keys)."""
     for name in names:
         if name in RESERVED_NAMES:
             raise PydanticCustomError("spec", "{what} name '{name}' is reserved (the network provides it)",
                                       {"what": what, "name": name, "field": field})
+        if isinstance(name, str) and keyword.iskeyword(name):
+            raise PydanticCustomError("spec", "{what} name '{name}' is a Python keyword, which an expression "
+                                      "cannot name; choose another", {"what": what, "name": name, "field": field})
+        if name in keys:
+            raise PydanticCustomError("spec", "{what} name '{name}' is a key of a stage or block call ({keys}), "
+                                      "so no call could give it; choose another",
+                                      {"what": what, "name": name, "field": field, "keys": ", ".join(sorted(keys))})
 
 
 class StageSpec(StrictModel):
