@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from archbuilder.api_inputs import path_argument
 from archbuilder.errors import Remedy, SpecError, UserError, literal, shown
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def load_model(path: str | os.PathLike, spec: str | os.PathLike | None = None, o
     take the model returned with the class names stored in its file."""
     from archbuilder.export.runtimes import export_kind
 
-    _check_path("path", path)
+    path_argument("path", path)
     if export_kind(path) is not None:
         raise UserError(f"{shown(path)}: an export runs in its own runtime; give its path to archbuilder.predict")
     return _opened(path, spec, overrides, strict, max_memory).model
@@ -234,7 +235,7 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
     from archbuilder.data.sources import evaluation_data
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
-    _check_path("data", data)
+    path_argument("data", data)
     batch_size = count_argument("batch_size", batch_size)
     opened = _opened(model, spec, overrides, strict, max_memory)
     from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
@@ -387,7 +388,7 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
     from archbuilder.training.metrics import predict_probabilities
 
     if isinstance(model, (str, os.PathLike)):
-        _check_path("model", model)
+        path_argument("model", model)
         if not Path(model).exists():
             raise UserError(f"{shown(model)}: no such model file")
         out = Path(out) if out is not None else default_out(Path(model), format, quantize)
@@ -473,7 +474,7 @@ def plot(spec, out: str | os.PathLike | None = None, level: str = "blocks", over
     from archbuilder.output_paths import check_output_file
 
     if out is not None:
-        _check_path("out", out)
+        path_argument("out", out)
         diagrams.output_format(out)
         check_output_file(out)
     checked = spec if _is_checked(spec) else load_spec(spec, overrides, max_memory)
@@ -510,7 +511,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
 
         from archbuilder.keras.model_files import open_model_file
 
-        _check_path("model", model)
+        path_argument("model", model)
         loaded = open_model_file(model, spec, overrides, strict, max_memory=max_memory,
                                  on_report=lambda text: print(text, file=sys.stderr, flush=True))
         names = model_classes(loaded, model)
@@ -541,16 +542,11 @@ def _class_list(classes) -> tuple[str, ...] | None:
     return tuple(classes) or None
 
 
-def _check_path(argument: str, value) -> None:
-    if not isinstance(value, (str, os.PathLike)):
-        raise UserError(f"{argument}: expected a path (received: {type(value).__name__})")
-
-
 def _check_given_paths(**paths) -> None:
-    """`_check_path` for each optional path argument given (None: left out)."""
+    """`path_argument` for each optional path argument given (None: left out)."""
     for argument, value in paths.items():
         if value is not None:
-            _check_path(argument, value)
+            path_argument(argument, value)
 
 
 def _image_paths(inputs) -> list[Path]:
@@ -566,7 +562,7 @@ def _image_paths(inputs) -> list[Path]:
         raise UserError("inputs: no image given")
     paths: list[Path] = []
     for argument in arguments:
-        _check_path("inputs", argument)
+        path_argument("inputs", argument)
         argument = Path(argument)
         if argument.is_dir():
             inside = sorted(p for p in argument.iterdir() if p.is_file() and not p.name.startswith(".") and is_image(p))
@@ -602,7 +598,7 @@ def load_weights(model, path: str | os.PathLike, strict: bool = False) -> str:
     from archbuilder.api_inputs import flag_argument
     from archbuilder.keras.weights import load_weights_file
 
-    _check_path("path", path)
+    path_argument("path", path)
     flag_argument("strict", strict)
     return load_weights_file(model, path, strict=strict).format()
 
@@ -616,7 +612,7 @@ def save(model, path: str | os.PathLike) -> Path:
     from archbuilder.file_kinds import is_h5, is_keras
     from archbuilder.output_paths import check_output_file
 
-    _check_path("path", path)
+    path_argument("path", path)
     path = Path(path)
     if not (is_h5(path) or is_keras(path)):
         raise UserError(f"{shown(path)}: a model file ends in .keras or .h5 (received: {path.name})")
@@ -649,8 +645,8 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     from archbuilder.runtime import import_tensorflow_quietly
     from archbuilder.spec.training import MAX_SEED
 
-    _check_path("folder", folder)
-    _check_path("out", out)
+    path_argument("folder", folder)
+    path_argument("out", out)
     size = count_argument("size", size)
     choice_argument("split", split, ("train", "test"))
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
@@ -678,8 +674,8 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
     from archbuilder.api_inputs import count_argument
     from archbuilder.runtime import import_tensorflow_quietly
 
-    _check_path("folder", folder)
-    _check_path("out", out)
+    path_argument("folder", folder)
+    path_argument("out", out)
     if holdout_photographers:
         raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
                                    "every image of the folder"))

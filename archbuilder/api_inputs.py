@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from archbuilder.errors import Location, Problem, SpecError, UserError
+from archbuilder.errors import Location, Problem, SpecError, UserError, shown
 from archbuilder.spec.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, format_path
 
 DICT_NAME = "<dict>"  # where problems of a dict spec are located (plan/validate.load_checked_data)
@@ -20,14 +20,23 @@ DICT_NAME = "<dict>"  # where problems of a dict spec are located (plan/validate
 MAX_INT_DIGITS = 4000
 
 
+def path_argument(argument: str, value: Any) -> None:
+    """`value` is a path (str or os.PathLike) that a file could have."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{argument}: expected a path (received: {type(value).__name__})")
+    if "\0" in os.fsdecode(value):  # no file name holds one; the system calls raise ValueError
+        raise UserError(f"{argument}: '{shown(value)}' holds a NUL character, which no file name can")
+
+
 def spec_argument(spec: Any) -> str | os.PathLike | dict:
     """A path (str, bytes, os.PathLike) or a plain dict, checked; anything else is a UserError."""
     if isinstance(spec, Mapping):
         check_plain_data(spec)
         return dict(spec)
     if isinstance(spec, bytes):
-        return os.fsdecode(spec)
+        spec = os.fsdecode(spec)
     if isinstance(spec, (str, os.PathLike)):
+        path_argument("spec", spec)
         return spec
     raise UserError(f"spec: expected a spec file's path or a dict holding a spec (received: {_kind(spec)})")
 
@@ -60,6 +69,11 @@ def max_memory_argument(max_memory: Any) -> int | None:
     if type(max_memory) is not int or max_memory <= 0:
         raise UserError(f"max_memory: expected a positive number of bytes or a size such as '32GiB' "
                         f"(received: {_kind(max_memory)} {max_memory!r:.40})")
+    from archbuilder.plan.size_guard import MAX_SIZE
+
+    if max_memory > MAX_SIZE:  # as parse_size refuses "1e400": a typo, not a machine
+        raise UserError(f"max_memory: a number of {len(str(max_memory))} digits is larger than any machine's "
+                        "memory (more than 2**80 bytes, 1 YiB); use e.g. '64GiB'")
     return max_memory
 
 

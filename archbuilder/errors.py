@@ -113,8 +113,13 @@ def shown(path) -> str:
     surrogates, PEP 383) shown as `\\xff` escapes, so printing it never fails; and control
     characters and line separators escaped as in a problem's line (`_ESCAPES`: `\\n`, `\\x1b`), so
     that a file named with a newline or a terminal escape leaves a message on its one line and
-    cannot drive the terminal."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace").translate(_ESCAPES)
+    cannot drive the terminal. A lone surrogate that no bytes give (`"\\ud800"` from Python code)
+    is shown as `\\ud800`."""
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        raw = os.fspath(path).encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").translate(_ESCAPES)
 
 
 def quoted_list(names) -> str:

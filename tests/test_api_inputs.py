@@ -154,3 +154,27 @@ def test_counts_and_numbers_take_numpy_scalars_and_refuse_bools_nan_and_text():
                  lambda: flag_argument("strict", "no"), lambda: flag_argument("strict", 0)):
         with pytest.raises(UserError):
             call()
+
+
+def test_api_arguments_no_file_could_have_raise_our_error():
+    # Found by a hostile review: each leaked a raw Python error, or was taken silently.
+    import archbuilder
+    from archbuilder.errors import UserError
+
+    cases = [
+        (lambda: archbuilder.load_spec("a\0b.yaml"), "spec: 'a\\x00b.yaml' holds a NUL character"),  # ValueError
+        (lambda: archbuilder.load_spec(b"a\0b.yaml"), "spec: 'a\\x00b.yaml' holds a NUL character"),
+        (lambda: archbuilder.plot(SMALL, out="/tmp/a\0.png"), "out: '/tmp/a\\x00.png' holds a NUL"),
+        (lambda: archbuilder.predict("m\0.keras", __import__("numpy").zeros((1, 32, 32, 3), "uint8")), "model: 'm\\x00.keras' holds a NUL"),
+        # UnicodeEncodeError: a lone surrogate that no bytes give
+        (lambda: archbuilder.load_spec(SMALL, overrides=["name=\ud800"]), "<--set name=\\ud800>:1:1"),
+        # taken (the string "1e400" was refused): the same bound for an int
+        (lambda: archbuilder.info(SMALL, max_memory=10**400), "max_memory: a number of 401 digits is larger"),
+        # checked as a list, then ignored: imports are read with the file
+        (lambda: archbuilder.load_spec(SMALL, overrides=["imports=[nowhere.yaml]"]), "imports cannot be overridden"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError) as caught:
+            call()
+        assert message in str(caught.value), str(caught.value)
+    assert archbuilder.info(SMALL, max_memory=2**80)["total_params"] == SMALL_PARAMS  # the bound itself passes

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from archbuilder.errors import Location, Problem, SpecError, abbreviated
+from archbuilder.errors import Location, Problem, SpecError, abbreviated, shown
 from archbuilder.spec.source import (
     MAX_DEPTH, Document, Path_, copy_data, format_path, load_yaml_file, load_yaml_text,
 )
@@ -45,6 +45,10 @@ def _apply_overrides(document: Document, overrides: Iterable[str]) -> Document:
     _add_standard_library(document)
     for override in overrides:
         patch = _parse_override(override)
+        if isinstance(patch.data, dict) and "imports" in patch.data:  # it would be checked, then ignored
+            raise SpecError([Problem(patch.location_of(("imports",)), "imports",
+                                     "imports cannot be overridden: they are read with the file, before overrides "
+                                     "apply; list them in the spec file (or in a file that extends it)")])
         _merge(document, patch.data, (), (), source=patch)
     return document
 
@@ -232,8 +236,7 @@ def _parse_override(text: str) -> Document:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 reach argv as surrogates (PEP 383)
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise SpecError([Problem(Location(f"<--set {shown}>", 1, 1), "", "the value is not UTF-8 text")]) from None
+        raise SpecError([Problem(Location(f"<--set {shown(text)}>", 1, 1), "", "the value is not UTF-8 text")]) from None
     if "=" not in text:
         raise SpecError([Problem(Location(name, 1, 1), "", "expected PATH=VALUE, e.g. input.shape=[224,224,3]")])
     dotted, value_text = text.split("=", 1)
