@@ -67,6 +67,19 @@ CASES = {
             "{f}:9:59: stages.0.label: expected a number, not true or false (received: false)",
         ],
     ),
+    # The reverse: 1 was read as true (`when: 1` kept the layer, `keepdims: 0` dropped the axes); the
+    # JSON Schema refused the same file (a hostile review, twenty-first session).
+    "numbers_are_not_booleans": (
+        GOOD_HEAD + "stem:\n  - {type: conv, filters: 8, kernel: 3, use_bias: 1, when: 1}\n"
+        "  - {type: batch_norm, center: 0, scale: 1.0}\n  - {type: global_average_pool, keepdims: 0}\n",
+        [
+            "{f}:5:51: stem.0.use_bias: expected true or false, not a number (received: 1)",
+            "{f}:5:60: stem.0.when: expected true or false, not a number (received: 1)",
+            "{f}:6:32: stem.1.center: expected true or false, not a number (received: 0)",
+            "{f}:6:42: stem.1.scale: expected true or false, not a number (received: 1.0)",
+            "{f}:7:43: stem.2.keepdims: expected true or false, not a number (received: 0)",
+        ],
+    ),
     # Issue 20: the keys listed were the first layer type's (`from_, id, name, padding, ...`), for a conv.
     "unknown_key_of_a_layer_lists_its_own_type's_keys": (
         GOOD_HEAD + "stem:\n  - {type: conv, filters: 8}\n  - {type: conv, filters: 8, kernal: 3}\n"

@@ -1,5 +1,5 @@
 """The base class of every spec model: unknown keys are errors, values are immutable, and true and
-false are no numbers."""
+false are no numbers (nor numbers true or false)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ class WrittenBoolean:
         return str(self.value).lower()
 
 
+class WrittenNumber:
+    """A number written where only true or false fits: lax mode reads 1 as true (`when: 1`,
+    `use_bias: 0`), which the JSON Schema refuses; swapped for this as WrittenBoolean is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | float):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 class StrictModel(BaseModel):
     # inf and nan are YAML floats (.inf, .nan) but no sensible size, rate or epsilon.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -36,24 +49,28 @@ class StrictModel(BaseModel):
         if not isinstance(data, dict):
             return data
         changed = None
-        for key in _number_keys(cls).intersection(data):
-            marked = _marked(data[key])
-            if marked is not data[key]:
-                changed = dict(data) if changed is None else changed
-                changed[key] = marked
+        number_keys, boolean_keys = _number_keys(cls)
+        for keys, mark in ((number_keys, _marked), (boolean_keys, _marked_number)):
+            for key in keys.intersection(data):
+                marked = mark(data[key])
+                if marked is not data[key]:
+                    changed = dict(data) if changed is None else changed
+                    changed[key] = marked
         return data if changed is None else changed
 
 
-_NUMBER_KEYS: dict[type, frozenset[str]] = {}
+_NUMBER_KEYS: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _number_keys(cls: type[BaseModel]) -> frozenset[str]:
-    """The keys (as written) of fields that take numbers but neither true/false nor a nested model."""
+def _number_keys(cls: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
+    """The keys (as written) of fields that take numbers but neither true/false nor a nested model,
+    and of those that take true/false but no number."""
     found = _NUMBER_KEYS.get(cls)
     if found is None:
-        found = _NUMBER_KEYS[cls] = frozenset(
-            field.alias or name for name, field in cls.model_fields.items()
-            if _kinds(field.annotation) & {int, float} and not _kinds(field.annotation) & {bool, Any, BaseModel})
+        kinds = {field.alias or name: _kinds(field.annotation) for name, field in cls.model_fields.items()}
+        found = _NUMBER_KEYS[cls] = (
+            frozenset(key for key, kind in kinds.items() if kind & {int, float} and not kind & {bool, Any, BaseModel}),
+            frozenset(key for key, kind in kinds.items() if bool in kind and not kind & {int, float, Any, BaseModel}))
     return found
 
 
@@ -82,3 +99,8 @@ def _marked(value: Any) -> Any:
         items = {key: _marked(item) for key, item in value.items()}
         return items if any(items[key] is not value[key] for key in value) else value
     return value
+
+
+def _marked_number(value: Any) -> Any:
+    """`value` as a WrittenNumber if it is a number (not true/false); itself otherwise."""
+    return WrittenNumber(value) if type(value) in (int, float) else value
