@@ -229,6 +229,11 @@ CASES = {  # name: (blocks, stages, the expected lines)
         "b:\n  params: {lambda: {type: int, default: 2}}\n  layers:\n    - {type: flatten}\n", "- {block: b}\n",
         ["{f}:6:13: blocks.b.params: parameter name 'lambda' is a Python keyword, which an expression cannot name; "
          "choose another"]),
+    "an_invalid_block_is_not_also_unknown_where_used": (  # a body's call of it said "unknown block type 'p'"
+        "p:\n  layers:\n    - {type: add, from: [-1, q]}\nw:\n  layers:\n    - {block: p}\n",
+        "- {block: w}\n- {block: p}\n",
+        ["{f}:7:27: blocks.p.layers.0.from: input should be a valid string (received: [-1, q])",
+         "{f}:7:28: blocks.p.layers.0.from.0: input should be a valid string (received: -1)"]),
     "bad_default": (
         "b:\n  params: {k: {type: int, default: 0, min: 1}}\n  layers:\n    - {type: flatten}\n", "- {block: b}\n",
         ["{f}:6:38: blocks.b.params.k.default: must be ≥ 1 (received 0)"]),

@@ -36,6 +36,7 @@ class _Blocks:
     head: tuple = ()
     sections: tuple = ()  # (name, items) of each section, in order
     outputs: dict | None = None  # output name -> id
+    invalid: frozenset[str] = frozenset()  # block types defined but not valid (their own problems say why)
 
 
 # Names a block's expressions have besides its parameters and the network's.
@@ -82,9 +83,9 @@ def check_blocks_of_invalid(document: Document) -> list[Problem]:
                      if isinstance(name, str) and isinstance(items, list))
     outputs = data.get("outputs") if isinstance(data.get("outputs"), dict) else None
     outputs = {k: v for k, v in (outputs or {}).items() if isinstance(k, str) and isinstance(v, str)} or None
-    problems = _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts, sections,
-                              outputs), document, known=set(blocks))
-    return problems
+    invalid = frozenset(k for k, v in blocks.items() if v is None)
+    return _check(_Blocks({k: v for k, v in blocks.items() if v is not None}, stages, network, *parts, sections,
+                          outputs, invalid), document)
 
 
 _BODY_ITEM = TypeAdapter(BodyItem)
@@ -98,14 +99,14 @@ def _valid_or_none(item: Any):
         return None
 
 
-def _check(spec: _Blocks, document: Document, known: set[str] | None = None) -> list[Problem]:
+def _check(spec: _Blocks, document: Document) -> list[Problem]:
     problems: list[Problem] = []
 
     def problem(path: tuple, message: str, key: bool = False) -> None:
         problems.append(Problem(document.location_of(path, key=key), format_path(path), message))
 
     for index, stage in enumerate(spec.stages):
-        if stage is not None and (known is None or stage.block in spec.blocks or stage.block not in known):
+        if stage is not None:
             _check_call(spec, stage.block, stage.arguments, ("stages", index), problem, stage=stage)
     for part, items in _bodies(spec):
         for index, item in enumerate(items):
@@ -133,6 +134,8 @@ def _check_call(spec: _Blocks, name: str, arguments: dict, path: tuple, problem,
     if stage is not None and isinstance(stage.repeats, str):
         _check_expression(stage.repeats, spec.network, path + ("repeats",), problem)
     block = spec.blocks.get(name)
+    if block is None and name in spec.invalid:
+        return  # not unknown: its definition's problems are reported, and calls of it are checked once it is valid
     if block is None:
         valid = sorted(spec.blocks)
         close = difflib.get_close_matches(name, valid, n=1)
