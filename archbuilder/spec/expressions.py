@@ -53,7 +53,7 @@ FUNCTIONS = {
     "min": min, "max": max, "int": _int, "float": float, "round": _round,
     "ceil": math.ceil, "floor": math.floor, "abs": abs, "make_divisible": make_divisible,
 }
-_ARITY = {"min": (1, 20), "max": (1, 20), "int": (1, 1), "float": (1, 1), "round": (1, 2), "ceil": (1, 1),
+_ARITY = {"min": (2, 20), "max": (2, 20), "int": (1, 1), "float": (1, 1), "round": (1, 2), "ceil": (1, 1),
           "floor": (1, 1), "abs": (1, 1), "make_divisible": (1, 3)}
 
 _BINARY = {
