@@ -142,14 +142,21 @@ def check_plain_data(data: Mapping) -> None:
 
 
 def _text_size(value: Any, path: tuple) -> int:
-    if isinstance(value, str):
+    if type(value) is str:
         return len(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if type(value) is int:
         digits = value.bit_length() * 0.30103 + 1  # log10(2): digits of the number, within one
         if digits > MAX_INT_DIGITS:
             _refuse(path, f"a number of more than {MAX_INT_DIGITS} digits is beyond any real size")
         return int(digits) + 1
-    return 8  # a float, a boolean, null
+    if value is None or type(value) in (bool, float):
+        return 8
+    # NumPy's numbers, enums, subclasses, sets, objects: YAML would refuse them, not saying where.
+    convert = next((name for kind, name in ((bool, "bool"), (numbers.Integral, "int"), (numbers.Real, "float"),
+                                            (str, "str")) if isinstance(value, kind)), None)
+    _refuse(path, f"not plain data: a {type(value).__module__}.{type(value).__qualname__} (a spec holds text, "
+                  "numbers, true/false, null, lists and dicts)" + (f"; convert it with {convert}()" if convert else ""))
+    return 0
 
 
 def _refuse(path: tuple, message: str) -> None:

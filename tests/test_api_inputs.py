@@ -178,3 +178,28 @@ def test_api_arguments_no_file_could_have_raise_our_error():
             call()
         assert message in str(caught.value), str(caught.value)
     assert archbuilder.info(SMALL, max_memory=2**80)["total_params"] == SMALL_PARAMS  # the bound itself passes
+
+
+def test_a_dict_spec_holding_what_is_not_plain_data_is_refused_at_its_key():
+    # NumPy's numbers (np.arange widths, say), enums, str subclasses: YAML refused them at
+    # `<dict>:1:1: <document>`, naming no key.
+    import enum
+
+    import numpy as np
+
+    import archbuilder
+    from archbuilder.errors import SpecError
+
+    class Width(enum.IntEnum):
+        SMALL = 8
+
+    for value, kind, remedy in [(np.int64(8), "numpy.int64", "; convert it with int()"),
+                                (Width.SMALL, "Width", "; convert it with int()"),
+                                (np.float64(8.0), "numpy.float64", "; convert it with float()"),
+                                ({8}, "builtins.set", "")]:
+        spec = {**SMALL, "stem": [{**SMALL["stem"][0], "filters": value}]}
+        with pytest.raises(SpecError) as caught:
+            archbuilder.info(spec)
+        message = str(caught.value)
+        assert message.startswith("<dict>:1:1: stem.0.filters: not plain data: a "), message
+        assert kind in message and message.endswith("dicts)" + remedy), message
