@@ -500,7 +500,7 @@ _LOADED_CLASS_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Opened:
     """A model file's path, or a model object (from `load_model`, `build`, or Keras), ready to run."""
     from archbuilder.api_inputs import flag_argument, max_memory_argument, overrides_argument
-    from archbuilder.keras.model_files import model_classes, model_input_shape, named_output_shapes
+    from archbuilder.keras.model_files import check_one_output, model_classes, model_input_shape, named_output_shapes
 
     _check_given_paths(spec=spec)
     flag_argument("strict", strict)
@@ -514,6 +514,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
         path_argument("model", model)
         loaded = open_model_file(model, spec, overrides, strict, max_memory=max_memory,
                                  on_report=lambda text: print(text, file=sys.stderr, flush=True))
+        check_one_output(loaded, shown(model))
         names = model_classes(loaded, model)
         _LOADED_CLASS_NAMES[loaded] = names
         return _Opened(loaded, names, model_input_shape(loaded, model), shown(model))
@@ -528,6 +529,7 @@ def _opened(model, spec, overrides, strict: bool, max_memory: int | None) -> _Op
         raise UserError("", Remedy("{spec}, {overrides}, {strict} and {max_memory} apply to a model file; "
                                    "this model is already built"))
     label = f"<model {model.name}>"
+    check_one_output(model, label)
     names = _LOADED_CLASS_NAMES.get(model) or (() if named_output_shapes(model) is not None else
                                                 tuple(str(i) for i in range(model.output_shape[-1])))
     return _Opened(model, names, model_input_shape(model, label), label)

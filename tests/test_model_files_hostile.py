@@ -318,3 +318,33 @@ def test_duplicate_class_names_are_refused_rather_than_dropping_probabilities(ma
         target.writestr("archbuilder.json", json.dumps({"class_names": ["a", "a", "b"]}))
     _one_line(invoke("predict", path, made["photo"], "--json"),
               f"{path}: archbuilder.json: class_names must be distinct; 'a' names two classes")
+
+
+def test_plain_keras_sequential_and_two_output_models_from_elsewhere(made, tmp_path):
+    # A hostile review, twenty-first session: a Sequential model saved by Keras crashed predict,
+    # evaluate and export (AttributeError: its loaded `output` is undefined), and a model of two
+    # unnamed outputs did too (TypeError: a tuple where the class count goes).
+    import keras
+
+    import archbuilder
+    from archbuilder.errors import UserError
+
+    keras.utils.set_random_seed(0)
+    sequential = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                                   keras.layers.Dense(3, activation="softmax")])
+    sequential.save(tmp_path / "seq.keras")
+    _keras_model((32, 32, 3), outputs=2).save(tmp_path / "two.keras")
+    photo, photos = made["photo"], made["photos"]
+
+    result = invoke("predict", tmp_path / "seq.keras", photo)
+    assert result.exit_code == 0 and "predicted class: " in result.output, result.output
+    assert invoke("evaluate", tmp_path / "seq.keras", "--data", photos).exit_code == 0
+    assert invoke("export", tmp_path / "seq.keras", "--format", "onnx", "--out", tmp_path / "seq.onnx").exit_code == 0
+    assert archbuilder.predict(sequential, np.zeros((1, 32, 32, 3), np.uint8)).probabilities.shape == (1, 3)
+
+    for args in (["predict", tmp_path / "two.keras", photo], ["evaluate", tmp_path / "two.keras", "--data", photos],
+                 ["export", tmp_path / "two.keras", "--format", "onnx", "--out", tmp_path / "two.onnx"]):
+        _one_line(invoke(*args), "two.keras: the model has 1 input(s) and 2 output(s)")
+    assert not (tmp_path / "two.onnx").exists()
+    with pytest.raises(UserError, match="the model has 1 input"):
+        archbuilder.predict(_keras_model((32, 32, 3), outputs=2), np.zeros((1, 32, 32, 3), np.uint8))

@@ -197,13 +197,33 @@ def _open_weights(path: Path, spec_path, overrides, strict: bool, on_report, max
     return model
 
 
+def model_output(model):
+    """`model.output`: one tensor, a dict of named ones, or a list of several. A Sequential model
+    loaded from a file leaves `output` undefined ("has never been called"), but not `outputs`."""
+    try:
+        return model.output
+    except AttributeError:
+        outputs = list(model.outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def check_one_output(model, label: str) -> None:
+    """One output tensor, or named ones (a spec's `outputs:`); several unnamed outputs say nothing
+    of which is the class vector, and are refused as an export of them is."""
+    output = model_output(model)
+    if isinstance(output, (list, tuple)):
+        raise UserError(f"{label}: the model has {len(model.inputs)} input(s) and {len(output)} output(s); expected "
+                        "one output (the class probabilities), or named ones (a spec's outputs:)")
+
+
 def named_output_shapes(model) -> dict[str, tuple] | None:
     """Each named output's shape (batch axis first) for a model whose outputs are a dict (a spec's
     `outputs:`), in the spec's order; None for a model with one output. A loaded model reports
     `output_shape` as a list (sorted by name), so the dict of output tensors is read instead."""
-    if not isinstance(model.output, dict):
+    output = model_output(model)
+    if not isinstance(output, dict):
         return None
-    return {name: tuple(tensor.shape) for name, tensor in model.output.items()}
+    return {name: tuple(tensor.shape) for name, tensor in output.items()}
 
 
 def model_classes(model, path: str | os.PathLike) -> tuple[str, ...]:

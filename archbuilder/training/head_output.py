@@ -73,8 +73,10 @@ def plan_output(plan):
 def per_image_output(model):
     """The shape of what the model outputs for one image; for named outputs a dict of them, for
     several unnamed ones a list of batch shapes."""
-    if isinstance(model.output, dict):
-        return {name: tuple(tensor.shape[1:]) for name, tensor in model.output.items()}
+    from archbuilder.keras.model_files import named_output_shapes
+
+    if (named := named_output_shapes(model)) is not None:
+        return {name: shape[1:] for name, shape in named.items()}
     output = model.output_shape
     if isinstance(output, dict):
         return list(output.values())
