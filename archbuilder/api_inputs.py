@@ -92,8 +92,10 @@ def flag_argument(name: str, value: Any) -> bool:
 
 
 def count_argument(name: str, value: Any) -> int:
-    """A whole number, 1 or more (a batch size, an image size; NumPy's integers too)."""
-    return whole_number_argument(name, value, 1)
+    """A whole number from 1 to MAX_COUNT (a batch size, an image size; NumPy's integers too)."""
+    from archbuilder.spec.training import MAX_COUNT
+
+    return whole_number_argument(name, value, 1, MAX_COUNT)
 
 
 def whole_number_argument(name: str, value: Any, low: int, high: int | None = None) -> int:

@@ -203,3 +203,23 @@ def test_a_dict_spec_holding_what_is_not_plain_data_is_refused_at_its_key():
         message = str(caught.value)
         assert message.startswith("<dict>:1:1: stem.0.filters: not plain data: a "), message
         assert kind in message and message.endswith("dicts)" + remedy), message
+
+
+def test_counts_beyond_32_bits_are_refused_before_anything_is_written(tmp_path):
+    # `--epochs 9223372036854775808` reached tf.data as a traceback after the run folder was
+    # written (which --resume could not continue); batch sizes of 2**64 likewise in evaluate/predict.
+    import numpy as np
+
+    import archbuilder
+    from archbuilder.errors import UserError
+    from archbuilder.spec.training import MAX_COUNT
+    from train_support import TINY_SPEC, image_folder
+
+    photos = image_folder(tmp_path / "photos", per_class=2)
+    for args in (["--epochs", str(2**63)], ["--set", f"training.epochs={10**20}"], ["--batch-size", str(MAX_COUNT + 1)]):
+        result = run_cli("train", str(TINY_SPEC), "--data", str(photos), "--out", str(tmp_path / "run"), *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "2147483647" in result.stderr, result.stderr
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="batch_size: expected a whole number, from 1 to 2147483647"):
+        archbuilder.predict(archbuilder.build(SMALL), np.zeros((1, 32, 32, 3), np.uint8), batch_size=2**64)

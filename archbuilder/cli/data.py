@@ -7,7 +7,7 @@ import click
 
 from archbuilder.errors import shown
 from archbuilder.cli.options import classes_option
-from archbuilder.spec.training import MAX_SEED
+from archbuilder.spec.training import MAX_COUNT, MAX_SEED
 
 
 @click.group("data")
@@ -22,9 +22,9 @@ def command() -> None:
               help="h5: the SIGNS layout, decoded at --size; tfrecord: a folder of TFRecord shards of the "
               "encoded images and their labels, with an index, read by train, evaluate and --test as the "
               "class folder is (streamed; any model size).")
-@click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--shard-size", type=click.IntRange(1, MAX_COUNT), default=1024, show_default=True,
               help="Images per TFRecord shard (--format tfrecord).")
-@click.option("--size", type=click.IntRange(min=1), default=64, show_default=True, help="Height and width of the stored images.")
+@click.option("--size", type=click.IntRange(1, MAX_COUNT), default=64, show_default=True, help="Height and width of the stored images.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="Store all images as train_set_* or as test_set_*.")

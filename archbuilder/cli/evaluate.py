@@ -6,6 +6,7 @@ import json
 
 import click
 
+from archbuilder.spec.training import MAX_COUNT
 from archbuilder.errors import shown
 from archbuilder.cli.options import classes_option, model_spec_options
 
@@ -13,7 +14,7 @@ from archbuilder.cli.options import classes_option, model_spec_options
 @click.command("evaluate")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
 @click.option("--data", required=True, help="Labelled images: a class folder or a SIGNS .h5 (test_set_* preferred).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=64, show_default=True)
 @classes_option("Evaluate only the images of these classes of DATA, e.g. 0,1 for a model of two classes.")
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

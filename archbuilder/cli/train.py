@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from archbuilder.spec.training import MAX_COUNT
 from archbuilder.cli.options import classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
@@ -18,8 +19,8 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
               help="Hold whole photographers of a sign-language-digits folder out as the test set "
               "(e.g. 0.15; seeded by training.seed).")
 @classes_option("Use only these classes of the data, e.g. 0,1,2,3,4,5.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Shorthand for --set training.epochs=N.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Shorthand for --set training.batch_size=N.")
+@click.option("--epochs", type=click.IntRange(1, MAX_COUNT), help="Shorthand for --set training.epochs=N.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), help="Shorthand for --set training.batch_size=N.")
 @overrides_option
 @click.option("--out", metavar="RUN_DIR", help="Run folder (default: runs/<name>-<time>). Must not hold files.")
 @click.option("--resume", metavar="RUN_DIR", help="Continue a run from its last finished epoch.")
@@ -36,7 +37,7 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker", "auto"]),
               help="Where to train (default: the spec's training.distribute, auto): mirrored = this "
               "machine's GPUs (or --devices logical CPUs); multi-worker = the machines TF_CONFIG names.")
-@click.option("--devices", type=click.IntRange(min=1), metavar="N",
+@click.option("--devices", type=click.IntRange(1, MAX_COUNT), metavar="N",
               help="Replicas per worker: the first N GPUs of this machine (mirrored: without GPUs, the CPU "
               "split into N logical devices; multi-worker without GPUs: one per worker, more is refused). "
               "--resume keeps the run's own.")

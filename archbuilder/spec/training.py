@@ -30,6 +30,10 @@ from archbuilder.spec.base import StrictModel
 # The largest seed: Keras's random layers keep their seeds in 32-bit integers (and NumPy takes
 # none below 0). `training.seed` and `data pack --seed` are held to it.
 MAX_SEED = 2**31 - 1
+# The largest count a run takes (epochs, batch size; the API's and the commands' sizes too): TensorFlow
+# holds batch sizes and shapes in 32-bit integers and epoch x step counters in 64; 2**64 epochs
+# reached tf.data as an overflow traceback after the run folder was written.
+MAX_COUNT = 2**31 - 1
 
 
 class AugmentationSpec(StrictModel):
@@ -64,11 +68,11 @@ class TrainingSpec(StrictModel):
     weight_decay: float = Field(1e-4, ge=0)
     # 'cosine' decays the learning rate to 0 over all training steps (after `warmup_epochs`).
     schedule: Literal["constant", "cosine"] = "constant"
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_COUNT)
     loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    batch_size: int = Field(32, gt=0)
-    epochs: int = Field(2, gt=0)
+    batch_size: int = Field(32, gt=0, le=MAX_COUNT)
+    epochs: int = Field(2, gt=0, le=MAX_COUNT)
     # Seeds NumPy's splits, TensorFlow's stateless shuffles and Keras's random layers (MAX_SEED).
     seed: int = Field(0, ge=0, le=MAX_SEED)
     # Fraction of the training images held out (seeded, per class) to pick the best epoch.
