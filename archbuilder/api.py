@@ -165,9 +165,11 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
     cluster = planned_distribution(distribute or planned)
     if out is not None and resume is None and (cluster is None or cluster.is_chief):
-        from archbuilder.output_paths import check_output_folder
+        from archbuilder.output_paths import check_output_folder, check_outside
 
         check_output_folder(out)  # before the data is read; the other workers write nothing anywhere
+        for read in (data, test):
+            check_outside(out, read)
     from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
     from archbuilder.training.loop import TrainRequest, train as run_training
 
@@ -643,7 +645,6 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     all images as `split`, or whole photographers held out as `test_set_*`. Returns what was
     stored: {"shapes": {"train_set_x": (N, size, size, channels), ...}, "class_names": [...]}."""
     from archbuilder.api_inputs import choice_argument, count_argument, number_argument, whole_number_argument
-    from archbuilder.output_paths import check_output_file
     from archbuilder.runtime import import_tensorflow_quietly
     from archbuilder.spec.training import MAX_SEED
 
@@ -654,7 +655,7 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
     seed = whole_number_argument("seed", seed, 0, MAX_SEED)  # as training.seed
     classes = _class_list(classes)
-    check_output_file(out)
+    _check_pack_file(out, folder)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
@@ -665,6 +666,22 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     write_signs_h5(os.fspath(out), splits)
     return {"shapes": {f"{name}_set_x": tuple(images.x.shape) for name, images in splits.items()},
             "class_names": list(loaded.train.class_names)}
+
+
+def _check_pack_file(out, folder) -> None:
+    """An HDF5 pack goes to a new .h5 file, or replaces an HDF5 file: never one of the photos it
+    packs (a photo named as OUT was overwritten), nor another kind of file."""
+    import h5py
+
+    from archbuilder.file_kinds import is_h5
+    from archbuilder.output_paths import check_outside, check_output_file
+
+    if not is_h5(out):
+        raise UserError(f"{shown(out)}: an HDF5 pack is written to a file ending in .h5 (received: {Path(out).name})")
+    check_output_file(out)
+    check_outside(out, folder)
+    if os.path.isfile(out) and not h5py.is_hdf5(out):
+        raise UserError(f"{shown(out)}: exists and is not an HDF5 file; it is left as it is (name a new file)")
 
 
 def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_size: int = 1024,
@@ -682,6 +699,9 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
         raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
                                    "every image of the folder"))
     shard_size = count_argument("shard_size", shard_size)  # a NumPy integer becomes an int
+    from archbuilder.output_paths import check_outside
+
+    check_outside(out, folder)
     import_tensorflow_quietly()
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.records import pack_records as write_records

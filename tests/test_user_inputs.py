@@ -226,3 +226,27 @@ def test_success_lines_show_file_names_escaped(tmp_path):
     assert f"ok: {tmp_path}/{escaped}.yaml: tiny," in results[0].output
     assert f"A: {tmp_path}/{escaped}.yaml (tiny)" in results[1].output
     assert f"Saved {tmp_path}/out\\x1b[2J/tiny.keras" in results[2].output
+
+
+def test_outputs_never_land_in_the_data_or_on_a_photo(tmp_path, photos):
+    # `data pack FOLDER OUT` overwrote whatever OUT named, a photo of FOLDER included; a run folder
+    # or pack written inside the data folder became a "class" the next command choked on.
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    photo = sorted((data / "0").iterdir())[0]
+    before = photo.read_bytes()
+    (tmp_path / "notes.h5").write_text("not a pack")
+    spec = str(TINY_SPEC)
+    cases = [
+        (["data", "pack", data, photo], "an HDF5 pack is written to a file ending in .h5"),
+        (["data", "pack", data, data / "0" / "x.h5"], "is inside the data folder"),
+        (["data", "pack", data, tmp_path / "notes.h5"], "exists and is not an HDF5 file"),
+        (["data", "pack", data, data / "recs", "--format", "tfrecord"], "is inside the data folder"),
+        (["train", spec, "--data", data, "--out", data / "0" / "run"], "is inside the data folder"),
+        (["train", spec, "--data", photos, "--test", data, "--out", data / "run"], "is inside the data folder"),
+    ]
+    for args, needle in cases:
+        _one_clean_line(invoke(*args), needle)
+    assert photo.read_bytes() == before and (tmp_path / "notes.h5").read_text() == "not a pack"
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in photos.iterdir())
+    assert sorted(p.name for p in (data / "0").iterdir()) == sorted(p.name for p in (photos / "0").iterdir())
