@@ -651,11 +651,15 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     path_argument("folder", folder)
     path_argument("out", out)
     size = count_argument("size", size)
+    channels = choice_argument("channels", channels, (1, 3))
+    if channels is None:
+        raise UserError("channels: expected 1 (grayscale) or 3 (RGB) (received: None)")
     choice_argument("split", split, ("train", "test"))
     number_argument("holdout_photographers", holdout_photographers, 0.0, 1.0)
     seed = whole_number_argument("seed", seed, 0, MAX_SEED)  # as training.seed
     classes = _class_list(classes)
     _check_pack_file(out, folder)
+    _check_pack_memory(folder, size, channels)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
@@ -682,6 +686,20 @@ def _check_pack_file(out, folder) -> None:
     check_outside(out, folder)
     if os.path.isfile(out) and not h5py.is_hdf5(out):
         raise UserError(f"{shown(out)}: exists and is not an HDF5 file; it is left as it is (name a new file)")
+
+
+def _check_pack_memory(folder, size: int, channels: int) -> None:
+    """A pack holds every image decoded at size x size while it is written: refused above the
+    memory limit before anything is decoded (`--size 100000` asked NumPy for 671 GiB)."""
+    from archbuilder.data.folder import scan_image_folder
+    from archbuilder.plan.size_guard import LIMIT_VARIABLE, format_bytes, memory_limit
+
+    images = len(scan_image_folder(folder).paths)
+    need, limit = images * size * size * channels, memory_limit()
+    if need > limit:
+        raise UserError(f"{shown(folder)}: {images} images at {size}x{size}x{channels} hold an estimated "
+                        f"{format_bytes(need)} in memory while packed, more than the limit of {format_bytes(limit)}; "
+                        f"give a smaller size, or raise the limit with {LIMIT_VARIABLE}")
 
 
 def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_size: int = 1024,

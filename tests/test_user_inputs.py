@@ -250,3 +250,20 @@ def test_outputs_never_land_in_the_data_or_on_a_photo(tmp_path, photos):
     assert photo.read_bytes() == before and (tmp_path / "notes.h5").read_text() == "not a pack"
     assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in photos.iterdir())
     assert sorted(p.name for p in (data / "0").iterdir()) == sorted(p.name for p in (photos / "0").iterdir())
+
+
+def test_a_pack_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path, photos):
+    # `data pack --size 100000` asked NumPy for 671 GiB and died with a traceback.
+    import archbuilder
+    from archbuilder.errors import UserError
+
+    from archbuilder.plan.size_guard import format_bytes
+
+    images = sum(1 for path in photos.rglob("*") if path.is_file())
+    _one_clean_line(invoke("data", "pack", photos, tmp_path / "big.h5", "--size", "100000"),
+                    f"{images} images at 100000x100000x3 hold an estimated {format_bytes(images * 3 * 10**10)}",
+                    "ARCHBUILDER_MAX_MEMORY")
+    assert not (tmp_path / "big.h5").exists()
+    for channels in ("3", None, 2):  # a text, nothing, a count no image file has
+        with pytest.raises(UserError, match="channels: expected"):
+            archbuilder.api.pack_data(photos, tmp_path / "c.h5", channels=channels)
