@@ -223,6 +223,8 @@ def load_model(path: str | os.PathLike, spec: str | os.PathLike | None = None, o
 
     path_argument("path", path)
     if export_kind(path) is not None:
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):  # a data folder, say
+            raise UserError(f"{shown(path)}: is a folder, not a model file (.keras, .h5) or a SavedModel export")
         raise UserError(f"{shown(path)}: an export runs in its own runtime; give its path to archbuilder.predict")
     return _opened(path, spec, overrides, strict, max_memory).model
 

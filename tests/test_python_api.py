@@ -141,6 +141,7 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.train(resume=photos, epochs=3), "resume continues a run with its own settings; drop epochs"),
     (lambda api, model, photos: api.export(model, "tflite"), "format: unknown export format 'tflite'"),
     (lambda api, model, photos: api.load_model(str(photos / "model.onnx")), "an export runs in its own runtime"),
+    (lambda api, model, photos: api.load_model(photos), "is a folder, not a model file (.keras, .h5) or a SavedModel"),
     # train's other arguments, refused before anything runs (each was a TypeError or silently
     # accepted: "ram" streamed, skip_bad_images="no" skipped, a string of overrides split into letters)
     (lambda api, model, photos: api.train(TINY_SPEC, data=5), "data: expected a path (received: int)"),
@@ -173,7 +174,7 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
      "shard_size: expected a whole number, from 1 to 2147483647 (received: int 0)"),
     (lambda api, model, photos: api.api.load_weights(api.build(TINY_SPEC), model, strict="no"), "strict: expected True or False"),
 ], ids=["inputs-int", "array-size", "array-dtype", "model-int", "data-none", "spec-dict", "epochs-text",
-        "train-devices-0", "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "train-data-int",
+        "train-devices-0", "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "load-model-folder", "train-data-int",
         "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
         "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string",
         "evaluate-batch-0", "predict-batch-float", "evaluate-strict-text", "load-model-spec-int", "export-check-int",
