@@ -184,7 +184,7 @@ def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distributio
     if interrupted and state.epochs_done:
         say(f"stopped after epoch {state.epochs_done}; continue with: {resume_hint}")
     elif interrupted:
-        say(f"stopped before the first epoch finished; nothing to resume in {run.root}")
+        say(f"stopped before the first epoch finished; no epoch is kept; start it again with: {resume_hint}")
     elif session.stop_requested:
         say(f"interrupted after the last batch: all {training.epochs} epochs are done; nothing to resume")
     return TrainResult(run, state.epochs_done, interrupted, metrics, stop_signal=session.stop_signal)
