@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import UserError, abbreviated, shown
 from archbuilder.file_kinds import IMAGE_SUFFIXES, is_image
 
 _PROGRESS_EVERY = 50_000  # files between two progress lines while a large folder is listed
@@ -67,8 +67,9 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
             "class subfolders"
         )
     for name, folder_path in class_dirs.items():
-        if not _is_utf8(name):  # class names go into classes.txt, model files and HDF5 as text
-            raise UserError(f"{shown(folder_path)}: the class folder's name is not UTF-8 text; rename it")
+        problem = class_name_problem(name)
+        if problem:
+            raise UserError(f"{shown(folder_path)}: the class folder's name {problem}; rename it")
     names = class_order(list(class_dirs))
     paths: list[Path] = []
     labels: list[int] = []
@@ -198,6 +199,8 @@ def read_class_map(path: Path) -> dict[str, str]:
                             f"(\"n01440764 tench, Tinca tinca\"); received {line.strip()!r}")
         if folder in names:
             raise UserError(f"{where}: {folder!r} is named a second time (first on line {first_line[folder]})")
+        if problem := class_name_problem(name):
+            raise UserError(f"{where}: the readable name {problem}")
         names[folder], first_line[folder] = name, number
     if not names:
         raise UserError(f"{shown(path)}: the class-name map names no class")
@@ -210,3 +213,38 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
         return False
     return True
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a class name ("is not UTF-8 text", ...), or None when it can.
+
+    Class names go into classes.txt (one a line), model files, HDF5 and what predict and evaluate
+    print, as text: bytes that are not UTF-8 cannot be written there, and a line break, a
+    terminal escape or another control character would split a line or drive the terminal.
+    shown() escapes exactly those characters, so a name it changes holds one."""
+    if not _is_utf8(name):
+        return "is not UTF-8 text"
+    if not name:
+        return "is empty"
+    if shown(name) != name:
+        return "holds a line break or control character"
+    return None
+
+
+def check_class_names(names, where: str, remedy: str = "") -> tuple[str, ...]:
+    """`names` as a tuple of class names, or a UserError starting with `where` (the file and the
+    field, as the user should see them) and ending with `remedy` naming the first that is not a
+    string, cannot be a class name (class_name_problem) or repeats an earlier one (a model's
+    classes must be distinct)."""
+    seen: set[str] = set()
+    for position, name in enumerate(names):
+        if not isinstance(name, str):
+            raise UserError(f"{where}: entry {position} is {type(name).__name__} {abbreviated(repr(name))}, "
+                            f"not a class name{remedy}")
+        problem = class_name_problem(name)
+        if problem:
+            raise UserError(f"{where}: the class name '{shown(name)}' (entry {position}) {problem}{remedy}")
+        if name in seen:
+            raise UserError(f"{where}: names the class {name!r} twice; class names must be distinct{remedy}")
+        seen.add(name)
+    return tuple(names)

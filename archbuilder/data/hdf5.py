@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from archbuilder.atomic import atomic_write_with
-from archbuilder.errors import UserError
+from archbuilder.data.folder import check_class_names
+from archbuilder.errors import UserError, shown
 from archbuilder.hdf5_files import open_hdf5
 
 SPLITS = ("train", "test")
@@ -70,7 +71,8 @@ def read_signs_h5(path: str | os.PathLike) -> dict[str, LabelledImages]:
                 f"(train_set_x, train_set_y, list_classes and/or test_set_x, test_set_y); "
                 f"found: {', '.join(present) or 'nothing'}"
             )
-        names = tuple(_class_name(value) for value in np.asarray(handle["list_classes"][:]).ravel())
+        names = check_class_names([_class_name(value) for value in np.asarray(handle["list_classes"][:]).ravel()],
+                                  f"{shown(path)}: list_classes")
         splits = {}
         for split in SPLITS:
             keys = (f"{split}_set_x", f"{split}_set_y")
@@ -92,7 +94,9 @@ def read_signs_h5(path: str | os.PathLike) -> dict[str, LabelledImages]:
 
 def _class_name(value) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        # Bytes that are not UTF-8 are kept as surrogates (as a file name's are), for
+        # check_class_names to refuse and shown() to show as `\xff`.
+        return value.decode("utf-8", "surrogateescape")
     return str(value)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from archbuilder.data.dataset_options import without_autotuning
 from archbuilder.data.exif import exif_orientation
+from archbuilder.data.stream import irregular_file
 from archbuilder.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
 
@@ -159,7 +160,80 @@ def _decode_reduced(data, height: int, width: int, channels: int, orientation=1)
     index = tf.constant(0, tf.int32)  # the branch: 0 whole, k the k-th of JPEG_RATIOS
     for k, r in enumerate(JPEG_RATIOS, start=1):
         index = tf.where(tf.equal(ratio, r), k, index)
+    with tf.control_dependencies([_pixel_limit_check(data, ratio)]):  # nothing is decoded before it
+        index = tf.identity(index)
     return tf.switch_case(index, [whole, *(reduced(r) for r in JPEG_RATIOS)])
+
+
+# The most pixels an image may have as decoded (a JPEG's after its DCT scaling): Pillow's
+# MAX_IMAGE_PIXELS (1024**3 // 4 // 3: 0.25 GiB as RGB), beyond which Pillow calls an image a
+# possible decompression bomb. A PNG of a few hundred KB can say 12000x12000 (432 MB decoded, and
+# 1.7 GB more while it is resized as float32); each of the streamed decodes in flight (one per core)
+# may hold one, and nothing in the memory guard counts them, so the header's size is checked first.
+# 89 million pixels is beyond any camera's photo but a few medium-format backs' (100-150 MP), and
+# their JPEGs decode scaled down for any input under a quarter of their sides.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _pixel_limit_check(data, ratio):
+    """An op that fails (InvalidArgumentError, "12000x12000 pixels, more than the ... an image may
+    have") when the header of the encoded image says it decodes, at `ratio` (jpeg_ratio), to more
+    than MAX_IMAGE_PIXELS; only the header is read."""
+    import tensorflow as tf
+
+    height, width = _stored_sides(data)
+    scale = tf.cast(ratio, tf.float64)
+    decoded_height, decoded_width = tf.math.ceil(height / scale), tf.math.ceil(width / scale)
+    sides = tf.strings.format("{}x{}", (tf.cast(width, tf.int64), tf.cast(height, tf.int64)))
+    scaled = tf.strings.format(" (decoded at 1/{}: {}x{})", (ratio, tf.cast(decoded_width, tf.int64),
+                                                               tf.cast(decoded_height, tf.int64)))
+    message = tf.strings.join([sides, " pixels", tf.where(ratio > 1, scaled, ""),
+                               f", more than the {MAX_IMAGE_PIXELS:,} an image may have"])
+    return tf.debugging.Assert(decoded_height * decoded_width <= MAX_IMAGE_PIXELS, [message])
+
+
+def _stored_sides(data):
+    """(height, width) of an encoded image as its header says, as float64 scalars: a JPEG's frame
+    (tf.io.extract_jpeg_shape), a PNG's IHDR, a GIF's logical screen, a BMP's info header (a
+    negative height: stored top-down), a WebP's VP8X canvas or VP8/VP8L frame (decode_image reads
+    WebP whatever the file's suffix); (0, 0) for anything else (decode_image refuses it)."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 32), b"\0" * 32]), 0, 32)
+    octets = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def number(start: int, size: int, big_endian: bool = False):
+        values = [octets[start + k] for k in range(size)]
+        total = tf.constant(0, tf.int64)
+        for value in values if big_endian else values[::-1]:
+            total = total * 256 + value
+        return total
+
+    def signed(value):  # a BMP's int32
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def starts(signature: bytes, at: int = 0):
+        return tf.equal(tf.strings.substr(head, at, len(signature)), signature)
+
+    def of_jpeg():
+        return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+    webp = tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8))
+    b21, b22, b23, b24 = (octets[k] for k in (21, 22, 23, 24))
+    lossless = [1 + (b22 // 64 + b23 * 4 + (b24 % 16) * 1024), 1 + b21 + (b22 % 64) * 256]  # 14-bit sides
+    formats = [
+        (starts(b"\x89PNG\r\n\x1a\n"), [number(20, 4, True), number(16, 4, True)]),
+        (starts(b"GIF8"), [number(8, 2), number(6, 2)]),
+        (starts(b"BM"), [signed(number(22, 4)), signed(number(18, 4))]),
+        (tf.logical_and(webp, starts(b"VP8X", 12)), [1 + number(27, 3), 1 + number(24, 3)]),
+        (tf.logical_and(webp, starts(b"VP8L", 12)), lossless),
+        (tf.logical_and(webp, starts(b"VP8 ", 12)), [number(28, 2) % 16384, number(26, 2) % 16384]),
+    ]
+    sides = tf.cond(tf.io.is_jpeg(data), of_jpeg, lambda: tf.zeros([2], tf.int64))
+    for found, (height, width) in formats:
+        sides = tf.where(found, tf.stack([height, width]), sides)
+    sides = tf.cast(sides, tf.float64)
+    return sides[0], sides[1]
 
 
 def _file_names(paths: Sequence[Path]) -> list[bytes]:
@@ -182,6 +256,8 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
     height, width, channels = shape
     check_channels(channels)
     names = _file_names(paths)
+    if any(irregular_file(name) for name in names):  # before anything opens them (a pipe would hang)
+        raise UserError(_describe_bad_files(names, height, width, channels))
     if orientations is None:
         orientations = [exif_orientation(name) for name in names]
     filter_native_stderr()  # here, not only while tracing: the decoder is traced once per process
@@ -226,6 +302,10 @@ def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> li
 
     bad = []
     for position, name in enumerate(names):
+        irregular = irregular_file(name)
+        if irregular:  # never opened (stream.irregular_file)
+            bad.append((position, shown(name), irregular))
+            continue
         try:
             _decode(tf.constant(name), height, width, channels, exif_orientation(name))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
@@ -233,8 +313,17 @@ def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> li
     return bad
 
 
+# The message of one of our own checks inside the decode (tf.debugging.Assert): "assertion failed:
+# [MESSAGE]" where it ran in a graph (tf.data, tf.function), "... Summarized data: b'MESSAGE'" eagerly.
+_OWN_CHECK = re.compile(r"assertion failed: \[(.*)\]$|Summarized data: b'(.*)'$", re.MULTILINE)
+
+
 def _reason(error) -> str:
-    """TensorFlow's message without its internals: the first line, less `{{function_node ...}}`."""
+    """TensorFlow's message without its internals: the first line, less `{{function_node ...}}`;
+    one of our checks' message alone."""
+    own = _OWN_CHECK.search(error.message or "")
+    if own:
+        return own.group(1) or own.group(2)
     text = (error.message or type(error).__name__).splitlines()[0]
     text = re.sub(r"\s*\[Op:\w+\].*$", "", text)  # " [Op:DecodeImage] name: " of an eager op
     return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip() or type(error).__name__

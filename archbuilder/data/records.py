@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from archbuilder.data.folder import LabelledFiles, scan_image_folder
+from archbuilder.data.folder import LabelledFiles, check_class_names, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages
 from archbuilder.data.stream import ImageFiles, bad_headers_message, read_headers
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import UserError, abbreviated, shown
 
 FORMAT = "archbuilder-records/1"
 INDEX = "index.json"
@@ -154,22 +154,77 @@ def _write_shard(tf, root: Path, name: str, files: LabelledFiles, span: range) -
 def read_records(folder: str, shape: tuple[int, int, int], skip_bad: bool = False) -> LabelledImages:
     """The records of `folder` as streamed images (stream.ImageFiles) with their labels."""
     root = Path(folder)
+    where = shown(root / INDEX)
     try:
         index = json.loads((root / INDEX).read_text(encoding="utf-8"))
-        columns = [np.asarray(index[key]) for key in ("shard", "offset", "length", "label", "orientation")]
-        names, shards, class_names = index["name"], index["shards"], tuple(index["class_names"])
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"{shown(root / INDEX)}: not a readable record index ({error}); pack the folder again") from None
-    shard, offset, length, label, orientation = columns
-    if not len(names) == len(shard) == len(offset) == len(length) == len(label) or len(names) == 0:
-        raise UserError(f"{shown(root / INDEX)}: its columns disagree or are empty; pack the folder again")
-    for shard_file in shards:
-        if not (root / shard_file).is_file():
-            raise UserError(f"{shown(root / shard_file)}: missing; pack the folder again")
+        names, shards, class_names = index["name"], index["shards"], index["class_names"]
+        raw = {key: index[key] for key in ("shard", "offset", "length", "label", "orientation")}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{where}: not a readable record index ({error}); pack the folder again") from None
+    if not all(isinstance(column, list) for column in (names, shards, class_names, *raw.values())):
+        raise UserError(f"{where}: a field that should be a list is not; pack the folder again")
+    if not len(names) == len(raw["shard"]) == len(raw["offset"]) == len(raw["length"]) == len(raw["label"]) \
+            == len(raw["orientation"]) or len(names) == 0:
+        raise UserError(f"{where}: its columns disagree or are empty; pack the folder again")
+    class_names = check_class_names(class_names, f"{where}: 'class_names'", "; pack the folder again")
+    _check_strings(where, "name", names)
+    sizes = _shard_sizes(root, where, shards)
+    shard = _int_column(where, "shard", raw["shard"], 0, len(shards), f"the {len(shards)} shards")
+    label = _int_column(where, "label", raw["label"], 0, len(class_names), f"the {len(class_names)} classes")
+    orientation = _int_column(where, "orientation", raw["orientation"], 1, 9, "EXIF orientations")
+    offset = _int_column(where, "offset", raw["offset"], 0, max(sizes, default=0) + 1, "bytes of the largest shard")
+    length = _int_column(where, "length", raw["length"], 0, max(sizes, default=0) + 1, "bytes of the largest shard")
+    _check_within_shards(where, shards, sizes, shard, offset, length)
     shown_names = np.asarray([f"{root / shards[s]}#{i} ({n})" for i, (s, n) in enumerate(zip(shard, names))], dtype=object)
     x = RecordImages(shown_names, orientation, shape, skip_bad, None,
                      _Shards(tuple(os.fspath(root / f) for f in shards)), shard, offset, length)
-    return LabelledImages(x, label.astype(np.int64), class_names)
+    return LabelledImages(x, label, class_names)
+
+
+def _check_strings(where: str, field: str, values: list) -> None:
+    for position, value in enumerate(values):
+        if not isinstance(value, str):
+            raise UserError(f"{where}: '{field}' holds {abbreviated(repr(value))} at position {position}, not a "
+                            "string; pack the folder again")
+
+
+def _int_column(where: str, field: str, values: list, low: int, high: int, what: str) -> np.ndarray:
+    """`values` as int64, each an int in [low, high); otherwise an error naming the field and the
+    first bad value. bool is refused (JSON's true would count as 1), and the bounds are checked on
+    Python's ints, before numpy, so 2**70 is an error, not an OverflowError."""
+    for position, value in enumerate(values):
+        if type(value) is not int or not low <= value < high:
+            bound = f"outside {low}..{high - 1} ({what})" if type(value) is int else "not a whole number"
+            raise UserError(f"{where}: '{field}' holds {abbreviated(repr(value))} at position {position}, "
+                            f"{bound}; pack the folder again")
+    return np.asarray(values, np.int64)
+
+
+def _shard_sizes(root: Path, where: str, shards: list) -> list[int]:
+    """The size of each shard file, each a file name in `root` (an index names no other file)."""
+    _check_strings(where, "shards", shards)
+    sizes = []
+    for position, shard_file in enumerate(shards):
+        if Path(shard_file).name != shard_file or shard_file in ("", ".", ".."):
+            raise UserError(f"{where}: 'shards' holds {shard_file!r} at position {position}, not a file name in "
+                            "the folder; pack the folder again")
+        path = root / shard_file
+        if not path.is_file():
+            raise UserError(f"{shown(path)}: missing; pack the folder again")
+        sizes.append(path.stat().st_size)
+    return sizes
+
+
+def _check_within_shards(where: str, shards: list[str], sizes: list[int], shard: np.ndarray, offset: np.ndarray,
+                         length: np.ndarray) -> None:
+    """Each record (offset + length; each at most a shard's size, so the sum fits int64) ends
+    within its shard file: a read beyond it would come back short, mid-epoch."""
+    beyond = np.flatnonzero(offset + length > np.asarray(sizes, np.int64)[shard])
+    if len(beyond):
+        position = int(beyond[0])
+        raise UserError(f"{where}: 'offset' and 'length' of record {position} ({int(offset[position])}, "
+                        f"{int(length[position])}) reach beyond the {sizes[shard[position]]} bytes of "
+                        f"{shown(shards[shard[position]])}; pack the folder again")
 
 
 class _Shards:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -75,7 +77,53 @@ def header_problem(head: bytes) -> str | None:
         return "empty file"
     if not any(head.startswith(signature) for signature in _SIGNATURES):
         return "not a JPEG, PNG, GIF or BMP file (its first bytes are no image signature)"
+    return too_many_pixels(head)
+
+
+def too_many_pixels(head: bytes) -> str | None:
+    """Why a PNG, GIF or BMP whose first bytes are `head` is refused before it is decoded (its
+    header says more than images.MAX_IMAGE_PIXELS), or None. The decode checks the same
+    (images._pixel_limit_check); this names such a file before a streamed run starts. A JPEG's
+    limit applies to its DCT-scaled size, which depends on the model's input: its decode checks it."""
+    from archbuilder.data.images import MAX_IMAGE_PIXELS
+
+    sides = _stored_sides(head)
+    if sides is None or sides[0] * sides[1] <= MAX_IMAGE_PIXELS:
+        return None
+    return f"{sides[0]}x{sides[1]} pixels, more than the {MAX_IMAGE_PIXELS:,} an image may have"
+
+
+def _stored_sides(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as a PNG's IHDR, a GIF's logical screen or a BMP's info header gives them
+    (where images._stored_sides reads them); None for other files and headers cut short."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head.startswith(b"GIF8") and len(head) >= 10:
+        return struct.unpack("<HH", head[6:10])
+    if head.startswith(b"BM") and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)  # a negative height: stored top-down
     return None
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def irregular_file(path) -> str | None:
+    """Why `path` (its symlinks followed) cannot be read as an image although it is listed as one:
+    "not a regular file: a named pipe"; None for a regular file, and for one that stat cannot
+    reach (a dangling link, a loop), whose read then fails with its own reason.
+
+    Checked before a file is opened: open() of a named pipe waits for a writer for ever, and a
+    device may never end, so such a file is never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return "not a regular file: " + next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
 def read_headers(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -89,6 +137,10 @@ def read_headers(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str
     for index, path in enumerate(paths):
         if index and index % PROGRESS_EVERY == 0:
             print(f"checked the headers of {index} of {len(paths)} image files", file=sys.stderr, flush=True)
+        irregular = irregular_file(path)
+        if irregular:
+            problems.append((index, irregular))
+            continue
         try:
             with open(path, "rb") as handle:
                 head = handle.read(HEADER_BYTES)
