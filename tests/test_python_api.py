@@ -187,6 +187,15 @@ def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
         call(archbuilder, trained.best_model, photos)
 
 
+def test_errors_speak_the_api_s_words_not_the_flags(run):
+    import archbuilder
+
+    trained, photos = run
+    with pytest.raises(archbuilder.UserError) as caught:
+        archbuilder.evaluate(trained.best_model, photos, classes=["0", "0"])
+    assert str(caught.value) == "classes needs at least two classes"  # it said "--classes ..."
+
+
 def _readme_notebook() -> str:
     """The README's "A whole workflow, as in a notebook" code block, as written."""
     text = (REPO / "README.md").read_text()

@@ -12,7 +12,7 @@ from archbuilder.data.folder import LabelledFiles, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
 from archbuilder.data.records import is_records
 from archbuilder.data.split import group_holdout, photographer_groups
-from archbuilder.errors import UserError, quoted_list, shown
+from archbuilder.errors import Remedy, UserError, quoted_list, shown
 from archbuilder.file_kinds import is_h5
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def select_classes(names: tuple[str, ...], wanted: tuple[str, ...] | None, origi
         word = "class" if len(unknown) == 1 else "classes"
         raise UserError(f"{origin}: no {word} {quoted_list(unknown)}; the classes are {', '.join(names)}")
     if len(set(wanted)) < 2:
-        raise UserError("--classes needs at least two classes")
+        raise UserError("", Remedy("{classes} needs at least two classes"))
     return [i for i, name in enumerate(names) if name in wanted]
 
 
