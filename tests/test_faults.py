@@ -345,3 +345,15 @@ def test_corrupt_model_files_are_clear_errors(tmp_path, interrupted_run, photos,
         result = invoke("build", TINY_SPEC, "--weights", path, "--out", tmp_path / "out")
         assert result.exit_code == 2, result.output
         assert str(path) in result.output and not (tmp_path / "out").exists()
+
+
+def test_resume_with_the_data_moved_says_so_and_records_it(tmp_path, interrupted_run, photos):
+    # `--resume RUN --data OTHER` trained on OTHER without a word, while run.json still named the
+    # first folder (a later --resume, or a reader of the run, would look there).
+    run = _copy(interrupted_run, tmp_path)
+    moved = tmp_path / "moved"
+    shutil.copytree(photos, moved)
+    resumed = run_cli_in_process("train", "--resume", run, "--data", moved, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming with data {moved} (the run started with {photos}; the classes are the same)" in resumed.stderr
+    assert json.loads((run / "run.json").read_text())["data"] == str(moved)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from archbuilder.data.split import stratified_split
-from archbuilder.errors import Remedy, UserError
+from archbuilder.errors import Remedy, UserError, shown
 from archbuilder.keras.model_files import PREPROCESSING
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.head_output import check_one_vector_per_image, plan_output
@@ -280,10 +280,10 @@ def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> Prepa
 
     state = run.read_state()
     state = RunState.from_json(state) if state is not None else None
-    if request.data:
-        run_info["data"] = _absolute(request.data)
-    if request.test:
-        run_info["test"] = _absolute(request.test)
+    moved = {key: _absolute(given) for key, given in (("data", request.data), ("test", request.test))
+             if given and _absolute(given) != run_info.get(key)}
+    started_on = {key: run_info.get(key) for key in moved}
+    run_info.update(moved)  # the data moved, say: the classes are checked below to be the run's
     if request.skip_bad_images:  # images may have gone bad since the run started
         run_info["skip_bad_images"] = True
     if request.cache:  # every choice gives the same batches; only memory and speed differ
@@ -292,6 +292,11 @@ def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> Prepa
     training = TrainingSpec.model_validate(run_info["training"])
     memory = _memory_budget(_load_spec(str(run.spec), (), request.max_memory), training, request.max_memory)
     data = RunData(run_info, shape, memory)
+    for key, path in moved.items():  # said, and kept in run.json: a later --resume reads the same data
+        before = shown(started_on[key]) if started_on[key] else "none"
+        say(f"resuming with {key} {shown(path)} (the run started with {before}; the classes are the same)")
+    if moved and distribution.is_chief:
+        run.write_json(run.run_json, {**run.read_run_info(), **moved})
     if state is None:  # killed before its first epoch finished: start again from the run's own spec
         spec = _load_spec(str(run.spec), (), request.max_memory).spec
         with distribution.scope():
