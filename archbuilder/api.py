@@ -404,6 +404,13 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
     from archbuilder.keras.model_files import named_output_shapes
 
     named = named_output_shapes(opened.model) is not None
+    if not named:
+        from archbuilder.training.head_output import per_image_output
+
+        if len(shape := per_image_output(opened.model)) != 1:  # refused before anything is written
+            raise UserError(f"{opened.label}: the model outputs a map ({'x'.join(map(str, shape))} per image); an "
+                            "export runs classifiers (one value per class) and named outputs in their runtimes; "
+                            "predict with the model file instead")
     if named and check is not None:
         raise UserError(f"{opened.label}: ", Remedy("{check} measures a classifier's accuracy; this model has named "
                                                     "outputs (it is checked on 8 seeded random inputs without it)"))

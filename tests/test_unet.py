@@ -163,6 +163,18 @@ def test_evaluate_refuses_a_map_in_one_line(small_unet):
              "UNet.keras", "outputs 4x4x2 per image, not one value per class", "classifiers only")
 
 
+def test_export_refuses_a_map_before_writing_anything(small_unet, tmp_path):
+    # It wrote the export, then failed its own classifier check on it, leaving the file (or
+    # replacing an earlier export at --out) behind.
+    earlier = tmp_path / "earlier.onnx"
+    earlier.write_bytes(b"an earlier export")
+    for fmt, out in (("onnx", earlier), ("litert", tmp_path / "u.tflite"), ("saved_model", tmp_path / "sm")):
+        _refused(run_cli_in_process("export", str(small_unet), "--format", fmt, "--out", str(out)),
+                 "UNet.keras: the model outputs a map (4x4x2 per image)")
+    assert earlier.read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier.onnx"]
+
+
 def test_train_refuses_a_map_before_reading_data_or_writing(tmp_path):
     out = tmp_path / "run"
     _refused(run_cli_in_process("train", str(VALID), "--data", str(IMAGES), "--out", str(out)),
