@@ -14,13 +14,14 @@ Two levels:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archbuilder.atomic import atomic_path
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 from archbuilder.file_kinds import DIAGRAM_SUFFIXES, suffix
 from archbuilder.layers import format_shape
 from archbuilder.plan.report import shared_label_suffix
@@ -89,10 +90,18 @@ def render(checked: "CheckedSpec", out: str | os.PathLike, level: str = "blocks"
 
 
 def _write(draw) -> None:
+    import contextlib
+    import io
+
     try:
-        draw()
+        with contextlib.redirect_stdout(io.StringIO()):  # pydot prints dot's failure before raising it
+            draw()
     except FileNotFoundError as error:  # `dot` vanished between the check and the call
         raise UserError(f"Graphviz could not be run ({error}). {INSTALL_HINT}") from None
+    except AssertionError as error:  # pydot's word for `dot` failing (it aborts on some graphs' layouts)
+        code = re.search(r"returned code: (-?\d+)", str(error))
+        raise UserError("Graphviz's dot failed to lay out this graph" + (f" (exit code {code[1]})" if code else ""),
+                        Remedy("; draw it at {level}", (("level", "blocks"),))) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,3 +84,19 @@ def test_plot_cli_errors_exit_2_without_traceback(tmp_path, args, env, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_graphviz_cannot_lay_out_is_one_line_not_a_traceback(tmp_path):
+    # Graphviz 2.x's dot aborts (maze.c: chkSgraph assertion, SIGABRT) on the layer graph of
+    # tests/specs/two_outputs.yaml; pydot printed dot's output and raised AssertionError (exit 1,
+    # a traceback). A dot that lays it out draws it; either way: no traceback, nothing half-written.
+    out = tmp_path / "two.svg"
+    result = run_cli("plot", str(REPO / "tests" / "specs" / "two_outputs.yaml"), "--level", "layers", "--out", str(out))
+    assert "Traceback" not in result.stderr and "stdout, stderr" not in result.stdout, result.stdout + result.stderr
+    if result.returncode == 0:
+        assert out.read_bytes().lstrip().startswith(b"<?xml")
+    else:
+        assert result.returncode == 2 and result.stdout == "", result.stdout
+        assert result.stderr.strip().splitlines() == [
+            line for line in result.stderr.strip().splitlines() if line.startswith("Graphviz's dot failed")]
+        assert result.stderr.strip().endswith("draw it at --level blocks") and not out.exists()
