@@ -164,9 +164,12 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
         distribute, devices = _resumed_distribution(run_info, remedy_words or Remedy.in_python)
     # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
     cluster = planned_distribution(distribute or planned)
-    if out is not None and resume is None and (cluster is None or cluster.is_chief):
-        from archbuilder.output_paths import check_output_folder, check_outside
+    from archbuilder.cache_folder import cache_dir
+    from archbuilder.output_paths import check_output_folder, check_outside
 
+    for read in (data, test):  # XLA's and the decoded images' caches are written by every worker
+        check_outside(cache_dir(), read, "the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder)")
+    if out is not None and resume is None and (cluster is None or cluster.is_chief):
         check_output_folder(out)  # before the data is read; the other workers write nothing anywhere
         for read in (data, test):
             check_outside(out, read)

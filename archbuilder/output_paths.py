@@ -37,15 +37,16 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_outside(out: str | os.PathLike, data: str | os.PathLike | None) -> None:
-    """`out` is neither the data folder nor inside it: a run folder or pack written there would be
-    read back as a class folder or an image (or replace one) by the next command on that data."""
+def check_outside(out: str | os.PathLike, data: str | os.PathLike | None, what: str = "") -> None:
+    """`out` (`what`, if it needs naming) is neither the data folder nor inside it: a run folder or
+    pack written there would be read back as a class folder or an image (or replace one) by the
+    next command on that data."""
     if data is None or not os.path.isdir(data):
         return
     written, read = Path(out).resolve(), Path(data).resolve()
     if written == read or read in written.parents:
         where = "the data folder" if written == read else f"inside the data folder {shown(data)}"
-        raise UserError(f"{shown(out)}: is {where}, where the next read of the data would take what is written "
+        raise UserError(f"{what + ' ' if what else ''}{shown(out)}: is {where}, where the next read of the data would take what is written "
                         "for a class or an image; write it elsewhere")
 
 

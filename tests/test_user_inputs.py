@@ -267,3 +267,15 @@ def test_a_pack_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path
     for channels in ("3", None, 2):  # a text, nothing, a count no image file has
         with pytest.raises(UserError, match="channels: expected"):
             archbuilder.api.pack_data(photos, tmp_path / "c.h5", channels=channels)
+
+
+def test_a_cache_folder_inside_the_data_is_refused_before_anything_is_written(tmp_path, photos, monkeypatch):
+    # XLA's cache folder was made inside the data folder before the data was listed: that run
+    # failed on it, and every later run on that data too ("class folder 'xla-...' holds no images").
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(data))
+    _one_clean_line(invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run"),
+                    f"the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder) {data}: is the data folder")
+    assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in photos.iterdir())
+    assert not (tmp_path / "run").exists()
