@@ -267,7 +267,13 @@ class Predictions:
 
     @property
     def classes(self) -> list[str]:
-        """The most probable class of each input."""
+        """The most probable class of each input (a classifier's; a map or named outputs have none:
+        `rows()` says what they hold)."""
+        if self.outputs is not None or self.probabilities.ndim != 2:
+            what = "named outputs" if self.outputs is not None else \
+                f"a map per image ({'x'.join(map(str, self.probabilities.shape[1:]))})"
+            raise UserError(f"classes: the model gives {what}, not one class per image; use rows() or "
+                            + ("outputs" if self.outputs is not None else "probabilities"))
         return [self.class_names[int(row.argmax())] for row in self.probabilities]
 
     def rows(self) -> list[dict]:

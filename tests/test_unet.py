@@ -263,3 +263,15 @@ def test_the_readmes_small_unet_is_what_it_prints(tmp_path):
     plan = load_checked_spec(spec).plan
     assert (plan.total_params, plan.macs, plan.output.out_shape) == (117_058, 100_466_688, (64, 64, 2))
     assert "ok: small_unet.yaml: small_unet, 117,058 params, 100,466,688 MACs" in section
+
+
+def test_predictions_classes_of_a_map_or_named_outputs_is_our_error(small_unet):
+    # It raised IndexError (a map: argmax of each flattened map) or TypeError (named outputs).
+    import archbuilder
+
+    with pytest.raises(archbuilder.UserError, match=r"a map per image \(4x4x2\), not one class per image"):
+        archbuilder.predict(small_unet, [PHOTO]).classes
+    named = archbuilder.build(str(REPO / "tests" / "specs" / "two_outputs.yaml"))
+    size = named.input_shape[1:]
+    with pytest.raises(archbuilder.UserError, match="named outputs, not one class per image; use rows"):
+        archbuilder.predict(named, np.zeros((1, *size), np.uint8)).classes
