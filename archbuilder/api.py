@@ -114,8 +114,9 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
     """Train the spec file `spec` on `data` (a class folder or a SIGNS .h5) into the run folder `out`
     (default runs/<name>-<time>), or continue the run folder `resume` with its own settings.
 
-    What `train` prints goes to stderr; `verbose` is Keras's (0 silent, 1 a progress bar, 2 a line
-    per epoch; default: a bar on a terminal, else lines). A first Ctrl-C stops after the batch and
+    What `train` prints goes to stderr; `verbose` is Keras's (0 no progress, 1 a progress bar, 2 a
+    line per epoch; default: a bar on a terminal, else lines); archbuilder's own lines (notes, the
+    summary) go to sys.stderr whatever it is. A first Ctrl-C stops after the batch and
     returns the run as it is (`interrupted`). `remedy_words` says the hints printed while training
     (the command line passes its flags; default: these arguments). `cache`: where the decoded images
     live, "memory", "disk", "none" (streamed) or "auto" (the default; README "Large data sets").
