@@ -216,6 +216,7 @@ def test_train_streams_stops_at_a_damaged_file_naming_it_and_resumes_skipping_it
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{broken}: not a readable image") and f"--resume {run}" in last, result.stderr
+    assert last.endswith(f"(or add --skip-bad-images) and continue with: python cli.py train --resume {run}")
     assert json.loads((run / "run.json").read_text())["cache"] == "none"
 
     resumed = run_cli_in_process("train", "--resume", run, "--skip-bad-images", "--quiet")

@@ -180,6 +180,8 @@ def test_a_second_writer_is_refused_and_a_killed_holders_lock_is_taken_over(tmp_
         with pytest.raises(RunFolderBusy) as caught:
             RunLock(tmp_path).acquire()
         assert f"pid {holder.pid}" in str(caught.value) and len(str(caught.value).splitlines()) == 1
+        # in the API's words (it said "then --resume" to Python callers too)
+        assert str(caught.value).endswith(f"then continue with: archbuilder.train(resume='{tmp_path}')")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -206,6 +208,7 @@ def test_train_resume_while_the_run_is_training_is_refused(tmp_path, photos):
         second = cli("train", "--resume", out)
         assert second.returncode == 2, second.stderr
         assert f"another train process (pid {first.pid} " in second.stderr
+        assert f"then continue with: python cli.py train --resume {out}" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
         first.send_signal(signal.SIGINT)

@@ -20,7 +20,7 @@ import os
 import socket
 from pathlib import Path
 
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import Remedy, UserError, shown
 
 LOCK_NAME = ".lock"
 
@@ -53,7 +53,8 @@ class RunLock:
                 os.close(fd)
                 raise RunFolderBusy(
                     f"{shown(self.root)}: another train process ({owner}) is writing this run folder; "
-                    "wait for it to finish or stop it (Ctrl-C), then --resume"
+                    "wait for it to finish or stop it (Ctrl-C), then continue with: ",
+                    Remedy("{call}", (("resume", str(self.root)),), call="train"),
                 ) from None
             # The holder we waited for may have released and removed the file, and a third process
             # created a new one: ours must still be the file at this name.

@@ -5,7 +5,7 @@ the one-line stop naming a file that failed to decode."""
 from __future__ import annotations
 
 from archbuilder.data.stream import stop_message, streamed_sources
-from archbuilder.errors import UserError
+from archbuilder.errors import Remedy, UserError
 
 
 def reading_line(data) -> str | None:
@@ -52,6 +52,7 @@ def stop_at_bad_file(error: Exception, data, run, state) -> None:
     if message is None:
         return
     raise UserError(
-        f"{message}; training stopped. {run.root} keeps epoch {state.epochs_done}: fix or remove the file "
-        f"(or add --skip-bad-images) and continue with: python cli.py train --resume {run.root}"
+        f"{message}; training stopped. {run.root} keeps epoch {state.epochs_done}: ",
+        Remedy("fix or remove the file (or add {skip_bad_images}) and continue with: {call}",
+               (("resume", str(run.root)),), call="train"),
     ) from None
