@@ -357,3 +357,17 @@ def test_resume_with_the_data_moved_says_so_and_records_it(tmp_path, interrupted
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming with data {moved} (the run started with {photos}; the classes are the same)" in resumed.stderr
     assert json.loads((run / "run.json").read_text())["data"] == str(moved)
+
+
+def test_resuming_a_finished_run_whose_best_model_was_deleted_names_the_file(tmp_path, photos):
+    # It said "cannot write the run folder: No such file or directory ... make room and continue
+    # with --resume", which failed the same way every time.
+    run = tmp_path / "run"
+    finished = run_cli_in_process("train", TINY_SPEC, "--data", photos, "--epochs", "1", "--out", run, "--quiet")
+    assert finished.returncode == 0, finished.stderr
+    (run / "best.keras").unlink()
+    resumed = run_cli_in_process("train", "--resume", run, "--quiet")
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        f"{run}/best.keras: no such model file; it held the run's best epoch (1), which the evaluation and "
+        "metrics.json are of: restore it")

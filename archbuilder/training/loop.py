@@ -370,6 +370,9 @@ def _finish(prepared: PreparedRun, state: RunState, interrupted: bool, save_h5: 
     run, model, data = prepared.run, prepared.model, prepared.data
     phases = EndPhases()
     if weights_saved_at != state.best["epoch"]:  # the best epoch is the last one saved: already in memory
+        if not run.best.exists():  # deleted by hand: not a write that failed (nor a full disk)
+            raise UserError(f"{shown(run.best)}: no such model file; it held the run's best epoch "
+                            f"({state.best['epoch']}), which the evaluation and metrics.json are of: restore it")
         with phases("loading the best epoch's weights"):
             load_saved_weights(model, run.best)
     if save_h5:
