@@ -371,3 +371,17 @@ def test_resuming_a_finished_run_whose_best_model_was_deleted_names_the_file(tmp
     assert resumed.stderr.strip().splitlines()[-1] == (
         f"{run}/best.keras: no such model file; it held the run's best epoch (1), which the evaluation and "
         "metrics.json are of: restore it")
+
+
+def test_resume_says_when_the_data_no_longer_holds_the_images_the_run_started_with(tmp_path, interrupted_run, photos):
+    # A photo removed (or added) between the runs changed every later batch without a word.
+    run = _copy(interrupted_run, tmp_path)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(photos, fewer)
+    sorted((fewer / "1").iterdir())[0].unlink()
+    started = json.loads((run / "run.json").read_text())["images"]
+    assert started == {"training": 30}
+    resumed = run_cli_in_process("train", "--resume", run, "--data", fewer, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ("note: the data now gives 29 training images; the run started with 30 training images: the batches "
+            "from here differ from those the run would have seen") in resumed.stderr

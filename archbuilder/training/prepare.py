@@ -138,6 +138,12 @@ def _memory_budget(checked, training: TrainingSpec, max_memory: int | None):
     return MemoryBudget(memory_limit() if max_memory is None else max_memory, model.total, training.batch_size)
 
 
+def _image_counts(data: RunData) -> dict[str, int]:
+    """Images in each part of the run's data (training, validation, test)."""
+    parts = {"training": data.train, "validation": data.validation, "test": data.test}
+    return {name: len(images) for name, images in parts.items() if images is not None}
+
+
 def _absolute(path: str | None) -> str | None:
     """Data paths are recorded absolute, so `--resume` works from any folder."""
     return os.path.abspath(path) if path else None
@@ -191,6 +197,7 @@ def start_new(request, distribution) -> PreparedRun:
         spec = checked.spec
     run_info["overrides"] = list(overrides)
     run_info["class_names"] = list(data.class_names)
+    run_info["images"] = _image_counts(data)  # --resume says if the data changed since
     from archbuilder.training.head_output import check_classifier_output
 
     with distribution.scope():
@@ -292,6 +299,11 @@ def _resume_checked(run: RunDir, run_info: dict, request, distribution) -> Prepa
     training = TrainingSpec.model_validate(run_info["training"])
     memory = _memory_budget(_load_spec(str(run.spec), (), request.max_memory), training, request.max_memory)
     data = RunData(run_info, shape, memory)
+    counts, started = _image_counts(data), run_info.get("images")
+    if isinstance(started, dict) and started != counts:  # files added or removed in the data's folders
+        now, then = (", ".join(f"{n} {part}" for part, n in c.items()) + " images" for c in (counts, started))
+        say(f"note: the data now gives {now}; the run started with {then}: the batches from here differ "
+            "from those the run would have seen")
     for key, path in moved.items():  # said, and kept in run.json: a later --resume reads the same data
         before = shown(started_on[key]) if started_on[key] else "none"
         say(f"resuming with {key} {shown(path)} (the run started with {before}; the classes are the same)")
