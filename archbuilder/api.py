@@ -363,6 +363,7 @@ class ExportResult:
     keras_accuracy: float | None = None  # with `check`: on its labelled images
     export_accuracy: float | None = None
     warnings: tuple[str, ...] = ()  # differences beyond the bounds (the file is written all the same)
+    outputs: tuple[str, ...] = ()  # a model's named outputs (whose accuracy `check` cannot measure)
 
 
 # A float32 export computes what Keras computes, op for op, in another kernel library: the
@@ -464,7 +465,8 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
             warnings.append(f"int8 lost {loss:.2f} points of accuracy against float32 (more than "
                             f"{INT8_MAX_LOSS_POINTS:g}); use float16, or calibrate with more photos like these")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
-    return ExportResult(out, exported.runtime, label, size, source, difference, *accuracies, tuple(warnings))
+    outputs = tuple(named_output_shapes(opened.model) or ())
+    return ExportResult(out, exported.runtime, label, size, source, difference, *accuracies, tuple(warnings), outputs)
 
 
 def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), overrides_b: Iterable[str] = (),

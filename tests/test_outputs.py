@@ -124,11 +124,12 @@ def test_export_runs_each_named_output_in_its_own_runtime(built, tmp_path, fmt, 
     assert result.max_difference <= api.FLOAT32_TOLERANCE and not result.warnings
     keras_rows = api.predict(str(built), [str(PHOTO)]).outputs
     exported = api.predict(str(tmp_path / name), [str(PHOTO)])
-    assert exported.probabilities is None and set(exported.outputs) == {"mask", "label"}
+    assert exported.probabilities is None and list(exported.outputs) == list(keras_rows) == ["mask", "label"]  # the spec's order
     for key in ("mask", "label"):
         np.testing.assert_allclose(exported.outputs[key], keras_rows[key], rtol=0, atol=api.FLOAT32_TOLERANCE)
     shown = run_cli_in_process("predict", str(tmp_path / name), str(PHOTO), "--json")
-    assert shown.returncode == 0 and set(json.loads(shown.stdout)["outputs"]) == {"mask", "label"}, shown.stderr
+    assert shown.returncode == 0 and list(json.loads(shown.stdout)["outputs"]) == ["mask", "label"], shown.stderr
+    assert list(result.outputs) == ["mask", "label"]
 
 
 def test_export_check_on_labelled_images_is_refused_for_named_outputs(built, tmp_path):

@@ -41,7 +41,7 @@ def command(model_path, fmt, out, quantize, calibration, check_data, spec, max_m
         loss = round(100 * (result.keras_accuracy - result.export_accuracy), 6)  # 0.0, never -0.0
         click.echo(f"Accuracy on {result.checked_on}: Keras float32 {100 * result.keras_accuracy:.2f}%, "
                    f"{result.label} {100 * result.export_accuracy:.2f}% ({0.0 - loss:+.2f} points)")
-    elif quantize:
+    elif quantize and not result.outputs:  # --check measures a classifier's accuracy only
         click.echo("Accuracy not checked: give --check DATA (labelled held-out images) to compare with float32")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -176,7 +176,8 @@ def _open_saved_model(path: Path) -> ExportedModel:
     (input_name, spec), = inputs.items()
     shape = _image_shape(path, [0 if d is None else d for d in spec.shape.as_list()])
     if len(function.structured_outputs) > 1:
-        named = {name: _per_image(path, name, output.shape.as_list()) for name, output in function.structured_outputs.items()}
+        named = _spec_order({name: _per_image(path, name, output.shape.as_list())
+                             for name, output in function.structured_outputs.items()}, metadata)
         _declared(path, shape, 4 * (int(np.prod(shape)) + sum(int(np.prod(s)) for s in named.values())))
         return ExportedModel("saved_model", path, metadata, shape, 0,
                              lambda x: {k: v.numpy() for k, v in function(**{input_name: tf.constant(x)}).items()}, named)
@@ -242,7 +243,7 @@ def _open_in_child(kind: str, path: Path) -> ExportedModel:
 def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: list[dict], details: dict,
                     metadata: dict) -> ExportedModel:
     """A `.tflite` or `.onnx` of named outputs (a spec's `outputs:`): each one's values by name."""
-    named = {o["name"]: _per_image(path, o["name"], o["shape"]) for o in outputs}
+    named = _spec_order({o["name"]: _per_image(path, o["name"], o["shape"]) for o in outputs}, metadata)
     declared = details["declared_bytes"] if kind == "litert" else _onnx_declared_bytes(path.read_bytes())
     _declared(path, shape, int(declared))
     quantize_input = _input_converter(path, given)
@@ -256,6 +257,16 @@ def _named_in_child(kind: str, path: Path, child, shape, given: dict, outputs: l
         return {o["name"]: convert(v) for o, convert, v in zip(outputs, dequantize, values)}
 
     return ExportedModel(kind, path, metadata, shape, 0, run, named)
+
+
+def _spec_order(named: dict, metadata: dict) -> dict:
+    """`named` in the spec's order of its outputs, which the export's metadata lists (the runtimes
+    give them sorted by name: predict on an export said `label, mask` where the .keras said
+    `mask, label`); as given if the metadata lists other names."""
+    declared = metadata.get("outputs") if isinstance(metadata, dict) else None
+    if not isinstance(declared, list) or sorted(map(str, declared)) != sorted(named):
+        return named
+    return {name: named[name] for name in declared}
 
 
 def _child_metadata(kind: str, path: Path, details: dict) -> dict:
