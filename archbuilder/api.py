@@ -564,7 +564,9 @@ def _class_list(classes) -> tuple[str, ...] | None:
         return None
     if not isinstance(classes, (list, tuple)) or not all(isinstance(name, str) for name in classes):
         raise UserError(f"classes: expected a list of class names, e.g. ['0', '1'] (received: {classes!r:.60})")
-    return tuple(classes) or None
+    if not classes:  # as `--classes ''` is: an empty list names no class, and was taken as every class
+        raise UserError("classes: an empty list names no class; leave it out (None) for every class")
+    return tuple(classes)
 
 
 def _check_given_paths(**paths) -> None:

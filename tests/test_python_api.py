@@ -194,6 +194,8 @@ def test_errors_speak_the_api_s_words_not_the_flags(run):
     with pytest.raises(archbuilder.UserError) as caught:
         archbuilder.evaluate(trained.best_model, photos, classes=["0", "0"])
     assert str(caught.value) == "classes needs at least two classes"  # it said "--classes ..."
+    with pytest.raises(archbuilder.UserError, match=r"classes: an empty list names no class; leave it out \(None\)"):
+        archbuilder.evaluate(trained.best_model, photos, classes=[])  # it evaluated every class
 
 
 def _readme_notebook() -> str:
