@@ -438,16 +438,19 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
         metadata["quantization"] = quantize
     if named:  # what lets the runtimes take an export of several outputs as the spec's named ones
         metadata["outputs"] = list(named_output_shapes(opened.model))
-    write_export(opened.model, format, out, metadata, quantize, calibration_x)
-    exported = open_exported(out)
-    label = exported.runtime + (f" {quantize}" if quantize else " float32")
-    if labelled is not None:  # uint8 images through the x/255 of training, on both sides
-        reference, probabilities = predict_probabilities(opened.model, labelled.x), exported.predict_uint8(labelled.x)
-        source = f"{len(labelled.x)} images of {os.fspath(check)}"
-    else:
+
+    def run_it_there(path: Path):
+        """The export, written beside `out`, in its own runtime against Keras (before it replaces `out`)."""
+        exported = open_exported(path)
+        if labelled is not None:  # uint8 images through the x/255 of training, on both sides
+            return (exported.runtime, predict_probabilities(opened.model, labelled.x),
+                    exported.predict_uint8(labelled.x), f"{len(labelled.x)} images of {os.fspath(check)}")
         x = np.random.default_rng(0).random((8, *opened.shape), dtype=np.float32)
-        reference, probabilities = opened.model.predict_on_batch(x), exported.predict(x)
-        source = "8 seeded random inputs"
+        return exported.runtime, opened.model.predict_on_batch(x), exported.predict(x), "8 seeded random inputs"
+
+    runtime, reference, probabilities, source = write_export(opened.model, format, out, metadata, quantize,
+                                                             calibration_x, check=run_it_there)
+    label = runtime + (f" {quantize}" if quantize else " float32")
     if named:  # each output against Keras's output of that name; the largest difference of all
         difference = max(float(np.max(np.abs(probabilities[k] - np.asarray(reference[k])))) for k in probabilities)
     else:
@@ -466,7 +469,7 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
                             f"{INT8_MAX_LOSS_POINTS:g}); use float16, or calibrate with more photos like these")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
     outputs = tuple(named_output_shapes(opened.model) or ())
-    return ExportResult(out, exported.runtime, label, size, source, difference, *accuracies, tuple(warnings), outputs)
+    return ExportResult(out, runtime, label, size, source, difference, *accuracies, tuple(warnings), outputs)
 
 
 def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), overrides_b: Iterable[str] = (),

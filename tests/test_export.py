@@ -305,3 +305,31 @@ def test_convnext_blocks_load_in_plain_keras_and_export_to_every_format(tmp_path
         write_export(model, kind, tmp_path / name, {"class_names": list(CLASSES)})
         probabilities, _ = _run_in_own_runtime(kind, tmp_path / name, x)
         np.testing.assert_allclose(probabilities, reference, rtol=0, atol=FLOAT32_TOLERANCE, err_msg=kind)
+
+
+@pytest.mark.parametrize("kind, name", [("saved_model", "sm"), ("onnx", "m.onnx")])
+def test_an_export_that_fails_its_check_never_replaces_the_earlier_one(tmp_path, kind, name):
+    # export wrote the file in place, then ran it in its runtime: an export failing there (as a
+    # U-Net's did) had already replaced the earlier export at --out. The check now runs on the
+    # export beside `out`, which it replaces only if the check passes.
+    from archbuilder.errors import UserError
+    from archbuilder.export.formats import write_export
+    from archbuilder.keras.graph import build_model
+    from archbuilder.plan.validate import load_checked_spec
+
+    model = build_model(load_checked_spec(TINY_SPEC).spec)
+    out = tmp_path / name
+    write_export(model, kind, out, {"class_names": ["0", "1", "2"]})
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    seen = []
+
+    def failing(path):
+        seen.append(path)
+        assert path != out and path.exists() and path.parent == out.parent  # the new export, beside out
+        raise UserError(f"{path}: refused by its runtime")
+
+    with pytest.raises(UserError, match="refused by its runtime"):
+        write_export(model, kind, out, {"class_names": ["a", "b", "c"]}, check=failing)
+    assert len(seen) == 1
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert write_export(model, kind, out, {"class_names": ["a", "b", "c"]}, check=lambda path: "ran") == "ran"

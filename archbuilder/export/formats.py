@@ -12,16 +12,17 @@ import importlib.util
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
-from archbuilder.atomic import atomic_dir, atomic_path, atomic_write_bytes
+from archbuilder.atomic import atomic_dir, atomic_path
 from archbuilder.errors import UserError, shown
 from archbuilder.export import metadata as export_metadata
 from archbuilder.keras.model_files import native_path
 from archbuilder.runtime import quiet_loggers
 
+T = TypeVar("T")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 # ONNX's standard operator set that tf2onnx targets here; 17 is read by every current runtime.
 ONNX_OPSET = 17
@@ -81,8 +82,11 @@ def _not_saved_model_files(folder: Path) -> list[str]:
 
 
 def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | None = None,
-                 calibration: np.ndarray | None = None) -> None:
-    """`calibration`: float32 model inputs (x/255) for int8's activation ranges."""
+                 calibration: np.ndarray | None = None, check: Callable[[Path], T] | None = None) -> T | None:
+    """`calibration`: float32 model inputs (x/255) for int8's activation ranges. `check(path)` runs
+    on the export written beside `out` before it takes `out`'s place, and its value is returned:
+    an export that fails it (a runtime that cannot load it, say) never replaces an earlier one."""
+    check = check or (lambda path: None)
     from archbuilder.export.runtimes import EXTRA_HINT
 
     needed = {"litert": "ai_edge_litert", "onnx": "tf2onnx"}.get(fmt)
@@ -92,20 +96,25 @@ def write_export(model, fmt: str, out: Path, metadata: dict, quantize: str | Non
     model(np.zeros((1, *model.input_shape[1:]), np.float32), training=False)
     with _quiet_converters():
         if fmt == "saved_model":
-            with atomic_dir(out) as tmp, native_path(tmp) as writable:
-                model.export(str(writable), format="tf_saved_model", verbose=False)
-                export_metadata.write_saved_model_metadata(tmp, metadata)
-        elif fmt == "litert":
+            with atomic_dir(out) as tmp:
+                with native_path(tmp) as writable:
+                    model.export(str(writable), format="tf_saved_model", verbose=False)
+                    export_metadata.write_saved_model_metadata(tmp, metadata)
+                return check(tmp)
+        if fmt == "litert":
             data = _litert_bytes(model, quantize, calibration)
-            atomic_write_bytes(out, export_metadata.tflite_with_metadata(data, metadata))
-        elif fmt == "onnx":
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(export_metadata.tflite_with_metadata(data, metadata))
+                return check(tmp)
+        if fmt == "onnx":
             from archbuilder.export.onnx_gaps import onnx_convertible_graph
 
-            with atomic_path(out) as tmp, native_path(tmp) as writable, onnx_convertible_graph():
-                model.export(str(writable), format="onnx", verbose=False, opset_version=ONNX_OPSET)
-                export_metadata.add_onnx_metadata(writable, metadata)
-        else:  # the CLI checks the name; this is a programming error
-            raise ValueError(f"unknown export format {fmt!r}")
+            with atomic_path(out) as tmp:
+                with native_path(tmp) as writable, onnx_convertible_graph():
+                    model.export(str(writable), format="onnx", verbose=False, opset_version=ONNX_OPSET)
+                    export_metadata.add_onnx_metadata(writable, metadata)
+                return check(tmp)
+        raise ValueError(f"unknown export format {fmt!r}")  # the CLI checks the name: a programming error
 
 
 def _litert_bytes(model, quantize: str | None, calibration: np.ndarray | None) -> bytes:
