@@ -269,3 +269,21 @@ def test_train_names_a_bomb_among_streamed_images_or_skips_it(tmp_path):
     result = _train(data, tmp_path / "skipped", "--cache", "none", "--skip-bad-images")
     assert result.exit_code == 0, result.output
     assert f"{bomb}: not a readable image (12000x12000 pixels" in result.output
+
+
+def test_skip_bad_images_also_skips_files_that_are_no_images(tmp_path):
+    # A Thumbs.db or notes.txt in a class folder stopped training even with --skip-bad-images,
+    # which skips every other file that cannot be read as an image.
+    from train_support import TINY_SPEC, image_folder, invoke
+
+    data = image_folder(tmp_path / "images", per_class=3)
+    (data / "1" / "Thumbs.db").write_bytes(b"\0" * 64)
+    refused = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "refused")
+    assert refused.exit_code == 2 and "Thumbs.db: not an image file" in refused.output, refused.output
+    assert not (tmp_path / "refused").exists()
+    skipped = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run",
+                     "--skip-bad-images", "--quiet")
+    assert skipped.exit_code == 0, skipped.output
+    assert f"warning: skipping {data / '1' / 'Thumbs.db'}: not an image file" in skipped.output
+    images = sum(1 for path in data.rglob("*") if path.is_file() and path.suffix != ".db")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["images"] == {"training": images}

@@ -50,7 +50,9 @@ def class_order(names: list[str]) -> list[str]:
     return sorted(names)
 
 
-def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
+def scan_image_folder(folder: str | os.PathLike, skip_non_images: bool = False) -> LabelledFiles:
+    """The image files of `folder`'s class folders; a file that is no image by its name (notes.txt,
+    Thumbs.db) is an error, or with `skip_non_images` (--skip-bad-images) left out with a warning."""
     root = Path(folder)
     if not root.exists():
         raise UserError(f"{root}: no such folder")
@@ -85,9 +87,11 @@ def scan_image_folder(folder: str | os.PathLike) -> LabelledFiles:
             if _is_folder(entry):
                 raise UserError(f"{shown(path)}: unexpected folder inside class folder {name!r}")
             if not is_image(path):
-                raise UserError(
-                    f"{shown(path)}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
-                )
+                reason = f"{shown(path)}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})"
+                if not skip_non_images:
+                    raise UserError(reason)
+                print(f"warning: skipping {reason}", file=sys.stderr, flush=True)
+                continue
             found.append(path)
         if not found:
             raise UserError(f"{class_dirs[name]}: class folder {name!r} holds no images")

@@ -179,7 +179,7 @@ def folder_split(data: str, shape, classes: tuple[str, ...] | None, skip_bad_ima
     is decoded once now, which names every bad file (or skips it, with `skip_bad_images`);
     streamed, only the headers are read now (stream.read_headers).
     """
-    files = scan_image_folder(data)
+    files = scan_image_folder(data, skip_non_images=skip_bad_images)
     keep = select_classes(files.class_names, classes, data)
     used = len(files.paths) if keep is None else int(np.isin(files.labels, keep).sum())
     cache = choose_cache(used) if choose_cache else "memory"
