@@ -274,8 +274,6 @@ def test_train_names_a_bomb_among_streamed_images_or_skips_it(tmp_path):
 def test_skip_bad_images_also_skips_files_that_are_no_images(tmp_path):
     # A Thumbs.db or notes.txt in a class folder stopped training even with --skip-bad-images,
     # which skips every other file that cannot be read as an image.
-    from train_support import TINY_SPEC, image_folder, invoke
-
     data = image_folder(tmp_path / "images", per_class=3)
     (data / "1" / "Thumbs.db").write_bytes(b"\0" * 64)
     refused = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "refused")
@@ -287,3 +285,25 @@ def test_skip_bad_images_also_skips_files_that_are_no_images(tmp_path):
     assert f"warning: skipping {data / '1' / 'Thumbs.db'}: not an image file" in skipped.output
     images = sum(1 for path in data.rglob("*") if path.is_file() and path.suffix != ".db")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["images"] == {"training": images}
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_a_folder_of_webp_photos_trains_and_predicts(tmp_path, cache):
+    # `predict x.webp` worked (TensorFlow's decoder reads WebP) while a folder of .webp files was
+    # "no images" to train, evaluate and predict.
+    from PIL import Image
+
+    from train_support import IMAGES
+
+    data = tmp_path / "webp"
+    for label in ("0", "1"):
+        (data / label).mkdir(parents=True)
+        for photo in sorted((IMAGES / label).iterdir())[:4]:
+            Image.open(photo).save(data / label / (photo.stem + ".webp"))
+    trained = invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run", "--cache", cache,
+                     "--quiet")
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["images"] == {"training": 8}
+    predicted = invoke("predict", tmp_path / "run" / "best.keras", data / "1", "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert sum(line.startswith("{") for line in predicted.output.splitlines()) == 4

@@ -305,7 +305,7 @@ def test_a_file_with_no_image_header_is_named_before_training_starts(tmp_path):
     (folder / "2" / "notes.jpg").write_text("not an image")
     result = invoke("train", TINY_SPEC, "--data", folder, "--out", tmp_path / "run", "--cache", "none", "--quiet")
     assert result.exit_code == 2
-    assert f"{folder / '2' / 'notes.jpg'}: not a readable image (not a JPEG, PNG, GIF or BMP" in result.output
+    assert f"{folder / '2' / 'notes.jpg'}: not a readable image (not a JPEG, PNG, GIF, BMP or WebP" in result.output
     assert not (tmp_path / "run").exists()  # nothing written: the check runs before the run folder
 
 

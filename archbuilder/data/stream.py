@@ -75,9 +75,14 @@ def header_problem(head: bytes) -> str | None:
     """Why the first bytes of a file cannot start an image TensorFlow decodes; None when they can."""
     if not head:
         return "empty file"
-    if not any(head.startswith(signature) for signature in _SIGNATURES):
-        return "not a JPEG, PNG, GIF or BMP file (its first bytes are no image signature)"
+    if not any(head.startswith(signature) for signature in _SIGNATURES) and not _is_webp(head):
+        return "not a JPEG, PNG, GIF, BMP or WebP file (its first bytes are no image signature)"
     return too_many_pixels(head)
+
+
+def _is_webp(head: bytes) -> bool:
+    """A RIFF container of WebP: "RIFF", its size, "WEBP" (no fixed prefix: _SIGNATURES cannot say it)."""
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
 def too_many_pixels(head: bytes) -> str | None:
