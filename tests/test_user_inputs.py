@@ -279,3 +279,14 @@ def test_a_cache_folder_inside_the_data_is_refused_before_anything_is_written(tm
                     f"the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder) {data}: is the data folder")
     assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in photos.iterdir())
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "pack"])
+def test_a_holdout_of_nan_is_refused_in_the_command_line_s_words(tmp_path, photos, command):
+    # click's FloatRange let "nan" through; the API then refused it as `holdout_photographers:`.
+    args = (["train", TINY_SPEC, "--data", photos, "--out", tmp_path / "run"] if command == "train"
+            else ["data", "pack", photos, tmp_path / "p.h5"])
+    result = invoke(*args, "--holdout-photographers", "nan")
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--holdout-photographers': 'nan' is not a number between 0 and 1." in result.output
+    assert "holdout_photographers:" not in result.output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from archbuilder.errors import shown
-from archbuilder.cli.options import classes_option
+from archbuilder.cli.options import FRACTION, classes_option
 from archbuilder.spec.training import MAX_COUNT, MAX_SEED
 
 
@@ -28,7 +28,7 @@ def command() -> None:
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="Store all images as train_set_* or as test_set_*.")
-@click.option("--holdout-photographers", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+@click.option("--holdout-photographers", type=FRACTION, metavar="FRACTION",
               help="Store whole photographers as test_set_* and the rest as train_set_*.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of --holdout-photographers.")
 @classes_option("Only these classes, e.g. 0,1,2,3,4,5.")

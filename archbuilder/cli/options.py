@@ -15,6 +15,23 @@ overrides_option = click.option(
 spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
 
 
+class _Fraction(click.FloatRange):
+    """A number strictly between 0 and 1. click's FloatRange lets "nan" through (no comparison
+    holds for it), which the API then refused in its own words (`holdout_photographers:`)."""
+
+    def __init__(self):
+        super().__init__(0, 1, min_open=True, max_open=True)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number:  # NaN
+            self.fail(f"{value!r} is not a number between 0 and 1.", param, ctx)
+        return number
+
+
+FRACTION = _Fraction()
+
+
 def _parse_memory(_ctx, _param, value: str | None) -> int | None:
     from archbuilder.plan.size_guard import parse_size
 
