@@ -22,7 +22,7 @@ from archbuilder.plan.blocks import check_blocks, check_blocks_of_invalid
 from archbuilder.plan.expand import MAX_INPUT_SEARCH, expand, smallest_input
 from archbuilder.plan.graph import Plan, PlanError
 from archbuilder.plan.schema import BODY_TAGS, Spec
-from archbuilder.spec.base import WrittenBoolean, WrittenNumber
+from archbuilder.spec.base import WrittenValue
 from archbuilder.spec.resolve import resolve_document, resolve_text
 from archbuilder.spec.source import Document, Path_, format_path
 
@@ -183,12 +183,9 @@ def _schema_problem(error: dict, document: Document) -> Problem:
         tag = ctx.get("tag")
         message = f"unknown layer type '{tag}'; valid types: {', '.join(LAYER_TYPES)}"
         return Problem(document.location_of(path + ("type",)), format_path(path + ("type",)), message)
-    if isinstance(received, WrittenBoolean):
+    if isinstance(received, WrittenValue):
         return Problem(document.location_of(path), format_path(path),
-                       f"expected a number, not true or false (received: {received!r})")
-    if isinstance(received, WrittenNumber):
-        return Problem(document.location_of(path), format_path(path),
-                       f"expected true or false, not a number (received: {received!r})")
+                       f"expected {received.expected} (received: {received!r})")
     if kind == "spec":  # our own validators: they say which field, and what to show as received
         path = path + ((ctx["field"],) if "field" in ctx else ())
         received = ctx.get("received")

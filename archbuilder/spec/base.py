@@ -10,33 +10,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
-class WrittenBoolean:
-    """A true or false written where only a number fits. pydantic's lax mode reads true as 1
-    (`classes: true`, `--set stages.0.repeats=true`); a spec means no number by it, and the JSON
-    Schema refuses it too. Strict mode would also refuse 64.0 for an integer, which expressions
-    produce; so such a value is swapped for this before validation, which no number type accepts:
-    the field's own error follows, located, beside every other problem of the document."""
+class WrittenValue:
+    """A true or false written where only a number fits, or a number where only true or false
+    does. pydantic's lax mode reads true as 1 (`classes: true`, `--set stages.0.repeats=true`) and
+    1 as true (`when: 1`, `use_bias: 0`); a spec means neither, and the JSON Schema refuses both.
+    Strict mode would also refuse 64.0 for an integer, which expressions produce; so such a value
+    is swapped for this before validation, which no field type accepts: the field's own error
+    follows, located, beside every other problem of the document, saying `expected`."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "expected")
 
-    def __init__(self, value: bool):
-        self.value = value
-
-    def __repr__(self) -> str:
-        return str(self.value).lower()
-
-
-class WrittenNumber:
-    """A number written where only true or false fits: lax mode reads 1 as true (`when: 1`,
-    `use_bias: 0`), which the JSON Schema refuses; swapped for this as WrittenBoolean is."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: int | float):
-        self.value = value
+    def __init__(self, value: bool | int | float, expected: str):
+        self.value, self.expected = value, expected
 
     def __repr__(self) -> str:
-        return repr(self.value)
+        return str(self.value).lower() if isinstance(self.value, bool) else repr(self.value)
 
 
 class StrictModel(BaseModel):
@@ -89,9 +77,9 @@ def _kinds(annotation: Any) -> set:
 
 
 def _marked(value: Any) -> Any:
-    """`value` with each true/false (in lists and mappings too) as a WrittenBoolean; itself if none."""
+    """`value` with each true/false (in lists and mappings too) as a WrittenValue; itself if none."""
     if isinstance(value, bool):
-        return WrittenBoolean(value)
+        return WrittenValue(value, "a number, not true or false")
     if isinstance(value, list):
         items = [_marked(item) for item in value]
         return items if any(a is not b for a, b in zip(items, value)) else value
@@ -102,5 +90,5 @@ def _marked(value: Any) -> Any:
 
 
 def _marked_number(value: Any) -> Any:
-    """`value` as a WrittenNumber if it is a number (not true/false); itself otherwise."""
-    return WrittenNumber(value) if type(value) in (int, float) else value
+    """`value` as a WrittenValue if it is a number (not true/false); itself otherwise."""
+    return WrittenValue(value, "true or false, not a number") if type(value) in (int, float) else value
