@@ -468,8 +468,8 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
             warnings.append(f"int8 lost {loss:.2f} points of accuracy against float32 (more than "
                             f"{INT8_MAX_LOSS_POINTS:g}); use float16, or calibrate with more photos like these")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else out.stat().st_size
-    outputs = tuple(named_output_shapes(opened.model) or ())
-    return ExportResult(out, runtime, label, size, source, difference, *accuracies, tuple(warnings), outputs)
+    return ExportResult(out, runtime, label, size, source, difference, *accuracies, tuple(warnings),
+                        tuple(metadata.get("outputs", ())))
 
 
 def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), overrides_b: Iterable[str] = (),
