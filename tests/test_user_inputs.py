@@ -168,6 +168,15 @@ def test_a_negative_pack_seed_is_refused_before_any_work(photos, tmp_path):
     assert "--seed" in result.output and not (tmp_path / "x.h5").exists()
 
 
+def test_a_holdout_that_leaves_nothing_to_train_on_is_named(photos, tmp_path):
+    # Three photographers; 0.99 holds all three out. It said "only one class present", of a folder
+    # that has three.
+    result = invoke("data", "pack", photos, tmp_path / "x.h5", "--holdout-photographers", "0.99")
+    line = _one_clean_line(result, "holding out 0.99 of the photographers (3 of them) leaves no images to train on")
+    assert line.endswith("; give a smaller share with --holdout-photographers"), line
+    assert not (tmp_path / "x.h5").exists()
+
+
 # -- item 2: file and folder names that are not UTF-8 --------------------------------------------
 
 def _not_utf8(name: str) -> str:

@@ -102,6 +102,17 @@ def _check_classes(images: LabelledImages, origin: str) -> None:
         raise UserError(f"{origin}: only one class present; a classifier needs at least two")
 
 
+def _check_left_to_train(train: LabelledImages, fraction: float, photographers_held: int, origin: str) -> None:
+    """A holdout large enough to leave one class (or nothing) to train on is named as such, not as a
+    folder of one class: the folder has them all, the share held out took the rest."""
+    if len(np.unique(train.y)) >= 2:
+        return
+    left = "no images" if len(train.y) == 0 else f"{_count(len(train.y), 'image')} of one class"
+    raise UserError(f"{shown(origin)}: holding out {fraction} of the photographers ({photographers_held} of them) "
+                    f"leaves {left} to train on; a classifier needs at least two classes",
+                    Remedy("; give a smaller share with {holdout_photographers}"))
+
+
 def training_data(
     data: str,
     test: str | None,
@@ -139,6 +150,7 @@ def training_data(
         if folder.held is not None:
             all_images = _files_to_images(folder.files, shape, folder.cache, folder.orientations, skip_bad_images)
             train, test_set = all_images.subset(folder.kept), all_images.subset(folder.held)
+            _check_left_to_train(train, holdout_photographers, folder.photographers_held, data)
             test_origin = (
                 f"{_count(folder.photographers_held, 'photographer')} held out of {data} "
                 f"({len(folder.held)} images, seed {seed})"
