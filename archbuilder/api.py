@@ -165,11 +165,9 @@ def train(spec: str | os.PathLike | None = None, data: str | os.PathLike | None 
         distribute, devices = _resumed_distribution(run_info, remedy_words or Remedy.in_python)
     # TF_CONFIG is checked here, before TensorFlow is imported (which takes seconds to minutes).
     cluster = planned_distribution(distribute or planned)
-    from archbuilder.cache_folder import cache_dir
-    from archbuilder.output_paths import check_output_folder, check_outside
+    from archbuilder.output_paths import check_cache_outside, check_output_folder, check_outside
 
-    for read in (data, test):  # XLA's and the decoded images' caches are written by every worker
-        check_outside(cache_dir(), read, "the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder)")
+    check_cache_outside(data, test)  # XLA's and the decoded images' caches are written by every worker
     if out is not None and resume is None and (cluster is None or cluster.is_chief):
         check_output_folder(out)  # before the data is read; the other workers write nothing anywhere
         for read in (data, test):
@@ -243,8 +241,11 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
     from archbuilder.data.sources import evaluation_data
     from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
+    from archbuilder.output_paths import check_cache_outside
+
     path_argument("data", data)
     batch_size = count_argument("batch_size", batch_size)
+    check_cache_outside(data)
     opened = _opened(model, spec, overrides, strict, max_memory)
     from archbuilder.training.head_output import check_one_vector_per_image, per_image_output
 
@@ -671,6 +672,7 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     all images as `split`, or whole photographers held out as `test_set_*`. Returns what was
     stored: {"shapes": {"train_set_x": (N, size, size, channels), ...}, "class_names": [...]}."""
     from archbuilder.api_inputs import choice_argument, count_argument, number_argument, whole_number_argument
+    from archbuilder.output_paths import check_cache_outside
     from archbuilder.runtime import import_tensorflow_quietly
     from archbuilder.spec.training import MAX_SEED
 
@@ -685,6 +687,7 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     seed = whole_number_argument("seed", seed, 0, MAX_SEED)  # as training.seed
     classes = _class_list(classes)
     _check_pack_file(out, folder)
+    check_cache_outside(folder)
     _check_pack_memory(folder, size, channels)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
@@ -743,9 +746,10 @@ def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_siz
         raise UserError("", Remedy("{holdout_photographers} applies to HDF5 packs (pack_data); record files hold "
                                    "every image of the folder"))
     shard_size = count_argument("shard_size", shard_size)  # a NumPy integer becomes an int
-    from archbuilder.output_paths import check_outside
+    from archbuilder.output_paths import check_cache_outside, check_outside
 
     check_outside(out, folder)
+    check_cache_outside(folder)
     import_tensorflow_quietly()
     from archbuilder.data.folder import scan_image_folder
     from archbuilder.data.records import pack_records as write_records

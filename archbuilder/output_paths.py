@@ -50,6 +50,15 @@ def check_outside(out: str | os.PathLike, data: str | os.PathLike | None, what: 
                         "for a class or an image; write it elsewhere")
 
 
+def check_cache_outside(*reads: str | os.PathLike | None) -> None:
+    """The cache folder is outside each data folder `reads`: every command that runs TensorFlow
+    makes its XLA folder there (xla_cache.py), which the next read of the data would take for a class."""
+    from archbuilder.cache_folder import cache_dir
+
+    for read in reads:
+        check_outside(cache_dir(), read, "the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder)")
+
+
 def _check_writable(path: Path, folder: Path) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:

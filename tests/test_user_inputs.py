@@ -278,16 +278,23 @@ def test_a_pack_larger_than_the_memory_limit_is_refused_before_decoding(tmp_path
             archbuilder.api.pack_data(photos, tmp_path / "c.h5", channels=channels)
 
 
-def test_a_cache_folder_inside_the_data_is_refused_before_anything_is_written(tmp_path, photos, monkeypatch):
+@pytest.mark.parametrize("command", ["train", "evaluate", "pack", "pack-records"])
+def test_a_cache_folder_inside_the_data_is_refused_before_anything_is_written(tmp_path, photos, tiny_model,
+                                                                              monkeypatch, command):
     # XLA's cache folder was made inside the data folder before the data was listed: that run
     # failed on it, and every later run on that data too ("class folder 'xla-...' holds no images").
+    # Every command that runs TensorFlow makes it (xla_cache.py), evaluate and the packs too.
     data = tmp_path / "data"
     shutil.copytree(photos, data)
-    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(data))
-    _one_clean_line(invoke("train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run"),
-                    f"the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder) {data}: is the data folder")
+    monkeypatch.setenv("ARCHBUILDER_CACHE_DIR", str(data / "cache"))
+    args = {"train": ["train", TINY_SPEC, "--data", data, "--epochs", "1", "--out", tmp_path / "run"],
+            "evaluate": ["evaluate", tiny_model, "--data", data],
+            "pack": ["data", "pack", data, tmp_path / "run.h5"],
+            "pack-records": ["data", "pack", data, tmp_path / "run", "--format", "tfrecord"]}[command]
+    _one_clean_line(invoke(*args), f"the cache folder (ARCHBUILDER_CACHE_DIR, else ~/.cache/archbuilder) {data / 'cache'}: "
+                                   f"is inside the data folder {data}")
     assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in photos.iterdir())
-    assert not (tmp_path / "run").exists()
+    assert not any(tmp_path.glob("run*"))
 
 
 @pytest.mark.parametrize("command", ["train", "pack"])
