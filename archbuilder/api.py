@@ -15,6 +15,7 @@ import it, when called, so `import archbuilder` stays instant.
 
 from __future__ import annotations
 
+import math
 import os
 import weakref
 from dataclasses import dataclass
@@ -688,13 +689,12 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     classes = _class_list(classes)
     _check_pack_file(out, folder)
     check_cache_outside(folder)
-    _check_pack_memory(folder, size, channels)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
     from archbuilder.data.sources import training_data
 
     loaded = training_data(os.fspath(folder), None, (size, size, channels), holdout_photographers=holdout_photographers,
-                           seed=seed, classes=classes)
+                           seed=seed, classes=classes, memory=_PackMemory())
     splits = {"train": loaded.train, "test": loaded.test} if loaded.test is not None else {split: loaded.train}
     write_signs_h5(os.fspath(out), splits)
     return {"shapes": {f"{name}_set_x": tuple(images.x.shape) for name, images in splits.items()},
@@ -717,18 +717,20 @@ def _check_pack_file(out, folder) -> None:
         raise UserError(f"{shown(out)}: exists and is not an HDF5 file; it is left as it is (name a new file)")
 
 
-def _check_pack_memory(folder, size: int, channels: int) -> None:
-    """A pack holds every image decoded at size x size while it is written: refused above the
-    memory limit before anything is decoded (`--size 100000` asked NumPy for 671 GiB)."""
-    from archbuilder.data.folder import scan_image_folder
-    from archbuilder.plan.size_guard import LIMIT_VARIABLE, format_bytes, memory_limit
+class _PackMemory:
+    """A pack holds every image decoded at its size while it is written, once: refused above the
+    memory limit when the folder is listed, before anything is decoded (`--size 100000` asked NumPy
+    for 671 GiB). In place of training's MemoryBudget, which counts a training run's copies."""
 
-    images = len(scan_image_folder(folder).paths)
-    need, limit = images * size * size * channels, memory_limit()
-    if need > limit:
-        raise UserError(f"{shown(folder)}: {images} images at {size}x{size}x{channels} hold an estimated "
-                        f"{format_bytes(need)} in memory while packed, more than the limit of {format_bytes(limit)}; "
-                        f"give a smaller size, or raise the limit with {LIMIT_VARIABLE}")
+    def choose(self, choice: str, count: int, shape: tuple[int, int, int], origin: str) -> str:
+        from archbuilder.plan.size_guard import LIMIT_VARIABLE, format_bytes, memory_limit
+
+        need, limit = count * math.prod(shape), memory_limit()
+        if need > limit:
+            raise UserError(f"{shown(origin)}: {count} images at {'x'.join(map(str, shape))} hold an estimated "
+                            f"{format_bytes(need)} in memory while packed, more than the limit of {format_bytes(limit)}; "
+                            f"give a smaller size, or raise the limit with {LIMIT_VARIABLE}")
+        return "memory"
 
 
 def pack_records(folder: str | os.PathLike, out: str | os.PathLike, *, shard_size: int = 1024,
