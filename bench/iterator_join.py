@@ -43,12 +43,12 @@ def _autotune(dataset, on: bool):
 
 def _load(tf, on: bool) -> dict:
     from archbuilder.data.exif import exif_orientation
-    from archbuilder.data.images import _file_decoder, _file_names
+    from archbuilder.data.images import _file_decoder, _file_names, max_image_pixels
 
     names = _file_names(sorted(p for p in PHOTOS.rglob("*") if p.is_file()))
     orientations = [exif_orientation(name) for name in names]
     dataset = (tf.data.Dataset.from_tensor_slices((tf.constant(names), tf.constant(orientations, tf.int32)))
-               .map(_file_decoder(64, 64, 3), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256))
+               .map(_file_decoder(64, 64, 3, max_image_pixels()), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256))
     start = time.perf_counter()
     iterator = iter(_autotune(dataset, on))
     count = sum(len(batch) for batch in iterator)

@@ -50,18 +50,18 @@ def test_the_test_sets_predict_function_is_traced_once_before_training(tmp_path,
 def test_the_image_decoder_is_traced_once_per_process_and_shape(tmp_path):
     """Every dataset traces its map function; the decoder's branches (EXIF turns, JPEG scales) are
     traced once per output shape, and each later load reuses them: the same pixels, no new trace."""
-    from archbuilder.data.images import _file_decoder, load_image_files
+    from archbuilder.data.images import _file_decoder, load_image_files, max_image_pixels
 
     photos = image_folder(tmp_path / "images", per_class=2)
     paths = sorted(p for folder in photos.iterdir() for p in folder.iterdir())
     first = load_image_files(paths, (24, 20, 3))
-    decoder = _file_decoder(24, 20, 3)
+    decoder = _file_decoder(24, 20, 3, max_image_pixels())
     assert decoder.experimental_get_tracing_count() == 1
     again = load_image_files(paths[::-1], (24, 20, 3))
     assert decoder.experimental_get_tracing_count() == 1
     assert (again[::-1] == first).all()
     load_image_files(paths, (20, 24, 3))
-    assert decoder.experimental_get_tracing_count() == 1 and _file_decoder(20, 24, 3).experimental_get_tracing_count() == 1
+    assert decoder.experimental_get_tracing_count() == 1 and _file_decoder(20, 24, 3, max_image_pixels()).experimental_get_tracing_count() == 1
 
 
 def test_optimizer_slots_are_built_without_tensorflow_names_and_with_keras_names_and_paths():

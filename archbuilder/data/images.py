@@ -90,11 +90,13 @@ def _decode(path, height: int, width: int, channels: int, orientation=1):
 
 
 @functools.lru_cache(maxsize=None)
-def _file_decoder(height: int, width: int, channels: int):
+def _file_decoder(height: int, width: int, channels: int, pixel_limit: int):
     """_decode for one output shape, traced once per process: tf.data traces the map function of
     every dataset it builds, and this one's orientation and JPEG-scale branches take ~0.3 s to
     trace on a slow CPU, more than decoding a few hundred small photos. A process that decodes
-    more than once (train's training and test sets; evaluate after train; the tests) saves it."""
+    more than once (train's training and test sets; evaluate after train; the tests) saves it.
+    `pixel_limit` (max_image_pixels(), which the trace reads) is part of the key: a limit changed
+    within the process, in a notebook's os.environ, gets a decoder of its own."""
     import tensorflow as tf
 
     def decode(path, orientation):
@@ -171,25 +173,46 @@ def _decode_reduced(data, height: int, width: int, channels: int, orientation=1)
 # 1.7 GB more while it is resized as float32); each of the streamed decodes in flight (one per core)
 # may hold one, and nothing in the memory guard counts them, so the header's size is checked first.
 # 89 million pixels is beyond any camera's photo but a few medium-format backs' (100-150 MP), and
-# their JPEGs decode scaled down for any input under a quarter of their sides.
+# their JPEGs decode scaled down for any input under a quarter of their sides. Where larger images
+# are meant (aerial or microscope tiles), PIXEL_LIMIT_VARIABLE raises it.
 MAX_IMAGE_PIXELS = 89_478_485
+PIXEL_LIMIT_VARIABLE = "ARCHBUILDER_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The most pixels an image may have as decoded: $ARCHBUILDER_MAX_IMAGE_PIXELS, else
+    MAX_IMAGE_PIXELS. Read when a decode is built, so a bad value is named before any image is read."""
+    written = os.environ.get(PIXEL_LIMIT_VARIABLE, "")
+    text = written.strip().replace("_", "")
+    if not text:
+        return MAX_IMAGE_PIXELS
+    # 15 digits at most: the decode compares the count as a float64, exact below 2**53.
+    if not (text.isascii() and text.isdigit() and len(text) <= 15 and int(text) > 0):
+        raise UserError(f"{PIXEL_LIMIT_VARIABLE}: expected a whole number of pixels from 1 to 999,999,999,999,999, "
+                        f"e.g. 200000000 (received: {shown(written)!r})")
+    return int(text)
+
+
+def too_many_pixels_words(sides: str, limit: int) -> str:
+    """Why an image of `sides` ("12000x12000 pixels") is refused, in one place for both checks."""
+    return f"{sides}, more than the {limit:,} an image may have; raise the limit with {PIXEL_LIMIT_VARIABLE}"
 
 
 def _pixel_limit_check(data, ratio):
     """An op that fails (InvalidArgumentError, "12000x12000 pixels, more than the ... an image may
     have") when the header of the encoded image says it decodes, at `ratio` (jpeg_ratio), to more
-    than MAX_IMAGE_PIXELS; only the header is read."""
+    than max_image_pixels(); only the header is read."""
     import tensorflow as tf
 
+    limit = max_image_pixels()
     height, width = _stored_sides(data)
     scale = tf.cast(ratio, tf.float64)
     decoded_height, decoded_width = tf.math.ceil(height / scale), tf.math.ceil(width / scale)
     sides = tf.strings.format("{}x{}", (tf.cast(width, tf.int64), tf.cast(height, tf.int64)))
     scaled = tf.strings.format(" (decoded at 1/{}: {}x{})", (ratio, tf.cast(decoded_width, tf.int64),
                                                                tf.cast(decoded_height, tf.int64)))
-    message = tf.strings.join([sides, " pixels", tf.where(ratio > 1, scaled, ""),
-                               f", more than the {MAX_IMAGE_PIXELS:,} an image may have"])
-    return tf.debugging.Assert(decoded_height * decoded_width <= MAX_IMAGE_PIXELS, [message])
+    message = tf.strings.join([sides, " pixels", tf.where(ratio > 1, scaled, ""), too_many_pixels_words("", limit)])
+    return tf.debugging.Assert(decoded_height * decoded_width <= limit, [message])
 
 
 def _stored_sides(data):
@@ -263,7 +286,7 @@ def load_image_files(paths: Sequence[Path], shape: tuple[int, int, int],
     filter_native_stderr()  # here, not only while tracing: the decoder is traced once per process
     dataset = (
         tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string), tf.constant(orientations, tf.int32)))
-        .map(_file_decoder(height, width, channels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(_file_decoder(height, width, channels, max_image_pixels()), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(max(1, min(256, _BATCH_BYTES // (height * width * channels))))
     )
     dataset = without_autotuning(dataset)

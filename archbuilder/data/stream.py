@@ -87,15 +87,15 @@ def _is_webp(head: bytes) -> bool:
 
 def too_many_pixels(head: bytes) -> str | None:
     """Why a PNG, GIF or BMP whose first bytes are `head` is refused before it is decoded (its
-    header says more than images.MAX_IMAGE_PIXELS), or None. The decode checks the same
+    header says more than images.max_image_pixels()), or None. The decode checks the same
     (images._pixel_limit_check); this names such a file before a streamed run starts. A JPEG's
     limit applies to its DCT-scaled size, which depends on the model's input: its decode checks it."""
-    from archbuilder.data.images import MAX_IMAGE_PIXELS
+    from archbuilder.data.images import max_image_pixels, too_many_pixels_words
 
-    sides = _stored_sides(head)
-    if sides is None or sides[0] * sides[1] <= MAX_IMAGE_PIXELS:
+    sides, limit = _stored_sides(head), max_image_pixels()
+    if sides is None or sides[0] * sides[1] <= limit:
         return None
-    return f"{sides[0]}x{sides[1]} pixels, more than the {MAX_IMAGE_PIXELS:,} an image may have"
+    return too_many_pixels_words(f"{sides[0]}x{sides[1]} pixels", limit)
 
 
 def _stored_sides(head: bytes) -> tuple[int, int] | None:
