@@ -94,6 +94,24 @@ def test_an_edited_record_index_is_refused_naming_the_field(records, tmp_path, e
     assert not (tmp_path / "run").exists()
 
 
+def test_a_record_that_fails_is_named_with_its_reason(records, tmp_path, monkeypatch):
+    # It said "its record does not parse or its image does not decode" whatever the cause: a pixel
+    # bomb packed into a record, or a damaged image, read as a file's would be.
+    monkeypatch.setenv("ARCHBUILDER_MAX_IMAGE_PIXELS", "1000")  # every photo (100x100, 50x50 at 1/2) is over
+    index = json.loads((records / "index.json").read_text())
+    first = f"{records / index['shards'][0]}#0 ({index['name'][0]}): not a readable image ("
+    _refused_in_one_line(_train(records, tmp_path / "run"), first + "100x100 pixels (decoded at 1/2: 50x50), more than "
+                         "the 1,000 an image may have; raise the limit with ARCHBUILDER_MAX_IMAGE_PIXELS)")
+    monkeypatch.delenv("ARCHBUILDER_MAX_IMAGE_PIXELS")
+    damaged = _edited_index(records, tmp_path, lambda index: None)
+    with open(damaged / index["shards"][0], "r+b") as shard:  # the first record's bytes, overwritten
+        shard.seek(index["offset"][0])
+        shard.write(b"\xff" * index["length"][0])
+    _refused_in_one_line(_train(damaged, tmp_path / "run"), f"{damaged / index['shards'][0]}#0 ({index['name'][0]}): "
+                         "not a readable image (its record does not parse)")
+    assert not (tmp_path / "run").exists()
+
+
 # --- B, C, D: HDF5 class lists -------------------------------------------------------------------
 
 

@@ -329,11 +329,22 @@ def _bad_files(names: list[bytes], height: int, width: int, channels: int) -> li
         if irregular:  # never opened (stream.irregular_file)
             bad.append((position, shown(name), irregular))
             continue
-        try:
-            _decode(tf.constant(name), height, width, channels, exif_orientation(name))
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
-            bad.append((position, shown(name), _reason(error)))
+        reason = decode_failure(lambda: tf.io.read_file(name), (height, width, channels), exif_orientation(name))
+        if reason is not None:
+            bad.append((position, shown(name), reason))
     return bad
+
+
+def decode_failure(encoded, shape: tuple[int, int, int], orientation=1) -> str | None:
+    """Why the image `encoded()` gives (its bytes, read when called) does not decode at `shape`, as
+    the user should read it; None where it does. Decoded alone, eagerly, to say which and why."""
+    import tensorflow as tf
+
+    try:
+        decode_bytes(encoded(), *shape, orientation)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as error:
+        return _reason(error)
+    return None
 
 
 # The message of one of our own checks inside the decode (tf.debugging.Assert): "assertion failed:

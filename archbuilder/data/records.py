@@ -259,6 +259,22 @@ class RecordImages(ImageFiles):
                             self.shards, self.shard[indices], self.offset[indices], self.length[indices])
 
     def failure_reason(self, path: str) -> str:
+        """Why the record named `path` failed: its image decoded again alone (a pixel bomb, a
+        damaged JPEG said as for a file), or that the record itself does not parse."""
+        import tensorflow as tf
+
+        from archbuilder.data.images import decode_failure
+
+        found = np.flatnonzero(self.paths == path)
+        if len(found):
+            i = int(found[0])
+            try:
+                encoded = self._reader()(tf.constant(i, tf.int64))
+            except (OSError, tf.errors.OpError, UnicodeDecodeError):  # TensorFlow's message may quote the bytes
+                return "its record does not parse"
+            reason = decode_failure(lambda: encoded, self.image_shape, int(self.orientations[i]))
+            if reason is not None:
+                return reason
         return "its record does not parse or its image does not decode"
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
