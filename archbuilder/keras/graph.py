@@ -12,6 +12,7 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
+import archbuilder.keras.graph_walk  # noqa: E402,F401  (a deep model's graph sorted without recursion)
 import archbuilder.keras.token_layers  # noqa: E402,F401  (registers the token primitives' Keras layers)
 
 from dataclasses import replace  # noqa: E402

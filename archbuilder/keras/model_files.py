@@ -143,6 +143,7 @@ def open_model_file(
     if not zipfile.is_zipfile(path):
         raise UserError(f"{shown(path)}: not a Keras model file (not a .keras zip archive; truncated or another format)")
     # These import TensorFlow quietly and register the archbuilder objects older files name.
+    import archbuilder.keras.graph_walk  # noqa: F401  (a deep model's graph sorted without recursion)
     import archbuilder.keras.initializers  # noqa: F401
     import archbuilder.keras.legacy_layers  # noqa: F401
     import archbuilder.keras.token_layers  # noqa: F401  (ViT's class token, position embedding, ...)
