@@ -137,3 +137,18 @@ class SpecError(UserError):
             problems, key=lambda p: (p.location.file, p.location.line, p.location.column, p.path)
         )
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# What json.loads raises for text it cannot read: bad syntax or bytes (JSONDecodeError and
+# UnicodeDecodeError are ValueErrors), a number of more than Python's 4,300 digits (ValueError),
+# nesting deeper than the frame limit (RecursionError). A file a user can edit may hold any of them.
+NOT_JSON = (ValueError, RecursionError)
+
+
+def json_reason(error: BaseException) -> str:
+    """Why json.loads refused a text (one of NOT_JSON), in the user's words."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if "integer string conversion" in str(error):
+        return "a number of more than 4,300 digits"
+    return str(error)

@@ -438,6 +438,7 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
 
 @pytest.mark.parametrize("tf_config, message", [
     ("{not json", "TF_CONFIG: not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "TF_CONFIG: not valid JSON: nested too deeply"),  # a RecursionError
     ('{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}',
      "unknown task type 'ps'"),
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "evaluator", "index": 0}}',
@@ -449,7 +450,7 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
     ("[1, 2]", "TF_CONFIG: must be a JSON object"),
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": "1"}}',
      "TF_CONFIG: task.index: must be an integer, the task's place in cluster.worker (received: \"1\", a string)"),
-], ids=["malformed-json", "unknown-task-type", "task-type-not-in-cluster", "index-out-of-range", "no-port",
+], ids=["malformed-json", "deep-json", "unknown-task-type", "task-type-not-in-cluster", "index-out-of-range", "no-port",
         "missing", "not-an-object", "index-a-string"])
 def test_bad_tf_config_is_a_clear_line(tf_config, message):
     from archbuilder.errors import UserError

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from archbuilder.training.callbacks import history_files
 from archbuilder.training.callbacks.history_files import HistoryFiles
 from archbuilder.training.callbacks.session import Session
@@ -59,3 +61,17 @@ def test_workers_that_do_not_write_draw_nothing(tmp_path):
     _finish_epoch(callback, session, 1)
     callback.on_train_end()
     assert list(session.run.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, reason", [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+                                          ('{"epochs": ' + "9" * 5000 + "}", "a number of more than 4,300 digits")])
+def test_a_run_json_python_cannot_read_is_named(tmp_path, text, reason):
+    # A hand-edited run.json: --resume ended in a RecursionError or ValueError traceback.
+    from archbuilder.errors import UserError
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.run_json.write_text(text)
+    with pytest.raises(UserError) as caught:
+        run.read_run_info()
+    assert str(caught.value) == f"{run.run_json}: unreadable ({reason})"

@@ -348,3 +348,43 @@ def test_plain_keras_sequential_and_two_output_models_from_elsewhere(made, tmp_p
     assert not (tmp_path / "two.onnx").exists()
     with pytest.raises(UserError, match="the model has 1 input"):
         archbuilder.predict(_keras_model((32, 32, 3), outputs=2), np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def _with_entry(source, path, entry: str, data: bytes):
+    """A copy of the .keras file `source` at `path` with its `entry` replaced by `data`."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as target:
+        for item in original.infolist():
+            if item.filename != entry:
+                target.writestr(item, original.read(item.filename))
+        target.writestr(entry, data)
+    return path
+
+
+NOT_READABLE_JSON = {"deep": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # a RecursionError
+                     "huge-number": (b'{"epoch": ' + b"9" * 5000 + b"}", "a number of more than 4,300 digits")}
+
+
+@pytest.mark.parametrize("kind", NOT_READABLE_JSON)
+def test_model_file_json_that_python_cannot_read_is_named(made, tmp_path, kind):
+    # Both were tracebacks (RecursionError, ValueError) from predict, export and build --weights.
+    data, reason = NOT_READABLE_JSON[kind]
+    metadata = _with_entry(made["keras"], tmp_path / "m.keras", "archbuilder.json", data)
+    for command in (["predict", metadata, made["photo"]], ["export", metadata, "--format", "onnx", "--out", tmp_path / "m.onnx"]):
+        _one_line(invoke(*command), f"{metadata}: archbuilder.json is not JSON ({reason})")
+    assert not (tmp_path / "m.onnx").exists()
+    config = _with_entry(made["keras"], tmp_path / "c.keras", "config.json", data)
+    result = invoke("build", TINY_SPEC, "--weights", config, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{config}: config.json is not valid JSON ({reason})" in result.output.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name, shown_as", [("a\nb", "a\\nb"), ("\x1b[31mred", "\\x1b[31mred"), ("tab\there", "tab\\there")])
+def test_class_names_in_a_model_file_are_one_line_of_text(made, tmp_path, name, shown_as):
+    # A line break split predict's lines and an escape reached the terminal; export carried them
+    # into the .onnx. Class folders, HDF5 packs and record indexes refused them already.
+    path = _with_entry(made["keras"], tmp_path / "m.keras", "archbuilder.json", json.dumps({"class_names": [name, "c", "d"]}))
+    for command in (["predict", path, made["photo"]], ["export", path, "--format", "onnx", "--out", tmp_path / "m.onnx"]):
+        line = _one_line(invoke(*command), f"{path}: archbuilder.json: the class name '{shown_as}' holds a line break "
+                                           "or control character")
+        assert "\x1b" not in line
+    assert not (tmp_path / "m.onnx").exists()

@@ -26,7 +26,7 @@ import numpy as np
 
 from archbuilder.cache_folder import cache_dir
 from archbuilder.data.stream import PROGRESS_EVERY, BadFiles, ImageFiles
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import NOT_JSON, UserError, shown
 
 FORMAT = 2  # 2: large JPEGs decoded by DCT scaling (images.jpeg_ratio); index.json lists files that did not decode
 PER_FOLDER = 1000  # PNGs per subfolder: no folder of a million entries
@@ -51,7 +51,7 @@ def _complete(folder: Path, key: str, count: int) -> list[int] | None:
     try:
         index = json.loads((folder / _INDEX).read_text(encoding="utf-8"))
         missing = [int(i) for i in index.get("missing", [])]
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, *NOT_JSON, TypeError, AttributeError):
         return None
     if index != {"format": FORMAT, "key": key, "count": count, "missing": missing}:
         return None

@@ -31,7 +31,7 @@ import numpy as np
 from archbuilder.data.folder import LabelledFiles, check_class_names, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages
 from archbuilder.data.stream import ImageFiles, bad_headers_message, read_headers
-from archbuilder.errors import UserError, abbreviated, shown
+from archbuilder.errors import NOT_JSON, UserError, abbreviated, shown
 
 FORMAT = "archbuilder-records/1"
 INDEX = "index.json"
@@ -44,7 +44,7 @@ def is_records(path: str | os.PathLike) -> bool:
         return False
     try:
         return json.loads(index.read_text(encoding="utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+    except (OSError, *NOT_JSON, AttributeError):
         return False
 
 
@@ -116,7 +116,7 @@ def _start_or_continue(root: Path, plan: dict) -> None:
     if started.is_file():
         try:
             same = json.loads(started.read_text(encoding="utf-8")) == plan
-        except (OSError, ValueError):
+        except (OSError, *NOT_JSON):
             same = False
         if not same:
             raise UserError(f"{shown(root)}: holds a pack of other files or another shard size; give an empty folder")
@@ -159,7 +159,7 @@ def read_records(folder: str, shape: tuple[int, int, int], skip_bad: bool = Fals
         index = json.loads((root / INDEX).read_text(encoding="utf-8"))
         names, shards, class_names = index["name"], index["shards"], index["class_names"]
         raw = {key: index[key] for key in ("shard", "offset", "length", "label", "orientation")}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, *NOT_JSON, KeyError, TypeError) as error:
         raise UserError(f"{where}: not a readable record index ({error}); pack the folder again") from None
     if not all(isinstance(column, list) for column in (names, shards, class_names, *raw.values())):
         raise UserError(f"{where}: a field that should be a list is not; pack the folder again")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archbuilder.errors import NOT_JSON
 from archbuilder.keras.model_files import METADATA_ENTRY
 
 SAVED_MODEL_ENTRY = Path("assets.extra") / METADATA_ENTRY
@@ -72,6 +73,6 @@ def parse_metadata(text: str | None) -> dict:
 def _parse(data: bytes) -> dict:
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except NOT_JSON:
         return {}
     return value if isinstance(value, dict) else {}

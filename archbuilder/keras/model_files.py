@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
-from archbuilder.errors import Remedy, UserError, shown
+from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason, shown
 from archbuilder.file_kinds import is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
@@ -48,8 +48,8 @@ def read_model_metadata(path: str | os.PathLike) -> dict:
             metadata = json.loads(archive.read(METADATA_ENTRY))
     except (OSError, zipfile.BadZipFile):
         return {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{shown(path)}: {METADATA_ENTRY} is not JSON ({error})") from None
+    except NOT_JSON as error:
+        raise UserError(f"{shown(path)}: {METADATA_ENTRY} is not JSON ({json_reason(error)})") from None
     check_metadata(metadata, path)
     return metadata
 
@@ -57,6 +57,8 @@ def read_model_metadata(path: str | os.PathLike) -> dict:
 def check_metadata(metadata, path) -> None:
     """The metadata of a model file (a `.keras` or an export) has the types archbuilder writes;
     class names are distinct, since a prediction names each probability by its class."""
+    from archbuilder.data.folder import class_name_problem
+
     def refuse(what: str, received) -> None:
         text = json.dumps(received)
         raise UserError(f"{shown(path)}: {METADATA_ENTRY}: {what} (received: {text[:60]})")
@@ -66,6 +68,9 @@ def check_metadata(metadata, path) -> None:
     names = metadata.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         refuse("class_names must be a list of class names", names)
+    for name in names or ():  # printed by predict and evaluate, carried into exports: one line of text each
+        if problem := class_name_problem(name):
+            refuse(f"the class name '{shown(name)}' {problem}", names)
     if names is not None and len(set(names)) != len(names):
         twice = next(n for i, n in enumerate(names) if n in names[:i])
         refuse(f"class_names must be distinct; {twice!r} names two classes", names)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from archbuilder.errors import Remedy, UserError
+from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason
 from archbuilder.keras.weights_h5 import ShapeMismatch, WeightLoadReport, _shapes
 
 if TYPE_CHECKING:  # imported lazily: `validate` must not pay for TensorFlow
@@ -439,8 +439,8 @@ def _array_shapes(arrays) -> tuple[tuple[int, ...], ...]:
 def _parse_json(path, data: bytes):
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: {_CONFIG_ENTRY} is not valid JSON ({error})") from None
+    except NOT_JSON as error:
+        raise UserError(f"{path}: {_CONFIG_ENTRY} is not valid JSON ({json_reason(error)})") from None
 
 
 def _digest(value) -> str:

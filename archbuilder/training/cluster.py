@@ -17,7 +17,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from archbuilder.errors import Remedy, UserError
+from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason
 
 # Task types that train; MultiWorkerMirroredStrategy has no parameter servers or evaluators.
 TRAINING_TASKS = ("chief", "worker")
@@ -77,8 +77,9 @@ def read_cluster(text: str | None = None) -> Cluster:
             (("distribute", "multi-worker"),)))
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"TF_CONFIG: not valid JSON: {error.msg} at character {error.pos} (received: {text[:200]!r})") from None
+    except NOT_JSON as error:
+        reason = f"{error.msg} at character {error.pos}" if isinstance(error, json.JSONDecodeError) else json_reason(error)
+        raise UserError(f"TF_CONFIG: not valid JSON: {reason} (received: {text[:200]!r})") from None
     if not isinstance(config, dict):
         raise UserError(f"TF_CONFIG: must be a JSON object with 'cluster' and 'task' (received: {text[:200]!r})")
     cluster, task = config.get("cluster"), config.get("task")

@@ -36,6 +36,7 @@ import tensorflow as tf
 from archbuilder.atomic import atomic_write_text
 from archbuilder.cache_folder import cache_dir, key_digest
 from archbuilder.cpu_info import cpu_key, cpuinfo
+from archbuilder.errors import NOT_JSON
 from archbuilder.training.cpu_kernels import matmul_kernel_gradient_op, slow_kernel_gradient, use_fast_kernel_gradients
 from archbuilder.training.instance_switch import gpu_present
 
@@ -100,7 +101,7 @@ def read_shapes(path: Path, key: dict, form: int, valid_entry) -> dict[str, dict
     for a missing, unreadable or malformed file, another format or another machine key."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, *NOT_JSON):
         return {}
     if not (isinstance(data, dict) and data.get("format") == form and data.get("machine") == key
             and isinstance(data.get("shapes"), dict) and all(map(valid_entry, data["shapes"].values()))):

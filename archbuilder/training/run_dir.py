@@ -26,7 +26,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 from archbuilder.atomic import atomic_write_text
-from archbuilder.errors import UserError, shown
+from archbuilder.errors import NOT_JSON, UserError, json_reason, shown
 from archbuilder.spec.training import TrainingSpec
 from archbuilder.training.run_lock import RunLock
 
@@ -62,8 +62,10 @@ class RunDir:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{self.root}: not a run folder (no {path.name})") from None
-        except (OSError, json.JSONDecodeError) as error:
+        except OSError as error:
             raise UserError(f"{path}: unreadable ({error})") from None
+        except NOT_JSON as error:
+            raise UserError(f"{path}: unreadable ({json_reason(error)})") from None
 
     def read_run_info(self) -> dict:
         """run.json, checked as strictly as a spec: a hand-edited or damaged file is one clear error."""
