@@ -314,12 +314,15 @@ def predict(model, inputs, *, batch_size: int = 64, spec: str | os.PathLike | No
     as in training; every input goes through training's x / 255."""
     import numpy as np
 
-    from archbuilder.api_inputs import count_argument
+    from archbuilder.api_inputs import count_argument, overrides_argument
     from archbuilder.data.images import load_image_files
     from archbuilder.export.runtimes import export_kind, open_exported
     from archbuilder.training.metrics import predict_probabilities
 
     batch_size = count_argument("batch_size", batch_size)
+    overrides = overrides_argument(overrides)  # also where an export refuses them
+    if isinstance(model, (str, os.PathLike)):
+        path_argument("model", model)
     paths = None if isinstance(inputs, np.ndarray) else _image_paths(inputs)
     if isinstance(model, (str, os.PathLike)) and export_kind(model) is not None:
         if spec is not None:

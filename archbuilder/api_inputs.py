@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from archbuilder.errors import Location, Problem, SpecError, UserError, shown
+from archbuilder.errors import Location, Problem, Remedy, SpecError, UserError, shown
 from archbuilder.spec.source import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, format_path
 
 DICT_NAME = "<dict>"  # where problems of a dict spec are located (plan/validate.load_checked_data)
@@ -26,6 +26,8 @@ def path_argument(argument: str, value: Any) -> None:
         raise UserError(f"{argument}: expected a path (received: {type(value).__name__})")
     if "\0" in os.fsdecode(value):  # no file name holds one; the system calls raise ValueError
         raise UserError(f"{argument}: '{shown(value)}' holds a NUL character, which no file name can")
+    if not os.fspath(value):  # Path("") is Path("."): the working folder, read as the data or photos
+        raise UserError("", Remedy("{" + argument + "}: the path is empty; name a file or folder ('.' for the working folder)"))
 
 
 def spec_argument(spec: Any) -> str | os.PathLike | dict:

@@ -173,12 +173,16 @@ def test_errors_name_the_api_s_arguments_and_the_cli_its_flags(run, tmp_path):
     (lambda api, model, photos: api.api.pack_records(photos, photos.parent / "records", shard_size=0),
      "shard_size: expected a whole number, from 1 to 2147483647 (received: int 0)"),
     (lambda api, model, photos: api.api.load_weights(api.build(TINY_SPEC), model, strict="no"), "strict: expected True or False"),
+    (lambda api, model, photos: api.predict(f"{photos}.tflite", photos / "0", overrides=5),
+     "overrides: expected a list of 'PATH=VALUE' strings (received: int)"),  # a TypeError on an export's path
+    (lambda api, model, photos: api.predict("", photos / "0"), "model: the path is empty"),  # "." is a folder, not a SavedModel
 ], ids=["inputs-int", "array-size", "array-dtype", "model-int", "data-none", "spec-dict", "epochs-text",
         "train-devices-0", "distribute-mode", "resume-and-settings", "export-format", "load-model-export", "load-model-folder", "train-data-int",
         "train-out-int", "train-test-int", "train-holdout-text", "train-cache-unknown", "train-verbose",
         "train-flag-text", "train-worker-timeout", "train-remedy-words", "train-one-override-string",
         "evaluate-batch-0", "predict-batch-float", "evaluate-strict-text", "load-model-spec-int", "export-check-int",
-        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "pack-seed-negative", "pack-records-shard-0", "load-weights-strict-text"])
+        "info-per-block-text", "plot-out-int", "pack-size-0", "pack-split", "pack-seed-negative", "pack-records-shard-0", "load-weights-strict-text",
+        "predict-export-overrides-int", "predict-model-empty"])
 def test_bad_arguments_are_user_errors_never_type_errors(run, call, message):
     import archbuilder
 

@@ -168,6 +168,27 @@ def test_a_negative_pack_seed_is_refused_before_any_work(photos, tmp_path):
     assert "--seed" in result.output and not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.parametrize("args", [
+    ["export", "MODEL", "--format", "litert", "--quantize", "int8", "--calibration", ""],  # calibrated on the working folder
+    ["export", "MODEL", "--format", "onnx", "--check", "", "--out", "x.onnx"],
+    ["build", TINY_SPEC, "--out", ""],  # wrote tiny.keras into the working folder
+    ["plot", TINY_SPEC, "--out", ""],
+    ["evaluate", "MODEL", "--data", ""],  # read the working folder as the class folder
+    ["train", TINY_SPEC, "--data", "PHOTOS", "--out", ""],
+    ["predict", "", "PHOTOS"], ["validate", ""], ["data", "pack", "", "x.h5"],
+], ids=["calibration", "check", "build-out", "plot-out", "evaluate-data", "train-out", "predict-model", "validate",
+        "pack-folder"])
+def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path, tiny_model, photos, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)  # pathlib reads "" as ".": nothing may be read or written here
+    (tmp_path / "images").mkdir()
+    shutil.copytree(photos / "0", tmp_path / "images" / "0")  # what "" would have calibrated on
+    before = sorted(tmp_path.rglob("*"))
+    result = invoke(*[{"MODEL": tiny_model, "PHOTOS": photos}.get(a, a) if isinstance(a, str) else a for a in args])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "the path is empty; name a file or folder ('.' for the working folder)" in result.output, result.output
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_a_holdout_that_leaves_nothing_to_train_on_is_named(photos, tmp_path):
     # Three photographers; 0.99 holds all three out. It said "only one class present", of a folder
     # that has three.

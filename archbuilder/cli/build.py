@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from archbuilder.plan import report
-from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
+from archbuilder.cli.options import PathOption, max_memory_option, overrides_option, spec_argument
 from archbuilder.errors import UserError, shown
 from archbuilder.output_paths import check_output_file, check_output_folder
 from archbuilder import api
@@ -18,9 +18,9 @@ from archbuilder import api
 @spec_argument
 @overrides_option
 @max_memory_option
-@click.option("--out", "out_dir", default="build", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", default="build", show_default=True, type=PathOption(file_okay=False, path_type=Path),
               help="Folder for <name>.keras.")
-@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--weights", "weights", type=PathOption(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Weights to load: a Keras 2 .h5 file (by layer name) or a Keras 3 .keras / .weights.h5 file (by structure).")
 @click.option("--strict", is_flag=True, help="With --weights: any missing, extra or misshapen layer is an error.")
 @click.option("--format", "formats", type=click.Choice(["keras", "h5", "both"]), default="keras", show_default=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from archbuilder.errors import shown
-from archbuilder.cli.options import FRACTION, classes_option
+from archbuilder.cli.options import FRACTION, PathOption, classes_option
 from archbuilder.spec.training import MAX_COUNT, MAX_SEED
 
 
@@ -16,8 +16,8 @@ def command() -> None:
 
 
 @command.command("pack")
-@click.argument("folder", type=click.Path(path_type=str))
-@click.argument("out", type=click.Path(path_type=str))
+@click.argument("folder", type=PathOption(path_type=str))
+@click.argument("out", type=PathOption(path_type=str))
 @click.option("--format", "kind", type=click.Choice(["h5", "tfrecord"]), default="h5", show_default=True,
               help="h5: the SIGNS layout, decoded at --size; tfrecord: a folder of TFRecord shards of the "
               "encoded images and their labels, with an index, read by train, evaluate and --test as the "

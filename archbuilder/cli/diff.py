@@ -7,14 +7,14 @@ import json
 import click
 
 from archbuilder.errors import shown
-from archbuilder.cli.options import max_memory_option, overrides_option
+from archbuilder.cli.options import PathOption, max_memory_option, overrides_option
 from archbuilder import api
 from archbuilder.plan import compare
 
 
 @click.command("diff")
-@click.argument("spec_a", metavar="A", type=click.Path(dir_okay=True, path_type=str))
-@click.argument("spec_b", metavar="B", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("spec_a", metavar="A", type=PathOption(dir_okay=True, path_type=str))
+@click.argument("spec_b", metavar="B", type=PathOption(dir_okay=True, path_type=str))
 @overrides_option
 @click.option("--set-a", "overrides_a", multiple=True, metavar="PATH=VALUE", help="Override a field of A only.")
 @click.option("--set-b", "overrides_b", multiple=True, metavar="PATH=VALUE", help="Override a field of B only.")

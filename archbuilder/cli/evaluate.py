@@ -8,11 +8,11 @@ import click
 
 from archbuilder.spec.training import MAX_COUNT
 from archbuilder.errors import shown
-from archbuilder.cli.options import classes_option, model_spec_options
+from archbuilder.cli.options import PathOption, classes_option, model_spec_options
 
 
 @click.command("evaluate")
-@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_path", metavar="MODEL", type=PathOption(path_type=str))
 @click.option("--data", required=True, help="Labelled images: a class folder or a SIGNS .h5 (test_set_* preferred).")
 @click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=64, show_default=True)
 @classes_option("Evaluate only the images of these classes of DATA, e.g. 0,1 for a model of two classes.")

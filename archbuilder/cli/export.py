@@ -6,19 +6,19 @@ from pathlib import Path
 
 import click
 
-from archbuilder.cli.options import model_spec_options
+from archbuilder.cli.options import PathOption, model_spec_options
 from archbuilder.errors import shown
 from archbuilder.export import FORMATS, QUANTIZATIONS
 
 
 @click.command("export")
-@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
+@click.argument("model_path", metavar="MODEL", type=PathOption(path_type=str))
 @click.option("--format", "fmt", required=True, metavar="|".join(FORMATS), help="The export format.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out", type=PathOption(path_type=Path), default=None,
               help="Where to write (default: beside MODEL, e.g. best.tflite, best_saved_model/).")
 @click.option("--quantize", default=None, metavar="|".join(QUANTIZATIONS),
               help="LiteRT only: float16 weights, or int8 weights and activations (needs --calibration).")
-@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+@click.option("--calibration", type=PathOption(path_type=Path), default=None,
               help="A folder of photos that sets int8's activation ranges (labels not needed).")
 @click.option("--check", "check_data", default=None, metavar="DATA",
               help="Labelled images (a class folder or SIGNS HDF5), e.g. held-out photographers: "

@@ -12,7 +12,19 @@ overrides_option = click.option(
     "VALUE is YAML. Repeatable; validated like the file.",
 )
 
-spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
+
+
+class PathOption(click.Path):
+    """click.Path that refuses an empty path, which pathlib reads as "." (the working folder):
+    `--calibration ""` calibrated on whatever images lay under it, `build --out ""` wrote there."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("the path is empty; name a file or folder ('.' for the working folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+spec_argument = click.argument("spec", type=PathOption(dir_okay=True, path_type=str))
 
 
 class _Fraction(click.FloatRange):
@@ -51,7 +63,7 @@ def model_spec_options(function):
                             help="With an .h5 MODEL: any missing, extra or misshapen layer is an error.")(function)
     function = overrides_option(function)
     function = max_memory_option(function)
-    return click.option("--spec", "spec", type=click.Path(path_type=str), default=None,
+    return click.option("--spec", "spec", type=PathOption(path_type=str), default=None,
                         help="The architecture of a Keras 2 .h5 MODEL (whole model or weights).")(function)
 
 

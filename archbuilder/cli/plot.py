@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from archbuilder.errors import shown
-from archbuilder.cli.options import max_memory_option, overrides_option, spec_argument
+from archbuilder.cli.options import PathOption, max_memory_option, overrides_option, spec_argument
 from archbuilder import api
 
 
@@ -15,7 +15,7 @@ from archbuilder import api
 @spec_argument
 @overrides_option
 @max_memory_option
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "out", type=PathOption(dir_okay=False, path_type=Path), default=None,
               help="Diagram file, .png or .svg.  [default: build/<name>-<level>.png]")
 @click.option("--level", type=click.Choice(["blocks", "layers"]), default="blocks", show_default=True,
               help="blocks: one box per block with its shortcut; layers: every Keras layer with shapes.")

@@ -6,12 +6,12 @@ import json
 
 import click
 
-from archbuilder.cli.options import model_spec_options
+from archbuilder.cli.options import PathOption, model_spec_options
 
 
 @click.command("predict")
-@click.argument("model_path", metavar="MODEL", type=click.Path(path_type=str))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("model_path", metavar="MODEL", type=PathOption(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=PathOption(path_type=str))
 @model_spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 def command(model_path, images, spec, max_memory, overrides, strict, as_json):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from archbuilder.spec.training import MAX_COUNT
-from archbuilder.cli.options import FRACTION, classes_option, max_memory_option, overrides_option
+from archbuilder.cli.options import FRACTION, PathOption, classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 
 
 @click.command("train")
-@click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("spec", required=False, type=PathOption(dir_okay=False, path_type=str))
 @click.option("--data", help="Training images: a folder with one subfolder per class, or a SIGNS .h5 file.")
 @click.option("--test", help="Test images (folder or .h5). Default: test_set_* of an .h5 --data, if any.")
 @click.option("--holdout-photographers", type=FRACTION,

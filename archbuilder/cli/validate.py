@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from archbuilder.cli.options import max_memory_option, overrides_option
+from archbuilder.cli.options import PathOption, max_memory_option, overrides_option
 from archbuilder.cli.remedies import problem_text
 from archbuilder.errors import SpecError, UserError, shown
 from archbuilder import api
 
 
 @click.command("validate")
-@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("specs", nargs=-1, required=True, type=PathOption(path_type=str))
 @overrides_option
 @max_memory_option
 def command(specs: tuple[str, ...], overrides: tuple[str, ...], max_memory: int | None) -> None:
