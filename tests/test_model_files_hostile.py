@@ -246,14 +246,22 @@ def test_saved_model_export_never_deletes_files_it_did_not_write(made, tmp_path)
     shutil.copytree(made["saved_model"], out)
     (out / "notes.txt").write_text("mine")
     (out / "variables" / "mine.txt").write_text("mine too")
+    (out / "assets" / "vocab.txt").write_text("an asset of someone's model: archbuilder writes none")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     _one_line(invoke("export", made["keras"], "--format", "saved_model", "--out", out),
-              f"{out}: a SavedModel folder holding other files too (notes.txt, variables/mine.txt)",
+              f"{out}: a SavedModel folder holding other files too (assets/vocab.txt, notes.txt, variables/mine.txt)",
               "refusing to replace it")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    # A folder holding only a SavedModel (the previous export) is replaced, as before.
-    (out / "notes.txt").unlink()
-    (out / "variables" / "mine.txt").unlink()
+    # A SavedModel exported elsewhere (no archbuilder metadata) is someone's too.
+    for path in ("notes.txt", "variables/mine.txt", "assets/vocab.txt", "assets.extra/archbuilder.json"):
+        (out / path).unlink()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _one_line(invoke("export", made["keras"], "--format", "saved_model", "--out", out),
+              f"{out}: a SavedModel that archbuilder did not export (no assets.extra/archbuilder.json)")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # A folder holding only an archbuilder SavedModel (the previous export) is replaced, as before.
+    shutil.rmtree(out)
+    shutil.copytree(made["saved_model"], out)
     assert invoke("export", made["keras"], "--format", "saved_model", "--out", out).exit_code == 0
     assert (out / "saved_model.pb").is_file()
 

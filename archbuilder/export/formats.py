@@ -40,6 +40,9 @@ def check_out(out: Path, fmt: str) -> None:
         if out.exists() and not out.is_dir():
             raise UserError(f"{shown(out)}: is a file; a SavedModel is a folder (give a folder path with --out)")
         foreign = _not_saved_model_files(out) if out.is_dir() else []
+        if not foreign and (out / "saved_model.pb").is_file() and not (out / "assets.extra" / "archbuilder.json").is_file():
+            raise UserError(f"{shown(out)}: a SavedModel that archbuilder did not export (no assets.extra/archbuilder.json); "
+                            "refusing to replace it, which would delete it (give a new or empty folder)")
         if foreign:
             # The export replaces the folder whole: only a folder holding nothing but a SavedModel.
             what = "a folder that is not a SavedModel" if not (out / "saved_model.pb").is_file() else \
@@ -69,13 +72,13 @@ _SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb", "assets.extra/archbuil
 
 
 def _not_saved_model_files(folder: Path) -> list[str]:
-    """Files and folders under `folder` that a SavedModel export does not write, sorted."""
+    """Files and folders under `folder` that a SavedModel export does not write, sorted. Its
+    `assets/` stays empty: an archbuilder model has no vocabulary or other asset files."""
     foreign = []
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
         ours = (name in _SAVED_MODEL_FILES or name in ("variables", "assets", "assets.extra")
-                or (name.startswith("variables/variables.") and path.is_file())
-                or name.startswith("assets/"))  # a SavedModel's assets are part of the model
+                or (name.startswith("variables/variables.") and path.is_file()))
         if not ours:
             foreign.append(shown(name))
     return foreign
