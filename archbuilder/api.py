@@ -462,7 +462,10 @@ def export(model, format: str, out: str | os.PathLike | None = None, *, quantize
         reference = np.asarray(reference)
         difference = float(np.max(np.abs(probabilities - reference))) if len(reference) else 0.0
     warnings = []
-    if quantize is None and difference > FLOAT32_TOLERANCE:
+    if not np.isfinite(difference):  # NaN compares as neither more nor less than the tolerance
+        warnings.append("Keras or the export gives NaN or infinity on these inputs, so the two could not be "
+                        "compared; the model's weights may hold NaN (a training that diverged)")
+    elif quantize is None and difference > FLOAT32_TOLERANCE:
         warnings.append(f"the float32 export differs from Keras by {difference:.2e} (more than "
                         f"{FLOAT32_TOLERANCE:g}); please report this model")
     accuracies = (None, None)

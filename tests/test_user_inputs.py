@@ -12,6 +12,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from train_support import TINY_SPEC, image_folder, invoke
@@ -327,3 +328,30 @@ def test_a_holdout_of_nan_is_refused_in_the_command_line_s_words(tmp_path, photo
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--holdout-photographers': 'nan' is not a number between 0 and 1." in result.output
     assert "holdout_photographers:" not in result.output
+
+
+def test_a_model_that_outputs_nan_is_said_so_and_json_stays_json(tmp_path, tiny_model, photos):
+    # A training that diverged leaves NaN weights: export "checked" it (max |p - p_keras| = nan, no
+    # warning: NaN > tolerance is False), and --json printed the bare word NaN, which is no JSON.
+    import archbuilder
+
+    model = archbuilder.load_model(tiny_model)
+    layer = [layer for layer in model.layers if layer.weights][-1]
+    weights = layer.get_weights()
+    weights[0][:] = np.nan
+    layer.set_weights(weights)
+    nan_model = archbuilder.api.save(model, tmp_path / "nan.keras")
+
+    def strict_json(text):
+        return json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} is not JSON"))
+
+    result = invoke("export", nan_model, "--format", "onnx", "--out", tmp_path / "nan.onnx")
+    assert result.exit_code == 0, result.output
+    assert "warning: Keras or the export gives NaN or infinity on these inputs" in result.output
+    result = invoke("predict", nan_model, photos / "0", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [strict_json(line) for line in result.output.strip().splitlines()]
+    assert rows and all(value is None for row in rows for value in row["probabilities"].values()), rows[0]
+    result = invoke("evaluate", nan_model, "--data", photos, "--json")
+    assert result.exit_code == 0, result.output
+    assert strict_json(result.output)["loss"] is None

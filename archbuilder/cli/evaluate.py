@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from archbuilder.spec.training import MAX_COUNT
 from archbuilder.errors import shown
+from archbuilder.cli.json_output import json_text
 from archbuilder.cli.options import PathOption, classes_option, model_spec_options
 
 
@@ -26,6 +25,6 @@ def command(model_path, data, batch_size, classes, spec, max_memory, overrides, 
     result = api.evaluate(model_path, data, batch_size=batch_size, classes=classes, spec=spec, overrides=overrides,
                           strict=strict, max_memory=max_memory)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json_text(result, indent=2))
     else:
         click.echo(f"model: {shown(result['model'])}\ndata:  {shown(result['data'])}\n" + Evaluation.from_json(result).to_text())

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from archbuilder.cli.json_output import json_text
 from archbuilder.cli.options import PathOption, model_spec_options
 
 
@@ -31,7 +30,7 @@ def command(model_path, images, spec, max_memory, overrides, strict, as_json):
     rows = result.probabilities if result.outputs is None else [None] * len(result.inputs)
     for index, (path, row, facts) in enumerate(zip(result.inputs, rows, result.rows())):
         if as_json:
-            click.echo(json.dumps(facts))
+            click.echo(json_text(facts))
             continue
         click.echo(shown(path))
         if result.outputs is not None:  # named outputs: each one's raw values, summarized as numpy prints them
