@@ -13,8 +13,12 @@ shipped specs); then a model's depth is bounded by memory, not by the frame limi
 
 from __future__ import annotations
 
-from keras.src import tree
-from keras.src.ops import function as keras_function
+from archbuilder.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before Keras imports TensorFlow, with its start-up chatter
+
+from keras.src import tree  # noqa: E402
+from keras.src.ops import function as keras_function  # noqa: E402
 
 _KERAS_HELPER = keras_function._build_map_helper  # kept for the comparison test
 _DONE = object()
