@@ -6,7 +6,8 @@ descriptor 2 that say nothing wrong happened to the user's run.
   names the file. TensorFlow's JPEG decoder (core/lib/jpeg/jpeg_mem.cc) keeps libjpeg's default
   `output_message`, which `fprintf`s every error and the first warning of each decode to the C
   `stderr`, from whichever tf.data thread decodes; TensorFlow's log level does not apply (it only
-  silences them in its fuzzing builds).
+  silences them in its fuzzing builds). Also TensorFlow's own line on a JPEG cut short
+  ("jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 0/50").
 - TensorFlow 2.21's lines on loading an entry of its persistent XLA cache (xla_cache.py), three
   per entry, logged at ERROR level: "Error parsing text-format tensorflow.XlaSerializedCacheEntry"
   (its reader tries the text format before the binary one, ReadTextOrBinaryProto, and the text
@@ -67,7 +68,10 @@ XLA_CACHE_LINE = re.compile(
     rb"|cpu_aot_loader\.cc:\d+\] Loading XLA:CPU AOT result\. Target machine feature \+(prefer|fast)-[\w-]+ is not +"
     rb"supported on the host machine\.)"
 )
-QUIET_LINES = (LIBJPEG_LINE, XLA_CACHE_LINE)
+# TensorFlow's own line on a JPEG cut short (jpeg_mem.cc logs it at ERROR level as it stops), in
+# absl's prefix as above: "E0000 ... jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 0/50".
+TF_JPEG_LINE = re.compile(rb"E\d{4} [\d:.]+ +\d+ jpeg_mem\.cc:\d+\] Premature end of JPEG data\. Stopped at line \d+/\d+")
+QUIET_LINES = (LIBJPEG_LINE, XLA_CACHE_LINE, TF_JPEG_LINE)
 
 _state = {"command": False, "installed": False}
 _lock = threading.Lock()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from PIL import Image
 
 from archbuilder.data.folder import scan_image_folder
 from archbuilder.errors import UserError
-from train_support import IMAGES, TINY_SPEC, cli, image_folder, invoke, run_cli_in_process
+from train_support import IMAGES, REPO, TINY_SPEC, cli, cli_env, image_folder, invoke, run_cli_in_process
 
 SHAPE = (64, 64, 3)
 ORIENTATION = 0x0112
@@ -294,10 +296,28 @@ def test_the_native_line_filter_drops_libjpeg_s_messages_only():
     lines = [b"Corrupt JPEG data: premature end of data segment\n", b"F0000 check failed: x == y\n",
              b"Improper call to JPEG library in state 201\n", b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n",
              b"Premature end of JPEG file\n", b"Not a JPEG file: starts with 0x89 0x50\n", b"a line about JPEG data\n",
+             b"E0000 00:00:1796643541.208925    5243 jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 0/50\n",
              b"no newline at the end"]
     out = io.BytesIO()
     copy_lines(io.BytesIO(b"".join(lines)), out)
     assert out.getvalue() == b"F0000 check failed: x == y\na line about JPEG data\nno newline at the end"
+
+
+def test_predict_of_a_jpeg_cut_in_half_prints_our_one_line_only(tmp_path):
+    # TensorFlow's own "jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 0/50" came
+    # before and after it (a real process: descriptor 2 is filtered only there).
+    photo = IMAGES / "0" / "IMG_1118.JPG"  # cut at half, TensorFlow logs the line for it (not for every photo)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo.read_bytes()[:photo.stat().st_size // 2])
+    assert invoke("build", TINY_SPEC, "--out", tmp_path).exit_code == 0
+    (model,) = tmp_path.glob("*.keras")
+    # As a user runs it: the suite's TF_CPP_MIN_LOG_LEVEL=3 (cli_env) would hide TensorFlow's line.
+    env = {key: value for key, value in cli_env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "predict", str(model), str(cut)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [f"{cut}: not a readable image (jpeg::Uncompress failed. Invalid JPEG "
+                                                  "data or crop window.)"], result.stderr
 
 
 def test_a_file_with_no_image_header_is_named_before_training_starts(tmp_path):
