@@ -396,3 +396,18 @@ def test_class_names_in_a_model_file_are_one_line_of_text(made, tmp_path, name, 
                                            "or control character")
         assert "\x1b" not in line
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "string"])
+def test_a_model_whose_input_is_no_float_is_refused(made, tmp_path, dtype):
+    # archbuilder feeds x/255 as float32: a uint8 input took it as 0 (every image the same, a
+    # uniform prediction, exit 0); an int8 or string input failed inside Keras's call (a TypeError
+    # traceback). The dtype is set as a hand edit of config.json sets it.
+    config = json.loads(zipfile.ZipFile(made["keras"]).read("config.json"))
+    layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "InputLayer")
+    layer["config"]["dtype"] = dtype
+    path = _with_entry(made["keras"], tmp_path / "m.keras", "config.json", json.dumps(config))
+    for command in (["predict", path, made["photo"]], ["evaluate", path, "--data", made["photos"]],
+                    ["export", path, "--format", "onnx", "--out", tmp_path / "m.onnx"]):
+        _one_line(invoke(*command), f"{path}: the model's input is {dtype}; archbuilder feeds it images as float32 x/255")
+    assert not (tmp_path / "m.onnx").exists()

@@ -23,10 +23,10 @@ from archbuilder.native_lines import filter_native_stderr
 from archbuilder.errors import UserError, shown
 
 
-def check_channels(channels: int) -> None:
+def check_channels(channels: int, model: str = "the model") -> None:
     if channels not in (1, 3):
         raise UserError(
-            f"the model takes images with {channels} channels; only 1 (grayscale) or 3 (RGB) can be "
+            f"{model} takes images with {channels} channels; only 1 (grayscale) or 3 (RGB) can be "
             "made from image files"
         )
 

@@ -21,6 +21,7 @@ from archbuilder.file_kinds import is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
 PREPROCESSING = "decode, bilinear antialiased resize to the input size, round to uint8, x/255"
+FLOAT_INPUTS = ("float32", "float16", "bfloat16", "float64")  # what a model fed x/255 (float32) may take
 
 
 def save_model_file(model, path: str | os.PathLike, metadata: dict) -> None:
@@ -252,7 +253,11 @@ def model_input_shape(model, path: str | os.PathLike) -> tuple[int, int, int]:
         raise UserError(f"{shown(path)}: the model's input is {shape}; expected fixed-size images (batch, height, width, channels)")
     from archbuilder.data.images import check_channels
 
-    check_channels(shape[3])
+    check_channels(shape[3], f"{shown(path)}: the model")
+    dtype = str(model.inputs[0].dtype)
+    if dtype not in FLOAT_INPUTS:  # an int8 input failed inside Keras's call; uint8 took x/255 as 0 or 1
+        raise UserError(f"{shown(path)}: the model's input is {dtype}; archbuilder feeds it images as float32 x/255, "
+                        f"so its input must be {', '.join(FLOAT_INPUTS[:-1])} or {FLOAT_INPUTS[-1]}")
     check_declared_memory(path, shape, _inference_bytes(model))
     return tuple(shape[1:])
 
