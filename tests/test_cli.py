@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 
-from train_support import REPO, SHIPPED_SPECS, run_cli, run_cli_in_process
+import pytest
+
+from train_support import REPO, SHIPPED_SPECS, TINY_SPEC, cli_env, run_cli, run_cli_in_process
 
 
 def test_build_resnet50_prints_summary_totals_and_saves_a_loadable_model(tmp_path):
@@ -141,3 +143,13 @@ def test_schema_command_matches_the_shipped_schema_file():
     schema = json.loads(result.stdout)
     assert schema["else"]["required"] == ["name", "input"]
     assert "extends" in schema["properties"]
+
+
+@pytest.mark.parametrize("command", [["schema"], ["info", str(TINY_SPEC)]])
+def test_a_standard_output_that_cannot_be_written_is_one_line(command):
+    # `> /dev/full` (a full disk under a redirect) was click.echo's OSError traceback, exit 1.
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, str(REPO / "cli.py"), *command], cwd=REPO, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=120, env=cli_env())
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "cannot write the output to standard output (No space left on device)\n", result.stderr

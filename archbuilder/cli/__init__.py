@@ -7,6 +7,7 @@ instant. Every `UserError` becomes its message on stderr and exit code 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -47,6 +48,41 @@ class _Group(click.Group):
         except KeyboardInterrupt:  # Ctrl-C in any command exits as `train` does
             click.echo("\ninterrupted", err=True)
             ctx.exit(INTERRUPTED_EXIT_CODE)
+        except _OutputFailed as error:  # `info > /dev/full`, a full disk under a redirect
+            sys.stdout = open(os.devnull, "w")  # nothing more to write there, at exit either
+            click.echo(f"cannot write the output to standard output ({error.strerror or error})", err=True)
+            ctx.exit(2)
+
+
+class _OutputFailed(OSError):
+    """Standard output could not be written."""
+
+
+class _Stdout:
+    """sys.stdout whose failed writes are told apart from every other OSError (a file the command
+    reads, say): they raise _OutputFailed, which the command line says in one line. A closed pipe
+    (`| head -1`) is click's to handle, as before."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
+    def flush(self):
+        return self._guarded(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _guarded(call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise _OutputFailed(error.errno, error.strerror) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,4 +97,5 @@ def run() -> None:
     from archbuilder.native_lines import enable
 
     enable()  # this process's descriptor 2 is ours: native false alarms may be filtered from it (native_lines.py)
+    sys.stdout = _Stdout(sys.stdout)
     sys.exit(main(standalone_mode=True))
