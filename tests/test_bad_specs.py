@@ -5,6 +5,7 @@ Each case is a real file; the expected output is exact, `{f}` standing for the f
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -210,6 +211,15 @@ def test_missing_spec_file(tmp_path):
     result = run_cli("validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert result.stderr == f"{tmp_path / 'nope.yaml'}:1:1: <document>: file not found\n"
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    # Opening a FIFO waits for a writer: `validate` hung for ever.
+    pipe = tmp_path / "spec.yaml"
+    os.mkfifo(pipe)
+    result = run_cli("validate", str(pipe), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"{pipe}:1:1: <document>: is a named pipe, not a YAML file\n"
 
 
 def test_size_guard_refuses_before_allocating_and_can_be_raised():

@@ -65,6 +65,8 @@ def load_yaml_file(path: Path, display_name: str | None = None) -> Document:
     try:
         if path.is_dir():
             raise SpecError([Problem(start, "", "is a directory, not a YAML file")])
+        if path.is_fifo():  # opening one waits for a writer, for ever
+            raise SpecError([Problem(start, "", "is a named pipe, not a YAML file")])
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
