@@ -68,9 +68,10 @@ def max_memory_argument(max_memory: Any) -> int | None:
         from archbuilder.plan.size_guard import parse_size
 
         return parse_size(max_memory)
-    if type(max_memory) is not int or max_memory <= 0:
+    if isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Integral) or max_memory <= 0:
         raise UserError(f"max_memory: expected a positive number of bytes or a size such as '32GiB' "
                         f"(received: {_kind(max_memory)} {max_memory!r:.40})")
+    max_memory = int(max_memory)  # NumPy's integers too, as the counts take them
     from archbuilder.plan.size_guard import MAX_SIZE
 
     if max_memory > MAX_SIZE:  # as parse_size refuses "1e400": a typo, not a machine

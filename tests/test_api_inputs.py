@@ -178,6 +178,8 @@ def test_api_arguments_no_file_could_have_raise_our_error():
             call()
         assert message in str(caught.value), str(caught.value)
     assert archbuilder.info(SMALL, max_memory=2**80)["total_params"] == SMALL_PARAMS  # the bound itself passes
+    # a NumPy integer, as the counts take them (it was "expected a positive number")
+    assert archbuilder.info(SMALL, max_memory=__import__("numpy").int64(2**30))["total_params"] == SMALL_PARAMS
 
 
 def test_a_dict_spec_holding_what_is_not_plain_data_is_refused_at_its_key():
