@@ -129,6 +129,10 @@ CASES = {
         GOOD_HEAD + "training: {seed: 4294967296}\n",
         ["{f}:4:18: training.seed: input should be less than or equal to 2147483647 (received: 4294967296)"],
     ),
+    "name_that_is_no_file_name": (  # build wrote build/..keras, plot a hidden build/.-layers.png
+        "name: '..'\ninput: {shape: [8, 8, 3]}\n",
+        ["{f}:1:7: name: string should match pattern '^[A-Za-z0-9_][A-Za-z0-9_.\\-]*$' (received: '..')"],
+    ),
     "units_classes_without_classes": (
         "name: A\ninput: {shape: [8, 8, 3]}\nhead:\n  - {type: flatten}\n  - {type: dense}\n",
         ["{f}:1:1: classes: head.1 uses units: classes, but the spec sets no top-level 'classes'"],

@@ -122,7 +122,9 @@ Number = Union[Annotated[int, Field(ge=-(2**53), le=2**53)], Annotated[float, Fi
 class Spec(StrictModel):
     """An architecture file after `extends` and `--set` are resolved."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=128)]
+    # A file name (build writes NAME.keras, plot NAME-blocks.png): "." or "..", or a leading dot
+    # (a hidden file) or dash (read as an option by other tools), is not one.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", max_length=128)]
     input: InputSpec
     classes: PositiveInt | None = None
     defaults: Defaults = Defaults()
