@@ -608,7 +608,8 @@ def _image_paths(inputs) -> list[Path]:
                 raise UserError(f"{shown(argument)}: is a folder with no image files in it")
             paths.extend(inside)
         elif not argument.is_file():
-            raise UserError(f"{shown(argument)}: no such image file")
+            there = argument.exists()  # /dev/null, a pipe: not read (a pipe would wait for ever)
+            raise UserError(f"{shown(argument)}: " + ("not an image file (a device, pipe or socket)" if there else "no such image file"))
         else:
             paths.append(argument)
     return paths
