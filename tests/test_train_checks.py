@@ -224,3 +224,26 @@ def test_the_resize_note_says_when_the_spec_sets_no_classes(tmp_path, ten_classe
     assert "note: the spec sets no classes; the data has 10" in result.output, result.output
     assert "None" not in result.output
     _refused(result, "outputs 3 values")
+
+
+def test_a_lock_that_is_a_link_a_folder_or_unwritable_is_refused_and_nothing_written_through_it(tmp_path):
+    # A `.lock` linked to another file had that file truncated and overwritten with our pid (a
+    # symlink in a shared run folder could point at any file train's user may write); a `.lock`
+    # folder or a run folder that cannot be written were tracebacks.
+    from archbuilder.errors import UserError
+    from archbuilder.training.run_lock import RunLock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone's data")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".lock").symlink_to(victim)
+    (tmp_path / "folder" / ".lock").mkdir(parents=True)
+    cases = {linked: "it is a link, which train does not write through",
+             tmp_path / "folder": "it is a folder",
+             Path("/proc/archbuilder-run"): "the run folder cannot be written"}
+    for root, why in cases.items():
+        with pytest.raises(UserError) as caught:
+            RunLock(root).acquire()
+        assert str(caught.value).startswith(f"{root / '.lock'}: cannot take the run folder's lock: {why}"), str(caught.value)
+    assert victim.read_text() == "someone's data" and (linked / ".lock").is_symlink()

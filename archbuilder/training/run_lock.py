@@ -15,9 +15,11 @@ it: no pid guessing. (In a distributed run only the chief worker, which writes t
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
+import stat
 from pathlib import Path
 
 from archbuilder.errors import Remedy, UserError, shown
@@ -43,9 +45,8 @@ class RunLock:
         """Take the lock now or raise RunFolderBusy naming the holder; never waits."""
         if self._fd is not None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -69,6 +70,21 @@ class RunLock:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         os.fsync(fd)
         self._fd = fd
+
+    def _open(self) -> int:
+        """The lock file, opened (made if missing); never through a link, never anything but a
+        regular file: a `.lock` linked to another file had that file overwritten with our pid."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as error:
+            why = {errno.ELOOP: "it is a link, which train does not write through",
+                   errno.EISDIR: "it is a folder"}.get(error.errno, f"the run folder cannot be written ({error.strerror})")
+            raise UserError(f"{shown(self.path)}: cannot take the run folder's lock: {why}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{shown(self.path)}: cannot take the run folder's lock: it is not a regular file")
+        return fd
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (exiting drops it too, however the process ends)."""
