@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -75,3 +76,36 @@ def test_a_run_json_python_cannot_read_is_named(tmp_path, text, reason):
     with pytest.raises(UserError) as caught:
         run.read_run_info()
     assert str(caught.value) == f"{run.run_json}: unreadable ({reason})"
+
+
+def test_a_run_json_without_its_optional_keys_resumes_with_their_defaults(tmp_path):
+    # `test`, `holdout_photographers`, `classes_filter` left out: validated, then a KeyError.
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.run_json.write_text(json.dumps({"data": "images", "training": {}, "input_shape": [8, 8, 3], "spec_name": "tiny"}))
+    info = run.read_run_info()
+    assert (info["test"], info["holdout_photographers"], info["classes_filter"]) == (None, None, None)
+    assert info["data"] == "images" and info["training"] == {}  # what the file holds, as it holds it
+
+
+_ROW = {"epoch": 1, "seconds": 2.5, "loss": 1.0}
+_BEST = {"epoch": 1, "monitor": "loss", "value": 1.0}
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"checkpoint": None}, "epochs_done is 1 but no checkpoint is named"),  # a TypeError (a path joined to None)
+    ({"best": {}}, "best.epoch: field required"),  # a KeyError after the next epoch trained
+    ({"best": {**_BEST, "value": "low"}}, "best.value: "),  # a TypeError comparing it
+    ({"best": {**_BEST, "epoch": 5}}, "the best epoch is 5 but epochs_done is 1"),
+    ({"history": [{"epoch": 1, "loss": 1.0}]}, "history.0.seconds: field required"),  # a KeyError after every epoch
+], ids=["no-checkpoint", "best-empty", "best-value-text", "best-beyond", "row-without-seconds"])
+def test_a_state_json_that_train_did_not_write_is_refused(tmp_path, state, message):
+    from archbuilder.errors import UserError
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.state.write_text(json.dumps({"epochs_done": 1, "checkpoint": "epoch-0001.keras", "best": _BEST,
+                                     "history": [_ROW], **state}))
+    with pytest.raises(UserError) as caught:
+        run.read_state()
+    assert message in str(caught.value), str(caught.value)

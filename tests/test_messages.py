@@ -107,6 +107,16 @@ def test_ctrl_c_in_the_last_batch_keeps_the_finished_epoch(tmp_path):
     assert (session.run.checkpoints / "epoch-0001.keras").exists()
 
 
+def test_a_state_json_that_cannot_be_written_leaves_the_run_at_the_epoch_before(tmp_path):
+    # The session took the new epoch before state.json was written: the write's failure said "It
+    # keeps epoch 1" while state.json (and --resume) said 0. Here state.json is a folder.
+    session, model, x, y, run_callbacks = callback_session(tmp_path, epochs=1)
+    session.run.state.mkdir(parents=True)
+    with pytest.raises(OSError):
+        model.fit(x, y, batch_size=4, epochs=1, callbacks=run_callbacks, verbose=0, shuffle=False)
+    assert session.state.epochs_done == 0
+
+
 @pytest.mark.slow  # a real training process: ~30 s
 def test_redirected_training_output_is_plain_lines(tmp_path):
     folder = image_folder(tmp_path / "images", per_class=3)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+                      model_validator)
 
 from archbuilder.atomic import atomic_write_text
 from archbuilder.errors import NOT_JSON, UserError, json_reason, shown
@@ -131,24 +132,50 @@ class _RunInfo(BaseModel):
     devices: Optional[Annotated[StrictInt, Field(ge=1)]] = None
 
 
+_Number = StrictFloat  # an int or a float as JSON writes them; never a string ("low" was read later, a TypeError)
+
+
+class _Best(BaseModel):
+    """state.json's best epoch (callbacks/checkpointer.py): the epoch, what was monitored, its value."""
+
+    model_config = ConfigDict(extra="allow")
+    epoch: StrictInt = Field(ge=1)
+    monitor: StrictStr
+    value: Optional[_Number]  # None where the monitored metric was missing from the epoch's row
+
+
+class _HistoryRow(BaseModel):
+    """One finished epoch of state.json's history: its number and seconds, and its metrics."""
+
+    model_config = ConfigDict(extra="allow")
+    epoch: StrictInt
+    seconds: Annotated[_Number, Field(ge=0)]
+
+
 class _RunState(BaseModel):
     """What `--resume` reads from state.json."""
 
     model_config = ConfigDict(extra="allow")
     epochs_done: StrictInt = Field(ge=0)
     checkpoint: Optional[Annotated[StrictStr, Field(pattern=r"^epoch-[0-9]+\.keras$")]]
-    best: Optional[dict]
-    history: list[dict]
+    best: Optional[_Best]
+    history: list[_HistoryRow]
 
     @model_validator(mode="after")
     def _one_story(self):
         """What train writes agrees with itself (checkpointer.py: after epoch N, history rows 1..N
         and epoch-N's file); a file edited to say otherwise would resume from one epoch's weights
         labelled as another's (its learning-rate schedule, its epoch count)."""
-        epochs = [row.get("epoch") for row in self.history]
+        epochs = [row.epoch for row in self.history]
         if epochs != list(range(1, self.epochs_done + 1)):
             raise ValueError(f"epochs_done is {self.epochs_done} but the history holds epochs {epochs[:8]}"
                              f"{' ...' if len(epochs) > 8 else ''}; the file was not written by train")
+        if self.epochs_done and (self.checkpoint is None or self.best is None):
+            raise ValueError(f"epochs_done is {self.epochs_done} but no {'checkpoint' if self.checkpoint is None else 'best epoch'} "
+                             "is named; the file was not written by train")
+        if self.best is not None and self.best.epoch > self.epochs_done:
+            raise ValueError(f"the best epoch is {self.best.epoch} but epochs_done is {self.epochs_done}; "
+                             "the file was not written by train")
         if self.checkpoint is not None and int(self.checkpoint[len("epoch-"):-len(".keras")]) != self.epochs_done:
             raise ValueError(f"epochs_done is {self.epochs_done} but the checkpoint is {self.checkpoint}; "
                              "the file was not written by train")
@@ -156,9 +183,10 @@ class _RunState(BaseModel):
 
 
 def _checked(data, model: type[BaseModel], path: Path) -> dict:
-    """`data` unchanged if it fits `model`, else a UserError with one line per problem."""
+    """`data` if it fits `model`, with the defaults of the keys it leaves out (a run.json without
+    `test` was a KeyError); else a UserError with one line per problem."""
     try:
-        model.model_validate(data)
+        checked = model.model_validate(data)
     except ValidationError as error:
         lines = []
         for problem in error.errors():
@@ -170,4 +198,4 @@ def _checked(data, model: type[BaseModel], path: Path) -> dict:
             received = received if len(received) <= 60 else received[:57] + "..."
             lines.append(f"{shown(path)}: {where}: {problem['msg'][:1].lower()}{problem['msg'][1:]} (received: {received})")
         raise UserError("\n".join(lines)) from None
-    return data
+    return {**checked.model_dump(), **data}

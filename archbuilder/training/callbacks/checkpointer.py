@@ -39,7 +39,11 @@ class Checkpointer(keras.callbacks.Callback):
             if session.writer:
                 run.link_best(checkpoint)
             best = {"epoch": number, "monitor": session.monitor, "value": value}
-        session.state = RunState(number, checkpoint.name, best, session.state.history + [row])
+        state = RunState(number, checkpoint.name, best, session.state.history + [row])
         if session.writer:
-            run.write_json(run.state, session.state.to_json())
+            run.write_json(run.state, state.to_json())
+        # Only once state.json says so: a write that fails leaves the run at the epoch before,
+        # which the failure's message names and --resume continues after.
+        session.state = state
+        if session.writer:
             run.remove_checkpoints_except(checkpoint)
