@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from archbuilder.errors import UserError
+from archbuilder.errors import UserError, shown
 
 
 def open_hdf5(path: str | os.PathLike):
@@ -13,8 +13,8 @@ def open_hdf5(path: str | os.PathLike):
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    if not path.is_file():  # a pipe would be waited on for ever: refused as a device or socket is
+        raise UserError(f"{shown(path)}: " + ("not a file (a folder, device, pipe or socket)" if path.exists() else "no such file"))
     try:
         return h5py.File(path, "r")
     except OSError as error:

@@ -92,7 +92,7 @@ def open_exported(path: str | Path, overrides: Iterable[str] = (), strict: bool 
                   max_memory: int | None = None) -> ExportedModel:
     """Open an export for inference; a file that is not one is a UserError naming it.
     `overrides`, `strict`, `max_memory` (--set, --strict, --max-memory) are refused, as for a .keras."""
-    from archbuilder.keras.model_files import refuse_spec_options
+    from archbuilder.keras.model_files import refuse_irregular, refuse_spec_options
 
     path = Path(path)
     kind = export_kind(path)
@@ -100,6 +100,7 @@ def open_exported(path: str | Path, overrides: Iterable[str] = (), strict: bool 
         raise UserError(f"{shown(path)}: not an exported model (a .tflite or .onnx file, or a SavedModel folder)")
     if not path.exists():
         raise UserError(f"{shown(path)}: no such model file")
+    refuse_irregular(path)
     refuse_spec_options(path, overrides, strict, max_memory, what="an export")
     if kind == "saved_model" and not (path / "saved_model.pb").is_file():
         raise UserError(f"{shown(path)}: is a folder, not a SavedModel (no saved_model.pb in it; a run folder holds best.keras)")

@@ -138,6 +138,7 @@ def open_model_file(
     path = Path(path)
     if not path.exists():
         raise UserError(f"{shown(path)}: no such model file")
+    refuse_irregular(path)
     if path.is_dir():
         raise UserError(f"{shown(path)}: is a folder, not a model file (a run folder holds best.keras)")
     if is_h5(path) or (spec_path is not None and is_keras(path)):
@@ -166,6 +167,13 @@ def open_model_file(
                 "only files without one are loaded (safe_mode)"
             ) from None
         raise UserError(f"{shown(path)}: not a loadable Keras model ({message[:300]})") from None
+
+
+def refuse_irregular(path: Path) -> None:
+    """A model file that is a named pipe (opening it waits for a writer for ever), a device or a
+    socket is refused before anything opens it; folders are the callers' to judge."""
+    if not path.is_dir() and not path.is_file():
+        raise UserError(f"{shown(path)}: not a model file (a device, pipe or socket)")
 
 
 @contextlib.contextmanager
