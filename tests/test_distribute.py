@@ -277,6 +277,22 @@ def test_a_batch_that_does_not_split_over_the_replicas_is_a_clear_error(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("devices", [65, 100_000, 2**31 - 1])
+def test_more_cpu_replicas_than_any_use_is_refused_before_any_device_is_made(devices):
+    # 100,000 logical CPU devices took minutes of silence, 2**31-1 a MemoryError traceback, before
+    # the batch's split over them was checked. Refused before TensorFlow's devices are touched.
+    import tensorflow as tf
+
+    from archbuilder.errors import UserError
+    from archbuilder.training.distribute import MAX_CPU_REPLICAS, _local_devices
+
+    with pytest.raises(UserError) as caught:
+        _local_devices(tf, [], devices)
+    assert caught.value.remedy.in_python() == (f"devices={devices}: at most {MAX_CPU_REPLICAS} replicas on a CPU without "
+                                               "GPUs (each one logical device of the one CPU, with its own threads and "
+                                               "copy of the weights)")
+
+
 def test_a_last_batch_smaller_than_the_replicas_is_refused():
     # 1489 images (the photos less 15% of photographers) in batches of 16 leave 1 image for 2
     # replicas: TensorFlow's step fails on the replica with none ("Incompatible shapes").
@@ -443,6 +459,8 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
      "unknown task type 'ps'"),
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "evaluator", "index": 0}}',
      "task.type: 'evaluator' is not a task type of the cluster"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": ["worker"], "index": 0}}',
+     "task.type: ['worker'] is not a task type of the cluster"),  # TypeError: unhashable type: 'list'
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}}',
      "task.index: 2 is out of range"),
     ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "is not a host:port address"),
@@ -450,7 +468,7 @@ def test_a_signal_to_one_worker_stops_every_worker_and_resume_finishes(tmp_path,
     ("[1, 2]", "TF_CONFIG: must be a JSON object"),
     ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": "1"}}',
      "TF_CONFIG: task.index: must be an integer, the task's place in cluster.worker (received: \"1\", a string)"),
-], ids=["malformed-json", "deep-json", "unknown-task-type", "task-type-not-in-cluster", "index-out-of-range", "no-port",
+], ids=["malformed-json", "deep-json", "unknown-task-type", "task-type-not-in-cluster", "task-type-a-list", "index-out-of-range", "no-port",
         "missing", "not-an-object", "index-a-string"])
 def test_bad_tf_config_is_a_clear_line(tf_config, message):
     from archbuilder.errors import UserError

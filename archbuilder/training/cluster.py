@@ -103,7 +103,7 @@ def read_cluster(text: str | None = None) -> Cluster:
     if repeated:
         raise UserError(f"TF_CONFIG: cluster: {', '.join(repeated)} is given to more than one task")
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in addresses:
+    if not isinstance(kind, str) or kind not in addresses:  # a list or object is no key (a TypeError)
         known = ", ".join(repr(k) for k in addresses)
         raise UserError(f"TF_CONFIG: task.type: {kind!r} is not a task type of the cluster ({known})")
     if isinstance(index, bool) or not isinstance(index, int):

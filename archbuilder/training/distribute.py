@@ -149,10 +149,19 @@ def inference_call(model):
     return tf.function(lambda x: model(x, training=False))
 
 
+# Mirrored replicas on one CPU split it into logical devices: a way to run (and test) what a
+# machine of several GPUs runs, never faster than one replica. 64 is beyond any use of that.
+MAX_CPU_REPLICAS = 64
+
+
 def _local_devices(tf, gpus, devices: int | None) -> list[str]:
     if gpus:
         return [f"/gpu:{i}" for i in range(len(_local_gpus(gpus, devices) if devices else gpus))]
     count = devices or 1
+    if count > MAX_CPU_REPLICAS:  # 100,000 took minutes of silence, 2**31-1 a MemoryError, before any check
+        raise UserError("", Remedy(f"{{devices}}: at most {MAX_CPU_REPLICAS} replicas on a CPU without GPUs (each one "
+                                   "logical device of the one CPU, with its own threads and copy of the weights)",
+                                   (("devices", count),)))
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:  # one physical CPU as `count` logical devices, each with its own executor
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
