@@ -385,3 +385,35 @@ def test_resume_says_when_the_data_no_longer_holds_the_images_the_run_started_wi
     assert resumed.returncode == 0, resumed.stderr
     assert ("note: the data now gives 29 training images; the run started with 30 training images: the batches "
             "from here differ from those the run would have seen") in resumed.stderr
+
+
+def test_sigterm_while_build_writes_removes_its_temporary(tmp_path):
+    # SIGTERM killed build/export/data pack at once: the output's temporary beside it stayed for
+    # good. Now it ends a command as Ctrl-C does: `finally` blocks run, exit 128 + 15. Sent as soon
+    # as the temporary appears (ResNet-50's 94 MB .keras takes a second or more to write).
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "build", str(REPO / "architectures" / "resnet50.yaml"),
+                                "--out", str(out)], cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while process.poll() is None and not any(".tmp" in p.name for p in out.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if process.poll() is not None:
+        pytest.fail(f"build ended (rc {process.returncode}) before its temporary was seen: {process.stderr.read()}")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    assert process.stderr.read().strip().splitlines()[-1] == "terminated"
+    assert list(out.iterdir()) == []
+
+
+def test_a_record_pack_continued_after_sigkill_removes_the_temporary_it_left(tmp_path):
+    photos = image_folder(tmp_path / "images", per_class=2)
+    out = tmp_path / "records"
+    assert invoke("data", "pack", photos, out, "--format", "tfrecord", "--shard-size", "2").exit_code == 0
+    index = (out / "index.json").read_text()
+    (out / "index.json").unlink()  # as a pack killed before its end leaves it, with a shard half-written:
+    stale = out / ".records-00002-of-00003.tfrecord.x1y2z3.tmp.tfrecord"
+    stale.write_bytes(b"\0" * 1000)
+    assert invoke("data", "pack", photos, out, "--format", "tfrecord", "--shard-size", "2").exit_code == 0
+    assert not stale.exists() and (out / "index.json").read_text() == index

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -54,6 +55,15 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (what a job scheduler sends, `kill`) ends a command as Ctrl-C does: its `finally`
+    blocks run, so a half-written output's temporary is removed (it was left behind), and the exit
+    code is the shell's 128 + 15."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
+    print("\nterminated", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 class _OutputFailed(OSError):
     """Standard output could not be written."""
 
@@ -98,4 +108,5 @@ def run() -> None:
 
     enable()  # this process's descriptor 2 is ours: native false alarms may be filtered from it (native_lines.py)
     sys.stdout = _Stdout(sys.stdout)
+    signal.signal(signal.SIGTERM, _terminated)  # train's own handler takes over while it trains
     sys.exit(main(standalone_mode=True))
