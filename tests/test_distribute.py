@@ -630,3 +630,19 @@ def test_a_peer_that_never_arrives_ends_the_worker_within_the_timeout(tmp_path, 
     assert "did not all arrive within 60 s" in log and "Traceback" not in log, log
     assert time.monotonic() - started < PROCESS_BOUND
     assert not (tmp_path / "run").exists()
+
+
+def test_the_watchdog_names_the_run_folder_to_resume(tmp_path):
+    # It printed "--resume RUN_DIR" literally: the folder is known once the run is prepared.
+    script = ("import sys, time\n"
+              "from archbuilder.training.distribute import Watchdog\n"
+              "watch = Watchdog(2, 'never arrived')\n"
+              "watch.say('worker 0: no progress for 2 s')\n"
+              f"watch.resume_at({str(tmp_path / 'run')!r})\n"
+              "watch.beat()\n"
+              "time.sleep(60)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env=cli_env())
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert (f"worker 0: no progress for 2 s. Rerun the same command on every worker with --resume {tmp_path / 'run'}; "
+            "the run folder keeps the last finished epoch.") in result.stderr, result.stderr

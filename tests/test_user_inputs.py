@@ -327,6 +327,10 @@ def test_a_holdout_of_nan_is_refused_in_the_command_line_s_words(tmp_path, photo
     result = invoke(*args, "--holdout-photographers", "nan")
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--holdout-photographers': 'nan' is not a number between 0 and 1." in result.output
+    if command == "train":  # the same for --worker-timeout, refused as `worker_timeout:` before
+        result = invoke(*args[:-2], "--worker-timeout", "nan")
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--worker-timeout': 'nan' is not a number of at least 1." in result.output
     assert "holdout_photographers:" not in result.output
 
 

@@ -27,21 +27,23 @@ class PathOption(click.Path):
 spec_argument = click.argument("spec", type=PathOption(dir_okay=True, path_type=str))
 
 
-class _Fraction(click.FloatRange):
-    """A number strictly between 0 and 1. click's FloatRange lets "nan" through (no comparison
-    holds for it), which the API then refused in its own words (`holdout_photographers:`)."""
+class NumberRange(click.FloatRange):
+    """click's FloatRange without "nan": no comparison holds for it, so FloatRange lets it through,
+    and the API then refused it in its own words (`holdout_photographers:`, `worker_timeout:`).
+    `words` says the range (e.g. "between 0 and 1")."""
 
-    def __init__(self):
-        super().__init__(0, 1, min_open=True, max_open=True)
+    def __init__(self, words: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.words = words
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if number != number:  # NaN
-            self.fail(f"{value!r} is not a number between 0 and 1.", param, ctx)
+            self.fail(f"{value!r} is not a number {self.words}.", param, ctx)
         return number
 
 
-FRACTION = _Fraction()
+FRACTION = NumberRange("between 0 and 1", 0, 1, min_open=True, max_open=True)
 
 
 def _parse_memory(_ctx, _param, value: str | None) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from archbuilder.spec.training import MAX_COUNT
-from archbuilder.cli.options import FRACTION, PathOption, classes_option, max_memory_option, overrides_option
+from archbuilder.cli.options import FRACTION, NumberRange, PathOption, classes_option, max_memory_option, overrides_option
 from archbuilder.errors import UserError
 from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
 
@@ -41,7 +41,7 @@ from archbuilder.training.distribute import DEFAULT_WORKER_TIMEOUT
               help="Replicas per worker: the first N GPUs of this machine (mirrored: without GPUs, the CPU "
               "split into N logical devices; multi-worker without GPUs: one per worker, more is refused). "
               "--resume keeps the run's own.")
-@click.option("--worker-timeout", type=click.FloatRange(min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
+@click.option("--worker-timeout", type=NumberRange("of at least 1", min=1), default=DEFAULT_WORKER_TIMEOUT, show_default=True, metavar="SECONDS",
               help="multi-worker: a worker that makes no progress for this long (a peer never came, a "
               "collective hangs) is ended by its watchdog; rerun with --resume.")
 @click.option("--h5", "save_h5", is_flag=True, help="Also write the best model as RUN_DIR/best.h5 (Keras's HDF5 format).")

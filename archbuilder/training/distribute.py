@@ -21,7 +21,7 @@ import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from archbuilder.errors import Remedy, UserError
+from archbuilder.errors import Remedy, UserError, shown
 from archbuilder.training.cluster import Cluster, check_port_free, read_cluster
 
 MODES = ("none", "mirrored", "multi-worker", "auto")
@@ -227,6 +227,7 @@ class Watchdog:
         import subprocess
 
         self.timeout = timeout
+        self._message = message
         self.process = subprocess.Popen(
             [sys.executable, "-c", _WATCH, str(os.getpid()), str(timeout), message],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
@@ -239,9 +240,15 @@ class Watchdog:
         except (BrokenPipeError, ValueError, OSError):
             pass  # the watch has ended: nothing is watched any more
 
-    def say(self, message: str) -> None:
-        """What to print if the time runs out from now on (training has started: say how to resume)."""
-        self._send("say " + _resume_hint(message).replace("\n", " "))
+    def say(self, message: str, run_root: str | os.PathLike | None = None) -> None:
+        """What to print if the time runs out from now on (training has started: say how to resume,
+        with the run folder once it is known)."""
+        self._message = message
+        self._send("say " + _resume_hint(message, run_root).replace("\n", " "))
+
+    def resume_at(self, run_root: str | os.PathLike) -> None:
+        """The run folder is known: the message names it in the command to resume."""
+        self.say(self._message, run_root)
 
     def beat(self) -> None:
         self._send("beat")
@@ -251,8 +258,9 @@ class Watchdog:
         self._send("stop")
 
 
-def _resume_hint(message: str) -> str:
-    return (f"{message}. Rerun the same command on every worker with --resume RUN_DIR; the run folder "
+def _resume_hint(message: str, run_root=None) -> str:
+    folder = shown(run_root) if run_root is not None else "RUN_DIR"
+    return (f"{message}. Rerun the same command on every worker with --resume {folder}; the run folder "
             "keeps the last finished epoch.")
 
 

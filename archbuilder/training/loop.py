@@ -91,6 +91,8 @@ def train(request: TrainRequest) -> TrainResult:
             Remedy("; set it to 0 or train with {distribute}", (("distribute", "none"),)))
     with precision_policy(planned.precision):
         prepared = resume(request, distribution) if request.resume else start_new(request, distribution)
+        if distribution.watchdog is not None:
+            distribution.watchdog.resume_at(prepared.run.root)
         try:
             return _train(request, prepared, distribution)
         finally:
