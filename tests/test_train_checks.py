@@ -74,16 +74,17 @@ def test_resume_refuses_a_state_file_with_a_number_for_a_checkpoint(tmp_path, ph
     _refused(invoke("train", "--resume", run), "state.json", "checkpoint")
 
 
-ROW = {"loss": 1.0, "accuracy": 0.5}
+ROW = {"seconds": 1.0, "loss": 1.0, "accuracy": 0.5}
+BEST = {"epoch": 1, "monitor": "loss", "value": 1.0}
 
 
 @pytest.mark.parametrize("state, needle", [
     # epoch 1's weights would resume as epoch 99's (its learning-rate schedule, its epoch count)
-    ({"epochs_done": 99, "checkpoint": "epoch-0001.keras", "best": None, "history": [{"epoch": 1, **ROW}]},
+    ({"epochs_done": 99, "checkpoint": "epoch-0001.keras", "best": BEST, "history": [{"epoch": 1, **ROW}]},
      "epochs_done is 99 but the history holds epochs [1]"),
-    ({"epochs_done": 1, "checkpoint": "epoch-0003.keras", "best": None, "history": [{"epoch": 1, **ROW}]},
+    ({"epochs_done": 1, "checkpoint": "epoch-0003.keras", "best": BEST, "history": [{"epoch": 1, **ROW}]},
      "epochs_done is 1 but the checkpoint is epoch-0003.keras"),
-    ({"epochs_done": 2, "checkpoint": "epoch-0002.keras", "best": None, "history": [{"epoch": 2, **ROW}, {"epoch": 1, **ROW}]},
+    ({"epochs_done": 2, "checkpoint": "epoch-0002.keras", "best": BEST, "history": [{"epoch": 2, **ROW}, {"epoch": 1, **ROW}]},
      "epochs_done is 2 but the history holds epochs [2, 1]"),
 ], ids=["epochs-beyond-history", "checkpoint-of-another-epoch", "history-out-of-order"])
 def test_resume_refuses_a_state_file_that_contradicts_itself(tmp_path, photos, state, needle):
