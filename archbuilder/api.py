@@ -240,9 +240,8 @@ def evaluate(model, data: str | os.PathLike, *, batch_size: int = 64, classes: I
     `data` (a class folder or a SIGNS .h5), preprocessed exactly as in training."""
     from archbuilder.api_inputs import count_argument
     from archbuilder.data.sources import evaluation_data
-    from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
-
     from archbuilder.output_paths import check_cache_outside
+    from archbuilder.training.metrics import evaluate_probabilities, predict_probabilities
 
     path_argument("data", data)
     batch_size = count_argument("batch_size", batch_size)
