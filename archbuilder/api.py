@@ -489,14 +489,26 @@ def diff(a, b, overrides: Iterable[str] = (), overrides_a: Iterable[str] = (), o
 
     overrides = overrides_argument(overrides)
     checked, problems = [], []
-    for spec, own in ((a, overrides_argument(overrides_a)), (b, overrides_argument(overrides_b))):
+    for side, spec, own in (("a", a, overrides_argument(overrides_a)), ("b", b, overrides_argument(overrides_b))):
         try:  # both sides are checked, so that two bad files are reported at once
             checked.append(load_spec(spec, (*overrides, *own), max_memory))
         except SpecError as error:
-            problems.extend(error.problems)
-    if problems:
-        raise SpecError(problems)
+            problems.extend(_on_side(error.problems, own, side))
+    if problems:  # a problem of the overrides both sides share is said once
+        raise SpecError(list({str(problem): problem for problem in problems}.values()))
     return compare.compare(*checked)
+
+
+def _on_side(problems, own: tuple[str, ...], side: str) -> list:
+    """`problems` with those located at one of side `side`'s own overrides said as `--set-a` /
+    `--set-b`, which one gave them (`<--set classes=0>` named neither the option nor the side)."""
+    from dataclasses import replace
+
+    from archbuilder.errors import abbreviated
+
+    labels = {f"<--set {written(text)}>": f"<--set-{side} {written(text)}>" for text in own for written in (abbreviated, shown)}
+    return [replace(problem, location=replace(problem.location, file=labels[problem.location.file]))
+            if problem.location.file in labels else problem for problem in problems]
 
 
 def plot(spec, out: str | os.PathLike | None = None, level: str = "blocks", overrides: Iterable[str] = (),

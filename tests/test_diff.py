@@ -139,3 +139,14 @@ def test_two_bad_files_are_both_reported(tmp_path):
         f"{b}:3:10: classes: input should be greater than 0 (received: 0)",
         f"{b}:4:33: stem.0.kernal: unknown key 'kernal'; did you mean 'kernel'?",
     ]
+
+
+def test_problems_of_one_side_s_overrides_name_its_option_and_shared_ones_are_said_once():
+    # They were located as `<--set classes=0>` (neither the option given nor the side), and a bad
+    # `--set` that both sides take was listed twice.
+    spec = REPO / "tests" / "specs" / "tiny_train.yaml"
+    result = _diff(spec, spec, "--set-a", "classes=0", "--set-b", "stages.0.repeats=x", "--set", "name=..")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split(":1:1: ")[0] for line in lines] == ["<--set name=..>", "<--set-a classes=0>",
+                                                           "<--set-b stages.0.repeats=x>"], lines
