@@ -9,6 +9,11 @@ from dataclasses import dataclass
 INTERRUPTED_EXIT_CODE = 130  # Ctrl-C: the shell's convention, 128 + SIGINT
 
 
+class OutputFailed(OSError):
+    """Standard output could not be written (`> /dev/full`): raised by the command line's guarded
+    sys.stdout (cli/__init__.py), so that no `except OSError` takes it for a file of its own."""
+
+
 @dataclass(frozen=True)
 class Remedy:
     """What to change to get past an error, in the Python API's words: `raise it with max_memory`,

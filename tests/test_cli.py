@@ -145,7 +145,7 @@ def test_schema_command_matches_the_shipped_schema_file():
     assert "extends" in schema["properties"]
 
 
-@pytest.mark.parametrize("command", [["schema"], ["info", str(TINY_SPEC)]])
+@pytest.mark.parametrize("command", [["schema"], ["info", str(TINY_SPEC)], ["--help"], ["--version"]])
 def test_a_standard_output_that_cannot_be_written_is_one_line(command):
     # `> /dev/full` (a full disk under a redirect) was click.echo's OSError traceback, exit 1.
     with open("/dev/full", "w") as full:
@@ -153,3 +153,29 @@ def test_a_standard_output_that_cannot_be_written_is_one_line(command):
                                 stderr=subprocess.PIPE, text=True, timeout=120, env=cli_env())
     assert result.returncode == 2, result.stderr
     assert result.stderr == "cannot write the output to standard output (No space left on device)\n", result.stderr
+
+
+def test_a_closed_standard_output_still_builds(tmp_path):
+    # `build ... >&-`: the guard around sys.stdout wrapped None, and every command failed
+    # (AttributeError, exit 120); before it, print wrote nowhere and the model was built.
+    import os
+
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "build", str(TINY_SPEC), "--out", str(tmp_path)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True, timeout=120, env=cli_env(),
+                            preexec_fn=lambda: os.close(1))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tiny.keras").is_file()
+
+
+def test_train_to_a_full_standard_output_says_so_not_that_the_run_folder_failed(tmp_path):
+    # train's `except OSError` took the terminal's ENOSPC for the run folder's ("cannot write the
+    # run folder ... make room"), though the run folder was fine.
+    from train_support import image_folder
+
+    photos = image_folder(tmp_path / "images", per_class=2)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, str(REPO / "cli.py"), "train", str(TINY_SPEC), "--data", str(photos),
+                                 "--epochs", "1", "--out", str(tmp_path / "run")], cwd=REPO, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=300, env=cli_env())
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "cannot write the output to standard output (No space left on device)"

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from archbuilder.errors import INTERRUPTED_EXIT_CODE, UserError
+from archbuilder.errors import INTERRUPTED_EXIT_CODE, OutputFailed, UserError
 from archbuilder.runtime import configure_tensorflow_environment
 
 # One module per command under archbuilder/cli/; each defines a click command named `command`.
@@ -49,10 +49,6 @@ class _Group(click.Group):
         except KeyboardInterrupt:  # Ctrl-C in any command exits as `train` does
             click.echo("\ninterrupted", err=True)
             ctx.exit(INTERRUPTED_EXIT_CODE)
-        except _OutputFailed as error:  # `info > /dev/full`, a full disk under a redirect
-            sys.stdout = open(os.devnull, "w")  # nothing more to write there, at exit either
-            click.echo(f"cannot write the output to standard output ({error.strerror or error})", err=True)
-            ctx.exit(2)
 
 
 def _terminated(signum, frame) -> None:
@@ -64,14 +60,10 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-class _OutputFailed(OSError):
-    """Standard output could not be written."""
-
-
 class _Stdout:
     """sys.stdout whose failed writes are told apart from every other OSError (a file the command
-    reads, say): they raise _OutputFailed, which the command line says in one line. A closed pipe
-    (`| head -1`) is click's to handle, as before."""
+    reads, say, or train's run folder): they raise OutputFailed, which the command line says in one
+    line; a closed pipe (`| head -1`, errno EPIPE) click ends quietly, exit 1, as before."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -89,10 +81,8 @@ class _Stdout:
     def _guarded(call, *args):
         try:
             return call(*args)
-        except BrokenPipeError:
-            raise
         except OSError as error:
-            raise _OutputFailed(error.errno, error.strerror) from None
+            raise OutputFailed(error.errno, error.strerror) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,6 +97,13 @@ def run() -> None:
     from archbuilder.native_lines import enable
 
     enable()  # this process's descriptor 2 is ours: native false alarms may be filtered from it (native_lines.py)
-    sys.stdout = _Stdout(sys.stdout)
+    if sys.stdout is not None:  # None where it was closed (`>&-`): print then writes nowhere, as before
+        sys.stdout = _Stdout(sys.stdout)
     signal.signal(signal.SIGTERM, _terminated)  # train's own handler takes over while it trains
-    sys.exit(main(standalone_mode=True))
+    try:
+        code = main(standalone_mode=True)
+    except OutputFailed as error:  # `info > /dev/full`, a full disk under a redirect; --help too
+        sys.stdout = open(os.devnull, "w")  # nothing more to write there, at exit either
+        print(f"cannot write the output to standard output ({error.strerror or error})", file=sys.stderr, flush=True)
+        code = 2
+    sys.exit(code)

@@ -22,7 +22,7 @@ import_tensorflow_quietly()
 import numpy as np  # noqa: E402
 
 from archbuilder.cpu_info import cpuinfo  # noqa: E402
-from archbuilder.errors import Remedy, UserError, shown  # noqa: E402
+from archbuilder.errors import OutputFailed, Remedy, UserError, shown  # noqa: E402
 from archbuilder.training.callbacks import Session, callbacks  # noqa: E402
 from archbuilder.training import streamed_data  # noqa: E402
 from archbuilder.training.callbacks.stop_guard import ctrl_c_stops_after_the_batch  # noqa: E402
@@ -91,7 +91,9 @@ def train(request: TrainRequest) -> TrainResult:
             Remedy("; set it to 0 or train with {distribute}", (("distribute", "none"),)))
     with precision_policy(planned.precision):
         prepared = resume(request, distribution) if request.resume else start_new(request, distribution)
-        if distribution.watchdog is not None:
+        # The chief's folder, or one the command names (the same on every worker); another worker's
+        # default name is its own and exists nowhere, so it keeps RUN_DIR.
+        if distribution.watchdog is not None and (distribution.is_chief or request.out or request.resume):
             distribution.watchdog.resume_at(prepared.run.root)
         try:
             return _train(request, prepared, distribution)
@@ -142,6 +144,8 @@ def _fit_and_end(request: TrainRequest, prepared: PreparedRun, distribution: Dis
         with ctrl_c_stops_after_the_batch(session, say), _scratch(session):
             try:
                 _fit(prepared, session, distribution, steps, request.verbose)
+            except OutputFailed:  # the terminal's output, not the run folder
+                raise
             except OSError as error:  # a full disk, a file-size limit, a folder gone read-only
                 raise _write_failed(error, run, session.state, distribution) from None
             except _cluster_errors() as error:
@@ -181,6 +185,8 @@ def _end(request: TrainRequest, prepared: PreparedRun, distribution: Distributio
         return TrainResult(run, state.epochs_done, interrupted, {}, writer=False, stop_signal=session.stop_signal)
     try:
         metrics = _finish(prepared, state, interrupted, request.save_h5, predict, session.weights_saved_at)
+    except OutputFailed:
+        raise
     except OSError as error:
         raise _write_failed(error, run, state, distribution) from None
     if interrupted and state.epochs_done:
