@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -83,15 +85,39 @@ def atomic_dir(destination: str | os.PathLike) -> Iterator[Path]:
             if path.is_file():
                 _fsync_file(path)
         old = None
-        if destination.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
-            os.replace(destination, old / destination.name)
-        os.replace(tmp, destination)
+        with _signals_held():  # a SIGTERM between the renames would leave neither folder in place
+            if destination.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+                os.replace(destination, old / destination.name)
+            os.replace(tmp, destination)
         _fsync_dir(destination.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM received while the block runs are noted, then raised again once it is
+    done, for their own handlers. (Blocking them with pthread_sigmask would not do: Python runs its
+    handlers on the main thread whichever of the process's threads the kernel delivers a signal to.)
+    Only the main thread sets handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: handler for signum, handler in previous.items() if handler is not None}  # None: set in C
+    for signum in previous:
+        signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
 
 
 def _current_umask() -> int:
