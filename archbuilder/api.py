@@ -706,6 +706,7 @@ def pack_data(folder: str | os.PathLike, out: str | os.PathLike, *, size: int = 
     seed = whole_number_argument("seed", seed, 0, MAX_SEED)  # as training.seed
     classes = _class_list(classes)
     _check_pack_file(out, folder)
+    _check_class_folder(folder)
     check_cache_outside(folder)
     import_tensorflow_quietly()
     from archbuilder.data.hdf5 import write_signs_h5
@@ -733,6 +734,17 @@ def _check_pack_file(out, folder) -> None:
     check_outside(out, folder)
     if os.path.isfile(out) and not h5py.is_hdf5(out):
         raise UserError(f"{shown(out)}: exists and is not an HDF5 file; it is left as it is (name a new file)")
+
+
+def _check_class_folder(folder) -> None:
+    """A pack's input is a class folder: training_data also reads packs, which a pack of a pack
+    would take whole, past the memory check (an .h5 at --size 20000 ran out of memory)."""
+    from archbuilder.data.records import is_records
+    from archbuilder.file_kinds import is_h5
+
+    if is_h5(folder) or is_records(folder):
+        kind = "an HDF5 pack" if is_h5(folder) else "a record pack"
+        raise UserError(f"{shown(folder)}: is {kind}; a pack is made of a class folder (one subfolder per class)")
 
 
 class _PackMemory:

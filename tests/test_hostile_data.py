@@ -299,6 +299,13 @@ def test_a_pixel_limit_that_is_no_count_is_named(tmp_path, monkeypatch, value):
     _refused_in_one_line(invoke("predict", model, image), "ARCHBUILDER_MAX_IMAGE_PIXELS: expected a whole number of pixels")
 
 
+def test_a_pixel_limit_that_is_no_count_is_named_for_records_too(records, tmp_path, monkeypatch):
+    # Read inside tf.data's trace, its UserError came wrapped in a StagingError traceback.
+    monkeypatch.setenv("ARCHBUILDER_MAX_IMAGE_PIXELS", "abc")
+    _refused_in_one_line(_train(records, tmp_path / "run"), "ARCHBUILDER_MAX_IMAGE_PIXELS: expected a whole number")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_large_jpeg_decoded_scaled_down_is_not_refused(tmp_path):
     # 10000x10000 is over the limit, but libjpeg decodes it at 1/8 for a 32x32 input: 1250x1250.
     from archbuilder.data.images import MAX_IMAGE_PIXELS, load_image_files

@@ -190,6 +190,15 @@ def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path, tiny_
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_a_pack_is_made_of_a_class_folder_not_of_another_pack(photos, tmp_path):
+    # An .h5 pack was read whole, past the pack's memory check (an .h5 at --size 20000 ran out of memory).
+    first = tmp_path / "first.h5"
+    assert invoke("data", "pack", photos, first, "--size", "8").exit_code == 0
+    _one_clean_line(invoke("data", "pack", first, tmp_path / "second.h5", "--size", "20000"),
+                    f"{first}: is an HDF5 pack; a pack is made of a class folder (one subfolder per class)")
+    assert not (tmp_path / "second.h5").exists()
+
+
 def test_a_holdout_that_leaves_nothing_to_train_on_is_named(photos, tmp_path):
     # Three photographers; 0.99 holds all three out. It said "only one class present", of a folder
     # that has three.

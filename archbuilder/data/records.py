@@ -121,7 +121,7 @@ def _start_or_continue(root: Path, plan: dict) -> None:
         if not same:
             raise UserError(f"{shown(root)}: holds a pack of other files or another shard size; give an empty folder")
         (root / INDEX).unlink(missing_ok=True)  # rewritten at the end, from every shard
-        for stale in root.glob(".*.tmp*"):  # a shard's temporary (atomic_path) that a SIGKILL left
+        for stale in root.glob(".records-*.tmp*"):  # a shard's temporary (atomic_path) that a SIGKILL left
             if stale.is_file():
                 stale.unlink()
         return

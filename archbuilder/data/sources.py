@@ -10,6 +10,7 @@ import numpy as np
 from archbuilder.data.cache_choice import MemoryBudget
 from archbuilder.data.folder import LabelledFiles, scan_image_folder
 from archbuilder.data.hdf5 import LabelledImages, read_signs_h5
+from archbuilder.data.images import max_image_pixels
 from archbuilder.data.records import is_records
 from archbuilder.data.split import group_holdout, photographer_groups
 from archbuilder.errors import Remedy, UserError, quoted_list, shown
@@ -133,6 +134,7 @@ def training_data(
     an .h5 file's arrays are always held (h5py reads them whole).
     """
     memory = memory or MemoryBudget(None)
+    max_image_pixels()  # a bad ARCHBUILDER_MAX_IMAGE_PIXELS named here, not inside tf.data's trace
     classes_wanted = classes
     if holdout_photographers and (test or is_h5(data) or is_records(data)):
         raise UserError("--holdout-photographers splits a class folder; it can't be combined with --test, an .h5 file "
@@ -257,6 +259,7 @@ def evaluation_data(
     --classes) keeps only those classes of `data`. A folder's images are held or streamed as
     `cache` says (training_data); a bad file is always an error naming it.
     """
+    max_image_pixels()  # a bad ARCHBUILDER_MAX_IMAGE_PIXELS named here, not inside tf.data's trace
     if is_h5(data):
         images, _ = _h5_split(data, preferred, shape)
         images = _filter(images, classes, data)
