@@ -600,7 +600,7 @@ def _check_given_paths(**paths) -> None:
 
 def _image_paths(inputs) -> list[Path]:
     """The image files named, a folder standing for the image files directly inside it."""
-    from archbuilder.file_kinds import is_image
+    from archbuilder.file_kinds import file_kind, is_image
 
     arguments = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
     try:
@@ -619,8 +619,8 @@ def _image_paths(inputs) -> list[Path]:
                 raise UserError(f"{shown(argument)}: is a folder with no image files in it")
             paths.extend(inside)
         elif not argument.is_file():
-            there = argument.exists()  # /dev/null, a pipe: not read (a pipe would wait for ever)
-            raise UserError(f"{shown(argument)}: " + ("not an image file (a device, pipe or socket)" if there else "no such image file"))
+            kind = file_kind(argument)  # /dev/null, a pipe: never read (a pipe would wait for ever)
+            raise UserError(f"{shown(argument)}: " + (f"not an image file ({kind})" if kind else "no such image file"))
         else:
             paths.append(argument)
     return paths

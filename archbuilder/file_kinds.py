@@ -7,6 +7,7 @@ suffix exactly like the lower-case one.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 KERAS_SUFFIXES = (".keras",)
@@ -30,3 +31,21 @@ def is_h5(path: str | os.PathLike) -> bool:
 
 def is_image(path: str | os.PathLike) -> bool:
     return suffix(path) in IMAGE_SUFFIXES
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """What `path` (its links followed) is where it is no regular file: "a named pipe", "a folder",
+    ...; None for a regular file, and for one that stat cannot reach (missing, a dangling link),
+    which its caller names as it does. A pipe is never to be opened (it waits for a writer for
+    ever), nor a device (it may never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")

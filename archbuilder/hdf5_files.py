@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from archbuilder.errors import UserError, shown
+from archbuilder.file_kinds import file_kind
 
 
 def open_hdf5(path: str | os.PathLike):
@@ -14,7 +15,8 @@ def open_hdf5(path: str | os.PathLike):
 
     path = Path(path)
     if not path.is_file():  # a pipe would be waited on for ever: refused as a device or socket is
-        raise UserError(f"{shown(path)}: " + ("not a file (a folder, device, pipe or socket)" if path.exists() else "no such file"))
+        kind = file_kind(path)
+        raise UserError(f"{shown(path)}: " + (f"not a file ({kind})" if kind else "no such file"))
     try:
         return h5py.File(path, "r")
     except OSError as error:

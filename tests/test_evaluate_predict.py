@@ -104,7 +104,7 @@ def test_images_the_model_cannot_take_are_named(trained, tmp_path):
     result = invoke("predict", model, tmp_path / "nothere.png")
     assert result.exit_code == 2 and "nothere.png: no such image file" in result.output
     result = invoke("predict", model, "/dev/null")  # there, but no file to read (it said "no such image file")
-    assert result.exit_code == 2 and "/dev/null: not an image file (a device, pipe or socket)" in result.output
+    assert result.exit_code == 2 and "/dev/null: not an image file (a character device)" in result.output
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(trained, tmp_path):

@@ -418,13 +418,13 @@ def test_a_named_pipe_as_a_model_file_is_refused_not_waited_on(made, tmp_path):
     # replaced by one, hung for ever.
     for name in ("m.keras", "m.tflite", "w.h5"):
         os.mkfifo(tmp_path / name)
-    refused = "not a model file (a device, pipe or socket)"
+    refused = "not a model file (a named pipe)"
     for command, path, needle in ((["predict", tmp_path / "m.keras", made["photo"]], tmp_path / "m.keras", refused),
                                   (["predict", tmp_path / "m.tflite", made["photo"]], tmp_path / "m.tflite", refused),
                                   (["build", TINY_SPEC, "--weights", tmp_path / "m.keras", "--out", tmp_path / "b"],
-                                   tmp_path / "m.keras", "not a file"),
+                                   tmp_path / "m.keras", "not a file (a named pipe)"),
                                   (["build", TINY_SPEC, "--weights", tmp_path / "w.h5", "--out", tmp_path / "b"],
-                                   tmp_path / "w.h5", "not a file")):
+                                   tmp_path / "w.h5", "not a file (a named pipe)")):
         result = _cli(*command)  # a real process, so that a hang is a timeout and not the suite's
         assert result.returncode == 2, result.stderr
         assert f"{path}: {needle}" in result.stderr.splitlines()[-1], result.stderr

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import struct
 import sys
 import threading
@@ -31,6 +30,7 @@ import numpy as np
 
 from archbuilder.data.exif import HEADER_BYTES, orientation_in_header
 from archbuilder.errors import UserError, shown
+from archbuilder.file_kinds import file_kind
 
 PARALLEL_BATCHES = 4  # batches decoded at once; each decodes its files in parallel
 PREFETCH_BATCHES = 2  # decoded batches queued ahead of the model
@@ -111,10 +111,6 @@ def _stored_sides(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
-
-
 def irregular_file(path) -> str | None:
     """Why `path` (its symlinks followed) cannot be read as an image although it is listed as one:
     "not a regular file: a named pipe"; None for a regular file, and for one that stat cannot
@@ -122,13 +118,8 @@ def irregular_file(path) -> str | None:
 
     Checked before a file is opened: open() of a named pipe waits for a writer for ever, and a
     device may never end, so such a file is never opened."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    return "not a regular file: " + next((kind for test, kind in _KINDS if test(mode)), "a special file")
+    kind = file_kind(path)
+    return None if kind is None else "not a regular file: " + kind
 
 
 def read_headers(paths: Sequence[Path]) -> tuple[np.ndarray, list[tuple[int, str]]]:

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 
 from archbuilder.atomic import atomic_path
 from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason, shown
-from archbuilder.file_kinds import is_h5, is_keras
+from archbuilder.file_kinds import file_kind, is_h5, is_keras
 
 METADATA_ENTRY = "archbuilder.json"
 PREPROCESSING = "decode, bilinear antialiased resize to the input size, round to uint8, x/255"
@@ -172,8 +172,9 @@ def open_model_file(
 def refuse_irregular(path: Path) -> None:
     """A model file that is a named pipe (opening it waits for a writer for ever), a device or a
     socket is refused before anything opens it; folders are the callers' to judge."""
-    if not path.is_dir() and not path.is_file():
-        raise UserError(f"{shown(path)}: not a model file (a device, pipe or socket)")
+    kind = file_kind(path)
+    if kind is not None and kind != "a folder":
+        raise UserError(f"{shown(path)}: not a model file ({kind})")
 
 
 @contextlib.contextmanager

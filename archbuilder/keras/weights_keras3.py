@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason, shown
+from archbuilder.file_kinds import file_kind
 from archbuilder.keras.weights_h5 import ShapeMismatch, WeightLoadReport, _shapes
 
 if TYPE_CHECKING:  # imported lazily: `validate` must not pay for TensorFlow
@@ -78,7 +79,8 @@ def read_keras3_file(path: str | os.PathLike) -> StoredModel:
     """Read a `.keras` or `.weights.h5` file's weighted layers and arrays; nothing is deserialized."""
     path = Path(path)
     if not path.is_file():  # a pipe would be waited on for ever: refused as a device or socket is
-        raise UserError(f"{shown(path)}: " + ("not a file (a folder, device, pipe or socket)" if path.exists() else "no such file"))
+        kind = file_kind(path)
+        raise UserError(f"{shown(path)}: " + (f"not a file ({kind})" if kind else "no such file"))
     if not zipfile.is_zipfile(path):
         if path.name.lower().endswith(KERAS_SUFFIX):
             raise UserError(f"{path}: not a Keras 3 model file (a .keras file is a zip archive; truncated or another format?)")
