@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason, shown
-from archbuilder.file_kinds import file_kind
+from archbuilder.errors import NOT_JSON, Remedy, UserError, json_reason
+from archbuilder.hdf5_files import require_file
 from archbuilder.keras.weights_h5 import ShapeMismatch, WeightLoadReport, _shapes
 
 if TYPE_CHECKING:  # imported lazily: `validate` must not pay for TensorFlow
@@ -78,9 +78,7 @@ class StoredModel:
 def read_keras3_file(path: str | os.PathLike) -> StoredModel:
     """Read a `.keras` or `.weights.h5` file's weighted layers and arrays; nothing is deserialized."""
     path = Path(path)
-    if not path.is_file():  # a pipe would be waited on for ever: refused as a device or socket is
-        kind = file_kind(path)
-        raise UserError(f"{shown(path)}: " + (f"not a file ({kind})" if kind else "no such file"))
+    require_file(path)
     if not zipfile.is_zipfile(path):
         if path.name.lower().endswith(KERAS_SUFFIX):
             raise UserError(f"{path}: not a Keras 3 model file (a .keras file is a zip archive; truncated or another format?)")
